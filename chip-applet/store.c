@@ -1,0 +1,340 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ml_ossl.h"
+#include "ml_wipe.h"
+#include "ml_wr.h"
+#include "store.h"
+
+struct store {
+	int		 fd;
+	uint8_t		 key[STORE_KEY_LEN];
+	int		 cur;		/* slot holding the newest valid copy */
+	uint32_t	 gen;
+	long		 cut_after;	/* test hook; < 0 off */
+	bool		 dead;		/* power was cut */
+};
+
+static char *
+key_path(const char *path)
+{
+	size_t n = strlen(path);
+	char *p = malloc(n + 5);
+
+	if (p != NULL) {
+		memcpy(p, path, n);
+		memcpy(p + n, ".key", 5);
+	}
+	return p;
+}
+
+static int
+write_all(int fd, const uint8_t *p, size_t n, off_t off)
+{
+	ssize_t w;
+
+	while (n > 0) {
+		w = pwrite(fd, p, n, off);
+		if (w < 0 && errno == EINTR) {
+			continue;
+		}
+		if (w <= 0) {
+			return ML_ERR_IO;
+		}
+		p += w;
+		n -= (size_t)w;
+		off += w;
+	}
+	return 0;
+}
+
+static int
+read_all(int fd, uint8_t *p, size_t n, off_t off, size_t *ret_got)
+{
+	size_t got = 0;
+	ssize_t rd;
+
+	while (got < n) {
+		rd = pread(fd, p + got, n - got, off + (off_t)got);
+		if (rd < 0 && errno == EINTR) {
+			continue;
+		}
+		if (rd < 0) {
+			return ML_ERR_IO;
+		}
+		if (rd == 0) {
+			break;
+		}
+		got += (size_t)rd;
+	}
+	*ret_got = got;
+	return 0;
+}
+
+static void
+put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static int
+slot_mac(const uint8_t key[STORE_KEY_LEN], const uint8_t *hdr12,
+    const uint8_t *payload, size_t len, uint8_t ret_mac[ML_SHA256_LEN])
+{
+	struct ml_wr w = ml_wr_dyn(12 + STORE_MAX_PAYLOAD);
+	int r;
+
+	if ((r = ml_wr_bytes(&w, hdr12, 12)) == 0 &&
+	    (r = ml_wr_bytes(&w, payload, len)) == 0) {
+		r = ml_hmac_sha256(key, STORE_KEY_LEN, w.p, w.len, ret_mac);
+	}
+	ml_wr_free(&w);
+	return r;
+}
+
+/*
+ * Write one copy: header (magic, gen, len, mac) then payload, as one
+ * sequential byte stream, so that the cut hook models a power loss after
+ * any byte.
+ */
+static int
+slot_write(struct store *s, int slot, uint32_t gen, const uint8_t *payload,
+    size_t len)
+{
+	uint8_t *buf = NULL;
+	size_t total = STORE_HDR_LEN + len, n;
+	int r;
+
+	if (s->dead) {
+		return ML_ERR_IO;
+	}
+	if ((buf = malloc(total)) == NULL) {
+		return ML_ERR_NOMEM;
+	}
+	put32(buf, STORE_MAGIC);
+	put32(buf + 4, gen);
+	put32(buf + 8, (uint32_t)len);
+	memcpy(buf + STORE_HDR_LEN, payload, len);
+	if ((r = slot_mac(s->key, buf, payload, len, buf + 12)) != 0) {
+		goto out;
+	}
+	n = total;
+	if (s->cut_after >= 0 && (size_t)s->cut_after < total) {
+		n = (size_t)s->cut_after;
+	}
+	if ((r = write_all(s->fd, buf, n, (off_t)slot * STORE_SLOT_SIZE)) != 0) {
+		goto out;
+	}
+	if (n < total) {
+		s->dead = true;		/* the lights went out */
+		r = ML_ERR_IO;
+		goto out;
+	}
+	if (fdatasync(s->fd) != 0) {
+		r = ML_ERR_IO;
+		goto out;
+	}
+	r = 0;
+out:
+	ml_freezero(buf, total);
+	return r;
+}
+
+/* Verify one slot; 0 with a malloc'd payload, or ML_ERR_FORMAT. */
+static int
+slot_load(struct store *s, int slot, uint32_t *ret_gen, uint8_t **ret_payload,
+    size_t *ret_len)
+{
+	uint8_t hdr[STORE_HDR_LEN], mac[ML_SHA256_LEN];
+	uint8_t *payload = NULL;
+	uint32_t magic, gen, len = 0;
+	size_t got;
+	int r;
+
+	ML_TRY(read_all(s->fd, hdr, sizeof(hdr), (off_t)slot * STORE_SLOT_SIZE, &got));
+	ML_ENSURE(got == sizeof(hdr), ML_ERR_FORMAT);
+	magic = ((uint32_t)hdr[0] << 24) | ((uint32_t)hdr[1] << 16) |
+	    ((uint32_t)hdr[2] << 8) | hdr[3];
+	gen = ((uint32_t)hdr[4] << 24) | ((uint32_t)hdr[5] << 16) |
+	    ((uint32_t)hdr[6] << 8) | hdr[7];
+	len = ((uint32_t)hdr[8] << 24) | ((uint32_t)hdr[9] << 16) |
+	    ((uint32_t)hdr[10] << 8) | hdr[11];
+	ML_ENSURE(magic == STORE_MAGIC && gen != 0, ML_ERR_FORMAT);
+	ML_ENSURE(len <= STORE_MAX_PAYLOAD, ML_ERR_FORMAT);
+	ML_ENSURE((payload = malloc(len ? len : 1)) != NULL, ML_ERR_NOMEM);
+	ML_TRY(read_all(s->fd, payload, len,
+	    (off_t)slot * STORE_SLOT_SIZE + STORE_HDR_LEN, &got));
+	ML_ENSURE(got == len, ML_ERR_FORMAT);
+	ML_TRY(slot_mac(s->key, hdr, payload, len, mac));
+	ML_ENSURE(ml_ct_eq(mac, hdr + 12, sizeof(mac)), ML_ERR_FORMAT);
+	*ret_gen = gen;
+	*ret_payload = payload;
+	*ret_len = len;
+	payload = NULL;
+	r = 0;
+out:
+	ml_freezero(payload, len);
+	return r;
+}
+
+static int
+fsync_dir_of(const char *path)
+{
+	char *dir = strdup(path), *slash;
+	int fd, r = 0;
+
+	if (dir == NULL) {
+		return ML_ERR_NOMEM;
+	}
+	slash = strrchr(dir, '/');
+	if (slash == NULL) {
+		strcpy(dir, ".");
+	} else if (slash == dir) {
+		dir[1] = '\0';
+	} else {
+		*slash = '\0';
+	}
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+		r = ML_ERR_IO;
+	} else {
+		if (fsync(fd) != 0) {
+			r = ML_ERR_IO;
+		}
+		close(fd);
+	}
+	free(dir);
+	return r;
+}
+
+int
+store_create(const char *path, const uint8_t *payload, size_t len)
+{
+	struct store s = { .fd = -1, .cut_after = -1 };
+	char *kp = NULL;
+	int kfd = -1, r;
+
+	ML_ENSURE(len <= STORE_MAX_PAYLOAD, ML_ERR_TOO_LARGE);
+	ML_ENSURE((kp = key_path(path)) != NULL, ML_ERR_NOMEM);
+	ML_TRY(ml_rand(s.key, sizeof(s.key)));
+	kfd = open(kp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	ML_ENSURE(kfd >= 0, errno == EEXIST ? ML_ERR_EXISTS : ML_ERR_IO);
+	ML_TRY(write_all(kfd, s.key, sizeof(s.key), 0));
+	ML_ENSURE(fsync(kfd) == 0, ML_ERR_IO);
+	s.fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	ML_ENSURE(s.fd >= 0, errno == EEXIST ? ML_ERR_EXISTS : ML_ERR_IO);
+	ML_ENSURE(ftruncate(s.fd, 2 * (off_t)STORE_SLOT_SIZE) == 0, ML_ERR_IO);
+	ML_TRY(slot_write(&s, 0, 1, payload, len));
+	ML_ENSURE(fsync(s.fd) == 0, ML_ERR_IO);
+	ML_TRY(fsync_dir_of(path));
+	r = 0;
+out:
+	if (kfd >= 0) {
+		close(kfd);
+	}
+	if (s.fd >= 0) {
+		close(s.fd);
+	}
+	ml_wipe(s.key, sizeof(s.key));
+	free(kp);
+	return r;
+}
+
+int
+store_open(const char *path, struct store **ret_store, uint8_t **ret_payload,
+    size_t *ret_len)
+{
+	struct store *s = NULL;
+	uint8_t *pl[2] = { NULL, NULL };
+	size_t len[2] = { 0, 0 }, got;
+	uint32_t gen[2] = { 0, 0 };
+	int ok[2], kfd = -1, i, best, r;
+	char *kp = NULL;
+
+	ML_ENSURE((s = calloc(1, sizeof(*s))) != NULL, ML_ERR_NOMEM);
+	s->fd = -1;
+	s->cut_after = -1;
+	ML_ENSURE((kp = key_path(path)) != NULL, ML_ERR_NOMEM);
+	ML_ENSURE((kfd = open(kp, O_RDONLY | O_CLOEXEC)) >= 0, ML_ERR_IO);
+	ML_TRY(read_all(kfd, s->key, sizeof(s->key), 0, &got));
+	ML_ENSURE(got == sizeof(s->key), ML_ERR_FORMAT);
+	ML_ENSURE((s->fd = open(path, O_RDWR | O_CLOEXEC)) >= 0, ML_ERR_IO);
+	ML_ENSURE(flock(s->fd, LOCK_EX | LOCK_NB) == 0,
+	    errno == EWOULDBLOCK ? ML_ERR_EXISTS : ML_ERR_IO);
+	for (i = 0; i < 2; i++) {
+		ok[i] = slot_load(s, i, &gen[i], &pl[i], &len[i]) == 0;
+	}
+	ML_ENSURE(ok[0] || ok[1], ML_ERR_FORMAT);
+	/* Generations increase by one per commit; compare with wrap in mind. */
+	if (ok[0] && ok[1]) {
+		best = ((int32_t)(gen[1] - gen[0]) > 0) ? 1 : 0;
+	} else {
+		best = ok[0] ? 0 : 1;
+	}
+	s->cur = best;
+	s->gen = gen[best];
+	*ret_payload = pl[best];
+	*ret_len = len[best];
+	pl[best] = NULL;
+	*ret_store = s;
+	s = NULL;
+	r = 0;
+out:
+	for (i = 0; i < 2; i++) {
+		ml_freezero(pl[i], len[i]);
+	}
+	if (kfd >= 0) {
+		close(kfd);
+	}
+	free(kp);
+	store_close(s);
+	return r;
+}
+
+int
+store_commit(struct store *s, const uint8_t *payload, size_t len)
+{
+	int next = 1 - s->cur, r;
+
+	if (len > STORE_MAX_PAYLOAD) {
+		return ML_ERR_TOO_LARGE;
+	}
+	if ((r = slot_write(s, next, s->gen + 1, payload, len)) != 0) {
+		return r;
+	}
+	s->cur = next;
+	s->gen++;
+	return 0;
+}
+
+uint32_t
+store_generation(const struct store *s)
+{
+	return s->gen;
+}
+
+void
+store_close(struct store *s)
+{
+	if (s == NULL) {
+		return;
+	}
+	if (s->fd >= 0) {
+		close(s->fd);	/* releases the flock */
+	}
+	ml_wipe(s->key, sizeof(s->key));
+	free(s);
+}
+
+void
+store_test_cut_after(struct store *s, long k)
+{
+	s->cut_after = k;
+}

@@ -1,0 +1,351 @@
+/*
+ * The in-process line: the card OS linked into this process, over a
+ * directory of chip positions.  Position i is DIR/pos-NN, a symlink to a
+ * chip image; the chip is "in the field" while the symlink exists.  Feeding
+ * a chip is an atomic rename of a new symlink, so another process (a
+ * feeder, pkcs11-tool) sees arrivals and removals as a reader would.
+ *
+ * The chip image is opened (and flock'ed: one host per chip, as one reader
+ * per physical chip) on first use after arrival, and closed (power off) on
+ * removal or when the link closes.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <dirent.h>
+
+#include "ml_log.h"
+#include "chip.h"
+#include "chiplink.h"
+#include "link_impl.h"
+
+#define INPROC_DEFAULT_POSITIONS	4
+#define INPROC_MAX_POSITIONS		256
+#define INPROC_POLL_MS			20
+
+struct inproc_slot {
+	pthread_mutex_t	 lock;
+	char		 link[PATH_MAX];	/* DIR/pos-NN */
+	/* identity of the chip currently seen: symlink inode + target */
+	bool		 present;
+	ino_t		 ino;
+	char		 target[PATH_MAX];
+	uint64_t	 generation;
+	struct chip	*chip;			/* opened lazily */
+};
+
+struct inproc {
+	char		 dir[PATH_MAX];
+	size_t		 nslots;
+	struct inproc_slot *slots;
+	uint64_t	 gen_counter;
+	pthread_mutex_t	 gen_lock;
+};
+
+static uint64_t
+next_generation(struct inproc *ip)
+{
+	uint64_t g;
+
+	pthread_mutex_lock(&ip->gen_lock);
+	g = ++ip->gen_counter;
+	pthread_mutex_unlock(&ip->gen_lock);
+	return g;
+}
+
+/* Look at DIR/pos-NN; update presence and identity.  Slot lock held. */
+static void
+slot_refresh(struct inproc *ip, struct inproc_slot *s)
+{
+	char target[PATH_MAX], abs[PATH_MAX];
+	struct stat sb;
+	ssize_t n;
+
+	if (lstat(s->link, &sb) != 0 || !S_ISLNK(sb.st_mode) ||
+	    (n = readlink(s->link, target, sizeof(target) - 1)) <= 0) {
+		if (s->present) {
+			chip_close(s->chip);	/* power off */
+			s->chip = NULL;
+			s->present = false;
+		}
+		return;
+	}
+	target[n] = '\0';
+	if (target[0] != '/') {
+		if ((size_t)snprintf(abs, sizeof(abs), "%s/%s", ip->dir, target) >=
+		    sizeof(abs)) {
+			return;
+		}
+		memcpy(target, abs, sizeof(target));
+	}
+	if (s->present && s->ino == sb.st_ino && strcmp(s->target, target) == 0) {
+		return;
+	}
+	chip_close(s->chip);
+	s->chip = NULL;
+	s->present = true;
+	s->ino = sb.st_ino;
+	memcpy(s->target, target, sizeof(s->target));
+	s->generation = next_generation(ip);
+}
+
+static size_t
+count_positions(const char *dir)
+{
+	char path[PATH_MAX];
+	unsigned long n = 0, i;
+	FILE *f;
+	DIR *d;
+	struct dirent *de;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/positions", dir) <
+	    sizeof(path) && (f = fopen(path, "re")) != NULL) {
+		if (fscanf(f, "%lu", &n) != 1) {
+			n = 0;
+		}
+		fclose(f);
+		if (n > 0 && n <= INPROC_MAX_POSITIONS) {
+			return n;
+		}
+	}
+	n = 0;
+	if ((d = opendir(dir)) != NULL) {
+		while ((de = readdir(d)) != NULL) {
+			if (sscanf(de->d_name, "pos-%lu", &i) == 1 &&
+			    i < INPROC_MAX_POSITIONS && i + 1 > n) {
+				n = i + 1;
+			}
+		}
+		closedir(d);
+	}
+	return n > 0 ? n : INPROC_DEFAULT_POSITIONS;
+}
+
+static void inproc_close(void *state);
+
+static int
+inproc_open(const char *arg, void **ret_state)
+{
+	pthread_mutexattr_t ma;
+	struct inproc *ip = NULL;
+	struct stat sb;
+	size_t i;
+	int r;
+
+	if (arg == NULL || arg[0] == '\0' || strlen(arg) >= PATH_MAX - 16) {
+		return ML_ERR_ARG;
+	}
+	if (stat(arg, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+		ml_warn("inproc: %s is not a directory", arg);
+		return ML_ERR_IO;
+	}
+	if ((ip = calloc(1, sizeof(*ip))) == NULL) {
+		return ML_ERR_NOMEM;
+	}
+	if (realpath(arg, ip->dir) == NULL) {
+		free(ip);
+		return ML_ERR_IO;
+	}
+	ip->nslots = count_positions(ip->dir);
+	if ((ip->slots = calloc(ip->nslots, sizeof(*ip->slots))) == NULL) {
+		free(ip);
+		return ML_ERR_NOMEM;
+	}
+	pthread_mutex_init(&ip->gen_lock, NULL);
+	pthread_mutexattr_init(&ma);
+	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+	for (i = 0; i < ip->nslots; i++) {
+		pthread_mutex_init(&ip->slots[i].lock, &ma);
+		snprintf(ip->slots[i].link, sizeof(ip->slots[i].link),
+		    "%s/pos-%02zu", ip->dir, i);
+		slot_refresh(ip, &ip->slots[i]);
+	}
+	pthread_mutexattr_destroy(&ma);
+	*ret_state = ip;
+	r = 0;
+	return r;
+}
+
+static void
+inproc_close(void *state)
+{
+	struct inproc *ip = state;
+	size_t i;
+
+	if (ip == NULL) {
+		return;
+	}
+	for (i = 0; i < ip->nslots; i++) {
+		chip_close(ip->slots[i].chip);
+		pthread_mutex_destroy(&ip->slots[i].lock);
+	}
+	pthread_mutex_destroy(&ip->gen_lock);
+	free(ip->slots);
+	free(ip);
+}
+
+static size_t
+inproc_nslots(void *state)
+{
+	return ((struct inproc *)state)->nslots;
+}
+
+static int
+inproc_slot_info(void *state, size_t slot, struct chiplink_slot_info *ret)
+{
+	struct inproc *ip = state;
+	struct inproc_slot *s;
+
+	if (slot >= ip->nslots) {
+		return ML_ERR_ARG;
+	}
+	s = &ip->slots[slot];
+	pthread_mutex_lock(&s->lock);
+	slot_refresh(ip, s);
+	memset(ret, 0, sizeof(*ret));
+	snprintf(ret->name, sizeof(ret->name), "mintline line position %02zu",
+	    slot);
+	ret->present = s->present;
+	ret->generation = s->present ? s->generation : 0;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+static int
+inproc_transmit(void *state, size_t slot, uint64_t generation,
+    const uint8_t *cmd, size_t cmd_len, uint8_t *resp, size_t resp_cap,
+    size_t *ret_len)
+{
+	struct inproc *ip = state;
+	struct inproc_slot *s;
+	int r;
+
+	if (slot >= ip->nslots) {
+		return ML_ERR_ARG;
+	}
+	s = &ip->slots[slot];
+	pthread_mutex_lock(&s->lock);
+	slot_refresh(ip, s);
+	if (!s->present || (generation != 0 && generation != s->generation)) {
+		r = ML_ERR_REMOVED;
+		goto out;
+	}
+	if (s->chip == NULL && (r = chip_open(s->target, &s->chip)) != 0) {
+		ml_warn("inproc: position %02zu: cannot power chip: %s", slot,
+		    ml_strerror(r));
+		r = (r == ML_ERR_NOMEM) ? r : ML_ERR_IO;
+		goto out;
+	}
+	r = chip_transmit(s->chip, cmd, cmd_len, resp, resp_cap, ret_len);
+out:
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+static void
+inproc_lock(void *state, size_t slot)
+{
+	struct inproc *ip = state;
+
+	if (slot < ip->nslots) {
+		pthread_mutex_lock(&ip->slots[slot].lock);
+	}
+}
+
+static void
+inproc_unlock(void *state, size_t slot)
+{
+	struct inproc *ip = state;
+
+	if (slot < ip->nslots) {
+		pthread_mutex_unlock(&ip->slots[slot].lock);
+	}
+}
+
+static int
+inproc_wait(void *state, int timeout_ms, size_t *ret_slot)
+{
+	struct inproc *ip = state;
+	struct inproc_slot *s;
+	struct timespec ts = { 0, INPROC_POLL_MS * 1000000L };
+	bool was;
+	uint64_t gen;
+	long waited = 0;
+	size_t i;
+
+	for (;;) {
+		for (i = 0; i < ip->nslots; i++) {
+			s = &ip->slots[i];
+			pthread_mutex_lock(&s->lock);
+			was = s->present;
+			gen = s->generation;
+			slot_refresh(ip, s);
+			if (was != s->present || gen != s->generation) {
+				pthread_mutex_unlock(&s->lock);
+				*ret_slot = i;
+				return 0;
+			}
+			pthread_mutex_unlock(&s->lock);
+		}
+		if (timeout_ms >= 0 && waited >= timeout_ms) {
+			return ML_ERR_TIMEOUT;
+		}
+		nanosleep(&ts, NULL);
+		waited += INPROC_POLL_MS;
+	}
+}
+
+static int
+inproc_feed(void *state, size_t slot, const char *image_path)
+{
+	struct inproc *ip = state;
+	struct inproc_slot *s;
+	char tmp[PATH_MAX + 8], abs[PATH_MAX];
+	int r = 0;
+
+	if (slot >= ip->nslots) {
+		return ML_ERR_ARG;
+	}
+	s = &ip->slots[slot];
+	pthread_mutex_lock(&s->lock);
+	if (image_path == NULL) {
+		if (unlink(s->link) != 0 && errno != ENOENT) {
+			r = ML_ERR_IO;
+		}
+	} else {
+		if (realpath(image_path, abs) == NULL) {
+			r = ML_ERR_NOT_FOUND;
+			goto out;
+		}
+		snprintf(tmp, sizeof(tmp), "%s.new", s->link);
+		(void)unlink(tmp);
+		if (symlink(abs, tmp) != 0 || rename(tmp, s->link) != 0) {
+			(void)unlink(tmp);
+			r = ML_ERR_IO;
+			goto out;
+		}
+	}
+	slot_refresh(ip, s);
+out:
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+const struct chiplink_ops chiplink_inproc_ops = {
+	.name = "inproc",
+	.open = inproc_open,
+	.close = inproc_close,
+	.nslots = inproc_nslots,
+	.slot_info = inproc_slot_info,
+	.transmit = inproc_transmit,
+	.lock = inproc_lock,
+	.unlock = inproc_unlock,
+	.wait = inproc_wait,
+	.feed = inproc_feed,
+};

@@ -1,0 +1,29 @@
+/*
+ * Logging to stderr (or syslog-style structured key=value lines).  The level
+ * comes from ML_LOG_LEVEL (error, warn, info, debug); default warn.
+ * Never log secret-bearing input: log that a value was rejected, not what.
+ */
+#ifndef ML_LOG_H
+#define ML_LOG_H
+
+enum ml_log_level {
+	ML_LOG_ERROR = 0,
+	ML_LOG_WARN,
+	ML_LOG_INFO,
+	ML_LOG_DEBUG,
+};
+
+void	 ml_log_set_level(enum ml_log_level lvl);
+/* Set the program name shown in each line (not copied; keep it static). */
+void	 ml_log_set_ident(const char *ident);
+int	 ml_log_enabled(enum ml_log_level lvl);
+void	 ml_log(enum ml_log_level lvl, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+
+#define ml_err(...)	ml_log(ML_LOG_ERROR, __VA_ARGS__)
+#define ml_warn(...)	ml_log(ML_LOG_WARN, __VA_ARGS__)
+#define ml_info(...)	ml_log(ML_LOG_INFO, __VA_ARGS__)
+#define ml_debug(...)	do { if (ml_log_enabled(ML_LOG_DEBUG)) { \
+	ml_log(ML_LOG_DEBUG, __VA_ARGS__); } } while (0)
+
+#endif
