@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "ml_rd.h"
+#include "ml_wr.h"
 
 enum apdu_case {
 	APDU_CASE_1 = 1,	/* no data, no Le */

@@ -31,7 +31,7 @@
 
 struct inproc_slot {
 	pthread_mutex_t	 lock;
-	char		 link[PATH_MAX];	/* DIR/pos-NN */
+	char		 link[PATH_MAX + 16];	/* DIR/pos-NN */
 	/* identity of the chip currently seen: symlink inode + target */
 	bool		 present;
 	ino_t		 ino;
@@ -41,7 +41,7 @@ struct inproc_slot {
 };
 
 struct inproc {
-	char		 dir[PATH_MAX];
+	char		 dir[PATH_MAX - 32];	/* room for "/pos-NN.new" */
 	size_t		 nslots;
 	struct inproc_slot *slots;
 	uint64_t	 gen_counter;
@@ -134,6 +134,7 @@ inproc_open(const char *arg, void **ret_state)
 {
 	pthread_mutexattr_t ma;
 	struct inproc *ip = NULL;
+	char abs[PATH_MAX];
 	struct stat sb;
 	size_t i;
 	int r;
@@ -148,10 +149,11 @@ inproc_open(const char *arg, void **ret_state)
 	if ((ip = calloc(1, sizeof(*ip))) == NULL) {
 		return ML_ERR_NOMEM;
 	}
-	if (realpath(arg, ip->dir) == NULL) {
+	if (realpath(arg, abs) == NULL || strlen(abs) >= sizeof(ip->dir)) {
 		free(ip);
 		return ML_ERR_IO;
 	}
+	memcpy(ip->dir, abs, strlen(abs) + 1);
 	ip->nslots = count_positions(ip->dir);
 	if ((ip->slots = calloc(ip->nslots, sizeof(*ip->slots))) == NULL) {
 		free(ip);
@@ -162,8 +164,11 @@ inproc_open(const char *arg, void **ret_state)
 	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
 	for (i = 0; i < ip->nslots; i++) {
 		pthread_mutex_init(&ip->slots[i].lock, &ma);
-		snprintf(ip->slots[i].link, sizeof(ip->slots[i].link),
-		    "%s/pos-%02zu", ip->dir, i);
+		if ((size_t)snprintf(ip->slots[i].link, sizeof(ip->slots[i].link),
+		    "%s/pos-%02u", ip->dir, (unsigned)i) >=
+		    sizeof(ip->slots[i].link)) {
+			ip->slots[i].link[0] = '\0';
+		}
 		slot_refresh(ip, &ip->slots[i]);
 	}
 	pthread_mutexattr_destroy(&ma);
@@ -306,7 +311,7 @@ inproc_feed(void *state, size_t slot, const char *image_path)
 {
 	struct inproc *ip = state;
 	struct inproc_slot *s;
-	char tmp[PATH_MAX + 8], abs[PATH_MAX];
+	char tmp[PATH_MAX + 32], abs[PATH_MAX];
 	int r = 0;
 
 	if (slot >= ip->nslots) {

@@ -1,0 +1,198 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include "ml_rd.h"
+#include "ml_tlv.h"
+#include "ml_wipe.h"
+#include "ml_wr.h"
+#include "apdu.h"
+#include "chip.h"
+#include "chip_proto.h"
+#include "sw.h"
+#include "chipcmd.h"
+
+int
+chipcmd_sw_err(uint16_t sw)
+{
+	if (sw == SW_OK) {
+		return 0;
+	}
+	if ((sw & 0xFFF0) == 0x63C0) {
+		return ML_ERR_PIN;
+	}
+	switch (sw) {
+	case SW_WRONG_LENGTH:
+		return ML_ERR_SHORT;
+	case SW_SECURITY_NOT_SATISFIED:
+		return ML_ERR_PERM;
+	case SW_AUTH_BLOCKED:
+		return ML_ERR_LOCKED;
+	case SW_DATA_INVALID:
+		return ML_ERR_AUTH;
+	case SW_CONDITIONS_NOT_SATISFIED:
+	case SW_COMMAND_NOT_ALLOWED:
+		return ML_ERR_STATE;
+	case SW_WRONG_DATA:
+	case SW_INCORRECT_P1P2:
+	case SW_WRONG_P1P2:
+		return ML_ERR_ARG;
+	case SW_FILE_NOT_FOUND:
+	case SW_DATA_NOT_FOUND:
+		return ML_ERR_NOT_FOUND;
+	case SW_NOT_ENOUGH_MEMORY:
+		return ML_ERR_FULL;
+	case SW_MEMORY_FAILURE:
+		return ML_ERR_IO;
+	case SW_FUNC_NOT_SUPPORTED:
+	case SW_INS_NOT_SUPPORTED:
+	case SW_CLA_NOT_SUPPORTED:
+		return ML_ERR_UNSUPPORTED;
+	}
+	return ML_ERR_INTERNAL;
+}
+
+int
+chipcmd_send(struct chipcmd *cc, uint8_t cla, uint8_t ins, uint8_t p1,
+    uint8_t p2, const void *data, size_t data_len, uint32_t ne, uint8_t *out,
+    size_t cap, size_t *ret_len, uint16_t *ret_sw)
+{
+	struct ml_wr cmd = ml_wr_dyn(CHIP_MAX_CMD);
+	uint8_t *resp = NULL;
+	size_t rlen = 0, got = 0, n;
+	uint16_t sw = 0;
+	int r;
+
+	ML_ENSURE((resp = malloc(CHIP_MAX_RESP)) != NULL, ML_ERR_NOMEM);
+	ML_TRY(apdu_build(&cmd, cla, ins, p1, p2, data, data_len, ne));
+	for (;;) {
+		ML_TRY(chiplink_transmit(cc->link, cc->slot, cc->generation,
+		    cmd.p, cmd.len, resp, CHIP_MAX_RESP, &rlen));
+		ML_ENSURE(rlen >= 2, ML_ERR_FORMAT);
+		n = rlen - 2;
+		sw = (uint16_t)((resp[n] << 8) | resp[n + 1]);
+		ML_ENSURE(n <= cap - got, ML_ERR_TOO_LARGE);
+		if (n > 0) {
+			memcpy(out + got, resp, n);
+			got += n;
+		}
+		if ((sw & 0xFF00) != 0x6100) {
+			break;
+		}
+		ml_wr_clear(&cmd);
+		ML_TRY(apdu_build(&cmd, CLA_ISO, INS_GET_RESPONSE, 0, 0, NULL, 0,
+		    (sw & 0xFF) ? (sw & 0xFF) : 256));
+	}
+	*ret_len = got;
+	*ret_sw = sw;
+	r = 0;
+out:
+	ml_wr_free(&cmd);
+	ml_freezero(resp, CHIP_MAX_RESP);
+	return r;
+}
+
+int
+chipcmd_ok(struct chipcmd *cc, uint8_t cla, uint8_t ins, uint8_t p1,
+    uint8_t p2, const void *data, size_t data_len, uint32_t ne, uint8_t *out,
+    size_t cap, size_t *ret_len)
+{
+	uint8_t dummy[1];
+	size_t n = 0;
+	uint16_t sw;
+	int r;
+
+	if (out == NULL) {
+		out = dummy;
+		cap = 0;
+	}
+	if ((r = chipcmd_send(cc, cla, ins, p1, p2, data, data_len, ne, out,
+	    cap, &n, &sw)) != 0) {
+		return r;
+	}
+	if (ret_len != NULL) {
+		*ret_len = n;
+	}
+	return chipcmd_sw_err(sw);
+}
+
+int
+chipcmd_begin(struct chipcmd *cc, struct chiplink *l, size_t slot)
+{
+	static const uint8_t aid[CHIP_AID_PREFIX_LEN] = CHIP_AID_PREFIX;
+	struct chiplink_slot_info si;
+	uint8_t fci[256];
+	size_t n;
+	int r;
+
+	ML_TRY(chiplink_slot_info(l, slot, &si));
+	ML_ENSURE(si.present, ML_ERR_REMOVED);
+	cc->link = l;
+	cc->slot = slot;
+	cc->generation = si.generation;
+	r = chipcmd_ok(cc, CLA_ISO, INS_SELECT, 0x04, 0x00, aid, sizeof(aid),
+	    256, fci, sizeof(fci), &n);
+	ML_ENSURE(r != ML_ERR_NOT_FOUND, ML_ERR_NOT_FOUND);
+	ML_TRY(r);
+	r = 0;
+out:
+	return r;
+}
+
+int
+chipcmd_info(struct chipcmd *cc, struct chip_info *ret)
+{
+	struct chip_info ci = { 0 };
+	uint8_t buf[512];
+	struct ml_rd rd, v;
+	uint32_t tag;
+	size_t n, k;
+	int r;
+
+	ML_TRY(chipcmd_ok(cc, CLA_ISO, INS_GET_DATA, GD_CHIP_INFO, 0, NULL, 0,
+	    256, buf, sizeof(buf), &n));
+	rd = ML_RD_INIT(buf, n);
+	while (ml_rd_left(&rd) > 0) {
+		ML_TRY(ml_tlv_next(&rd, &tag, &v));
+		k = ml_rd_left(&v);
+		switch (tag) {
+		case TAG_INFO_KIND:
+			ML_TRY(ml_rd_u8(&v, &ci.kind));
+			break;
+		case TAG_INFO_SERIAL:
+			ML_ENSURE(k < sizeof(ci.serial), ML_ERR_FORMAT);
+			ML_TRY(ml_rd_copy(&v, ci.serial, k));
+			break;
+		case TAG_INFO_LABEL:
+			ML_ENSURE(k < sizeof(ci.label), ML_ERR_FORMAT);
+			ML_TRY(ml_rd_copy(&v, ci.label, k));
+			break;
+		case TAG_INFO_STATE:
+			ML_TRY(ml_rd_u16be(&v, &ci.state));
+			break;
+		case TAG_INFO_USER_TRIES:
+			ML_TRY(ml_rd_u8(&v, &ci.user_tries));
+			break;
+		case TAG_INFO_SO_TRIES:
+			ML_TRY(ml_rd_u8(&v, &ci.so_tries));
+			break;
+		case TAG_INFO_MAX_TRIES:
+			ML_TRY(ml_rd_u8(&v, &ci.max_tries));
+			break;
+		case TAG_INFO_FREE:
+			ML_TRY(ml_rd_u32be(&v, &ci.free_bytes));
+			break;
+		case TAG_INFO_LOGIN:
+			ML_TRY(ml_rd_u8(&v, &ci.login));
+			break;
+		case TAG_INFO_MODE:
+			ML_TRY(ml_rd_u8(&v, &ci.mode));
+			break;
+		default:
+			break;	/* newer chips may say more */
+		}
+	}
+	*ret = ci;
+	r = 0;
+out:
+	return r;
+}

@@ -1,0 +1,62 @@
+/*
+ * Host-side command helper over a chip link: SELECT, one exchange with
+ * GET RESPONSE chaining, chip info.  Used by the station, the demo, tools
+ * and tests, so that no host code assembles APDUs or splits responses by
+ * hand.
+ */
+#ifndef CHIPCMD_H
+#define CHIPCMD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ml_err.h"
+#include "chiplink.h"
+
+struct chipcmd {
+	struct chiplink	*link;
+	size_t		 slot;
+	uint64_t	 generation;	/* the chip this session talks to */
+};
+
+struct chip_info {
+	uint8_t		 kind;
+	char		 serial[17];
+	char		 label[33];
+	uint16_t	 state;		/* INFO_F_* */
+	uint8_t		 user_tries, so_tries, max_tries;
+	uint32_t	 free_bytes;
+	uint8_t		 login;
+	uint8_t		 mode;
+};
+
+/*
+ * Bind to the chip now in slot and SELECT the mintline applet (any kind).
+ * ML_ERR_REMOVED when the slot is empty; ML_ERR_NOT_FOUND when the chip
+ * does not answer our AID.
+ */
+ML_MUST_CHECK int chipcmd_begin(struct chipcmd *cc, struct chiplink *l,
+    size_t slot);
+
+/*
+ * One command; response data (after GET RESPONSE chaining) into out (cap
+ * bytes), the final status word into *ret_sw.  Returns 0 whatever the SW,
+ * or ML_ERR_REMOVED / ML_ERR_IO / ML_ERR_TOO_LARGE for transport trouble.
+ */
+ML_MUST_CHECK int chipcmd_send(struct chipcmd *cc, uint8_t cla, uint8_t ins,
+    uint8_t p1, uint8_t p2, const void *data, size_t data_len, uint32_t ne,
+    uint8_t *out, size_t cap, size_t *ret_len, uint16_t *ret_sw);
+
+/* As chipcmd_send, but any SW other than 9000 becomes chipcmd_sw_err(). */
+ML_MUST_CHECK int chipcmd_ok(struct chipcmd *cc, uint8_t cla, uint8_t ins,
+    uint8_t p1, uint8_t p2, const void *data, size_t data_len, uint32_t ne,
+    uint8_t *out, size_t cap, size_t *ret_len);
+
+/* GET DATA 01, parsed. */
+ML_MUST_CHECK int chipcmd_info(struct chipcmd *cc, struct chip_info *ret);
+
+/* The one SW -> ML_ERR translation on the host side. */
+int		 chipcmd_sw_err(uint16_t sw);
+
+#endif
