@@ -7,10 +7,14 @@
 #   pcsc_env_require		exit 77 (meson: skipped) unless pcscd, the
 #				vpcd driver and a way to isolate pcscd exist
 #   pcsc_env_start DIR N	start pcscd with N vpcd readers; everything
-#				lives under DIR.  Exports:
+#				lives under DIR.  The ports are picked at
+#				random unless PCSC_ENV_PORT_BASE is set (to
+#				restart on the ports of an earlier start).
+#				Exports:
 #				  PCSCLITE_CSOCK_NAME  the private socket
 #				  VPCD_PORT_i          TCP port of reader i
 #				  VPCD_READER_i        PC/SC name of reader i
+#				  PCSC_ENV_PORT_FIRST  the first vpcd port
 #				  PCSC_ENV_PID, PCSC_ENV_MODE
 #   pcsc_env_track PID		stop PID too in pcsc_env_cleanup
 #   pcsc_env_stop		stop pcscd
@@ -163,19 +167,22 @@ pcsc_env_require() {
 	    "and a system pcscd socket exists or /run is not writable)"
 }
 
-# N consecutive TCP ports free on every address (vpcd binds INADDR_ANY).
+# N consecutive TCP ports that vpcd can bind (INADDR_ANY, SO_REUSEADDR, as
+# vpcd does), starting at $2 if given, else at random.
 _pcsc_free_ports() {
-	python3 - "$1" <<'EOF'
+	python3 - "$1" "${2:-}" <<'EOF'
 import random, socket, sys
 n = int(sys.argv[1])
+fixed = int(sys.argv[2]) if sys.argv[2] else None
 rng = random.SystemRandom()
-for _ in range(500):
-    base = rng.randrange(20000, 60000 - n)
+for _ in range(1 if fixed else 500):
+    base = fixed or rng.randrange(20000, 60000 - n)
     held = []
     try:
         for p in range(base, base + n):
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             held.append(s)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("0.0.0.0", p))
     except OSError:
         continue
@@ -224,8 +231,8 @@ pcsc_env_start() {
 	drv=$(_pcsc_vpcd_driver)
 	slots=$(_pcsc_vpcd_slots "$drv")
 	entries=$(((n + slots - 1) / slots))
-	base=$(_pcsc_free_ports $((entries * slots))) || {
-		_pcsc_log "no free TCP ports"
+	base=$(_pcsc_free_ports $((entries * slots)) "${PCSC_ENV_PORT_BASE:-}") || {
+		_pcsc_log "no free TCP ports${PCSC_ENV_PORT_BASE:+ at $PCSC_ENV_PORT_BASE}"
 		return 1
 	}
 	: >"$dir/reader.conf.d/mintline-vpcd"
@@ -304,6 +311,7 @@ pcsc_env_start() {
 		return 1
 	fi
 	export PCSC_ENV_PID PCSC_ENV_MODE PCSC_ENV_DIR
+	export PCSC_ENV_PORT_FIRST=$base
 	_pcsc_log "pcscd $PCSC_ENV_PID ($mode), socket $PCSCLITE_CSOCK_NAME," \
 	    "vpcd ports $base..$((base + entries * slots - 1))"
 }
