@@ -36,7 +36,9 @@ apdu_body_ext(struct ml_rd *rd, struct apdu *a)
 	int r;
 
 	ML_TRY(ml_rd_u8(rd, &zero));
-	ML_ENSURE(ml_rd_left(rd) >= 2, ML_ERR_SHORT);
+	/* A two-byte body 00 xx fits no case (short Lc cannot be 0, the
+	 * extended forms need three bytes): malformed, as apdu.h promises. */
+	ML_ENSURE(ml_rd_left(rd) >= 2, ML_ERR_FORMAT);
 	a->extended = true;
 	if (ml_rd_left(rd) == 2) {			/* case 2E */
 		ML_TRY(ml_rd_u16be(rd, &le));

@@ -26,15 +26,16 @@
 #include "ml_wipe.h"
 #include "ml_wr.h"
 #include "chip_int.h"
+#include "note_msg.h"
 
 /*
  * One bit per state; note_state() returns exactly one.
  *
- *	state		derived from
+ *	state		derived from		meaning
  *	BLANK		!INFO_F_LOCKED		personalisation open
  *	IDLE		LOCKED, !WRITTEN	no live challenge
- *	CHALLENGED	... && challenge_live	GET CHALLENGE answered
- *	AUTHORIZED	... && authorized	station proved its key (BN-4)
+ *	CHALLENGED	... challenge_live	GET CHALLENGE answered
+ *	AUTHORIZED	... authorized		station key proven (BN-4)
  *	WRITTEN		INFO_F_WRITTEN		write-once, forever (BN-5)
  */
 enum note_state {
@@ -47,16 +48,18 @@ enum note_state {
 #define NOTE_LOCKED	(NOTE_IDLE | NOTE_CHALLENGED | NOTE_AUTHORIZED | \
 			 NOTE_WRITTEN)
 #define NOTE_ANY	(NOTE_BLANK | NOTE_LOCKED)
+/* Where GET CHALLENGE (16 bytes) arms the write challenge. */
+#define NOTE_ARMABLE	(NOTE_IDLE | NOTE_CHALLENGED | NOTE_AUTHORIZED)
 
 static const char *const note_state_names[] = {
 	"BLANK", "IDLE", "CHALLENGED", "AUTHORIZED", "WRITTEN",
 };
 
-#define NOTE_AUTH_OK		0x01	/* AUTHORIZE WRITE: confirm-write */
-#define NOTE_PROVE_MIN		16	/* INTERNAL AUTH verifier challenge */
-#define NOTE_PROVE_MAX		64
-#define NOTE_NONCE_LEN		16	/* TAG_SEAL_NONCE */
-#define DOMAIN_LEN(d)		(sizeof(d) - 1)	/* no NUL on the wire */
+#define NOTE_AUTH_OK	0x01	/* AUTHORIZE WRITE: confirm-write */
+#define NOTE_PROVE_MIN	16	/* INTERNAL AUTH verifier challenge */
+#define NOTE_PROVE_MAX	64
+#define NOTE_NONCE_LEN	16	/* TAG_SEAL_NONCE */
+#define DOMAIN_LEN(d)	(sizeof(d) - 1)	/* no NUL on the wire */
 
 /* NOTE_AUTH_DOMAIN || challenge || serial || feature */
 #define NOTE_AUTH_MSG_MAX	(DOMAIN_LEN(NOTE_AUTH_DOMAIN) + \
@@ -134,30 +137,22 @@ note_feature_digest(const struct chip *c, uint8_t ret_md[static ML_SHA256_LEN])
 }
 
 /*
- * Sign SHA-256(domain || serial || p1 || p2) with the chip key (ECDSA
- * P-256, raw r||s).  ML_ERR_STATE if the chip has no key yet.
+ * Sign SHA-256(msg) with the chip key (ECDSA P-256, raw r||s); msg is one
+ * of note_msg.h's.  ML_ERR_STATE if the chip has no key yet.
  */
 static int
-note_chip_sign(struct chip *c, const char *domain, size_t domain_len,
-    const uint8_t *p1, size_t p1_len, const uint8_t *p2, size_t p2_len,
+note_chip_sign(struct chip *c, const struct ml_wr *msg,
     uint8_t ret_sig[static ML_P256_SIG_LEN])
 {
-	struct ml_wr msg = ml_wr_dyn(domain_len + CHIP_SERIAL_LEN + p1_len +
-	    p2_len);
 	const struct ml_p256_key *k = NULL;
 	struct chip_obj *o;
 	int r = ML_ERR_INTERNAL;
 
 	ML_ENSURE((o = chip_chipkey(c)) != NULL, ML_ERR_STATE);
 	ML_TRY(chip_obj_key(o, &k));
-	ML_TRY(ml_wr_bytes(&msg, domain, domain_len));
-	ML_TRY(ml_wr_bytes(&msg, note_serial(c), CHIP_SERIAL_LEN));
-	ML_TRY(ml_wr_bytes(&msg, p1, p1_len));
-	ML_TRY(ml_wr_bytes(&msg, p2, p2_len));
-	ML_TRY(ml_p256_sign(k, msg.p, msg.len, ret_sig));
+	ML_TRY(ml_p256_sign(k, msg->p, msg->len, ret_sig));
 	r = 0;
 out:
-	ml_wr_free(&msg);
 	return r;
 }
 
@@ -287,12 +282,16 @@ out:
 }
 
 /*
- * GET CHALLENGE: 00 84 00 00 10 -> challenge(16).  IDLE, CHALLENGED,
- * AUTHORIZED.  The note's own GET CHALLENGE (this entry wins over the
- * core's): the answer is the one-shot nonce that the next AUTHORIZE WRITE
- * must sign.  Ne must be 16 (else 6C10).  A new challenge replaces a live
- * one and drops any authorization: an authorization is bound to the
- * challenge it was made for, and a new challenge starts a new attempt.
+ * GET CHALLENGE: 00 84 00 00 Le -> Ne random bytes.  Any state.
+ *
+ * This entry wins over the core's.  In IDLE, CHALLENGED and AUTHORIZED a
+ * request for exactly NOTE_CHALLENGE_LEN (16) bytes arms the write
+ * challenge: the answer is the one-shot nonce that the next AUTHORIZE
+ * WRITE must sign.  It replaces a live challenge and drops any
+ * authorization (an authorization is bound to the challenge it was made
+ * for; a new challenge starts a new attempt).  Any other length, or any
+ * request in BLANK or WRITTEN, is the core's plain GET CHALLENGE (the
+ * chip's random source, C_GenerateRandom) and touches no note state.
  *
  *= MISSION beyond the documents (freshness)
  *# a chip challenge inside the write authorization, so a recorded
@@ -305,9 +304,13 @@ note_get_challenge(struct chip *c, const struct apdu *a, struct ml_wr *resp)
 	struct ml_rd rd = a->data;
 	int r = ML_ERR_INTERNAL;
 
+	if ((note_state(c) & NOTE_ARMABLE) == 0 ||
+	    a->ne != NOTE_CHALLENGE_LEN) {
+		r = core_get_challenge(c, a, resp);
+		goto out;
+	}
 	ML_TRY(note_p1p2_zero(a));
 	ML_TRY(ml_rd_end(&rd));
-	ML_ENSURE(a->ne == NOTE_CHALLENGE_LEN, SW_WRONG_LE(NOTE_CHALLENGE_LEN));
 	ML_TRY(ml_rand(ch, sizeof(ch)));
 	ML_TRY(ml_wr_bytes(resp, ch, sizeof(ch)));
 	note_drop_auth(c);
@@ -333,7 +336,7 @@ out:
  *
  * The station signs (ECDSA P-256, SHA-256)
  *
- *	NOTE_AUTH_DOMAIN || challenge(16) || serial(CHIP_SERIAL_LEN) || feature
+ *	NOTE_AUTH_DOMAIN || challenge(16) || serial(16) || feature
  *
  * with the domain string without its NUL.  Every field but the last is
  * fixed-size, so the message is unambiguous.  The serial binds the
@@ -359,12 +362,13 @@ note_authorize_write(struct chip *c, const struct apdu *a, struct ml_wr *resp)
 	struct ml_p256_key *k = NULL;
 	const uint8_t *sig, *fp;
 	size_t i, flen;
-	bool ok = false;
+	bool live = c->challenge_live, ok = false;
 	int r = ML_ERR_INTERNAL;
 
 	/* Consume first: from here on this challenge is gone (freshness). */
 	memcpy(challenge, c->challenge, sizeof(challenge));
 	note_drop_challenge(c);
+	ML_ENSURE(live, ML_ERR_STATE);	/* the table checked; belt and braces */
 
 	ML_TRY(note_p1p2_zero(a));
 	ML_TRY(ml_rd_lv16(&rd, NOTE_MAX_FEATURE, &feat));
@@ -374,10 +378,7 @@ note_authorize_write(struct chip *c, const struct apdu *a, struct ml_wr *resp)
 	ML_ENSURE(flen > 0, ML_ERR_FORMAT);
 	ML_TRY(ml_rd_bytes(&feat, flen, &fp));
 
-	ML_TRY(ml_wr_bytes(&msg, NOTE_AUTH_DOMAIN, DOMAIN_LEN(NOTE_AUTH_DOMAIN)));
-	ML_TRY(ml_wr_bytes(&msg, challenge, sizeof(challenge)));
-	ML_TRY(ml_wr_bytes(&msg, note_serial(c), CHIP_SERIAL_LEN));
-	ML_TRY(ml_wr_bytes(&msg, fp, flen));
+	ML_TRY(note_msg_auth(&msg, challenge, note_serial(c), fp, flen));
 	ML_TRY(ml_sha256(msg.p, msg.len, md));
 
 	/* Try each authorized key; any failure to verify is just "no". */
@@ -439,6 +440,7 @@ note_write_feature(struct chip *c, const struct apdu *a, struct ml_wr *resp)
 	size_t flen;
 	int r = ML_ERR_INTERNAL;
 
+	ML_ENSURE(c->authorized, ML_ERR_STATE);
 	ML_TRY(note_p1p2_zero(a));
 	flen = ml_rd_left(&rd);
 	ML_ENSURE(flen > 0, ML_ERR_SHORT);
@@ -519,6 +521,7 @@ static int
 note_get_sealed(struct chip *c, const struct apdu *a, struct ml_wr *resp)
 {
 	struct ml_wr pt = ml_wr_dyn(NOTE_RECORD_MAX);
+	struct ml_wr msg = ml_wr_dyn(NOTE_RECORD_MAX + ML_SEAL_OVERHEAD + 64);
 	uint8_t nonce[NOTE_NONCE_LEN];
 	uint8_t sig[ML_P256_SIG_LEN];
 	struct ml_rd rd = a->data;
@@ -529,7 +532,8 @@ note_get_sealed(struct chip *c, const struct apdu *a, struct ml_wr *resp)
 
 	ML_TRY(note_p1p2_zero(a));
 	ML_TRY(ml_rd_end(&rd));
-	ML_ENSURE(c->st.has_server, ML_ERR_STATE);
+	ML_ENSURE(note_state(c) == NOTE_WRITTEN && c->st.has_server,
+	    ML_ERR_STATE);
 	ML_TRY(note_put_record(c, &pt));
 	ML_TRY(ml_rand(nonce, sizeof(nonce)));
 	ML_TRY(ml_tlv_put(&pt, TAG_SEAL_NONCE, nonce, sizeof(nonce)));
@@ -538,8 +542,8 @@ note_get_sealed(struct chip *c, const struct apdu *a, struct ml_wr *resp)
 	ML_ENSURE((blob = malloc(blob_cap)) != NULL, ML_ERR_NOMEM);
 	ML_TRY(ml_seal(c->st.server_pub, note_serial(c), CHIP_SERIAL_LEN,
 	    pt.p, pt.len, blob, blob_cap, &blob_len));
-	ML_TRY(note_chip_sign(c, NOTE_SEAL_DOMAIN, DOMAIN_LEN(NOTE_SEAL_DOMAIN),
-	    blob, blob_len, NULL, 0, sig));
+	ML_TRY(note_msg_seal(&msg, note_serial(c), blob, blob_len));
+	ML_TRY(note_chip_sign(c, &msg, sig));
 
 	ML_TRY(ml_tlv_put(resp, TAG_FEAT_SERIAL, note_serial(c),
 	    CHIP_SERIAL_LEN));
@@ -551,6 +555,7 @@ out:
 		resp->len = mark;
 	}
 	ml_wr_free(&pt);
+	ml_wr_free(&msg);
 	ml_wipe(nonce, sizeof(nonce));
 	ml_freezero(blob, blob_cap);
 	return r;
@@ -575,6 +580,8 @@ note_internal_auth(struct chip *c, const struct apdu *a, struct ml_wr *resp)
 {
 	uint8_t md[ML_SHA256_LEN];
 	uint8_t sig[ML_P256_SIG_LEN];
+	uint8_t msg_buf[64 + CHIP_SERIAL_LEN + NOTE_PROVE_MAX + ML_SHA256_LEN];
+	struct ml_wr msg = ML_WR_FIXED(msg_buf, sizeof(msg_buf));
 	struct ml_rd rd = a->data;
 	const uint8_t *ch;
 	size_t n;
@@ -587,8 +594,8 @@ note_internal_auth(struct chip *c, const struct apdu *a, struct ml_wr *resp)
 	ML_TRY(ml_rd_bytes(&rd, n, &ch));
 	ML_TRY(ml_rd_end(&rd));
 	ML_TRY(note_feature_digest(c, md));
-	ML_TRY(note_chip_sign(c, NOTE_PROVE_DOMAIN,
-	    DOMAIN_LEN(NOTE_PROVE_DOMAIN), ch, n, md, sizeof(md), sig));
+	ML_TRY(note_msg_prove(&msg, note_serial(c), ch, n, md));
+	ML_TRY(note_chip_sign(c, &msg, sig));
 	ML_TRY(ml_wr_bytes(resp, sig, sizeof(sig)));
 	r = 0;
 out:
@@ -610,7 +617,8 @@ note_get_data(struct chip *c, const struct apdu *a, struct ml_wr *resp)
 	int r = ML_ERR_INTERNAL;
 
 	if (a->p1 != GD_CHIP_PUBKEY) {
-		return core_get_data(c, a, resp);
+		r = core_get_data(c, a, resp);
+		goto out;
 	}
 	ML_ENSURE(a->p2 == 0, SW_INCORRECT_P1P2);
 	ML_TRY(ml_rd_end(&rd));
@@ -635,10 +643,10 @@ out:
  *	INSTALL ISSUER		  x
  *	INSTALL SERVER		  x
  *	LOCK			  x
- *	GET CHALLENGE			x    x    x
+ *	GET CHALLENGE		  r	x    x    x	r  (r: random only)
  *	AUTHORIZE WRITE			     x
  *	WRITE FEATURE				  x
- *	READ FEATURE		  x	x    x    x	x  (6A88 unless WRITTEN)
+ *	READ FEATURE		  x	x    x    x	x  (6A88 if unwritten)
  *	GET SEALED					x
  *	INTERNAL AUTH			x    x    x	x
  *	GET DATA		  x	x    x    x	x
@@ -647,14 +655,13 @@ out:
  */
 static const struct ins_entry note_ins[] = {
 	{ CLA_PROP, INS_INSTALL_ISSUER,	 NOTE_BLANK,
-	  note_install_issuer,	"INSTALL ISSUER (authorized station key)" },
+	  note_install_issuer,	"INSTALL ISSUER (station key)" },
 	{ CLA_PROP, INS_INSTALL_SERVER,	 NOTE_BLANK,
 	  note_install_server,	"INSTALL SERVER (seal recipient key)" },
 	{ CLA_PROP, INS_LOCK,		 NOTE_BLANK,
 	  note_lock,		"LOCK (end of personalisation)" },
-	{ CLA_ISO,  INS_GET_CHALLENGE,	 NOTE_IDLE | NOTE_CHALLENGED |
-					 NOTE_AUTHORIZED,
-	  note_get_challenge,	"GET CHALLENGE (write challenge, 16 bytes)" },
+	{ CLA_ISO,  INS_GET_CHALLENGE,	 NOTE_ANY,
+	  note_get_challenge,	"GET CHALLENGE (16 bytes: write challenge)" },
 	{ CLA_PROP, INS_AUTHORIZE_WRITE, NOTE_CHALLENGED,
 	  note_authorize_write,	"AUTHORIZE WRITE" },
 	{ CLA_PROP, INS_WRITE_FEATURE,	 NOTE_AUTHORIZED,

@@ -27,14 +27,14 @@
  *
  * Commands (CLA 80; states: BLANK = INIT TOKEN not done, READY = done):
  *
- *	INS  name		states		login	data -> response
- *	90   CACHE MODE		READY		SO	P1 1 multi, 2 single
- *	92   CACHE PUT CONFIG	READY		user	config -> slot(1) new(1)
- *	94   CACHE PUT DATA	READY		user	P1 slot; encrypted ID data
- *	96   CACHE GET		READY		user	config -> TLV E0 E1 [E2] E3
- *	98   CACHE PUT PLAIN	READY		user	P1 slot; plaintext
- *	9A   CACHE GET PLAIN	READY		user	P1 slot -> plaintext
- *	9C   CACHE CLEAR	BLANK|READY	-	P1 0 all, 1 plaintext+key
+ *	INS name		states		login	data -> response
+ *	90  CACHE MODE		READY		SO	P1 1 multi, 2 single
+ *	92  CACHE PUT CONFIG	READY		user	config -> slot, new
+ *	94  CACHE PUT DATA	READY		user	P1 slot; enc. ID data
+ *	96  CACHE GET		READY		user	config -> E0 E1 [E2] E3
+ *	98  CACHE PUT PLAIN	READY		user	P1 slot; plaintext
+ *	9A  CACHE GET PLAIN	READY		user	P1 slot -> plaintext
+ *	9C  CACHE CLEAR		BLANK|READY	-	P1 0 all, 1 plain+key
  *
  * Status words: 6A86 bad P1/P2 (slot out of range), 6A88 nothing cached
  * for that config/slot, 6700 empty or oversized config, 6A84 data or
@@ -209,17 +209,17 @@ reader_cache_put_config(struct chip *c, const struct apdu *a,
 	const uint8_t *cfg = ml_rd_ptr(&a->data);
 	size_t n = ml_rd_left(&a->data), slot;
 	struct cache_entry *e;
-	uint8_t *out;
+	uint8_t *ans;
 	int found;
 	int r = ML_ERR_INTERNAL;
 
 	ML_TRY(chip_need_login(c, LOGIN_USER));
 	ML_ENSURE(a->p1 == 0 && a->p2 == 0, SW_INCORRECT_P1P2);
 	ML_ENSURE(n >= 1 && n <= CACHE_MAX_CONFIG, SW_WRONG_LENGTH);
-	ML_TRY(ml_wr_reserve(resp, 2, &out));
+	ML_TRY(ml_wr_reserve(resp, 2, &ans));
 	if ((found = cache_find(c, cfg, n)) >= 0) {
-		out[0] = (uint8_t)found;
-		out[1] = 0;
+		ans[0] = (uint8_t)found;
+		ans[1] = 0;
 		r = 0;
 		goto out;
 	}
@@ -232,8 +232,8 @@ reader_cache_put_config(struct chip *c, const struct apdu *a,
 	e->config_len = n;
 	e->seq = c->cache_seq++;
 	e->used = true;
-	out[0] = (uint8_t)slot;
-	out[1] = 1;
+	ans[0] = (uint8_t)slot;
+	ans[1] = 1;
 	r = 0;
 out:
 	return r;

@@ -228,15 +228,27 @@ chip_commit(struct chip *c)
 	struct chip_state st;
 	int r;
 
-	ML_TRY(chip_snapshot(c, &w));
-	if ((r = store_commit(c->store, w.p, w.len)) != 0) {
-		ml_warn("chip %s: store commit failed: %s", c->st.serial,
+	if (c->dead) {
+		return ML_ERR_IO;
+	}
+	if ((r = chip_snapshot(c, &w)) != 0 ||
+	    (r = store_commit(c->store, w.p, w.len)) != 0) {
+		ml_warn("chip %s: commit failed: %s", c->st.serial,
 		    ml_strerror(r));
-		/* Roll RAM back to the last committed copy. */
+		/*
+		 * Roll RAM back to the last committed copy, whatever failed.
+		 * If even that cannot be done, the chip refuses everything
+		 * (6581) until it is powered again and reloads its store.
+		 */
 		if (c->last != NULL &&
 		    chip_state_parse(c->last, c->last_len, &st) == 0) {
 			chip_state_clear(&c->st);
 			c->st = st;
+		} else {
+			c->dead = true;
+		}
+		if (r != ML_ERR_TOO_LARGE && r != ML_ERR_NOMEM) {
+			r = ML_ERR_IO;
 		}
 		goto out;
 	}
@@ -357,10 +369,6 @@ chip_ram_reset(struct chip *c)
 	ml_freezero(c->pending, c->pending_len);
 	c->pending = NULL;
 	c->pending_len = c->pending_off = 0;
-	c->challenge_live = false;
-	c->authorized = false;
-	ml_wipe(c->challenge, sizeof(c->challenge));
-	ml_wipe(c->auth_digest, sizeof(c->auth_digest));
 	if (p != NULL && p->reset != NULL) {
 		p->reset(c);
 	}
@@ -1252,7 +1260,9 @@ emit(struct chip *c, const uint8_t *src, size_t n, uint32_t ne, uint8_t *out,
 	if (take > ne) {
 		take = ne;
 	}
-	memcpy(out, src, take);
+	if (take > 0) {
+		memcpy(out, src, take);	/* src is NULL for an empty answer */
+	}
 	rest = n - take;
 	ml_freezero(c->pending, c->pending_len);
 	c->pending = NULL;
@@ -1289,6 +1299,10 @@ chip_transmit(struct chip *c, const uint8_t *cmd, size_t cmd_len,
 	if (resp_cap < 2 || prof == NULL) {
 		return ML_ERR_ARG;
 	}
+	if (c->dead) {
+		sw = SW_MEMORY_FAILURE;	/* RAM could not be made to match flash */
+		goto done;
+	}
 	if ((r = apdu_parse(cmd, cmd_len, &a)) != 0) {
 		sw = SW_WRONG_LENGTH;
 		goto done;
@@ -1311,7 +1325,9 @@ chip_transmit(struct chip *c, const uint8_t *cmd, size_t cmd_len,
 			pend_len = c->pending_len;
 			c->pending = NULL;
 			c->pending_len = 0;
-			if (pend_len + 2 > resp_cap) {
+			/* what this answer carries must fit, not all of it */
+			if ((pend_len < (a.ne ? a.ne : 256) ? pend_len :
+			    (a.ne ? a.ne : 256)) + 2 > resp_cap) {
 				sw = SW_WRONG_LENGTH;
 			} else {
 				out = emit(c, pend, pend_len, a.ne ? a.ne : 256,

@@ -107,6 +107,7 @@ struct chip {
 	struct chip_state st;
 
 	/* RAM: lost at reset (selection, login, challenge) or power-off */
+	bool		 dead;		/* RAM and flash could not be reconciled */
 	bool		 selected;
 	enum chip_login	 login;
 	uint8_t		*pending;	/* GET RESPONSE remainder */

@@ -280,15 +280,17 @@ static const struct text_field {
 	size_t		 max;
 	size_t		 off;
 } text_fields[] = {
-	{ IDC_IT_NAME,	    F_UTF8,  IDC_NAME_MAX,	offsetof(struct idc_info, name) },
+#define IDC_OFF(m)	offsetof(struct idc_info, m)
+	{ IDC_IT_NAME,	    F_UTF8,  IDC_NAME_MAX,	IDC_OFF(name) },
 	/* IDC_IT_SEX (1 byte) goes between name and nation */
-	{ IDC_IT_NATION,    F_UTF8,  IDC_NATION_MAX,	offsetof(struct idc_info, nation) },
-	{ IDC_IT_BIRTH,	    F_DATE,  IDC_DATE_LEN,	offsetof(struct idc_info, birth) },
-	{ IDC_IT_ADDRESS,   F_UTF8,  IDC_ADDRESS_MAX,	offsetof(struct idc_info, address) },
-	{ IDC_IT_IDNUM,	    F_IDNUM, IDC_IDNUM_LEN,	offsetof(struct idc_info, idnum) },
-	{ IDC_IT_AUTHORITY, F_UTF8,  IDC_AUTHORITY_MAX,	offsetof(struct idc_info, authority) },
-	{ IDC_IT_FROM,	    F_DATE,  IDC_DATE_LEN,	offsetof(struct idc_info, valid_from) },
-	{ IDC_IT_UNTIL,	    F_UNTIL, IDC_UNTIL_MAX,	offsetof(struct idc_info, valid_until) },
+	{ IDC_IT_NATION,    F_UTF8,  IDC_NATION_MAX,	IDC_OFF(nation) },
+	{ IDC_IT_BIRTH,	    F_DATE,  IDC_DATE_LEN,	IDC_OFF(birth) },
+	{ IDC_IT_ADDRESS,   F_UTF8,  IDC_ADDRESS_MAX,	IDC_OFF(address) },
+	{ IDC_IT_IDNUM,	    F_IDNUM, IDC_IDNUM_LEN,	IDC_OFF(idnum) },
+	{ IDC_IT_AUTHORITY, F_UTF8,  IDC_AUTHORITY_MAX,	IDC_OFF(authority) },
+	{ IDC_IT_FROM,	    F_DATE,  IDC_DATE_LEN,	IDC_OFF(valid_from) },
+	{ IDC_IT_UNTIL,	    F_UNTIL, IDC_UNTIL_MAX,	IDC_OFF(valid_until) },
+#undef IDC_OFF
 };
 
 static bool

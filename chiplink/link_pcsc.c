@@ -248,6 +248,17 @@ pcsc_cached_gen(struct pcsc_link *l, struct pcsc_slot *s)
 	return g;
 }
 
+static bool
+pcsc_is_present(struct pcsc_link *l, struct pcsc_slot *s)
+{
+	bool p;
+
+	pthread_mutex_lock(&l->state_mu);
+	p = s->present;
+	pthread_mutex_unlock(&l->state_mu);
+	return p;
+}
+
 static void
 pcsc_bump_gen(struct pcsc_link *l, struct pcsc_slot *s)
 {
@@ -524,6 +535,7 @@ pcsc_transmit(void *state, size_t slot, uint64_t generation,
 {
 	struct pcsc_link *l = state;
 	struct pcsc_slot *s = NULL;
+	uint64_t gen = 0;
 	DWORD rlen;
 	LONG rv;
 	int r = ML_ERR_INTERNAL;
@@ -557,7 +569,22 @@ pcsc_transmit(void *state, size_t slot, uint64_t generation,
 		}
 		goto out;
 	}
-	ML_ENSURE(rlen >= 2 && rlen <= resp_cap, ML_ERR_FORMAT);
+	if (rlen < 2) {
+		/*
+		 * No status word: the chip went away mid-exchange (vpcd
+		 * reports a dropped virtual card as an empty answer).  Start
+		 * over next time; if the chip is gone or changed, say so.
+		 */
+		ml_debug("pcsc: %s: answer without a status word", s->reader);
+		pcsc_slot_drop(s);
+		r = ML_ERR_IO;
+		if (pcsc_refresh(l, s, &gen) == 0 && (gen != s->conn_gen ||
+		    !pcsc_is_present(l, s))) {
+			r = ML_ERR_REMOVED;
+		}
+		goto out;
+	}
+	ML_ENSURE(rlen <= resp_cap, ML_ERR_FORMAT);
 	*ret_len = rlen;
 	r = 0;
 out:

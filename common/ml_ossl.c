@@ -61,7 +61,8 @@ struct ossl_state {
 	EVP_KDF		*hkdf;
 	EVP_CIPHER	*gcm;
 	EC_GROUP	*p256;		/* read-only after init; shared */
-	BIGNUM		*p256_order;	/* borrowed view copied at init */
+	BIGNUM		*p256_order;
+	EVP_PKEY	*p256_tmpl;	/* public key G: parameters to dup */
 };
 
 /*
@@ -109,6 +110,7 @@ ossl_done(int r, const char *what)
 static void
 ossl_state_free(struct ossl_state *s)
 {
+	EVP_PKEY_free(s->p256_tmpl);
 	EC_GROUP_free(s->p256);
 	BN_free(s->p256_order);
 	EVP_CIPHER_free(s->gcm);
@@ -120,6 +122,57 @@ ossl_state_free(struct ossl_state *s)
 	}
 	OSSL_LIB_CTX_free(s->libctx);
 	*s = (struct ossl_state){ 0 };
+}
+
+/* Import already-checked key material into an EVP_PKEY of libctx. */
+static int
+p256_fromdata(OSSL_LIB_CTX *libctx, OSSL_PARAM *params, int selection,
+    EVP_PKEY **ret_pkey)
+{
+	EVP_PKEY_CTX *pctx = NULL;
+	EVP_PKEY *pkey = NULL;
+	int r = ML_ERR_INTERNAL;
+
+	ML_ENSURE((pctx = EVP_PKEY_CTX_new_from_name(libctx, "EC",
+	    NULL)) != NULL, ML_ERR_NOMEM);
+	ML_ENSURE(EVP_PKEY_fromdata_init(pctx) == 1, ML_ERR_CRYPTO);
+	ML_ENSURE(EVP_PKEY_fromdata(pctx, &pkey, selection, params) == 1,
+	    ML_ERR_CRYPTO);
+	*ret_pkey = pkey;
+	pkey = NULL;
+	r = 0;
+out:
+	EVP_PKEY_free(pkey);
+	EVP_PKEY_CTX_free(pctx);
+	return r;
+}
+
+/*
+ * A P-256 public key (the generator) imported once.  Importing by group
+ * name builds a new EC_GROUP each time (about 20 us); duplicating this
+ * key and setting the point is about four times cheaper, and public keys
+ * are imported on every verify and ECDH.
+ */
+static int
+p256_tmpl_new(struct ossl_state *s)
+{
+	OSSL_PARAM params[3];
+	uint8_t g[ML_P256_PUB_LEN];
+	int r = ML_ERR_INTERNAL;
+
+	ML_ENSURE(EC_POINT_point2oct(s->p256, EC_GROUP_get0_generator(s->p256),
+	    POINT_CONVERSION_UNCOMPRESSED, g, sizeof(g), NULL) == sizeof(g),
+	    ML_ERR_CRYPTO);
+	params[0] = OSSL_PARAM_construct_utf8_string(
+	    OSSL_PKEY_PARAM_GROUP_NAME, p256_group_name, 0);
+	params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY,
+	    g, sizeof(g));
+	params[2] = OSSL_PARAM_construct_end();
+	ML_TRY(p256_fromdata(s->libctx, params, EVP_PKEY_PUBLIC_KEY,
+	    &s->p256_tmpl));
+	r = 0;
+out:
+	return r;
 }
 
 static int
@@ -144,6 +197,7 @@ ossl_state_new(struct ossl_state *ret)
 	    NID_X9_62_prime256v1)) != NULL, ML_ERR_CRYPTO);
 	ML_ENSURE((s.p256_order = BN_dup(EC_GROUP_get0_order(s.p256))) != NULL,
 	    ML_ERR_NOMEM);
+	ML_TRY(p256_tmpl_new(&s));
 	*ret = s;
 	s = (struct ossl_state){ 0 };
 	r = 0;
@@ -470,41 +524,27 @@ out:
 	return r;
 }
 
-/* Import already-checked key material into an EVP_PKEY of our libctx. */
+/*
+ * pub must already have passed p256_point_ok() (the provider checks the
+ * point again when it decodes it).  See p256_tmpl_new() for why dup.
+ */
 static int
-p256_fromdata(OSSL_PARAM *params, int selection, EVP_PKEY **ret_pkey)
+p256_pkey_from_pub(const uint8_t pub[static ML_P256_PUB_LEN],
+    EVP_PKEY **ret_pkey)
 {
-	EVP_PKEY_CTX *pctx = NULL;
 	EVP_PKEY *pkey = NULL;
 	int r = ML_ERR_INTERNAL;
 
-	ML_ENSURE((pctx = EVP_PKEY_CTX_new_from_name(ossl_st.libctx, "EC",
-	    NULL)) != NULL, ML_ERR_NOMEM);
-	ML_ENSURE(EVP_PKEY_fromdata_init(pctx) == 1, ML_ERR_CRYPTO);
-	ML_ENSURE(EVP_PKEY_fromdata(pctx, &pkey, selection, params) == 1,
-	    ML_ERR_CRYPTO);
+	ML_ENSURE((pkey = EVP_PKEY_dup(ossl_st.p256_tmpl)) != NULL,
+	    ML_ERR_NOMEM);
+	ML_ENSURE(EVP_PKEY_set1_encoded_public_key(pkey, pub,
+	    ML_P256_PUB_LEN) == 1, ML_ERR_CRYPTO);
 	*ret_pkey = pkey;
 	pkey = NULL;
 	r = 0;
 out:
 	EVP_PKEY_free(pkey);
-	EVP_PKEY_CTX_free(pctx);
 	return r;
-}
-
-/* pub must already have passed p256_point_ok(). */
-static int
-p256_pkey_from_pub(const uint8_t pub[static ML_P256_PUB_LEN],
-    EVP_PKEY **ret_pkey)
-{
-	OSSL_PARAM params[3];
-
-	params[0] = OSSL_PARAM_construct_utf8_string(
-	    OSSL_PKEY_PARAM_GROUP_NAME, p256_group_name, 0);
-	params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY,
-	    (void *)pub, ML_P256_PUB_LEN);
-	params[2] = OSSL_PARAM_construct_end();
-	return p256_fromdata(params, EVP_PKEY_PUBLIC_KEY, ret_pkey);
 }
 
 /*
@@ -548,7 +588,8 @@ p256_pkey_from_priv(const uint8_t priv[static ML_P256_PRIV_LEN],
 	params[2] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY,
 	    pub, sizeof(pub));
 	params[3] = OSSL_PARAM_construct_end();
-	ML_TRY(p256_fromdata(params, EVP_PKEY_KEYPAIR, &pkey));
+	ML_TRY(p256_fromdata(ossl_st.libctx, params, EVP_PKEY_KEYPAIR,
+	    &pkey));
 	*ret_pkey = pkey;
 	pkey = NULL;
 	memcpy(ret_pub, pub, sizeof(pub));
@@ -586,11 +627,10 @@ p256_generate(EVP_PKEY **ret_pkey)
 	EVP_PKEY *pkey = NULL;
 	int r = ML_ERR_INTERNAL;
 
-	ML_ENSURE((pctx = EVP_PKEY_CTX_new_from_name(ossl_st.libctx, "EC",
-	    NULL)) != NULL, ML_ERR_NOMEM);
+	/* Parameters from the template: no EC_GROUP built from the name. */
+	ML_ENSURE((pctx = EVP_PKEY_CTX_new_from_pkey(ossl_st.libctx,
+	    ossl_st.p256_tmpl, NULL)) != NULL, ML_ERR_NOMEM);
 	ML_ENSURE(EVP_PKEY_keygen_init(pctx) == 1, ML_ERR_CRYPTO);
-	ML_ENSURE(EVP_PKEY_CTX_set_group_name(pctx, p256_group_name) == 1,
-	    ML_ERR_CRYPTO);
 	ML_ENSURE(EVP_PKEY_generate(pctx, &pkey) == 1, ML_ERR_CRYPTO);
 	*ret_pkey = pkey;
 	pkey = NULL;

@@ -36,7 +36,9 @@ extern const uint8_t ml_p256_oid_der[10];
 /*
  * Create the private library context (idempotent, thread-safe).  Every
  * other function calls it implicitly; ml_ossl_fini() frees the context
- * (call only when no other thread uses it, e.g. from C_Finalize).
+ * (call only when no other thread uses it, e.g. from C_Finalize).  Free
+ * every ml_p256_key and ml_sha256 first: they live in the context.  A
+ * later ml_ossl_init() (or any call) builds a fresh one.
  */
 ML_MUST_CHECK int ml_ossl_init(void);
 void		 ml_ossl_fini(void);
@@ -149,6 +151,11 @@ ML_MUST_CHECK int ml_seal(const uint8_t recipient_pub[static ML_P256_PUB_LEN],
  * private key can stay in an HSM (PKCS#11 C_DeriveKey) or chip.
  * ecdh(ctx, eph_pub, ret_secret) returns 0 or ML_ERR_*.
  * pt has room for in_len - ML_SEAL_OVERHEAD bytes.
+ * Any modified input fails with ML_ERR_AUTH, including an eph_pub that is
+ * not on the curve (checked before ecdh is called); ML_ERR_SHORT if in_len
+ * is below ML_SEAL_OVERHEAD, ML_ERR_TOO_LARGE if pt_cap is too small;
+ * ecdh's own errors pass through.  pt never keeps unauthenticated
+ * plaintext: on failure it is untouched or wiped.
  */
 typedef int (*ml_ecdh_fn)(void *ctx, const uint8_t eph_pub[ML_P256_PUB_LEN],
     uint8_t ret_secret[ML_P256_SECRET_LEN]);

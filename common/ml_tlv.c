@@ -68,6 +68,13 @@ tag_len(uint32_t tag)
 	return tag > 0xffff ? 3 : tag > 0xff ? 2 : 1;
 }
 
+/*
+ * Only tags that ml_tlv_next() reads back as the same tag are written:
+ * first byte neither 00 nor FF; one byte unless its low five bits are all
+ * ones; every later byte but the last has bit 8 set, the last has it clear.
+ * (Writing 0x1F or 0x0101 used to succeed and produce bytes that parse as
+ * a different tag and length.)
+ */
 static int
 put_tag(struct ml_wr *w, uint32_t tag)
 {
@@ -79,6 +86,12 @@ put_tag(struct ml_wr *w, uint32_t tag)
 	}
 	for (i = 0; i < n; i++) {
 		b[i] = (uint8_t)(tag >> (8 * (n - 1 - i)));
+	}
+	if (b[0] == 0x00 || b[0] == 0xff ||
+	    ((b[0] & 0x1f) == 0x1f) != (n > 1) ||
+	    (n > 1 && (b[n - 1] & 0x80) != 0) ||
+	    (n == 3 && (b[1] & 0x80) == 0)) {
+		return ML_ERR_ARG;
 	}
 	return ml_wr_bytes(w, b, n);
 }

@@ -171,8 +171,6 @@ p11m_chip_apdu(struct p11m_slot *sl, uint8_t cla, uint8_t ins, uint8_t p1,
 	if (data_len > sizeof(cmdbuf) - 10) {
 		w = &big;
 	}
-	/* Responses above short size are rare (LIST, READ of a large
-	 * object): use a small stack buffer for the usual case. */
 	if ((rbuf = malloc(CHIP_MAX_RESP)) == NULL) {
 		rv = CKR_HOST_MEMORY;
 		goto out;
@@ -222,8 +220,13 @@ out:
 	ml_wipe(cmdbuf, sizeof(cmdbuf));
 	ml_wr_free(&big);
 	if (rv == CKR_DEVICE_REMOVED) {
-		/* The chip went away or changed: the token state is stale. */
-		p11m_slot_forget(sl);
+		/*
+		 * The chip went away or changed: every session of it is dead
+		 * from now on.  The cache itself is dropped by the next
+		 * p11m_slot_refresh(), not here: callers may hold objects.
+		 */
+		__atomic_store_n(&sl->gen, 0, __ATOMIC_RELEASE);
+		sl->login = (CK_USER_TYPE)-1;
 	}
 	return rv;
 }

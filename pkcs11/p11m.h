@@ -170,7 +170,8 @@ struct p11m_obj {
 	CK_SESSION_HANDLE	 owner;
 
 	/* keys */
-	bool			 has_point;
+	bool			 has_point;	/* point known (verify) */
+	bool			 chip_point;	/* ... and held by the chip */
 	uint8_t			 point[ML_P256_PUB_LEN];
 	struct ml_p256_key	*pub;		/* loaded lazily for C_Verify */
 	uint8_t			*secret;	/* module-held secret key value */
@@ -206,7 +207,12 @@ struct p11m_objset {
 struct p11m_slot;
 struct p11m_session;
 
+struct p11m_obj	*p11m_obj_new(void);	/* NULL on failure */
 void		 p11m_obj_free(struct p11m_obj *o);
+/* Point, curve and sensitivity attributes every EC key object shows. */
+CK_RV		 p11m_obj_key_fixups(struct p11m_obj *o);
+/* The chip attribute blob of an object. */
+ML_MUST_CHECK int p11m_obj_blob(const struct p11m_obj *o, struct ml_wr *w);
 void		 p11m_objset_clear(struct p11m_objset *os);
 /* Load the chip objects (slot locked).  Idempotent per generation. */
 CK_RV		 p11m_objset_load(struct p11m_slot *sl);

@@ -32,6 +32,7 @@
 #include "chip.h"
 #include "chip_proto.h"
 #include "chipcmd.h"
+#include "note_msg.h"
 #include "chiplink.h"
 #include "sw.h"
 
@@ -138,10 +139,8 @@ authorize(struct chipcmd *cc, const struct ml_p256_key *key,
 	ML_TRY(chipcmd_ok(cc, CLA_ISO, INS_GET_CHALLENGE, 0, 0, NULL, 0,
 	    NOTE_CHALLENGE_LEN, chal, sizeof(chal), &n));
 	ML_ENSURE(n == NOTE_CHALLENGE_LEN, ML_ERR_FORMAT);
-	ML_TRY(ml_wr_bytes(&m, NOTE_AUTH_DOMAIN, strlen(NOTE_AUTH_DOMAIN)));
-	ML_TRY(ml_wr_bytes(&m, chal, sizeof(chal)));
-	ML_TRY(ml_wr_bytes(&m, serial, CHIP_SERIAL_LEN));
-	ML_TRY(ml_wr_bytes(&m, feature, strlen(feature)));
+	ML_TRY(note_msg_auth(&m, chal, serial, (const uint8_t *)feature,
+	    strlen(feature)));
 	ML_TRY(ml_p256_sign(key, m.p, m.len, sig));
 	ML_TRY(ml_wr_lv16(&w, feature, strlen(feature)));
 	ML_TRY(ml_wr_bytes(&w, sig, sizeof(sig)));
@@ -182,9 +181,9 @@ take_sealed(struct demo *d, struct chipcmd *cc, const uint8_t chip_pub[65],
 	ML_TRY(ml_tlv_find(&rd, TAG_SEAL_BLOB, &blob));
 	ML_TRY(ml_tlv_find(&rd, TAG_SEAL_CHIP_SIG, &sig));
 	/* The chip's signature over the sealed blob: who sealed it. */
-	ML_TRY(ml_wr_bytes(&m, NOTE_SEAL_DOMAIN, strlen(NOTE_SEAL_DOMAIN)));
-	ML_TRY(ml_wr_bytes(&m, ml_rd_ptr(&serial), ml_rd_left(&serial)));
-	ML_TRY(ml_wr_bytes(&m, ml_rd_ptr(&blob), ml_rd_left(&blob)));
+	ML_ENSURE(ml_rd_left(&serial) == CHIP_SERIAL_LEN, ML_ERR_FORMAT);
+	ML_TRY(note_msg_seal(&m, ml_rd_ptr(&serial), ml_rd_ptr(&blob),
+	    ml_rd_left(&blob)));
 	ML_TRY(ml_p256_key_from_pub(chip_pub, ML_P256_PUB_LEN, &ck));
 	ML_TRY(ml_p256_verify(ck, m.p, m.len, ml_rd_ptr(&sig), ml_rd_left(&sig)));
 	ML_TRY(ml_seal_open(d->server_pub, server_ecdh, d->server,
@@ -229,10 +228,7 @@ prove(struct chipcmd *cc, const uint8_t pub[ML_P256_PUB_LEN],
 	ML_TRY(chipcmd_ok(cc, CLA_ISO, INS_INTERNAL_AUTH, 0, 0, chal,
 	    sizeof(chal), 256, sig, sizeof(sig), &n));
 	ML_TRY(ml_sha256(feature, strlen(feature), fh));
-	ML_TRY(ml_wr_bytes(&m, NOTE_PROVE_DOMAIN, strlen(NOTE_PROVE_DOMAIN)));
-	ML_TRY(ml_wr_bytes(&m, serial, CHIP_SERIAL_LEN));
-	ML_TRY(ml_wr_bytes(&m, chal, sizeof(chal)));
-	ML_TRY(ml_wr_bytes(&m, fh, sizeof(fh)));
+	ML_TRY(note_msg_prove(&m, serial, chal, sizeof(chal), fh));
 	ML_TRY(ml_p256_key_from_pub(pub, ML_P256_PUB_LEN, &k));
 	ML_TRY(ml_p256_verify(k, m.p, m.len, sig, n));
 	r = 0;

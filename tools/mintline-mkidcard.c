@@ -335,9 +335,11 @@ mk_fill(const struct mk_opts *o, uint64_t *s, struct idc_info *info)
 		if (fy < by + 1) {
 			fy = by + 1;
 		}
-		snprintf(info->valid_from, sizeof(info->valid_from),
-		    "%04d%02d%02d", fy, 1 + (int)mk_pick(s, 12),
-		    1 + (int)mk_pick(s, 28));
+		ML_ENSURE(fy <= 9979, ML_ERR_ARG);
+		snprintf(buf, sizeof(buf), "%04d%02d%02d", fy,
+		    1 + (int)mk_pick(s, 12), 1 + (int)mk_pick(s, 28));
+		ML_TRY(mk_copy(info->valid_from, sizeof(info->valid_from),
+		    buf));
 	}
 	if (o->valid_until != NULL) {
 		ML_TRY(mk_copy(info->valid_until, sizeof(info->valid_until),

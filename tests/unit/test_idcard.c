@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <check.h>
@@ -738,6 +739,161 @@ START_TEST(every_ins_every_state)
 }
 END_TEST
 
+/*
+ * tools/mintline-mkidcard end to end, when the test runs from a meson
+ * build tree (the tool is ../../tools/ from this executable): make cards,
+ * read them as a reader would, open them with the SAM key file.
+ */
+static bool
+tool_path(char *buf, size_t cap)
+{
+	char self[1024], *slash;
+	ssize_t n;
+
+	if ((n = readlink("/proc/self/exe", self, sizeof(self) - 1)) <= 0) {
+		return false;
+	}
+	self[n] = '\0';
+	if ((slash = strrchr(self, '/')) == NULL) {
+		return false;
+	}
+	*slash = '\0';
+	snprintf(buf, cap, "%s/../../tools/mintline-mkidcard", self);
+	return access(buf, X_OK) == 0;
+}
+
+static int
+run_tool(const char *tool, const char *args)
+{
+	char cmd[2048];
+	int st;
+
+	snprintf(cmd, sizeof(cmd), "'%s' %s >/dev/null 2>&1", tool, args);
+	st = system(cmd);
+	ck_assert_int_ne(st, -1);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Read a tool-made card: config via GET DATA 03, data via READ BINARY. */
+static void
+read_card(const char *path, struct idc_config *ret_cfg, uint8_t *data,
+    size_t *ret_len)
+{
+	struct chip *c;
+
+	ck_assert_int_eq(chip_open(path, &c), 0);
+	select_card(c);
+	ck_assert_uint_eq(xfer(c, CLA_ISO, INS_GET_DATA, GD_CARD_CONFIG, 0,
+	    NULL, 0, 256), SW_OK);
+	ck_assert_int_eq(idc_config_decode(rbuf, rlen, ret_cfg), 0);
+	ck_assert_uint_eq(xfer(c, CLA_ISO, INS_READ_BINARY, 0, 0, NULL, 0,
+	    65536), SW_OK);
+	memcpy(data, rbuf, rlen);
+	*ret_len = rlen;
+	/* locked */
+	ck_assert_uint_eq(xfer(c, CLA_ISO, INS_UPDATE_BINARY, 0, 0, "x", 1, 0),
+	    SW_CONDITIONS_NOT_SATISFIED);
+	chip_close(c);
+}
+
+START_TEST(tool_makes_readable_cards)
+{
+	static uint8_t data[IDCARD_MAX_DATA], data2[IDCARD_MAX_DATA];
+	struct idc_info *info = calloc(1, sizeof(*info));
+	struct idc_info *info2 = calloc(1, sizeof(*info2));
+	struct idc_config cfg, cfg2;
+	char tool[1200], args[1024], keyf[300], img1[300], img2[300];
+	uint8_t key[IDC_SAM_KEY_LEN + 1];
+	size_t len, len2;
+	FILE *f;
+
+	if (!tool_path(tool, sizeof(tool))) {
+		fprintf(stderr, "tool_makes_readable_cards: mintline-mkidcard "
+		    "not built next to this test; skipped\n");
+		free(info);
+		free(info2);
+		return;
+	}
+	snprintf(keyf, sizeof(keyf), "%s/sam.key", tmpdir);
+	snprintf(img1, sizeof(img1), "%s/t1.img", tmpdir);
+	snprintf(img2, sizeof(img2), "%s/t2.img", tmpdir);
+	ck_assert_int_eq(run_tool(tool, "--help"), 0);
+	ck_assert_int_eq(run_tool(tool, "only-an-image"), 2);
+	snprintf(args, sizeof(args), "--sam-key %s --sex other %s/x.img", keyf,
+	    tmpdir);
+	ck_assert_int_eq(run_tool(tool, args), 2);
+
+	snprintf(args, sizeof(args), "--sam-key %s --seed 42 --name 李娜 "
+	    "--sex female --birth 19900307 --region 110101 --nation 回 "
+	    "%s", keyf, img1);
+	ck_assert_int_eq(run_tool(tool, args), 0);
+	/* the key file was created: 32 bytes */
+	ck_assert_ptr_nonnull(f = fopen(keyf, "rb"));
+	ck_assert_uint_eq(fread(key, 1, sizeof(key), f), IDC_SAM_KEY_LEN);
+	fclose(f);
+
+	read_card(img1, &cfg, data, &len);
+	ck_assert_str_eq(cfg.proto, "ISO14443B");
+	ck_assert_uint_eq(cfg.bitrate_kbps, 106);
+	ck_assert_uint_ge(len, 2200);
+	ck_assert_uint_le(len, 2400);
+	ck_assert_int_eq(idc_data_open(key, cfg.serial, data, len, info), 0);
+	ck_assert_str_eq(info->name, "李娜");
+	ck_assert_uint_eq(info->sex, IDC_SEX_FEMALE);
+	ck_assert_str_eq(info->nation, "回");
+	ck_assert_str_eq(info->birth, "19900307");
+	ck_assert_int_eq(strncmp(info->idnum, "11010119900307", 14), 0);
+	ck_assert((info->idnum[16] - '0') % 2 == 0);	/* even: female */
+	ck_assert(idc_idnum_valid(info->idnum));
+	ck_assert_uint_eq(info->photo_len, 1037);
+	ck_assert_mem_eq(info->photo, "P5\n32 32\n255\n", 13);
+	ck_assert_uint_eq(info->finger_len, 1024);
+	key[0] ^= 1;
+	ck_assert_int_eq(idc_data_open(key, cfg.serial, data, len, info2),
+	    ML_ERR_AUTH);
+	key[0] ^= 1;
+
+	/* the same seed and key file: the same contents, another IV */
+	snprintf(args, sizeof(args), "--sam-key %s --seed 42 --name 李娜 "
+	    "--sex female --birth 19900307 --region 110101 --nation 回 -q "
+	    "%s", keyf, img2);
+	ck_assert_int_eq(run_tool(tool, args), 0);
+	read_card(img2, &cfg2, data2, &len2);
+	ck_assert_mem_eq(cfg.serial, cfg2.serial, IDC_SERIAL_LEN);
+	ck_assert_uint_eq(len, len2);
+	ck_assert_int_ne(memcmp(data, data2, len), 0);
+	ck_assert_int_eq(idc_data_open(key, cfg2.serial, data2, len2, info2),
+	    0);
+	assert_info_eq(info, info2);
+
+	/* an existing image is refused; a malformed field leaves nothing */
+	ck_assert_int_eq(run_tool(tool, args), 1);
+	snprintf(args, sizeof(args), "--sam-key %s --birth 19901340 %s/t3.img",
+	    keyf, tmpdir);
+	ck_assert_int_eq(run_tool(tool, args), 1);
+	snprintf(args, sizeof(args), "%s/t3.img", tmpdir);
+	ck_assert_int_ne(access(args, F_OK), 0);
+
+	/* seeded random cards are all well-formed */
+	for (unsigned k = 0; k < 8; k++) {
+		snprintf(args, sizeof(args), "--sam-key %s --seed %u -q "
+		    "%s/r%u.img", keyf, k, tmpdir, k);
+		ck_assert_int_eq(run_tool(tool, args), 0);
+		snprintf(args, sizeof(args), "%s/r%u.img", tmpdir, k);
+		read_card(args, &cfg, data, &len);
+		ck_assert_int_eq(idc_data_open(key, cfg.serial, data, len,
+		    info), 0);
+		ck_assert(idc_idnum_valid(info->idnum));
+		ck_assert_int_eq(strncmp(info->idnum + 6, info->birth, 8), 0);
+		ck_assert_int_eq((info->idnum[16] - '0') % 2,
+		    info->sex == IDC_SEX_MALE ? 1 : 0);
+	}
+	idc_info_clear(info);
+	free(info);
+	free(info2);
+}
+END_TEST
+
 static Suite *
 idcard_suite(void)
 {
@@ -760,6 +916,7 @@ idcard_suite(void)
 	tcase_add_test(card, card_rejects_malformed_config);
 	tcase_add_test(card, card_locked_is_read_only_and_persistent);
 	tcase_add_test(card, every_ins_every_state);
+	tcase_add_test(card, tool_makes_readable_cards);
 	suite_add_tcase(s, card);
 	return s;
 }

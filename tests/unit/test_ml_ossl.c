@@ -477,6 +477,13 @@ START_TEST(ecdh_agreement)
 	ck_assert_r(ml_p256_keygen(pa, qa), 0);
 	ck_assert_r(ml_p256_keygen(pb, qb), 0);
 	ck_assert_mem_ne(pa, pb, sizeof(pa));
+	{
+		uint8_t q[65];
+
+		/* keygen's public point is the one its scalar gives. */
+		ck_assert_r(ml_p256_pub_from_priv(pa, q), 0);
+		ck_assert_mem_eq(q, qa, sizeof(q));
+	}
 	ck_assert_r(ml_p256_key_from_priv(pa, &a), 0);
 	ck_assert_r(ml_p256_key_from_priv(pb, &b), 0);
 	ck_assert_r(ml_p256_ecdh(a, qb, sizeof(qb), sab), 0);

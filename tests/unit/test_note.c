@@ -8,7 +8,7 @@
  *
  *	personalise: INIT TOKEN, VERIFY SO, GEN KEYPAIR (chip key),
  *	             INSTALL ISSUER, INSTALL SERVER, LOCK
- *	issue:       GET CHALLENGE, AUTHORIZE WRITE, WRITE FEATURE (BN-3..BN-5)
+ *	issue:       GET CHALLENGE, AUTHORIZE WRITE, WRITE FEATURE (BN-3..5)
  *	upload:      GET SEALED, opened with the server key (BN-6, BN-7)
  *	check:       READ FEATURE, INTERNAL AUTHENTICATE (BN-8)
  */
@@ -40,12 +40,12 @@
 #define DOM(d)		(d), (sizeof(d) - 1)
 #define NOTE_NONCE_LEN_T	16	/* TAG_SEAL_NONCE value length */
 
-#define ck_assert_sw(got, want)	do {					\
+#define ck_assert_sw(got, want) do {					\
 	unsigned g_ = (got), w_ = (want);				\
 	ck_assert_msg(g_ == w_, "%s: SW %04X, want %04X", #got, g_, w_);\
 } while (0)
 
-#define ck_assert_r(expr, want)	do {					\
+#define ck_assert_r(expr, want) do {					\
 	int r_ = (expr);						\
 	ck_assert_msg(r_ == (want), "%s = %s, want %s", #expr,		\
 	    ml_errname(r_), ml_errname(want));				\
@@ -576,7 +576,7 @@ START_TEST(issue_read_seal)
 	    serial_of(t.c), blob1, blob1_len, NULL, 0, ml_rd_ptr(&sig),
 	    ML_P256_SIG_LEN), 0);
 
-	/* BN-7: the server key opens it; the plaintext is the record + nonce. */
+	/* BN-7: the server key opens it: the record plus a nonce. */
 	ck_assert_r(ml_seal_open(server.pub, server_ecdh, &server,
 	    serial_of(t.c), CHIP_SERIAL_LEN, blob1, blob1_len, pt, sizeof(pt),
 	    &pt_len), 0);
@@ -852,8 +852,13 @@ START_TEST(write_once)
 
 	personalise(&t, "NOTE0009");
 	issue(t.c, DOM(FEATURE));
+	/* GET CHALLENGE is only the random source now: nothing is armed. */
 	ck_assert_sw(xmit(t.c, CLA_ISO, INS_GET_CHALLENGE, 0, 0, NULL, 0,
-	    NOTE_CHALLENGE_LEN), SW_CONDITIONS_NOT_SATISFIED);
+	    NOTE_CHALLENGE_LEN), SW_OK);
+	ck_assert_uint_eq(R.len, NOTE_CHALLENGE_LEN);
+	ck_assert_state(t.c, "WRITTEN");
+	n = make_auth(&issuer, R.p, serial_of(t.c), DOM("X"), d, sizeof(d));
+	ck_assert_sw(authorize(t.c, d, n), SW_CONDITIONS_NOT_SATISFIED);
 	n = make_auth(&issuer, zero, serial_of(t.c), DOM("X"), d, sizeof(d));
 	ck_assert_sw(authorize(t.c, d, n), SW_CONDITIONS_NOT_SATISFIED);
 	ck_assert_sw(write_feature(t.c, DOM("X")),
@@ -955,22 +960,46 @@ START_TEST(write_bounds)
 }
 END_TEST
 
+/*
+ * Only a 16-byte GET CHALLENGE arms the write challenge; other lengths are
+ * the core's random source and leave the note state alone.
+ */
 START_TEST(challenge_le)
 {
 	struct tchip t;
+	uint8_t ch[NOTE_CHALLENGE_LEN], d[2048];
+	size_t n;
 
 	personalise(&t, "NOTE0013");
 	ck_assert_sw(xmit(t.c, CLA_ISO, INS_GET_CHALLENGE, 0, 0, NULL, 0, 8),
-	    SW_WRONG_LE(NOTE_CHALLENGE_LEN));
+	    SW_OK);
+	ck_assert_uint_eq(R.len, 8);
+	ck_assert_state(t.c, "IDLE");
 	ck_assert_sw(xmit(t.c, CLA_ISO, INS_GET_CHALLENGE, 0, 0, NULL, 0, 256),
-	    SW_WRONG_LE(NOTE_CHALLENGE_LEN));
+	    SW_OK);
+	ck_assert_uint_eq(R.len, 256);
+	ck_assert_state(t.c, "IDLE");
 	ck_assert_sw(xmit(t.c, CLA_ISO, INS_GET_CHALLENGE, 0, 0, NULL, 0, 0),
-	    SW_WRONG_LE(NOTE_CHALLENGE_LEN));
+	    SW_WRONG_LENGTH);
 	ck_assert_sw(xmit(t.c, CLA_ISO, INS_GET_CHALLENGE, 0, 0, "x", 1, 16),
 	    SW_WRONG_LENGTH);
 	ck_assert_sw(xmit(t.c, CLA_ISO, INS_GET_CHALLENGE, 1, 0, NULL, 0, 16),
 	    SW_INCORRECT_P1P2);
 	ck_assert_state(t.c, "IDLE");
+	/* A random request does not disturb a live write challenge. */
+	get_challenge(t.c, ch);
+	ck_assert_sw(xmit(t.c, CLA_ISO, INS_GET_CHALLENGE, 0, 0, NULL, 0, 32),
+	    SW_OK);
+	ck_assert_state(t.c, "CHALLENGED");
+	n = make_auth(&issuer, ch, serial_of(t.c), DOM(FEATURE), d, sizeof(d));
+	ck_assert_sw(authorize(t.c, d, n), SW_OK);
+	/* In BLANK: random only. */
+	chip_close(t.c);
+	personalise_open(&t, "NOTE0013B");
+	ck_assert_sw(xmit(t.c, CLA_ISO, INS_GET_CHALLENGE, 0, 0, NULL, 0,
+	    NOTE_CHALLENGE_LEN), SW_OK);
+	ck_assert_state(t.c, "BLANK");
+	ck_assert(!t.c->challenge_live);
 	chip_close(t.c);
 }
 END_TEST
@@ -1339,7 +1368,7 @@ drive_to(struct tchip *t, int s, const char *serial, uint8_t *ret_ch)
 static const struct table_row {
 	uint8_t		 ins;
 	uint16_t	 want[ST_N];	/* BLANK IDLE CHAL AUTH WRITTEN */
-	const char	*after[ST_N];	/* state after a 9000; NULL = same */
+	const char	*after[ST_N];	/* after a 9000; NULL: same */
 } table_rows[] = {
 	{ INS_INSTALL_ISSUER,
 	  { 0x9000, 0x6985, 0x6985, 0x6985, 0x6985 } },
@@ -1349,7 +1378,7 @@ static const struct table_row {
 	  { 0x9000, 0x6985, 0x6985, 0x6985, 0x6985 },
 	  { "IDLE" } },
 	{ INS_GET_CHALLENGE,
-	  { 0x6985, 0x9000, 0x9000, 0x9000, 0x6985 },
+	  { 0x9000, 0x9000, 0x9000, 0x9000, 0x9000 },
 	  { NULL, "CHALLENGED", "CHALLENGED", "CHALLENGED" } },
 	{ INS_AUTHORIZE_WRITE,
 	  { 0x6985, 0x6985, 0x9000, 0x6985, 0x6985 },
@@ -1509,6 +1538,112 @@ START_TEST(table_unselected)
 }
 END_TEST
 
+/*
+ * A seeded storm of random note commands in every state: every answer is a
+ * known SW, and a refused command leaves the state as it was, except the
+ * documented consumption (AUTHORIZE uses the challenge up; a WRITE of other
+ * bytes than the authorized ones drops the authorization).
+ */
+static bool
+sw_known(uint16_t sw)
+{
+	static const uint16_t ok[] = { SW_OK, SW_WRONG_LENGTH, SW_WRONG_DATA,
+	    SW_INCORRECT_P1P2, SW_SECURITY_NOT_SATISFIED,
+	    SW_CONDITIONS_NOT_SATISFIED, SW_DATA_NOT_FOUND,
+	    SW_NOT_ENOUGH_MEMORY };
+	size_t i;
+
+	for (i = 0; i < ML_NELEM(ok); i++) {
+		if (sw == ok[i]) {
+			return true;
+		}
+	}
+	return false;
+}
+
+START_TEST(random_commands)
+{
+	static const size_t lens[] = { 0, 1, 15, 16, 17, 64, 65, 66, 67, 81,
+	    255, 256, 1100 };
+	struct tchip t;
+	uint8_t ch[NOTE_CHALLENGE_LEN], d[2048];
+	char before[16], serial[16];
+	unsigned seed = 0x5eed0000u + (unsigned)_i;
+	size_t i, j, n;
+	uint16_t sw;
+
+	snprintf(serial, sizeof(serial), "NOTERND%d", _i);
+	drive_to(&t, _i, serial, ch);
+	for (i = 0; i < 400; i++) {
+		const struct ins_entry *e = &chip_profile_note.ins[
+		    rand_r(&seed) % chip_profile_note.nins];
+		uint8_t p1 = 0, p2 = 0;
+		uint32_t ne;
+
+		if (rand_r(&seed) % 4 == 0) {
+			p1 = (uint8_t)rand_r(&seed);
+		}
+		if (rand_r(&seed) % 8 == 0) {
+			p2 = (uint8_t)rand_r(&seed);
+		}
+		if (e->ins == INS_GET_DATA && rand_r(&seed) % 2 == 0) {
+			p1 = GD_CHIP_PUBKEY;
+		}
+		n = lens[rand_r(&seed) % ML_NELEM(lens)];
+		for (j = 0; j < n; j++) {
+			d[j] = (uint8_t)rand_r(&seed);
+		}
+		if (n >= 2 && rand_r(&seed) % 2 == 0) {	/* plausible lv16 */
+			d[0] = 0;
+			d[1] = (uint8_t)(n > 66 ? n - 66 : 0);
+		}
+		if (n >= ML_P256_PUB_LEN && rand_r(&seed) % 2 == 0) {
+			d[0] = 0x04;
+		}
+		ne = (rand_r(&seed) % 3 == 0) ? 0 : 1 + rand_r(&seed) % 256;
+		snprintf(before, sizeof(before), "%s", state_name(t.c));
+		sw = xmit(t.c, e->cla, e->ins, p1, p2, d, n, ne);
+		ck_assert_msg(sw_known(sw), "%s in %s: SW %04X", e->name,
+		    before, sw);
+		if (sw == SW_OK) {
+			/* The only moves random bytes can make. */
+			ck_assert_msg(strcmp(state_name(t.c), before) == 0 ||
+			    (e->ins == INS_GET_CHALLENGE &&
+			    strcmp(state_name(t.c), "CHALLENGED") == 0) ||
+			    (e->ins == INS_LOCK &&
+			    strcmp(state_name(t.c), "IDLE") == 0),
+			    "%s in %s: 9000 and now %s", e->name, before,
+			    state_name(t.c));
+		} else if (e->ins == INS_AUTHORIZE_WRITE &&
+		    strcmp(before, "CHALLENGED") == 0) {
+			ck_assert_state(t.c, "IDLE");
+		} else if (e->ins == INS_WRITE_FEATURE &&
+		    sw == SW_SECURITY_NOT_SATISFIED) {
+			ck_assert_str_eq(before, "AUTHORIZED");
+			ck_assert_state(t.c, "IDLE");
+		} else {
+			ck_assert_msg(strcmp(state_name(t.c), before) == 0,
+			    "%s in %s: SW %04X and now %s", e->name, before,
+			    sw, state_name(t.c));
+		}
+		/* Keep visiting the interesting states. */
+		if (rand_r(&seed) % 16 == 0 &&
+		    strcmp(state_name(t.c), "IDLE") == 0) {
+			get_challenge(t.c, ch);
+		}
+	}
+	/* The store agrees with RAM. */
+	snprintf(before, sizeof(before), "%s", state_name(t.c));
+	chip_reopen(&t);
+	if (strcmp(before, "CHALLENGED") == 0 ||
+	    strcmp(before, "AUTHORIZED") == 0) {
+		snprintf(before, sizeof(before), "IDLE");
+	}
+	ck_assert_state(t.c, before);
+	chip_close(t.c);
+}
+END_TEST
+
 static Suite *
 note_suite(void)
 {
@@ -1573,6 +1708,7 @@ note_suite(void)
 	tcase_add_loop_test(tc, table_every_ins_every_state, 0,
 	    (int)(ML_NELEM(table_rows) * ST_N));
 	tcase_add_test(tc, table_unselected);
+	tcase_add_loop_test(tc, random_commands, 0, ST_N);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,0 +1,298 @@
+/*
+ * Banknote feature information (BN-2): derivation, parsing, checking.
+ * Format and rationale in feature.h and docs/issuance.md.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "feature.h"
+#include "ml_ossl.h"
+#include "ml_rd.h"
+#include "ml_wipe.h"
+#include "ml_wr.h"
+
+#define FEATURE_MAGIC		"ML1|"
+#define FEATURE_CHK_DOMAIN	"mintline feature chk v1"
+#define FEATURE_MAC_DOMAIN	"mintline feature mac v1"
+
+static const char b32_alpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+static bool
+is_upper(char c)
+{
+	return c >= 'A' && c <= 'Z';
+}
+
+static bool
+is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+int
+note_id_set(const char *prefix, size_t plen, const char *serial, size_t slen,
+    struct note_id *ret)
+{
+	size_t i;
+
+	if (plen == 0 || slen < FEATURE_SERIAL_MIN) {
+		return ML_ERR_SHORT;
+	}
+	if (plen > FEATURE_PREFIX_MAX || slen > FEATURE_SERIAL_MAX) {
+		return ML_ERR_TOO_LARGE;
+	}
+	if (!is_upper(prefix[0])) {
+		return ML_ERR_FORMAT;
+	}
+	for (i = 1; i < plen; i++) {
+		if (!is_upper(prefix[i]) && !is_digit(prefix[i])) {
+			return ML_ERR_FORMAT;
+		}
+	}
+	for (i = 0; i < slen; i++) {
+		if (!is_digit(serial[i])) {
+			return ML_ERR_FORMAT;
+		}
+	}
+	memset(ret, 0, sizeof(*ret));
+	memcpy(ret->prefix, prefix, plen);
+	memcpy(ret->serial, serial, slen);
+	return 0;
+}
+
+void
+note_id_str(const struct note_id *id, char ret[static NOTE_ID_MAX + 1])
+{
+	snprintf(ret, NOTE_ID_MAX + 1, "%s%s", id->prefix, id->serial);
+}
+
+/* First `nchars` base32 characters of in (enough bytes must be given). */
+static void
+b32_prefix(const uint8_t *in, size_t nchars, char *out)
+{
+	size_t i, bit;
+
+	for (i = 0; i < nchars; i++) {
+		unsigned v = 0;
+
+		bit = i * 5;
+		v = (unsigned)((in[bit / 8] << 8) | in[bit / 8 + 1]);
+		v = (v >> (11 - bit % 8)) & 0x1f;
+		out[i] = b32_alpha[v];
+	}
+}
+
+/* domain 00 prefix 00 serial, the input of both codes. */
+static int
+code_input(const char *domain, const struct note_id *id, struct ml_wr *w)
+{
+	int r;
+
+	ML_TRY(ml_wr_bytes(w, domain, strlen(domain)));
+	ML_TRY(ml_wr_u8(w, 0));
+	ML_TRY(ml_wr_bytes(w, id->prefix, strlen(id->prefix)));
+	ML_TRY(ml_wr_u8(w, 0));
+	ML_TRY(ml_wr_bytes(w, id->serial, strlen(id->serial)));
+	r = 0;
+out:
+	return r;
+}
+
+static int
+codes(const uint8_t *key, const struct note_id *id,
+    char ret_chk[FEATURE_CHK_LEN], char ret_mac[FEATURE_MAC_LEN])
+{
+	uint8_t buf[96], md[ML_SHA256_LEN + 1];
+	struct ml_wr w = ML_WR_FIXED(buf, sizeof(buf));
+	int r;
+
+	md[ML_SHA256_LEN] = 0;
+	ML_TRY(code_input(FEATURE_CHK_DOMAIN, id, &w));
+	ML_TRY(ml_sha256(w.p, w.len, md));
+	b32_prefix(md, FEATURE_CHK_LEN, ret_chk);
+	if (key != NULL) {
+		w.len = 0;
+		ML_TRY(code_input(FEATURE_MAC_DOMAIN, id, &w));
+		ML_TRY(ml_hmac_sha256(key, FEATURE_KEY_LEN, w.p, w.len, md));
+		b32_prefix(md, FEATURE_MAC_LEN, ret_mac);
+	}
+	r = 0;
+out:
+	ml_wipe(md, sizeof(md));
+	return r;
+}
+
+int
+feature_derive(const uint8_t key[static FEATURE_KEY_LEN],
+    const struct note_id *id, char ret[static FEATURE_MAX_LEN + 1],
+    size_t *ret_len)
+{
+	char chk[FEATURE_CHK_LEN], mac[FEATURE_MAC_LEN];
+	int n, r;
+
+	ML_TRY(note_id_set(id->prefix, strlen(id->prefix), id->serial,
+	    strlen(id->serial), &(struct note_id){ 0 }));
+	ML_TRY(codes(key, id, chk, mac));
+	n = snprintf(ret, FEATURE_MAX_LEN + 1, FEATURE_MAGIC "%s|%s|%.*s|%.*s",
+	    id->prefix, id->serial, FEATURE_CHK_LEN, chk, FEATURE_MAC_LEN, mac);
+	ML_ENSURE(n > 0 && n <= FEATURE_MAX_LEN, ML_ERR_INTERNAL);
+	*ret_len = (size_t)n;
+	r = 0;
+out:
+	ml_wipe(mac, sizeof(mac));
+	return r;
+}
+
+/* Read up to the next '|' (or the end when last); the separator is eaten. */
+static int
+rd_field(struct ml_rd *rd, bool last, struct ml_rd *ret)
+{
+	const uint8_t *p = ml_rd_ptr(rd), *bar;
+	size_t left = ml_rd_left(rd);
+	int r;
+
+	if (last) {
+		bar = memchr(p, '|', left);
+		ML_ENSURE(bar == NULL, ML_ERR_FORMAT);
+		ML_TRY(ml_rd_sub(rd, left, ret));
+		return 0;
+	}
+	bar = memchr(p, '|', left);
+	ML_ENSURE(bar != NULL, ML_ERR_FORMAT);
+	ML_TRY(ml_rd_sub(rd, (size_t)(bar - p), ret));
+	ML_TRY(ml_rd_bytes(rd, 1, NULL));
+	r = 0;
+out:
+	return r;
+}
+
+static int
+parse(const uint8_t *key, const uint8_t *f, size_t n, struct note_id *ret_id)
+{
+	struct ml_rd rd = ML_RD_INIT(f, n), magic, pre, ser, chk, mac;
+	char want_chk[FEATURE_CHK_LEN], want_mac[FEATURE_MAC_LEN];
+	struct note_id id;
+	int r;
+
+	ML_ENSURE(f != NULL || n == 0, ML_ERR_ARG);
+	ML_ENSURE(n <= FEATURE_MAX_LEN, ML_ERR_TOO_LARGE);
+	ML_TRY(ml_rd_sub(&rd, strlen(FEATURE_MAGIC), &magic));
+	ML_ENSURE(memcmp(ml_rd_ptr(&magic), FEATURE_MAGIC,
+	    strlen(FEATURE_MAGIC)) == 0, ML_ERR_FORMAT);
+	ML_TRY(rd_field(&rd, false, &pre));
+	ML_TRY(rd_field(&rd, false, &ser));
+	ML_TRY(rd_field(&rd, false, &chk));
+	ML_TRY(rd_field(&rd, true, &mac));
+	ML_TRY(note_id_set((const char *)ml_rd_ptr(&pre), ml_rd_left(&pre),
+	    (const char *)ml_rd_ptr(&ser), ml_rd_left(&ser), &id));
+	ML_ENSURE(ml_rd_left(&chk) == FEATURE_CHK_LEN &&
+	    ml_rd_left(&mac) == FEATURE_MAC_LEN, ML_ERR_FORMAT);
+	ML_TRY(codes(key, &id, want_chk, want_mac));
+	ML_ENSURE(ml_ct_eq(ml_rd_ptr(&chk), want_chk, FEATURE_CHK_LEN),
+	    ML_ERR_AUTH);
+	if (key != NULL) {
+		ML_ENSURE(ml_ct_eq(ml_rd_ptr(&mac), want_mac, FEATURE_MAC_LEN),
+		    ML_ERR_AUTH);
+	}
+	*ret_id = id;
+	r = 0;
+out:
+	ml_wipe(want_mac, sizeof(want_mac));
+	return r;
+}
+
+int
+feature_parse(const uint8_t *f, size_t n, struct note_id *ret_id)
+{
+	return parse(NULL, f, n, ret_id);
+}
+
+int
+feature_verify(const uint8_t key[static FEATURE_KEY_LEN], const uint8_t *f,
+    size_t n, struct note_id *ret_id)
+{
+	return parse(key, f, n, ret_id);
+}
+
+static int
+hexval(int c)
+{
+	if (c >= '0' && c <= '9') {
+		return c - '0';
+	}
+	if (c >= 'a' && c <= 'f') {
+		return c - 'a' + 10;
+	}
+	if (c >= 'A' && c <= 'F') {
+		return c - 'A' + 10;
+	}
+	return -1;
+}
+
+int
+feature_key_load(const char *path, uint8_t ret_key[static FEATURE_KEY_LEN])
+{
+	char buf[FEATURE_KEY_LEN * 2 + 8];
+	uint8_t key[FEATURE_KEY_LEN];
+	struct stat st;
+	ssize_t n;
+	size_t i;
+	int fd = -1, r;
+
+	ML_ENSURE((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0, ML_ERR_IO);
+	ML_ENSURE(fstat(fd, &st) == 0, ML_ERR_IO);
+	ML_ENSURE((st.st_mode & 077) == 0, ML_ERR_PERM);
+	n = read(fd, buf, sizeof(buf));
+	ML_ENSURE(n >= FEATURE_KEY_LEN * 2, ML_ERR_FORMAT);
+	for (i = FEATURE_KEY_LEN * 2; i < (size_t)n; i++) {
+		ML_ENSURE(buf[i] == '\n' || buf[i] == ' ' || buf[i] == '\r' ||
+		    buf[i] == '\t', ML_ERR_FORMAT);
+	}
+	for (i = 0; i < FEATURE_KEY_LEN; i++) {
+		int hi = hexval(buf[2 * i]), lo = hexval(buf[2 * i + 1]);
+
+		ML_ENSURE(hi >= 0 && lo >= 0, ML_ERR_FORMAT);
+		key[i] = (uint8_t)(hi << 4 | lo);
+	}
+	memcpy(ret_key, key, FEATURE_KEY_LEN);
+	r = 0;
+out:
+	if (fd >= 0) {
+		close(fd);
+	}
+	ml_wipe(buf, sizeof(buf));
+	ml_wipe(key, sizeof(key));
+	return r;
+}
+
+int
+feature_key_create(const char *path)
+{
+	uint8_t key[FEATURE_KEY_LEN];
+	char hex[FEATURE_KEY_LEN * 2 + 1];
+	size_t i;
+	int fd = -1, r;
+
+	ML_TRY(ml_rand(key, sizeof(key)));
+	for (i = 0; i < FEATURE_KEY_LEN; i++) {
+		snprintf(hex + 2 * i, 3, "%02x", key[i]);
+	}
+	hex[FEATURE_KEY_LEN * 2] = '\n';
+	ML_ENSURE((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+	    0600)) >= 0, errno == EEXIST ? ML_ERR_EXISTS : ML_ERR_IO);
+	ML_ENSURE(write(fd, hex, sizeof(hex)) == (ssize_t)sizeof(hex) &&
+	    fsync(fd) == 0, ML_ERR_IO);
+	r = 0;
+out:
+	if (fd >= 0) {
+		close(fd);
+	}
+	ml_wipe(key, sizeof(key));
+	ml_wipe(hex, sizeof(hex));
+	return r;
+}

@@ -1,0 +1,3 @@
+/* placeholder: being written */
+#include <stdlib.h>
+int main(void) { return 77; }
