@@ -1254,9 +1254,6 @@ emit(struct chip *c, const uint8_t *src, size_t n, uint32_t ne, uint8_t *out,
 {
 	size_t take = n, rest;
 
-	if (ne == 0) {
-		ne = 65536;	/* case 1/3: no Le; return what fits */
-	}
 	if (take > ne) {
 		take = ne;
 	}
@@ -1278,6 +1275,17 @@ emit(struct chip *c, const uint8_t *src, size_t n, uint32_t ne, uint8_t *out,
 		}
 	}
 	return take;
+}
+
+/*
+ * The most a response may carry: Ne (no Le in cases 1 and 3 counts as
+ * "whatever fits"), bounded by the host's buffer less the status word.
+ * What does not fit is chained with 61xx.
+ */
+static uint32_t
+fit(uint32_t ne, size_t resp_cap)
+{
+	return (resp_cap - 2 < ne) ? (uint32_t)(resp_cap - 2) : ne;
 }
 
 int
@@ -1325,14 +1333,8 @@ chip_transmit(struct chip *c, const uint8_t *cmd, size_t cmd_len,
 			pend_len = c->pending_len;
 			c->pending = NULL;
 			c->pending_len = 0;
-			/* what this answer carries must fit, not all of it */
-			if ((pend_len < (a.ne ? a.ne : 256) ? pend_len :
-			    (a.ne ? a.ne : 256)) + 2 > resp_cap) {
-				sw = SW_WRONG_LENGTH;
-			} else {
-				out = emit(c, pend, pend_len, a.ne ? a.ne : 256,
-				    resp, &sw);
-			}
+			out = emit(c, pend, pend_len, fit(a.ne ? a.ne : 256,
+			    resp_cap), resp, &sw);
 			ml_freezero(pend, pend_len);
 			goto done;
 		}
@@ -1362,19 +1364,9 @@ chip_transmit(struct chip *c, const uint8_t *cmd, size_t cmd_len,
 		}
 		sw = ml_err_to_sw(r);
 	}
-	if (sw == SW_OK || (sw & 0xFF00) == 0x6100) {
-		if (w.len + 2 > resp_cap) {
-			/* the host cannot take it even chained: refuse */
-			if (w.len > resp_cap - 2) {
-				out = emit(c, w.p, w.len, (uint32_t)(resp_cap - 2),
-				    resp, &sw);
-				if (sw == SW_OK) {
-					sw = SW_BYTES_REMAINING(0);
-				}
-				goto done;
-			}
-		}
-		out = emit(c, w.p, w.len, a.ne, resp, &sw);
+	if (sw == SW_OK) {
+		out = emit(c, w.p, w.len, fit(a.ne ? a.ne : 65536, resp_cap),
+		    resp, &sw);
 	}
 done:
 	ml_wr_free(&w);

@@ -815,12 +815,26 @@ secret_common(struct p11m_obj *o, bool local, CK_MECHANISM_TYPE gen)
 	    !p11m_attrs_bool(&o->a, CKA_EXTRACTABLE, true));
 }
 
+static const CK_ATTRIBUTE *
+tmpl_get(const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_ATTRIBUTE_TYPE type)
+{
+	CK_ULONG i;
+
+	for (i = 0; i < n; i++) {
+		if (tmpl[i].type == type) {
+			return &tmpl[i];
+		}
+	}
+	return NULL;
+}
+
 CK_RV
 p11m_generate_key(struct p11m_session *s, CK_MECHANISM_PTR m,
     CK_ATTRIBUTE_PTR tmpl, CK_ULONG n, CK_OBJECT_HANDLE_PTR ret)
 {
 	struct p11m_slot *sl = s->slot;
 	struct p11m_obj *o = NULL;
+	const CK_ATTRIBUTE *t;
 	CK_OBJECT_CLASS cls;
 	CK_KEY_TYPE kt;
 	CK_ULONG vlen;
@@ -860,10 +874,10 @@ p11m_generate_key(struct p11m_session *s, CK_MECHANISM_PTR m,
 	 */
 	if (p11m_attrs_bool(&o->a, CKA_TOKEN, false) ||
 	    (p11m_attrs_ulong(&o->a, CKA_VALUE_LEN, &vlen) && vlen != 32) ||
-	    p11m_attrs_bool(&o->a, CKA_EXTRACTABLE, false) ||
-	    (p11m_attrs_get(&o->a, CKA_SENSITIVE) != NULL &&
-	    !p11m_attrs_bool(&o->a, CKA_SENSITIVE, true) &&
-	    tmpl_has_sensitive_false(tmpl, n))) {
+	    ((t = tmpl_get(tmpl, n, CKA_EXTRACTABLE)) != NULL &&
+	    *(CK_BBOOL *)t->pValue) ||
+	    ((t = tmpl_get(tmpl, n, CKA_SENSITIVE)) != NULL &&
+	    !*(CK_BBOOL *)t->pValue)) {
 		rv = CKR_ATTRIBUTE_VALUE_INVALID;
 		goto out;
 	}
@@ -902,19 +916,6 @@ out:
 out_nolock:
 	p11m_obj_free(o);
 	return rv;
-}
-
-static const CK_ATTRIBUTE *
-tmpl_get(const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_ATTRIBUTE_TYPE type)
-{
-	CK_ULONG i;
-
-	for (i = 0; i < n; i++) {
-		if (tmpl[i].type == type) {
-			return &tmpl[i];
-		}
-	}
-	return NULL;
 }
 
 /* Copy CKA_ID / CKA_LABEL from one half of a key pair to the other. */

@@ -127,19 +127,35 @@ out:
 	return r;
 }
 
+static int
+kfp(const uint8_t chip_pub[static 65], char ret[FEATURE_KFP_LEN])
+{
+	uint8_t md[ML_SHA256_LEN + 1];
+	int r;
+
+	md[ML_SHA256_LEN] = 0;
+	ML_TRY(ml_sha256(chip_pub, 65, md));
+	b32_prefix(md, FEATURE_KFP_LEN, ret);
+	r = 0;
+out:
+	return r;
+}
+
 int
 feature_derive(const uint8_t key[static FEATURE_KEY_LEN],
-    const struct note_id *id, char ret[static FEATURE_MAX_LEN + 1],
-    size_t *ret_len)
+    const struct note_id *id, const uint8_t chip_pub[static 65],
+    char ret[static FEATURE_MAX_LEN + 1], size_t *ret_len)
 {
-	char chk[FEATURE_CHK_LEN], mac[FEATURE_MAC_LEN];
+	char chk[FEATURE_CHK_LEN], mac[FEATURE_MAC_LEN], fp[FEATURE_KFP_LEN];
 	int n, r;
 
 	ML_TRY(note_id_set(id->prefix, strlen(id->prefix), id->serial,
 	    strlen(id->serial), &(struct note_id){ 0 }));
 	ML_TRY(codes(key, id, chk, mac));
-	n = snprintf(ret, FEATURE_MAX_LEN + 1, FEATURE_MAGIC "%s|%s|%.*s|%.*s",
-	    id->prefix, id->serial, FEATURE_CHK_LEN, chk, FEATURE_MAC_LEN, mac);
+	ML_TRY(kfp(chip_pub, fp));
+	n = snprintf(ret, FEATURE_MAX_LEN + 1,
+	    FEATURE_MAGIC "%s|%s|%.*s|%.*s|%.*s", id->prefix, id->serial,
+	    FEATURE_CHK_LEN, chk, FEATURE_MAC_LEN, mac, FEATURE_KFP_LEN, fp);
 	ML_ENSURE(n > 0 && n <= FEATURE_MAX_LEN, ML_ERR_INTERNAL);
 	*ret_len = (size_t)n;
 	r = 0;
@@ -172,9 +188,11 @@ out:
 }
 
 static int
-parse(const uint8_t *key, const uint8_t *f, size_t n, struct note_id *ret_id)
+parse(const uint8_t *key, const uint8_t *chip_pub, const uint8_t *f, size_t n,
+    struct note_id *ret_id)
 {
-	struct ml_rd rd = ML_RD_INIT(f, n), magic, pre, ser, chk, mac;
+	struct ml_rd rd = ML_RD_INIT(f, n), magic, pre, ser, chk, mac, fp;
+	char want_fp[FEATURE_KFP_LEN];
 	char want_chk[FEATURE_CHK_LEN], want_mac[FEATURE_MAC_LEN];
 	struct note_id id;
 	int r;
@@ -187,11 +205,13 @@ parse(const uint8_t *key, const uint8_t *f, size_t n, struct note_id *ret_id)
 	ML_TRY(rd_field(&rd, false, &pre));
 	ML_TRY(rd_field(&rd, false, &ser));
 	ML_TRY(rd_field(&rd, false, &chk));
-	ML_TRY(rd_field(&rd, true, &mac));
+	ML_TRY(rd_field(&rd, false, &mac));
+	ML_TRY(rd_field(&rd, true, &fp));
 	ML_TRY(note_id_set((const char *)ml_rd_ptr(&pre), ml_rd_left(&pre),
 	    (const char *)ml_rd_ptr(&ser), ml_rd_left(&ser), &id));
 	ML_ENSURE(ml_rd_left(&chk) == FEATURE_CHK_LEN &&
-	    ml_rd_left(&mac) == FEATURE_MAC_LEN, ML_ERR_FORMAT);
+	    ml_rd_left(&mac) == FEATURE_MAC_LEN &&
+	    ml_rd_left(&fp) == FEATURE_KFP_LEN, ML_ERR_FORMAT);
 	ML_TRY(codes(key, &id, want_chk, want_mac));
 	ML_ENSURE(ml_ct_eq(ml_rd_ptr(&chk), want_chk, FEATURE_CHK_LEN),
 	    ML_ERR_AUTH);
@@ -199,7 +219,14 @@ parse(const uint8_t *key, const uint8_t *f, size_t n, struct note_id *ret_id)
 		ML_ENSURE(ml_ct_eq(ml_rd_ptr(&mac), want_mac, FEATURE_MAC_LEN),
 		    ML_ERR_AUTH);
 	}
-	*ret_id = id;
+	if (chip_pub != NULL) {
+		ML_TRY(kfp(chip_pub, want_fp));
+		ML_ENSURE(ml_ct_eq(ml_rd_ptr(&fp), want_fp, FEATURE_KFP_LEN),
+		    ML_ERR_AUTH);
+	}
+	if (ret_id != NULL) {
+		*ret_id = id;
+	}
 	r = 0;
 out:
 	ml_wipe(want_mac, sizeof(want_mac));
@@ -209,14 +236,20 @@ out:
 int
 feature_parse(const uint8_t *f, size_t n, struct note_id *ret_id)
 {
-	return parse(NULL, f, n, ret_id);
+	return parse(NULL, NULL, f, n, ret_id);
+}
+
+int
+feature_check_chip(const uint8_t *f, size_t n, const uint8_t chip_pub[static 65])
+{
+	return parse(NULL, chip_pub, f, n, NULL);
 }
 
 int
 feature_verify(const uint8_t key[static FEATURE_KEY_LEN], const uint8_t *f,
     size_t n, struct note_id *ret_id)
 {
-	return parse(key, f, n, ret_id);
+	return parse(key, NULL, f, n, ret_id);
 }
 
 static int

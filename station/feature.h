@@ -10,7 +10,7 @@
  * letter then capitals or digits) and its serial (4..12 digits).  The
  * feature information written to the note's chip is the ASCII string
  *
- *	"ML1|" prefix "|" serial "|" chk "|" mac
+ *	"ML1|" prefix "|" serial "|" chk "|" mac "|" kfp
  *
  * chk	public check code: base32(SHA-256("mintline feature chk v1" 00
  *	prefix 00 serial))[0..8) — anyone can recompute it; it catches an
@@ -19,6 +19,11 @@
  *	"mintline feature mac v1" 00 prefix 00 serial))[0..16) (80 bits) —
  *	only holders of the issuer's feature key (the issuing stations and the
  *	registration server) can make or check it.
+ * kfp	chip key fingerprint: base32(SHA-256(chip public key))[0..20) (100
+ *	bits) — ties the record, and so the station's signature over it, to
+ *	the key generated inside this chip: an offline desk detects a clone
+ *	(same record, another key) without the registry.  (Beyond the
+ *	documents: "chip authentication".)
  *
  * base32 is RFC 4648 without padding.  docs/issuance.md has the rationale.
  */
@@ -36,9 +41,11 @@
 #define FEATURE_KEY_LEN		32
 #define FEATURE_CHK_LEN		8	/* base32 characters */
 #define FEATURE_MAC_LEN		16	/* base32 characters */
-/* "ML1|" + 4 + "|" + 12 + "|" + 8 + "|" + 16 */
+#define FEATURE_KFP_LEN		20	/* base32 characters */
+/* "ML1|" + 4 + "|" + 12 + "|" + 8 + "|" + 16 + "|" + 20 */
 #define FEATURE_MAX_LEN		(4 + FEATURE_PREFIX_MAX + 1 + FEATURE_SERIAL_MAX + \
-				 1 + FEATURE_CHK_LEN + 1 + FEATURE_MAC_LEN)
+				 1 + FEATURE_CHK_LEN + 1 + FEATURE_MAC_LEN + \
+				 1 + FEATURE_KFP_LEN)
 /* prefix || serial, the registry's note key */
 #define NOTE_ID_MAX		(FEATURE_PREFIX_MAX + FEATURE_SERIAL_MAX)
 
@@ -60,13 +67,14 @@ void		 note_id_str(const struct note_id *id,
     char ret[static NOTE_ID_MAX + 1]);
 
 /*
- * Make the feature information of a note under the feature key.
+ * Make the feature information of a note under the feature key, for the
+ * chip whose public key is chip_pub (65 bytes, from GET DATA 02).
  * ret gets FEATURE_MAX_LEN + 1 bytes at most (NUL terminated); *ret_len
  * its length.  0 or ML_ERR_*; outputs untouched on failure.
  */
 ML_MUST_CHECK int feature_derive(const uint8_t key[static FEATURE_KEY_LEN],
-    const struct note_id *id, char ret[static FEATURE_MAX_LEN + 1],
-    size_t *ret_len);
+    const struct note_id *id, const uint8_t chip_pub[static 65],
+    char ret[static FEATURE_MAX_LEN + 1], size_t *ret_len);
 
 /*
  * Parse feature information read from a chip or an upload (untrusted) and
@@ -93,5 +101,12 @@ ML_MUST_CHECK int feature_key_load(const char *path,
 
 /* Write a fresh random feature key to path (created 0600, must not exist). */
 ML_MUST_CHECK int feature_key_create(const char *path);
+
+/*
+ * 0 if the record's chip key fingerprint is that of chip_pub, ML_ERR_AUTH
+ * if not, ML_ERR_FORMAT for a malformed record.
+ */
+ML_MUST_CHECK int feature_check_chip(const uint8_t *f, size_t n,
+    const uint8_t chip_pub[static 65]);
 
 #endif
