@@ -1,7 +1,6 @@
 /*
  * Issuance batch input: see batch.h for the format.
  */
-#include <search.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
