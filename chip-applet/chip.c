@@ -1346,6 +1346,10 @@ chip_transmit(struct chip *c, const uint8_t *cmd, size_t cmd_len,
 			tab = &chip_profile_core;
 		}
 		if (e == NULL) {
+			/* SELECT and GET RESPONSE exist, under CLA 00 only */
+			if (a.ins == INS_SELECT || a.ins == INS_GET_RESPONSE) {
+				cla_known = true;
+			}
 			sw = cla_known ? SW_CLA_NOT_SUPPORTED : SW_INS_NOT_SUPPORTED;
 			goto done;
 		}

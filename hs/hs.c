@@ -3,6 +3,7 @@
  * one recv per message (hs_steps[]), the transcript hash extended by every
  * message, and the key schedule.  docs/protocol.md is the reference.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -184,6 +185,12 @@ const struct hs_peer *
 hs_peer(const struct hs *hs)
 {
 	return &hs->peer;
+}
+
+const char *
+hs_claimed_serial(const struct hs *hs)
+{
+	return hs->serial;
 }
 
 int

@@ -57,6 +57,11 @@ struct hs_certinfo {
 };
 #define HS_CERT_KIND_SERVER	3
 
+/* Certificate facts of a DER leaf without verification (own cert,
+ * enrolment). */
+ML_MUST_CHECK int hs_cert_facts(const uint8_t *der, size_t len,
+    struct hs_certinfo *ret);
+
 /*
  * Verify a chain (chain[0] leaf) against t: cached by the SHA-256 of the
  * chain.  Returns 0 and fills *ret, or ML_ERR_CERT with *ret_alert =
@@ -92,6 +97,8 @@ int	hs_alert(const struct hs *hs);
 enum hs_flow hs_get_flow(const struct hs *hs);
 /* The authenticated peer; cert_der points into hs (valid while hs lives). */
 const struct hs_peer *hs_peer(const struct hs *hs);
+/* The serial claimed in KEYREQ ("" before), for logs. */
+const char *hs_claimed_serial(const struct hs *hs);
 /* Copy the peer cert out (channels outlive the engine). */
 ML_MUST_CHECK int hs_peer_cert_copy(const struct hs *hs, uint8_t **ret_der,
     size_t *ret_len);

@@ -1,7 +1,7 @@
 /*
  * The public face of hs/: what the station (as reader or issuing station)
  * and the server call.  The handshake internals (message tables, transcript,
- * per-message send/recv) live behind it in hs/*.c; docs/protocol.md is the
+ * per-message send/recv) live behind it in the hs_*.c files; docs/protocol.md is the
  * wire reference.
  *
  * Roles: the *client* is a reader (ID-2..ID-5) or a station (BN-3..BN-7:
@@ -114,6 +114,18 @@ struct hs_cred {
 	size_t			 nchain;
 };
 
+/*
+ * A certificate chain loaded from a PEM file (leaf first, then
+ * intermediates), owning its DER copies.  hs_chain_free() is NULL-safe.
+ */
+struct hs_chain {
+	uint8_t		*der[HS_MAX_CHAIN];
+	struct hs_blob	 blob[HS_MAX_CHAIN];
+	size_t		 n;
+};
+ML_MUST_CHECK int hs_chain_load(const char *pem_path, struct hs_chain *ret);
+void	hs_chain_free(struct hs_chain *c);
+
 /* ---------------------------------------------------------------- peer */
 
 /*
@@ -140,6 +152,7 @@ struct hs_peer {
  * Record types carried by the channel after the handshake.  Applications
  * (issuance, ID reading) define theirs from HS_REC_APP upwards (see
  * docs/protocol.md for the allocation table; add yours there).
+ * ID reading (idread/idpkt.h) owns HS_REC_APP + 0x30 .. + 0x3F (0x40..0x4F).
  */
 #define HS_REC_CLOSE	0x00	/* orderly end; payload empty */
 #define HS_REC_ERROR	0x01	/* server: request failed; payload i32be ML_ERR_* */
@@ -187,7 +200,9 @@ ML_MUST_CHECK int hs_chan_send(struct hs_chan *c, uint8_t type,
  * Returns 0 with *ret_type and *ret_len (bytes in buf, cap >= needed), or
  * ML_ERR_TIMEOUT (channel still usable), ML_ERR_TOO_LARGE (cap too small;
  * the session ends), ML_ERR_AUTH (tampered, replayed, reordered record:
- * the session ends), ML_ERR_IO (peer closed).  A received HS_REC_CLOSE is
+ * the session ends), ML_ERR_IO (peer closed), ML_ERR_REJECTED (the server
+ * refused the handshake: flow B; see hs_chan_alert()).  A received
+ * HS_REC_CLOSE is
  * returned as a record of that type.
  */
 ML_MUST_CHECK int hs_chan_recv(struct hs_chan *c, uint8_t *ret_type,
@@ -196,6 +211,9 @@ ML_MUST_CHECK int hs_chan_recv(struct hs_chan *c, uint8_t *ret_type,
 ML_MUST_CHECK int hs_chan_call(struct hs_chan *c, uint8_t type,
     const void *req, size_t req_len, uint8_t *ret_type, uint8_t *buf,
     size_t cap, size_t *ret_len);
+/* The HS_ALERT_* code after hs_chan_recv() returned ML_ERR_REJECTED (in
+ * flow B the server's verdict on READER_KEYX arrives on the channel). */
+int	hs_chan_alert(const struct hs_chan *c);
 /* The authenticated peer (valid while the channel lives). */
 const struct hs_peer *hs_chan_peer(const struct hs_chan *c);
 /* Send HS_REC_CLOSE (best effort), close the fd, wipe keys, free.

@@ -109,7 +109,5 @@ int	hs_set_peer(struct hs *hs, const struct hs_certinfo *ci,
 int	hs_server_check_client(struct hs *hs, const uint8_t *msg, size_t len,
 	    const struct hs_ident_fields *f, const char *label);
 int	hs_keyops_random(const struct hs_keyops *ko, uint8_t *buf, size_t n);
-/* Certificate facts of a DER leaf without verification (own cert). */
-int	hs_cert_facts(const uint8_t *der, size_t len, struct hs_certinfo *ret);
 
 #endif

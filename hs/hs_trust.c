@@ -472,3 +472,58 @@ hs_trust_verify(const struct hs_trust *ct, const struct hs_blob *chain,
 	*ret = ci;
 	return 0;
 }
+
+/* ---------------------------------------------------------------- chains */
+
+void
+hs_chain_free(struct hs_chain *c)
+{
+	size_t i;
+
+	if (c == NULL) {
+		return;
+	}
+	for (i = 0; i < c->n; i++) {
+		free(c->der[i]);
+	}
+	memset(c, 0, sizeof(*c));
+}
+
+int
+hs_chain_load(const char *pem_path, struct hs_chain *ret)
+{
+	struct hs_chain c;
+	BIO *b = NULL;
+	X509 *x = NULL;
+	uint8_t *der = NULL;
+	int n, r = ML_ERR_INTERNAL;
+
+	memset(&c, 0, sizeof(c));
+	ML_TRY(ml_ossl_init());
+	ML_ENSURE((b = BIO_new_file(pem_path, "rb")) != NULL, ML_ERR_IO);
+	while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
+		ML_ENSURE(c.n < HS_MAX_CHAIN, ML_ERR_TOO_LARGE);
+		ML_ENSURE((n = i2d_X509(x, &der)) > 0 && n <= HS_MAX_CERT,
+		    ML_ERR_TOO_LARGE);
+		ML_ENSURE((c.der[c.n] = malloc((size_t)n)) != NULL, ML_ERR_NOMEM);
+		memcpy(c.der[c.n], der, (size_t)n);
+		c.blob[c.n].p = c.der[c.n];
+		c.blob[c.n].len = (size_t)n;
+		c.n++;
+		OPENSSL_free(der);
+		der = NULL;
+		X509_free(x);
+		x = NULL;
+	}
+	ML_ENSURE(c.n >= 1, ML_ERR_CERT);
+	*ret = c;
+	memset(&c, 0, sizeof(c));
+	r = 0;
+out:
+	OPENSSL_free(der);
+	X509_free(x);
+	BIO_free(b);
+	hs_chain_free(&c);
+	ERR_clear_error();
+	return r;
+}

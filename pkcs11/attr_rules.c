@@ -457,6 +457,10 @@ p11m_attr_apply(enum p11m_aop op, CK_OBJECT_CLASS cls, CK_KEY_TYPE kt,
 		if ((rv = value_check(t)) != CKR_OK) {
 			return rv;
 		}
+		/* A read-only attribute is read-only before it is wrong. */
+		if ((rv = op_check(op, r, t, cur, is_so)) != CKR_OK) {
+			return rv;
+		}
 		for (j = 0; j < i; j++) {
 			if (tmpl[j].type == t->type && !same_value(&tmpl[j], t)) {
 				return CKR_TEMPLATE_INCONSISTENT;
@@ -473,9 +477,6 @@ p11m_attr_apply(enum p11m_aop op, CK_OBJECT_CLASS cls, CK_KEY_TYPE kt,
 		if (t->type == CKA_CERTIFICATE_TYPE &&
 		    *(const CK_ULONG *)t->pValue != CKC_X_509) {
 			return CKR_ATTRIBUTE_VALUE_INVALID;
-		}
-		if ((rv = op_check(op, r, t, cur, is_so)) != CKR_OK) {
-			return rv;
 		}
 	}
 

@@ -26,6 +26,7 @@
 #include "ml_err.h"
 #include "ml_ossl.h"
 #include "ml_wr.h"
+#include "chip.h"
 #include "chip_proto.h"
 
 struct chiplink;

@@ -234,7 +234,7 @@ p11m_initialize(CK_VOID_PTR args)
 	if (args != NULL) {
 		/* Copy the arguments; never keep the caller's pointer. */
 		memcpy(&ia, args, sizeof(ia));
-		if (ia.reserved != NULL) {
+		if (ia.pReserved != NULL) {
 			return CKR_ARGUMENTS_BAD;
 		}
 		/* All four mutex callbacks or none (v2.40 §5.4). */
@@ -804,8 +804,10 @@ p11m_wait_for_slot_event(CK_FLAGS flags, CK_SLOT_ID_PTR ret_slot)
 			}
 		}
 		if (ti < m->ntr) {
-			(void)chiplink_wait(m->tr[ti].link,
+			int r = chiplink_wait(m->tr[ti].link,
 			    m->ntr > 1 ? 50 : 200, &dummy);
+
+			(void)r;	/* events are found by poll_events() */
 		} else {
 			struct timespec ts = { 0, 200 * 1000 * 1000 };
 

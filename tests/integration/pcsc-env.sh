@@ -32,8 +32,9 @@
 #     claimed.
 # Where namespaces are not allowed (an unprivileged container), it falls
 # back to systemd socket activation: systemd-socket-activate listens on
-# DIR/run/pcscd.comm and hands the socket to pcscd (sd_listen_fds), which
-# then never touches /run/pcscd/pcscd.comm.  It still writes
+# DIR/run/pcscd.comm and, at the first connection (we make one), execs
+# pcscd with the socket (sd_listen_fds), which then never touches
+# /run/pcscd/pcscd.comm.  It still writes
 # /run/pcscd/pcscd.pid, so the fallback is used only when no system pcscd
 # is there (no /run/pcscd/pcscd.comm); otherwise the test is skipped.
 #
@@ -48,6 +49,7 @@
 PCSC_ENV_PIDS=()
 PCSC_ENV_PID=
 PCSC_ENV_DIR=
+_PCSC_RMDIR_RUN=
 
 _pcsc_log() {
 	echo "pcsc-env: $*" >&2
@@ -278,6 +280,7 @@ pcsc_env_start() {
 		[[ $mode == ns-user ]] &&
 		    ns=(unshare --user --map-root-user --mount --propagation private)
 		# No fork anywhere: $! is pcscd itself.
+		# shellcheck disable=SC2016 # expanded by the inner sh
 		"${ns[@]}" -- /bin/sh -c '
 			set -e
 			mount -t tmpfs -o mode=0755 mintline-run /run
@@ -291,6 +294,9 @@ pcsc_env_start() {
 		    >"$dir/pcscd.log" 2>&1 &
 		;;
 	sockact)
+		# pcscd will mkdir /run/pcscd for its pid file; if it was
+		# not there before, take it away again in pcsc_env_stop.
+		[[ -e /run/pcscd ]] || _PCSC_RMDIR_RUN=1
 		systemd-socket-activate --listen="$dir/run/pcscd.comm" \
 		    "$PCSCD" "${opts[@]}" >"$dir/pcscd.log" 2>&1 &
 		;;
@@ -303,6 +309,13 @@ pcsc_env_start() {
 
 	# The socket appears after the readers are loaded; then their ports
 	# must be listening.
+	if _pcsc_wait_for 15 test -S "$dir/run/pcscd.comm" &&
+	    [[ $mode == sockact ]]; then
+		# systemd-socket-activate execs pcscd at the first connection.
+		python3 -c 'import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.close()' \
+		    "$dir/run/pcscd.comm" 2>/dev/null
+	fi
 	if ! _pcsc_wait_for 15 test -S "$dir/run/pcscd.comm" ||
 	    ! _pcsc_wait_for 5 _pcsc_listening "${ports[@]}"; then
 		_pcsc_log "pcscd did not come up; log:"
@@ -337,6 +350,10 @@ pcsc_env_stop() {
 	if [[ -n $PCSC_ENV_PID ]]; then
 		_pcsc_stop_pid "$PCSC_ENV_PID"
 		PCSC_ENV_PID=
+	fi
+	if [[ ${_PCSC_RMDIR_RUN:-} ]]; then
+		rmdir /run/pcscd 2>/dev/null || true
+		_PCSC_RMDIR_RUN=
 	fi
 }
 

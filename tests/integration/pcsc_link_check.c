@@ -6,6 +6,7 @@
  *	pcsc_link_check wait SPEC SLOT present|absent TIMEOUT_MS
  *	pcsc_link_check info SPEC SLOT
  *	pcsc_link_check burst SPEC SLOT SO_PIN MAX
+ *	pcsc_link_check swap SPEC SLOT TIMEOUT_MS
  *
  * Exit status: 0 pass, 1 fail, 2 usage.  Output lines are key=value so
  * the shell test can pick them apart.
@@ -238,16 +239,46 @@ cmd_selftest(char **argv)
 	return plc_failures == 0 ? 0 : 1;
 }
 
+/* Wait, with chiplink_wait(), until slot's presence is `want`. */
+static int
+plc_await(struct chiplink *l, size_t slot, bool want, long tmo_ms,
+    struct chiplink_slot_info *ret)
+{
+	struct chiplink_slot_info info;
+	struct timespec t0, t1;
+	size_t ret_slot;
+	long elapsed;
+	int r;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		if ((r = chiplink_slot_info(l, slot, &info)) != 0) {
+			return r;
+		}
+		if (info.present == want) {
+			*ret = info;
+			return 0;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		elapsed = (t1.tv_sec - t0.tv_sec) * 1000 +
+		    (t1.tv_nsec - t0.tv_nsec) / 1000000;
+		if (elapsed >= tmo_ms) {
+			return ML_ERR_TIMEOUT;
+		}
+		r = chiplink_wait(l, (int)(tmo_ms - elapsed), &ret_slot);
+		if (r != 0 && r != ML_ERR_TIMEOUT) {
+			return r;
+		}
+	}
+}
+
 /* Wait (with chiplink_wait) until slot is present or absent. */
 static int
 cmd_wait(char **argv)
 {
 	struct chiplink *l = NULL;
 	struct chiplink_slot_info info;
-	size_t slot, tmo, ret_slot;
-	struct timespec t0, t1;
-	long elapsed;
-	bool want;
+	size_t slot, tmo;
 	int r;
 
 	if (plc_parse_size(argv[1], &slot) != 0 ||
@@ -256,35 +287,14 @@ cmd_wait(char **argv)
 	    strcmp(argv[2], "absent") != 0)) {
 		return 2;
 	}
-	want = strcmp(argv[2], "present") == 0;
-	if ((r = chiplink_open(argv[0], &l)) != 0) {
-		printf("FAIL open (%s)\n", ml_errname(r));
-		return 1;
+	if ((r = chiplink_open(argv[0], &l)) == 0) {
+		r = plc_await(l, slot, strcmp(argv[2], "present") == 0,
+		    (long)tmo, &info);
 	}
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (;;) {
-		if ((r = chiplink_slot_info(l, slot, &info)) != 0) {
-			break;
-		}
-		if (info.present == want) {
-			printf("slot=%zu present=%d generation=%llu\n", slot,
-			    info.present,
-			    (unsigned long long)info.generation);
-			break;
-		}
-		clock_gettime(CLOCK_MONOTONIC, &t1);
-		elapsed = (t1.tv_sec - t0.tv_sec) * 1000 +
-		    (t1.tv_nsec - t0.tv_nsec) / 1000000;
-		if (elapsed >= (long)tmo) {
-			r = ML_ERR_TIMEOUT;
-			break;
-		}
-		r = chiplink_wait(l, (int)(tmo - (size_t)elapsed), &ret_slot);
-		if (r != 0 && r != ML_ERR_TIMEOUT) {
-			break;
-		}
-	}
-	if (r != 0) {
+	if (r == 0) {
+		printf("slot=%zu present=%d generation=%llu\n", slot,
+		    info.present, (unsigned long long)info.generation);
+	} else {
 		printf("FAIL wait %s (%s)\n", argv[2], ml_errname(r));
 	}
 	chiplink_close(l);
@@ -368,6 +378,64 @@ out:
 	    r == ML_ERR_IO) ? 0 : 1;
 }
 
+/*
+ * One link held across a chip leaving and coming back (the test kills and
+ * restarts mintline-chip meanwhile): the generation must move on, the old
+ * one must be refused, the new one accepted.  Prints "armed" once the first
+ * generation is in use.
+ */
+static int
+cmd_swap(char **argv)
+{
+	struct chiplink *l = NULL;
+	struct chiplink_slot_info before, gone, after;
+	size_t slot, tmo;
+	uint16_t sw = 0;
+	uint8_t kind = 0;
+	int r;
+
+	if (plc_parse_size(argv[1], &slot) != 0 ||
+	    plc_parse_size(argv[2], &tmo) != 0) {
+		return 2;
+	}
+	if ((r = chiplink_open(argv[0], &l)) != 0) {
+		plc_check(false, "open", r);
+		return 1;
+	}
+	r = plc_await(l, slot, true, (long)tmo, &before);
+	plc_check(r == 0, "chip present at start", r);
+	if (r == 0) {
+		r = plc_select_any(l, slot, before.generation, &kind);
+		plc_check(r == 0, "select with the first generation", r);
+	}
+	if (r != 0) {
+		chiplink_close(l);
+		return 1;
+	}
+	printf("armed generation=%llu\n",
+	    (unsigned long long)before.generation);
+	r = plc_await(l, slot, false, (long)tmo, &gone);
+	plc_check(r == 0, "chip seen leaving", r);
+	r = plc_select(l, slot, before.generation, kind, false, &sw);
+	plc_check(r == ML_ERR_REMOVED, "old generation refused while away",
+	    r);
+	r = plc_await(l, slot, true, (long)tmo, &after);
+	plc_check(r == 0, "chip seen coming back", r);
+	if (r == 0) {
+		printf("generation %llu -> %llu\n",
+		    (unsigned long long)before.generation,
+		    (unsigned long long)after.generation);
+		plc_check(after.generation > before.generation,
+		    "generation bumped on arrival", 0);
+		r = plc_select(l, slot, before.generation, kind, false, &sw);
+		plc_check(r == ML_ERR_REMOVED, "old generation refused", r);
+		r = plc_select(l, slot, after.generation, kind, false, &sw);
+		plc_check(r == 0 && sw == SW_OK, "new generation accepted", r);
+	}
+	chiplink_close(l);
+	return plc_failures == 0 ? 0 : 1;
+}
+
 static const struct plc_cmd {
 	const char	*name;
 	int		 nargs;
@@ -378,6 +446,7 @@ static const struct plc_cmd {
 	{ "wait",	4, cmd_wait,	 "SPEC SLOT present|absent TIMEOUT_MS" },
 	{ "info",	2, cmd_info,	 "SPEC SLOT" },
 	{ "burst",	4, cmd_burst,	 "SPEC SLOT SO_PIN MAX" },
+	{ "swap",	3, cmd_swap,	 "SPEC SLOT TIMEOUT_MS" },
 };
 
 int

@@ -1,0 +1,30 @@
+/*
+ * hs_keyops backed by a PKCS#11 private key through libp11: the server's
+ * key in the HSM (SoftHSM2 by default) and the reader's key in the reader
+ * secure chip (our mintline-pkcs11.so).  The key never leaves the token:
+ * signing is C_Sign(CKM_ECDSA), ECDH is C_DeriveKey(CKM_ECDH1_DERIVE),
+ * random is C_GenerateRandom.
+ *
+ * The key is named by an RFC 7512 URI:
+ *	pkcs11:token=<label>;object=<label>[;id=%01][;type=private]
+ *	    [?pin-source=file:<path>|pin-value=<pin>][&module-path=<so>]
+ * module (argument) overrides module-path; one of them is required.  The
+ * PIN is read into a fixed buffer, used once for C_Login and wiped.
+ */
+#ifndef HS_P11_H
+#define HS_P11_H
+
+#include "hs_api.h"
+
+struct hs_p11;
+
+ML_MUST_CHECK int hs_p11_open(const char *module, const char *uri,
+    struct hs_p11 **ret_key);
+/* Fill keyops (ctx = k); thread-safe (calls are serialised per key). */
+void	hs_p11_keyops(struct hs_p11 *k, struct hs_keyops *ret);
+/* The key's public point (from the token's public key object). */
+ML_MUST_CHECK int hs_p11_pub(const struct hs_p11 *k,
+    uint8_t ret_pub[ML_P256_PUB_LEN]);
+void	hs_p11_free(struct hs_p11 *k);			/* NULL-safe */
+
+#endif

@@ -1,0 +1,51 @@
+/*
+ * The applications mintline-server serves over the channel.  Add yours as
+ * one line in srv_apps[] (declare its struct hs_app extern here); its
+ * handlers run on worker threads (hs_api.h, hs_handler_fn).
+ *
+ * The channel itself answers HS_REC_PING and HS_REC_CLOSE (srv_session.c).
+ */
+#include <stddef.h>
+#include <string.h>
+
+#include "srv.h"
+
+/* Echo for diagnostics: type HS_REC_APP + 0x00 ("whoami") replies with
+ * the authenticated peer's serial, certificate number and flow. */
+#define APP_WHOAMI	(HS_REC_APP + 0x00)
+
+static int
+whoami(void *app_ctx, const struct hs_peer *peer, uint8_t type,
+    const uint8_t *payload, size_t len, struct ml_wr *reply,
+    uint8_t *reply_type)
+{
+	int r = ML_ERR_INTERNAL;
+
+	ML_TRY(ml_wr_u8(reply, (uint8_t)peer->flow));
+	ML_TRY(ml_wr_u8(reply, (uint8_t)peer->kind));
+	ML_TRY(ml_wr_lv8(reply, peer->serial, strlen(peer->serial)));
+	ML_TRY(ml_wr_lv8(reply, peer->certno, strlen(peer->certno)));
+	*reply_type = APP_WHOAMI;
+	r = 0;
+out:
+	return r;
+}
+
+static const struct hs_handler whoami_handlers[] = {
+	{ APP_WHOAMI, whoami },
+};
+
+static const struct hs_app srv_app_whoami = {
+	.name = "whoami",
+	.handlers = whoami_handlers,
+	.nhandlers = ML_NELEM(whoami_handlers),
+};
+
+extern const struct hs_app srv_app_idread;	/* idread_app.c (issue 6) */
+
+const struct hs_app *const srv_apps[] = {
+	&srv_app_whoami,
+	&srv_app_idread,
+	/* issue 5: &srv_app_note, */
+	NULL,
+};

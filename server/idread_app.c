@@ -1,0 +1,149 @@
+/*
+ * ID reading served by mintline-server (issue 6; ID-3, ID-7, ID-8, ID-10):
+ * the record handlers of idread/idr_srv.c on the worker threads, one SAM
+ * shared by every reader connection, and a read record per reader in the
+ * registry for risk control.
+ *
+ * The SAM comes from MINTLINE_SAM ("emul:/etc/mintline/sam.key", the
+ * default), read with secure_getenv at start-up; upload limits from
+ * MINTLINE_IDR_DEADLINE_MS and MINTLINE_IDR_MAX_ROUNDS.  When no SAM can be
+ * opened the server still starts and every ID read is answered
+ * ML_ERR_UNSUPPORTED (logged once at start).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ml_log.h"
+
+#include "hs_api.h"
+#include "idpkt.h"
+#include "idr_srv.h"
+#include "registry.h"
+#include "sam.h"
+
+#define IDR_SAM_DEFAULT	"emul:/etc/mintline/sam.key"
+
+struct idr_app {
+	struct reg	*reg;
+	struct sam	*sam;
+	struct idr_srv	*srv;
+};
+
+/*
+ *= MISSION ID-3 (reader identity)
+ *# uses the mapping for risk control: ... read history, error history
+ */
+static void
+idr_app_record(void *ctx, const struct hs_peer *peer, int ev,
+    const char *detail)
+{
+	struct idr_app *a = ctx;
+	int r;
+
+	if (a->reg == NULL) {
+		return;
+	}
+	if ((r = reg_event_add(a->reg, peer->serial, (enum reg_event)ev,
+	    detail)) != 0) {
+		ml_warn("idread: cannot record event for %s: %s", peer->serial,
+		    ml_errname(r));
+	}
+}
+
+static uint32_t
+env_u32(const char *name, uint32_t dflt, uint32_t max)
+{
+	const char *v = secure_getenv(name);
+	char *end;
+	unsigned long x;
+
+	if (v == NULL || *v == '\0') {
+		return dflt;
+	}
+	x = strtoul(v, &end, 10);
+	return (*end != '\0' || x == 0 || x > max) ? dflt : (uint32_t)x;
+}
+
+static int
+idr_app_init(const struct hs_app_env *env, void **ret_ctx)
+{
+	struct idr_srv_cfg cfg;
+	struct idr_app *a = NULL;
+	const char *spec = secure_getenv("MINTLINE_SAM");
+	int r;
+
+	if (spec == NULL || *spec == '\0') {
+		spec = IDR_SAM_DEFAULT;
+	}
+	ML_ENSURE((a = calloc(1, sizeof(*a))) != NULL, ML_ERR_NOMEM);
+	a->reg = env->registry;
+	if ((r = sam_open(spec, &a->sam)) != 0) {
+		ml_warn("idread: no SAM (%s: %s): ID reads will be refused",
+		    spec, ml_strerror(r));
+		*ret_ctx = a;
+		a = NULL;
+		r = 0;
+		goto out;
+	}
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.deadline_ms = env_u32("MINTLINE_IDR_DEADLINE_MS", 0, 600000);
+	cfg.max_rounds = (uint8_t)env_u32("MINTLINE_IDR_MAX_ROUNDS", 0, 64);
+	cfg.record = idr_app_record;
+	cfg.record_ctx = a;
+	ML_TRY(idr_srv_new(&cfg, a->sam, &a->srv));
+	ml_info("idread: SAM %s ready", sam_name(a->sam));
+	*ret_ctx = a;
+	a = NULL;
+	r = 0;
+out:
+	if (a != NULL) {
+		sam_close(a->sam);
+		free(a);
+	}
+	return r;
+}
+
+static void
+idr_app_fini(void *ctx)
+{
+	struct idr_app *a = ctx;
+
+	if (a == NULL) {
+		return;
+	}
+	idr_srv_free(a->srv);
+	sam_close(a->sam);
+	free(a);
+}
+
+static int
+idr_app_handle(void *ctx, const struct hs_peer *peer, uint8_t type,
+    const uint8_t *payload, size_t len, struct ml_wr *reply,
+    uint8_t *reply_type)
+{
+	struct idr_app *a = ctx;
+
+	if (a->srv == NULL) {
+		return type == IDR_REC_PKT ? 0 : ML_ERR_UNSUPPORTED;
+	}
+	if (peer->kind != HS_KIND_READER) {
+		return ML_ERR_PERM;	/* stations do not read ID cards */
+	}
+	return idr_srv_handle(a->srv, peer, type, payload, len, reply,
+	    reply_type);
+}
+
+static const struct hs_handler idr_app_handlers[] = {
+	{ IDR_REC_BEGIN,	idr_app_handle },
+	{ IDR_REC_PKT,		idr_app_handle },
+	{ IDR_REC_END,		idr_app_handle },
+	{ IDR_REC_ABORT,	idr_app_handle },
+};
+
+const struct hs_app srv_app_idread = {
+	.name = "idread",
+	.init = idr_app_init,
+	.fini = idr_app_fini,
+	.handlers = idr_app_handlers,
+	.nhandlers = ML_NELEM(idr_app_handlers),
+};

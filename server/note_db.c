@@ -1,0 +1,379 @@
+/*
+ * The note registry in SQLite (see note_db.h).
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+#include "ml_log.h"
+#include "note_db.h"
+#include "note_proto.h"
+
+/* Append to the registry's migrations list as one step. */
+#define NOTE_DB_SCHEMA							\
+	"CREATE TABLE IF NOT EXISTS note_chip ("			\
+	" chip_serial TEXT PRIMARY KEY,"				\
+	" chip_pub BLOB NOT NULL CHECK (length(chip_pub) = 65),"	\
+	" enrolled_at INTEGER NOT NULL);"				\
+	"CREATE TABLE IF NOT EXISTS note ("				\
+	" reg_id INTEGER PRIMARY KEY,"					\
+	" note_id TEXT NOT NULL UNIQUE,"				\
+	" chip_serial TEXT NOT NULL UNIQUE REFERENCES note_chip,"	\
+	" feature BLOB NOT NULL,"					\
+	" challenge BLOB NOT NULL,"					\
+	" station_sig BLOB NOT NULL,"					\
+	" issuer_pub BLOB NOT NULL,"					\
+	" registered_at INTEGER NOT NULL);"				\
+	"CREATE TABLE IF NOT EXISTS note_flag ("			\
+	" note_id TEXT NOT NULL,"					\
+	" chip_serial TEXT NOT NULL,"					\
+	" reason TEXT NOT NULL,"					\
+	" at INTEGER NOT NULL,"						\
+	" PRIMARY KEY (note_id, chip_serial));"				\
+	"CREATE TABLE IF NOT EXISTS note_reject ("			\
+	" reason TEXT PRIMARY KEY,"					\
+	" count INTEGER NOT NULL);"
+
+struct note_db {
+	pthread_mutex_t	 mu;
+	sqlite3		*db;
+	sqlite3_stmt	*enrol_get, *enrol_put, *note_by_id, *note_by_chip,
+			*note_put, *flag_put, *flag_get, *reject_put, *count;
+};
+
+static int
+prep(sqlite3 *db, const char *sql, sqlite3_stmt **ret)
+{
+	if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, ret,
+	    NULL) != SQLITE_OK) {
+		ml_err("registry: prepare: %s", sqlite3_errmsg(db));
+		return ML_ERR_IO;
+	}
+	return 0;
+}
+
+static int
+exec(sqlite3 *db, const char *sql)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		ml_err("registry: %s", msg != NULL ? msg : "exec failed");
+		sqlite3_free(msg);
+		return ML_ERR_IO;
+	}
+	return 0;
+}
+
+int
+note_db_open(const char *path, struct note_db **ret)
+{
+	struct note_db *d = NULL;
+	int r;
+
+	ML_ENSURE((d = calloc(1, sizeof(*d))) != NULL, ML_ERR_NOMEM);
+	pthread_mutex_init(&d->mu, NULL);
+	if (sqlite3_open_v2(path, &d->db, SQLITE_OPEN_READWRITE |
+	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+		ml_err("registry %s: %s", path, d->db ? sqlite3_errmsg(d->db) :
+		    "cannot open");
+		r = ML_ERR_IO;
+		goto out;
+	}
+	sqlite3_busy_timeout(d->db, 10000);
+	ML_TRY(exec(d->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+	    "PRAGMA foreign_keys=ON;"));
+	ML_TRY(exec(d->db, NOTE_DB_SCHEMA));
+	ML_TRY(prep(d->db, "SELECT chip_pub FROM note_chip WHERE chip_serial=?",
+	    &d->enrol_get));
+	ML_TRY(prep(d->db, "INSERT INTO note_chip VALUES (?, ?, ?)",
+	    &d->enrol_put));
+	ML_TRY(prep(d->db, "SELECT reg_id, chip_serial, feature FROM note "
+	    "WHERE note_id=?", &d->note_by_id));
+	ML_TRY(prep(d->db, "SELECT reg_id FROM note WHERE chip_serial=?",
+	    &d->note_by_chip));
+	ML_TRY(prep(d->db, "INSERT INTO note (note_id, chip_serial, feature, "
+	    "challenge, station_sig, issuer_pub, registered_at) "
+	    "VALUES (?, ?, ?, ?, ?, ?, ?)", &d->note_put));
+	ML_TRY(prep(d->db, "INSERT OR IGNORE INTO note_flag VALUES (?, ?, ?, ?)",
+	    &d->flag_put));
+	ML_TRY(prep(d->db, "SELECT 1 FROM note_flag WHERE note_id=? LIMIT 1",
+	    &d->flag_get));
+	ML_TRY(prep(d->db, "INSERT INTO note_reject VALUES (?, 1) ON CONFLICT "
+	    "(reason) DO UPDATE SET count = count + 1", &d->reject_put));
+	ML_TRY(prep(d->db, "SELECT count(*) FROM note", &d->count));
+	*ret = d;
+	d = NULL;
+	r = 0;
+out:
+	note_db_close(d);
+	return r;
+}
+
+void
+note_db_close(struct note_db *d)
+{
+	if (d == NULL) {
+		return;
+	}
+	sqlite3_finalize(d->enrol_get);
+	sqlite3_finalize(d->enrol_put);
+	sqlite3_finalize(d->note_by_id);
+	sqlite3_finalize(d->note_by_chip);
+	sqlite3_finalize(d->note_put);
+	sqlite3_finalize(d->flag_put);
+	sqlite3_finalize(d->flag_get);
+	sqlite3_finalize(d->reject_put);
+	sqlite3_finalize(d->count);
+	sqlite3_close(d->db);
+	pthread_mutex_destroy(&d->mu);
+	free(d);
+}
+
+static void
+done(sqlite3_stmt *st)
+{
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+}
+
+/* Look up a chip key; caller holds the lock. */
+static int
+chip_pub_locked(struct note_db *d, const char *serial,
+    uint8_t ret_pub[static ML_P256_PUB_LEN])
+{
+	int rc, r;
+
+	sqlite3_bind_text(d->enrol_get, 1, serial, -1, SQLITE_STATIC);
+	rc = sqlite3_step(d->enrol_get);
+	if (rc == SQLITE_ROW &&
+	    sqlite3_column_bytes(d->enrol_get, 0) == ML_P256_PUB_LEN) {
+		memcpy(ret_pub, sqlite3_column_blob(d->enrol_get, 0),
+		    ML_P256_PUB_LEN);
+		r = 0;
+	} else {
+		r = rc == SQLITE_DONE ? ML_ERR_NOT_FOUND : ML_ERR_IO;
+	}
+	done(d->enrol_get);
+	return r;
+}
+
+int
+note_db_enrol(struct note_db *d, const char *serial,
+    const uint8_t pub[static ML_P256_PUB_LEN])
+{
+	uint8_t have[ML_P256_PUB_LEN];
+	int r;
+
+	pthread_mutex_lock(&d->mu);
+	r = chip_pub_locked(d, serial, have);
+	if (r == 0) {
+		r = memcmp(have, pub, ML_P256_PUB_LEN) == 0 ? 1 : ML_ERR_EXISTS;
+		goto out;
+	}
+	if (r != ML_ERR_NOT_FOUND) {
+		goto out;
+	}
+	sqlite3_bind_text(d->enrol_put, 1, serial, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(d->enrol_put, 2, pub, ML_P256_PUB_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(d->enrol_put, 3, (sqlite3_int64)time(NULL));
+	r = sqlite3_step(d->enrol_put) == SQLITE_DONE ? 0 : ML_ERR_IO;
+	done(d->enrol_put);
+out:
+	pthread_mutex_unlock(&d->mu);
+	return r;
+}
+
+int
+note_db_chip_pub(struct note_db *d, const char *serial,
+    uint8_t ret_pub[static ML_P256_PUB_LEN])
+{
+	int r;
+
+	pthread_mutex_lock(&d->mu);
+	r = chip_pub_locked(d, serial, ret_pub);
+	pthread_mutex_unlock(&d->mu);
+	return r;
+}
+
+static int
+lookup_locked(struct note_db *d, const char *note_id, struct note_row *ret)
+{
+	int rc, r;
+	size_t n;
+
+	sqlite3_bind_text(d->note_by_id, 1, note_id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(d->note_by_id);
+	if (rc == SQLITE_ROW) {
+		const unsigned char *cs = sqlite3_column_text(d->note_by_id, 1);
+
+		n = (size_t)sqlite3_column_bytes(d->note_by_id, 2);
+		memset(ret, 0, sizeof(*ret));
+		ret->reg_id = (uint64_t)sqlite3_column_int64(d->note_by_id, 0);
+		snprintf(ret->chip_serial, sizeof(ret->chip_serial), "%s",
+		    cs != NULL ? (const char *)cs : "");
+		if (n > sizeof(ret->feature)) {
+			n = sizeof(ret->feature);
+		}
+		memcpy(ret->feature, sqlite3_column_blob(d->note_by_id, 2), n);
+		ret->feature_len = n;
+		r = 0;
+	} else {
+		r = rc == SQLITE_DONE ? ML_ERR_NOT_FOUND : ML_ERR_IO;
+	}
+	done(d->note_by_id);
+	return r;
+}
+
+int
+note_db_lookup(struct note_db *d, const char *note_id, struct note_row *ret)
+{
+	int r;
+
+	pthread_mutex_lock(&d->mu);
+	r = lookup_locked(d, note_id, ret);
+	pthread_mutex_unlock(&d->mu);
+	return r;
+}
+
+static int
+flag_locked(struct note_db *d, const char *note_id, const char *chip,
+    const char *reason)
+{
+	int r;
+
+	sqlite3_bind_text(d->flag_put, 1, note_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(d->flag_put, 2, chip, -1, SQLITE_STATIC);
+	sqlite3_bind_text(d->flag_put, 3, reason, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(d->flag_put, 4, (sqlite3_int64)time(NULL));
+	r = sqlite3_step(d->flag_put) == SQLITE_DONE ? 0 : ML_ERR_IO;
+	done(d->flag_put);
+	return r;
+}
+
+int
+note_db_register(struct note_db *d, const struct note_reg *nr,
+    uint64_t *ret_reg_id)
+{
+	struct note_row row;
+	int rc, r;
+
+	pthread_mutex_lock(&d->mu);
+	ML_TRY(exec(d->db, "BEGIN IMMEDIATE"));
+	r = lookup_locked(d, nr->note_id, &row);
+	if (r == 0) {
+		if (strcmp(row.chip_serial, nr->chip_serial) == 0 &&
+		    row.feature_len == nr->feature_len &&
+		    memcmp(row.feature, nr->feature, nr->feature_len) == 0) {
+			*ret_reg_id = row.reg_id;
+			r = 1;
+		} else {
+			/* One serial, two chips: flag both (BN-8). */
+			if ((r = flag_locked(d, nr->note_id, row.chip_serial,
+			    "serial presented by two chips")) == 0 &&
+			    (r = flag_locked(d, nr->note_id, nr->chip_serial,
+			    "serial presented by two chips")) == 0) {
+				r = 100 + NOTE_R_DUP_SERIAL;
+			}
+		}
+		goto commit;
+	}
+	if (r != ML_ERR_NOT_FOUND) {
+		goto rollback;
+	}
+	sqlite3_bind_text(d->note_by_chip, 1, nr->chip_serial, -1, SQLITE_STATIC);
+	rc = sqlite3_step(d->note_by_chip);
+	done(d->note_by_chip);
+	if (rc == SQLITE_ROW) {
+		r = 100 + NOTE_R_CHIP_USED;
+		goto commit;
+	}
+	sqlite3_bind_text(d->note_put, 1, nr->note_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(d->note_put, 2, nr->chip_serial, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(d->note_put, 3, nr->feature, (int)nr->feature_len,
+	    SQLITE_STATIC);
+	sqlite3_bind_blob(d->note_put, 4, nr->challenge, sizeof(nr->challenge),
+	    SQLITE_STATIC);
+	sqlite3_bind_blob(d->note_put, 5, nr->station_sig,
+	    sizeof(nr->station_sig), SQLITE_STATIC);
+	sqlite3_bind_blob(d->note_put, 6, nr->issuer_pub, sizeof(nr->issuer_pub),
+	    SQLITE_STATIC);
+	sqlite3_bind_int64(d->note_put, 7, (sqlite3_int64)time(NULL));
+	rc = sqlite3_step(d->note_put);
+	done(d->note_put);
+	if (rc != SQLITE_DONE) {
+		ml_err("registry: insert: %s", sqlite3_errmsg(d->db));
+		r = ML_ERR_IO;
+		goto rollback;
+	}
+	*ret_reg_id = (uint64_t)sqlite3_last_insert_rowid(d->db);
+	r = 0;
+commit:
+	if (exec(d->db, "COMMIT") != 0) {
+		r = ML_ERR_IO;
+		goto rollback;
+	}
+	goto out;
+rollback:
+	(void)exec(d->db, "ROLLBACK");
+out:
+	pthread_mutex_unlock(&d->mu);
+	return r;
+}
+
+int
+note_db_flag(struct note_db *d, const char *note_id, const char *chip,
+    const char *reason)
+{
+	int r;
+
+	pthread_mutex_lock(&d->mu);
+	r = flag_locked(d, note_id, chip, reason);
+	pthread_mutex_unlock(&d->mu);
+	return r;
+}
+
+int
+note_db_flagged(struct note_db *d, const char *note_id)
+{
+	int rc;
+
+	pthread_mutex_lock(&d->mu);
+	sqlite3_bind_text(d->flag_get, 1, note_id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(d->flag_get);
+	done(d->flag_get);
+	pthread_mutex_unlock(&d->mu);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : ML_ERR_IO;
+}
+
+int
+note_db_count_reject(struct note_db *d, const char *reason)
+{
+	int r;
+
+	pthread_mutex_lock(&d->mu);
+	sqlite3_bind_text(d->reject_put, 1, reason, -1, SQLITE_STATIC);
+	r = sqlite3_step(d->reject_put) == SQLITE_DONE ? 0 : ML_ERR_IO;
+	done(d->reject_put);
+	pthread_mutex_unlock(&d->mu);
+	return r;
+}
+
+int
+note_db_count_notes(struct note_db *d, uint64_t *ret_n)
+{
+	int r = ML_ERR_IO;
+
+	pthread_mutex_lock(&d->mu);
+	if (sqlite3_step(d->count) == SQLITE_ROW) {
+		*ret_n = (uint64_t)sqlite3_column_int64(d->count, 0);
+		r = 0;
+	}
+	done(d->count);
+	pthread_mutex_unlock(&d->mu);
+	return r;
+}

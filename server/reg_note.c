@@ -1,0 +1,427 @@
+/*
+ * Note registration and online verification (see reg_note.h).
+ */
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chip.h"
+#include "chip_proto.h"
+#include "feature.h"
+#include "ml_log.h"
+#include "ml_rd.h"
+#include "ml_tlv.h"
+#include "ml_wipe.h"
+#include "note_proto.h"
+#include "reg_note.h"
+
+#define SEAL_MAX	(NOTE_REQ_MAX)
+
+struct reg_note {
+	struct reg_note_cfg	 cfg;
+	uint8_t			 fkey[FEATURE_KEY_LEN];
+	struct ml_p256_key	*issuer[REG_NOTE_MAX_ISSUERS];
+	pthread_mutex_t		 mu;
+	struct reg_note_stats	 st;
+};
+
+int
+reg_note_new(const struct reg_note_cfg *cfg, struct reg_note **ret)
+{
+	struct reg_note *rn = NULL;
+	size_t i;
+	int r;
+
+	ML_ENSURE(cfg->db != NULL && cfg->server_keys.ecdh != NULL &&
+	    cfg->nissuers <= REG_NOTE_MAX_ISSUERS, ML_ERR_ARG);
+	ML_ENSURE((rn = calloc(1, sizeof(*rn))) != NULL, ML_ERR_NOMEM);
+	rn->cfg = *cfg;
+	pthread_mutex_init(&rn->mu, NULL);
+	if (cfg->feature_key != NULL) {
+		memcpy(rn->fkey, cfg->feature_key, FEATURE_KEY_LEN);
+		rn->cfg.feature_key = rn->fkey;
+	}
+	for (i = 0; i < cfg->nissuers; i++) {
+		ML_TRY(ml_p256_key_from_pub(cfg->issuers[i], ML_P256_PUB_LEN,
+		    &rn->issuer[i]));
+	}
+	*ret = rn;
+	rn = NULL;
+	r = 0;
+out:
+	reg_note_free(rn);
+	return r;
+}
+
+void
+reg_note_free(struct reg_note *rn)
+{
+	size_t i;
+
+	if (rn == NULL) {
+		return;
+	}
+	for (i = 0; i < REG_NOTE_MAX_ISSUERS; i++) {
+		ml_p256_key_free(rn->issuer[i]);
+	}
+	pthread_mutex_destroy(&rn->mu);
+	ml_freezero(rn, sizeof(*rn));
+}
+
+void
+reg_note_get_stats(struct reg_note *rn, struct reg_note_stats *ret)
+{
+	pthread_mutex_lock(&rn->mu);
+	*ret = rn->st;
+	pthread_mutex_unlock(&rn->mu);
+}
+
+static void
+count(struct reg_note *rn, uint64_t *field)
+{
+	pthread_mutex_lock(&rn->mu);
+	(*field)++;
+	pthread_mutex_unlock(&rn->mu);
+}
+
+static int
+reply(struct ml_wr *w, int status, int reason, const char *note_id,
+    uint64_t reg_id, unsigned flags)
+{
+	int r;
+
+	ML_TRY(ml_tlv_put_u8(w, TAG_REPLY_STATUS, (uint8_t)status));
+	ML_TRY(ml_tlv_put_u8(w, TAG_REPLY_REASON, (uint8_t)reason));
+	if (note_id != NULL && note_id[0] != '\0') {
+		ML_TRY(ml_tlv_put(w, TAG_REPLY_NOTE, note_id, strlen(note_id)));
+	}
+	if (reg_id != 0) {
+		uint8_t b[8];
+		int i;
+
+		for (i = 0; i < 8; i++) {
+			b[i] = (uint8_t)(reg_id >> (56 - 8 * i));
+		}
+		ML_TRY(ml_tlv_put(w, TAG_REPLY_REGID, b, sizeof(b)));
+	}
+	if (flags != 0) {
+		ML_TRY(ml_tlv_put_u8(w, TAG_REPLY_FLAGS, (uint8_t)flags));
+	}
+	r = 0;
+out:
+	return r;
+}
+
+/* A refusal: logged, counted (in memory and in the registry), answered. */
+static int
+refuse(struct reg_note *rn, struct ml_wr *w, const char *what,
+    const char *chip, const char *note_id, int reason, unsigned flags)
+{
+	ml_warn("%s refused: chip %.16s%s%s: %s", what,
+	    chip != NULL ? chip : "?", note_id != NULL ? " note " : "",
+	    note_id != NULL ? note_id : "", note_reason_str(reason));
+	pthread_mutex_lock(&rn->mu);
+	rn->st.rejected[reason & 31]++;
+	pthread_mutex_unlock(&rn->mu);
+	if (note_db_count_reject(rn->cfg.db, note_reason_name(reason)) != 0) {
+		ml_err("registry: reject counter not updated");
+	}
+	return reply(w, NOTE_ST_REJECT, reason, note_id, 0, flags);
+}
+
+/* A chip serial field: exactly CHIP_SERIAL_LEN printable bytes. */
+static bool
+chip_serial_ok(const struct ml_rd *v, char ret[NOTE_CHIP_SERIAL_LEN + 1])
+{
+	size_t i;
+
+	if (ml_rd_left(v) != CHIP_SERIAL_LEN) {
+		return false;
+	}
+	for (i = 0; i < CHIP_SERIAL_LEN; i++) {
+		uint8_t c = ml_rd_ptr(v)[i];
+
+		if (c < 0x20 || c > 0x7e) {
+			return false;
+		}
+		ret[i] = (char)c;
+	}
+	ret[CHIP_SERIAL_LEN] = '\0';
+	return true;
+}
+
+static int
+handle_enrol(struct reg_note *rn, const uint8_t *req, size_t len,
+    struct ml_wr *w)
+{
+	struct ml_rd rd = ML_RD_INIT(req, len), ser, pub;
+	char chip[NOTE_CHIP_SERIAL_LEN + 1];
+	int r;
+
+	if (ml_tlv_find(&rd, TAG_ENROL_SERIAL, &ser) != 0 ||
+	    ml_tlv_find(&rd, TAG_ENROL_PUB, &pub) != 0 ||
+	    !chip_serial_ok(&ser, chip) ||
+	    ml_p256_check_pub(ml_rd_ptr(&pub), ml_rd_left(&pub)) != 0) {
+		return refuse(rn, w, "enrolment", NULL, NULL, NOTE_R_MALFORMED, 0);
+	}
+	r = note_db_enrol(rn->cfg.db, chip, ml_rd_ptr(&pub));
+	if (r == ML_ERR_EXISTS) {
+		return refuse(rn, w, "enrolment", chip, NULL,
+		    NOTE_R_ENROL_CONFLICT, 0);
+	}
+	if (r < 0) {
+		return refuse(rn, w, "enrolment", chip, NULL, NOTE_R_INTERNAL, 0);
+	}
+	count(rn, &rn->st.enrolled);
+	return reply(w, r == 0 ? NOTE_ST_OK : NOTE_ST_AGAIN, NOTE_R_NONE, NULL,
+	    0, 0);
+}
+
+/* The station signature: which authorised issuer key made it, or -1. */
+static int
+station_sig_issuer(struct reg_note *rn, const char *chip,
+    const struct ml_rd *chal, const struct ml_rd *feat, const struct ml_rd *sig)
+{
+	uint8_t msg[64 + CHIP_SERIAL_LEN + NOTE_CHALLENGE_LEN + NOTE_MAX_FEATURE];
+	struct ml_wr m = ML_WR_FIXED(msg, sizeof(msg));
+	size_t i;
+
+	if (ml_wr_bytes(&m, NOTE_AUTH_DOMAIN, strlen(NOTE_AUTH_DOMAIN)) != 0 ||
+	    ml_wr_bytes(&m, ml_rd_ptr(chal), ml_rd_left(chal)) != 0 ||
+	    ml_wr_bytes(&m, chip, CHIP_SERIAL_LEN) != 0 ||
+	    ml_wr_bytes(&m, ml_rd_ptr(feat), ml_rd_left(feat)) != 0) {
+		return -1;
+	}
+	for (i = 0; i < rn->cfg.nissuers; i++) {
+		if (ml_p256_verify(rn->issuer[i], m.p, m.len, ml_rd_ptr(sig),
+		    ml_rd_left(sig)) == 0) {
+			return (int)i;
+		}
+	}
+	return -1;
+}
+
+static int
+handle_upload(struct reg_note *rn, const uint8_t *req, size_t len,
+    struct ml_wr *w)
+{
+	struct ml_rd rd = ML_RD_INIT(req, len), ser, blob, csig;
+	struct ml_rd prd, pser, feat, chal, ssig;
+	uint8_t chip_pub[ML_P256_PUB_LEN], msg[SEAL_MAX + 64], pt[SEAL_MAX];
+	struct ml_wr m = ML_WR_FIXED(msg, sizeof(msg));
+	char chip[NOTE_CHIP_SERIAL_LEN + 1], nid[NOTE_ID_MAX + 1] = "";
+	struct ml_p256_key *ck = NULL;
+	struct note_id id;
+	struct note_reg nr;
+	uint64_t reg_id = 0;
+	size_t ptn = 0;
+	int r, issuer;
+
+	if (ml_tlv_find(&rd, TAG_FEAT_SERIAL, &ser) != 0 ||
+	    ml_tlv_find(&rd, TAG_SEAL_BLOB, &blob) != 0 ||
+	    ml_tlv_find(&rd, TAG_SEAL_CHIP_SIG, &csig) != 0 ||
+	    !chip_serial_ok(&ser, chip) ||
+	    ml_rd_left(&blob) <= ML_SEAL_OVERHEAD ||
+	    ml_rd_left(&blob) > SEAL_MAX) {
+		r = refuse(rn, w, "upload", NULL, NULL, NOTE_R_MALFORMED, 0);
+		goto out;
+	}
+	r = note_db_chip_pub(rn->cfg.db, chip, chip_pub);
+	if (r != 0) {
+		r = refuse(rn, w, "upload", chip, NULL, r == ML_ERR_NOT_FOUND ?
+		    NOTE_R_UNKNOWN_CHIP : NOTE_R_INTERNAL, 0);
+		goto out;
+	}
+	/* Who sealed it: the enrolled chip, over serial || blob (BN-6). */
+	if (ml_wr_bytes(&m, NOTE_SEAL_DOMAIN, strlen(NOTE_SEAL_DOMAIN)) != 0 ||
+	    ml_wr_bytes(&m, chip, CHIP_SERIAL_LEN) != 0 ||
+	    ml_wr_bytes(&m, ml_rd_ptr(&blob), ml_rd_left(&blob)) != 0 ||
+	    ml_p256_key_from_pub(chip_pub, sizeof(chip_pub), &ck) != 0 ||
+	    ml_p256_verify(ck, m.p, m.len, ml_rd_ptr(&csig),
+	    ml_rd_left(&csig)) != 0) {
+		r = refuse(rn, w, "upload", chip, NULL, NOTE_R_CHIP_SIG, 0);
+		goto out;
+	}
+	/* BN-7: open with the HSM-held key; the wrong key cannot. */
+	if (ml_seal_open(rn->cfg.server_pub, rn->cfg.server_keys.ecdh,
+	    rn->cfg.server_keys.ctx, chip, CHIP_SERIAL_LEN, ml_rd_ptr(&blob),
+	    ml_rd_left(&blob), pt, sizeof(pt), &ptn) != 0) {
+		r = refuse(rn, w, "upload", chip, NULL, NOTE_R_TAMPERED, 0);
+		goto out;
+	}
+	prd = ML_RD_INIT(pt, ptn);
+	if (ml_tlv_find(&prd, TAG_FEAT_SERIAL, &pser) != 0 ||
+	    ml_tlv_find(&prd, TAG_FEAT_INFO, &feat) != 0 ||
+	    ml_tlv_find(&prd, TAG_FEAT_CHALLENGE, &chal) != 0 ||
+	    ml_tlv_find(&prd, TAG_FEAT_AUTH_SIG, &ssig) != 0 ||
+	    ml_rd_left(&chal) != NOTE_CHALLENGE_LEN ||
+	    ml_rd_left(&ssig) != ML_P256_SIG_LEN ||
+	    ml_rd_left(&feat) > NOTE_MAX_FEATURE) {
+		r = refuse(rn, w, "upload", chip, NULL, NOTE_R_MALFORMED, 0);
+		goto out;
+	}
+	if (ml_rd_left(&pser) != CHIP_SERIAL_LEN ||
+	    !ml_ct_eq(ml_rd_ptr(&pser), chip, CHIP_SERIAL_LEN)) {
+		r = refuse(rn, w, "upload", chip, NULL, NOTE_R_SERIAL_ID, 0);
+		goto out;
+	}
+	if ((issuer = station_sig_issuer(rn, chip, &chal, &feat, &ssig)) < 0) {
+		r = refuse(rn, w, "upload", chip, NULL, NOTE_R_UNAUTHORIZED, 0);
+		goto out;
+	}
+	r = rn->cfg.feature_key != NULL ?
+	    feature_verify(rn->cfg.feature_key, ml_rd_ptr(&feat),
+	    ml_rd_left(&feat), &id) :
+	    feature_parse(ml_rd_ptr(&feat), ml_rd_left(&feat), &id);
+	if (r != 0 || feature_check_chip(ml_rd_ptr(&feat), ml_rd_left(&feat),
+	    chip_pub) != 0) {
+		r = refuse(rn, w, "upload", chip, NULL, NOTE_R_BAD_FEATURE, 0);
+		goto out;
+	}
+	note_id_str(&id, nid);
+	memset(&nr, 0, sizeof(nr));
+	snprintf(nr.note_id, sizeof(nr.note_id), "%s", nid);
+	memcpy(nr.chip_serial, chip, sizeof(nr.chip_serial));
+	nr.feature = ml_rd_ptr(&feat);
+	nr.feature_len = ml_rd_left(&feat);
+	memcpy(nr.challenge, ml_rd_ptr(&chal), sizeof(nr.challenge));
+	memcpy(nr.station_sig, ml_rd_ptr(&ssig), sizeof(nr.station_sig));
+	memcpy(nr.issuer_pub, rn->cfg.issuers[issuer], sizeof(nr.issuer_pub));
+	r = note_db_register(rn->cfg.db, &nr, &reg_id);
+	if (r == 0 || r == 1) {
+		count(rn, r == 0 ? &rn->st.registered : &rn->st.again);
+		ml_debug("note %s on chip %s: %s (reg %llu)", nid, chip,
+		    r == 0 ? "registered" : "already registered",
+		    (unsigned long long)reg_id);
+		r = reply(w, r == 0 ? NOTE_ST_OK : NOTE_ST_AGAIN, NOTE_R_NONE, nid,
+		    reg_id, 0);
+	} else if (r >= 100) {
+		r = refuse(rn, w, "upload", chip, nid, r - 100,
+		    r - 100 == NOTE_R_DUP_SERIAL ? NOTE_F_TWO_CHIPS : 0);
+	} else {
+		r = refuse(rn, w, "upload", chip, nid, NOTE_R_INTERNAL, 0);
+	}
+out:
+	ml_wipe(pt, sizeof(pt));
+	ml_p256_key_free(ck);
+	return r;
+}
+
+/*
+ * Online desk check (BN-8).  The desk has already had the chip prove the
+ * key it reports (INTERNAL AUTHENTICATE on a fresh challenge); here that
+ * key, the chip serial and the feature are compared with the registry.
+ */
+static int
+handle_query(struct reg_note *rn, const uint8_t *req, size_t len,
+    struct ml_wr *w)
+{
+	struct ml_rd rd = ML_RD_INIT(req, len), ser, feat, pub;
+	uint8_t enrolled[ML_P256_PUB_LEN];
+	char chip[NOTE_CHIP_SERIAL_LEN + 1], nid[NOTE_ID_MAX + 1];
+	struct note_row row;
+	struct note_id id;
+	unsigned flags = 0;
+	int r, fl;
+
+	count(rn, &rn->st.queries);
+	if (ml_tlv_find(&rd, TAG_FEAT_SERIAL, &ser) != 0 ||
+	    ml_tlv_find(&rd, TAG_FEAT_INFO, &feat) != 0 ||
+	    ml_tlv_find(&rd, TAG_ENROL_PUB, &pub) != 0 ||
+	    !chip_serial_ok(&ser, chip) ||
+	    ml_rd_left(&pub) != ML_P256_PUB_LEN) {
+		return reply(w, NOTE_ST_REJECT, NOTE_R_MALFORMED, NULL, 0, 0);
+	}
+	if (feature_parse(ml_rd_ptr(&feat), ml_rd_left(&feat), &id) != 0) {
+		return reply(w, NOTE_ST_REJECT, NOTE_R_BAD_FEATURE, NULL, 0, 0);
+	}
+	note_id_str(&id, nid);
+	r = note_db_lookup(rn->cfg.db, nid, &row);
+	if (r == ML_ERR_NOT_FOUND) {
+		return reply(w, NOTE_ST_REJECT, NOTE_R_UNREGISTERED, nid, 0, 0);
+	}
+	if (r != 0) {
+		return reply(w, NOTE_ST_REJECT, NOTE_R_INTERNAL, nid, 0, 0);
+	}
+	if (strcmp(row.chip_serial, chip) != 0) {
+		/* One serial, two chips: flag both. */
+		if (note_db_flag(rn->cfg.db, nid, row.chip_serial,
+		    "serial presented by two chips") != 0 ||
+		    note_db_flag(rn->cfg.db, nid, chip,
+		    "serial presented by two chips") != 0) {
+			ml_err("registry: flag not recorded for %s", nid);
+		}
+		ml_warn("note %s presented by chip %s, registered to chip %s: "
+		    "both flagged", nid, chip, row.chip_serial);
+		return reply(w, NOTE_ST_REJECT, NOTE_R_CHIP_MISMATCH, nid, 0,
+		    NOTE_F_TWO_CHIPS);
+	}
+	if (note_db_chip_pub(rn->cfg.db, chip, enrolled) != 0 ||
+	    !ml_ct_eq(enrolled, ml_rd_ptr(&pub), ML_P256_PUB_LEN)) {
+		if (note_db_flag(rn->cfg.db, nid, chip,
+		    "chip key differs from the enrolled key") != 0) {
+			ml_err("registry: flag not recorded for %s", nid);
+		}
+		return reply(w, NOTE_ST_REJECT, NOTE_R_CHIP_MISMATCH, nid, 0, 0);
+	}
+	if (row.feature_len != ml_rd_left(&feat) ||
+	    !ml_ct_eq(row.feature, ml_rd_ptr(&feat), row.feature_len)) {
+		return reply(w, NOTE_ST_REJECT, NOTE_R_FEATURE_MISMATCH, nid, 0, 0);
+	}
+	if ((fl = note_db_flagged(rn->cfg.db, nid)) == 1) {
+		flags |= NOTE_F_TWO_CHIPS;
+	}
+	return reply(w, NOTE_ST_OK, NOTE_R_NONE, nid, row.reg_id, flags);
+}
+
+int
+reg_note_handle(struct reg_note *rn, unsigned type, const uint8_t *req,
+    size_t len, struct ml_wr *w)
+{
+	if (req == NULL && len != 0) {
+		return ML_ERR_ARG;
+	}
+	switch (type) {
+	case NOTE_REC_ENROL:
+		return handle_enrol(rn, req, len, w);
+	case NOTE_REC_UPLOAD:
+		return handle_upload(rn, req, len, w);
+	case NOTE_REC_QUERY:
+		return handle_query(rn, req, len, w);
+	default:
+		return ML_ERR_UNSUPPORTED;
+	}
+}
+
+int
+note_reply_parse(const uint8_t *p, size_t n, struct note_reply *ret)
+{
+	struct ml_rd rd = ML_RD_INIT(p, n), v;
+	struct note_reply nr = { 0 };
+	uint8_t b;
+	int r;
+
+	ML_TRY(ml_tlv_find(&rd, TAG_REPLY_STATUS, &v));
+	ML_TRY(ml_rd_u8(&v, &b));
+	nr.status = b;
+	ML_TRY(ml_tlv_find(&rd, TAG_REPLY_REASON, &v));
+	ML_TRY(ml_rd_u8(&v, &b));
+	nr.reason = b;
+	if (ml_tlv_find(&rd, TAG_REPLY_FLAGS, &v) == 0) {
+		ML_TRY(ml_rd_u8(&v, &b));
+		nr.flags = b;
+	}
+	if (ml_tlv_find(&rd, TAG_REPLY_REGID, &v) == 0) {
+		ML_TRY(ml_rd_u64be(&v, &nr.reg_id));
+	}
+	if (ml_tlv_find(&rd, TAG_REPLY_NOTE, &v) == 0) {
+		ML_ENSURE(ml_rd_left(&v) <= NOTE_DB_ID_MAX, ML_ERR_TOO_LARGE);
+		memcpy(nr.note_id, ml_rd_ptr(&v), ml_rd_left(&v));
+	}
+	*ret = nr;
+	r = 0;
+out:
+	return r;
+}

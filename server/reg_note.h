@@ -1,0 +1,83 @@
+/*
+ * Note registration (BN-7) and the online verification query (BN-8): the
+ * server's record handlers for NOTE_REC_ENROL, NOTE_REC_UPLOAD and
+ * NOTE_REC_QUERY (server/note_proto.h).
+ *
+ *= MISSION BN-7
+ *# The server decrypts with its private key (held in an HSM) and gets the
+ *# feature information; the wrong key cannot decrypt.
+ *
+ * An upload is accepted only when, in this order (cheapest refusal
+ * first): it parses; its chip is enrolled; the chip's signature over the
+ * sealed blob verifies with the enrolled key; the blob opens with the
+ * server key (ECDH in the HSM through keyops); the record inside names the
+ * same chip; the station's authorisation signature over
+ * (NOTE_AUTH_DOMAIN || challenge || chip serial || feature) verifies with
+ * one of the authorised issuer keys; the feature information is well
+ * formed, its check code right, its keyed code right (when the server has
+ * the feature key) and its chip key fingerprint that of the enrolled key.
+ * Then the registry insert decides: new (registered), the same note again
+ * (NOTE_ST_AGAIN, the first registration id), or a duplicate serial / used
+ * chip (refused; both chips flagged).  Every refusal is logged and counted
+ * under its reason and registers nothing.
+ *
+ * Thread safety: reg_note_handle() may run on several worker threads.
+ */
+#ifndef REG_NOTE_H
+#define REG_NOTE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hs_api.h"
+#include "ml_err.h"
+#include "ml_ossl.h"
+#include "ml_wr.h"
+#include "note_db.h"
+
+#define REG_NOTE_MAX_ISSUERS	8
+
+struct reg_note_cfg {
+	struct note_db		*db;		/* borrowed */
+	struct hs_keyops	 server_keys;	/* ecdh with the seal key */
+	uint8_t			 server_pub[ML_P256_PUB_LEN];
+	uint8_t			 issuers[REG_NOTE_MAX_ISSUERS][ML_P256_PUB_LEN];
+	size_t			 nissuers;
+	const uint8_t		*feature_key;	/* 32 bytes, or NULL */
+};
+
+struct reg_note_stats {
+	uint64_t	 enrolled, registered, again, queries;
+	uint64_t	 rejected[32];		/* by NOTE_R_* */
+};
+
+struct reg_note;
+
+ML_MUST_CHECK int reg_note_new(const struct reg_note_cfg *cfg,
+    struct reg_note **ret);
+void		 reg_note_free(struct reg_note *rn);	/* NULL-safe */
+
+/*
+ * Handle one request record of type `type`; the reply record body
+ * (NOTE_REC_REPLY) is appended to reply.  Returns 0 whenever a reply was
+ * written (including refusals), ML_ERR_UNSUPPORTED for a record type that
+ * is not ours, or ML_ERR_* when no reply could be made.
+ */
+ML_MUST_CHECK int reg_note_handle(struct reg_note *rn, unsigned type,
+    const uint8_t *req, size_t len, struct ml_wr *reply);
+
+void		 reg_note_get_stats(struct reg_note *rn,
+    struct reg_note_stats *ret);
+
+/* Parse a reply body: status, reason, flags, registration id, note id. */
+struct note_reply {
+	int		 status;
+	int		 reason;
+	unsigned	 flags;
+	uint64_t	 reg_id;
+	char		 note_id[NOTE_DB_ID_MAX + 1];
+};
+ML_MUST_CHECK int note_reply_parse(const uint8_t *p, size_t n,
+    struct note_reply *ret);
+
+#endif

@@ -1,0 +1,286 @@
+/*
+ * The SQLite registry back-end: one connection in serialized mode
+ * (SQLITE_OPEN_FULLMUTEX), WAL journal, synchronous=FULL (a registered
+ * reader or note survives a power cut once the call returned).
+ *
+ * Schema: reg_sqlite_migrations[], applied in order and recorded in
+ * PRAGMA user_version.  Append new rows (issue 5: note tables); never edit
+ * an applied one.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+#include "ml_log.h"
+#include "registry.h"
+
+struct reg_sqlite_migration {
+	int		 version;
+	const char	*what;
+	const char	*sql;
+};
+
+/*
+ *= MISSION ID-3
+ *# The server stores the serial <-> certificate-number mapping and uses it
+ *# for risk control: factory data, read history, error history, report
+ *# history, transaction history per reader.
+ */
+static const struct reg_sqlite_migration reg_sqlite_migrations[] = {
+	{ 1, "readers and risk records (issue 4)",
+	  "CREATE TABLE readers ("
+	  "  serial   TEXT PRIMARY KEY NOT NULL,"
+	  "  certno   TEXT NOT NULL,"
+	  "  kind     INTEGER NOT NULL,"
+	  "  flagged  INTEGER NOT NULL DEFAULT 0,"
+	  "  factory  TEXT NOT NULL DEFAULT '',"
+	  "  created  INTEGER NOT NULL);"
+	  "CREATE UNIQUE INDEX readers_certno ON readers(certno);"
+	  "CREATE TABLE reader_events ("
+	  "  id       INTEGER PRIMARY KEY,"
+	  "  serial   TEXT NOT NULL,"
+	  "  kind     INTEGER NOT NULL,"	/* enum reg_event */
+	  "  at       INTEGER NOT NULL,"
+	  "  detail   TEXT NOT NULL DEFAULT '');"
+	  "CREATE INDEX reader_events_serial ON reader_events(serial, kind);" },
+	/* issue 5: append { 2, "notes", "CREATE TABLE notes (...)" } here */
+};
+
+struct reg_sqlite {
+	struct reg	 base;
+	sqlite3		*db;
+};
+
+static int
+db_exec(sqlite3 *db, const char *sql)
+{
+	char *err = NULL;
+
+	if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
+		ml_err("registry: %s", err != NULL ? err : "sqlite error");
+		sqlite3_free(err);
+		return ML_ERR_IO;
+	}
+	return 0;
+}
+
+static int
+migrate(sqlite3 *db)
+{
+	sqlite3_stmt *st = NULL;
+	size_t i;
+	int have = 0, r = ML_ERR_INTERNAL;
+	char sql[64];
+
+	ML_ENSURE(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st,
+	    NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW, ML_ERR_IO);
+	have = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	st = NULL;
+	for (i = 0; i < ML_NELEM(reg_sqlite_migrations); i++) {
+		const struct reg_sqlite_migration *m = &reg_sqlite_migrations[i];
+
+		if (m->version <= have) {
+			continue;
+		}
+		ML_TRY(db_exec(db, "BEGIN IMMEDIATE"));
+		if ((r = db_exec(db, m->sql)) != 0) {
+			(void)!db_exec(db, "ROLLBACK");
+			goto out;
+		}
+		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", m->version);
+		if ((r = db_exec(db, sql)) != 0 ||
+		    (r = db_exec(db, "COMMIT")) != 0) {
+			(void)!db_exec(db, "ROLLBACK");
+			goto out;
+		}
+		ml_info("registry: migrated to %d (%s)", m->version, m->what);
+	}
+	r = 0;
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
+static void
+sq_close(struct reg *r)
+{
+	struct reg_sqlite *s = (struct reg_sqlite *)r;
+
+	sqlite3_close(s->db);
+	free(s);
+}
+
+static int
+sq_reader_get(struct reg *rg, const char *serial, struct reg_reader *ret)
+{
+	struct reg_sqlite *s = (struct reg_sqlite *)rg;
+	struct reg_reader rd;
+	sqlite3_stmt *st = NULL;
+	int rc, r = ML_ERR_INTERNAL;
+
+	memset(&rd, 0, sizeof(rd));
+	if (sqlite3_prepare_v2(s->db, "SELECT serial, certno, kind, flagged, "
+	    "factory, created FROM readers WHERE serial = ?1", -1, &st,
+	    NULL) != SQLITE_OK) {
+		return ML_ERR_IO;
+	}
+	sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		r = ML_ERR_NOT_FOUND;
+		goto out;
+	}
+	ML_ENSURE(rc == SQLITE_ROW, ML_ERR_IO);
+	snprintf(rd.serial, sizeof(rd.serial), "%s",
+	    (const char *)sqlite3_column_text(st, 0));
+	snprintf(rd.certno, sizeof(rd.certno), "%s",
+	    (const char *)sqlite3_column_text(st, 1));
+	rd.kind = (enum hs_kind)sqlite3_column_int(st, 2);
+	rd.flagged = sqlite3_column_int(st, 3) != 0;
+	snprintf(rd.factory, sizeof(rd.factory), "%s",
+	    (const char *)sqlite3_column_text(st, 4));
+	rd.created = sqlite3_column_int64(st, 5);
+	*ret = rd;
+	r = 0;
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
+static int
+sq_reader_put(struct reg *r, const struct reg_reader *rd)
+{
+	struct reg_sqlite *s = (struct reg_sqlite *)r;
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, "INSERT INTO readers (serial, certno, "
+	    "kind, flagged, factory, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
+	    "ON CONFLICT(serial) DO UPDATE SET certno = ?2, kind = ?3, "
+	    "flagged = ?4, factory = ?5", -1, &st, NULL) != SQLITE_OK) {
+		return ML_ERR_IO;
+	}
+	sqlite3_bind_text(st, 1, rd->serial, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, rd->certno, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 3, (int)rd->kind);
+	sqlite3_bind_int(st, 4, rd->flagged ? 1 : 0);
+	sqlite3_bind_text(st, 5, rd->factory, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, rd->created ? rd->created : (int64_t)time(NULL));
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc == SQLITE_CONSTRAINT) {
+		return ML_ERR_EXISTS;		/* certno used by another serial */
+	}
+	return rc == SQLITE_DONE ? 0 : ML_ERR_IO;
+}
+
+static int
+sq_reader_flag(struct reg *r, const char *serial, bool flagged)
+{
+	struct reg_sqlite *s = (struct reg_sqlite *)r;
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, "UPDATE readers SET flagged = ?2 "
+	    "WHERE serial = ?1", -1, &st, NULL) != SQLITE_OK) {
+		return ML_ERR_IO;
+	}
+	sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 2, flagged ? 1 : 0);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		return ML_ERR_IO;
+	}
+	return sqlite3_changes(s->db) == 1 ? 0 : ML_ERR_NOT_FOUND;
+}
+
+static int
+sq_event_add(struct reg *r, const char *serial, enum reg_event ev,
+    const char *detail)
+{
+	struct reg_sqlite *s = (struct reg_sqlite *)r;
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, "INSERT INTO reader_events (serial, kind, "
+	    "at, detail) VALUES (?1, ?2, ?3, ?4)", -1, &st, NULL) != SQLITE_OK) {
+		return ML_ERR_IO;
+	}
+	sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 2, (int)ev);
+	sqlite3_bind_int64(st, 3, (int64_t)time(NULL));
+	sqlite3_bind_text(st, 4, detail != NULL ? detail : "", -1,
+	    SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : ML_ERR_IO;
+}
+
+static int
+sq_event_count(struct reg *r, const char *serial, enum reg_event ev,
+    uint64_t *ret_n)
+{
+	struct reg_sqlite *s = (struct reg_sqlite *)r;
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, "SELECT count(*) FROM reader_events "
+	    "WHERE serial = ?1 AND (?2 = 0 OR kind = ?2)", -1, &st,
+	    NULL) != SQLITE_OK) {
+		return ML_ERR_IO;
+	}
+	sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 2, (int)ev);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*ret_n = (uint64_t)sqlite3_column_int64(st, 0);
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 0 : ML_ERR_IO;
+}
+
+static const struct reg_ops reg_sqlite_ops = {
+	.name = "sqlite",
+	.close = sq_close,
+	.reader_get = sq_reader_get,
+	.reader_put = sq_reader_put,
+	.reader_flag = sq_reader_flag,
+	.event_add = sq_event_add,
+	.event_count = sq_event_count,
+};
+
+int
+reg_sqlite_open(const char *path, struct reg **ret_reg)
+{
+	struct reg_sqlite *s = NULL;
+	int r = ML_ERR_INTERNAL;
+
+	ML_ENSURE((s = calloc(1, sizeof(*s))) != NULL, ML_ERR_NOMEM);
+	s->base.ops = &reg_sqlite_ops;
+	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE |
+	    SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+		ml_err("registry: cannot open %s: %s", path,
+		    s->db ? sqlite3_errmsg(s->db) : "no memory");
+		r = ML_ERR_IO;
+		goto out;
+	}
+	sqlite3_busy_timeout(s->db, 5000);
+	ML_TRY(db_exec(s->db, "PRAGMA journal_mode = WAL"));
+	ML_TRY(db_exec(s->db, "PRAGMA synchronous = FULL"));
+	ML_TRY(db_exec(s->db, "PRAGMA foreign_keys = ON"));
+	ML_TRY(migrate(s->db));
+	*ret_reg = &s->base;
+	s = NULL;
+	r = 0;
+out:
+	if (s != NULL) {
+		sqlite3_close(s->db);
+		free(s);
+	}
+	return r;
+}

@@ -1,0 +1,525 @@
+/*
+ * The I/O thread: one epoll loop over the listening socket, every
+ * connection (non-blocking), an eventfd on which workers report finished
+ * jobs, and a signalfd (SIGINT/SIGTERM stop, SIGUSR1 logs the counters).
+ *
+ * A connection has at most one job in flight: when a whole frame has
+ * arrived, the I/O thread stops reading it, hands the frame to a worker
+ * (crypto, HSM and registry calls never run here), and resumes when the
+ * worker's output comes back.  Every wait for input has a deadline
+ * (--read-timeout during the handshake, --idle-timeout after it).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ml_log.h"
+#include "ml_wipe.h"
+#include "srv.h"
+
+#define TAG_LISTEN	((void *)1)
+#define TAG_EVENT	((void *)2)
+#define TAG_SIGNAL	((void *)3)
+#define TICK_MS		100
+
+struct conn {
+	struct conn	*prev, *next;
+	int		 fd;
+	uint64_t	 id;
+	uint64_t	 deadline_ms;
+	uint8_t		*rbuf;
+	size_t		 rlen, rcap;
+	struct ml_wr	 wbuf;
+	size_t		 woff;
+	bool		 busy;		/* a job is in flight */
+	bool		 closing;	/* close once wbuf is flushed */
+	uint32_t	 events;	/* current epoll interest */
+	struct srv_sess	*ss;
+};
+
+struct conn_job {
+	struct srv_job	 hdr;
+	struct srv	*srv;
+	struct conn	*c;
+	uint8_t		*body;
+	size_t		 len;
+	struct ml_wr	 out;
+	int		 close;
+	struct conn_job	*done_next;
+};
+
+struct net {
+	struct srv	*srv;
+	int		 ep;
+	struct conn	*conns;
+	int		 nconns;
+	uint64_t	 next_id;
+	pthread_mutex_t	 done_mu;
+	struct conn_job	*done;
+};
+
+static struct net *the_net;	/* workers post completions here */
+
+static void
+set_interest(struct net *n, struct conn *c, uint32_t ev)
+{
+	struct epoll_event e = { .events = ev, .data.ptr = c };
+
+	if (ev != c->events) {
+		(void)epoll_ctl(n->ep, EPOLL_CTL_MOD, c->fd, &e);
+		c->events = ev;
+	}
+}
+
+static void
+conn_free(struct net *n, struct conn *c)
+{
+	(void)epoll_ctl(n->ep, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
+	if (c->prev != NULL) {
+		c->prev->next = c->next;
+	} else {
+		n->conns = c->next;
+	}
+	if (c->next != NULL) {
+		c->next->prev = c->prev;
+	}
+	n->nconns--;
+	srv_sess_free(c->ss);
+	ml_freezero(c->rbuf, c->rcap);
+	ml_wr_free(&c->wbuf);
+	free(c);
+}
+
+static void
+worker_run(struct srv_job *job)
+{
+	struct conn_job *j = (struct conn_job *)job;
+	uint64_t one = 1;
+
+	j->close = srv_sess_input(j->c->ss, j->body, j->len, &j->out);
+	pthread_mutex_lock(&the_net->done_mu);
+	j->done_next = the_net->done;
+	the_net->done = j;
+	pthread_mutex_unlock(&the_net->done_mu);
+	(void)!write(j->srv->done_efd, &one, sizeof(one));
+}
+
+/* Flush as much of wbuf as the socket takes; false if the peer is gone. */
+static bool
+conn_flush(struct conn *c)
+{
+	ssize_t k;
+
+	while (c->woff < c->wbuf.len) {
+		k = send(c->fd, c->wbuf.p + c->woff, c->wbuf.len - c->woff,
+		    MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (k < 0 && errno == EINTR) {
+			continue;
+		}
+		if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			return true;
+		}
+		if (k <= 0) {
+			return false;
+		}
+		c->woff += (size_t)k;
+	}
+	ml_wr_clear(&c->wbuf);
+	c->woff = 0;
+	return true;
+}
+
+static uint64_t
+wait_deadline(const struct srv *s, const struct conn *c)
+{
+	return hs_now_ms() + (uint64_t)(srv_sess_established(c->ss) ?
+	    s->o.idle_timeout_ms : s->o.read_timeout_ms);
+}
+
+/*
+ * If a whole frame is buffered, hand it to a worker.  Returns false when
+ * the connection must be closed (oversized frame).
+ */
+static bool
+conn_dispatch(struct net *n, struct conn *c)
+{
+	struct ml_rd rd = ML_RD_INIT(c->rbuf, c->rlen), body;
+	struct conn_job *j;
+	uint8_t alert[2] = { HS_ALERT, HS_ALERT_FORMAT };
+	int r;
+
+	if (c->busy || c->closing) {
+		return true;
+	}
+	r = hs_frame_next(&rd, srv_sess_max_frame(c->ss), &body);
+	if (r == ML_ERR_SHORT) {
+		return true;
+	}
+	if (r != 0) {
+		ml_warn("conn %llu %s: frame over limit: closing",
+		    (unsigned long long)c->id, c->ss->addr);
+		if (!srv_sess_established(c->ss)) {
+			atomic_fetch_add(&n->srv->m.rejected[HS_ALERT_FORMAT], 1);
+			(void)!hs_frame_put(&c->wbuf, alert, sizeof(alert));
+		}
+		c->closing = true;
+		return true;
+	}
+	if ((j = calloc(1, sizeof(*j))) == NULL ||
+	    (j->body = malloc(ml_rd_left(&body) + 1)) == NULL) {
+		free(j);
+		return false;
+	}
+	j->srv = n->srv;
+	j->c = c;
+	j->len = ml_rd_left(&body);
+	memcpy(j->body, ml_rd_ptr(&body), j->len);
+	j->out = ml_wr_dyn(HS_MAX_FRAME + 64);
+	memmove(c->rbuf, c->rbuf + rd.off, c->rlen - rd.off);
+	c->rlen -= rd.off;
+	c->busy = true;
+	srv_pool_submit(n->srv->pool, &j->hdr, worker_run);
+	return true;
+}
+
+static void
+conn_update(struct net *n, struct conn *c)
+{
+	uint32_t ev = 0;
+
+	if (c->wbuf.len > c->woff) {
+		ev |= EPOLLOUT;
+	}
+	if (!c->busy && !c->closing) {
+		ev |= EPOLLIN;
+	}
+	set_interest(n, c, ev);
+}
+
+static void
+conn_readable(struct net *n, struct conn *c)
+{
+	size_t want = srv_sess_max_frame(c->ss) + 4;
+	ssize_t k;
+
+	if (c->rcap < want) {
+		uint8_t *p = realloc(c->rbuf, want);
+
+		if (p == NULL) {
+			conn_free(n, c);
+			return;
+		}
+		c->rbuf = p;
+		c->rcap = want;
+	}
+	if (c->rlen == c->rcap) {
+		/* a full buffer without a complete frame cannot happen: the
+		 * frame header would have been over the limit */
+		conn_free(n, c);
+		return;
+	}
+	k = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, MSG_DONTWAIT);
+	if (k < 0 && (errno == EAGAIN || errno == EINTR)) {
+		return;
+	}
+	if (k <= 0) {
+		if (!srv_sess_established(c->ss) && c->ss->hs != NULL &&
+		    c->rlen == 0) {
+			ml_info("conn %llu %s: peer closed during handshake",
+			    (unsigned long long)c->id, c->ss->addr);
+		}
+		conn_free(n, c);
+		return;
+	}
+	c->rlen += (size_t)k;
+	if (!conn_dispatch(n, c)) {
+		conn_free(n, c);
+		return;
+	}
+	conn_update(n, c);
+}
+
+static void
+accept_all(struct net *n)
+{
+	struct srv *s = n->srv;
+	struct sockaddr_storage sa;
+	socklen_t sl;
+	struct conn *c;
+	struct epoll_event e;
+	char host[48], port[8], addr[64];
+	int fd, one = 1;
+
+	for (;;) {
+		sl = sizeof(sa);
+		fd = accept4(s->listen_fd, (struct sockaddr *)&sa, &sl,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			return;
+		}
+		atomic_fetch_add(&s->m.accepted, 1);
+		if (n->nconns >= s->o.max_conns) {
+			atomic_fetch_add(&s->m.refused_busy, 1);
+			close(fd);
+			continue;
+		}
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (getnameinfo((struct sockaddr *)&sa, sl, host, sizeof(host),
+		    port, sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+			snprintf(host, sizeof(host), "?");
+			snprintf(port, sizeof(port), "?");
+		}
+		snprintf(addr, sizeof(addr), "%s:%s", host, port);
+		if ((c = calloc(1, sizeof(*c))) == NULL) {
+			close(fd);
+			continue;
+		}
+		c->fd = fd;
+		c->id = ++n->next_id;
+		c->wbuf = ml_wr_dyn(8 * HS_MAX_FRAME);
+		if (srv_sess_new(s, c->id, addr, &c->ss) != 0) {
+			close(fd);
+			free(c);
+			continue;
+		}
+		c->deadline_ms = wait_deadline(s, c);
+		c->events = EPOLLIN;
+		e.events = EPOLLIN;
+		e.data.ptr = c;
+		if (epoll_ctl(n->ep, EPOLL_CTL_ADD, fd, &e) != 0) {
+			srv_sess_free(c->ss);
+			close(fd);
+			free(c);
+			continue;
+		}
+		c->next = n->conns;
+		if (n->conns != NULL) {
+			n->conns->prev = c;
+		}
+		n->conns = c;
+		n->nconns++;
+	}
+}
+
+static void
+jobs_done(struct net *n)
+{
+	struct conn_job *list, *j;
+	struct conn *c;
+	uint64_t v;
+
+	(void)!read(n->srv->done_efd, &v, sizeof(v));
+	pthread_mutex_lock(&n->done_mu);
+	list = n->done;
+	n->done = NULL;
+	pthread_mutex_unlock(&n->done_mu);
+	while ((j = list) != NULL) {
+		list = j->done_next;
+		c = j->c;
+		c->busy = false;
+		if (j->out.len > 0 &&
+		    ml_wr_bytes(&c->wbuf, j->out.p, j->out.len) != 0) {
+			j->close = 1;
+		}
+		if (j->close) {
+			c->closing = true;
+		}
+		ml_wr_free(&j->out);
+		ml_freezero(j->body, j->len);
+		free(j);
+		c->deadline_ms = wait_deadline(n->srv, c);
+		if (!conn_flush(c) || (c->closing && c->wbuf.len == 0)) {
+			conn_free(n, c);
+			continue;
+		}
+		if (!conn_dispatch(n, c)) {	/* a pipelined frame */
+			conn_free(n, c);
+			continue;
+		}
+		conn_update(n, c);
+	}
+}
+
+static void
+sweep_timeouts(struct net *n)
+{
+	struct conn *c, *next;
+	uint64_t now = hs_now_ms();
+
+	for (c = n->conns; c != NULL; c = next) {
+		next = c->next;
+		if (c->busy || c->deadline_ms > now) {
+			continue;
+		}
+		if (c->closing) {
+			conn_free(n, c);	/* could not flush in time */
+			continue;
+		}
+		srv_sess_timeout(c->ss, &c->wbuf);
+		c->closing = true;
+		if (!conn_flush(c) || c->wbuf.len == 0) {
+			conn_free(n, c);
+			continue;
+		}
+		c->deadline_ms = now + 1000;
+		conn_update(n, c);
+	}
+}
+
+void
+srv_log_metrics(struct srv *s)
+{
+	char buf[1024];
+	size_t o = 0;
+	unsigned long long ok = atomic_load(&s->m.hs_ok[1]) +
+	    atomic_load(&s->m.hs_ok[2]), rej = 0;
+	int i;
+
+	for (i = 1; i < HS_ALERT_MAX; i++) {
+		unsigned long long v = atomic_load(&s->m.rejected[i]);
+
+		rej += v;
+		if (v != 0 && o < sizeof(buf) - 64) {
+			o += (size_t)snprintf(buf + o, sizeof(buf) - o, " %s=%llu",
+			    hs_alert_name(i), v);
+		}
+	}
+	buf[o] = '\0';
+	ml_log(ML_LOG_WARN, "stats: accepted=%llu busy=%llu hs_ok_a=%llu "
+	    "hs_ok_b=%llu rejected=%llu cpu_us_per_ok=%.1f "
+	    "cpu_us_per_rejected=%.1f records=%llu record_errors=%llu%s",
+	    (unsigned long long)atomic_load(&s->m.accepted),
+	    (unsigned long long)atomic_load(&s->m.refused_busy),
+	    (unsigned long long)atomic_load(&s->m.hs_ok[1]),
+	    (unsigned long long)atomic_load(&s->m.hs_ok[2]), rej,
+	    ok ? atomic_load(&s->m.cpu_ns_ok) / 1000.0 / ok : 0.0,
+	    rej ? atomic_load(&s->m.cpu_ns_rejected) / 1000.0 / rej : 0.0,
+	    (unsigned long long)atomic_load(&s->m.records),
+	    (unsigned long long)atomic_load(&s->m.record_errors), buf);
+}
+
+int
+srv_run(struct srv *s)
+{
+	struct net n;
+	struct epoll_event ev[64], e;
+	struct signalfd_siginfo si;
+	sigset_t mask;
+	uint64_t last_stats = hs_now_ms();
+	int sfd = -1, i, k, r = ML_ERR_INTERNAL;
+
+	memset(&n, 0, sizeof(n));
+	n.srv = s;
+	pthread_mutex_init(&n.done_mu, NULL);
+	the_net = &n;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGUSR1);
+	/* block in this thread; workers were started with these blocked */
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	ML_ENSURE((sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) >= 0,
+	    ML_ERR_IO);
+	ML_ENSURE((n.ep = epoll_create1(EPOLL_CLOEXEC)) >= 0, ML_ERR_IO);
+	e.events = EPOLLIN;
+	e.data.ptr = TAG_LISTEN;
+	ML_ENSURE(epoll_ctl(n.ep, EPOLL_CTL_ADD, s->listen_fd, &e) == 0,
+	    ML_ERR_IO);
+	e.data.ptr = TAG_EVENT;
+	ML_ENSURE(epoll_ctl(n.ep, EPOLL_CTL_ADD, s->done_efd, &e) == 0,
+	    ML_ERR_IO);
+	e.data.ptr = TAG_SIGNAL;
+	ML_ENSURE(epoll_ctl(n.ep, EPOLL_CTL_ADD, sfd, &e) == 0, ML_ERR_IO);
+
+	while (!s->stop) {
+		k = epoll_wait(n.ep, ev, (int)ML_NELEM(ev), TICK_MS);
+		if (k < 0 && errno != EINTR) {
+			r = ML_ERR_IO;
+			goto out;
+		}
+		for (i = 0; i < k; i++) {
+			void *tag = ev[i].data.ptr;
+
+			if (tag == TAG_LISTEN) {
+				accept_all(&n);
+			} else if (tag == TAG_EVENT) {
+				jobs_done(&n);
+			} else if (tag == TAG_SIGNAL) {
+				while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+					if (si.ssi_signo == SIGUSR1) {
+						srv_log_metrics(s);
+					} else {
+						s->stop = 1;
+					}
+				}
+			} else {
+				struct conn *c = tag;
+
+				if (ev[i].events & (EPOLLOUT)) {
+					if (!conn_flush(c) || (c->closing &&
+					    c->wbuf.len == 0 && !c->busy)) {
+						conn_free(&n, c);
+						continue;
+					}
+					conn_update(&n, c);
+				}
+				if (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+					if (c->busy || c->closing) {
+						if (ev[i].events & (EPOLLHUP | EPOLLERR)) {
+							set_interest(&n, c, 0);
+						}
+						continue;
+					}
+					conn_readable(&n, c);
+				}
+			}
+		}
+		sweep_timeouts(&n);
+		if (s->o.stats_interval_s > 0 && hs_now_ms() - last_stats >=
+		    (uint64_t)s->o.stats_interval_s * 1000u) {
+			srv_log_metrics(s);
+			last_stats = hs_now_ms();
+		}
+	}
+	r = 0;
+out:
+	/* let in-flight jobs finish before freeing their connections */
+	srv_pool_free(s->pool);
+	s->pool = NULL;
+	{
+		struct conn_job *j;
+
+		while ((j = n.done) != NULL) {
+			n.done = j->done_next;
+			ml_wr_free(&j->out);
+			ml_freezero(j->body, j->len);
+			free(j);
+		}
+	}
+	while (n.conns != NULL) {
+		conn_free(&n, n.conns);
+	}
+	if (sfd >= 0) {
+		close(sfd);
+	}
+	if (n.ep > 0) {
+		close(n.ep);
+	}
+	pthread_mutex_destroy(&n.done_mu);
+	the_net = NULL;
+	return r;
+}

@@ -1,0 +1,688 @@
+/*
+ * mintline-station issue: the mint line's job (BN-1..BN-7).
+ *
+ * Reads a batch ("PREFIX,SERIAL" lines, station/batch.h), derives each
+ * note's feature information (BN-2, station/feature.h) and, for each chip
+ * arriving at a line position, on one worker thread per position:
+ *
+ *   journal INTENT (note, chip)		fsynced before anything is sent
+ *   GET CHALLENGE; sign with the issuer key	BN-3, PKCS#11 via libp11
+ *   AUTHORIZE WRITE				BN-4: confirm- or reject-write
+ *   WRITE FEATURE on confirm			BN-5 (nothing on reject)
+ *   GET SEALED					BN-6
+ *   upload over the station's channel, wait for the acknowledgement
+ *   journal ACKED / REFUSED
+ *
+ * A re-run of the same batch resumes from the journal: acknowledged notes
+ * are skipped, a chip already written is completed (its sealed upload is
+ * sent again; registration is idempotent), and a note whose intent names a
+ * chip that has not come back is reserved for that chip and never issued
+ * on another (docs/issuance.md: crash safety).
+ *
+ * Exit: 0 every note of the batch issued; 2 some notes not issued
+ * (reported: malformed line, reject-write, refused, in doubt); 1 error.
+ */
+#include <getopt.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "batch.h"
+#include "cmd_note.h"
+#include "feature.h"
+#include "ml_log.h"
+#include "ml_wipe.h"
+#include "note_chip.h"
+#include "note_journal.h"
+#include "note_line.h"
+#include "note_p11.h"
+#include "note_proto.h"
+#include "note_uplink.h"
+#include "reg_note.h"
+#include "sw.h"
+
+#define MAX_WORKERS	64
+
+struct issue_opts {
+	const char	*line;
+	const char	*chips;
+	const char	*key;
+	const char	*feature_key;
+	const char	*server;
+	const char	*journal;
+	const char	*batch;
+	size_t		 workers;
+	unsigned	 retry_secs;
+	bool		 json;
+	bool		 progress;
+};
+
+struct inote {
+	struct note_id	 id;
+	char		 name[NOTE_ID_MAX + 1];
+	unsigned long	 lineno;
+	int		 state;			/* J_* */
+	char		 jchip[CHIP_SERIAL_LEN + 1];	/* INTENT's chip */
+	bool		 taken;			/* a worker has it */
+};
+
+struct iss {
+	struct issue_opts	 o;
+	struct batch		 b;
+	struct inote		*notes;
+	size_t			 n;
+	size_t			*byname;	/* indexes sorted by name */
+	size_t			 qhead;		/* next candidate in notes[] */
+	size_t			 indoubt;	/* INTENT notes not yet settled */
+	struct note_p11		*key;
+	struct hs_keyops	 kops;
+	uint8_t			 fkey[FEATURE_KEY_LEN];
+	struct note_journal	*j;
+	struct note_uplink	*up[MAX_WORKERS];
+	struct reg_note		*local;		/* tests/bench: in-process server */
+	pthread_mutex_t		 mu;
+	size_t			 issued, again, skipped, refused, rejected,
+				 errors, completed, foreign;
+	struct timespec		 t0, tlast;
+};
+
+static double
+elapsed(const struct timespec *a, const struct timespec *b)
+{
+	return (double)(b->tv_sec - a->tv_sec) + (b->tv_nsec - a->tv_nsec) / 1e9;
+}
+
+/* Progress bar on stderr (a terminal only).  Caller holds mu. */
+static void
+progress(struct iss *s, bool final)
+{
+	struct timespec now;
+	size_t done = s->issued + s->again + s->skipped + s->refused +
+	    s->rejected + s->errors;
+	int i, fill;
+
+	if (!s->o.progress) {
+		return;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (!final && elapsed(&s->tlast, &now) < 0.1) {
+		return;
+	}
+	s->tlast = now;
+	fill = s->n ? (int)(40 * done / s->n) : 40;
+	fputs("\r[", stderr);
+	for (i = 0; i < 40; i++) {
+		fputc(i < fill ? '#' : ' ', stderr);
+	}
+	fprintf(stderr, "] %zu/%zu notes %.0f/s", done, s->n,
+	    (s->issued + s->again) / (elapsed(&s->t0, &now) + 1e-9));
+	if (final) {
+		fputc('\n', stderr);
+	}
+}
+
+/* One report line for a note (JSON lines with --json). */
+static void
+report(struct iss *s, const struct inote *nt, const char *chip,
+    const char *result, const char *why, uint64_t reg_id)
+{
+	pthread_mutex_lock(&s->mu);
+	if (s->o.json) {
+		printf("{\"note\":\"%s\",\"line\":%lu,\"chip\":\"%s\","
+		    "\"result\":\"%s\"", nt ? nt->name : "", nt ? nt->lineno : 0,
+		    chip ? chip : "", result);
+		if (why != NULL) {
+			printf(",\"reason\":\"%s\"", why);
+		}
+		if (reg_id != 0) {
+			printf(",\"reg_id\":%llu", (unsigned long long)reg_id);
+		}
+		printf("}\n");
+	} else if (why != NULL) {
+		if (s->o.progress) {
+			fputs("\r\033[K", stderr);
+		}
+		printf("%s%s%s (chip %s): %s: %s\n", nt ? "note " : "",
+		    nt ? nt->name : "", nt ? "" : "chip", chip ? chip : "-",
+		    result, why);
+	}
+	fflush(stdout);
+	progress(s, false);
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void
+bump(struct iss *s, size_t *ctr)
+{
+	pthread_mutex_lock(&s->mu);
+	(*ctr)++;
+	pthread_mutex_unlock(&s->mu);
+}
+
+static int
+cmp_name(const void *a, const void *b, void *ctx)
+{
+	const struct iss *s = ctx;
+
+	return strcmp(s->notes[*(const size_t *)a].name,
+	    s->notes[*(const size_t *)b].name);
+}
+
+static struct inote *
+find_note(struct iss *s, const char *name)
+{
+	size_t lo = 0, hi = s->n, mid;
+	int c;
+
+	while (lo < hi) {
+		mid = (lo + hi) / 2;
+		c = strcmp(s->notes[s->byname[mid]].name, name);
+		if (c == 0) {
+			return &s->notes[s->byname[mid]];
+		}
+		if (c < 0) {
+			lo = mid + 1;
+		} else {
+			hi = mid;
+		}
+	}
+	return NULL;
+}
+
+static void
+scan_cb(void *ctx, const char *name, const char *chip, int state)
+{
+	struct iss *s = ctx;
+	struct inote *nt = find_note(s, name);
+
+	if (nt == NULL) {
+		return;
+	}
+	nt->state = state;
+	snprintf(nt->jchip, sizeof(nt->jchip), "%s", chip ? chip : "");
+}
+
+static int
+iss_start(void *ctx, size_t w)
+{
+	struct iss *s = ctx;
+
+	if (s->local != NULL) {
+		return note_uplink_local(s->local, &s->up[w]);
+	}
+	return 0;	/* connected lazily, with retries */
+}
+
+static int
+iss_stop(void *ctx, size_t w)
+{
+	struct iss *s = ctx;
+
+	note_uplink_close(s->up[w]);
+	s->up[w] = NULL;
+	return 0;
+}
+
+/*
+ * Send a sealed upload and wait for the acknowledgement, reconnecting
+ * while the server is away (at most retry_secs): every upload of the same
+ * note on the same chip is answered the same, so a repeat is harmless.
+ */
+static int
+upload(struct iss *s, size_t w, const uint8_t *sealed, size_t n,
+    struct note_reply *ret)
+{
+	uint8_t resp[NOTE_REPLY_MAX];
+	struct timespec t0, now;
+	size_t len;
+	int r;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		if (s->up[w] == NULL) {
+			r = note_uplink_open(s->o.server, &s->up[w]);
+		} else {
+			r = 0;
+		}
+		if (r == 0) {
+			r = note_uplink_call(s->up[w], NOTE_REC_UPLOAD, sealed, n,
+			    resp, sizeof(resp), &len);
+			if (r == 0) {
+				return note_reply_parse(resp, len, ret);
+			}
+			if (s->local != NULL) {
+				return r;
+			}
+			note_uplink_close(s->up[w]);
+			s->up[w] = NULL;
+		}
+		if (r != ML_ERR_IO) {
+			return r;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (elapsed(&t0, &now) > s->o.retry_secs) {
+			return ML_ERR_TIMEOUT;
+		}
+		usleep(200 * 1000);
+	}
+}
+
+/* GET SEALED, upload, journal the outcome, report. */
+static int
+seal_and_upload(struct iss *s, size_t w, struct chipcmd *cc,
+    struct inote *nt, const char *chip, bool completing)
+{
+	uint8_t sealed[NOTE_SEALED_MAX];
+	struct note_reply rep;
+	size_t n;
+	int r;
+
+	if ((r = note_chip_sealed(cc, sealed, sizeof(sealed), &n)) != 0) {
+		report(s, nt, chip, "error", "GET SEALED failed", 0);
+		bump(s, &s->errors);
+		return 0;
+	}
+	if ((r = upload(s, w, sealed, n, &rep)) != 0) {
+		report(s, nt, chip, "error", "server unreachable: note left in "
+		    "doubt for the next run", 0);
+		bump(s, &s->errors);
+		return r;	/* the line stops: nothing can be acknowledged */
+	}
+	if (rep.status == NOTE_ST_REJECT) {
+		if ((r = note_journal_done(s->j, nt->name, J_REFUSED, 0,
+		    rep.reason)) != 0) {
+			return r;
+		}
+		report(s, nt, chip, "refused", note_reason_str(rep.reason), 0);
+		bump(s, &s->refused);
+		return 0;
+	}
+	if ((r = note_journal_done(s->j, nt->name, J_ACKED, rep.reg_id, 0)) != 0) {
+		return r;
+	}
+	report(s, nt, chip, completing ? "completed" :
+	    rep.status == NOTE_ST_AGAIN ? "already_registered" : "issued", NULL,
+	    rep.reg_id);
+	bump(s, rep.status == NOTE_ST_AGAIN || completing ? &s->again :
+	    &s->issued);
+	return 0;
+}
+
+/* A blank chip: issue note nt on it. */
+static int
+issue_one(struct iss *s, size_t w, struct chipcmd *cc, struct inote *nt,
+    const char *chip)
+{
+	uint8_t pub[ML_P256_PUB_LEN];
+	char feat[FEATURE_MAX_LEN + 1], why[64];
+	size_t flen;
+	uint16_t sw;
+	int r;
+
+	if ((r = note_chip_pub(cc, pub)) != 0 ||
+	    (r = feature_derive(s->fkey, &nt->id, pub, feat, &flen)) != 0) {
+		report(s, nt, chip, "error", ml_strerror(r), 0);
+		bump(s, &s->errors);
+		return 0;
+	}
+	/* Intent before the authorisation leaves: the note may be on this
+	 * chip from here on. */
+	if ((r = note_journal_intent(s->j, nt->name, chip)) != 0) {
+		return r;
+	}
+	if ((r = note_chip_authorize(cc, &s->kops, chip, (const uint8_t *)feat,
+	    flen, &sw)) != 0) {
+		report(s, nt, chip, "error", ml_strerror(r), 0);
+		bump(s, &s->errors);
+		return 0;
+	}
+	if (sw != SW_OK) {
+		/* BN-5: reject-write, nothing is written. */
+		snprintf(why, sizeof(why), "reject-write (SW %04X)", sw);
+		if ((r = note_journal_done(s->j, nt->name, J_REJECTED, 0, 0)) != 0) {
+			return r;
+		}
+		report(s, nt, chip, "reject_write", why, 0);
+		bump(s, &s->rejected);
+		return 0;
+	}
+	if ((r = note_chip_write(cc, (const uint8_t *)feat, flen)) != 0) {
+		report(s, nt, chip, "error", "WRITE FEATURE failed: note left in "
+		    "doubt", 0);
+		bump(s, &s->errors);
+		return 0;
+	}
+	return seal_and_upload(s, w, cc, nt, chip, false);
+}
+
+/* A chip already written: complete it when it carries a note of ours. */
+static int
+reconcile(struct iss *s, size_t w, struct chipcmd *cc, const char *chip)
+{
+	struct note_record rec;
+	struct note_id id;
+	struct inote *nt;
+	char name[NOTE_ID_MAX + 1];
+	bool mine = false;
+	int r;
+
+	if ((r = note_chip_record(cc, &rec)) != 0 ||
+	    feature_parse(rec.feature, rec.feature_len, &id) != 0) {
+		report(s, NULL, chip, "skipped", "written chip with an unreadable "
+		    "record", 0);
+		bump(s, &s->foreign);
+		return 0;
+	}
+	note_id_str(&id, name);
+	pthread_mutex_lock(&s->mu);
+	nt = find_note(s, name);
+	if (nt != NULL && !nt->taken && nt->state != J_ACKED &&
+	    nt->state != J_REFUSED) {
+		nt->taken = true;
+		if (nt->state == J_INTENT) {
+			s->indoubt--;
+		}
+		mine = true;
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (nt == NULL) {
+		report(s, NULL, chip, "skipped", "written chip of another batch", 0);
+		bump(s, &s->foreign);
+		return 0;
+	}
+	if (!mine) {
+		return 0;	/* issued and acknowledged before: nothing to do */
+	}
+	if (nt->state == J_NONE || nt->state == J_REJECTED) {
+		if ((r = note_journal_intent(s->j, nt->name, chip)) != 0) {
+			return r;
+		}
+	}
+	bump(s, &s->completed);
+	return seal_and_upload(s, w, cc, nt, chip, true);
+}
+
+/* Pick the note for a blank chip, or NULL.  Caller holds mu. */
+static struct inote *
+pick(struct iss *s, const char *chip, bool *ret_stop)
+{
+	size_t i;
+
+	*ret_stop = false;
+	if (s->indoubt > 0) {
+		for (i = 0; i < s->n; i++) {
+			struct inote *nt = &s->notes[i];
+
+			if (nt->state == J_INTENT && !nt->taken &&
+			    strcmp(nt->jchip, chip) == 0) {
+				/* Its chip is back and blank: the note was never
+				 * written; issue it here. */
+				nt->taken = true;
+				s->indoubt--;
+				return nt;
+			}
+		}
+	}
+	while (s->qhead < s->n) {
+		struct inote *nt = &s->notes[s->qhead++];
+
+		if (!nt->taken && (nt->state == J_NONE || nt->state == J_REJECTED)) {
+			nt->taken = true;
+			return nt;
+		}
+	}
+	*ret_stop = s->indoubt == 0;
+	return NULL;
+}
+
+static int
+iss_job(void *ctx, size_t w, struct chipcmd *cc, const char *image)
+{
+	struct iss *s = ctx;
+	struct chip_info ci;
+	struct inote *nt;
+	bool stop;
+	int r;
+
+	if ((r = chipcmd_info(cc, &ci)) != 0 || ci.kind != CHIP_KIND_NOTE) {
+		report(s, NULL, image, "skipped", "not a note chip", 0);
+		return 0;
+	}
+	if ((ci.state & INFO_F_LOCKED) == 0) {
+		report(s, NULL, ci.serial, "skipped", "chip not personalised", 0);
+		return 0;
+	}
+	if (ci.state & INFO_F_WRITTEN) {
+		return reconcile(s, w, cc, ci.serial);
+	}
+	pthread_mutex_lock(&s->mu);
+	nt = pick(s, ci.serial, &stop);
+	pthread_mutex_unlock(&s->mu);
+	if (nt == NULL) {
+		return stop ? 1 : 0;
+	}
+	return issue_one(s, w, cc, nt, ci.serial);
+}
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: mintline-station issue --line SPEC [--chips DIR] --key URI\n"
+	    "           --feature-key FILE --server SPEC --journal FILE\n"
+	    "           [--batch FILE|-] [--workers N] [--retry-secs N] [--json]\n"
+	    "           [--no-progress]\n"
+	    "\n"
+	    "  --key URI          the station's issuer key: pkcs11: URI with\n"
+	    "                     pin-source=file:PATH (never the PIN itself)\n"
+	    "  --feature-key FILE the issuer's feature key (64 hex digits, 0600)\n"
+	    "  --server SPEC      the registration server (unix:PATH)\n"
+	    "  --journal FILE     the resume journal (SQLite); keep it per batch\n"
+	    "  --batch FILE       PREFIX,SERIAL lines; default stdin\n"
+	    "exit: 0 all issued, 2 some not issued (reported), 1 error\n");
+}
+
+static int
+parse_opts(int argc, char **argv, struct issue_opts *o)
+{
+	static const struct option lo[] = {
+		{ "line", required_argument, NULL, 'l' },
+		{ "chips", required_argument, NULL, 'c' },
+		{ "key", required_argument, NULL, 'k' },
+		{ "feature-key", required_argument, NULL, 'f' },
+		{ "server", required_argument, NULL, 's' },
+		{ "journal", required_argument, NULL, 'J' },
+		{ "batch", required_argument, NULL, 'b' },
+		{ "workers", required_argument, NULL, 'w' },
+		{ "retry-secs", required_argument, NULL, 'R' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "no-progress", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	optind = 1;
+	o->retry_secs = 30;
+	o->progress = isatty(STDERR_FILENO);
+	while ((c = getopt_long(argc, argv, "l:c:k:f:s:J:b:w:R:jqh", lo,
+	    NULL)) != -1) {
+		switch (c) {
+		case 'l': o->line = optarg; break;
+		case 'c': o->chips = optarg; break;
+		case 'k': o->key = optarg; break;
+		case 'f': o->feature_key = optarg; break;
+		case 's': o->server = optarg; break;
+		case 'J': o->journal = optarg; break;
+		case 'b': o->batch = optarg; break;
+		case 'w': o->workers = strtoul(optarg, NULL, 10); break;
+		case 'R': o->retry_secs = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'j': o->json = true; break;
+		case 'q': o->progress = false; break;
+		case 'h': usage(stdout); return 2;
+		default: usage(stderr); return 1;
+		}
+	}
+	if (o->json) {
+		o->progress = false;
+	}
+	if (o->line == NULL || o->key == NULL || o->feature_key == NULL ||
+	    o->server == NULL || o->journal == NULL || o->workers > MAX_WORKERS) {
+		usage(stderr);
+		return 1;
+	}
+	return 0;
+}
+
+/* Shared by cmd_issue() and the benchmark (local != NULL: in-process). */
+int	 issue_run(int argc, char **argv, struct reg_note *local);
+
+int
+issue_run(int argc, char **argv, struct reg_note *local)
+{
+	struct iss *s;
+	struct note_line_cfg lc;
+	FILE *bf = NULL;
+	size_t i, chips = 0, notissued;
+	int r, rc = ST_EXIT_ERROR;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		return ST_EXIT_ERROR;
+	}
+	pthread_mutex_init(&s->mu, NULL);
+	s->local = local;
+	if ((r = parse_opts(argc, argv, &s->o)) != 0) {
+		rc = r == 2 ? ST_EXIT_OK : ST_EXIT_ERROR;
+		goto out;
+	}
+	if ((r = feature_key_load(s->o.feature_key, s->fkey)) != 0) {
+		fprintf(stderr, "issue: feature key %s: %s\n", s->o.feature_key,
+		    ml_strerror(r));
+		goto out;
+	}
+	bf = s->o.batch == NULL || strcmp(s->o.batch, "-") == 0 ? stdin :
+	    fopen(s->o.batch, "re");
+	if (bf == NULL || (r = batch_read(&s->b, bf)) != 0) {
+		fprintf(stderr, "issue: batch: %s\n", bf ? ml_strerror(r) :
+		    "cannot open");
+		goto out;
+	}
+	for (i = 0; i < s->b.nerr; i++) {
+		const struct batch_error *e = &s->b.err[i];
+
+		if (s->o.json) {
+			printf("{\"line\":%lu,\"result\":\"malformed\","
+			    "\"reason\":\"%s\"}\n", e->lineno, e->why);
+		} else {
+			printf("batch line %lu: %s\n", e->lineno, e->why);
+		}
+	}
+	s->n = s->b.n;
+	if ((s->notes = calloc(s->n + 1, sizeof(*s->notes))) == NULL ||
+	    (s->byname = calloc(s->n + 1, sizeof(size_t))) == NULL) {
+		goto out;
+	}
+	for (i = 0; i < s->n; i++) {
+		s->notes[i].id = s->b.v[i].id;
+		s->notes[i].lineno = s->b.v[i].lineno;
+		note_id_str(&s->b.v[i].id, s->notes[i].name);
+		s->byname[i] = i;
+	}
+	qsort_r(s->byname, s->n, sizeof(size_t), cmp_name, s);
+	if ((r = note_journal_open(s->o.journal, &s->j)) != 0 ||
+	    (r = note_journal_scan(s->j, scan_cb, s)) != 0) {
+		fprintf(stderr, "issue: journal %s: %s\n", s->o.journal,
+		    ml_strerror(r));
+		goto out;
+	}
+	for (i = 0; i < s->n; i++) {
+		if (s->notes[i].state == J_ACKED || s->notes[i].state == J_REFUSED) {
+			s->skipped++;
+		} else if (s->notes[i].state == J_INTENT) {
+			s->indoubt++;
+		}
+	}
+	if (s->skipped || s->indoubt) {
+		fprintf(stderr, "issue: resuming: %zu note(s) already done, %zu in "
+		    "doubt (reserved for their chip)\n", s->skipped, s->indoubt);
+	}
+	if ((r = note_p11_open(s->o.key, &s->key)) != 0) {
+		fprintf(stderr, "issue: issuer key: %s\n", ml_strerror(r));
+		goto out;
+	}
+	note_p11_keyops(s->key, &s->kops);
+	clock_gettime(CLOCK_MONOTONIC, &s->t0);
+	lc = (struct note_line_cfg){ .link_spec = s->o.line, .chips = s->o.chips,
+	    .workers = s->o.workers ? s->o.workers : MAX_WORKERS,
+	    .job = iss_job, .start = iss_start, .stop = iss_stop, .ctx = s };
+	r = note_line_run(&lc, &chips);
+	{
+		struct timespec t1;
+
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		pthread_mutex_lock(&s->mu);
+		progress(s, true);
+		pthread_mutex_unlock(&s->mu);
+		notissued = 0;
+		for (i = 0; i < s->n; i++) {
+			struct inote *nt = &s->notes[i];
+
+			if (!nt->taken && nt->state != J_ACKED &&
+			    nt->state != J_REFUSED) {
+				notissued++;
+				if (s->o.json) {
+					printf("{\"note\":\"%s\",\"line\":%lu,"
+					    "\"result\":\"not_issued\",\"reason\":"
+					    "\"%s\"}\n", nt->name, nt->lineno,
+					    nt->state == J_INTENT ? "in doubt: its "
+					    "chip did not come back" : "no blank chip left");
+				}
+			}
+		}
+		fprintf(stderr, "issue: %zu note(s) in batch (%zu malformed "
+		    "line(s)), %zu chip(s) fed: %zu issued, %zu completed/repeated, "
+		    "%zu skipped (done before), %zu refused, %zu reject-write, "
+		    "%zu error(s), %zu not issued; %.2f s, %.0f notes/s\n",
+		    s->n, s->b.nerr, chips, s->issued, s->again, s->skipped,
+		    s->refused, s->rejected, s->errors, notissued,
+		    elapsed(&s->t0, &t1), s->issued / (elapsed(&s->t0, &t1) + 1e-9));
+		if (s->o.json) {
+			printf("{\"summary\":{\"notes\":%zu,\"malformed\":%zu,"
+			    "\"issued\":%zu,\"repeated\":%zu,\"skipped\":%zu,"
+			    "\"refused\":%zu,\"reject_write\":%zu,\"errors\":%zu,"
+			    "\"not_issued\":%zu,\"seconds\":%.3f}}\n", s->n,
+			    s->b.nerr, s->issued, s->again, s->skipped, s->refused,
+			    s->rejected, s->errors, notissued, elapsed(&s->t0, &t1));
+		}
+		if (r != 0) {
+			fprintf(stderr, "issue: %s\n", ml_strerror(r));
+			goto out;
+		}
+		rc = (s->b.nerr || s->refused || s->rejected || s->errors ||
+		    notissued) ? ST_EXIT_PARTIAL : ST_EXIT_OK;
+	}
+out:
+	if (bf != NULL && bf != stdin) {
+		fclose(bf);
+	}
+	note_p11_free(s->key);
+	note_journal_close(s->j);
+	batch_clear(&s->b);
+	free(s->notes);
+	free(s->byname);
+	ml_wipe(s->fkey, sizeof(s->fkey));
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+	return rc;
+}
+
+int
+cmd_issue(const struct st_opts *so, int argc, char **argv)
+{
+	(void)so;
+	return issue_run(argc, argv, NULL);
+}

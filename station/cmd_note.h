@@ -1,0 +1,30 @@
+/*
+ * The station's banknote subcommands (issue 5).  Each parses its own
+ * options (getopt_long into a per-command struct; no globals) after the
+ * subcommand name and returns its documented exit code.
+ *
+ * station/main.c's subcommand table rows:
+ *	{ "provision",	cmd_provision,	"personalise blank note chips on the line" },
+ *	{ "issue",	cmd_issue,	"write authorised feature data to note chips" },
+ *	{ "verify",	cmd_verify,	"read notes and print a verdict" },
+ */
+#ifndef ST_CMD_NOTE_H
+#define ST_CMD_NOTE_H
+
+struct st_opts;		/* station/main.c's common options; unused here */
+
+int	 cmd_provision(const struct st_opts *so, int argc, char **argv);
+int	 cmd_issue(const struct st_opts *so, int argc, char **argv);
+int	 cmd_verify(const struct st_opts *so, int argc, char **argv);
+
+/* Exit codes shared by the three commands. */
+#define ST_EXIT_OK		0	/* done; verify: every note genuine */
+#define ST_EXIT_ERROR		1	/* usage, I/O, key or server trouble */
+#define ST_EXIT_PARTIAL		2	/* issue/provision: some notes or chips
+					 * were not done (reported) */
+#define ST_EXIT_COUNTERFEIT	3	/* verify: at least one COUNTERFEIT */
+
+/* Read a PIN from a pin-source ("file:PATH" or PATH), first line. */
+int	 st_read_pin_source(const char *src, char *ret, unsigned cap);
+
+#endif

@@ -1,0 +1,301 @@
+/*
+ * mintline-station provision: personalise blank banknote chips on the line.
+ *
+ * For each chip: INIT TOKEN (sets the SO PIN from --so-pin-source), the
+ * chip authentication key generated inside the chip, the authorised
+ * issuer public key(s) (pkcs11: URI of the station's issuer key, or a PEM
+ * file), the server's seal public key, LOCK.  Then the chip's public key
+ * is enrolled with the server (NOTE_REC_ENROL), which is how the server
+ * later knows the key that signs the chip's sealed uploads: enrolment at
+ * personalisation, over the station's authenticated channel, never trust
+ * on first use.
+ *
+ * Exit: 0 every chip personalised (or already done), 2 some chips failed
+ * (reported), 1 error.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cmd_note.h"
+#include "ml_log.h"
+#include "ml_tlv.h"
+#include "ml_wipe.h"
+#include "ml_wr.h"
+#include "note_chip.h"
+#include "note_line.h"
+#include "note_p11.h"
+#include "note_proto.h"
+#include "note_uplink.h"
+#include "reg_note.h"
+
+#define MAX_ISSUERS	NOTE_MAX_ISSUERS
+#define MAX_WORKERS	64
+
+struct prov_opts {
+	const char	*line;
+	const char	*chips;
+	const char	*issuer[MAX_ISSUERS];
+	size_t		 nissuers;
+	const char	*server_pub;
+	const char	*so_pin_source;
+	const char	*server;
+	size_t		 workers;
+	bool		 json;
+};
+
+struct prov {
+	struct prov_opts	 o;
+	uint8_t			 issuers[MAX_ISSUERS][ML_P256_PUB_LEN];
+	uint8_t			 server_pub[ML_P256_PUB_LEN];
+	char			 so_pin[PIN_MAX_LEN + 1];
+	struct note_uplink	*up[MAX_WORKERS];
+	pthread_mutex_t		 mu;
+	size_t			 done, skipped, failed;
+};
+
+int
+st_read_pin_source(const char *src, char *ret, unsigned cap)
+{
+	char buf[128];
+	FILE *f;
+	size_t n;
+
+	if (strncmp(src, "file:", 5) == 0) {
+		src += 5;
+	}
+	if ((f = fopen(src, "re")) == NULL) {
+		return ML_ERR_IO;
+	}
+	if (fgets(buf, sizeof(buf), f) == NULL) {
+		buf[0] = '\0';
+	}
+	fclose(f);
+	n = strcspn(buf, "\r\n");
+	buf[n] = '\0';
+	if (n == 0 || n >= cap) {
+		ml_wipe(buf, sizeof(buf));
+		return ML_ERR_FORMAT;
+	}
+	memcpy(ret, buf, n + 1);
+	ml_wipe(buf, sizeof(buf));
+	return 0;
+}
+
+static int
+prov_start(void *ctx, size_t w)
+{
+	struct prov *p = ctx;
+
+	if (p->o.server == NULL) {
+		return 0;
+	}
+	return note_uplink_open(p->o.server, &p->up[w]);
+}
+
+static int
+prov_stop(void *ctx, size_t w)
+{
+	struct prov *p = ctx;
+
+	note_uplink_close(p->up[w]);
+	p->up[w] = NULL;
+	return 0;
+}
+
+static void
+report(struct prov *p, const char *chip, const char *result, const char *why)
+{
+	pthread_mutex_lock(&p->mu);
+	if (p->o.json) {
+		printf("{\"chip\":\"%s\",\"result\":\"%s\"%s%s%s}\n", chip, result,
+		    why ? ",\"error\":\"" : "", why ? why : "", why ? "\"" : "");
+	} else if (why != NULL) {
+		printf("chip %s: %s: %s\n", chip, result, why);
+	}
+	pthread_mutex_unlock(&p->mu);
+}
+
+static int
+enrol(struct prov *p, size_t w, const char *chip,
+    const uint8_t pub[static ML_P256_PUB_LEN], const char **ret_why)
+{
+	uint8_t req[128], resp[NOTE_REPLY_MAX];
+	struct ml_wr rw = ML_WR_FIXED(req, sizeof(req));
+	struct note_reply rep;
+	size_t n;
+	int r;
+
+	ML_TRY(ml_tlv_put(&rw, TAG_ENROL_SERIAL, chip, CHIP_SERIAL_LEN));
+	ML_TRY(ml_tlv_put(&rw, TAG_ENROL_PUB, pub, ML_P256_PUB_LEN));
+	ML_TRY(note_uplink_call(p->up[w], NOTE_REC_ENROL, rw.p, rw.len, resp,
+	    sizeof(resp), &n));
+	ML_TRY(note_reply_parse(resp, n, &rep));
+	if (rep.status == NOTE_ST_REJECT) {
+		*ret_why = note_reason_str(rep.reason);
+		r = ML_ERR_REJECTED;
+		goto out;
+	}
+	r = 0;
+out:
+	return r;
+}
+
+static int
+prov_job(void *ctx, size_t w, struct chipcmd *cc, const char *image)
+{
+	struct prov *p = ctx;
+	struct chip_info ci;
+	uint8_t pub[ML_P256_PUB_LEN];
+	char label[LABEL_MAX_LEN + 1];
+	const char *why = NULL;
+	int r;
+
+	if ((r = chipcmd_info(cc, &ci)) != 0 || ci.kind != CHIP_KIND_NOTE) {
+		report(p, image ? image : "?", "failed", "not a note chip");
+		goto failed;
+	}
+	if (ci.state & (INFO_F_INITIALIZED | INFO_F_LOCKED)) {
+		pthread_mutex_lock(&p->mu);
+		p->skipped++;
+		pthread_mutex_unlock(&p->mu);
+		report(p, ci.serial, "skipped", p->o.json ?
+		    "already personalised" : NULL);
+		return 0;
+	}
+	snprintf(label, sizeof(label), "note %.16s", ci.serial);
+	if ((r = note_chip_perso(cc, p->so_pin, label,
+	    (const uint8_t (*)[ML_P256_PUB_LEN])p->issuers, p->o.nissuers,
+	    p->server_pub, pub)) != 0) {
+		report(p, ci.serial, "failed", ml_strerror(r));
+		goto failed;
+	}
+	if (p->up[w] != NULL && (r = enrol(p, w, ci.serial, pub, &why)) != 0) {
+		report(p, ci.serial, "not enrolled", why ? why : ml_strerror(r));
+		if (r == ML_ERR_IO) {
+			return r;
+		}
+		goto failed;
+	}
+	pthread_mutex_lock(&p->mu);
+	p->done++;
+	pthread_mutex_unlock(&p->mu);
+	if (p->o.json) {
+		report(p, ci.serial, p->up[w] ? "personalised+enrolled" :
+		    "personalised", NULL);
+	}
+	return 0;
+failed:
+	pthread_mutex_lock(&p->mu);
+	p->failed++;
+	pthread_mutex_unlock(&p->mu);
+	return 0;
+}
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: mintline-station provision --line SPEC [--chips DIR|IMAGE]\n"
+	    "           --issuer-pub SPEC [--issuer-pub SPEC ...] --server-pub SPEC\n"
+	    "           --so-pin-source file:PATH [--server unix:PATH] [--workers N]\n"
+	    "           [--json]\n"
+	    "\n"
+	    "  --line SPEC        chip link: inproc:DIR or pcsc:[FILTER]\n"
+	    "  --chips DIR|IMAGE  in-process line: the blank chip images to feed\n"
+	    "  --issuer-pub SPEC  authorised station key: pkcs11: URI or PEM file\n"
+	    "  --server-pub SPEC  the server's seal key: pkcs11: URI or PEM file\n"
+	    "  --server SPEC      enrol each chip key with the server\n"
+	    "exit: 0 all personalised, 2 some chips failed, 1 error\n");
+}
+
+int
+cmd_provision(const struct st_opts *so, int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "line", required_argument, NULL, 'l' },
+		{ "chips", required_argument, NULL, 'c' },
+		{ "issuer-pub", required_argument, NULL, 'i' },
+		{ "server-pub", required_argument, NULL, 'P' },
+		{ "so-pin-source", required_argument, NULL, 'S' },
+		{ "server", required_argument, NULL, 's' },
+		{ "workers", required_argument, NULL, 'w' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct prov *p;
+	struct note_line_cfg lc = { 0 };
+	size_t i, chips = 0;
+	int c, r, rc = ST_EXIT_ERROR;
+
+	if ((p = calloc(1, sizeof(*p))) == NULL) {
+		return ST_EXIT_ERROR;
+	}
+	pthread_mutex_init(&p->mu, NULL);
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "l:c:i:P:S:s:w:jh", lo, NULL)) != -1) {
+		switch (c) {
+		case 'l': p->o.line = optarg; break;
+		case 'c': p->o.chips = optarg; break;
+		case 'i':
+			if (p->o.nissuers == MAX_ISSUERS) {
+				fprintf(stderr, "provision: at most %d issuer keys\n",
+				    MAX_ISSUERS);
+				goto out;
+			}
+			p->o.issuer[p->o.nissuers++] = optarg;
+			break;
+		case 'P': p->o.server_pub = optarg; break;
+		case 'S': p->o.so_pin_source = optarg; break;
+		case 's': p->o.server = optarg; break;
+		case 'w': p->o.workers = strtoul(optarg, NULL, 10); break;
+		case 'j': p->o.json = true; break;
+		case 'h': usage(stdout); rc = 0; goto out;
+		default: usage(stderr); goto out;
+		}
+	}
+	if (p->o.line == NULL || p->o.nissuers == 0 || p->o.server_pub == NULL ||
+	    p->o.so_pin_source == NULL || p->o.workers > MAX_WORKERS) {
+		usage(stderr);
+		goto out;
+	}
+	for (i = 0; i < p->o.nissuers; i++) {
+		if ((r = note_pub_load(p->o.issuer[i], p->issuers[i])) != 0) {
+			fprintf(stderr, "provision: issuer key %zu: %s\n", i + 1,
+			    ml_strerror(r));
+			goto out;
+		}
+	}
+	if ((r = note_pub_load(p->o.server_pub, p->server_pub)) != 0) {
+		fprintf(stderr, "provision: server key: %s\n", ml_strerror(r));
+		goto out;
+	}
+	if ((r = st_read_pin_source(p->o.so_pin_source, p->so_pin,
+	    sizeof(p->so_pin))) != 0) {
+		fprintf(stderr, "provision: SO PIN: %s\n", ml_strerror(r));
+		goto out;
+	}
+	lc = (struct note_line_cfg){ .link_spec = p->o.line, .chips = p->o.chips,
+	    .workers = p->o.workers ? p->o.workers : MAX_WORKERS, .job = prov_job,
+	    .start = prov_start, .stop = prov_stop, .ctx = p };
+	r = note_line_run(&lc, &chips);
+	fprintf(stderr, "provision: %zu chip(s): %zu personalised, %zu already "
+	    "done, %zu failed\n", chips, p->done, p->skipped, p->failed);
+	if (r != 0) {
+		fprintf(stderr, "provision: %s\n", ml_strerror(r));
+		goto out;
+	}
+	rc = p->failed ? ST_EXIT_PARTIAL : ST_EXIT_OK;
+out:
+	ml_wipe(p->so_pin, sizeof(p->so_pin));
+	pthread_mutex_destroy(&p->mu);
+	free(p);
+	(void)so;
+	return rc;
+}

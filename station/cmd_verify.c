@@ -1,0 +1,414 @@
+/*
+ * mintline-station verify: the verification desk (BN-8).
+ *
+ *= MISSION BN-8
+ *# Notes are checked by comparing feature information: a verification
+ *# desk reads a note and gets a verdict.
+ *
+ * For each note chip: READ FEATURE (blank chip: COUNTERFEIT), the chip
+ * key (GET DATA 02) proven by INTERNAL AUTHENTICATE over a fresh random
+ * challenge bound to the record (a clone without the key fails), the
+ * record's chip key fingerprint against that key (a record copied onto
+ * another chip fails), the station's write authorisation against the
+ * authorised issuer keys, and — online — the registry's answer (unregistered
+ * serial, feature mismatch, chip key mismatch; the server flags a serial
+ * presented by two chips, both of them).  Offline (--offline) the station
+ * signature kept on the chip and the chip proof decide.
+ *
+ * Output: one line per note,
+ *	GENUINE <note> chip <chip serial>
+ *	COUNTERFEIT <note|-> chip <chip serial>: <reason>
+ * or JSON lines with --json.  Exit: 0 every note genuine, 3 at least one
+ * counterfeit, 1 error (no verdict could be given).
+ */
+#include <getopt.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cmd_note.h"
+#include "feature.h"
+#include "ml_log.h"
+#include "ml_tlv.h"
+#include "ml_wr.h"
+#include "note_chip.h"
+#include "note_line.h"
+#include "note_p11.h"
+#include "note_proto.h"
+#include "note_uplink.h"
+#include "reg_note.h"
+
+#define MAX_WORKERS	64
+#define MAX_ISSUERS	8
+
+struct verify_opts {
+	const char	*line;
+	const char	*chips;
+	const char	*issuer[MAX_ISSUERS];
+	size_t		 nissuers;
+	const char	*server;
+	bool		 offline;
+	bool		 json;
+	size_t		 workers;
+};
+
+struct ver {
+	struct verify_opts	 o;
+	struct ml_p256_key	*issuer[MAX_ISSUERS];
+	struct note_uplink	*up[MAX_WORKERS];
+	struct reg_note		*local;
+	pthread_mutex_t		 mu;
+	size_t			 genuine, counterfeit, errors;
+	double			*lat;
+	size_t			 nlat, latcap;
+};
+
+enum verdict_reason {
+	V_GENUINE = 0,
+	V_BLANK,
+	V_CLONE,
+	V_UNAUTHORIZED,
+	V_UNREGISTERED,
+	V_FEATURE,
+	V_NOT_NOTE,
+};
+
+static const char *const vreason[] = {
+	[V_GENUINE] = "",
+	[V_BLANK] = "blank chip",
+	[V_CLONE] = "chip key mismatch or clone",
+	[V_UNAUTHORIZED] = "unauthorized writer",
+	[V_UNREGISTERED] = "unregistered serial",
+	[V_FEATURE] = "feature mismatch",
+	[V_NOT_NOTE] = "not a note chip",
+};
+
+static int
+ver_start(void *ctx, size_t w)
+{
+	struct ver *v = ctx;
+
+	if (v->local != NULL) {
+		return note_uplink_local(v->local, &v->up[w]);
+	}
+	if (v->o.offline || v->o.server == NULL) {
+		return 0;
+	}
+	return note_uplink_open(v->o.server, &v->up[w]);
+}
+
+static int
+ver_stop(void *ctx, size_t w)
+{
+	struct ver *v = ctx;
+
+	note_uplink_close(v->up[w]);
+	v->up[w] = NULL;
+	return 0;
+}
+
+/* The station signature kept on the chip, against the authorised keys. */
+static bool
+writer_ok(struct ver *v, const struct note_record *rec)
+{
+	uint8_t msg[64 + CHIP_SERIAL_LEN + NOTE_CHALLENGE_LEN + NOTE_MAX_FEATURE];
+	size_t n, i;
+
+	if (note_auth_msg(rec->challenge, rec->chip_serial, rec->feature,
+	    rec->feature_len, msg, sizeof(msg), &n) != 0) {
+		return false;
+	}
+	for (i = 0; i < v->o.nissuers; i++) {
+		if (ml_p256_verify(v->issuer[i], msg, n, rec->station_sig,
+		    sizeof(rec->station_sig)) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Ask the registry (online).  0 with *ret filled, or ML_ERR_*. */
+static int
+query(struct ver *v, size_t w, const struct note_record *rec,
+    const uint8_t pub[static ML_P256_PUB_LEN], struct note_reply *ret)
+{
+	uint8_t req[NOTE_MAX_FEATURE + 128], resp[NOTE_REPLY_MAX];
+	struct ml_wr rw = ML_WR_FIXED(req, sizeof(req));
+	size_t n;
+	int r;
+
+	ML_TRY(ml_tlv_put(&rw, TAG_FEAT_SERIAL, rec->chip_serial,
+	    CHIP_SERIAL_LEN));
+	ML_TRY(ml_tlv_put(&rw, TAG_FEAT_INFO, rec->feature, rec->feature_len));
+	ML_TRY(ml_tlv_put(&rw, TAG_ENROL_PUB, pub, ML_P256_PUB_LEN));
+	ML_TRY(note_uplink_call(v->up[w], NOTE_REC_QUERY, rw.p, rw.len, resp,
+	    sizeof(resp), &n));
+	ML_TRY(note_reply_parse(resp, n, ret));
+	r = 0;
+out:
+	return r;
+}
+
+static void
+print_verdict(struct ver *v, const char *note, const char *chip, int reason,
+    const char *detail, unsigned flags, double ms)
+{
+	pthread_mutex_lock(&v->mu);
+	if (reason == V_GENUINE) {
+		v->genuine++;
+	} else {
+		v->counterfeit++;
+	}
+	if (v->nlat == v->latcap) {
+		size_t nc = v->latcap ? v->latcap * 2 : 1024;
+		double *nl = realloc(v->lat, nc * sizeof(*nl));
+
+		if (nl != NULL) {
+			v->lat = nl;
+			v->latcap = nc;
+		}
+	}
+	if (v->nlat < v->latcap) {
+		v->lat[v->nlat++] = ms;
+	}
+	if (v->o.json) {
+		printf("{\"chip\":\"%s\",\"note\":\"%s\",\"verdict\":\"%s\"",
+		    chip, note, reason == V_GENUINE ? "GENUINE" : "COUNTERFEIT");
+		if (reason != V_GENUINE) {
+			printf(",\"reason\":\"%s\"", vreason[reason]);
+		}
+		if (detail != NULL) {
+			printf(",\"detail\":\"%s\"", detail);
+		}
+		if (flags & NOTE_F_TWO_CHIPS) {
+			printf(",\"flag\":\"serial presented by two chips\"");
+		}
+		printf(",\"ms\":%.3f}\n", ms);
+	} else if (reason == V_GENUINE) {
+		printf("GENUINE %s chip %s%s\n", note, chip,
+		    (flags & NOTE_F_TWO_CHIPS) ? " (flagged: serial also presented "
+		    "by another chip)" : "");
+	} else {
+		printf("COUNTERFEIT %s chip %s: %s%s%s%s\n", note[0] ? note : "-",
+		    chip, vreason[reason], detail ? " (" : "", detail ? detail : "",
+		    detail ? ")" : "");
+	}
+	pthread_mutex_unlock(&v->mu);
+}
+
+static int
+ver_job(void *ctx, size_t w, struct chipcmd *cc, const char *image)
+{
+	struct ver *v = ctx;
+	struct timespec t0, t1;
+	struct chip_info ci;
+	struct note_record rec;
+	struct note_reply rep = { .status = NOTE_ST_OK };
+	struct note_id id;
+	uint8_t pub[ML_P256_PUB_LEN];
+	char note[NOTE_ID_MAX + 1] = "";
+	const char *detail = NULL;
+	int reason = V_GENUINE, r;
+	bool online = v->up[w] != NULL, parsed, writer;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if ((r = chipcmd_info(cc, &ci)) != 0 || ci.kind != CHIP_KIND_NOTE) {
+		reason = V_NOT_NOTE;
+		snprintf(ci.serial, sizeof(ci.serial), "?");
+		goto verdict;
+	}
+	r = note_chip_record(cc, &rec);
+	if (r == ML_ERR_NOT_FOUND) {
+		reason = V_BLANK;
+		goto verdict;
+	}
+	if (r != 0) {
+		reason = V_FEATURE;
+		detail = "unreadable record";
+		goto verdict;
+	}
+	parsed = feature_parse(rec.feature, rec.feature_len, &id) == 0;
+	if (parsed) {
+		note_id_str(&id, note);
+	}
+	/* The chip proves the key it reports, over a fresh challenge. */
+	if (note_chip_pub(cc, pub) != 0 ||
+	    note_chip_prove(cc, pub, ci.serial, rec.feature,
+	    rec.feature_len) != 0) {
+		reason = V_CLONE;
+		detail = "no proof of the chip key";
+		goto verdict;
+	}
+	if (memcmp(rec.chip_serial, ci.serial, CHIP_SERIAL_LEN) != 0) {
+		reason = V_CLONE;
+		detail = "record names another chip";
+		goto verdict;
+	}
+	/* Online: the registry's answer (the server also flags conflicts). */
+	if (online && parsed && (r = query(v, w, &rec, pub, &rep)) != 0) {
+		pthread_mutex_lock(&v->mu);
+		v->errors++;
+		pthread_mutex_unlock(&v->mu);
+		ml_err("chip %s: registry query: %s", ci.serial, ml_strerror(r));
+		return r == ML_ERR_IO ? r : 0;
+	}
+	if (!parsed) {
+		reason = V_FEATURE;
+		detail = "record altered (check code)";
+		goto verdict;
+	}
+	if (feature_check_chip(rec.feature, rec.feature_len, pub) != 0) {
+		reason = V_CLONE;
+		detail = "record made for another chip key";
+		goto verdict;
+	}
+	writer = v->o.nissuers == 0 || writer_ok(v, &rec);
+	if (online && rep.status == NOTE_ST_REJECT) {
+		switch (rep.reason) {
+		case NOTE_R_UNREGISTERED:
+			reason = writer ? V_UNREGISTERED : V_UNAUTHORIZED;
+			break;
+		case NOTE_R_FEATURE_MISMATCH:
+			reason = V_FEATURE;
+			break;
+		case NOTE_R_CHIP_MISMATCH:
+			reason = V_CLONE;
+			break;
+		default:
+			reason = V_FEATURE;
+			detail = note_reason_str(rep.reason);
+			break;
+		}
+		goto verdict;
+	}
+	if (!writer) {
+		reason = V_UNAUTHORIZED;
+		detail = "station signature does not verify";
+	}
+verdict:
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	print_verdict(v, note, ci.serial, reason, detail, rep.flags,
+	    ((t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec)) / 1e6);
+	(void)image;
+	return 0;
+}
+
+static int
+cmp_dbl(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: mintline-station verify --line SPEC [--chips DIR|IMAGE]\n"
+	    "           [--issuer-pub SPEC ...] (--server SPEC | --offline)\n"
+	    "           [--workers N] [--json]\n"
+	    "\n"
+	    "  --issuer-pub SPEC  authorised issuer key (pkcs11: URI or PEM); needed\n"
+	    "                     offline, checked online too when given\n"
+	    "  --server SPEC      compare with the registry (unix:PATH)\n"
+	    "  --offline          decide from the chip alone: station signature and\n"
+	    "                     chip key proof\n"
+	    "exit: 0 every note GENUINE, 3 at least one COUNTERFEIT, 1 error\n");
+}
+
+int	 verify_run(int argc, char **argv, struct reg_note *local);
+
+int
+verify_run(int argc, char **argv, struct reg_note *local)
+{
+	static const struct option lo[] = {
+		{ "line", required_argument, NULL, 'l' },
+		{ "chips", required_argument, NULL, 'c' },
+		{ "issuer-pub", required_argument, NULL, 'i' },
+		{ "server", required_argument, NULL, 's' },
+		{ "offline", no_argument, NULL, 'o' },
+		{ "workers", required_argument, NULL, 'w' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct ver *v;
+	struct note_line_cfg lc;
+	uint8_t pub[ML_P256_PUB_LEN];
+	size_t i, chips = 0;
+	int c, r, rc = ST_EXIT_ERROR;
+
+	if ((v = calloc(1, sizeof(*v))) == NULL) {
+		return ST_EXIT_ERROR;
+	}
+	pthread_mutex_init(&v->mu, NULL);
+	v->local = local;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "l:c:i:s:ow:jh", lo, NULL)) != -1) {
+		switch (c) {
+		case 'l': v->o.line = optarg; break;
+		case 'c': v->o.chips = optarg; break;
+		case 'i':
+			if (v->o.nissuers == MAX_ISSUERS) {
+				goto out;
+			}
+			v->o.issuer[v->o.nissuers++] = optarg;
+			break;
+		case 's': v->o.server = optarg; break;
+		case 'o': v->o.offline = true; break;
+		case 'w': v->o.workers = strtoul(optarg, NULL, 10); break;
+		case 'j': v->o.json = true; break;
+		case 'h': usage(stdout); rc = 0; goto out;
+		default: usage(stderr); goto out;
+		}
+	}
+	if (v->o.line == NULL || v->o.workers > MAX_WORKERS ||
+	    (v->o.offline && v->o.nissuers == 0) ||
+	    (!v->o.offline && v->o.server == NULL && local == NULL)) {
+		usage(stderr);
+		goto out;
+	}
+	for (i = 0; i < v->o.nissuers; i++) {
+		if ((r = note_pub_load(v->o.issuer[i], pub)) != 0 ||
+		    (r = ml_p256_key_from_pub(pub, sizeof(pub), &v->issuer[i])) != 0) {
+			fprintf(stderr, "verify: issuer key %zu: %s\n", i + 1,
+			    ml_strerror(r));
+			goto out;
+		}
+	}
+	lc = (struct note_line_cfg){ .link_spec = v->o.line, .chips = v->o.chips,
+	    .workers = v->o.workers ? v->o.workers : MAX_WORKERS,
+	    .job = ver_job, .start = ver_start, .stop = ver_stop, .ctx = v };
+	r = note_line_run(&lc, &chips);
+	if (v->nlat > 0) {
+		qsort(v->lat, v->nlat, sizeof(double), cmp_dbl);
+		fprintf(stderr, "verify: %zu note(s): %zu GENUINE, %zu COUNTERFEIT, "
+		    "%zu error(s); verdict latency median %.2f ms, p99 %.2f ms\n",
+		    v->genuine + v->counterfeit, v->genuine, v->counterfeit,
+		    v->errors, v->lat[v->nlat / 2], v->lat[(v->nlat * 99) / 100]);
+	}
+	if (r != 0 || v->errors != 0) {
+		fprintf(stderr, "verify: %s\n", ml_strerror(r ? r : ML_ERR_IO));
+		goto out;
+	}
+	rc = v->counterfeit ? ST_EXIT_COUNTERFEIT : ST_EXIT_OK;
+out:
+	for (i = 0; i < MAX_ISSUERS; i++) {
+		ml_p256_key_free(v->issuer[i]);
+	}
+	free(v->lat);
+	pthread_mutex_destroy(&v->mu);
+	free(v);
+	return rc;
+}
+
+int
+cmd_verify(const struct st_opts *so, int argc, char **argv)
+{
+	(void)so;
+	return verify_run(argc, argv, NULL);
+}

@@ -1,0 +1,79 @@
+/*
+ * Banknote chip operations of the station (BN-1..BN-8), over chipcmd:
+ * personalisation, write authorisation, write, sealed upload, record and
+ * chip-key proof.  No APDU is assembled outside this file and chipcmd.
+ */
+#ifndef ST_NOTE_CHIP_H
+#define ST_NOTE_CHIP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chip.h"
+#include "chip_proto.h"
+#include "chipcmd.h"
+#include "hs_api.h"
+#include "ml_err.h"
+#include "ml_ossl.h"
+
+#define NOTE_SEALED_MAX		4096
+
+struct note_record {
+	char		 chip_serial[CHIP_SERIAL_LEN + 1];
+	uint8_t		 feature[NOTE_MAX_FEATURE];
+	size_t		 feature_len;
+	uint8_t		 challenge[NOTE_CHALLENGE_LEN];
+	uint8_t		 station_sig[ML_P256_SIG_LEN];
+	uint8_t		 issuer;
+};
+
+/* GET DATA 02: the chip authentication key. */
+ML_MUST_CHECK int note_chip_pub(struct chipcmd *cc,
+    uint8_t ret_pub[static ML_P256_PUB_LEN]);
+
+/*
+ * Personalise a blank note chip: INIT TOKEN (sets the SO PIN), VERIFY SO,
+ * GENERATE KEY PAIR (chip key, inside), INSTALL ISSUER for each issuer
+ * key, INSTALL SERVER, LOCK.  *ret_pub gets the chip key.
+ */
+ML_MUST_CHECK int note_chip_perso(struct chipcmd *cc, const char *so_pin,
+    const char *label, const uint8_t (*issuers)[ML_P256_PUB_LEN],
+    size_t nissuers, const uint8_t server_pub[static ML_P256_PUB_LEN],
+    uint8_t ret_pub[static ML_P256_PUB_LEN]);
+
+/*
+ * BN-3: GET CHALLENGE, sign NOTE_AUTH_DOMAIN || challenge || chip serial
+ * || feature with the issuer key (keyops->sign over its SHA-256), AUTHORIZE
+ * WRITE.  Returns 0 with the chip's answer in *ret_sw (9000 confirm-write,
+ * 6982 reject-write), or a transport/signing error.
+ */
+ML_MUST_CHECK int note_chip_authorize(struct chipcmd *cc,
+    const struct hs_keyops *issuer, const char *chip_serial,
+    const uint8_t *feature, size_t n, uint16_t *ret_sw);
+
+/* BN-5: WRITE FEATURE (write-once; 9000 once committed in the chip). */
+ML_MUST_CHECK int note_chip_write(struct chipcmd *cc, const uint8_t *feature,
+    size_t n);
+
+/* BN-6: GET SEALED, the TLV the server takes verbatim. */
+ML_MUST_CHECK int note_chip_sealed(struct chipcmd *cc, uint8_t *out,
+    size_t cap, size_t *ret_len);
+
+/* READ FEATURE, parsed.  ML_ERR_NOT_FOUND for a blank chip. */
+ML_MUST_CHECK int note_chip_record(struct chipcmd *cc, struct note_record *ret);
+
+/*
+ * BN-8: INTERNAL AUTHENTICATE on a fresh 32-byte challenge and verify the
+ * answer with pub over NOTE_PROVE_DOMAIN || serial || challenge ||
+ * SHA-256(feature).  0 or ML_ERR_AUTH.
+ */
+ML_MUST_CHECK int note_chip_prove(struct chipcmd *cc,
+    const uint8_t pub[static ML_P256_PUB_LEN], const char *chip_serial,
+    const uint8_t *feature, size_t n);
+
+/* The message the station signs (BN-3); ret has room for cap bytes. */
+ML_MUST_CHECK int note_auth_msg(const uint8_t chal[static NOTE_CHALLENGE_LEN],
+    const char *chip_serial, const uint8_t *feature, size_t n, uint8_t *ret,
+    size_t cap, size_t *ret_len);
+
+#endif

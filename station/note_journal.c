@@ -1,0 +1,119 @@
+/*
+ * The station's issuance journal (see note_journal.h).
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+#include "ml_log.h"
+#include "note_journal.h"
+
+struct note_journal {
+	pthread_mutex_t	 mu;
+	sqlite3		*db;
+	sqlite3_stmt	*put, *fin;
+};
+
+int
+note_journal_open(const char *path, struct note_journal **ret)
+{
+	struct note_journal *j;
+	char *msg = NULL;
+
+	if ((j = calloc(1, sizeof(*j))) == NULL) {
+		return ML_ERR_NOMEM;
+	}
+	pthread_mutex_init(&j->mu, NULL);
+	if (sqlite3_open_v2(path, &j->db, SQLITE_OPEN_READWRITE |
+	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK ||
+	    sqlite3_exec(j->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+	    "CREATE TABLE IF NOT EXISTS issue_journal ("
+	    " note_id TEXT PRIMARY KEY, chip_serial TEXT NOT NULL,"
+	    " state INTEGER NOT NULL, reg_id INTEGER, reason INTEGER,"
+	    " at INTEGER NOT NULL)", NULL, NULL, &msg) != SQLITE_OK ||
+	    sqlite3_prepare_v2(j->db, "INSERT INTO issue_journal VALUES "
+	    "(?, ?, 1, NULL, NULL, ?) ON CONFLICT (note_id) DO UPDATE SET "
+	    "chip_serial = excluded.chip_serial, state = 1, at = excluded.at "
+	    "WHERE state NOT IN (2, 3)", -1, &j->put, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(j->db, "UPDATE issue_journal SET state = ?, "
+	    "reg_id = ?, reason = ?, at = ? WHERE note_id = ?", -1, &j->fin,
+	    NULL) != SQLITE_OK) {
+		ml_err("journal %s: %s", path, msg != NULL ? msg :
+		    sqlite3_errmsg(j->db));
+		sqlite3_free(msg);
+		note_journal_close(j);
+		return ML_ERR_IO;
+	}
+	sqlite3_busy_timeout(j->db, 10000);
+	*ret = j;
+	return 0;
+}
+
+void
+note_journal_close(struct note_journal *j)
+{
+	if (j == NULL) {
+		return;
+	}
+	sqlite3_finalize(j->put);
+	sqlite3_finalize(j->fin);
+	sqlite3_close(j->db);
+	pthread_mutex_destroy(&j->mu);
+	free(j);
+}
+
+int
+note_journal_scan(struct note_journal *j, void (*fn)(void *, const char *,
+    const char *, int), void *ctx)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(j->db, "SELECT note_id, chip_serial, state "
+	    "FROM issue_journal", -1, &st, NULL) != SQLITE_OK) {
+		return ML_ERR_IO;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		fn(ctx, (const char *)sqlite3_column_text(st, 0),
+		    (const char *)sqlite3_column_text(st, 1),
+		    sqlite3_column_int(st, 2));
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : ML_ERR_IO;
+}
+
+int
+note_journal_intent(struct note_journal *j, const char *note_id,
+    const char *chip_serial)
+{
+	int rc;
+
+	pthread_mutex_lock(&j->mu);
+	sqlite3_bind_text(j->put, 1, note_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(j->put, 2, chip_serial, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(j->put, 3, (sqlite3_int64)time(NULL));
+	rc = sqlite3_step(j->put);
+	sqlite3_reset(j->put);
+	pthread_mutex_unlock(&j->mu);
+	return rc == SQLITE_DONE ? 0 : ML_ERR_IO;
+}
+
+int
+note_journal_done(struct note_journal *j, const char *note_id, int state,
+    uint64_t reg_id, int reason)
+{
+	int rc;
+
+	pthread_mutex_lock(&j->mu);
+	sqlite3_bind_int(j->fin, 1, state);
+	sqlite3_bind_int64(j->fin, 2, (sqlite3_int64)reg_id);
+	sqlite3_bind_int(j->fin, 3, reason);
+	sqlite3_bind_int64(j->fin, 4, (sqlite3_int64)time(NULL));
+	sqlite3_bind_text(j->fin, 5, note_id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(j->fin);
+	sqlite3_reset(j->fin);
+	pthread_mutex_unlock(&j->mu);
+	return rc == SQLITE_DONE ? 0 : ML_ERR_IO;
+}

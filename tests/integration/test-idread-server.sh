@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Issue 6 integration test against a real mintline-server over loopback:
+# the server's key in a private SoftHSM2 token, the reader's key generated
+# inside the reader secure chip (in-process line) and certified by the test
+# CA, handshake A (and B once), the SAM emulator behind the server
+# (MINTLINE_SAM).  The scenarios are those of test-idread-loopback.sh
+# (idread-lib.sh), plus the per-reader read records in the registry (ID-3).
+#
+# Needs: softhsm2-util, pkcs11-tool, python3, sqlite3 (else 77 = skipped).
+set -u
+for t in softhsm2-util pkcs11-tool python3 sqlite3; do
+	command -v "$t" >/dev/null 2>&1 || { echo "skip: $t missing"; exit 77; }
+done
+MODULE=""
+for m in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so; do
+	[ -e "$m" ] && MODULE=$m && break
+done
+[ -n "$MODULE" ] || { echo "skip: libsofthsm2.so missing"; exit 77; }
+
+B=${MINTLINE_BUILD_DIR:-$(pwd)}
+SERVER=${MINTLINE_SERVER:-$B/server/mintline-server}
+STATION=${MINTLINE_STATION:-$B/station/mintline-station}
+MKIDCARD=${MINTLINE_MKIDCARD:-$B/tools/mintline-mkidcard}
+CA=${MINTLINE_CA:-$B/tools/mintline-ca}
+FIXTURE=${IDREAD_FIXTURE:-$B/tests/integration/idread_fixture}
+W=$B/tests/idread-server
+rm -rf "$W"
+mkdir -p "$W/tokens"
+. "$(dirname "$0")/idread-lib.sh"
+SRV_PID=""
+cleanup() {
+	[ -n "$RD_PID" ] && kill "$RD_PID" 2>/dev/null
+	[ -n "$SRV_PID" ] && kill "$SRV_PID" 2>/dev/null && wait "$SRV_PID" 2>/dev/null
+}
+trap cleanup EXIT
+cd "$W" || exit 1
+cat > softhsm2.conf <<CONF
+directories.tokendir = $W/tokens
+objectstore.backend = file
+log.level = ERROR
+CONF
+export SOFTHSM2_CONF=$W/softhsm2.conf
+echo 1234 > hsm-pin
+
+# ---- ceremony ----
+softhsm2-util --init-token --free --label server --so-pin 12345678 --pin 1234 >/dev/null || exit 1
+pkcs11-tool --module "$MODULE" --token-label server --login --pin 1234 \
+    --keypairgen --key-type EC:prime256v1 --id 01 --label srvkey >/dev/null 2>&1 || exit 1
+SRVKEY="pkcs11:token=server;object=srvkey?pin-source=file:$W/hsm-pin"
+"$CA" init --dir ca --cn "mintline idread test root" >/dev/null || exit 1
+"$CA" issue --dir ca --role server --p11 "$SRVKEY" --module "$MODULE" --out srv.pem >/dev/null || exit 1
+# the reader key is made inside the reader secure chip (ID-14)
+line_init "$W/line" multi "$W/rdr.der"
+LINE_READY=1
+"$CA" issue --dir ca --role reader --serial RDR-IDR-0001 --pub rdr.der --out rdr.pem >/dev/null || exit 1
+"$SERVER" enroll --registry reg.db --factory "idread test line" rdr.pem >/dev/null || exit 1
+cards_init
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+PORT=$(free_port)
+MINTLINE_SAM="emul:$W/sam.key" "$SERVER" --listen 127.0.0.1:$PORT \
+    --ca ca/root.pem --cert srv.pem --key "$SRVKEY" --module "$MODULE" \
+    --registry reg.db --workers 4 -v > server.log 2>&1 &
+SRV_PID=$!
+for i in $(seq 50); do
+	grep -q listening server.log 2>/dev/null && break
+	sleep 0.1
+done
+grep -q listening server.log || { cat server.log; echo "server did not start"; exit 1; }
+
+SRV_ARGS="--server 127.0.0.1:$PORT --ca $W/ca/root.pem --cert $W/rdr.pem"
+scenarios
+
+feed "$W/line" "$W/cardB.img"
+expect_rc 0 "handshake B, then a read" idread "$W/line" --flow b
+
+# ID-3: a read record (and error records) per reader in the registry
+kill -TERM "$SRV_PID"; wait "$SRV_PID" 2>/dev/null; SRV_PID=""
+reads=$(sqlite3 reg.db "select count(*) from reader_events where serial='RDR-IDR-0001' and kind=1 and detail like 'idread ok%'")
+errs=$(sqlite3 reg.db "select count(*) from reader_events where serial='RDR-IDR-0001' and kind=2 and detail like 'idread%'")
+[ "${reads:-0}" -ge 10 ] && ok "registry: $reads read records for the reader" || bad "registry: $reads read records"
+[ "${errs:-0}" -ge 2 ] && ok "registry: $errs error records (unknown card, lost packet, removal)" || bad "registry: $errs error records"
+
+echo "# $pass passed, $fail failed"
+[ "$fail" = 0 ]

@@ -1,0 +1,675 @@
+/*
+ * The PKCS#11 module, loaded with dlopen() as an application would, on
+ * an in-process line in a temporary directory: bad arguments get the
+ * spec's exact CKR codes, failed operations end, PIN retry state is
+ * truthful, a chip pulled out mid-operation gives CKR_DEVICE_REMOVED and
+ * the next chip in that slot works, fork is detected, two threads sign
+ * at once.
+ *
+ *	test_pkcs11_negative MODULE.so
+ *
+ * Exit 0 pass, 1 fail.
+ */
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <p11-kit/pkcs11.h>
+
+#include "chip.h"
+#include "p11m_v3.h"
+
+static CK_FUNCTION_LIST *f;
+static int failures;
+static char dir[256];
+
+#define EXPECT(call, want) do {						\
+	CK_RV got_ = (call);						\
+	if (got_ != (CK_RV)(want)) {					\
+		fprintf(stderr, "FAIL %s:%d: %s = 0x%lx, want %s (0x%lx)\n", \
+		    __FILE__, __LINE__, #call, (unsigned long)got_,	\
+		    #want, (unsigned long)(want));			\
+		failures++;						\
+	}								\
+} while (0)
+
+#define TRUTH(cond) do {						\
+	if (!(cond)) {							\
+		fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__,	\
+		    #cond);						\
+		failures++;						\
+	}								\
+} while (0)
+
+static CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+static CK_BYTE p256_oid[] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d,
+    0x03, 0x01, 0x07 };
+
+static void
+make_chip(const char *kind, const char *serial, const char *name)
+{
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if (chip_manufacture(path, chip_kind_from_name(kind), serial) != 0) {
+		fprintf(stderr, "cannot make chip %s\n", path);
+		exit(1);
+	}
+}
+
+static void
+feed(int pos, const char *name)
+{
+	char link[512], tmp[600], target[512];
+
+	snprintf(link, sizeof(link), "%s/line/pos-%02d", dir, pos);
+	if (name == NULL) {
+		unlink(link);
+		return;
+	}
+	snprintf(tmp, sizeof(tmp), "%s.new", link);
+	snprintf(target, sizeof(target), "%s/%s", dir, name);
+	unlink(tmp);
+	if (symlink(target, tmp) != 0 || rename(tmp, link) != 0) {
+		perror("feed");
+		exit(1);
+	}
+}
+
+static CK_SESSION_HANDLE
+open_rw(CK_SLOT_ID slot)
+{
+	CK_SESSION_HANDLE s = 0;
+
+	EXPECT(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION,
+	    NULL, NULL, &s), CKR_OK);
+	return s;
+}
+
+static CK_FLAGS
+token_flags(CK_SLOT_ID slot)
+{
+	CK_TOKEN_INFO ti;
+
+	memset(&ti, 0, sizeof(ti));
+	EXPECT(f->C_GetTokenInfo(slot, &ti), CKR_OK);
+	return ti.flags;
+}
+
+static void
+keygen(CK_SESSION_HANDLE s, const char *label, CK_OBJECT_HANDLE *pub,
+    CK_OBJECT_HANDLE *priv)
+{
+	CK_MECHANISM m = { CKM_EC_KEY_PAIR_GEN, NULL, 0 };
+	CK_ATTRIBUTE pt[] = {
+		{ CKA_EC_PARAMS, p256_oid, sizeof(p256_oid) },
+		{ CKA_TOKEN, &yes, 1 },
+		{ CKA_LABEL, (void *)label, strlen(label) },
+	};
+	CK_ATTRIBUTE kt[] = {
+		{ CKA_TOKEN, &yes, 1 },
+		{ CKA_SIGN, &yes, 1 },
+		{ CKA_DERIVE, &yes, 1 },
+	};
+
+	EXPECT(f->C_GenerateKeyPair(s, &m, pt, 3, kt, 3, pub, priv), CKR_OK);
+}
+
+struct thr {
+	CK_SLOT_ID		 slot;
+	CK_OBJECT_HANDLE	 key;
+	int			 bad;
+};
+
+static void *
+sign_loop(void *arg)
+{
+	struct thr *t = arg;
+	CK_MECHANISM m = { CKM_ECDSA, NULL, 0 };
+	CK_BYTE md[32] = { 1, 2, 3 }, sig[64];
+	CK_SESSION_HANDLE s;
+	CK_ULONG n;
+	int i;
+
+	if (f->C_OpenSession(t->slot, CKF_SERIAL_SESSION, NULL, NULL, &s) !=
+	    CKR_OK) {
+		t->bad++;
+		return NULL;
+	}
+	for (i = 0; i < 200; i++) {
+		n = sizeof(sig);
+		if (f->C_SignInit(s, &m, t->key) != CKR_OK ||
+		    f->C_Sign(s, md, sizeof(md), sig, &n) != CKR_OK || n != 64) {
+			t->bad++;
+		}
+	}
+	f->C_CloseSession(s);
+	return NULL;
+}
+
+static void
+test_args(void)
+{
+	CK_C_INITIALIZE_ARGS ia;
+	CK_ULONG n = 0;
+	CK_INFO info;
+	CK_SESSION_HANDLE s;
+
+	EXPECT(f->C_GetSlotList(CK_FALSE, NULL, &n),
+	    CKR_CRYPTOKI_NOT_INITIALIZED);
+	EXPECT(f->C_Finalize(NULL), CKR_CRYPTOKI_NOT_INITIALIZED);
+	memset(&ia, 0, sizeof(ia));
+	ia.CreateMutex = (CK_CREATEMUTEX)1;	/* one of four: bad */
+	EXPECT(f->C_Initialize(&ia), CKR_ARGUMENTS_BAD);
+	memset(&ia, 0, sizeof(ia));
+	ia.flags = CKF_OS_LOCKING_OK;
+	EXPECT(f->C_Initialize(&ia), CKR_OK);
+	EXPECT(f->C_Initialize(NULL), CKR_CRYPTOKI_ALREADY_INITIALIZED);
+	EXPECT(f->C_Finalize((void *)1), CKR_ARGUMENTS_BAD);
+	EXPECT(f->C_Finalize(NULL), CKR_OK);
+	EXPECT(f->C_Initialize(NULL), CKR_OK);
+	EXPECT(f->C_GetInfo(NULL), CKR_ARGUMENTS_BAD);
+	EXPECT(f->C_GetInfo(&info), CKR_OK);
+	TRUTH(memcmp(info.manufacturerID, "mintline ", 9) == 0);
+	EXPECT(f->C_GetSlotList(CK_FALSE, NULL, NULL), CKR_ARGUMENTS_BAD);
+	EXPECT(f->C_GetSlotList(CK_FALSE, NULL, &n), CKR_OK);
+	TRUTH(n == 2);
+	{
+		CK_SLOT_ID one[1];
+
+		n = 1;
+		EXPECT(f->C_GetSlotList(CK_FALSE, one, &n),
+		    CKR_BUFFER_TOO_SMALL);
+		TRUTH(n == 2);
+	}
+	EXPECT(f->C_OpenSession(0, 0, NULL, NULL, &s),
+	    CKR_SESSION_PARALLEL_NOT_SUPPORTED);
+	EXPECT(f->C_OpenSession(77, CKF_SERIAL_SESSION, NULL, NULL, &s),
+	    CKR_SLOT_ID_INVALID);
+	EXPECT(f->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, NULL),
+	    CKR_ARGUMENTS_BAD);
+	EXPECT(f->C_CloseSession(12345), CKR_SESSION_HANDLE_INVALID);
+	EXPECT(f->C_Login(12345, CKU_USER, (CK_UTF8CHAR_PTR)"1234", 4),
+	    CKR_SESSION_HANDLE_INVALID);
+}
+
+static void
+test_pins(CK_SLOT_ID slot)
+{
+	CK_UTF8CHAR label[32];
+	CK_SESSION_HANDLE s;
+
+	memset(label, ' ', sizeof(label));
+	memcpy(label, "neg", 3);
+	EXPECT(f->C_InitToken(slot, (CK_UTF8CHAR_PTR)"12", 2, label),
+	    CKR_PIN_LEN_RANGE);
+	EXPECT(f->C_InitToken(slot, (CK_UTF8CHAR_PTR)"87654321", 8, label),
+	    CKR_OK);
+	TRUTH(token_flags(slot) & CKF_TOKEN_INITIALIZED);
+	TRUTH(!(token_flags(slot) & CKF_USER_PIN_INITIALIZED));
+	s = open_rw(slot);
+	EXPECT(f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)"123456", 6),
+	    CKR_USER_PIN_NOT_INITIALIZED);
+	EXPECT(f->C_InitPIN(s, (CK_UTF8CHAR_PTR)"123456", 6),
+	    CKR_USER_NOT_LOGGED_IN);
+	EXPECT(f->C_Login(s, CKU_SO, (CK_UTF8CHAR_PTR)"87654321", 8), CKR_OK);
+	EXPECT(f->C_Login(s, CKU_SO, (CK_UTF8CHAR_PTR)"87654321", 8),
+	    CKR_USER_ALREADY_LOGGED_IN);
+	EXPECT(f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)"87654321", 8),
+	    CKR_USER_ANOTHER_ALREADY_LOGGED_IN);
+	EXPECT(f->C_InitPIN(s, (CK_UTF8CHAR_PTR)"12", 2), CKR_PIN_LEN_RANGE);
+	EXPECT(f->C_InitPIN(s, (CK_UTF8CHAR_PTR)"123456", 6), CKR_OK);
+	EXPECT(f->C_Logout(s), CKR_OK);
+	EXPECT(f->C_Logout(s), CKR_USER_NOT_LOGGED_IN);
+	EXPECT(f->C_Login(s, 99, (CK_UTF8CHAR_PTR)"123456", 6),
+	    CKR_USER_TYPE_INVALID);
+	TRUTH(token_flags(slot) & CKF_USER_PIN_INITIALIZED);
+
+	/* Retry counter: 3 tries, reported truthfully. */
+	EXPECT(f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)"000000", 6),
+	    CKR_PIN_INCORRECT);
+	TRUTH(token_flags(slot) & CKF_USER_PIN_COUNT_LOW);
+	EXPECT(f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)"000000", 6),
+	    CKR_PIN_INCORRECT);
+	TRUTH(token_flags(slot) & CKF_USER_PIN_FINAL_TRY);
+	EXPECT(f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)"000000", 6),
+	    CKR_PIN_LOCKED);
+	TRUTH(token_flags(slot) & CKF_USER_PIN_LOCKED);
+	EXPECT(f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)"123456", 6),
+	    CKR_PIN_LOCKED);
+	/* The SO unblocks (C_InitPIN = RESET RETRY COUNTER). */
+	EXPECT(f->C_Login(s, CKU_SO, (CK_UTF8CHAR_PTR)"87654321", 8), CKR_OK);
+	EXPECT(f->C_InitPIN(s, (CK_UTF8CHAR_PTR)"123456", 6), CKR_OK);
+	EXPECT(f->C_Logout(s), CKR_OK);
+	TRUTH(!(token_flags(slot) & (CKF_USER_PIN_LOCKED |
+	    CKF_USER_PIN_COUNT_LOW)));
+	EXPECT(f->C_SetPIN(s, (CK_UTF8CHAR_PTR)"123456", 6,
+	    (CK_UTF8CHAR_PTR)"1", 1), CKR_PIN_LEN_RANGE);
+	EXPECT(f->C_SetPIN(s, (CK_UTF8CHAR_PTR)"999999", 6,
+	    (CK_UTF8CHAR_PTR)"1111", 4), CKR_PIN_INCORRECT);
+	EXPECT(f->C_SetPIN(s, (CK_UTF8CHAR_PTR)"123456", 6,
+	    (CK_UTF8CHAR_PTR)"123456", 6), CKR_OK);
+	EXPECT(f->C_CloseSession(s), CKR_OK);
+}
+
+static void
+test_objects(CK_SLOT_ID slot)
+{
+	CK_OBJECT_CLASS data = CKO_DATA, cert = CKO_CERTIFICATE,
+	    privc = CKO_PRIVATE_KEY;
+	CK_CERTIFICATE_TYPE wtls = CKC_WTLS;
+	CK_KEY_TYPE ec = CKK_EC;
+	CK_OBJECT_HANDLE h, pub, priv;
+	CK_SESSION_HANDLE ro, rw;
+	CK_BYTE buf[64];
+	CK_ULONG n;
+
+	EXPECT(f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &ro),
+	    CKR_OK);
+	rw = open_rw(slot);
+	{
+		CK_ATTRIBUTE t[] = { { CKA_LABEL, (char *)"x", 1 } };
+
+		EXPECT(f->C_CreateObject(rw, t, 1, &h),
+		    CKR_TEMPLATE_INCOMPLETE);
+		EXPECT(f->C_CreateObject(rw, NULL, 1, &h), CKR_ARGUMENTS_BAD);
+	}
+	{
+		CK_ATTRIBUTE t[] = { { CKA_CLASS, &data, sizeof(data) },
+		    { CKA_TOKEN, &yes, 1 }, { CKA_LABEL, (char *)"d", 1 } };
+
+		EXPECT(f->C_CreateObject(ro, t, 3, &h), CKR_SESSION_READ_ONLY);
+		EXPECT(f->C_CreateObject(rw, t, 3, &h),
+		    CKR_USER_NOT_LOGGED_IN);
+	}
+	EXPECT(f->C_Login(rw, CKU_USER, (CK_UTF8CHAR_PTR)"123456", 6), CKR_OK);
+	{
+		CK_ATTRIBUTE t[] = { { CKA_CLASS, &data, sizeof(data) },
+		    { CKA_TOKEN, &yes, 4 } };
+
+		EXPECT(f->C_CreateObject(rw, t, 2, &h),
+		    CKR_ATTRIBUTE_VALUE_INVALID);
+	}
+	{
+		CK_ATTRIBUTE t[] = { { CKA_CLASS, &data, sizeof(data) },
+		    { CKA_EC_POINT, (char *)"x", 1 } };
+
+		EXPECT(f->C_CreateObject(rw, t, 2, &h),
+		    CKR_ATTRIBUTE_TYPE_INVALID);
+	}
+	{
+		CK_ATTRIBUTE t[] = { { CKA_CLASS, &data, sizeof(data) },
+		    { CKA_LABEL, (char *)"a", 1 }, { CKA_LABEL, (char *)"b", 1 } };
+
+		EXPECT(f->C_CreateObject(rw, t, 3, &h),
+		    CKR_TEMPLATE_INCONSISTENT);
+	}
+	{
+		CK_ATTRIBUTE t[] = { { CKA_CLASS, &cert, sizeof(cert) },
+		    { CKA_CERTIFICATE_TYPE, &wtls, sizeof(wtls) },
+		    { CKA_VALUE, (char *)"x", 1 } };
+
+		EXPECT(f->C_CreateObject(rw, t, 3, &h),
+		    CKR_ATTRIBUTE_VALUE_INVALID);
+	}
+	{
+		CK_ATTRIBUTE t[] = { { CKA_CLASS, &privc, sizeof(privc) },
+		    { CKA_KEY_TYPE, &ec, sizeof(ec) },
+		    { CKA_EC_PARAMS, p256_oid, sizeof(p256_oid) },
+		    { CKA_VALUE, buf, 32 } };
+
+		/* Private keys are generated in the chip, never imported. */
+		EXPECT(f->C_CreateObject(rw, t, 4, &h),
+		    CKR_ATTRIBUTE_VALUE_INVALID);
+	}
+	{
+		CK_ATTRIBUTE t[] = { { CKA_CLASS, &data, sizeof(data) },
+		    { CKA_TOKEN, &yes, 1 }, { CKA_LABEL, (char *)"d1", 2 },
+		    { CKA_VALUE, (char *)"hello", 5 } };
+		CK_ATTRIBUTE g[] = { { CKA_VALUE, buf, 2 } };
+		CK_ATTRIBUTE set[] = { { CKA_CLASS, &cert, sizeof(cert) } };
+
+		EXPECT(f->C_CreateObject(rw, t, 4, &h), CKR_OK);
+		EXPECT(f->C_GetAttributeValue(rw, h, g, 1),
+		    CKR_BUFFER_TOO_SMALL);
+		TRUTH(g[0].ulValueLen == CK_UNAVAILABLE_INFORMATION);
+		g[0].pValue = NULL;
+		EXPECT(f->C_GetAttributeValue(rw, h, g, 1), CKR_OK);
+		TRUTH(g[0].ulValueLen == 5);
+		EXPECT(f->C_SetAttributeValue(rw, h, set, 1),
+		    CKR_ATTRIBUTE_READ_ONLY);
+		EXPECT(f->C_DestroyObject(ro, h), CKR_SESSION_READ_ONLY);
+		EXPECT(f->C_DestroyObject(rw, h), CKR_OK);
+		EXPECT(f->C_DestroyObject(rw, h), CKR_OBJECT_HANDLE_INVALID);
+	}
+	keygen(rw, "neg", &pub, &priv);
+	{
+		CK_ATTRIBUTE g[] = { { CKA_VALUE, buf, sizeof(buf) } };
+		CK_ATTRIBUTE s1[] = { { CKA_SENSITIVE, &no, 1 } };
+		CK_ATTRIBUTE s2[] = { { CKA_EXTRACTABLE, &yes, 1 } };
+
+		EXPECT(f->C_GetAttributeValue(rw, priv, g, 1),
+		    CKR_ATTRIBUTE_SENSITIVE);
+		TRUTH(g[0].ulValueLen == CK_UNAVAILABLE_INFORMATION);
+		EXPECT(f->C_SetAttributeValue(rw, priv, s1, 1),
+		    CKR_ATTRIBUTE_READ_ONLY);
+		EXPECT(f->C_SetAttributeValue(rw, priv, s2, 1),
+		    CKR_ATTRIBUTE_READ_ONLY);
+		EXPECT(f->C_CopyObject(rw, priv, NULL, 0, &h),
+		    CKR_ACTION_PROHIBITED);
+	}
+	/* Sign: size query, short buffer, failure ends the operation. */
+	{
+		CK_MECHANISM m = { CKM_ECDSA, NULL, 0 };
+		CK_MECHANISM bad = { CKM_SHA256_RSA_PKCS, NULL, 0 };
+		CK_BYTE md[32] = { 9 }, sig[64];
+
+		EXPECT(f->C_Sign(rw, md, 32, sig, &n),
+		    CKR_OPERATION_NOT_INITIALIZED);
+		EXPECT(f->C_SignInit(rw, &bad, priv), CKR_MECHANISM_INVALID);
+		EXPECT(f->C_SignInit(rw, &m, pub), CKR_KEY_TYPE_INCONSISTENT);
+		EXPECT(f->C_SignInit(rw, &m, 999999), CKR_KEY_HANDLE_INVALID);
+		EXPECT(f->C_SignInit(rw, &m, priv), CKR_OK);
+		EXPECT(f->C_SignInit(rw, &m, priv), CKR_OPERATION_ACTIVE);
+		EXPECT(f->C_Sign(rw, md, 32, NULL, NULL), CKR_ARGUMENTS_BAD);
+		n = 0;
+		EXPECT(f->C_Sign(rw, md, 32, NULL, &n), CKR_OK);
+		TRUTH(n == 64);
+		n = 10;
+		EXPECT(f->C_Sign(rw, md, 32, sig, &n), CKR_BUFFER_TOO_SMALL);
+		TRUTH(n == 64);
+		EXPECT(f->C_Sign(rw, md, 32, sig, &n), CKR_OK);
+		EXPECT(f->C_Sign(rw, md, 32, sig, &n),
+		    CKR_OPERATION_NOT_INITIALIZED);
+		EXPECT(f->C_SignInit(rw, &m, priv), CKR_OK);
+		n = sizeof(sig);
+		EXPECT(f->C_Sign(rw, md, 65, sig, &n), CKR_DATA_LEN_RANGE);
+		EXPECT(f->C_Sign(rw, md, 32, sig, &n),
+		    CKR_OPERATION_NOT_INITIALIZED);
+		/* Verify, then a one-byte tamper. */
+		EXPECT(f->C_SignInit(rw, &m, priv), CKR_OK);
+		n = sizeof(sig);
+		EXPECT(f->C_Sign(rw, md, 32, sig, &n), CKR_OK);
+		EXPECT(f->C_VerifyInit(rw, &m, pub), CKR_OK);
+		EXPECT(f->C_Verify(rw, md, 32, sig, 64), CKR_OK);
+		sig[5] ^= 1;
+		EXPECT(f->C_VerifyInit(rw, &m, pub), CKR_OK);
+		EXPECT(f->C_Verify(rw, md, 32, sig, 64), CKR_SIGNATURE_INVALID);
+		EXPECT(f->C_VerifyInit(rw, &m, pub), CKR_OK);
+		EXPECT(f->C_Verify(rw, md, 32, sig, 63),
+		    CKR_SIGNATURE_LEN_RANGE);
+	}
+	/* AES-GCM: chip-held key and a derived module-held key. */
+	{
+		CK_MECHANISM gen = { CKM_AES_KEY_GEN, NULL, 0 };
+		CK_OBJECT_HANDLE k;
+		CK_BYTE iv[12] = { 1 }, pt[40] = "attack at dawn", ct[80], back[80];
+		CK_GCM_PARAMS gp = { iv, 12, 96, (CK_BYTE_PTR)"aad", 3, 128 };
+		CK_MECHANISM gcm = { CKM_AES_GCM, &gp, sizeof(gp) };
+		CK_ATTRIBUTE tok[] = { { CKA_TOKEN, &yes, 1 } };
+		CK_ULONG cn, bn;
+
+		EXPECT(f->C_GenerateKey(rw, &gen, tok, 1, &k),
+		    CKR_ATTRIBUTE_VALUE_INVALID);
+		EXPECT(f->C_GenerateKey(rw, &gen, NULL, 0, &k), CKR_OK);
+		EXPECT(f->C_EncryptInit(rw, &gcm, k), CKR_OK);
+		cn = sizeof(ct);
+		EXPECT(f->C_Encrypt(rw, pt, sizeof(pt), ct, &cn), CKR_OK);
+		TRUTH(cn == sizeof(pt) + 16);
+		EXPECT(f->C_DecryptInit(rw, &gcm, k), CKR_OK);
+		bn = sizeof(back);
+		EXPECT(f->C_Decrypt(rw, ct, cn, back, &bn), CKR_OK);
+		TRUTH(bn == sizeof(pt) && memcmp(back, pt, bn) == 0);
+		ct[3] ^= 1;
+		EXPECT(f->C_DecryptInit(rw, &gcm, k), CKR_OK);
+		bn = sizeof(back);
+		EXPECT(f->C_Decrypt(rw, ct, cn, back, &bn),
+		    CKR_ENCRYPTED_DATA_INVALID);
+		EXPECT(f->C_Decrypt(rw, ct, cn, back, &bn),
+		    CKR_OPERATION_NOT_INITIALIZED);
+		EXPECT(f->C_DestroyObject(rw, k), CKR_OK);
+	}
+	{
+		/* ECDH with our own public point, into an AES key. */
+		CK_BYTE point[67];
+		CK_ATTRIBUTE gp[] = { { CKA_EC_POINT, point, sizeof(point) } };
+		CK_OBJECT_CLASS sk = CKO_SECRET_KEY;
+		CK_KEY_TYPE aes = CKK_AES;
+		CK_ULONG len = 32;
+		CK_ATTRIBUTE t[] = { { CKA_CLASS, &sk, sizeof(sk) },
+		    { CKA_KEY_TYPE, &aes, sizeof(aes) },
+		    { CKA_VALUE_LEN, &len, sizeof(len) },
+		    { CKA_SENSITIVE, &no, 1 }, { CKA_EXTRACTABLE, &yes, 1 } };
+		CK_ECDH1_DERIVE_PARAMS dp = { CKD_NULL, 0, NULL, 0, NULL };
+		CK_MECHANISM m = { CKM_ECDH1_DERIVE, &dp, sizeof(dp) };
+		CK_OBJECT_HANDLE k1, k2;
+		CK_BYTE v1[32], v2[32], iv[12] = { 7 }, ct[64], out[64];
+		CK_ATTRIBUTE g1[] = { { CKA_VALUE, v1, 32 } };
+		CK_ATTRIBUTE g2[] = { { CKA_VALUE, v2, 32 } };
+		CK_GCM_PARAMS gcp = { iv, 12, 96, NULL, 0, 128 };
+		CK_MECHANISM gcm = { CKM_AES_GCM, &gcp, sizeof(gcp) };
+		CK_ULONG cn, on;
+
+		EXPECT(f->C_GetAttributeValue(rw, pub, gp, 1), CKR_OK);
+		dp.pPublicData = point;	/* DER OCTET STRING form */
+		dp.ulPublicDataLen = sizeof(point);
+		EXPECT(f->C_DeriveKey(rw, &m, priv, t, 5, &k1), CKR_OK);
+		dp.pPublicData = point + 2;	/* raw 65-byte form */
+		dp.ulPublicDataLen = 65;
+		EXPECT(f->C_DeriveKey(rw, &m, priv, t, 5, &k2), CKR_OK);
+		EXPECT(f->C_GetAttributeValue(rw, k1, g1, 1), CKR_OK);
+		EXPECT(f->C_GetAttributeValue(rw, k2, g2, 1), CKR_OK);
+		TRUTH(memcmp(v1, v2, 32) == 0);
+		dp.ulPublicDataLen = 64;
+		EXPECT(f->C_DeriveKey(rw, &m, priv, t, 5, &k2),
+		    CKR_MECHANISM_PARAM_INVALID);
+		dp.ulPublicDataLen = 65;
+		dp.kdf = CKD_SHA1_KDF;
+		EXPECT(f->C_DeriveKey(rw, &m, priv, t, 5, &k2),
+		    CKR_MECHANISM_PARAM_INVALID);
+		EXPECT(f->C_EncryptInit(rw, &gcm, k1), CKR_OK);
+		cn = sizeof(ct);
+		EXPECT(f->C_EncryptUpdate(rw, (CK_BYTE_PTR)"part one ", 9, ct,
+		    &cn), CKR_OK);
+		TRUTH(cn == 0);
+		cn = sizeof(ct);
+		EXPECT(f->C_EncryptFinal(rw, ct, &cn), CKR_OK);
+		TRUTH(cn == 9 + 16);
+		EXPECT(f->C_DecryptInit(rw, &gcm, k2), CKR_OK);
+		on = sizeof(out);
+		EXPECT(f->C_Decrypt(rw, ct, cn, out, &on), CKR_OK);
+		TRUTH(on == 9 && memcmp(out, "part one ", 9) == 0);
+		ct[cn - 1] ^= 1;
+		EXPECT(f->C_DecryptInit(rw, &gcm, k2), CKR_OK);
+		on = sizeof(out);
+		EXPECT(f->C_Decrypt(rw, ct, cn, out, &on),
+		    CKR_ENCRYPTED_DATA_INVALID);
+	}
+	/* Two threads signing on one token. */
+	{
+		pthread_t th[2];
+		struct thr t[2] = { { slot, priv, 0 }, { slot, priv, 0 } };
+		int i;
+
+		for (i = 0; i < 2; i++) {
+			pthread_create(&th[i], NULL, sign_loop, &t[i]);
+		}
+		for (i = 0; i < 2; i++) {
+			pthread_join(th[i], NULL);
+		}
+		TRUTH(t[0].bad == 0 && t[1].bad == 0);
+	}
+	EXPECT(f->C_CloseSession(ro), CKR_OK);
+	EXPECT(f->C_CloseSession(rw), CKR_OK);
+}
+
+/* Pull the chip mid-operation; the next chip in the slot works. */
+static void
+test_removal(CK_SLOT_ID slot)
+{
+	CK_MECHANISM m = { CKM_ECDSA, NULL, 0 };
+	CK_OBJECT_HANDLE pub, priv;
+	CK_SESSION_HANDLE s, s2;
+	CK_BYTE md[32] = { 1 }, sig[64];
+	CK_SLOT_ID ev;
+	CK_TOKEN_INFO ti;
+	CK_ULONG n = sizeof(sig);
+
+	s = open_rw(slot);
+	EXPECT(f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)"123456", 6), CKR_OK);
+	keygen(s, "gone", &pub, &priv);
+	EXPECT(f->C_SignInit(s, &m, priv), CKR_OK);
+	feed((int)slot, NULL);
+	EXPECT(f->C_Sign(s, md, 32, sig, &n), CKR_DEVICE_REMOVED);
+	EXPECT(f->C_GetTokenInfo(slot, &ti), CKR_TOKEN_NOT_PRESENT);
+	EXPECT(f->C_SignInit(s, &m, priv), CKR_DEVICE_REMOVED);
+	EXPECT(f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &s2),
+	    CKR_TOKEN_NOT_PRESENT);
+	EXPECT(f->C_CloseSession(s), CKR_OK);
+	(void)f->C_WaitForSlotEvent(CKF_DONT_BLOCK, &ev, NULL);
+
+	feed((int)slot, "second.img");
+	EXPECT(f->C_WaitForSlotEvent(CKF_DONT_BLOCK, &ev, NULL), CKR_OK);
+	TRUTH(ev == slot);
+	EXPECT(f->C_GetTokenInfo(slot, &ti), CKR_OK);
+	TRUTH(memcmp(ti.serialNumber, "NEG-SECOND", 10) == 0);
+	EXPECT(f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &s2),
+	    CKR_OK);
+	n = 16;
+	EXPECT(f->C_GenerateRandom(s2, sig, 16), CKR_OK);
+	EXPECT(f->C_CloseSession(s2), CKR_OK);
+	EXPECT(f->C_WaitForSlotEvent(CKF_DONT_BLOCK, &ev, NULL), CKR_NO_EVENT);
+}
+
+static void
+test_fork(void)
+{
+	pid_t pid;
+	int st = 0;
+
+	fflush(NULL);
+	if ((pid = fork()) == 0) {
+		CK_ULONG n = 0;
+
+		/* The child must see a new process: not initialised. */
+		if (f->C_GetSlotList(CK_FALSE, NULL, &n) !=
+		    CKR_CRYPTOKI_NOT_INITIALIZED) {
+			_exit(3);
+		}
+		if (f->C_Initialize(NULL) != CKR_OK ||
+		    f->C_GetSlotList(CK_FALSE, NULL, &n) != CKR_OK || n != 2 ||
+		    f->C_Finalize(NULL) != CKR_OK) {
+			_exit(4);
+		}
+		_exit(0);
+	}
+	TRUTH(pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) &&
+	    WEXITSTATUS(st) == 0);
+}
+
+static void
+test_interfaces(void *lib)
+{
+	CK_C_GetInterfaceList gil = (CK_C_GetInterfaceList)dlsym(lib,
+	    "C_GetInterfaceList");
+	CK_C_GetInterface gi = (CK_C_GetInterface)dlsym(lib,
+	    "C_GetInterface");
+	CK_INTERFACE list[4], *it = NULL;
+	CK_VERSION v240 = { 2, 40 };
+	CK_ULONG n = 0;
+
+	TRUTH(gil != NULL && gi != NULL);
+	if (gil == NULL || gi == NULL) {
+		return;
+	}
+	TRUTH(dlsym(lib, "C_Initialize") == NULL);	/* not exported */
+	EXPECT(gil(NULL, NULL), CKR_ARGUMENTS_BAD);
+	EXPECT(gil(NULL, &n), CKR_OK);
+	TRUTH(n == 2);
+	n = 1;
+	EXPECT(gil(list, &n), CKR_BUFFER_TOO_SMALL);
+	n = 4;
+	EXPECT(gil(list, &n), CKR_OK);
+	EXPECT(gi((CK_UTF8CHAR_PTR)"PKCS 11", NULL, &it, 0), CKR_OK);
+	TRUTH(it != NULL && ((CK_VERSION *)it->pFunctionList)->major == 3);
+	EXPECT(gi(NULL, &v240, &it, 0), CKR_OK);
+	TRUTH(it != NULL && ((CK_VERSION *)it->pFunctionList)->major == 2);
+	EXPECT(gi((CK_UTF8CHAR_PTR)"Vendor X", NULL, &it, 0),
+	    CKR_ARGUMENTS_BAD);
+}
+
+int
+main(int argc, char **argv)
+{
+	CK_C_GetFunctionList gfl;
+	char spec[512], path[512];
+	void *lib;
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: %s MODULE.so\n", argv[0]);
+		return 2;
+	}
+	snprintf(dir, sizeof(dir), "%s/p11neg-XXXXXX",
+	    getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	if (mkdtemp(dir) == NULL) {
+		perror("mkdtemp");
+		return 1;
+	}
+	snprintf(path, sizeof(path), "%s/line", dir);
+	mkdir(path, 0700);
+	make_chip("reader", "NEG-FIRST", "first.img");
+	make_chip("reader", "NEG-SECOND", "second.img");
+	make_chip("note", "NEG-NOTE", "note.img");
+	feed(0, "first.img");
+	feed(1, "note.img");
+	snprintf(path, sizeof(path), "%s/line/positions", dir);
+	{
+		FILE *pf = fopen(path, "w");
+
+		if (pf == NULL) {
+			return 1;
+		}
+		fputs("2\n", pf);
+		fclose(pf);
+	}
+	snprintf(spec, sizeof(spec), "inproc:%s/line", dir);
+	setenv("MINTLINE_PKCS11_TRANSPORT", spec, 1);
+
+	if ((lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL)) == NULL) {
+		fprintf(stderr, "dlopen: %s\n", dlerror());
+		return 1;
+	}
+	gfl = (CK_C_GetFunctionList)dlsym(lib, "C_GetFunctionList");
+	if (gfl == NULL || gfl(&f) != CKR_OK) {
+		fprintf(stderr, "C_GetFunctionList missing\n");
+		return 1;
+	}
+	test_interfaces(lib);
+	test_args();
+	test_pins(0);
+	test_objects(0);
+	test_fork();
+	test_removal(0);
+	EXPECT(f->C_Finalize(NULL), CKR_OK);
+	{
+		CK_ULONG n;
+
+		EXPECT(f->C_GetSlotList(CK_FALSE, NULL, &n),
+		    CKR_CRYPTOKI_NOT_INITIALIZED);
+	}
+	if (failures == 0) {
+		char cmd[600];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+		if (system(cmd) != 0) {
+			fprintf(stderr, "could not remove %s\n", dir);
+		}
+	}
+	printf("%d failure(s)\n", failures);
+	return failures == 0 ? 0 : 1;
+}
