@@ -9,7 +9,7 @@ ml_rd_bytes(struct ml_rd *rd, size_t n, const uint8_t **v)
 		return ML_ERR_SHORT;
 	}
 	if (v != NULL) {
-		*v = rd->p + rd->off;
+		*v = ml_rd_ptr(rd);
 	}
 	rd->off += n;
 	return 0;

@@ -35,11 +35,12 @@ ml_rd_valid(const struct ml_rd *rd)
 	return (rd->p != NULL || rd->len == 0) && rd->off <= rd->len;
 }
 
-/* Pointer to the unread bytes (valid for ml_rd_left() bytes). */
+/* Pointer to the unread bytes (valid for ml_rd_left() bytes).  An empty
+ * reader over NULL gives NULL (NULL + 0 is undefined in C). */
 static inline const uint8_t *
 ml_rd_ptr(const struct ml_rd *rd)
 {
-	return rd->p + rd->off;
+	return rd->p != NULL ? rd->p + rd->off : rd->p;
 }
 
 ML_MUST_CHECK int ml_rd_u8(struct ml_rd *rd, uint8_t *v);

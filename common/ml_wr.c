@@ -70,7 +70,9 @@ ml_wr_reserve(struct ml_wr *w, size_t n, uint8_t **ret_p)
 		return r;
 	}
 	if (ret_p != NULL) {
-		*ret_p = w->p + w->len;
+		/* An empty growable writer has no buffer yet (p NULL, only when
+		 * n == 0 and nothing was written): NULL + 0 is undefined in C. */
+		*ret_p = (w->p != NULL) ? w->p + w->len : NULL;
 	}
 	w->len += n;
 	return 0;

@@ -37,8 +37,8 @@
 #define HS_MAX_CERT		2048	/* one DER certificate */
 #define HS_MAX_CHAIN		3	/* leaf + up to 2 intermediates */
 #define HS_MAX_SERIAL		32	/* reader/station serial: [A-Za-z0-9._-] */
-#define HS_MAX_CERTNO		40	/* certificate number: hex of the
-					 * X.509 serialNumber, upper case */
+#define HS_MAX_CERTNO		40	/* certificate number: X.509 serialNumber
+					 * as upper-case hex, no leading zeros */
 #define HS_R_LEN		32	/* R1, R2, client nonce */
 #define HS_MAX_HS_MSG		8192	/* handshake message body */
 #define HS_MAX_RECORD		(64 * 1024)	/* channel payload (plaintext) */
@@ -112,6 +112,11 @@ struct hs_cred {
 	const struct hs_keyops	*keyops;
 	const struct hs_blob	*chain;
 	size_t			 nchain;
+	/* Optional: the leaf's public key (65 bytes) and certificate number
+	 * (hex), so that each new handshake does not parse the leaf again
+	 * (that costs ~200 us); NULL: parsed from chain[0]. */
+	const uint8_t		*pub;
+	const char		*certno;
 };
 
 /*

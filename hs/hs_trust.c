@@ -125,7 +125,7 @@ x509_facts(X509 *x, struct hs_certinfo *ret)
 	const X509_NAME *subj = X509_get_subject_name(x);
 	EVP_PKEY *pk = X509_get0_pubkey(x);
 	BIGNUM *bn = NULL;
-	char *hex = NULL;
+	char *hex = NULL, *h;
 	char ou[16], grp[32];
 	size_t publen = 0;
 	int r = ML_ERR_INTERNAL;
@@ -162,8 +162,12 @@ x509_facts(X509 *x, struct hs_certinfo *ret)
 	    NULL)) != NULL, ML_ERR_NOMEM);
 	ML_ENSURE(!BN_is_negative(bn), ML_ERR_CERT);
 	ML_ENSURE((hex = BN_bn2hex(bn)) != NULL, ML_ERR_NOMEM);
-	ML_ENSURE(strlen(hex) >= 1 && strlen(hex) <= HS_MAX_CERTNO, ML_ERR_CERT);
-	snprintf(ci.certno, sizeof(ci.certno), "%s", hex);
+	/* canonical: upper-case hex without leading zeros ("0999" -> "999") */
+	for (h = hex; h[0] == '0' && h[1] != '\0'; h++) {
+		;
+	}
+	ML_ENSURE(strlen(h) >= 1 && strlen(h) <= HS_MAX_CERTNO, ML_ERR_CERT);
+	snprintf(ci.certno, sizeof(ci.certno), "%s", h);
 	*ret = ci;
 	r = 0;
 out:

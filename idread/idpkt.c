@@ -471,6 +471,41 @@ out:
 	return r;
 }
 
+/* ---------------------------------------------------------------- burst */
+
+int
+idr_burst_begin(struct ml_rd *rd, uint8_t *ret_n)
+{
+	struct ml_rd save = *rd;
+	uint8_t n;
+	int r;
+
+	ML_TRY(ml_rd_u8(rd, &n));
+	if (n == 0 || n > IDR_BURST_MAX) {
+		*rd = save;
+		r = ML_ERR_FORMAT;
+		goto out;
+	}
+	*ret_n = n;
+	r = 0;
+out:
+	return r;
+}
+
+int
+idr_burst_next(struct ml_rd *rd, const uint8_t **ret_p, size_t *ret_n)
+{
+	struct ml_rd pkt;
+	int r;
+
+	ML_TRY(ml_rd_lv16(rd, IDR_PKT_MAX + IDR_PKT_OVERHEAD, &pkt));
+	*ret_p = ml_rd_ptr(&pkt);
+	*ret_n = ml_rd_left(&pkt);
+	r = 0;
+out:
+	return r;
+}
+
 /* ---------------------------------------------------------------- reassembly */
 
 int

@@ -22,6 +22,9 @@
  *	0x45	RESULT	S->R	upload_id(8) status(4, i32 ML_ERR_*)
  *				[ iv(12) ct tag(16) ]  (status 0 only)
  *	0x46	ABORT	R->S	upload_id(8) reason(4); no reply
+ *	0x47	BURST	R->S	n(1) n x { len(2) sealed packet }; no reply:
+ *				several packets in one record, each exactly
+ *				as a PKT (cuts per-record cost; n 1..32)
  *
  * A sealed packet (the unit of ID-8):
  *
@@ -68,6 +71,7 @@
 #define IDR_REC_RETX		0x44
 #define IDR_REC_RESULT		0x45
 #define IDR_REC_ABORT		0x46
+#define IDR_REC_BURST		0x47
 
 /* Limits (server-enforced; the reader keeps inside them). */
 #define IDR_ID_LEN		8
@@ -82,6 +86,8 @@
 #define IDR_MAX_ROUNDS		8	/* END/RETX rounds per upload */
 #define IDR_DEADLINE_MS		10000	/* BEGIN to RESULT */
 #define IDR_RESULT_AAD		"idr result"
+#define IDR_BURST_MAX		32	/* packets per BURST record */
+#define IDR_BURST_DEFAULT	16
 
 /* Upload plaintext tags */
 #define IDR_T_CONFIG		0xC1
@@ -181,6 +187,16 @@ uint16_t	 idr_npkts(uint32_t total, uint16_t pkt_size);
 ML_MUST_CHECK int idr_pkt_seal(const uint8_t key[static IDR_KEY_LEN],
     const uint8_t id[static IDR_ID_LEN], uint16_t index, uint16_t pkt_size,
     const uint8_t *upload, uint32_t total, struct ml_wr *w);
+
+/*
+ * BURST: start with idr_burst_begin() (reads n), then idr_burst_next()
+ * n times; each gives one packet (borrowed).  ML_ERR_FORMAT for n = 0 or
+ * n > IDR_BURST_MAX, reader errors for truncation; idr_burst_end() checks
+ * that nothing trails.
+ */
+ML_MUST_CHECK int idr_burst_begin(struct ml_rd *rd, uint8_t *ret_n);
+ML_MUST_CHECK int idr_burst_next(struct ml_rd *rd, const uint8_t **ret_p,
+    size_t *ret_n);
 
 /* A packet header, parsed but not yet authenticated. */
 struct idr_pkt_hdr {

@@ -134,8 +134,51 @@ struct up {
 	uint16_t			 pkt_size;
 	uint16_t			 npkts;
 	struct ml_wr			 pkt;
+	struct ml_wr			 burst;		/* n, then lv16(pkt)... */
+	uint8_t				 nburst;
+	uint8_t				 per_rec;
 	struct idr_upload_stats		 st;
 };
+
+/* Send the BURST being built, if any. */
+static int
+up_flush(struct up *u)
+{
+	int r;
+
+	if (u->nburst == 0) {
+		return 0;
+	}
+	u->burst.p[0] = u->nburst;
+	r = u->l->send(u->l->ctx, IDR_REC_BURST, u->burst.p, u->burst.len);
+	ml_wr_clear(&u->burst);
+	u->nburst = 0;
+	return r;
+}
+
+/* One copy of the sealed packet in u->pkt: its own record or the burst. */
+static int
+up_emit(struct up *u)
+{
+	int r;
+
+	if (u->per_rec <= 1) {
+		return u->l->send(u->l->ctx, IDR_REC_PKT, u->pkt.p, u->pkt.len);
+	}
+	if (u->nburst > 0 && u->burst.len + 2 + u->pkt.len > HS_MAX_RECORD) {
+		ML_TRY(up_flush(u));	/* a record holds HS_MAX_RECORD */
+	}
+	if (u->nburst == 0) {
+		ML_TRY(ml_wr_u8(&u->burst, 0));
+	}
+	ML_TRY(ml_wr_lv16(&u->burst, u->pkt.p, u->pkt.len));
+	if (++u->nburst == u->per_rec) {
+		ML_TRY(up_flush(u));
+	}
+	r = 0;
+out:
+	return r;
+}
 
 /* Seal and send packet i, through the fault injector. */
 static int
@@ -160,7 +203,7 @@ up_send_pkt(struct up *u, uint16_t i)
 		copies = 2;
 	}
 	for (k = 0; k < copies; k++) {
-		ML_TRY(u->l->send(u->l->ctx, IDR_REC_PKT, u->pkt.p, u->pkt.len));
+		ML_TRY(up_emit(u));
 	}
 	r = 0;
 out:
@@ -202,6 +245,59 @@ up_abort(struct up *u, int reason)
 	}
 }
 
+/* BEGIN -> READY: the upload id and key (u->rdy).  buf: REPLY_MAX. */
+static int
+up_begin(struct up *u, uint8_t *buf)
+{
+	uint8_t raw[64];
+	struct ml_wr msg = ML_WR_FIXED(raw, sizeof(raw));
+	struct idr_begin b;
+	uint8_t type;
+	size_t n = 0;
+	int r;
+
+	b.version = IDR_VERSION;
+	b.npkts = u->npkts;
+	b.pkt_size = u->pkt_size;
+	b.total = u->total;
+	ML_TRY(ml_sha256(u->plain, u->total, b.digest));
+	ML_TRY(idr_begin_encode(&b, &msg));
+	ML_TRY(u->l->send(u->l->ctx, IDR_REC_BEGIN, msg.p, msg.len));
+	ML_TRY(up_recv(u, &type, buf, REPLY_MAX, &n));
+	ML_ENSURE(type == IDR_REC_READY, ML_ERR_FORMAT);
+	ML_TRY(idr_ready_decode(buf, n, &u->rdy));
+	r = 0;
+out:
+	ml_wipe(buf, n);
+	return r;
+}
+
+/*
+ *= MISSION ID-8 (packets and retransmission)
+ *# the reader re-sends only those
+ */
+static int
+up_resend(struct up *u, const struct idr_retx_ent *e, size_t n)
+{
+	size_t k;
+	int r;
+
+	if (u->f.whole_resend) {	/* the benchmark's baseline */
+		for (k = 0; k < u->npkts; k++) {
+			ML_TRY(up_send_pkt(u, (uint16_t)k));
+			u->st.resent++;
+		}
+	} else {
+		for (k = 0; k < n; k++) {
+			ML_TRY(up_send_pkt(u, e[k].index));
+			u->st.resent++;
+		}
+	}
+	r = 0;
+out:
+	return r;
+}
+
 int
 idr_upload(const struct idr_link *l, const struct idr_upload_req *req,
     struct ml_wr *info, struct idr_upload_stats *ret_st)
@@ -210,11 +306,10 @@ idr_upload(const struct idr_link *l, const struct idr_upload_req *req,
 	struct ml_wr plain = ml_wr_dyn(IDR_MAX_TOTAL);
 	struct ml_wr msg = ml_wr_dyn(1024);
 	struct idr_retx_ent *ents = NULL;
-	struct idr_begin b;
 	struct up u;
 	uint8_t *buf = NULL, id[IDR_ID_LEN], round = 0, rround;
 	uint8_t type;
-	size_t n, nents, k;
+	size_t n, nents;
 	bool begun = false;
 	int status = 0;
 	long i;
@@ -227,6 +322,10 @@ idr_upload(const struct idr_link *l, const struct idr_upload_req *req,
 	u.rng = u.f.seed;
 	u.pkt = ml_wr_dyn(IDR_PKT_MAX + IDR_PKT_OVERHEAD);
 	u.pkt_size = req->pkt_size != 0 ? req->pkt_size : IDR_PKT_DEFAULT;
+	u.per_rec = req->per_record == 0 ? IDR_BURST_DEFAULT :
+	    req->per_record > IDR_BURST_MAX ? IDR_BURST_MAX : req->per_record;
+	u.burst = ml_wr_dyn(1 + IDR_BURST_MAX * (2 + IDR_PKT_MAX +
+	    IDR_PKT_OVERHEAD));
 	ML_ENSURE((buf = malloc(REPLY_MAX)) != NULL, ML_ERR_NOMEM);
 
 	/* ID-7: configuration + encrypted ID data, one plaintext */
@@ -239,17 +338,7 @@ idr_upload(const struct idr_link *l, const struct idr_upload_req *req,
 	ML_ENSURE((ents = calloc(u.npkts, sizeof(*ents))) != NULL,
 	    ML_ERR_NOMEM);
 
-	b.version = IDR_VERSION;
-	b.npkts = u.npkts;
-	b.pkt_size = u.pkt_size;
-	b.total = u.total;
-	ML_TRY(ml_sha256(plain.p, plain.len, b.digest));
-	ML_TRY(idr_begin_encode(&b, &msg));
-	ML_TRY(l->send(l->ctx, IDR_REC_BEGIN, msg.p, msg.len));
-	ML_TRY(up_recv(&u, &type, buf, REPLY_MAX, &n));
-	ML_ENSURE(type == IDR_REC_READY, ML_ERR_FORMAT);
-	ML_TRY(idr_ready_decode(buf, n, &u.rdy));
-	ml_wipe(buf, n);
+	ML_TRY(up_begin(&u, buf));
 	begun = true;
 
 	/*= MISSION ID-8 (packets and retransmission)
@@ -264,6 +353,7 @@ idr_upload(const struct idr_link *l, const struct idr_upload_req *req,
 		if (req->check != NULL) {
 			ML_TRY(req->check(req->check_ctx));
 		}
+		ML_TRY(up_flush(&u));
 		ml_wr_clear(&msg);
 		ML_TRY(idr_end_encode(u.rdy.upload_id, round, &msg));
 		ML_TRY(l->send(l->ctx, IDR_REC_END, msg.p, msg.len));
@@ -278,21 +368,7 @@ idr_upload(const struct idr_link *l, const struct idr_upload_req *req,
 		    rround == (uint8_t)(round + 1), ML_ERR_FORMAT);
 		round = rround;
 		u.st.rounds++;
-		/*
-		 *= MISSION ID-8 (packets and retransmission)
-		 *# the reader re-sends only those
-		 */
-		if (u.f.whole_resend) {
-			for (i = 0; i < u.npkts; i++) {
-				ML_TRY(up_send_pkt(&u, (uint16_t)i));
-				u.st.resent++;
-			}
-		} else {
-			for (k = 0; k < nents; k++) {
-				ML_TRY(up_send_pkt(&u, ents[k].index));
-				u.st.resent++;
-			}
-		}
+		ML_TRY(up_resend(&u, ents, nents));
 	}
 	begun = false;		/* the server has closed the session */
 	ML_TRY(idr_result_decode(buf, n, u.rdy.upload_id, u.rdy.key, &status,
@@ -313,6 +389,7 @@ out:
 	ml_wr_free(&plain);
 	ml_wr_free(&msg);
 	ml_wr_free(&u.pkt);
+	ml_wr_free(&u.burst);
 	ml_wipe(&u.rdy, sizeof(u.rdy));
 	return r;
 }

@@ -67,6 +67,9 @@ struct idr_upload_req {
 	const uint8_t		*data;
 	size_t			 data_len;
 	uint16_t		 pkt_size;	/* 0: IDR_PKT_DEFAULT */
+	uint8_t			 per_record;	/* packets per record: 0
+						 * IDR_BURST_DEFAULT (BURST
+						 * records), 1 one PKT each */
 	int			 timeout_ms;	/* per reply; 0: IDR_DEADLINE_MS */
 	const struct idr_faults	*faults;	/* NULL: none */
 	idr_check_fn		 check;		/* may be NULL */

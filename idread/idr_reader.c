@@ -352,6 +352,83 @@ card_still_there(void *ctx)
 	return si.present && si.generation == ir->card_gen ? 0 : ML_ERR_REMOVED;
 }
 
+/*
+ *= MISSION ID-11 (second read)
+ *# A later read of the same card (same configuration) is answered from
+ *# there, with no server round trip.
+ *
+ * 0 with ret_info filled; ML_ERR_NOT_FOUND when there is nothing usable
+ * (gone, or unreadable: ask the server); other errors end the read.
+ */
+static int
+read_cached_plain(struct idr_reader *ir, const struct cache_entry_view *ev,
+    struct idc_info *ret_info)
+{
+	uint8_t *plain = NULL;
+	size_t pn = 0;
+	int r;
+
+	ML_ENSURE(ev->has_plain, ML_ERR_NOT_FOUND);
+	ML_ENSURE((plain = malloc(CACHE_MAX_DATA)) != NULL, ML_ERR_NOMEM);
+	r = rc_ok(ir, CLA_PROP, INS_CACHE_GET_PLAIN, ev->slot, 0, NULL, 0,
+	    CACHE_MAX_DATA, plain, CACHE_MAX_DATA, &pn);
+	if (r == 0) {
+		r = idc_info_decode(plain, pn, ret_info);
+	}
+	/* the chip or the link failing is an error; a plaintext that is gone
+	 * or unreadable just means: ask the server again */
+	if (r != 0 && r != ML_ERR_REMOVED && r != ML_ERR_IO &&
+	    r != ML_ERR_NOMEM) {
+		ml_warn("reader: cached information not usable (%s): asking "
+		    "the server", ml_errname(r));
+		r = ML_ERR_NOT_FOUND;
+	}
+out:
+	ml_freezero(plain, CACHE_MAX_DATA);
+	return r;
+}
+
+/*
+ *= MISSION ID-7 (secure upload)
+ *# the reader gets the card's encrypted ID data (from the secure chip when
+ *# cached for this configuration, else from the card, then caching it)
+ *
+ * *ret_data points into ev (chip cache) or into *ret_owned (read from the
+ * card; the caller frees it, IDCARD_MAX_DATA bytes).
+ */
+static int
+get_card_data(struct idr_reader *ir, const struct cache_entry_view *ev,
+    const uint8_t **ret_data, size_t *ret_len, uint8_t **ret_owned,
+    bool *ret_cached)
+{
+	uint8_t *buf = NULL;
+	size_t n = 0;
+	int r;
+
+	if (ev->data != NULL) {
+		*ret_data = ev->data;
+		*ret_len = ev->data_len;
+		*ret_cached = true;
+		r = 0;
+		goto out;
+	}
+	ML_ENSURE((buf = malloc(IDCARD_MAX_DATA)) != NULL, ML_ERR_NOMEM);
+	ML_TRY(read_card_data(ir, buf, IDCARD_MAX_DATA, &n));
+	/* never cache data from a card that left during the reading */
+	ML_TRY(card_still_there(ir));
+	ML_TRY(rc_ok(ir, CLA_PROP, INS_CACHE_PUT_DATA, ev->slot, 0, buf, n, 0,
+	    NULL, 0, NULL));
+	*ret_data = buf;
+	*ret_len = n;
+	*ret_owned = buf;
+	*ret_cached = false;
+	buf = NULL;
+	r = 0;
+out:
+	ml_freezero(buf, IDCARD_MAX_DATA);
+	return r;
+}
+
 int
 idr_reader_read(struct idr_reader *ir, idr_connect_fn connect, void *cctx,
     const struct idr_faults *faults, struct idc_info *ret_info,
@@ -363,9 +440,9 @@ idr_reader_read(struct idr_reader *ir, idr_connect_fn connect, void *cctx,
 	struct idr_read_info ri;
 	struct ml_wr info = ml_wr_dyn(CACHE_MAX_DATA);
 	uint8_t *ans = NULL, *card_data = NULL;
-	size_t n = 0, dn = 0;
-	const uint8_t *data;
-	size_t data_len;
+	const uint8_t *data = NULL;
+	size_t n = 0, data_len = 0;
+	bool filled = false;
 	int rr;
 	int r;
 
@@ -386,50 +463,16 @@ idr_reader_read(struct idr_reader *ir, idr_connect_fn connect, void *cctx,
 	ML_TRY(rr);
 	ML_TRY(parse_cache_get(ans, n, &ev));
 
-	/*
-	 *= MISSION ID-11 (second read)
-	 *# A later read of the same card (same configuration) is answered
-	 *# from there, with no server round trip.
-	 */
-	if (ev.has_plain) {
-		rr = rc_ok(ir, CLA_PROP, INS_CACHE_GET_PLAIN, ev.slot, 0, NULL, 0,
-		    CHIP_ANSWER_MAX, ans, CHIP_ANSWER_MAX, &n);
-		if (rr == 0) {
-			rr = idc_info_decode(ans, n, ret_info);
-			ml_wipe(ans, n);
-			if (rr == 0) {
-				ri.from_cache = true;
-				r = 0;
-				goto out;
-			}
-			ml_warn("reader: cached information unreadable: %s",
-			    ml_errname(rr));
-		}
-		ML_ENSURE(rr == 0 || rr == ML_ERR_NOT_FOUND ||
-		    rr == ML_ERR_FORMAT, rr);
+	if ((rr = read_cached_plain(ir, &ev, ret_info)) == 0) {
+		ri.from_cache = true;
+		r = 0;
+		goto out;
 	}
+	ML_ENSURE(rr == ML_ERR_NOT_FOUND, rr);
+	ML_TRY(get_card_data(ir, &ev, &data, &data_len, &card_data,
+	    &ri.data_cached));
 
-	/*
-	 *= MISSION ID-7 (secure upload)
-	 *# the reader gets the card's encrypted ID data (from the secure chip
-	 *# when cached for this configuration, else from the card, then
-	 *# caching it)
-	 */
-	if (ev.data != NULL) {
-		data = ev.data;
-		data_len = ev.data_len;
-		ri.data_cached = true;
-	} else {
-		ML_ENSURE((card_data = malloc(IDCARD_MAX_DATA)) != NULL,
-		    ML_ERR_NOMEM);
-		ML_TRY(read_card_data(ir, card_data, IDCARD_MAX_DATA, &dn));
-		ML_TRY(card_still_there(ir));
-		ML_TRY(rc_ok(ir, CLA_PROP, INS_CACHE_PUT_DATA, ev.slot, 0,
-		    card_data, dn, 0, NULL, 0, NULL));
-		data = card_data;
-		data_len = dn;
-	}
-
+	/*= MISSION ID-1 (no SAM): the read asks the server (handshake) */
 	ML_TRY(connect(cctx, &link));
 	memset(&req, 0, sizeof(req));
 	req.config = ir->config;
@@ -437,6 +480,7 @@ idr_reader_read(struct idr_reader *ir, idr_connect_fn connect, void *cctx,
 	req.data = data;
 	req.data_len = data_len;
 	req.pkt_size = ir->cfg.pkt_size;
+	req.per_record = ir->cfg.per_record;
 	req.timeout_ms = ir->cfg.timeout_ms;
 	req.faults = faults;
 	req.check = card_still_there;
@@ -445,18 +489,23 @@ idr_reader_read(struct idr_reader *ir, idr_connect_fn connect, void *cctx,
 	/* nothing is cached for a card that has left (or was swapped) */
 	ML_TRY(card_still_there(ir));
 	ML_TRY(idc_info_decode(info.p, info.len, ret_info));
+	filled = true;
 	ML_TRY(rc_ok(ir, CLA_PROP, INS_CACHE_PUT_PLAIN, ev.slot, 0, info.p,
 	    info.len, 0, NULL, 0, NULL));
 	r = 0;
 out:
+	if (r != 0 && filled) {
+		idc_info_clear(ret_info);	/* untouched-or-wiped on failure */
+	}
 	if (link.close != NULL) {
 		link.close(link.ctx);
 	}
-	if (r == 0 && ret != NULL) {
-		*ret = ri;
-	}
-	if (r != 0 && ret != NULL) {
-		ret->up = ri.up;
+	if (ret != NULL) {
+		if (r == 0) {
+			*ret = ri;
+		} else {
+			ret->up = ri.up;
+		}
 	}
 	ml_freezero(ans, CHIP_ANSWER_MAX);
 	ml_freezero(card_data, IDCARD_MAX_DATA);

@@ -34,6 +34,7 @@ struct idr_reader_cfg {
 	uint32_t	 idle_ms;	/* no card this long: forget (ID-9/12);
 					 * 0: IDR_IDLE_DEFAULT_MS */
 	uint16_t	 pkt_size;	/* 0: IDR_PKT_DEFAULT */
+	uint8_t		 per_record;	/* 0: IDR_BURST_DEFAULT; 1: PKT each */
 	int		 timeout_ms;	/* per server reply; 0: default */
 };
 

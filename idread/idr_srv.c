@@ -151,31 +151,60 @@ table_take(struct idr_srv *s, uint32_t i)
 	return x;
 }
 
-/* Reap expired sessions (table locked); returns how many. */
+#define REAP_BATCH	64
+
+/*
+ * Take up to REAP_BATCH expired sessions out of the table (locked) into
+ * ret[]; the caller records and frees them unlocked (the registry may be
+ * slow).
+ */
 static uint32_t
-reap_locked(struct idr_srv *s, uint64_t now)
+reap_locked(struct idr_srv *s, uint64_t now, struct idr_sess **ret)
 {
 	uint32_t i = 0, n = 0;
 
-	while (i < s->nsess) {
+	while (i < s->nsess && n < REAP_BATCH) {
 		if (!s->sess[i]->busy && now > s->sess[i]->deadline) {
-			sess_free(table_take(s, i));
-			n++;
+			ret[n++] = table_take(s, i);
 			continue;
 		}
 		i++;
 	}
 	s->st.expired += n;
 	s->st.failed += n;
+	s->st.live = s->nsess;
 	return n;
+}
+
+/* Record (ID-3) and free what reap_locked() took. */
+static void
+reap_finish(struct idr_srv *s, struct idr_sess **x, uint32_t n)
+{
+	struct hs_peer peer;
+	uint32_t i;
+
+	for (i = 0; i < n; i++) {
+		memset(&peer, 0, sizeof(peer));
+		peer.kind = HS_KIND_READER;
+		memcpy(peer.serial, x[i]->serial, sizeof(peer.serial));
+		memcpy(peer.certno, x[i]->certno, sizeof(peer.certno));
+		record(s, &peer, REC_ERROR, "idread ML_ERR_TIMEOUT expired "
+		    "pkts=%u/%u rounds=%u", x[i]->a.nhave, x[i]->a.npkts,
+		    x[i]->rounds);
+		sess_free(x[i]);
+	}
 }
 
 void
 idr_srv_reap(struct idr_srv *s)
 {
+	struct idr_sess *gone[REAP_BATCH];
+	uint32_t n;
+
 	pthread_mutex_lock(&s->mu);
-	(void)reap_locked(s, idr_now_ms());
+	n = reap_locked(s, idr_now_ms(), gone);
 	pthread_mutex_unlock(&s->mu);
+	reap_finish(s, gone, n);
 }
 
 /*
@@ -238,8 +267,8 @@ srv_begin(struct idr_srv *s, const struct hs_peer *peer, const uint8_t *p,
 {
 	struct idr_begin b;
 	struct idr_ready rdy;
-	struct idr_sess *x = NULL;
-	uint32_t i, mine = 0, max_pkts;
+	struct idr_sess *x = NULL, *gone[REAP_BATCH];
+	uint32_t i, mine = 0, max_pkts, ngone;
 	uint64_t now = idr_now_ms();
 	int r;
 
@@ -264,7 +293,7 @@ srv_begin(struct idr_srv *s, const struct hs_peer *peer, const uint8_t *p,
 	ML_TRY(idr_ready_encode(&rdy, reply));
 
 	pthread_mutex_lock(&s->mu);
-	(void)reap_locked(s, now);
+	ngone = reap_locked(s, now, gone);
 	for (i = 0; i < s->nsess; i++) {
 		mine += sess_owned_by(s->sess[i], peer);
 	}
@@ -278,6 +307,7 @@ srv_begin(struct idr_srv *s, const struct hs_peer *peer, const uint8_t *p,
 		r = 0;
 	}
 	pthread_mutex_unlock(&s->mu);
+	reap_finish(s, gone, ngone);
 	if (r != 0) {
 		ml_wipe(reply->p, reply->len);
 		reply->len = 0;
@@ -322,6 +352,35 @@ srv_pkt(struct idr_srv *s, const struct hs_peer *peer, const uint8_t *p,
 	s->st.pkts_bad += pr != 0 && pr != ML_ERR_TOO_LARGE;
 	pthread_mutex_unlock(&s->mu);
 	sess_release(s, x, false);
+	return 0;
+}
+
+/* BURST: each packet as a PKT; a malformed burst is counted, not answered. */
+static int
+srv_burst(struct idr_srv *s, const struct hs_peer *peer, const uint8_t *p,
+    size_t n)
+{
+	struct ml_rd rd = ML_RD_INIT(p, n);
+	const uint8_t *pkt;
+	size_t len;
+	uint8_t cnt, i;
+
+	if (idr_burst_begin(&rd, &cnt) != 0) {
+		goto bad;
+	}
+	for (i = 0; i < cnt; i++) {
+		if (idr_burst_next(&rd, &pkt, &len) != 0) {
+			goto bad;
+		}
+		(void)srv_pkt(s, peer, pkt, len);
+	}
+	if (ml_rd_end(&rd) == 0) {
+		return 0;
+	}
+bad:
+	pthread_mutex_lock(&s->mu);
+	s->st.pkts_bad++;
+	pthread_mutex_unlock(&s->mu);
 	return 0;
 }
 
@@ -474,6 +533,8 @@ idr_srv_handle(void *ctx, const struct hs_peer *peer, uint8_t type,
 		return srv_begin(s, peer, payload, len, reply, reply_type);
 	case IDR_REC_PKT:
 		return srv_pkt(s, peer, payload, len);
+	case IDR_REC_BURST:
+		return srv_burst(s, peer, payload, len);
 	case IDR_REC_END:
 		return srv_end(s, peer, payload, len, reply, reply_type);
 	case IDR_REC_ABORT:

@@ -47,7 +47,7 @@ ML_MUST_CHECK int idr_srv_new(const struct idr_srv_cfg *cfg, struct sam *sam,
 void		 idr_srv_free(struct idr_srv *s);	/* NULL-safe, wipes */
 
 /*
- * The record handler (hs_handler_fn): BEGIN -> READY; PKT -> nothing;
+ * The record handler (hs_handler_fn): BEGIN -> READY; PKT, BURST -> nothing;
  * END -> RETX or RESULT; ABORT -> nothing.  Returns a negative ML_ERR_*
  * for a malformed BEGIN/END/ABORT (the server then answers HS_REC_ERROR),
  * 0 otherwise (a bad PKT is counted, never answered).

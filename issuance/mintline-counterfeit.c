@@ -2,11 +2,12 @@
  * mintline-counterfeit: makes the counterfeits the demo and the tests
  * present to the verification desk.  Never installed.
  *
- *   forge IMAGE PREFIX SERIAL
- *	a counterfeiter's own chip: a blank note chip image personalised
- *	with the counterfeiter's writer key as its "issuer" and the real
- *	server key, then written through the normal commands with that key
- *	(the chip accepts; a desk must not).
+ *   forge GENUINE IMAGE PREFIX SERIAL
+ *	a counterfeiter's own chip: the blank (never personalised) note chip
+ *	IMAGE personalised with the counterfeiter's writer key as its
+ *	"issuer" and the real server key (public: copied from the GENUINE
+ *	note), then written through the normal commands with that key (the
+ *	chip accepts; a desk must not).
  *   clone SRC DST
  *	DST (a personalised blank chip) gets SRC's chip serial and SRC's
  *	whole feature record, station signature included — everything a
@@ -81,8 +82,8 @@ do_clone(const char *src, const char *dst)
 		store_close(ss);
 		return r;
 	}
-	if (a.feature == NULL) {
-		r = ML_ERR_STATE;
+	if (a.feature == NULL || b.feature != NULL) {
+		r = ML_ERR_STATE;	/* from a written chip onto a blank one */
 		goto out;
 	}
 	memcpy(b.serial, a.serial, sizeof(b.serial));
@@ -140,7 +141,8 @@ soft_sign(void *ctx, const uint8_t dg[ML_SHA256_LEN],
 }
 
 static int
-do_forge(const char *img, const char *prefix, const char *serial)
+do_forge(const char *genuine, const char *img, const char *prefix,
+    const char *serial)
 {
 	char dir[] = "/tmp/mintline-forge.XXXXXX", spec[64], path[128];
 	uint8_t fpriv[ML_P256_PRIV_LEN], fpub[1][ML_P256_PUB_LEN];
@@ -159,9 +161,8 @@ do_forge(const char *img, const char *prefix, const char *serial)
 	FILE *f;
 	int r;
 
-	/* The real server key, read from the chip image we are given? No:
-	 * the counterfeiter copies it from any genuine note. */
-	if ((r = state_load(img, &s, &st)) != 0) {
+	/* The real server key: public, copied from any genuine note. */
+	if ((r = state_load(genuine, &s, &st)) != 0) {
 		return r;
 	}
 	memcpy(srv, st.server_pub, sizeof(srv));
@@ -215,14 +216,14 @@ main(int argc, char **argv)
 {
 	int r;
 
-	if (argc == 5 && strcmp(argv[1], "forge") == 0) {
-		r = do_forge(argv[2], argv[3], argv[4]);
+	if (argc == 6 && strcmp(argv[1], "forge") == 0) {
+		r = do_forge(argv[2], argv[3], argv[4], argv[5]);
 	} else if (argc == 4 && strcmp(argv[1], "clone") == 0) {
 		r = do_clone(argv[2], argv[3]);
 	} else if (argc == 3 && strcmp(argv[1], "alter") == 0) {
 		r = do_alter(argv[2]);
 	} else {
-		fprintf(stderr, "usage: mintline-counterfeit forge IMAGE PREFIX SERIAL"
+		fprintf(stderr, "usage: mintline-counterfeit forge GENUINE IMAGE PREFIX SERIAL"
 		    " | clone SRC DST | alter IMAGE\n");
 		return 1;
 	}

@@ -159,8 +159,8 @@ p11m_chip_apdu(struct p11m_slot *sl, uint8_t cla, uint8_t ins, uint8_t p1,
 	struct ml_wr cmd = ML_WR_FIXED(cmdbuf, sizeof(cmdbuf));
 	struct ml_wr big = ml_wr_dyn(CHIP_MAX_CMD);
 	struct ml_wr *w = &cmd;
-	uint8_t *rbuf = NULL;
-	size_t rlen = 0, got = 0, n;
+	uint8_t small[1024], *rbuf = NULL;
+	size_t rcap, rlen = 0, got = 0, n;
 	uint16_t sw = 0;
 	CK_RV rv = CKR_OK;
 	int r;
@@ -171,7 +171,13 @@ p11m_chip_apdu(struct p11m_slot *sl, uint8_t cla, uint8_t ins, uint8_t p1,
 	if (data_len > sizeof(cmdbuf) - 10) {
 		w = &big;
 	}
-	if ((rbuf = malloc(CHIP_MAX_RESP)) == NULL) {
+	/* Short answers (SIGN, ECDH, GET CHALLENGE...) need no heap. */
+	if (ne <= 256 && resp_cap <= sizeof(small) - 2) {
+		rbuf = small;
+		rcap = sizeof(small);
+	} else if ((rbuf = malloc(CHIP_MAX_RESP)) != NULL) {
+		rcap = CHIP_MAX_RESP;
+	} else {
 		rv = CKR_HOST_MEMORY;
 		goto out;
 	}
@@ -181,7 +187,7 @@ p11m_chip_apdu(struct p11m_slot *sl, uint8_t cla, uint8_t ins, uint8_t p1,
 	}
 	for (;;) {
 		r = chiplink_transmit(sl->tr->link, sl->pos, sl->gen, w->p,
-		    w->len, rbuf, CHIP_MAX_RESP, &rlen);
+		    w->len, rbuf, rcap, &rlen);
 		if (r != 0) {
 			rv = ml_err_to_ckr(r);
 			goto out;
@@ -214,7 +220,9 @@ p11m_chip_apdu(struct p11m_slot *sl, uint8_t cla, uint8_t ins, uint8_t p1,
 	*ret_len = got;
 	*ret_sw = sw;
 out:
-	if (rbuf != NULL) {
+	if (rbuf == small) {
+		ml_wipe(small, rlen < sizeof(small) ? rlen : sizeof(small));
+	} else if (rbuf != NULL) {
 		ml_freezero(rbuf, rlen > 0 ? rlen : 1);
 	}
 	ml_wipe(cmdbuf, sizeof(cmdbuf));

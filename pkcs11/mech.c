@@ -832,6 +832,7 @@ CK_RV
 p11m_generate_key(struct p11m_session *s, CK_MECHANISM_PTR m,
     CK_ATTRIBUTE_PTR tmpl, CK_ULONG n, CK_OBJECT_HANDLE_PTR ret)
 {
+	bool locked = false;
 	struct p11m_slot *sl = s->slot;
 	struct p11m_obj *o = NULL;
 	const CK_ATTRIBUTE *t;
@@ -861,8 +862,9 @@ p11m_generate_key(struct p11m_session *s, CK_MECHANISM_PTR m,
 	o->cls = cls;
 	o->kt = kt;
 	if ((rv = p11m_session_lock_slot(s)) != CKR_OK) {
-		goto out_nolock;
+		goto out;
 	}
+	locked = true;
 	if ((rv = p11m_attr_apply(P11M_AOP_GENERATE, cls, kt, tmpl, n, NULL,
 	    sl->login == CKU_SO, &o->a)) != CKR_OK) {
 		goto out;
@@ -912,8 +914,9 @@ p11m_generate_key(struct p11m_session *s, CK_MECHANISM_PTR m,
 	*ret = o->h;
 	o = NULL;
 out:
-	p11m_session_unlock_slot(s);
-out_nolock:
+	if (locked) {
+		p11m_session_unlock_slot(s);
+	}
 	p11m_obj_free(o);
 	return rv;
 }
@@ -940,6 +943,7 @@ p11m_generate_key_pair(struct p11m_session *s, CK_MECHANISM_PTR m,
     CK_ULONG priv_n, CK_OBJECT_HANDLE_PTR ret_pub,
     CK_OBJECT_HANDLE_PTR ret_priv)
 {
+	bool locked = false;
 	struct p11m_slot *sl = s->slot;
 	struct p11m_obj *pub = NULL, *priv = NULL;
 	struct ml_wr w = ml_wr_dyn(CHIP_MAX_CMD), pw = ml_wr_dyn(OBJ_MAX_ATTRS);
@@ -947,43 +951,44 @@ p11m_generate_key_pair(struct p11m_session *s, CK_MECHANISM_PTR m,
 	const struct p11m_attr *at;
 	CK_OBJECT_CLASS cls;
 	CK_KEY_TYPE kt;
-	size_t rlen = 0;
+	size_t rlen = 0, priv_blob_len = 0;
 	bool priv_added = false;
 	CK_RV rv;
 
 	if (m->mechanism != CKM_EC_KEY_PAIR_GEN) {
 		rv = CKR_MECHANISM_INVALID;
-		goto out_nolock;
+		goto out;
 	}
 	if ((rv = need_no_param(m)) != CKR_OK) {
-		goto out_nolock;
+		goto out;
 	}
 	if ((rv = p11m_tmpl_class(pub_tmpl, pub_n, CKO_PUBLIC_KEY, CKK_EC, &cls,
 	    &kt)) != CKR_OK) {
-		goto out_nolock;
+		goto out;
 	}
 	if (cls != CKO_PUBLIC_KEY || kt != CKK_EC) {
 		rv = CKR_TEMPLATE_INCONSISTENT;
-		goto out_nolock;
+		goto out;
 	}
 	if ((rv = p11m_tmpl_class(priv_tmpl, priv_n, CKO_PRIVATE_KEY, CKK_EC,
 	    &cls, &kt)) != CKR_OK) {
-		goto out_nolock;
+		goto out;
 	}
 	if (cls != CKO_PRIVATE_KEY || kt != CKK_EC) {
 		rv = CKR_TEMPLATE_INCONSISTENT;
-		goto out_nolock;
+		goto out;
 	}
 	if ((pub = p11m_obj_new()) == NULL || (priv = p11m_obj_new()) == NULL) {
 		rv = CKR_HOST_MEMORY;
-		goto out_nolock;
+		goto out;
 	}
 	pub->cls = CKO_PUBLIC_KEY;
 	priv->cls = CKO_PRIVATE_KEY;
 	pub->kt = priv->kt = CKK_EC;
 	if ((rv = p11m_session_lock_slot(s)) != CKR_OK) {
-		goto out_nolock;
+		goto out;
 	}
+	locked = true;
 	if ((rv = p11m_attr_apply(P11M_AOP_GENERATE, CKO_PUBLIC_KEY, CKK_EC,
 	    pub_tmpl, pub_n, NULL, sl->login == CKU_SO, &pub->a)) != CKR_OK ||
 	    (rv = p11m_attr_apply(P11M_AOP_GENERATE, CKO_PRIVATE_KEY, CKK_EC,
@@ -1054,6 +1059,7 @@ p11m_generate_key_pair(struct p11m_session *s, CK_MECHANISM_PTR m,
 		rv = CKR_TEMPLATE_INCONSISTENT;
 		goto out;
 	}
+	priv_blob_len = pw.len;
 	ml_wr_clear(&pw);
 	if (p11m_obj_blob(pub, &pw) != 0 ||
 	    ml_wr_lv16(&w, pw.p, pw.len) != 0) {
@@ -1073,6 +1079,9 @@ p11m_generate_key_pair(struct p11m_session *s, CK_MECHANISM_PTR m,
 	priv->chip_id = (uint16_t)((resp[0] << 8) | resp[1]);
 	pub->chip_id = (uint16_t)((resp[2] << 8) | resp[3]);
 	priv->chip_flags = OBJ_F_PRIVATE | OBJ_F_SIGN | OBJ_F_DERIVE;
+	p11m_objset_list_note(sl, priv->chip_id, OBJ_CLASS_PRIVKEY,
+	    priv->chip_flags, priv_blob_len);
+	p11m_objset_list_note(sl, pub->chip_id, OBJ_CLASS_PUBKEY, 0, pw.len);
 	memcpy(priv->point, resp + 4, ML_P256_PUB_LEN);
 	memcpy(pub->point, resp + 4, ML_P256_PUB_LEN);
 	priv->priv = true;
@@ -1122,8 +1131,9 @@ out:
 		p11m_objset_remove(sl, priv);
 		priv = NULL;
 	}
-	p11m_session_unlock_slot(s);
-out_nolock:
+	if (locked) {
+		p11m_session_unlock_slot(s);
+	}
 	ml_wr_free(&w);
 	ml_wr_free(&pw);
 	p11m_obj_free(pub);
@@ -1136,6 +1146,7 @@ p11m_derive_key(struct p11m_session *s, CK_MECHANISM_PTR m,
     CK_OBJECT_HANDLE base, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n,
     CK_OBJECT_HANDLE_PTR ret)
 {
+	bool locked = false;
 	const CK_ECDH1_DERIVE_PARAMS *dp;
 	struct p11m_slot *sl = s->slot;
 	struct p11m_obj *k, *o = NULL;
@@ -1172,8 +1183,9 @@ p11m_derive_key(struct p11m_session *s, CK_MECHANISM_PTR m,
 	o->cls = cls;
 	o->kt = kt;
 	if ((rv = p11m_session_lock_slot(s)) != CKR_OK) {
-		goto out_nolock;
+		goto out;
 	}
+	locked = true;
 	if ((k = p11m_obj_lookup(sl, s, base)) == NULL) {
 		rv = CKR_KEY_HANDLE_INVALID;
 		goto out;
@@ -1236,8 +1248,9 @@ p11m_derive_key(struct p11m_session *s, CK_MECHANISM_PTR m,
 	*ret = o->h;
 	o = NULL;
 out:
-	p11m_session_unlock_slot(s);
-out_nolock:
+	if (locked) {
+		p11m_session_unlock_slot(s);
+	}
 	ml_wipe(secret, sizeof(secret));
 	p11m_obj_free(o);
 	return rv;
@@ -1247,7 +1260,7 @@ CK_RV
 p11m_generate_random(struct p11m_session *s, CK_BYTE_PTR out, CK_ULONG n)
 {
 	struct p11m_slot *sl = s->slot;
-	size_t got, chunk;
+	size_t got, chunk, max = 256;
 	CK_ULONG off = 0;
 	CK_RV rv;
 
@@ -1257,11 +1270,27 @@ p11m_generate_random(struct p11m_session *s, CK_BYTE_PTR out, CK_ULONG n)
 	p11m_chip_lock(sl);
 	/* The chip's own random source (ID-2: the random factors). */
 	while (off < n) {
-		chunk = n - off > 256 ? 256 : n - off;
-		rv = p11m_chip_cmd(sl, P11M_CTX_DEFAULT, CLA_ISO,
-		    INS_GET_CHALLENGE, 0, 0, NULL, 0, (uint32_t)chunk,
-		    out + off, chunk, &got);
-		if (rv == CKR_OK && got != chunk) {
+		uint16_t sw;
+
+		chunk = n - off > max ? max : n - off;
+		rv = p11m_chip_apdu(sl, CLA_ISO, INS_GET_CHALLENGE, 0, 0, NULL,
+		    0, (uint32_t)chunk, out + off, chunk, &got, &sw);
+		if (rv != CKR_OK) {
+			break;
+		}
+		if ((sw & 0xFF00) == 0x6C00) {
+			/* A note answers 16 bytes at a time (6C10). */
+			size_t want = (sw & 0xFF) == 0 ? 256 : (sw & 0xFF);
+
+			if (want >= chunk) {
+				rv = CKR_DEVICE_ERROR;
+				break;
+			}
+			max = want;
+			continue;
+		}
+		if ((rv = p11m_sw_to_ckr(sw, P11M_CTX_DEFAULT)) == CKR_OK &&
+		    got != chunk) {
 			rv = CKR_DEVICE_ERROR;
 		}
 		if (rv != CKR_OK) {

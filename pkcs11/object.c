@@ -1,7 +1,7 @@
 /*
  * Objects: a per-token cache of every object (chip-resident token objects
- * and module-held session objects), indexed by handle, CKA_LABEL and
- * CKA_ID, so that C_FindObjects never rescans the chip.  The cache is
+ * and module-held session objects), indexed by handle, class, CKA_LABEL
+ * and CKA_ID, so that C_FindObjects never rescans the chip.  The cache is
  * built once per chip generation (LIST OBJECTS + READ OBJECT each) and kept
  * coherent by the module's own CREATE/UPDATE/DELETE; a chip change drops it.
  */
@@ -43,6 +43,12 @@ hash_attr(const struct p11m_obj *o, CK_ATTRIBUTE_TYPE type)
 	const struct p11m_attr *at = p11m_attrs_get(&o->a, type);
 
 	return at == NULL ? 0 : hash_bytes(at->val, at->len);
+}
+
+static size_t
+class_bucket(CK_OBJECT_CLASS cls)
+{
+	return cls < P11M_NCLASSES - 1 ? (size_t)cls : P11M_NCLASSES - 1;
 }
 
 static size_t
@@ -120,6 +126,7 @@ p11m_objset_clear(struct p11m_objset *os)
 	}
 	free(os->v);
 	free(os->pending);
+	free(os->list);
 	memset(os, 0, sizeof(*os));
 }
 
@@ -145,6 +152,9 @@ p11m_objset_add(struct p11m_slot *sl, struct p11m_obj *o)
 	b = hash_handle(o->h);
 	o->next_h = os->by_h[b];
 	os->by_h[b] = o;
+	b = class_bucket(o->cls);
+	o->next_class = os->by_class[b];
+	os->by_class[b] = o;
 	index_names(os, o);
 	return CKR_OK;
 }
@@ -157,6 +167,8 @@ p11m_objset_remove(struct p11m_slot *sl, struct p11m_obj *o)
 
 	chain_unlink(&os->by_h[hash_handle(o->h)], o,
 	    offsetof(struct p11m_obj, next_h));
+	chain_unlink(&os->by_class[class_bucket(o->cls)], o,
+	    offsetof(struct p11m_obj, next_class));
 	unindex_names(os, o);
 	os->v[pos] = os->v[--os->n];
 	os->v[pos]->pos = pos;
@@ -358,6 +370,13 @@ p11m_obj_from_chip(uint16_t id, uint8_t cls, uint8_t flags,
 		    CKR_OK) {
 			goto out;
 		}
+		/* Usable without a PIN (INTERNAL AUTHENTICATE needs none), so
+		 * shown without one, whether or not the user is logged in. */
+		if ((rv = p11m_attrs_set_bool(&o->a, CKA_PRIVATE, false)) !=
+		    CKR_OK) {
+			goto out;
+		}
+		o->priv = false;
 	}
 	if (flags & OBJ_F_READONLY) {
 		if ((rv = p11m_attrs_set_bool(&o->a, CKA_MODIFIABLE, false)) !=
@@ -488,6 +507,40 @@ load_feature(struct p11m_slot *sl)
 	return rv;
 }
 
+/*
+ * A note's chip authentication private key, shown without a login: the
+ * chip answers INTERNAL AUTHENTICATE without one (a verification desk has
+ * no PIN), so the object a desk needs for CKM_MINTLINE_INTERNAL_AUTH is
+ * public; its blob (behind the PIN) is not read.  Point: GET DATA 02.
+ */
+static CK_RV
+load_chipkey(struct p11m_slot *sl, uint16_t id, uint8_t flags)
+{
+	uint8_t point[ML_P256_PUB_LEN];
+	struct p11m_obj *o = NULL;
+	size_t n = 0;
+	CK_RV rv;
+
+	rv = p11m_chip_cmd(sl, P11M_CTX_DEFAULT, CLA_ISO, INS_GET_DATA,
+	    GD_CHIP_PUBKEY, 0, NULL, 0, 256, point, sizeof(point), &n);
+	if (rv != CKR_OK || n != sizeof(point)) {
+		return rv != CKR_OK ? rv : CKR_DEVICE_ERROR;
+	}
+	if ((rv = p11m_obj_from_chip(id, OBJ_CLASS_PRIVKEY,
+	    flags & ~OBJ_F_PRIVATE, NULL, 0, point, &o)) != CKR_OK) {
+		return rv;
+	}
+	o->chip_flags = flags;
+	if ((rv = p11m_attrs_set_bool(&o->a, CKA_PRIVATE, false)) != CKR_OK ||
+	    (rv = p11m_attrs_set_bool(&o->a, CKA_MODIFIABLE, false)) !=
+	    CKR_OK || (rv = p11m_objset_add(sl, o)) != CKR_OK) {
+		p11m_obj_free(o);
+		return rv;
+	}
+	o->priv = false;
+	return CKR_OK;
+}
+
 static CK_RV
 pending_add(struct p11m_objset *os, uint16_t id)
 {
@@ -524,6 +577,11 @@ p11m_objset_load(struct p11m_slot *sl)
 	rv = p11m_chip_cmd(sl, P11M_CTX_OBJECT, CLA_PROP, INS_LIST_OBJECTS, 0,
 	    0, NULL, 0, 65536, list, OBJ_MAX_COUNT * OBJ_LIST_ENTRY_LEN + 2,
 	    &n);
+	if (rv == CKR_FUNCTION_NOT_SUPPORTED) {
+		/* A chip kind without an object store: no token objects. */
+		n = 0;
+		rv = CKR_OK;
+	}
 	if (rv != CKR_OK) {
 		goto out;
 	}
@@ -540,11 +598,18 @@ p11m_objset_load(struct p11m_slot *sl)
 	os->npending = 0;
 	for (i = 0; i < n; i += OBJ_LIST_ENTRY_LEN) {
 		uint16_t id = (uint16_t)((list[i] << 8) | list[i + 1]);
+		uint8_t cls = list[i + 2], flags = list[i + 3];
 
 		if ((rv = read_chip_object(sl, id, &priv)) != CKR_OK) {
 			goto out;
 		}
-		if (priv && (rv = pending_add(os, id)) != CKR_OK) {
+		if (priv && cls == OBJ_CLASS_PRIVKEY &&
+		    (flags & OBJ_F_CHIPKEY)) {
+			rv = load_chipkey(sl, id, flags);
+		} else if (priv) {
+			rv = pending_add(os, id);
+		}
+		if (rv != CKR_OK) {
 			goto out;
 		}
 	}
@@ -553,8 +618,91 @@ p11m_objset_load(struct p11m_slot *sl)
 		goto out;
 	}
 	os->loaded = true;
+	free(os->list);
+	os->list = list;
+	os->list_len = n;
+	list = NULL;
 out:
 	p11m_chip_unlock(sl);
+	free(list);
+	return rv;
+}
+
+void
+p11m_objset_list_note(struct p11m_slot *sl, uint16_t id, uint8_t cls,
+    uint8_t flags, size_t attrs_len)
+{
+	struct p11m_objset *os = &sl->objs;
+	uint8_t *e = NULL, *nl;
+	size_t i;
+
+	if (os->list == NULL) {
+		return;
+	}
+	for (i = 0; i + OBJ_LIST_ENTRY_LEN <= os->list_len;
+	    i += OBJ_LIST_ENTRY_LEN) {
+		if (((os->list[i] << 8) | os->list[i + 1]) == id) {
+			e = os->list + i;
+			break;
+		}
+	}
+	if (cls == 0xff) {
+		if (e != NULL) {
+			memmove(e, e + OBJ_LIST_ENTRY_LEN, os->list_len - i -
+			    OBJ_LIST_ENTRY_LEN);
+			os->list_len -= OBJ_LIST_ENTRY_LEN;
+		}
+		return;
+	}
+	if (e == NULL) {
+		/* The chip appends new objects at the end of its list. */
+		if ((nl = realloc(os->list, os->list_len +
+		    OBJ_LIST_ENTRY_LEN)) == NULL) {
+			free(os->list);
+			os->list = NULL;	/* revalidation then reloads */
+			os->list_len = 0;
+			os->loaded = false;
+			return;
+		}
+		os->list = nl;
+		e = os->list + os->list_len;
+		os->list_len += OBJ_LIST_ENTRY_LEN;
+	}
+	e[0] = (uint8_t)(id >> 8);
+	e[1] = (uint8_t)id;
+	e[2] = cls;
+	e[3] = flags;
+	e[4] = (uint8_t)(attrs_len >> 8);
+	e[5] = (uint8_t)attrs_len;
+}
+
+CK_RV
+p11m_objset_revalidate(struct p11m_slot *sl)
+{
+	struct p11m_objset *os = &sl->objs;
+	uint8_t *list = NULL;
+	size_t n = 0;
+	CK_RV rv;
+
+	if (!os->loaded || os->list == NULL) {
+		return CKR_OK;
+	}
+	if ((list = malloc(OBJ_MAX_COUNT * OBJ_LIST_ENTRY_LEN + 2)) == NULL) {
+		return CKR_HOST_MEMORY;
+	}
+	p11m_chip_lock(sl);
+	rv = p11m_chip_cmd(sl, P11M_CTX_OBJECT, CLA_PROP, INS_LIST_OBJECTS, 0,
+	    0, NULL, 0, 65536, list, OBJ_MAX_COUNT * OBJ_LIST_ENTRY_LEN + 2,
+	    &n);
+	p11m_chip_unlock(sl);
+	if (rv == CKR_OK && (n != os->list_len ||
+	    memcmp(list, os->list, n) != 0)) {
+		os->loaded = false;
+		rv = p11m_objset_load(sl);
+		if (rv == CKR_OK && sl->login == CKU_USER) {
+			rv = p11m_objset_load_private(sl);
+		}
+	}
 	free(list);
 	return rv;
 }
@@ -601,7 +749,18 @@ destroy_chip_secret(struct p11m_slot *sl, struct p11m_obj *o)
 		(void)p11m_chip_cmd(sl, P11M_CTX_OBJECT, CLA_PROP,
 		    INS_DELETE_OBJECT, (uint8_t)(o->chip_id >> 8),
 		    (uint8_t)o->chip_id, NULL, 0, 0, NULL, 0, NULL);
+		p11m_objset_list_note(sl, o->chip_id, 0xff, 0, 0);
 		o->chip_id = 0;
+	}
+}
+
+void
+p11m_objset_release_chip(struct p11m_slot *sl)
+{
+	size_t i;
+
+	for (i = 0; i < sl->objs.n; i++) {
+		destroy_chip_secret(sl, sl->objs.v[i]);
 	}
 }
 
@@ -721,6 +880,10 @@ p11m_obj_store(struct p11m_slot *sl, struct p11m_obj *o)
 	rv = p11m_chip_cmd(sl, P11M_CTX_OBJECT, CLA_PROP, INS_UPDATE_OBJECT,
 	    (uint8_t)(o->chip_id >> 8), (uint8_t)o->chip_id, w.p, w.len, 0,
 	    NULL, 0, NULL);
+	if (rv == CKR_OK) {
+		p11m_objset_list_note(sl, o->chip_id, chip_class(o->cls),
+		    o->chip_flags, w.len);
+	}
 out:
 	ml_wr_free(&w);
 	return rv;
@@ -757,6 +920,8 @@ obj_create_on_chip(struct p11m_slot *sl, struct p11m_obj *o)
 	if (rv == CKR_OK) {
 		o->chip_id = (uint16_t)((id[0] << 8) | id[1]);
 		o->chip_flags = flags;
+		p11m_objset_list_note(sl, o->chip_id, chip_class(o->cls),
+		    flags, w.len - 2);
 	}
 out:
 	ml_wr_free(&w);
@@ -917,6 +1082,7 @@ CK_RV
 p11m_create_object(struct p11m_session *s, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n,
     CK_OBJECT_HANDLE_PTR ret_h)
 {
+	bool locked = false;
 	struct p11m_slot *sl = s->slot;
 	struct p11m_obj *o = NULL;
 	CK_OBJECT_CLASS cls;
@@ -934,8 +1100,9 @@ p11m_create_object(struct p11m_session *s, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n,
 	o->kt = (cls == CKO_PUBLIC_KEY || cls == CKO_PRIVATE_KEY ||
 	    cls == CKO_SECRET_KEY) ? kt : (CK_KEY_TYPE)-1;
 	if ((rv = p11m_session_lock_slot(s)) != CKR_OK) {
-		goto out_nolock;
+		goto out;
 	}
+	locked = true;
 	if ((rv = p11m_attr_apply(P11M_AOP_CREATE, cls, o->kt, tmpl, n, NULL,
 	    session_is_so(s), &o->a)) != CKR_OK) {
 		goto out;
@@ -982,8 +1149,9 @@ p11m_create_object(struct p11m_session *s, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n,
 	*ret_h = o->h;
 	o = NULL;
 out:
-	p11m_session_unlock_slot(s);
-out_nolock:
+	if (locked) {
+		p11m_session_unlock_slot(s);
+	}
 	p11m_obj_free(o);
 	return rv;
 }
@@ -992,6 +1160,7 @@ CK_RV
 p11m_copy_object(struct p11m_session *s, CK_OBJECT_HANDLE h,
     CK_ATTRIBUTE_PTR tmpl, CK_ULONG n, CK_OBJECT_HANDLE_PTR ret_h)
 {
+	bool locked = false;
 	struct p11m_slot *sl = s->slot;
 	struct p11m_obj *src, *o = NULL;
 	CK_RV rv;
@@ -1000,8 +1169,9 @@ p11m_copy_object(struct p11m_session *s, CK_OBJECT_HANDLE h,
 		return CKR_HOST_MEMORY;
 	}
 	if ((rv = p11m_session_lock_slot(s)) != CKR_OK) {
-		goto out_nolock;
+		goto out;
 	}
+	locked = true;
 	if ((src = p11m_obj_lookup(sl, s, h)) == NULL) {
 		rv = CKR_OBJECT_HANDLE_INVALID;
 		goto out;
@@ -1059,8 +1229,9 @@ p11m_copy_object(struct p11m_session *s, CK_OBJECT_HANDLE h,
 	*ret_h = o->h;
 	o = NULL;
 out:
-	p11m_session_unlock_slot(s);
-out_nolock:
+	if (locked) {
+		p11m_session_unlock_slot(s);
+	}
 	p11m_obj_free(o);
 	return rv;
 }
@@ -1098,6 +1269,7 @@ p11m_destroy_object(struct p11m_session *s, CK_OBJECT_HANDLE h)
 		if (rv != CKR_OK) {
 			goto out;
 		}
+		p11m_objset_list_note(sl, o->chip_id, 0xff, 0, 0);
 	}
 	destroy_chip_secret(sl, o);
 	p11m_objset_remove(sl, o);
@@ -1140,6 +1312,9 @@ p11m_get_attrs(struct p11m_session *s, CK_OBJECT_HANDLE h,
 
 	if ((rv = p11m_session_lock_slot(s)) != CKR_OK) {
 		return rv;
+	}
+	if ((rv = p11m_slot_check(s->slot)) != CKR_OK) {
+		goto out;
 	}
 	if ((o = p11m_obj_lookup(s->slot, s, h)) == NULL) {
 		rv = CKR_OBJECT_HANDLE_INVALID;
@@ -1269,7 +1444,8 @@ p11m_find_init(struct p11m_session *s, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n)
 	if ((rv = p11m_session_lock_slot(s)) != CKR_OK) {
 		return rv;
 	}
-	if ((rv = p11m_objset_load(sl)) != CKR_OK) {
+	if ((rv = p11m_slot_check(sl)) != CKR_OK ||
+	    (rv = p11m_objset_load(sl)) != CKR_OK) {
 		goto out;
 	}
 	op->nfound = op->next = 0;
@@ -1285,6 +1461,18 @@ p11m_find_init(struct p11m_session *s, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n)
 	} else if ((key = tmpl_find(tmpl, n, CKA_ID)) != NULL) {
 		for (o = sl->objs.by_id[hash_bytes(key->pValue,
 		    key->ulValueLen)]; o != NULL; o = o->next_id) {
+			if (obj_visible(sl, o) && p11m_attrs_match(&o->a, tmpl,
+			    n) && (rv = found_add(op, o->h, &cap)) != CKR_OK) {
+				goto out;
+			}
+		}
+	} else if ((key = tmpl_find(tmpl, n, CKA_CLASS)) != NULL &&
+	    key->ulValueLen == sizeof(CK_OBJECT_CLASS)) {
+		CK_OBJECT_CLASS cls;
+
+		memcpy(&cls, key->pValue, sizeof(cls));
+		for (o = sl->objs.by_class[class_bucket(cls)]; o != NULL;
+		    o = o->next_class) {
 			if (obj_visible(sl, o) && p11m_attrs_match(&o->a, tmpl,
 			    n) && (rv = found_add(op, o->h, &cap)) != CKR_OK) {
 				goto out;

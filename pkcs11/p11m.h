@@ -181,7 +181,7 @@ struct p11m_obj {
 	int			 vendor;	/* P11M_VOBJ_* for synthetic objects */
 
 	/* indexes */
-	struct p11m_obj		*next_h, *next_label, *next_id;
+	struct p11m_obj		*next_h, *next_label, *next_id, *next_class;
 	size_t			 pos;		/* in objset.v */
 };
 
@@ -192,6 +192,7 @@ enum {
 };
 
 #define P11M_NBUCKETS	1024
+#define P11M_NCLASSES	8	/* CKO_DATA..CKO_SECRET_KEY; the rest share one */
 
 /* Every object of one token (token and session objects), indexed. */
 struct p11m_objset {
@@ -200,9 +201,12 @@ struct p11m_objset {
 	struct p11m_obj	 *by_h[P11M_NBUCKETS];
 	struct p11m_obj	 *by_label[P11M_NBUCKETS];
 	struct p11m_obj	 *by_id[P11M_NBUCKETS];
+	struct p11m_obj	 *by_class[P11M_NCLASSES];
 	bool		  loaded;	/* chip objects listed */
 	uint16_t	 *pending;	/* private chip objects not yet read */
 	size_t		  npending;
+	uint8_t		 *list;		/* LIST OBJECTS answer of the load */
+	size_t		  list_len;
 };
 
 struct p11m_slot;
@@ -217,11 +221,24 @@ ML_MUST_CHECK int p11m_obj_blob(const struct p11m_obj *o, struct ml_wr *w);
 void		 p11m_objset_clear(struct p11m_objset *os);
 /* Load the chip objects (slot locked).  Idempotent per generation. */
 CK_RV		 p11m_objset_load(struct p11m_slot *sl);
+/*
+ * Another host may have changed the chip store (PC/SC readers are shared):
+ * compare LIST OBJECTS with the one the cache was built from and reload
+ * the token objects if it differs (their handles change).  Slot locked.
+ */
+CK_RV		 p11m_objset_revalidate(struct p11m_slot *sl);
+/* Keep that LIST snapshot equal to the chip after our own writes:
+ * add (or update) the entry of id, or remove it (cls = 0xff). */
+void		 p11m_objset_list_note(struct p11m_slot *sl, uint16_t id,
+    uint8_t cls, uint8_t flags, size_t attrs_len);
 /* Read private objects after a user login; drop them at logout. */
 CK_RV		 p11m_objset_load_private(struct p11m_slot *sl);
 void		 p11m_objset_drop_private(struct p11m_slot *sl);
 void		 p11m_objset_drop_session(struct p11m_slot *sl,
     CK_SESSION_HANDLE owner);
+/* What session objects hold in the chip (volatile keys, session key
+ * pairs) is destroyed there (C_Finalize). */
+void		 p11m_objset_release_chip(struct p11m_slot *sl);
 /* Take ownership of o: assign a handle and index it. */
 CK_RV		 p11m_objset_add(struct p11m_slot *sl, struct p11m_obj *o);
 void		 p11m_objset_remove(struct p11m_slot *sl, struct p11m_obj *o);
@@ -283,6 +300,7 @@ struct p11m_slot {
 struct p11m_transport {
 	char		*spec;
 	struct chiplink	*link;		/* NULL until it opens */
+	int64_t		 next_try;	/* monotonic seconds: retry after */
 	struct p11m_slot *slots;
 	size_t		 nslots;
 };
@@ -320,6 +338,12 @@ CK_RV	p11m_slot_get(CK_SLOT_ID id, struct p11m_slot **ret);
  * CKR_OK, CKR_TOKEN_NOT_PRESENT, CKR_TOKEN_NOT_RECOGNIZED, CKR_DEVICE_*.
  */
 CK_RV	p11m_slot_refresh(struct p11m_slot *sl);
+/*
+ * Cheap presence check for calls that are answered from the cache
+ * (C_FindObjectsInit, C_GetAttributeValue): CKR_DEVICE_REMOVED if the chip
+ * left or changed since the token state was built.  Slot locked.
+ */
+CK_RV	p11m_slot_check(struct p11m_slot *sl);
 /* Re-read GET DATA 01 into the slot (slot locked). */
 CK_RV	p11m_slot_read_info(struct p11m_slot *sl);
 /* Forget token state (slot locked). */

@@ -197,6 +197,11 @@ p11m_open_session(CK_SLOT_ID id, CK_FLAGS flags, CK_SESSION_HANDLE_PTR ret)
 		rv = CKR_SESSION_READ_WRITE_SO_EXISTS;
 		goto out;
 	}
+	/* Another host may have written the chip since the cache was built. */
+	if ((rv = p11m_objset_revalidate(sl)) != CKR_OK) {
+		pthread_mutex_unlock(&sl->lock);
+		goto out;
+	}
 	s->gen = sl->gen;
 	sl->nsessions++;
 	if (!(flags & CKF_RW_SESSION)) {
@@ -479,8 +484,8 @@ p11m_set_pin(struct p11m_session *s, CK_UTF8CHAR_PTR old, CK_ULONG old_len,
 	if (pin_len < PIN_MIN_LEN || pin_len > PIN_MAX_LEN) {
 		return CKR_PIN_LEN_RANGE;
 	}
-	if (old_len > PIN_MAX_LEN) {
-		return CKR_PIN_INCORRECT;
+	if (old_len < PIN_MIN_LEN || old_len > PIN_MAX_LEN) {
+		return CKR_PIN_INCORRECT;	/* no try spent on it */
 	}
 	if ((rv = p11m_session_lock_slot(s)) != CKR_OK) {
 		return rv;

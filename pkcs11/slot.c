@@ -160,11 +160,20 @@ transport_open(struct p11m_module *m, size_t ti)
 	size_t i, n;
 	int r;
 
+	struct timespec ts;
+
 	if (tr->link != NULL) {
+		return;
+	}
+	/* A transport that is not there (pcscd down) is retried, but at
+	 * most every two seconds: C_GetSlotList is called in loops. */
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	if ((int64_t)ts.tv_sec < tr->next_try) {
 		return;
 	}
 	if ((r = chiplink_open(tr->spec, &l)) != 0) {
 		ml_debug("pkcs11: transport %s: %s", tr->spec, ml_strerror(r));
+		tr->next_try = (int64_t)ts.tv_sec + 2;
 		return;
 	}
 	n = chiplink_nslots(l);
@@ -210,8 +219,18 @@ module_free(struct p11m_module *m)
 		struct p11m_transport *tr = &m->tr[ti];
 
 		for (i = 0; i < tr->nslots; i++) {
-			p11m_objset_clear(&tr->slots[i].objs);
-			pthread_mutex_destroy(&tr->slots[i].lock);
+			struct p11m_slot *sl = &tr->slots[i];
+
+			/* A shared (PC/SC) card keeps its login state after
+			 * we go: leave it logged out. */
+			if (sl->gen != 0 && sl->login != (CK_USER_TYPE)-1) {
+				p11m_objset_release_chip(sl);
+				(void)p11m_chip_cmd(sl, P11M_CTX_DEFAULT,
+				    CLA_PROP, INS_LOGOUT, 0, 0, NULL, 0, 0, NULL,
+				    0, NULL);
+			}
+			p11m_objset_clear(&sl->objs);
+			pthread_mutex_destroy(&sl->lock);
 		}
 		free(tr->slots);
 		chiplink_close(tr->link);
@@ -485,6 +504,24 @@ out:
 }
 
 CK_RV
+p11m_slot_check(struct p11m_slot *sl)
+{
+	struct chiplink_slot_info si;
+
+	if (sl->gen == 0) {
+		return CKR_DEVICE_REMOVED;
+	}
+	if (chiplink_slot_info(sl->tr->link, sl->pos, &si) != 0 ||
+	    !si.present || si.generation != sl->gen) {
+		/* As a failed transmit would: the sessions are dead now. */
+		__atomic_store_n(&sl->gen, 0, __ATOMIC_RELEASE);
+		sl->login = (CK_USER_TYPE)-1;
+		return CKR_DEVICE_REMOVED;
+	}
+	return CKR_OK;
+}
+
+CK_RV
 p11m_get_slot_list(CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR count)
 {
 	struct p11m_module *m = p11m_mod();
@@ -492,9 +529,12 @@ p11m_get_slot_list(CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR count)
 	size_t ti, i;
 	CK_RV rv;
 
+	/* Late transports open under the module lock: one thread does it. */
+	pthread_mutex_lock(&m->lock);
 	for (ti = 0; ti < m->ntr; ti++) {
 		transport_open(m, ti);
 	}
+	pthread_mutex_unlock(&m->lock);
 	for (ti = 0; ti < m->ntr; ti++) {
 		struct p11m_transport *tr = &m->tr[ti];
 
@@ -690,8 +730,6 @@ p11m_init_token(CK_SLOT_ID id, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len,
 	while (llen > 0 && label[llen - 1] == ' ') {
 		llen--;
 	}
-	/* Drop the serial suffix that C_GetTokenInfo adds, if the caller
-	 * hands back what it read. */
 	pthread_mutex_lock(&sl->lock);
 	if ((rv = p11m_slot_refresh(sl)) != CKR_OK) {
 		goto out;

@@ -1,11 +1,13 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034,SC2086
 # The banknote issuance environment, shared by scripts/demo.sh and the
 # issuance integration tests: a private SoftHSM2 token directory under the
 # work directory holding the server's seal key and the station's issuer
 # key (both P-256, generated inside the token, non-extractable), PIN files
 # (0600; PINs travel by pin-source=, never on a command line), the issuer's
 # feature key, blank note chip images, an in-process line, and the
-# registration server.  Source it, then call ne_init WORK BUILD_DIR.
+# registration server (mintline-server with the note application, a CA
+# and certificates for the authenticated channel).  Source it, then call ne_init WORK BUILD_DIR.
 
 ne_die() { echo "issuance-env: $*" >&2; exit 1; }
 
@@ -26,34 +28,39 @@ ne_init() {
 	local positions=${3:-8}
 	NE_STATION=${NE_STATION:-$NE_BUILD/issuance/mintline-station}
 	[ -x "$NE_BUILD/station/mintline-station" ] && NE_STATION=$NE_BUILD/station/mintline-station
-	NE_NOTESRV=$NE_BUILD/issuance/mintline-note-server
+	NE_SRV=$NE_BUILD/server/mintline-server
+	NE_CA=$NE_BUILD/tools/mintline-ca
 	NE_FAKE=$NE_BUILD/issuance/mintline-counterfeit
 	NE_MKCHIP=$NE_BUILD/tools/mintline-mkchip
 	NE_MODULE=$(ne_find_softhsm) || return 77
 	command -v softhsm2-util >/dev/null || return 77
 	command -v pkcs11-tool >/dev/null || return 77
-	mkdir -p "$NE_WORK"/{tokens,pins,chips,line,run}
-	chmod 700 "$NE_WORK" "$NE_WORK/pins" "$NE_WORK/run"
+	mkdir -p "$NE_WORK"/{tokens,pins,chips,line}
+	chmod 700 "$NE_WORK" "$NE_WORK/pins"
 	export SOFTHSM2_CONF=$NE_WORK/softhsm2.conf
 	printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' \
 	    "$NE_WORK" >"$SOFTHSM2_CONF"
 	echo "$positions" >"$NE_WORK/line/positions"
 	NE_LINE=inproc:$NE_WORK/line
-	NE_SOCK=$NE_WORK/run/note.sock
-	NE_SERVER=unix:$NE_SOCK
+	NE_PORT=${NE_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}
+	NE_CONN=(--server "127.0.0.1:$NE_PORT" --ca "$NE_WORK/ca/root.pem"
+	    --cert "$NE_WORK/station.pem" --module "$NE_MODULE"
+	    --key "pkcs11:token=mintline-station;object=channel?pin-source=file:$NE_WORK/pins/station.pin")
 	NE_DB=$NE_WORK/registry.db
 	NE_JOURNAL=$NE_WORK/journal.db
 	NE_FKEY=$NE_WORK/pins/feature.key
 	NE_SOPIN=$NE_WORK/pins/chip-so.pin
 	local m="module-path=$NE_MODULE"
 	NE_SERVER_KEY="pkcs11:token=mintline-server;object=seal;type=private?$m&pin-source=file:$NE_WORK/pins/server.pin"
+	NE_SERVER_KEY_HS="pkcs11:token=mintline-server;object=seal;type=private?pin-source=file:$NE_WORK/pins/server.pin"
 	NE_SERVER_PUB="pkcs11:token=mintline-server;object=seal;type=public?$m"
 	NE_ISSUER_KEY="pkcs11:token=mintline-station;object=issuer;type=private?$m&pin-source=file:$NE_WORK/pins/station.pin"
 	NE_ISSUER_PUB="pkcs11:token=mintline-station;object=issuer;type=public?$m"
 	NE_ROGUE_KEY="pkcs11:token=mintline-rogue;object=issuer;type=private?$m&pin-source=file:$NE_WORK/pins/rogue.pin"
 }
 
-# ne_token LABEL KEYLABEL USAGE: a token with one P-256 key made inside.
+# ne_token LABEL KEYLABEL USAGE [KEYLABEL2 USAGE2]: a token with P-256
+# keys made inside.
 ne_token() {
 	local label=$1 key=$2 usage=$3 pin so
 	pin=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
@@ -63,19 +70,34 @@ ne_token() {
 	    --pin "$pin" >/dev/null
 	pkcs11-tool --module "$NE_MODULE" --token-label "$label" --login \
 	    --pin "$pin" --keypairgen --key-type EC:prime256v1 --label "$key" \
-	    --id 01 "$usage" >/dev/null
+	    --id 01 $usage >/dev/null
+	if [ -n "${4:-}" ]; then
+		pkcs11-tool --module "$NE_MODULE" --token-label "$label" --login \
+		    --pin "$pin" --keypairgen --key-type EC:prime256v1 \
+		    --label "$4" --id 02 $5 >/dev/null
+	fi
 }
 
-# ne_keys: the server token (seal key, ECDH), the station token (issuer
-# key, ECDSA), a rogue station token (an unauthorised key), the feature
-# key and the chips' SO PIN.
+# ne_keys: the server token (its HSM key: channel signatures and the
+# chips' seal key, ECDH), the station token (issuer key, ECDSA; channel
+# key), a rogue station token (an unauthorised key), the feature key and
+# the chips' SO PIN; then (hs transport) a CA, the server's and the
+# station's certificates, and the station enrolled in the server registry.
 ne_keys() {
-	ne_token mintline-server seal --usage-derive
-	ne_token mintline-station issuer --usage-sign
+	ne_token mintline-server seal "--usage-sign --usage-derive"
+	ne_token mintline-station issuer --usage-sign channel "--usage-sign --usage-derive"
 	ne_token mintline-rogue issuer --usage-sign
 	(umask 077
 	 od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$NE_FKEY"; echo >>"$NE_FKEY"
 	 od -An -N8 -tx1 /dev/urandom | tr -d ' \n' >"$NE_SOPIN"; echo >>"$NE_SOPIN")
+	"$NE_CA" init --dir "$NE_WORK/ca" --cn "mintline demo root" >/dev/null &&
+	"$NE_CA" issue --dir "$NE_WORK/ca" --role server --p11 "$NE_SERVER_KEY_HS" \
+	    --module "$NE_MODULE" --out "$NE_WORK/server.pem" >/dev/null &&
+	"$NE_CA" issue --dir "$NE_WORK/ca" --role station --serial STN-0001 \
+	    --p11 "pkcs11:token=mintline-station;object=channel?pin-source=file:$NE_WORK/pins/station.pin" \
+	    --module "$NE_MODULE" --out "$NE_WORK/station.pem" >/dev/null &&
+	"$NE_SRV" enroll --registry "$NE_WORK/server-registry.db" \
+	    --factory "mint line 1" "$NE_WORK/station.pem" >/dev/null
 }
 
 # ne_chips N [FIRST] [DIR]: blank note chip images NOTE%012d.chip.
@@ -98,17 +120,19 @@ ne_batch() {
 	done
 }
 
+# ne_server_start [ARGS]: mintline-server with the note application.
 ne_server_start() {
-	rm -f "$NE_SOCK"
-	"$NE_NOTESRV" --socket "$NE_SOCK" --db "$NE_DB" \
-	    --server-key "$NE_SERVER_KEY" --issuer-pub "$NE_ISSUER_PUB" \
-	    --feature-key "$NE_FKEY" --pidfile "$NE_WORK/run/server.pid" \
-	    "$@" 2>>"$NE_WORK/server.log" &
+	MINTLINE_NOTE_DB=$NE_DB MINTLINE_NOTE_ISSUERS=$NE_ISSUER_PUB \
+	MINTLINE_NOTE_FEATURE_KEY=$NE_FKEY \
+	"$NE_SRV" --listen "127.0.0.1:$NE_PORT" --ca "$NE_WORK/ca/root.pem" \
+	    --cert "$NE_WORK/server.pem" --key "$NE_SERVER_KEY_HS" \
+	    --module "$NE_MODULE" --registry "$NE_WORK/server-registry.db" \
+	    --workers "${NE_SRV_WORKERS:-4}" "$@" >>"$NE_WORK/server.log" 2>&1 &
 	NE_SERVER_PID=$!
-	local i
-	for ((i = 0; i < 100; i++)); do
-		[ -S "$NE_SOCK" ] && return 0
-		kill -0 "$NE_SERVER_PID" 2>/dev/null || { cat "$NE_WORK/server.log" >&2; return 1; }
+	local j
+	for ((j = 0; j < 100; j++)); do
+		grep -q "listening on 127.0.0.1:$NE_PORT" "$NE_WORK/server.log" 2>/dev/null && return 0
+		kill -0 "$NE_SERVER_PID" 2>/dev/null || { tail -5 "$NE_WORK/server.log" >&2; return 1; }
 		sleep 0.1
 	done
 	return 1
@@ -124,15 +148,20 @@ ne_server_stop() {
 ne_provision() {
 	"$NE_STATION" provision --line "$NE_LINE" --chips "${1:-$NE_WORK/chips}" \
 	    --issuer-pub "$NE_ISSUER_PUB" --server-pub "$NE_SERVER_PUB" \
-	    --so-pin-source "file:$NE_SOPIN" --server "$NE_SERVER" "${@:2}"
+	    --so-pin-source "file:$NE_SOPIN" "${NE_CONN[@]}" "${@:2}"
 }
 
+# NE_EXEC=1: exec the station (so that $! of "ne_issue ... &" is its pid).
 ne_issue() {
-	"$NE_STATION" issue --line "$NE_LINE" --chips "$NE_WORK/chips" \
-	    --key "$NE_ISSUER_KEY" --feature-key "$NE_FKEY" \
-	    --server "$NE_SERVER" --journal "$NE_JOURNAL" "$@"
+	${NE_EXEC:+exec} "$NE_STATION" issue --line "$NE_LINE" --chips "$NE_WORK/chips" \
+	    --issuer-key "$NE_ISSUER_KEY" --feature-key "$NE_FKEY" \
+	    "${NE_CONN[@]}" --journal "$NE_JOURNAL" "$@"
 }
 
 ne_verify() {
 	"$NE_STATION" verify --line "$NE_LINE" --issuer-pub "$NE_ISSUER_PUB" "$@"
+}
+
+ne_verify_online() {
+	ne_verify "${NE_CONN[@]}" "$@"
 }

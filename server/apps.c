@@ -42,10 +42,11 @@ static const struct hs_app srv_app_whoami = {
 };
 
 extern const struct hs_app srv_app_idread;	/* idread_app.c (issue 6) */
+extern const struct hs_app srv_app_note;	/* note_app.c (issue 5) */
 
 const struct hs_app *const srv_apps[] = {
 	&srv_app_whoami,
 	&srv_app_idread,
-	/* issue 5: &srv_app_note, */
+	&srv_app_note,		/* issue 5 */
 	NULL,
 };

@@ -124,7 +124,8 @@ idr_app_handle(void *ctx, const struct hs_peer *peer, uint8_t type,
 	struct idr_app *a = ctx;
 
 	if (a->srv == NULL) {
-		return type == IDR_REC_PKT ? 0 : ML_ERR_UNSUPPORTED;
+		return type == IDR_REC_PKT || type == IDR_REC_BURST ? 0 :
+		    ML_ERR_UNSUPPORTED;
 	}
 	if (peer->kind != HS_KIND_READER) {
 		return ML_ERR_PERM;	/* stations do not read ID cards */
@@ -136,6 +137,7 @@ idr_app_handle(void *ctx, const struct hs_peer *peer, uint8_t type,
 static const struct hs_handler idr_app_handlers[] = {
 	{ IDR_REC_BEGIN,	idr_app_handle },
 	{ IDR_REC_PKT,		idr_app_handle },
+	{ IDR_REC_BURST,	idr_app_handle },
 	{ IDR_REC_END,		idr_app_handle },
 	{ IDR_REC_ABORT,	idr_app_handle },
 };

@@ -334,6 +334,7 @@ cmd_run(struct cli *cl)
 	s->hscfg.cred.keyops = &s->keyops;
 	s->hscfg.cred.chain = s->chain.blob;
 	s->hscfg.cred.nchain = s->chain.n;
+	s->hscfg.cred.pub = s->pub;		/* checked against the leaf above */
 	s->hscfg.trust = s->trust;
 	s->hscfg.check_peer = srv_check_peer;
 	s->hscfg.check_ctx = s;

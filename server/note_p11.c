@@ -221,14 +221,26 @@ out:
 	return r;
 }
 
+/*
+ * finalize: release the slots and C_Finalize the module.  Only the owner
+ * of a long-lived key does.  A short look-up (a public key) must do
+ * neither: libp11's slot release calls C_CloseAllSessions and C_Finalize
+ * ends the module, both for every libp11 context of the process (the
+ * server's HSM key would stop working).  The look-up leaks its small
+ * libp11 slot list instead.
+ */
 static void
-p11_end(struct note_p11 *k)
+p11_end(struct note_p11 *k, bool finalize)
 {
-	if (k->slots != NULL) {
+	if (k->slots != NULL && finalize) {
 		PKCS11_release_all_slots(k->ctx, k->slots, k->nslots);
-		k->slots = NULL;
 	}
+	k->slots = NULL;
 	if (k->ctx != NULL) {
+		if (!finalize) {
+			k->ctx = NULL;	/* see above: the context stays */
+			return;
+		}
 		PKCS11_CTX_unload(k->ctx);
 		PKCS11_CTX_free(k->ctx);
 		k->ctx = NULL;
@@ -286,7 +298,7 @@ note_p11_free(struct note_p11 *k)
 		return;
 	}
 	EVP_PKEY_free(k->pkey);
-	p11_end(k);
+	p11_end(k, true);
 	free(k);
 }
 
@@ -401,7 +413,7 @@ out:
 	if (uri != NULL) {
 		p11_kit_uri_free(uri);
 	}
-	p11_end(&k);
+	p11_end(&k, false);
 	return r;
 }
 

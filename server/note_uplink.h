@@ -2,17 +2,9 @@
  * How a station reaches the registration server with issuance records
  * (server/note_proto.h): one request record, one reply record.
  *
- * Transports, by spec:
- *   "unix:PATH"	the stand-in local transport of mintline-note-server
- *			(a Unix socket in a 0700 directory; the server
- *			accepts only peers of its own uid, SO_PEERCRED).
- *			Frame: type(1) length(4, BE) body.  It exists until
- *			hs/'s authenticated channel (hs_api.h: client
- *			connect -> struct hs_chan, hs_chan_send/recv) is
- *			published; then "hs:HOST:PORT" replaces it with the
- *			same calls.
- *   an in-process struct reg_note (note_uplink_local()): tests and the
- *			benchmark.
+ * Transports: the station's authenticated hs channel
+ * (station/note_chan.c, through note_uplink_custom()), or an in-process
+ * struct reg_note (note_uplink_local(): tests and the benchmark).
  *
  * A struct note_uplink is one connection: use one per thread.
  */
@@ -27,7 +19,17 @@
 struct reg_note;
 struct note_uplink;
 
-ML_MUST_CHECK int note_uplink_open(const char *spec, struct note_uplink **ret);
+/*
+ * Any transport: call sends one request and returns the reply body; close
+ * frees ctx.
+ */
+struct note_uplink_ops {
+	int	(*call)(void *ctx, unsigned type, const uint8_t *req, size_t len,
+		    uint8_t *resp, size_t cap, size_t *ret_len);
+	void	(*close)(void *ctx);
+};
+ML_MUST_CHECK int note_uplink_custom(const struct note_uplink_ops *ops,
+    void *ctx, struct note_uplink **ret);
 ML_MUST_CHECK int note_uplink_local(struct reg_note *rn,
     struct note_uplink **ret);
 void		 note_uplink_close(struct note_uplink *u);	/* NULL-safe */
@@ -41,12 +43,5 @@ void		 note_uplink_close(struct note_uplink *u);	/* NULL-safe */
 ML_MUST_CHECK int note_uplink_call(struct note_uplink *u, unsigned type,
     const uint8_t *req, size_t len, uint8_t *resp, size_t cap,
     size_t *ret_len);
-
-/* Frame I/O shared with the stand-in server. */
-ML_MUST_CHECK int note_frame_write(int fd, unsigned type, const uint8_t *p,
-    size_t n);
-/* ML_ERR_REMOVED at a clean end of stream before a frame starts. */
-ML_MUST_CHECK int note_frame_read(int fd, unsigned *ret_type, uint8_t *p,
-    size_t cap, size_t *ret_len);
 
 #endif

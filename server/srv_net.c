@@ -50,9 +50,12 @@ struct conn {
 	struct srv_sess	*ss;
 };
 
+struct net;
+
 struct conn_job {
 	struct srv_job	 hdr;
 	struct srv	*srv;
+	struct net	*net;		/* where to post the result */
 	struct conn	*c;
 	uint8_t		*body;
 	size_t		 len;
@@ -70,8 +73,6 @@ struct net {
 	pthread_mutex_t	 done_mu;
 	struct conn_job	*done;
 };
-
-static struct net *the_net;	/* workers post completions here */
 
 static void
 set_interest(struct net *n, struct conn *c, uint32_t ev)
@@ -108,13 +109,14 @@ static void
 worker_run(struct srv_job *job)
 {
 	struct conn_job *j = (struct conn_job *)job;
+	struct net *n = j->net;
 	uint64_t one = 1;
 
 	j->close = srv_sess_input(j->c->ss, j->body, j->len, &j->out);
-	pthread_mutex_lock(&the_net->done_mu);
-	j->done_next = the_net->done;
-	the_net->done = j;
-	pthread_mutex_unlock(&the_net->done_mu);
+	pthread_mutex_lock(&n->done_mu);
+	j->done_next = n->done;
+	n->done = j;
+	pthread_mutex_unlock(&n->done_mu);
 	(void)!write(j->srv->done_efd, &one, sizeof(one));
 }
 
@@ -185,6 +187,7 @@ conn_dispatch(struct net *n, struct conn *c)
 		return false;
 	}
 	j->srv = n->srv;
+	j->net = n;
 	j->c = c;
 	j->len = ml_rd_left(&body);
 	memcpy(j->body, ml_rd_ptr(&body), j->len);
@@ -425,7 +428,6 @@ srv_run(struct srv *s)
 	memset(&n, 0, sizeof(n));
 	n.srv = s;
 	pthread_mutex_init(&n.done_mu, NULL);
-	the_net = &n;
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);
@@ -520,6 +522,5 @@ out:
 		close(n.ep);
 	}
 	pthread_mutex_destroy(&n.done_mu);
-	the_net = NULL;
 	return r;
 }

@@ -25,6 +25,7 @@
 #include "chip_proto.h"
 #include "chiplink.h"
 #include "hs_api.h"
+#include "hs_p11.h"
 #include "idpkt.h"
 #include "idr_srv.h"
 #include "sam.h"
@@ -48,6 +49,7 @@ struct st_idr {
 	struct hs_chain		 chain;
 	bool			 have_chain;
 	struct hs_keyops	 keyops;
+	struct hs_p11		*p11;
 	struct hs_client_cfg	 hcfg;
 	char			 serial[HS_MAX_SERIAL + 1];
 };
@@ -55,9 +57,10 @@ struct st_idr {
 enum {
 	OPT_READER_SLOT = 256, OPT_CARD_SLOT, OPT_PIN_SOURCE, OPT_SO_PIN_SOURCE,
 	OPT_CA, OPT_CERT, OPT_SERIAL, OPT_FLOW, OPT_JSON, OPT_PHOTO, OPT_WAIT,
-	OPT_CACHE_MODE, OPT_IDLE, OPT_PKT_SIZE, OPT_TIMEOUT, OPT_SOCKET,
+	OPT_CACHE_MODE, OPT_IDLE, OPT_PKT_SIZE, OPT_PER_RECORD, OPT_TIMEOUT, OPT_SOCKET,
 	OPT_INJ_LOSS, OPT_INJ_CORRUPT, OPT_INJ_DUP, OPT_INJ_REORDER,
 	OPT_INJ_NEVER, OPT_INJ_SEED, OPT_INJ_REMOVE, OPT_INJ_WHOLE,
+	OPT_KEY, OPT_MODULE,
 };
 
 static const struct option idr_long_opts[] = {
@@ -70,6 +73,8 @@ static const struct option idr_long_opts[] = {
 	{ "ca",			required_argument, NULL, OPT_CA },
 	{ "cert",		required_argument, NULL, OPT_CERT },
 	{ "serial",		required_argument, NULL, OPT_SERIAL },
+	{ "key",		required_argument, NULL, OPT_KEY },
+	{ "module",		required_argument, NULL, OPT_MODULE },
 	{ "flow",		required_argument, NULL, OPT_FLOW },
 	{ "json",		no_argument,	   NULL, OPT_JSON },
 	{ "photo",		required_argument, NULL, OPT_PHOTO },
@@ -77,6 +82,7 @@ static const struct option idr_long_opts[] = {
 	{ "cache-mode",		required_argument, NULL, OPT_CACHE_MODE },
 	{ "idle-timeout",	required_argument, NULL, OPT_IDLE },
 	{ "pkt-size",		required_argument, NULL, OPT_PKT_SIZE },
+	{ "pkts-per-record",	required_argument, NULL, OPT_PER_RECORD },
 	{ "timeout",		required_argument, NULL, OPT_TIMEOUT },
 	{ "socket",		required_argument, NULL, OPT_SOCKET },
 	{ "inject-loss",	required_argument, NULL, OPT_INJ_LOSS },
@@ -109,6 +115,9 @@ idr_usage(const char *cmd, FILE *f)
 	    "      --ca FILE            CA root the server must chain to\n"
 	    "      --cert FILE          this reader's certificate chain (PEM)\n"
 	    "      --serial S           reader serial (default: the chip's)\n"
+	    "      --key URI --module SO  the reader key through PKCS#11 (e.g.\n"
+	    "                           mintline-pkcs11.so on pcsc:); default:\n"
+	    "                           SIGN/ECDH commands on the reader chip\n"
 	    "      --flow a|b           handshake A (ID-2, default) or B (ID-4)\n"
 	    "      --json               print JSON instead of text\n"
 	    "      --photo FILE         write the photo there\n"
@@ -116,6 +125,7 @@ idr_usage(const char *cmd, FILE *f)
 	    "      --cache-mode multi|single   (ID-13; needs --so-pin-source)\n"
 	    "      --idle-timeout MS    no card this long clears the cache (30000)\n"
 	    "      --pkt-size N         upload packet size (%d)\n"
+	    "      --pkts-per-record N  packets per channel record, 1..32 (%d)\n"
 	    "      --timeout MS         per server reply (%d)\n"
 	    "      --socket PATH        reader: answer commands on a UNIX socket\n"
 	    "  -v, --verbose\n"
@@ -125,7 +135,7 @@ idr_usage(const char *cmd, FILE *f)
 	    "\n"
 	    "exit: 0 read, 1 error, 2 usage, 3 no card / card removed,\n"
 	    "      4 the SAM cannot decrypt the card, 5 upload failed\n",
-	    cmd, IDR_PKT_DEFAULT, IDR_DEADLINE_MS);
+	    cmd, IDR_PKT_DEFAULT, IDR_BURST_DEFAULT, IDR_DEADLINE_MS);
 }
 
 static bool
@@ -197,6 +207,12 @@ st_idr_parse(const char *cmd, int argc, char **argv, struct st_idr_opts *o)
 		case OPT_SERIAL:
 			o->serial = optarg;
 			break;
+		case OPT_KEY:
+			o->key = optarg;
+			break;
+		case OPT_MODULE:
+			o->module = optarg;
+			break;
 		case OPT_FLOW:
 			if (strcmp(optarg, "a") == 0 || strcmp(optarg, "A") == 0) {
 				o->flow = HS_FLOW_A;
@@ -240,6 +256,12 @@ st_idr_parse(const char *cmd, int argc, char **argv, struct st_idr_opts *o)
 				goto bad;
 			}
 			o->rc.pkt_size = (uint16_t)v;
+			break;
+		case OPT_PER_RECORD:
+			if (!parse_ulong(optarg, IDR_BURST_MAX, &v) || v == 0) {
+				goto bad;
+			}
+			o->rc.per_record = (uint8_t)v;
 			break;
 		case OPT_TIMEOUT:
 			if (!parse_ulong(optarg, 600000, &v) || v == 0) {
@@ -419,7 +441,15 @@ st_idr_open(const struct st_idr_opts *o, struct st_idr **ret)
 		ML_TRY(hs_chain_load(o->cert, &s->chain));
 		s->have_chain = true;
 		/*= MISSION ID-14 (secure chip): the reader key stays inside */
-		if ((r = idr_reader_keyops(s->ir, &s->keyops)) != 0) {
+		if (o->key != NULL) {
+			/* through PKCS#11 (C_Sign, C_DeriveKey, ...) */
+			if ((r = hs_p11_open(o->module, o->key, &s->p11)) != 0) {
+				ml_err("reader key %s: %s", o->key,
+				    ml_strerror(r));
+				goto out;
+			}
+			hs_p11_keyops(s->p11, &s->keyops);
+		} else if ((r = idr_reader_keyops(s->ir, &s->keyops)) != 0) {
 			ml_err("no signing key in the reader secure chip: %s",
 			    ml_strerror(r));
 			goto out;
@@ -454,6 +484,7 @@ st_idr_close(struct st_idr *s)
 	idr_srv_free(s->srv);
 	sam_close(s->sam);
 	hs_trust_free(s->trust);
+	hs_p11_free(s->p11);
 	if (s->have_chain) {
 		hs_chain_free(&s->chain);
 	}

@@ -47,6 +47,9 @@ struct st_idr_opts {
 	const char		*ca;
 	const char		*cert;
 	const char		*serial;	/* default: the chip's serial */
+	const char		*key;		/* pkcs11: URI of the reader key
+						 * (default: chip commands) */
+	const char		*module;	/* PKCS#11 module for key */
 	int			 flow;		/* HS_FLOW_A / HS_FLOW_B */
 	bool			 json;
 	const char		*photo;

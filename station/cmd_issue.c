@@ -36,6 +36,7 @@
 #include "feature.h"
 #include "ml_log.h"
 #include "ml_wipe.h"
+#include "note_chan.h"
 #include "note_chip.h"
 #include "note_journal.h"
 #include "note_line.h"
@@ -50,9 +51,9 @@
 struct issue_opts {
 	const char	*line;
 	const char	*chips;
-	const char	*key;
+	const char	*key;		/* the issuer key (--issuer-key) */
+	struct st_conn	 conn;		/* the channel to the server */
 	const char	*feature_key;
-	const char	*server;
 	const char	*journal;
 	const char	*batch;
 	size_t		 workers;
@@ -83,6 +84,11 @@ struct iss {
 	uint8_t			 fkey[FEATURE_KEY_LEN];
 	struct note_journal	*j;
 	struct note_uplink	*up[MAX_WORKERS];
+	/* Broken connections, closed only after the line stops: closing an hs
+	 * link finalises the PKCS#11 module for the whole process (libp11),
+	 * which the issuer key of the other workers still uses. */
+	struct note_uplink	*dead[MAX_WORKERS][8];
+	size_t			 ndead[MAX_WORKERS];
 	struct reg_note		*local;		/* tests/bench: in-process server */
 	pthread_mutex_t		 mu;
 	size_t			 issued, again, skipped, refused, rejected,
@@ -214,17 +220,18 @@ iss_start(void *ctx, size_t w)
 	if (s->local != NULL) {
 		return note_uplink_local(s->local, &s->up[w]);
 	}
-	return 0;	/* connected lazily, with retries */
+	return 0;	/* connected on first upload, with retries */
 }
 
-static int
-iss_stop(void *ctx, size_t w)
+static void
+bury(struct iss *s, size_t w)
 {
-	struct iss *s = ctx;
-
-	note_uplink_close(s->up[w]);
+	if (s->ndead[w] < ML_NELEM(s->dead[w])) {
+		s->dead[w][s->ndead[w]++] = s->up[w];
+	} else {
+		note_uplink_close(s->up[w]);
+	}
 	s->up[w] = NULL;
-	return 0;
 }
 
 /*
@@ -244,7 +251,7 @@ upload(struct iss *s, size_t w, const uint8_t *sealed, size_t n,
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
 		if (s->up[w] == NULL) {
-			r = note_uplink_open(s->o.server, &s->up[w]);
+			r = note_chan_open(&s->o.conn, &s->up[w]);
 		} else {
 			r = 0;
 		}
@@ -257,10 +264,11 @@ upload(struct iss *s, size_t w, const uint8_t *sealed, size_t n,
 			if (s->local != NULL) {
 				return r;
 			}
-			note_uplink_close(s->up[w]);
-			s->up[w] = NULL;
+			ml_warn("server connection lost (%s): reconnecting",
+			    ml_strerror(r));
+			bury(s, w);
 		}
-		if (r != ML_ERR_IO) {
+		if (r != ML_ERR_IO && r != ML_ERR_TIMEOUT && r != ML_ERR_REJECTED) {
 			return r;
 		}
 		clock_gettime(CLOCK_MONOTONIC, &now);
@@ -472,15 +480,17 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: mintline-station issue --line SPEC [--chips DIR] --key URI\n"
-	    "           --feature-key FILE --server SPEC --journal FILE\n"
+	    "usage: mintline-station issue --line SPEC [--chips DIR]\n"
+	    "           --issuer-key URI --feature-key FILE --journal FILE\n"
+	    "           --server HOST:PORT --ca FILE --cert FILE --key URI [...]\n"
 	    "           [--batch FILE|-] [--workers N] [--retry-secs N] [--json]\n"
 	    "           [--no-progress]\n"
 	    "\n"
-	    "  --key URI          the station's issuer key: pkcs11: URI with\n"
+	    "  --issuer-key URI   the station's issuer key (signs write\n"
+	    "                     authorisations): pkcs11: URI with\n"
 	    "                     pin-source=file:PATH (never the PIN itself)\n"
 	    "  --feature-key FILE the issuer's feature key (64 hex digits, 0600)\n"
-	    "  --server SPEC      the registration server (unix:PATH)\n"
+	    "channel to mintline-server (kind station):\n" ST_CONN_USAGE
 	    "  --journal FILE     the resume journal (SQLite); keep it per batch\n"
 	    "  --batch FILE       PREFIX,SERIAL lines; default stdin\n"
 	    "exit: 0 all issued, 2 some not issued (reported), 1 error\n");
@@ -492,9 +502,9 @@ parse_opts(int argc, char **argv, struct issue_opts *o)
 	static const struct option lo[] = {
 		{ "line", required_argument, NULL, 'l' },
 		{ "chips", required_argument, NULL, 'c' },
-		{ "key", required_argument, NULL, 'k' },
+		{ "issuer-key", required_argument, NULL, 'k' },
 		{ "feature-key", required_argument, NULL, 'f' },
-		{ "server", required_argument, NULL, 's' },
+		ST_CONN_LONG_OPTS,
 		{ "journal", required_argument, NULL, 'J' },
 		{ "batch", required_argument, NULL, 'b' },
 		{ "workers", required_argument, NULL, 'w' },
@@ -504,9 +514,12 @@ parse_opts(int argc, char **argv, struct issue_opts *o)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
+	bool has_conn = false;
 	int c;
 
 	optind = 1;
+	st_conn_default(&o->conn);
+	o->conn.kind = HS_KIND_STATION;
 	o->retry_secs = 30;
 	o->progress = isatty(STDERR_FILENO);
 	while ((c = getopt_long(argc, argv, "l:c:k:f:s:J:b:w:R:jqh", lo,
@@ -516,7 +529,6 @@ parse_opts(int argc, char **argv, struct issue_opts *o)
 		case 'c': o->chips = optarg; break;
 		case 'k': o->key = optarg; break;
 		case 'f': o->feature_key = optarg; break;
-		case 's': o->server = optarg; break;
 		case 'J': o->journal = optarg; break;
 		case 'b': o->batch = optarg; break;
 		case 'w': o->workers = strtoul(optarg, NULL, 10); break;
@@ -524,14 +536,22 @@ parse_opts(int argc, char **argv, struct issue_opts *o)
 		case 'j': o->json = true; break;
 		case 'q': o->progress = false; break;
 		case 'h': usage(stdout); return 2;
-		default: usage(stderr); return 1;
+		default:
+			if (c >= ST_CONN_OPT_BASE &&
+			    st_conn_option(&o->conn, c, optarg) == 0) {
+				has_conn = true;
+				break;
+			}
+			usage(stderr);
+			return 1;
 		}
 	}
 	if (o->json) {
 		o->progress = false;
 	}
 	if (o->line == NULL || o->key == NULL || o->feature_key == NULL ||
-	    o->server == NULL || o->journal == NULL || o->workers > MAX_WORKERS) {
+	    !has_conn || o->journal == NULL ||
+	    o->workers > MAX_WORKERS) {
 		usage(stderr);
 		return 1;
 	}
@@ -618,8 +638,16 @@ issue_run(int argc, char **argv, struct reg_note *local)
 	clock_gettime(CLOCK_MONOTONIC, &s->t0);
 	lc = (struct note_line_cfg){ .link_spec = s->o.line, .chips = s->o.chips,
 	    .workers = s->o.workers ? s->o.workers : MAX_WORKERS,
-	    .job = iss_job, .start = iss_start, .stop = iss_stop, .ctx = s };
+	    .job = iss_job, .start = iss_start, .ctx = s };
 	r = note_line_run(&lc, &chips);
+	for (i = 0; i < MAX_WORKERS; i++) {
+		size_t k;
+
+		note_uplink_close(s->up[i]);
+		for (k = 0; k < s->ndead[i]; k++) {
+			note_uplink_close(s->dead[i][k]);
+		}
+	}
 	{
 		struct timespec t1;
 

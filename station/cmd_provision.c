@@ -27,6 +27,7 @@
 #include "ml_tlv.h"
 #include "ml_wipe.h"
 #include "ml_wr.h"
+#include "note_chan.h"
 #include "note_chip.h"
 #include "note_line.h"
 #include "note_p11.h"
@@ -44,7 +45,8 @@ struct prov_opts {
 	size_t		 nissuers;
 	const char	*server_pub;
 	const char	*so_pin_source;
-	const char	*server;
+	struct st_conn	 conn;		/* the channel to mintline-server */
+	bool		 has_conn;
 	size_t		 workers;
 	bool		 json;
 };
@@ -92,20 +94,10 @@ prov_start(void *ctx, size_t w)
 {
 	struct prov *p = ctx;
 
-	if (p->o.server == NULL) {
+	if (!p->o.has_conn) {
 		return 0;
 	}
-	return note_uplink_open(p->o.server, &p->up[w]);
-}
-
-static int
-prov_stop(void *ctx, size_t w)
-{
-	struct prov *p = ctx;
-
-	note_uplink_close(p->up[w]);
-	p->up[w] = NULL;
-	return 0;
+	return note_chan_open(&p->o.conn, &p->up[w]);
 }
 
 static void
@@ -203,14 +195,16 @@ usage(FILE *f)
 	fprintf(f,
 	    "usage: mintline-station provision --line SPEC [--chips DIR|IMAGE]\n"
 	    "           --issuer-pub SPEC [--issuer-pub SPEC ...] --server-pub SPEC\n"
-	    "           --so-pin-source file:PATH [--server unix:PATH] [--workers N]\n"
-	    "           [--json]\n"
+	    "           --so-pin-source file:PATH [--workers N] [--json]\n"
+	    "           [--server HOST:PORT --ca F --cert F --key URI ...]\n"
 	    "\n"
 	    "  --line SPEC        chip link: inproc:DIR or pcsc:[FILTER]\n"
 	    "  --chips DIR|IMAGE  in-process line: the blank chip images to feed\n"
 	    "  --issuer-pub SPEC  authorised station key: pkcs11: URI or PEM file\n"
 	    "  --server-pub SPEC  the server's seal key: pkcs11: URI or PEM file\n"
-	    "  --server SPEC      enrol each chip key with the server\n"
+	    "  --server ...       enrol each chip key with the server (chip\n"
+	    "                     enrolment: how the server learns chip keys)\n"
+	    ST_CONN_USAGE
 	    "exit: 0 all personalised, 2 some chips failed, 1 error\n");
 }
 
@@ -223,7 +217,7 @@ cmd_provision(const struct st_opts *so, int argc, char **argv)
 		{ "issuer-pub", required_argument, NULL, 'i' },
 		{ "server-pub", required_argument, NULL, 'P' },
 		{ "so-pin-source", required_argument, NULL, 'S' },
-		{ "server", required_argument, NULL, 's' },
+		ST_CONN_LONG_OPTS,
 		{ "workers", required_argument, NULL, 'w' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
@@ -238,6 +232,8 @@ cmd_provision(const struct st_opts *so, int argc, char **argv)
 		return ST_EXIT_ERROR;
 	}
 	pthread_mutex_init(&p->mu, NULL);
+	st_conn_default(&p->o.conn);
+	p->o.conn.kind = HS_KIND_STATION;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "l:c:i:P:S:s:w:jh", lo, NULL)) != -1) {
 		switch (c) {
@@ -253,11 +249,17 @@ cmd_provision(const struct st_opts *so, int argc, char **argv)
 			break;
 		case 'P': p->o.server_pub = optarg; break;
 		case 'S': p->o.so_pin_source = optarg; break;
-		case 's': p->o.server = optarg; break;
 		case 'w': p->o.workers = strtoul(optarg, NULL, 10); break;
 		case 'j': p->o.json = true; break;
 		case 'h': usage(stdout); rc = 0; goto out;
-		default: usage(stderr); goto out;
+		default:
+			if (c >= ST_CONN_OPT_BASE &&
+			    st_conn_option(&p->o.conn, c, optarg) == 0) {
+				p->o.has_conn = true;
+				break;
+			}
+			usage(stderr);
+			goto out;
 		}
 	}
 	if (p->o.line == NULL || p->o.nissuers == 0 || p->o.server_pub == NULL ||
@@ -283,8 +285,13 @@ cmd_provision(const struct st_opts *so, int argc, char **argv)
 	}
 	lc = (struct note_line_cfg){ .link_spec = p->o.line, .chips = p->o.chips,
 	    .workers = p->o.workers ? p->o.workers : MAX_WORKERS, .job = prov_job,
-	    .start = prov_start, .stop = prov_stop, .ctx = p };
+	    .start = prov_start, .ctx = p };
 	r = note_line_run(&lc, &chips);
+	/* Closed only now: closing an hs link finalises the PKCS#11 module
+	 * for the whole process (libp11). */
+	for (i = 0; i < MAX_WORKERS; i++) {
+		note_uplink_close(p->up[i]);
+	}
 	fprintf(stderr, "provision: %zu chip(s): %zu personalised, %zu already "
 	    "done, %zu failed\n", chips, p->done, p->skipped, p->failed);
 	if (r != 0) {

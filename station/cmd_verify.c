@@ -34,6 +34,7 @@
 #include "ml_log.h"
 #include "ml_tlv.h"
 #include "ml_wr.h"
+#include "note_chan.h"
 #include "note_chip.h"
 #include "note_line.h"
 #include "note_p11.h"
@@ -49,7 +50,8 @@ struct verify_opts {
 	const char	*chips;
 	const char	*issuer[MAX_ISSUERS];
 	size_t		 nissuers;
-	const char	*server;
+	struct st_conn	 conn;		/* the channel to mintline-server */
+	bool		 has_conn;
 	bool		 offline;
 	bool		 json;
 	size_t		 workers;
@@ -94,20 +96,10 @@ ver_start(void *ctx, size_t w)
 	if (v->local != NULL) {
 		return note_uplink_local(v->local, &v->up[w]);
 	}
-	if (v->o.offline || v->o.server == NULL) {
+	if (v->o.offline || !v->o.has_conn) {
 		return 0;
 	}
-	return note_uplink_open(v->o.server, &v->up[w]);
-}
-
-static int
-ver_stop(void *ctx, size_t w)
-{
-	struct ver *v = ctx;
-
-	note_uplink_close(v->up[w]);
-	v->up[w] = NULL;
-	return 0;
+	return note_chan_open(&v->o.conn, &v->up[w]);
 }
 
 /* The station signature kept on the chip, against the authorised keys. */
@@ -309,14 +301,15 @@ usage(FILE *f)
 {
 	fprintf(f,
 	    "usage: mintline-station verify --line SPEC [--chips DIR|IMAGE]\n"
-	    "           [--issuer-pub SPEC ...] (--server SPEC | --offline)\n"
-	    "           [--workers N] [--json]\n"
+	    "           [--issuer-pub SPEC ...] [--workers N] [--json]\n"
+	    "           (--offline | --server HOST:PORT --ca F --cert F --key URI ...)\n"
 	    "\n"
 	    "  --issuer-pub SPEC  authorised issuer key (pkcs11: URI or PEM); needed\n"
 	    "                     offline, checked online too when given\n"
-	    "  --server SPEC      compare with the registry (unix:PATH)\n"
+	    "  --server ...       compare with the registry (online)\n"
 	    "  --offline          decide from the chip alone: station signature and\n"
 	    "                     chip key proof\n"
+	    ST_CONN_USAGE
 	    "exit: 0 every note GENUINE, 3 at least one COUNTERFEIT, 1 error\n");
 }
 
@@ -329,7 +322,7 @@ verify_run(int argc, char **argv, struct reg_note *local)
 		{ "line", required_argument, NULL, 'l' },
 		{ "chips", required_argument, NULL, 'c' },
 		{ "issuer-pub", required_argument, NULL, 'i' },
-		{ "server", required_argument, NULL, 's' },
+		ST_CONN_LONG_OPTS,
 		{ "offline", no_argument, NULL, 'o' },
 		{ "workers", required_argument, NULL, 'w' },
 		{ "json", no_argument, NULL, 'j' },
@@ -347,6 +340,8 @@ verify_run(int argc, char **argv, struct reg_note *local)
 	}
 	pthread_mutex_init(&v->mu, NULL);
 	v->local = local;
+	st_conn_default(&v->o.conn);
+	v->o.conn.kind = HS_KIND_STATION;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "l:c:i:s:ow:jh", lo, NULL)) != -1) {
 		switch (c) {
@@ -358,17 +353,24 @@ verify_run(int argc, char **argv, struct reg_note *local)
 			}
 			v->o.issuer[v->o.nissuers++] = optarg;
 			break;
-		case 's': v->o.server = optarg; break;
 		case 'o': v->o.offline = true; break;
 		case 'w': v->o.workers = strtoul(optarg, NULL, 10); break;
 		case 'j': v->o.json = true; break;
 		case 'h': usage(stdout); rc = 0; goto out;
-		default: usage(stderr); goto out;
+		default:
+			if (c >= ST_CONN_OPT_BASE &&
+			    st_conn_option(&v->o.conn, c, optarg) == 0) {
+				v->o.has_conn = true;
+				break;
+			}
+			usage(stderr);
+			goto out;
 		}
 	}
 	if (v->o.line == NULL || v->o.workers > MAX_WORKERS ||
 	    (v->o.offline && v->o.nissuers == 0) ||
-	    (!v->o.offline && v->o.server == NULL && local == NULL)) {
+	    (!v->o.offline && !v->o.has_conn &&
+	    local == NULL)) {
 		usage(stderr);
 		goto out;
 	}
@@ -382,8 +384,13 @@ verify_run(int argc, char **argv, struct reg_note *local)
 	}
 	lc = (struct note_line_cfg){ .link_spec = v->o.line, .chips = v->o.chips,
 	    .workers = v->o.workers ? v->o.workers : MAX_WORKERS,
-	    .job = ver_job, .start = ver_start, .stop = ver_stop, .ctx = v };
+	    .job = ver_job, .start = ver_start, .ctx = v };
 	r = note_line_run(&lc, &chips);
+	/* Closed only now: closing an hs link finalises the PKCS#11 module
+	 * for the whole process (libp11). */
+	for (i = 0; i < MAX_WORKERS; i++) {
+		note_uplink_close(v->up[i]);
+	}
 	if (v->nlat > 0) {
 		qsort(v->lat, v->nlat, sizeof(double), cmp_dbl);
 		fprintf(stderr, "verify: %zu note(s): %zu GENUINE, %zu COUNTERFEIT, "

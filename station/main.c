@@ -14,6 +14,7 @@
 #include "ml_log.h"
 #include "st.h"
 #include "cmd_idread.h"
+#include "cmd_note.h"
 
 static const struct st_cmd {
 	const char	*name;
@@ -24,11 +25,9 @@ static const struct st_cmd {
 	{ "ping",	cmd_handshake,	"same as handshake" },
 	{ "id-read",	cmd_idread,	"read the ID card in the field (ID-1..ID-13)" },
 	{ "reader",	cmd_reader,	"run as a reader: watch the card slot, answer read commands" },
-	/* issue 5 (station/cmd_note.h):
-	 * { "provision", cmd_provision, "personalise blank note chips on the line" },
-	 * { "issue",	  cmd_issue,	 "write authorised feature data to note chips" },
-	 * { "verify",	  cmd_verify,	 "read notes and print a verdict" },
-	 */
+	{ "provision",	cmd_provision,	"personalise blank note chips on the line" },	/* issue 5 */
+	{ "issue",	cmd_issue,	"write authorised feature data to note chips" },	/* issue 5 */
+	{ "verify",	cmd_verify,	"read notes and print a verdict" },	/* issue 5 */
 };
 
 static void

@@ -1,9 +1,13 @@
 /*
  * The station's issuance journal (see note_journal.h).
  */
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -11,6 +15,7 @@
 #include "note_journal.h"
 
 struct note_journal {
+	int		 lockfd;	/* PATH.lock, flock()ed: one station */
 	pthread_mutex_t	 mu;
 	sqlite3		*db;
 	sqlite3_stmt	*put, *fin;
@@ -20,12 +25,23 @@ int
 note_journal_open(const char *path, struct note_journal **ret)
 {
 	struct note_journal *j;
-	char *msg = NULL;
+	char *msg = NULL, lock[4096];
 
 	if ((j = calloc(1, sizeof(*j))) == NULL) {
 		return ML_ERR_NOMEM;
 	}
 	pthread_mutex_init(&j->mu, NULL);
+	/*
+	 * Two stations on one journal would each take the other's notes for
+	 * new ones: refuse the second (the lock dies with its process).
+	 */
+	snprintf(lock, sizeof(lock), "%s.lock", path);
+	if ((j->lockfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0 ||
+	    flock(j->lockfd, LOCK_EX | LOCK_NB) != 0) {
+		ml_err("journal %s is in use by another station", path);
+		note_journal_close(j);
+		return ML_ERR_EXISTS;
+	}
 	if (sqlite3_open_v2(path, &j->db, SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK ||
 	    sqlite3_exec(j->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
@@ -60,6 +76,9 @@ note_journal_close(struct note_journal *j)
 	sqlite3_finalize(j->put);
 	sqlite3_finalize(j->fin);
 	sqlite3_close(j->db);
+	if (j->lockfd > 0) {
+		close(j->lockfd);
+	}
 	pthread_mutex_destroy(&j->mu);
 	free(j);
 }

@@ -29,6 +29,10 @@ enum journal_state {
 
 struct note_journal;
 
+/*
+ * Open (create) the journal and lock it (PATH.lock): ML_ERR_EXISTS when
+ * another station has it open.
+ */
 ML_MUST_CHECK int note_journal_open(const char *path,
     struct note_journal **ret);
 void		 note_journal_close(struct note_journal *j);

@@ -74,6 +74,8 @@ struct st_link {
 	struct hs_trust	*trust;
 	struct hs_chain	 chain;
 	struct hs_keyops ko;
+	uint8_t		 pub[ML_P256_PUB_LEN];
+	char		 certno[HS_MAX_CERTNO + 1];
 	int		 alert;		/* HS_ALERT_* when refused */
 };
 

@@ -107,6 +107,10 @@ st_link_open(const struct st_conn *c, struct st_link **ret_link)
 	cfg.cred.keyops = &l->ko;
 	cfg.cred.chain = l->chain.blob;
 	cfg.cred.nchain = l->chain.n;
+	memcpy(l->pub, ci.pub, sizeof(l->pub));
+	snprintf(l->certno, sizeof(l->certno), "%s", ci.certno);
+	cfg.cred.pub = l->pub;
+	cfg.cred.certno = l->certno;
 	cfg.trust = l->trust;
 	cfg.serial = c->serial[0] ? c->serial : ci.serial;
 	cfg.timeout_ms = c->timeout_ms;

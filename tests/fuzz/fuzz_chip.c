@@ -24,6 +24,8 @@
  *			FFFE: WRITE FEATURE with that feature;
  *			FFFD / FFFC: VERIFY with the user / SO PIN.
  *
+ * FUZZ_CHIP_TRACE=1 in the environment prints each command and its SW.
+ *
  * Oracle, besides the sanitizers: every answer has a status word and fits
  * the host's buffer, and no answer carries a private scalar, a volatile
  * secret key or the reader's random cache key.
@@ -71,6 +73,7 @@ static uint8_t issuer_pub[ML_P256_PUB_LEN], server_pub[ML_P256_PUB_LEN];
 static uint8_t feature[256];
 static size_t feature_len;
 static uint8_t resp[CHIP_MAX_RESP];
+static int trace;	/* FUZZ_CHIP_TRACE=1: each command and SW to stderr */
 
 static void
 cleanup(void)
@@ -120,6 +123,11 @@ xmit(struct chip *c, const uint8_t *cmd, size_t len, size_t cap, size_t *ret_n)
 	CHECK(chip_transmit(c, cmd, len, resp, cap, &rlen) == 0);
 	CHECK(rlen >= 2 && rlen <= cap);
 	check_no_secrets(c, resp, rlen);
+	if (trace) {
+		fprintf(stderr, "  %s %02X %02X (%zu bytes) -> %zu bytes, SW %02X%02X\n",
+		    chip_serial(c), len > 0 ? cmd[0] : 0, len > 1 ? cmd[1] : 0, len,
+		    rlen - 2, resp[rlen - 2], resp[rlen - 1]);
+	}
 	if (ret_n != NULL) {
 		*ret_n = rlen - 2;
 	}
@@ -282,6 +290,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 
 	CHECK(ml_ossl_init() == 0);
 	ml_log_set_level(ML_LOG_ERROR);
+	trace = getenv("FUZZ_CHIP_TRACE") != NULL;
 	snprintf(scratch, sizeof(scratch), "%s/mlfuzz-XXXXXX",
 	    access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
 	CHECK(mkdtemp(scratch) != NULL);

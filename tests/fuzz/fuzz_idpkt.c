@@ -6,6 +6,7 @@
  *	6 upload plaintext   7 one packet header
  *	8 reassembly of raw records (u16be length-prefixed), then the
  *	  missing list and finish
+ *	10 a BURST record body
  *	9 the model: the rest is an upload plaintext; every packet is sealed,
  *	  then dropped / duplicated / corrupted / reordered as further input
  *	  bytes say.  Invariant: whatever is complete is byte-identical to the
@@ -152,7 +153,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1) {
 		return 0;
 	}
-	switch (data[0] % 10) {
+	switch (data[0] % 11) {
 	case 0:
 		(void)idr_begin_decode(data + 1, size - 1, &b);
 		break;
@@ -185,6 +186,25 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 8:
 		fz_reassemble(data + 1, size - 1);
 		break;
+	case 10: {
+		struct ml_rd rd = ML_RD_INIT(data + 1, size - 1);
+		const uint8_t *pk;
+		uint8_t cnt, i;
+		size_t pl;
+
+		if (idr_burst_begin(&rd, &cnt) == 0) {
+			for (i = 0; i < cnt; i++) {
+				if (idr_burst_next(&rd, &pk, &pl) != 0) {
+					break;
+				}
+				if (pl > IDR_PKT_MAX + IDR_PKT_OVERHEAD) {
+					abort();
+				}
+				(void)idr_pkt_parse(pk, pl, &h);
+			}
+		}
+		break;
+	}
 	default:
 		fz_model(data + 1, size - 1);
 		break;

@@ -51,6 +51,11 @@ def write(target, name, data):
 
 AID = bytes([0xA0, 0x00, 0x00, 0x08, 0x88, 0x4D, 0x4C, 0x01])
 SO_PIN = b"87654321"
+# The P-256 base point: a valid public key for INSTALL ISSUER/SERVER and ECDH.
+P256_G = bytes.fromhex(
+    "04"
+    "6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296"
+    "4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5")
 USER_PIN = b"1234"
 
 
@@ -160,9 +165,11 @@ write("chip", "reader-blank-perso", seq(chip(0),
     apdu(0x80, 0x66, 0x00, 0x01, b"new"),
     apdu(0x80, 0x68, 0x00, 0x01)))
 write("chip", "reader-keys", seq(chip(1) | SEL | LOGIN,
+    apdu(0x80, 0x62, 0x00, 0x01, ne=256),
+    apdu(0x80, 0x62, 0x00, 0x02, ne=256),
     apdu(0x80, 0x46, 0, 0, lv16(b"p") + lv16(b"q"), 256),
     apdu(0x80, 0x2A, 0x9E, 0x9A, b"\x00\x01" + bytes(32), 256),
-    apdu(0x80, 0x86, 0x00, 0x01, b"\x04" + bytes(64), 256),
+    apdu(0x80, 0x86, 0x00, 0x01, P256_G, 256),
     apdu(0x80, 0x48, 0, 0, ne=256),
     apdu(0x80, 0x2C, 0x00, 0x00, bytes(12) + lv16(b"aad") + b"plaintext", 256),
     apdu(0x80, 0x2E, 0x00, 0x00, bytes(12) + lv16(b"aad") + bytes(25), 256),
@@ -187,8 +194,8 @@ write("chip", "note-perso", seq(chip(2) | SEL,
     apdu(0x80, 0x50, 0, 0, lv8(SO_PIN) + lv8(b"note")),
     0xFFFC,
     apdu(0x80, 0x46, 0x01, 0x00, lv16(b"") + lv16(b""), 256),
-    apdu(0x80, 0x70, 0, 0, b"\x04" + bytes(64)),
-    apdu(0x80, 0x72, 0, 0, b"\x04" + bytes(64)),
+    apdu(0x80, 0x70, 0, 0, P256_G),
+    apdu(0x80, 0x72, 0, 0, P256_G),
     apdu(0x80, 0x74, 0, 0),
     apdu(0x00, 0x84, 0, 0, ne=16)))
 IDC_CONFIG = tlv(0x80, b"IDC00002") + tlv(0x81, b"app") + tlv(0x82, b"ISO14443B") + \

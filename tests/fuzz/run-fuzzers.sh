@@ -6,7 +6,9 @@
 # printed.
 #
 # Usage: run-fuzzers.sh BUILD_DIR SECONDS [TARGET...]
-#        TARGET is apdu, tlv, store or chip (default: all)
+#        BUILD_DIR is a -Dfuzz=true build (set up with clang if absent)
+#        TARGET is the name after fuzz_ (apdu, tlv, store, chip, ...);
+#        default: every fuzz_* target built in BUILD_DIR
 set -eu
 
 if [ $# -lt 2 ]; then
@@ -17,12 +19,34 @@ build=$1
 secs=$2
 shift 2
 here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+# A build directory that does not exist yet is set up here, so that one
+# command does everything: clang, libFuzzer, ASan + UBSan.
+if [ ! -f "$build/build.ninja" ]; then
+	CC=clang meson setup "$build" "$top" -Dfuzz=true \
+	    -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
+	for t in ${*:-apdu tlv store chip}; do
+		ninja -C "$build" "tests/fuzz/fuzz_$t" >/dev/null
+	done
+fi
 if [ -d "$build/tests/fuzz" ]; then
 	bindir=$build/tests/fuzz
 else
 	bindir=$build
 fi
-targets=${*:-apdu tlv store chip}
+targets=$*
+if [ -z "$targets" ]; then
+	# every target that was built
+	for exe in "$bindir"/fuzz_*; do
+		if [ -f "$exe" ] && [ -x "$exe" ]; then
+			targets="$targets ${exe##*/fuzz_}"
+		fi
+	done
+fi
+# Sanitizer reports end the run (UBSan would otherwise print and go on).
+UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1}
+export UBSAN_OPTIONS ASAN_OPTIONS
 work=$(mktemp -d "${TMPDIR:-/tmp}/mintline-fuzz.XXXXXX")
 status=0
 

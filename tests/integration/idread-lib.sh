@@ -144,6 +144,8 @@ scenarios() {
 			grep -Eq " [1-9][0-9]* retransmission rounds" "$W/err" && ok "$name: selective retransmission used" || bad "$name: no retransmission seen"
 		fi
 	done
+	expect_rc 0 "one packet per record (PKT records), with loss" idread "$L" --pkts-per-record 1 --inject-loss 300 --inject-seed 9 -v
+	grep -Eq " [1-9][0-9]* retransmission rounds" "$W/err" && ok "PKT records: selective retransmission used" || bad "PKT records: no retransmission seen"
 	expect_rc 5 "a packet that never arrives ends the upload" idread "$L" --inject-never 2
 	grep -q "did not complete" "$W/err" && ok "never: clear message" || bad "never: message"
 
@@ -153,8 +155,18 @@ scenarios() {
 	expect_rc 4 "unknown card: the SAM cannot decrypt" idread "$L"
 	grep -q "SAM cannot decrypt" "$W/err" && ok "unknown card: clear message" || bad "unknown card: message"
 
-	# long-running reader: second read from the chip, multi-card cache
+	# long-running reader on stdin
 	feed "$L" "$W/cardA.img"
+	printf 'status\nread\nread\nbogus\n' | "$STATION" reader --link "inproc:$L" \
+	    --pin-source "file:$L/pin" $SRV_ARGS --timeout 5000 --json > "$W/stdin.out" 2> "$W/err"
+	[ "$(grep -c '"id_number"' "$W/stdin.out")" = 2 ] &&
+	    grep -q '^card present$' "$W/stdin.out" &&
+	    grep -q '^ok server$' "$W/stdin.out" && grep -q '^ok chip$' "$W/stdin.out" &&
+	    grep -q '^error ML_ERR_ARG' "$W/stdin.out" &&
+	    ok "reader on stdin: status, read (server), read (chip), bad command" ||
+	    { bad "reader on stdin"; sed 's/^/    /' "$W/stdin.out" "$W/err"; }
+
+	# long-running reader: second read from the chip, multi-card cache
 	reader_start "$L"
 	expect_say "ok server" "reader: first read goes to the server" read
 	expect_say "ok chip" "reader: second read answered by the secure chip" read

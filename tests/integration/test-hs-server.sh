@@ -215,6 +215,37 @@ rc=$?
 [ $rc != 0 ] && ok "tampered channel record ends the session (exit $rc)" || bad "tampered record accepted"
 expect_log "record refused" "tampered record"
 
+# ---- the reader key inside a reader secure chip, through our module ----
+P11M=${MINTLINE_PKCS11_MODULE:-$B/pkcs11/mintline-pkcs11.so}
+MKCHIP=${MINTLINE_MKCHIP:-$B/tools/mintline-mkchip}
+if [ -e "$P11M" ] && [ -x "$MKCHIP" ]; then
+	mkdir -p line
+	"$MKCHIP" reader RDR-CHIP-01 chip.img >/dev/null && ln -sf "$W/chip.img" line/pos-00 &&
+	echo 1 > line/positions
+	export MINTLINE_PKCS11_TRANSPORT=inproc:$W/line MINTLINE_PKCS11_CONF=$W/none.conf
+	P11="pkcs11-tool --module $P11M"
+	echo 123456 > chippin
+	if $P11 --token-label reader --init-token --label "Reader A" --so-pin 87654321 >/dev/null 2>&1 &&
+	    $P11 --token-label "Reader A" --init-pin --so-pin 87654321 --pin 123456 >/dev/null 2>&1 &&
+	    $P11 --token-label "Reader A" --login --pin 123456 --keypairgen \
+	        --key-type EC:prime256v1 --id 01 --label rdrkey >/dev/null 2>&1; then
+		CHIPKEY="pkcs11:token=Reader%20A%20RDR-CHIP-01;object=rdrkey?pin-source=file:$W/chippin"
+		"$CA" issue --dir ca --role reader --serial RDR-CHIP-01 --p11 "$CHIPKEY" \
+		    --module "$P11M" --out chip.pem >/dev/null &&
+		"$SERVER" enroll --registry reg.db chip.pem >/dev/null ||
+		    bad "chip reader certificate"
+		for f in A B; do
+			expect_exit 0 "flow $f with the key in the reader secure chip (mintline-pkcs11.so)" \
+			    "$STATION" handshake --server 127.0.0.1:$PORT --flow $f --ca ca/root.pem \
+			    --cert chip.pem --key "$CHIPKEY" --module "$P11M" --count 2
+		done
+	else
+		bad "reader chip token setup through mintline-pkcs11.so"
+	fi
+else
+	echo "skip - chip-backed reader: $P11M or $MKCHIP not built"
+fi
+
 kill -USR1 $SRV_PID
 sleep 0.3
 grep stats: server.log | tail -1

@@ -138,6 +138,20 @@ t "-M" $P $RT -M && {
 	expect "-M keygen" "ECDSA-KEY-PAIR-GEN"
 }
 
+# Configuration: a file naming the transports, and the line directory
+# fallback (MINTLINE_PKCS11_TRANSPORT unset for these two).
+if [[ $mode == inproc ]]; then
+	printf '# test\ntransport inproc:%s\n\n' "$work/line" >"$work/pkcs11.conf"
+	t "config file" env -u MINTLINE_PKCS11_TRANSPORT MINTLINE_PKCS11_CONF="$work/pkcs11.conf" $P -L &&
+	    expect "config file: slot 1" "Slot 1 \\(0x1\\)"
+	t "MINTLINE_LINE_DIR" env -u MINTLINE_PKCS11_TRANSPORT MINTLINE_LINE_DIR="$work/line" $P -L &&
+	    expect "line dir: slot 1" "Slot 1 \\(0x1\\)"
+fi
+
+# Concurrent C_Initialize (NULL and with CKF_OS_LOCKING_OK) from threads.
+t "--test-threads" $P --test-threads INGISLT0 --test-threads ILGISLT1 --test-threads INGISLT0 &&
+    expect "--test-threads clean" "all threads have ended with CKR_OK"
+
 # ---- token and PIN administration ----
 t "--init-token" $P $RT --init-token --label "Reader A" --so-pin $SO_PIN
 RT="--token-label Reader A"
@@ -251,9 +265,26 @@ t "note -M" $P --token-label "Note" -M && expect "note vendor mechanism" "mechty
 # ---- p11-kit ----
 if command -v p11-kit >/dev/null; then
 	mkdir -p "$HOME/.config/pkcs11/modules"
-	cat >"$HOME/.config/pkcs11/modules/mintline.module" <<-EOF
-	module: $MODULE
-	EOF
+	# The .module file meson installs (install tag "pkcs11", into a
+	# private DESTDIR), with its module path pointed at that copy.
+	inst=$work/inst
+	modfile=
+	if command -v meson >/dev/null &&
+	    meson install -C "$build" --no-rebuild --tags pkcs11 \
+	    --destdir "$inst" >"$work/install.log" 2>&1; then
+		modfile=$(find "$inst" -name mintline.module | head -1)
+	fi
+	if [[ -n $modfile ]]; then
+		instso=$(find "$inst" -name mintline-pkcs11.so | head -1)
+		grep -q "^module: .*mintline-pkcs11.so" "$modfile" &&
+		    pass "installed mintline.module names the module" ||
+		    fail "installed mintline.module has no module: line"
+		sed "s|^module: .*|module: $instso|" "$modfile" \
+		    >"$HOME/.config/pkcs11/modules/mintline.module"
+	else
+		echo "note: meson install --tags pkcs11 failed; using a written .module"
+		echo "module: $MODULE" >"$HOME/.config/pkcs11/modules/mintline.module"
+	fi
 	# p11-kit reads user configuration only for a non-root caller: as
 	# root, run the p11-kit parts in a user namespace (uid "nobody").
 	asuser=()

@@ -12,6 +12,7 @@ mintline-server and print the alert code the server answers with.
 Prints "alert N" (N = HS_ALERT_* code) or "closed" and exits 0.
 """
 import json
+import os
 import socket
 import struct
 import sys
@@ -75,6 +76,9 @@ def proxy(listen_port, server_port, out, tamper=None):
                     b = bytes(b)
                 with lock:
                     rec.append([tag, b.hex()])
+                    with open(out + ".tmp", "w") as f:
+                        json.dump(rec, f)
+                    os.replace(out + ".tmp", out)
                 dst.sendall(frame(b))
                 n += 1
         except (EOFError, ConnectionError, OSError):

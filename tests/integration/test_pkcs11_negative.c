@@ -22,6 +22,7 @@
 #include <p11-kit/pkcs11.h>
 
 #include "chip.h"
+#include "ml_ossl.h"
 #include "p11m_v3.h"
 
 static CK_FUNCTION_LIST *f;
@@ -404,6 +405,39 @@ test_objects(CK_SLOT_ID slot)
 		EXPECT(f->C_Verify(rw, md, 32, sig, 63),
 		    CKR_SIGNATURE_LEN_RANGE);
 	}
+	/* Multi-part ECDSA-SHA256 and SHA-256 agree with single-part. */
+	{
+		CK_MECHANISM m = { CKM_ECDSA_SHA256, NULL, 0 };
+		CK_MECHANISM sha = { CKM_SHA256, NULL, 0 };
+		CK_BYTE msg[] = "the quick brown fox", sig[64], d1[32], d2[32];
+		CK_ULONG ml = sizeof(msg) - 1, dl;
+
+		EXPECT(f->C_SignInit(rw, &m, priv), CKR_OK);
+		EXPECT(f->C_SignUpdate(rw, msg, 4), CKR_OK);
+		EXPECT(f->C_SignUpdate(rw, msg + 4, ml - 4), CKR_OK);
+		n = sizeof(sig);
+		EXPECT(f->C_SignFinal(rw, sig, &n), CKR_OK);
+		EXPECT(f->C_VerifyInit(rw, &m, pub), CKR_OK);
+		EXPECT(f->C_Verify(rw, msg, ml, sig, 64), CKR_OK);
+		EXPECT(f->C_VerifyInit(rw, &m, pub), CKR_OK);
+		EXPECT(f->C_VerifyUpdate(rw, msg, 7), CKR_OK);
+		EXPECT(f->C_VerifyUpdate(rw, msg + 7, ml - 7), CKR_OK);
+		EXPECT(f->C_VerifyFinal(rw, sig, 64), CKR_OK);
+		EXPECT(f->C_VerifyInit(rw, &m, pub), CKR_OK);
+		EXPECT(f->C_Verify(rw, msg, ml - 1, sig, 64),
+		    CKR_SIGNATURE_INVALID);
+		EXPECT(f->C_DigestInit(rw, &sha), CKR_OK);
+		dl = sizeof(d1);
+		EXPECT(f->C_Digest(rw, msg, ml, d1, &dl), CKR_OK);
+		EXPECT(f->C_DigestInit(rw, &sha), CKR_OK);
+		EXPECT(f->C_DigestUpdate(rw, msg, 3), CKR_OK);
+		EXPECT(f->C_DigestUpdate(rw, msg + 3, ml - 3), CKR_OK);
+		dl = 31;
+		EXPECT(f->C_DigestFinal(rw, d2, &dl), CKR_BUFFER_TOO_SMALL);
+		TRUTH(dl == 32);
+		EXPECT(f->C_DigestFinal(rw, d2, &dl), CKR_OK);
+		TRUTH(memcmp(d1, d2, 32) == 0);
+	}
 	/* AES-GCM: chip-held key and a derived module-held key. */
 	{
 		CK_MECHANISM gen = { CKM_AES_KEY_GEN, NULL, 0 };
@@ -504,6 +538,18 @@ test_objects(CK_SLOT_ID slot)
 		}
 		TRUTH(t[0].bad == 0 && t[1].bad == 0);
 	}
+	/*
+	 * Our own writes kept the cache's view of the chip list current: a
+	 * new session (which revalidates against LIST OBJECTS) keeps every
+	 * handle.
+	 */
+	{
+		CK_MECHANISM m = { CKM_ECDSA, NULL, 0 };
+		CK_SESSION_HANDLE s3 = open_rw(slot);
+
+		EXPECT(f->C_SignInit(s3, &m, priv), CKR_OK);
+		EXPECT(f->C_CloseSession(s3), CKR_OK);
+	}
 	EXPECT(f->C_CloseSession(ro), CKR_OK);
 	EXPECT(f->C_CloseSession(rw), CKR_OK);
 }
@@ -542,8 +588,188 @@ test_removal(CK_SLOT_ID slot)
 	    CKR_OK);
 	n = 16;
 	EXPECT(f->C_GenerateRandom(s2, sig, 16), CKR_OK);
-	EXPECT(f->C_CloseSession(s2), CKR_OK);
 	EXPECT(f->C_WaitForSlotEvent(CKF_DONT_BLOCK, &ev, NULL), CKR_NO_EVENT);
+	/* Calls answered from the cache notice a removal too. */
+	feed((int)slot, NULL);
+	EXPECT(f->C_FindObjectsInit(s2, NULL, 0), CKR_DEVICE_REMOVED);
+	EXPECT(f->C_GenerateRandom(s2, sig, 16), CKR_DEVICE_REMOVED);
+	EXPECT(f->C_CloseSession(s2), CKR_OK);
+	feed((int)slot, "second.img");
+	EXPECT(f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &s2),
+	    CKR_OK);
+	EXPECT(f->C_FindObjectsInit(s2, NULL, 0), CKR_OK);
+	EXPECT(f->C_FindObjectsFinal(s2), CKR_OK);
+	EXPECT(f->C_CloseSession(s2), CKR_OK);
+}
+
+/* One raw APDU to a chip image (personalisation before the module). */
+static uint16_t
+raw(struct chip *c, const uint8_t *cmd, size_t n)
+{
+	static uint8_t resp[CHIP_MAX_RESP];
+	size_t rn = 0;
+
+	if (chip_transmit(c, cmd, n, resp, sizeof(resp), &rn) != 0 || rn < 2) {
+		return 0;
+	}
+	return (uint16_t)((resp[rn - 2] << 8) | resp[rn - 1]);
+}
+
+#define FEATURE	"NOTE-SERIAL-AB12345678"
+
+/* BN-3..BN-5: challenge, station authorisation, write (docs/apdu.md). */
+static void
+write_feature(struct chip *c, const uint8_t issuer[ML_P256_PRIV_LEN])
+{
+	static const uint8_t getch[] = { 0x00, 0x84, 0x00, 0x00, 0x10 };
+	static uint8_t resp[CHIP_MAX_RESP];
+	uint8_t msg[256], cmd[512], sig[ML_P256_SIG_LEN];
+	struct ml_p256_key *k = NULL;
+	size_t rn = 0, mlen = 0, flen = strlen(FEATURE), n;
+	char serial[CHIP_SERIAL_LEN + 1];
+
+	TRUTH(chip_transmit(c, getch, sizeof(getch), resp, sizeof(resp),
+	    &rn) == 0 && rn == 18);
+	snprintf(serial, sizeof(serial), "%-16s", "NEG-NOTE");
+	memcpy(msg, "mintline note write v1", 22);
+	mlen = 22;
+	memcpy(msg + mlen, resp, 16);
+	mlen += 16;
+	memcpy(msg + mlen, serial, 16);
+	mlen += 16;
+	memcpy(msg + mlen, FEATURE, flen);
+	mlen += flen;
+	TRUTH(ml_p256_key_from_priv(issuer, &k) == 0);
+	TRUTH(k != NULL && ml_p256_sign(k, msg, mlen, sig) == 0);
+	ml_p256_key_free(k);
+	n = 0;
+	cmd[n++] = 0x80;
+	cmd[n++] = 0x78;
+	cmd[n++] = 0;
+	cmd[n++] = 0;
+	cmd[n++] = (uint8_t)(2 + flen + 64);
+	cmd[n++] = 0;
+	cmd[n++] = (uint8_t)flen;
+	memcpy(cmd + n, FEATURE, flen);
+	n += flen;
+	memcpy(cmd + n, sig, 64);
+	n += 64;
+	TRUTH(raw(c, cmd, n) == 0x9000);
+	n = 0;
+	cmd[n++] = 0x80;
+	cmd[n++] = 0x7A;
+	cmd[n++] = 0;
+	cmd[n++] = 0;
+	cmd[n++] = (uint8_t)flen;
+	memcpy(cmd + n, FEATURE, flen);
+	n += flen;
+	TRUTH(raw(c, cmd, n) == 0x9000);
+}
+
+/*
+ * Personalise the note (INIT TOKEN, SO login, chip key, issuer and server
+ * keys, LOCK) straight through the card OS, as the station does.
+ */
+static void
+personalise_note(const char *name)
+{
+	static const uint8_t select[] = { 0x00, 0xA4, 0x04, 0x00, 0x09, 0xA0,
+	    0x00, 0x00, 0x08, 0x88, 0x4D, 0x4C, 0x01, 0x02 };
+	static const uint8_t init[] = { 0x80, 0x50, 0x00, 0x00, 0x0B, 0x08,
+	    '8', '7', '6', '5', '4', '3', '2', '1', 0x01, 'N' };
+	static const uint8_t so[] = { 0x00, 0x20, 0x00, 0x82, 0x08,
+	    '8', '7', '6', '5', '4', '3', '2', '1' };
+	static const uint8_t chipkey[] = { 0x80, 0x46, 0x01, 0x00, 0x04, 0, 0,
+	    0, 0 };
+	static const uint8_t lock[] = { 0x80, 0x74, 0x00, 0x00 };
+	uint8_t inst[5 + ML_P256_PUB_LEN], priv[ML_P256_PRIV_LEN];
+	uint8_t issuer[ML_P256_PRIV_LEN];
+	char path[512];
+	struct chip *c = NULL;
+	int ins;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if (chip_open(path, &c) != 0) {
+		fprintf(stderr, "chip_open %s\n", path);
+		failures++;
+		return;
+	}
+	TRUTH(raw(c, select, sizeof(select)) == 0x9000);
+	TRUTH(raw(c, init, sizeof(init)) == 0x9000);
+	TRUTH(raw(c, so, sizeof(so)) == 0x9000);
+	TRUTH(raw(c, chipkey, sizeof(chipkey)) == 0x9000);
+	for (ins = 0x70; ins <= 0x72; ins += 2) {
+		inst[0] = 0x80;
+		inst[1] = (uint8_t)ins;
+		inst[2] = inst[3] = 0;
+		inst[4] = ML_P256_PUB_LEN;
+		TRUTH(ml_p256_keygen(priv, inst + 5) == 0);
+		TRUTH(raw(c, inst, sizeof(inst)) == 0x9000);
+		if (ins == 0x70) {
+			memcpy(issuer, priv, sizeof(issuer));
+		}
+	}
+	TRUTH(raw(c, lock, sizeof(lock)) == 0x9000);
+	write_feature(c, issuer);
+	chip_close(c);
+}
+
+/*
+ * A personalised note: the chip key is usable without a PIN through
+ * CKM_MINTLINE_INTERNAL_AUTH only; random comes 16 bytes at a time.
+ */
+static void
+test_note(CK_SLOT_ID slot)
+{
+	CK_MECHANISM auth = { CKM_VENDOR_DEFINED | 0x4d4c0001UL, NULL, 0 };
+	CK_MECHANISM ecdsa = { CKM_ECDSA, NULL, 0 };
+	CK_OBJECT_CLASS pc = CKO_PRIVATE_KEY;
+	CK_ATTRIBUTE ft[] = { { CKA_CLASS, &pc, sizeof(pc) },
+	    { CKA_LABEL, (char *)"chip", 4 } };
+	CK_OBJECT_HANDLE key = 0;
+	CK_SESSION_HANDLE s;
+	CK_BYTE ch[16] = { 1, 2, 3 }, sig[64], rnd[100];
+	CK_ULONG n = 0;
+
+	EXPECT(f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &s),
+	    CKR_OK);
+	EXPECT(f->C_GenerateRandom(s, rnd, sizeof(rnd)), CKR_OK);
+	EXPECT(f->C_FindObjectsInit(s, ft, 2), CKR_OK);
+	EXPECT(f->C_FindObjects(s, &key, 1, &n), CKR_OK);
+	EXPECT(f->C_FindObjectsFinal(s), CKR_OK);
+	TRUTH(n == 1);
+	EXPECT(f->C_SignInit(s, &ecdsa, key), CKR_KEY_FUNCTION_NOT_PERMITTED);
+	EXPECT(f->C_SignInit(s, &auth, key), CKR_OK);
+	n = sizeof(sig);
+	EXPECT(f->C_Sign(s, ch, 8, sig, &n), CKR_DATA_LEN_RANGE);
+	EXPECT(f->C_SignInit(s, &auth, key), CKR_OK);
+	n = sizeof(sig);
+	EXPECT(f->C_Sign(s, ch, sizeof(ch), sig, &n), CKR_OK);
+	TRUTH(n == 64);
+	EXPECT(f->C_DestroyObject(s, key), CKR_ACTION_PROHIBITED);
+	{
+		/* The feature record as a read-only data object (BN-8). */
+		CK_OBJECT_CLASS dc = CKO_DATA;
+		CK_ATTRIBUTE fa[] = { { CKA_CLASS, &dc, sizeof(dc) },
+		    { CKA_APPLICATION, (char *)"mintline-note-feature", 21 } };
+		CK_BYTE val[2048];
+		CK_ATTRIBUTE gv = { CKA_VALUE, val, sizeof(val) };
+		CK_ATTRIBUTE sv = { CKA_LABEL, (char *)"x", 1 };
+		CK_OBJECT_HANDLE fo = 0;
+
+		n = 0;
+		EXPECT(f->C_FindObjectsInit(s, fa, 2), CKR_OK);
+		EXPECT(f->C_FindObjects(s, &fo, 1, &n), CKR_OK);
+		EXPECT(f->C_FindObjectsFinal(s), CKR_OK);
+		TRUTH(n == 1);
+		EXPECT(f->C_GetAttributeValue(s, fo, &gv, 1), CKR_OK);
+		TRUTH(gv.ulValueLen > strlen(FEATURE) && memmem(val,
+		    gv.ulValueLen, FEATURE, strlen(FEATURE)) != NULL);
+		EXPECT(f->C_SetAttributeValue(s, fo, &sv, 1),
+		    CKR_ACTION_PROHIBITED);
+		EXPECT(f->C_DestroyObject(s, fo), CKR_ACTION_PROHIBITED);
+	}
+	EXPECT(f->C_CloseSession(s), CKR_OK);
 }
 
 static void
@@ -625,6 +851,7 @@ main(int argc, char **argv)
 	make_chip("reader", "NEG-FIRST", "first.img");
 	make_chip("reader", "NEG-SECOND", "second.img");
 	make_chip("note", "NEG-NOTE", "note.img");
+	personalise_note("note.img");
 	feed(0, "first.img");
 	feed(1, "note.img");
 	snprintf(path, sizeof(path), "%s/line/positions", dir);
@@ -653,6 +880,7 @@ main(int argc, char **argv)
 	test_args();
 	test_pins(0);
 	test_objects(0);
+	test_note(1);
 	test_fork();
 	test_removal(0);
 	EXPECT(f->C_Finalize(NULL), CKR_OK);
@@ -662,13 +890,16 @@ main(int argc, char **argv)
 		EXPECT(f->C_GetSlotList(CK_FALSE, NULL, &n),
 		    CKR_CRYPTOKI_NOT_INITIALIZED);
 	}
-	if (failures == 0) {
+	if (failures == 0 && getenv("P11NEG_KEEP") == NULL) {
 		char cmd[600];
 
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 		if (system(cmd) != 0) {
 			fprintf(stderr, "could not remove %s\n", dir);
 		}
+	}
+	if (failures != 0 || getenv("P11NEG_KEEP") != NULL) {
+		printf("work directory kept: %s\n", dir);
 	}
 	printf("%d failure(s)\n", failures);
 	return failures == 0 ? 0 : 1;

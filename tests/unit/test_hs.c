@@ -83,6 +83,27 @@ fixture(void)
 	reg_add(&stn, HS_KIND_STATION, 0);
 }
 
+/* Each TCase builds the fixture once and frees it after its last test, so
+ * that a CK_FORK=no run (valgrind) has nothing left over. */
+static void
+fixture_free(void)
+{
+	struct fx_party *all[] = { &srv, &srv_foreign, &rdr, &rdr2,
+	    &rdr_foreign, &rdr_expired, &rdr_revoked, &rdr_signonly, &stn };
+	size_t i;
+
+	for (i = 0; i < ML_NELEM(all); i++) {
+		fx_party_free(all[i]);
+	}
+	hs_trust_free(trust);
+	hs_trust_free(trust_crl);
+	hs_ca_free(ca);
+	hs_ca_free(ca2);
+	trust = trust_crl = NULL;
+	ca = ca2 = NULL;
+	memset(&reg, 0, sizeof(reg));
+}
+
 /* Run one handshake of flow for reader p; server uses trust t. */
 static void
 run(struct fx_run *fr, struct fx_party *p, enum hs_flow flow,
@@ -426,9 +447,11 @@ START_TEST(reader_unknown)
 
 	fx_party_make(&nobody, ca, "reader", "RDR-9999", 0x999, 60, 86400);
 	run(&fr, &nobody, flows[_i], trust, NULL, NULL);
+	ck_assert_alert(fr.salert, HS_ALERT_UNKNOWN);
 	ck_assert_r(fr.sr, ML_ERR_REJECTED);
 	ck_assert_alert(fr.salert, HS_ALERT_UNKNOWN);
 	fx_run_free(&fr);
+	fx_party_free(&nobody);
 }
 END_TEST
 
@@ -812,8 +835,8 @@ hs_suite(void)
 	TCase *tr = tcase_create("records");
 	int nf = ML_NELEM(flows);
 
-	tcase_add_unchecked_fixture(tc, fixture, NULL);
-	tcase_add_unchecked_fixture(tr, fixture, NULL);
+	tcase_add_unchecked_fixture(tc, fixture, fixture_free);
+	tcase_add_unchecked_fixture(tr, fixture, fixture_free);
 	tcase_set_timeout(tc, 60);
 	tcase_add_loop_test(tc, good_handshake, 0, nf);
 	tcase_add_loop_test(tc, good_station, 0, nf);

@@ -38,7 +38,7 @@ struct fx_reg {
 	int			n;
 };
 
-static int
+static __attribute__((unused)) int
 fx_check_peer(void *ctx, const struct hs_peer *p, int *ret_alert)
 {
 	struct fx_reg *reg = ctx;
@@ -63,14 +63,14 @@ fx_check_peer(void *ctx, const struct hs_peer *p, int *ret_alert)
 	return ML_ERR_REJECTED;
 }
 
-static void
+static __attribute__((unused)) void
 fx_die(const char *what)
 {
 	fprintf(stderr, "fixture: %s failed\n", what);
 	abort();
 }
 
-static void
+static __attribute__((unused)) void
 fx_party_make(struct fx_party *p, const struct hs_ca *ca, const char *role,
     const char *serial, uint64_t certno, long backdate_s, long valid_s)
 {
@@ -98,8 +98,18 @@ fx_party_make(struct fx_party *p, const struct hs_ca *ca, const char *role,
 	    (unsigned long long)certno);
 }
 
+/* Frees what fx_party_make() allocated (not for fx_party_reissue() copies
+ * of another party, which share its key: free only their cert). */
+static __attribute__((unused)) void
+fx_party_free(struct fx_party *p)
+{
+	ml_p256_key_free(p->key);
+	free(p->cert);
+	memset(p, 0, sizeof(*p));
+}
+
 /* Another certificate for the same key. */
-static void
+static __attribute__((unused)) void
 fx_party_reissue(struct fx_party *dst, const struct fx_party *src,
     const struct hs_ca *ca, const char *role, const char *serial,
     uint64_t certno, long backdate_s, long valid_s, bool sign_only)
@@ -110,10 +120,14 @@ fx_party_reissue(struct fx_party *dst, const struct fx_party *src,
 		.sign_only = sign_only,
 	};
 
+	/* dst == src replaces the certificate: free the one it had */
+	uint8_t *old = (dst == src) ? src->cert : NULL;
+
 	*dst = *src;
 	if (hs_ca_issue(ca, &req, &dst->cert, &dst->cert_len) != 0) {
 		fx_die("reissue");
 	}
+	free(old);
 	dst->chain[0].p = dst->cert;
 	dst->chain[0].len = dst->cert_len;
 	snprintf(dst->serial, sizeof(dst->serial), "%s", serial ? serial : "server");
@@ -121,22 +135,24 @@ fx_party_reissue(struct fx_party *dst, const struct fx_party *src,
 	    (unsigned long long)certno);
 }
 
-static struct hs_client_cfg
+static __attribute__((unused)) struct hs_client_cfg
 fx_client_cfg(struct fx_party *p, enum hs_flow flow, const struct hs_trust *t)
 {
 	struct hs_client_cfg c = {
 		.flow = flow, .kind = HS_KIND_READER,
-		.cred = { .keyops = &p->ko, .chain = p->chain, .nchain = 1 },
+		.cred = { .keyops = &p->ko, .chain = p->chain, .nchain = 1,
+		    .pub = p->pub, .certno = p->certno },
 		.trust = t, .serial = p->serial,
 	};
 	return c;
 }
 
-static struct hs_server_cfg
+static __attribute__((unused)) struct hs_server_cfg
 fx_server_cfg(struct fx_party *p, const struct hs_trust *t, struct fx_reg *reg)
 {
 	struct hs_server_cfg s = {
-		.cred = { .keyops = &p->ko, .chain = p->chain, .nchain = 1 },
+		.cred = { .keyops = &p->ko, .chain = p->chain, .nchain = 1,
+		    .pub = p->pub },
 		.trust = t, .check_peer = reg ? fx_check_peer : NULL,
 		.check_ctx = reg,
 	};
@@ -158,7 +174,7 @@ struct fx_run {
 	struct ml_wr	 msgs[8];	/* copies of bodies as delivered */
 };
 
-static void
+static __attribute__((unused)) void
 fx_run_free(struct fx_run *fr)
 {
 	int i;
@@ -173,7 +189,7 @@ fx_run_free(struct fx_run *fr)
 
 /* Deliver every frame in *src to hs (the other side), collecting its
  * output in *dst.  Returns the last result. */
-static int
+static __attribute__((unused)) int
 fx_deliver(struct fx_run *fr, struct ml_wr *src, struct hs *to, bool from_client,
     struct ml_wr *dst, fx_hook_fn hook, void *arg)
 {
@@ -210,7 +226,7 @@ fx_deliver(struct fx_run *fr, struct ml_wr *src, struct hs *to, bool from_client
 }
 
 /* Run a whole handshake through the pipe.  Keeps both engines in fr. */
-static void
+static __attribute__((unused)) void
 fx_run(struct fx_run *fr, const struct hs_client_cfg *cc,
     const struct hs_server_cfg *sc, fx_hook_fn hook, void *arg)
 {

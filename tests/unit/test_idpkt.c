@@ -4,6 +4,7 @@
  * reordering.  No chips: the upload is made here and goes through the
  * loopback link into a real idr_srv with the SAM emulator.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -400,6 +401,8 @@ e2e_fini(struct e2e *e)
 	tk_fini(&e->t);
 }
 
+static uint8_t e2e_per_record;	/* 0: bursts (default), 1: PKT records */
+
 static int
 e2e_upload(struct e2e *e, const struct idr_faults *f,
     struct idr_upload_stats *st, struct idc_info *got)
@@ -416,6 +419,7 @@ e2e_upload(struct e2e *e, const struct idr_faults *f,
 	req.data = e->data.p;
 	req.data_len = e->data.len;
 	req.pkt_size = 128;
+	req.per_record = e2e_per_record;
 	req.faults = f;
 	r = idr_upload(&l, &req, &info, st);
 	if (r == 0 && got != NULL) {
@@ -449,6 +453,7 @@ START_TEST(upload_faults_recovered)
 	struct idc_info *got = calloc(1, sizeof(*got));
 	struct e2e e;
 
+	e2e_per_record = (uint8_t)(_i % 2);	/* both record shapes */
 	e2e_init(&e, NULL, false);
 	ck_assert_msg(e2e_upload(&e, &v->f, &st, got) == 0, "%s", v->name);
 	ck_assert_str_eq(got->idnum, e.want.idnum);
@@ -465,6 +470,86 @@ START_TEST(upload_faults_recovered)
 	ck_assert_uint_eq(ss.live, 0);
 	idc_info_clear(got);
 	free(got);
+	e2e_fini(&e);
+}
+END_TEST
+
+/* The same with the other record shape. */
+START_TEST(upload_faults_recovered_pkt)
+{
+	const struct fault_vec *v = &fault_vecs[_i];
+	struct idr_upload_stats st;
+	struct e2e e;
+
+	e2e_per_record = (uint8_t)((_i + 1) % 2);
+	e2e_init(&e, NULL, false);
+	ck_assert_msg(e2e_upload(&e, &v->f, &st, NULL) == 0, "%s", v->name);
+	e2e_per_record = 0;
+	e2e_fini(&e);
+}
+END_TEST
+
+/* BURST framing. */
+START_TEST(burst_parse)
+{
+	static const uint8_t ok2[] = { 2, 0, 1, 0xaa, 0, 2, 0xbb, 0xcc };
+	static const uint8_t zero[] = { 0 };
+	static const uint8_t many[] = { IDR_BURST_MAX + 1, 0, 1, 0xaa };
+	struct ml_rd rd;
+	const uint8_t *p;
+	size_t n, k;
+	uint8_t cnt;
+
+	rd = ML_RD_INIT(ok2, sizeof(ok2));
+	ck_assert_r(idr_burst_begin(&rd, &cnt), 0);
+	ck_assert_uint_eq(cnt, 2);
+	ck_assert_r(idr_burst_next(&rd, &p, &n), 0);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_uint_eq(p[0], 0xaa);
+	ck_assert_r(idr_burst_next(&rd, &p, &n), 0);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_r(ml_rd_end(&rd), 0);
+	for (k = 4; k < sizeof(ok2); k++) {	/* truncated second packet */
+		rd = ML_RD_INIT(ok2, k);
+		ck_assert_r(idr_burst_begin(&rd, &cnt), 0);
+		ck_assert_r(idr_burst_next(&rd, &p, &n), 0);
+		ck_assert_r(idr_burst_next(&rd, &p, &n), ML_ERR_SHORT);
+		ck_assert_uint_eq(rd.off, 4);	/* cursor unmoved */
+	}
+	rd = ML_RD_INIT(zero, sizeof(zero));
+	ck_assert_r(idr_burst_begin(&rd, &cnt), ML_ERR_FORMAT);
+	ck_assert_uint_eq(rd.off, 0);
+	rd = ML_RD_INIT(many, sizeof(many));
+	ck_assert_r(idr_burst_begin(&rd, &cnt), ML_ERR_FORMAT);
+}
+END_TEST
+
+/* Big packets: bursts are cut at the channel's record size. */
+START_TEST(upload_big_packets)
+{
+	struct idr_link l;
+	struct idr_upload_req req;
+	struct idr_upload_stats st;
+	struct ml_wr info = ml_wr_dyn(8192);
+	struct e2e e;
+
+	e2e_init(&e, NULL, false);
+	ck_assert_r(tk_loop_connect(&e.t, &l), 0);
+	memset(&req, 0, sizeof(req));
+	req.config = e.cfg.p;
+	req.config_len = e.cfg.len;
+	req.data = e.data.p;
+	req.data_len = e.data.len;
+	req.pkt_size = IDR_PKT_MIN;		/* 150 packets, 10 bursts */
+	req.per_record = IDR_BURST_MAX;
+	ck_assert_r(idr_upload(&l, &req, &info, &st), 0);
+	ck_assert_uint_ge(st.pkts, 140);
+	ml_wr_clear(&info);
+	req.pkt_size = IDR_PKT_MAX;		/* 1 packet */
+	ck_assert_r(idr_upload(&l, &req, &info, &st), 0);
+	ck_assert_uint_eq(st.pkts, 1);
+	l.close(l.ctx);
+	ml_wr_free(&info);
 	e2e_fini(&e);
 }
 END_TEST
@@ -516,6 +601,122 @@ START_TEST(upload_deadline)
 	ck_assert_r(idr_upload(&l, &req, &info, NULL), ML_ERR_TIMEOUT);
 	l.close(l.ctx);
 	ml_wr_free(&info);
+	e2e_fini(&e);
+}
+END_TEST
+
+/* A reader that goes silent: its session is reaped after the deadline
+ * and an error record names it (ID-3). */
+static int rec_errors;
+static char rec_serial[64];
+
+static void
+rec_cb(void *ctx, const struct hs_peer *peer, int ev, const char *detail)
+{
+	if (ev == 2 && strstr(detail, "expired") != NULL) {
+		rec_errors++;
+		snprintf(rec_serial, sizeof(rec_serial), "%s", peer->serial);
+	}
+}
+
+START_TEST(silent_reader_reaped)
+{
+	struct idr_srv_cfg sc = { .deadline_ms = 20, .record = rec_cb };
+	struct ml_wr w = ml_wr_dyn(256), reply = ml_wr_dyn(HS_MAX_RECORD);
+	struct idr_srv_stats ss;
+	struct idr_begin b;
+	uint8_t rt = 0;
+	uint8_t *up = mk_upload(500, 256, &b);
+	struct e2e e;
+
+	rec_errors = 0;
+	e2e_init(&e, &sc, false);
+	ck_assert_r(idr_begin_encode(&b, &w), 0);
+	ck_assert_r(idr_srv_handle(e.t.srv, &e.t.peer, IDR_REC_BEGIN, w.p,
+	    w.len, &reply, &rt), 0);
+	idr_srv_get_stats(e.t.srv, &ss);
+	ck_assert_uint_eq(ss.live, 1);
+	usleep(40 * 1000);
+	idr_srv_reap(e.t.srv);
+	idr_srv_get_stats(e.t.srv, &ss);
+	ck_assert_uint_eq(ss.live, 0);
+	ck_assert_uint_eq(ss.expired, 1);
+	ck_assert_int_eq(rec_errors, 1);
+	ck_assert_str_eq(rec_serial, e.t.peer.serial);
+	free(up);
+	ml_wr_free(&w);
+	ml_wr_free(&reply);
+	e2e_fini(&e);
+}
+END_TEST
+
+/* ID-10: one server + SAM shared by many readers at once, with loss. */
+struct conc {
+	struct e2e	*e;
+	int		 idx;
+	int		 fails;
+};
+
+static void *
+conc_run(void *arg)
+{
+	struct conc *c = arg;
+	struct idr_faults f = { .loss_pm = 100, .corrupt_pm = 50, .never = -1 };
+	struct hs_peer peer = c->e->t.peer;
+	struct idr_upload_req req;
+	struct ml_wr info = ml_wr_dyn(8192);
+	struct idr_link l;
+	int i;
+
+	snprintf(peer.serial, sizeof(peer.serial), "RDR-C-%02d", c->idx);
+	memset(&req, 0, sizeof(req));
+	req.config = c->e->cfg.p;
+	req.config_len = c->e->cfg.len;
+	req.data = c->e->data.p;
+	req.data_len = c->e->data.len;
+	req.faults = &f;
+	for (i = 0; i < 25; i++) {
+		f.seed = (uint64_t)(c->idx * 1000 + i);
+		ml_wr_clear(&info);
+		if (idr_link_loop(c->e->t.srv, &peer, &l) != 0) {
+			c->fails++;
+			continue;
+		}
+		if (idr_upload(&l, &req, &info, NULL) != 0) {
+			c->fails++;
+		}
+		l.close(l.ctx);
+	}
+	ml_wr_free(&info);
+	return NULL;
+}
+
+START_TEST(many_readers_at_once)
+{
+	struct idr_srv_stats ss;
+	struct sam_stats sst;
+	pthread_t tid[8];
+	struct conc c[8];
+	struct e2e e;
+	int i;
+
+	e2e_init(&e, NULL, false);
+	for (i = 0; i < 8; i++) {
+		c[i].e = &e;
+		c[i].idx = i;
+		c[i].fails = 0;
+		ck_assert_int_eq(pthread_create(&tid[i], NULL, conc_run, &c[i]),
+		    0);
+	}
+	for (i = 0; i < 8; i++) {
+		pthread_join(tid[i], NULL);
+		ck_assert_int_eq(c[i].fails, 0);
+	}
+	idr_srv_get_stats(e.t.srv, &ss);
+	ck_assert_uint_eq(ss.ok, 200);
+	ck_assert_uint_eq(ss.live, 0);
+	sam_get_stats(e.t.sam, &sst);
+	ck_assert_uint_eq(sst.decodes, 200);
 	e2e_fini(&e);
 }
 END_TEST
@@ -616,14 +817,20 @@ idpkt_suite(void)
 	tcase_add_test(tc, asm_packet_limit);
 	tcase_add_test(tc, asm_wrong_digest);
 	tcase_add_test(tc, result_roundtrip);
+	tcase_add_test(tc, burst_parse);
 	suite_add_tcase(s, tc);
 
 	tcase_set_timeout(te, 60);
 	tcase_add_loop_test(te, upload_faults_recovered, 0,
 	    ML_NELEM(fault_vecs));
+	tcase_add_loop_test(te, upload_faults_recovered_pkt, 0,
+	    ML_NELEM(fault_vecs));
 	tcase_add_test(te, upload_never_arrives);
+	tcase_add_test(te, upload_big_packets);
 	tcase_add_test(te, upload_deadline);
 	tcase_add_test(te, upload_unknown_card);
+	tcase_add_test(te, silent_reader_reaped);
+	tcase_add_test(te, many_readers_at_once);
 	tcase_add_test(te, upload_bound_to_peer);
 	tcase_add_test(te, selective_beats_whole);
 	suite_add_tcase(s, te);

@@ -248,6 +248,36 @@ START_TEST(never_arrives)
 }
 END_TEST
 
+/* Output: JSON escaping and the text layout. */
+START_TEST(print_info)
+{
+	struct idc_info *ii = calloc(1, sizeof(*ii));
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	tk_fill_info(3, ii);
+	snprintf(ii->name, sizeof(ii->name), "a\"b\\c");
+	f = open_memstream(&buf, &len);
+	ck_assert_r(idr_print_info(f, ii, true, NULL), 0);
+	fclose(f);
+	ck_assert_ptr_nonnull(strstr(buf, "{\"name\":\"a\\\"b\\\\c\",\"sex\":\"male\""));
+	ck_assert_ptr_nonnull(strstr(buf, "\"photo_file\":null"));
+	ck_assert_ptr_nonnull(strstr(buf, "\"valid_until\":\"2040-01-01\""));
+	free(buf);
+	buf = NULL;
+	f = open_memstream(&buf, &len);
+	ck_assert_r(idr_print_info(f, ii, false, NULL), 0);
+	fclose(f);
+	ck_assert_ptr_nonnull(strstr(buf, "ID number:          "));
+	ck_assert_ptr_nonnull(strstr(buf, ii->idnum));
+	ck_assert_ptr_nonnull(strstr(buf, "valid:              2020-01-01 - 2040-01-01"));
+	free(buf);
+	idc_info_clear(ii);
+	free(ii);
+}
+END_TEST
+
 static Suite *
 idread_suite(void)
 {
@@ -264,6 +294,7 @@ idread_suite(void)
 	tcase_add_test(tc, unknown_card);
 	tcase_add_test(tc, lossy_first_read);
 	tcase_add_test(tc, never_arrives);
+	tcase_add_test(tc, print_info);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -500,6 +500,91 @@ START_TEST(chip_tear_create_object)
 }
 END_TEST
 
+/* The attributes of object id, read back through the chip. */
+static size_t
+read_attrs(struct chip *c, uint16_t id, uint8_t *out, size_t cap)
+{
+	static uint8_t obj[8192];
+	struct ml_rd rd, v;
+	size_t olen;
+
+	ck_assert_sw(ct_cmd(c, CLA_PROP, INS_READ_OBJECT, id >> 8, id & 0xff,
+	    NULL, 0, 65536, obj, sizeof(obj), &olen), SW_OK);
+	rd = ML_RD_INIT(obj, olen);
+	ck_assert_r(ml_tlv_find(&rd, TAG_OBJ_ATTRS, &v), 0);
+	ck_assert_uint_le(v.len, cap);
+	memcpy(out, v.p, v.len);
+	return v.len;
+}
+
+/*
+ * UPDATE OBJECT torn at every byte: the object keeps exactly its old
+ * attributes or has exactly the new ones (a longer blob than before, so a
+ * mix would show), never anything in between.
+ */
+START_TEST(chip_tear_update_object)
+{
+	uint8_t oldv[40], newv[300], got[512], cmd[2 + sizeof(oldv)], idb[2];
+	struct chip *c;
+	size_t k, n, i;
+	uint16_t id, sw;
+	char what[64];
+
+	for (i = 0; i < sizeof(oldv); i++) {
+		oldv[i] = (uint8_t)(0x10 + i);
+	}
+	for (i = 0; i < sizeof(newv); i++) {
+		newv[i] = (uint8_t)(0x80 ^ i);
+	}
+	cmd[0] = OBJ_CLASS_DATA;
+	cmd[1] = OBJ_F_PRIVATE;
+	memcpy(cmd + 2, oldv, sizeof(oldv));
+	ck_assert_r(chip_manufacture(path, CHIP_KIND_READER, "TEAR0003"), 0);
+	ck_assert_r(chip_open(path, &c), 0);
+	ct_personalise(c, SO_PIN, USER_PIN);
+	ck_assert_sw(ct_cmd(c, CLA_PROP, INS_CREATE_OBJECT, 0, 0, cmd, sizeof(cmd),
+	    0, idb, sizeof(idb), &n), SW_OK);
+	id = (uint16_t)(idb[0] << 8 | idb[1]);
+	chip_close(c);
+
+	for (k = 0; ; k++) {
+		snprintf(what, sizeof(what), "cut after %zu", k);
+		ck_assert_r(chip_open(path, &c), 0);
+		ck_assert_sw(ct_select(c), SW_OK);
+		ck_assert_sw(ct_verify(c, PIN_USER, USER_PIN), SW_OK);
+		chip_test_cut_after(c, (long)k);
+		sw = ct_cmd0(c, CLA_PROP, INS_UPDATE_OBJECT, id >> 8, id & 0xff,
+		    newv, sizeof(newv));
+		ck_assert_msg(sw == SW_OK || sw == SW_MEMORY_FAILURE, "%s: %04X",
+		    what, sw);
+		/* RAM agrees with flash right away ... */
+		n = read_attrs(c, id, got, sizeof(got));
+		ck_assert_msg(sw == SW_OK ? (n == sizeof(newv) &&
+		    memcmp(got, newv, n) == 0) : (n == sizeof(oldv) &&
+		    memcmp(got, oldv, n) == 0), "%s: RAM", what);
+		chip_close(c);
+		/* ... and after power comes back. */
+		ck_assert_r(chip_open(path, &c), 0);
+		ck_assert_sw(ct_select(c), SW_OK);
+		ck_assert_sw(ct_verify(c, PIN_USER, USER_PIN), SW_OK);
+		n = read_attrs(c, id, got, sizeof(got));
+		if (sw == SW_OK) {
+			ck_assert_msg(n == sizeof(newv) && memcmp(got, newv, n) == 0,
+			    "%s: new attributes lost", what);
+		} else {
+			ck_assert_msg(n == sizeof(oldv) && memcmp(got, oldv, n) == 0,
+			    "%s: neither old nor new (%zu bytes)", what, n);
+		}
+		chip_close(c);
+		if (sw == SW_OK) {
+			break;
+		}
+		ck_assert_msg(k < 100000, "the commit never completed");
+	}
+	ck_assert_uint_gt(k, STORE_HDR_LEN + sizeof(newv));
+}
+END_TEST
+
 /*
  * A tear in the middle of a PIN check must not give a try back: the
  * counter is committed before the comparison.  Cut at every byte of the
@@ -579,6 +664,7 @@ store_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, chip_tear_create_object);
+	tcase_add_test(tc, chip_tear_update_object);
 	tcase_add_test(tc, chip_tear_pin_counter);
 	suite_add_tcase(s, tc);
 	return s;

@@ -1,0 +1,147 @@
+/*
+ * The banknote application of mintline-server (issue 5): chip enrolment,
+ * sealed-upload registration (BN-7) and the online desk query (BN-8) as
+ * hs record handlers on the worker threads.  The logic is reg_note.c;
+ * this file binds it to the server.
+ *
+ * Configuration (environment, like the other applications):
+ *   MINTLINE_NOTE_DB		the note registry (SQLite file; required —
+ *				without it the application refuses every
+ *				record)
+ *   MINTLINE_NOTE_ISSUERS	authorised issuer keys, whitespace separated:
+ *				pkcs11: URIs (public key objects) or PEM files
+ *   MINTLINE_NOTE_FEATURE_KEY	optional: the feature key file, to check the
+ *				keyed identification codes as well
+ *
+ * The seal key is the server's HSM key (env->server_keyops, ECDH inside
+ * the token): the chips are personalised with its public key.  Only peers
+ * whose certificate says "station" may send these records.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "feature.h"
+#include "ml_log.h"
+#include "ml_wipe.h"
+#include "note_db.h"
+#include "note_p11.h"
+#include "note_proto.h"
+#include "reg_note.h"
+#include "srv.h"
+
+struct note_app {
+	struct note_db	*db;
+	struct reg_note	*rn;
+};
+
+static int
+note_app_init(const struct hs_app_env *env, void **ret_ctx)
+{
+	const char *db = secure_getenv("MINTLINE_NOTE_DB");
+	const char *iss = secure_getenv("MINTLINE_NOTE_ISSUERS");
+	const char *fk = secure_getenv("MINTLINE_NOTE_FEATURE_KEY");
+	struct reg_note_cfg cfg;
+	struct note_app *a = NULL;
+	uint8_t fkey[FEATURE_KEY_LEN];
+	char *list = NULL, *tok, *save = NULL;
+	int r;
+
+	ML_ENSURE((a = calloc(1, sizeof(*a))) != NULL, ML_ERR_NOMEM);
+	if (db == NULL || *db == '\0' || iss == NULL || *iss == '\0' ||
+	    env->server_keyops == NULL || env->server_keyops->ecdh == NULL ||
+	    env->server_pub == NULL) {
+		ml_warn("note: MINTLINE_NOTE_DB / MINTLINE_NOTE_ISSUERS not set: "
+		    "banknote records will be refused");
+		*ret_ctx = a;
+		a = NULL;
+		r = 0;
+		goto out;
+	}
+	memset(&cfg, 0, sizeof(cfg));
+	ML_ENSURE((list = strdup(iss)) != NULL, ML_ERR_NOMEM);
+	for (tok = strtok_r(list, " \t\n", &save); tok != NULL;
+	    tok = strtok_r(NULL, " \t\n", &save)) {
+		ML_ENSURE(cfg.nissuers < REG_NOTE_MAX_ISSUERS, ML_ERR_TOO_LARGE);
+		if ((r = note_pub_load(tok, cfg.issuers[cfg.nissuers])) != 0) {
+			ml_err("note: issuer key %zu: %s", cfg.nissuers + 1,
+			    ml_strerror(r));
+			goto out;
+		}
+		cfg.nissuers++;
+	}
+	if (fk != NULL && *fk != '\0') {
+		if ((r = feature_key_load(fk, fkey)) != 0) {
+			ml_err("note: feature key: %s", ml_strerror(r));
+			goto out;
+		}
+		cfg.feature_key = fkey;
+	}
+	ML_TRY(note_db_open(db, &a->db));
+	cfg.db = a->db;
+	cfg.server_keys = *env->server_keyops;
+	memcpy(cfg.server_pub, env->server_pub, ML_P256_PUB_LEN);
+	ML_TRY(reg_note_new(&cfg, &a->rn));
+	ml_info("note: registry %s, %zu issuer key(s)%s", db, cfg.nissuers,
+	    cfg.feature_key ? ", keyed codes checked" : "");
+	*ret_ctx = a;
+	a = NULL;
+	r = 0;
+out:
+	if (a != NULL) {
+		reg_note_free(a->rn);
+		note_db_close(a->db);
+		free(a);
+	}
+	free(list);
+	ml_wipe(fkey, sizeof(fkey));
+	return r;
+}
+
+static void
+note_app_fini(void *ctx)
+{
+	struct note_app *a = ctx;
+
+	if (a == NULL) {
+		return;
+	}
+	reg_note_free(a->rn);
+	note_db_close(a->db);
+	free(a);
+}
+
+static int
+note_app_handle(void *ctx, const struct hs_peer *peer, uint8_t type,
+    const uint8_t *payload, size_t len, struct ml_wr *reply,
+    uint8_t *reply_type)
+{
+	struct note_app *a = ctx;
+	int r;
+
+	if (a == NULL || a->rn == NULL) {
+		return ML_ERR_UNSUPPORTED;
+	}
+	if (peer->kind != HS_KIND_STATION) {
+		ml_warn("note: record from reader %s refused", peer->serial);
+		return ML_ERR_PERM;	/* only stations issue or verify notes */
+	}
+	if ((r = reg_note_handle(a->rn, type, payload, len, reply)) != 0) {
+		return r;
+	}
+	*reply_type = NOTE_REC_REPLY;
+	return 0;
+}
+
+static const struct hs_handler note_app_handlers[] = {
+	{ NOTE_REC_ENROL,	note_app_handle },
+	{ NOTE_REC_UPLOAD,	note_app_handle },
+	{ NOTE_REC_QUERY,	note_app_handle },
+};
+
+const struct hs_app srv_app_note = {
+	.name = "note",
+	.init = note_app_init,
+	.fini = note_app_fini,
+	.handlers = note_app_handlers,
+	.nhandlers = ML_NELEM(note_app_handlers),
+};
