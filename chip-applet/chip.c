@@ -1311,18 +1311,20 @@ chip_transmit(struct chip *c, const uint8_t *cmd, size_t cmd_len,
 		sw = SW_MEMORY_FAILURE;	/* RAM could not be made to match flash */
 		goto done;
 	}
-	if ((r = apdu_parse(cmd, cmd_len, &a)) != 0) {
+	r = apdu_parse(cmd, cmd_len, &a);
+	/* Anything but a well-formed GET RESPONSE drops a chained remainder. */
+	if (r != 0 || a.cla != CLA_ISO || a.ins != INS_GET_RESPONSE) {
+		ml_freezero(c->pending, c->pending_len);
+		c->pending = NULL;
+		c->pending_len = c->pending_off = 0;
+	}
+	if (r != 0) {
 		sw = SW_WRONG_LENGTH;
 		goto done;
 	}
 	if ((a.cla & 0x7C) != 0 || (a.cla & 0x03) != 0) {
 		sw = SW_CLA_NOT_SUPPORTED;	/* no channels, no SM, no chaining */
 		goto done;
-	}
-	if (a.ins != INS_GET_RESPONSE) {
-		ml_freezero(c->pending, c->pending_len);
-		c->pending = NULL;
-		c->pending_len = c->pending_off = 0;
 	}
 	if (a.cla == CLA_ISO && a.ins == INS_SELECT) {
 		r = do_select(c, &a, &w);

@@ -99,6 +99,12 @@ ML_MUST_CHECK int hs_trust_load(const char *ca_path, const char *crl_path,
 ML_MUST_CHECK int hs_trust_new_der(const uint8_t *ca_der, size_t ca_len,
     const uint8_t *crl_der, size_t crl_len, struct hs_trust **ret_trust);
 void	hs_trust_free(struct hs_trust *t);		/* NULL-safe */
+/*
+ * Replace the CRL (e.g. on SIGHUP): verifications from now on use the new
+ * one, and every cached verdict is dropped.  Safe while other threads
+ * verify.  On failure the old CRL stays in force.
+ */
+ML_MUST_CHECK int hs_trust_reload_crl(struct hs_trust *t, const char *crl_path);
 
 /* A DER blob (certificate), borrowed. */
 struct hs_blob {

@@ -55,18 +55,18 @@ struct hs {
 
 /* Per-message send/recv: send writes the whole body (type byte first);
  * recv gets the whole body (type byte checked by the driver). */
-int	hs_keyreq_send(struct hs *, struct ml_wr *);
-int	hs_keyreq_recv(struct hs *, const uint8_t *, size_t);
-int	hs_challenge_send(struct hs *, struct ml_wr *);
-int	hs_challenge_recv(struct hs *, const uint8_t *, size_t);
-int	hs_chcert_send(struct hs *, struct ml_wr *);
-int	hs_chcert_recv(struct hs *, const uint8_t *, size_t);
-int	hs_reader_auth_send(struct hs *, struct ml_wr *);
-int	hs_reader_auth_recv(struct hs *, const uint8_t *, size_t);
-int	hs_server_auth_send(struct hs *, struct ml_wr *);
-int	hs_server_auth_recv(struct hs *, const uint8_t *, size_t);
-int	hs_keyx_send(struct hs *, struct ml_wr *);
-int	hs_keyx_recv(struct hs *, const uint8_t *, size_t);
+ML_MUST_CHECK int	hs_keyreq_send(struct hs *, struct ml_wr *);
+ML_MUST_CHECK int	hs_keyreq_recv(struct hs *, const uint8_t *, size_t);
+ML_MUST_CHECK int	hs_challenge_send(struct hs *, struct ml_wr *);
+ML_MUST_CHECK int	hs_challenge_recv(struct hs *, const uint8_t *, size_t);
+ML_MUST_CHECK int	hs_chcert_send(struct hs *, struct ml_wr *);
+ML_MUST_CHECK int	hs_chcert_recv(struct hs *, const uint8_t *, size_t);
+ML_MUST_CHECK int	hs_reader_auth_send(struct hs *, struct ml_wr *);
+ML_MUST_CHECK int	hs_reader_auth_recv(struct hs *, const uint8_t *, size_t);
+ML_MUST_CHECK int	hs_server_auth_send(struct hs *, struct ml_wr *);
+ML_MUST_CHECK int	hs_server_auth_recv(struct hs *, const uint8_t *, size_t);
+ML_MUST_CHECK int	hs_keyx_send(struct hs *, struct ml_wr *);
+ML_MUST_CHECK int	hs_keyx_recv(struct hs *, const uint8_t *, size_t);
 
 /* Schema-only parsers (no state): used by recv and by the fuzz target. */
 struct hs_ident_fields {
@@ -79,35 +79,35 @@ struct hs_ident_fields {
 	size_t		 sealed_len;
 	const uint8_t	*sig;		/* ML_P256_SIG_LEN */
 };
-int	hs_parse_keyreq(const uint8_t *m, size_t len, uint8_t *ret_version,
+ML_MUST_CHECK int	hs_parse_keyreq(const uint8_t *m, size_t len, uint8_t *ret_version,
 	    uint8_t *ret_flow, uint8_t *ret_kind, char *serial, char *certno,
 	    uint8_t cnonce[HS_R_LEN]);
-int	hs_parse_challenge(const uint8_t *m, size_t len, uint8_t r1[HS_R_LEN]);
-int	hs_parse_chcert(const uint8_t *m, size_t len, uint8_t r1[HS_R_LEN],
+ML_MUST_CHECK int	hs_parse_challenge(const uint8_t *m, size_t len, uint8_t r1[HS_R_LEN]);
+ML_MUST_CHECK int	hs_parse_chcert(const uint8_t *m, size_t len, uint8_t r1[HS_R_LEN],
 	    struct hs_ident_fields *f);
-int	hs_parse_reader_auth(const uint8_t *m, size_t len,
+ML_MUST_CHECK int	hs_parse_reader_auth(const uint8_t *m, size_t len,
 	    struct hs_ident_fields *f);
-int	hs_parse_server_auth(const uint8_t *m, size_t len,
+ML_MUST_CHECK int	hs_parse_server_auth(const uint8_t *m, size_t len,
 	    struct hs_ident_fields *f);
-int	hs_parse_keyx(const uint8_t *m, size_t len, struct hs_ident_fields *f);
-int	hs_parse_alert(const uint8_t *m, size_t len, uint8_t *ret_code);
+ML_MUST_CHECK int	hs_parse_keyx(const uint8_t *m, size_t len, struct hs_ident_fields *f);
+ML_MUST_CHECK int	hs_parse_alert(const uint8_t *m, size_t len, uint8_t *ret_code);
 
 /* Helpers (hs.c). */
-int	hs_fail(struct hs *hs, int alert, int r);
-int	hs_put_chain(struct ml_wr *w, const struct hs_cred *cred);
-int	hs_get_chain(struct ml_rd *rd, struct hs_ident_fields *f);
-int	hs_put_str8(struct ml_wr *w, const char *s);
-int	hs_get_str8(struct ml_rd *rd, size_t max, bool hex, char *ret);
-int	hs_sig_digest(const struct hs *hs, const char *label,
+ML_MUST_CHECK int	hs_fail(struct hs *hs, int alert, int r);
+ML_MUST_CHECK int	hs_put_chain(struct ml_wr *w, const struct hs_cred *cred);
+ML_MUST_CHECK int	hs_get_chain(struct ml_rd *rd, struct hs_ident_fields *f);
+ML_MUST_CHECK int	hs_put_str8(struct ml_wr *w, const char *s);
+ML_MUST_CHECK int	hs_get_str8(struct ml_rd *rd, size_t max, bool hex, char *ret);
+ML_MUST_CHECK int	hs_sig_digest(const struct hs *hs, const char *label,
 	    const uint8_t *body, size_t len, uint8_t ret_md[ML_SHA256_LEN]);
-int	hs_sign_append(struct hs *hs, const struct hs_keyops *ko,
+ML_MUST_CHECK int	hs_sign_append(struct hs *hs, const struct hs_keyops *ko,
 	    const char *label, struct ml_wr *w);
-int	hs_verify_sig(const struct hs *hs, const uint8_t pub[ML_P256_PUB_LEN],
+ML_MUST_CHECK int	hs_verify_sig(const struct hs *hs, const uint8_t pub[ML_P256_PUB_LEN],
 	    const char *label, const uint8_t *body, size_t len);
-int	hs_set_peer(struct hs *hs, const struct hs_certinfo *ci,
+ML_MUST_CHECK int	hs_set_peer(struct hs *hs, const struct hs_certinfo *ci,
 	    const struct hs_blob *leaf);
-int	hs_server_check_client(struct hs *hs, const uint8_t *msg, size_t len,
+ML_MUST_CHECK int	hs_server_check_client(struct hs *hs, const uint8_t *msg, size_t len,
 	    const struct hs_ident_fields *f, const char *label);
-int	hs_keyops_random(const struct hs_keyops *ko, uint8_t *buf, size_t n);
+ML_MUST_CHECK int	hs_keyops_random(const struct hs_keyops *ko, uint8_t *buf, size_t n);
 
 #endif

@@ -128,6 +128,8 @@ read_pin(const struct p11_uri *u, char pin[P11_MAX_PIN])
 	size_t n;
 
 	if (u->pin_value[0] != '\0') {
+		ml_warn("p11: pin-value in a key URI is visible to other users "
+		    "of this machine; prefer pin-source=file:...");
 		snprintf(pin, P11_MAX_PIN, "%s", u->pin_value);
 		return 0;
 	}

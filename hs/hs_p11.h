@@ -9,7 +9,9 @@
  *	pkcs11:token=<label>;object=<label>[;id=%01][;type=private]
  *	    [?pin-source=file:<path>|pin-value=<pin>][&module-path=<so>]
  * module (argument) overrides module-path; one of them is required.  The
- * PIN is read into a fixed buffer, used once for C_Login and wiped.
+ * PIN is read into a fixed buffer, used once for C_Login and wiped (libp11
+ * 0.4 keeps its own copy for re-login after fork()).  pin-value works but
+ * warns: a URI on a command line is visible to other users.
  */
 #ifndef HS_P11_H
 #define HS_P11_H

@@ -43,6 +43,7 @@
 
 struct trust_entry {
 	bool			 used;
+	uint64_t		 gen;		/* trust generation it was made in */
 	uint8_t			 hash[ML_SHA256_LEN];
 	int			 alert;		/* 0: good */
 	struct hs_certinfo	 ci;
@@ -50,7 +51,9 @@ struct trust_entry {
 };
 
 struct hs_trust {
-	X509_STORE		*store;
+	X509_STORE		*store;		/* replaced under mu (CRL reload) */
+	X509			*root;
+	uint64_t		 gen;		/* bumped by each CRL reload */
 	pthread_mutex_t		 mu;
 	uint64_t		 hits;
 	uint64_t		 misses;
@@ -236,27 +239,70 @@ load_crl_file(const char *path)
 }
 
 static int
+store_new(X509 *root, X509_CRL *crl, X509_STORE **ret)
+{
+	X509_STORE *st;
+	unsigned long flags = X509_V_FLAG_X509_STRICT;
+
+	if ((st = X509_STORE_new()) == NULL) {
+		return ML_ERR_NOMEM;
+	}
+	if (X509_STORE_add_cert(st, root) != 1 ||
+	    (crl != NULL && X509_STORE_add_crl(st, crl) != 1)) {
+		X509_STORE_free(st);
+		return ML_ERR_CERT;
+	}
+	if (crl != NULL) {
+		flags |= X509_V_FLAG_CRL_CHECK;
+	}
+	X509_STORE_set_flags(st, flags);
+	X509_STORE_set_depth(st, HS_MAX_CHAIN);
+	*ret = st;
+	return 0;
+}
+
+static int
 trust_new(X509 *root, X509_CRL *crl, struct hs_trust **ret_trust)
 {
 	struct hs_trust *t = NULL;
-	unsigned long flags = X509_V_FLAG_X509_STRICT;
 	int r = ML_ERR_INTERNAL;
 
 	ML_ENSURE((t = calloc(1, sizeof(*t))) != NULL, ML_ERR_NOMEM);
 	pthread_mutex_init(&t->mu, NULL);
-	ML_ENSURE((t->store = X509_STORE_new()) != NULL, ML_ERR_NOMEM);
-	ML_ENSURE(X509_STORE_add_cert(t->store, root) == 1, ML_ERR_CERT);
-	if (crl != NULL) {
-		ML_ENSURE(X509_STORE_add_crl(t->store, crl) == 1, ML_ERR_CERT);
-		flags |= X509_V_FLAG_CRL_CHECK;
-	}
-	X509_STORE_set_flags(t->store, flags);
-	X509_STORE_set_depth(t->store, HS_MAX_CHAIN);
+	ML_TRY(store_new(root, crl, &t->store));
+	ML_ENSURE(X509_up_ref(root) == 1, ML_ERR_INTERNAL);
+	t->root = root;
 	*ret_trust = t;
 	t = NULL;
 	r = 0;
 out:
 	hs_trust_free(t);
+	return r;
+}
+
+int
+hs_trust_reload_crl(struct hs_trust *t, const char *crl_path)
+{
+	X509_CRL *crl = NULL;
+	X509_STORE *st = NULL, *old;
+	int r = ML_ERR_INTERNAL;
+
+	if ((crl = load_crl_file(crl_path)) == NULL) {
+		ml_err("trust: cannot load CRL %s", crl_path);
+		r = ML_ERR_CERT;
+		goto out;
+	}
+	ML_TRY(store_new(t->root, crl, &st));
+	pthread_mutex_lock(&t->mu);
+	old = t->store;
+	t->store = st;
+	t->gen++;			/* every cached verdict is stale now */
+	pthread_mutex_unlock(&t->mu);
+	X509_STORE_free(old);		/* verifications in flight hold a ref */
+	r = 0;
+out:
+	X509_CRL_free(crl);
+	ERR_clear_error();
 	return r;
 }
 
@@ -318,6 +364,7 @@ hs_trust_free(struct hs_trust *t)
 		return;
 	}
 	X509_STORE_free(t->store);
+	X509_free(t->root);
 	pthread_mutex_destroy(&t->mu);
 	ml_freezero(t, sizeof(*t));
 }
@@ -366,6 +413,7 @@ verify_slow(struct hs_trust *t, const struct hs_blob *chain, size_t n,
     struct hs_certinfo *ci, uint64_t *ret_ttl_ms)
 {
 	X509 *leaf = NULL, *x;
+	X509_STORE *store = NULL;
 	STACK_OF(X509) *untrusted = NULL;
 	X509_STORE_CTX *ctx = NULL;
 	struct tm tm;
@@ -391,8 +439,12 @@ verify_slow(struct hs_trust *t, const struct hs_blob *chain, size_t n,
 			goto out;
 		}
 	}
+	pthread_mutex_lock(&t->mu);
+	store = t->store;
+	(void)X509_STORE_up_ref(store);
+	pthread_mutex_unlock(&t->mu);
 	if ((ctx = X509_STORE_CTX_new_ex(ml_ossl_ctx(), NULL)) == NULL ||
-	    X509_STORE_CTX_init(ctx, t->store, leaf, untrusted) != 1) {
+	    X509_STORE_CTX_init(ctx, store, leaf, untrusted) != 1) {
 		alert = HS_ALERT_INTERNAL;
 		goto out;
 	}
@@ -424,6 +476,7 @@ verify_slow(struct hs_trust *t, const struct hs_blob *chain, size_t n,
 	alert = 0;
 out:
 	X509_STORE_CTX_free(ctx);
+	X509_STORE_free(store);
 	sk_X509_pop_free(untrusted, X509_free);
 	X509_free(leaf);
 	ERR_clear_error();
@@ -438,7 +491,7 @@ hs_trust_verify(const struct hs_trust *ct, const struct hs_blob *chain,
 	struct trust_entry *e;
 	struct hs_certinfo ci;
 	uint8_t h[ML_SHA256_LEN];
-	uint64_t now = hs_now_ms(), ttl = 0;
+	uint64_t now = hs_now_ms(), ttl = 0, gen;
 	int alert, r;
 
 	if (t == NULL || chain == NULL || n < 1 || n > HS_MAX_CHAIN) {
@@ -449,18 +502,21 @@ hs_trust_verify(const struct hs_trust *ct, const struct hs_blob *chain,
 	}
 	e = &t->cache[((size_t)h[0] << 8 | h[1]) % TRUST_CACHE_SLOTS];
 	pthread_mutex_lock(&t->mu);
-	if (e->used && e->expires_ms > now && ml_ct_eq(e->hash, h, sizeof(h))) {
+	if (e->used && e->gen == t->gen && e->expires_ms > now &&
+	    ml_ct_eq(e->hash, h, sizeof(h))) {
 		t->hits++;
 		alert = e->alert;
 		ci = e->ci;
 		pthread_mutex_unlock(&t->mu);
 	} else {
 		t->misses++;
+		gen = t->gen;
 		pthread_mutex_unlock(&t->mu);
 		memset(&ci, 0, sizeof(ci));
 		alert = verify_slow(t, chain, n, &ci, &ttl);
 		pthread_mutex_lock(&t->mu);
 		e->used = true;
+		e->gen = gen;
 		memcpy(e->hash, h, sizeof(h));
 		e->alert = alert;
 		e->ci = ci;

@@ -38,6 +38,25 @@ P11M_EXPORT CK_RV C_GetInterface(CK_UTF8CHAR_PTR name, CK_VERSION_PTR version,
 	return rv_;							\
 } while (0)
 
+/*
+ * A NULL output length ends the operation like any other failure of a
+ * finishing call (v2.40 §5.11: C_Sign "always terminates the active
+ * operation unless it returns CKR_BUFFER_TOO_SMALL" or is a size query).
+ */
+static CK_RV
+bad_args_end(CK_SESSION_HANDLE hs, enum p11m_opkind k)
+{
+	struct p11m_session *s = NULL;
+	CK_RV rv;
+
+	if ((rv = p11m_session_enter(hs, P11M_NEED_RO, &s)) != CKR_OK) {
+		return rv;
+	}
+	p11m_op_end(&s->op[k]);
+	p11m_session_leave(s);
+	return CKR_ARGUMENTS_BAD;
+}
+
 /* ---- general purpose ---- */
 
 CK_RV
@@ -363,7 +382,7 @@ C_Encrypt(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG in_len,
 {
 	NEED_MODULE();
 	if (out_len == NULL) {
-		return CKR_ARGUMENTS_BAD;
+		return bad_args_end(hs, P11M_OP_ENCRYPT);
 	}
 	WITH_SESSION(hs, P11M_NEED_RO,
 	    p11m_crypt(s, P11M_OP_ENCRYPT, in, in_len, out, out_len));
@@ -375,7 +394,7 @@ C_EncryptUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG in_len,
 {
 	NEED_MODULE();
 	if ((in == NULL && in_len > 0) || out_len == NULL) {
-		return CKR_ARGUMENTS_BAD;
+		return bad_args_end(hs, P11M_OP_ENCRYPT);
 	}
 	WITH_SESSION(hs, P11M_NEED_RO,
 	    p11m_crypt_update(s, P11M_OP_ENCRYPT, in, in_len, out, out_len));
@@ -386,7 +405,7 @@ C_EncryptFinal(CK_SESSION_HANDLE hs, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
 {
 	NEED_MODULE();
 	if (out_len == NULL) {
-		return CKR_ARGUMENTS_BAD;
+		return bad_args_end(hs, P11M_OP_ENCRYPT);
 	}
 	WITH_SESSION(hs, P11M_NEED_RO,
 	    p11m_crypt_final(s, P11M_OP_ENCRYPT, out, out_len));
@@ -409,7 +428,7 @@ C_Decrypt(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG in_len,
 {
 	NEED_MODULE();
 	if (out_len == NULL) {
-		return CKR_ARGUMENTS_BAD;
+		return bad_args_end(hs, P11M_OP_DECRYPT);
 	}
 	/* never logged with its value: see OpenSC's C_Decrypt */
 	WITH_SESSION(hs, P11M_NEED_RO,
@@ -422,7 +441,7 @@ C_DecryptUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR in, CK_ULONG in_len,
 {
 	NEED_MODULE();
 	if ((in == NULL && in_len > 0) || out_len == NULL) {
-		return CKR_ARGUMENTS_BAD;
+		return bad_args_end(hs, P11M_OP_DECRYPT);
 	}
 	WITH_SESSION(hs, P11M_NEED_RO,
 	    p11m_crypt_update(s, P11M_OP_DECRYPT, in, in_len, out, out_len));
@@ -433,7 +452,7 @@ C_DecryptFinal(CK_SESSION_HANDLE hs, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
 {
 	NEED_MODULE();
 	if (out_len == NULL) {
-		return CKR_ARGUMENTS_BAD;
+		return bad_args_end(hs, P11M_OP_DECRYPT);
 	}
 	WITH_SESSION(hs, P11M_NEED_RO,
 	    p11m_crypt_final(s, P11M_OP_DECRYPT, out, out_len));
@@ -457,7 +476,7 @@ C_Digest(CK_SESSION_HANDLE hs, CK_BYTE_PTR data, CK_ULONG n, CK_BYTE_PTR md,
 {
 	NEED_MODULE();
 	if (md_len == NULL) {
-		return CKR_ARGUMENTS_BAD;
+		return bad_args_end(hs, P11M_OP_DIGEST);
 	}
 	WITH_SESSION(hs, P11M_NEED_RO, p11m_digest(s, data, n, md, md_len));
 }
@@ -467,7 +486,7 @@ C_DigestUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR data, CK_ULONG n)
 {
 	NEED_MODULE();
 	if (data == NULL && n > 0) {
-		return CKR_ARGUMENTS_BAD;
+		return bad_args_end(hs, P11M_OP_DIGEST);
 	}
 	WITH_SESSION(hs, P11M_NEED_RO, p11m_digest_update(s, data, n));
 }
@@ -485,7 +504,7 @@ C_DigestFinal(CK_SESSION_HANDLE hs, CK_BYTE_PTR md, CK_ULONG_PTR md_len)
 {
 	NEED_MODULE();
 	if (md_len == NULL) {
-		return CKR_ARGUMENTS_BAD;
+		return bad_args_end(hs, P11M_OP_DIGEST);
 	}
 	WITH_SESSION(hs, P11M_NEED_RO, p11m_digest_final(s, md, md_len));
 }
@@ -508,7 +527,7 @@ C_Sign(CK_SESSION_HANDLE hs, CK_BYTE_PTR data, CK_ULONG n, CK_BYTE_PTR sig,
 {
 	NEED_MODULE();
 	if (sig_len == NULL) {
-		return CKR_ARGUMENTS_BAD;
+		return bad_args_end(hs, P11M_OP_SIGN);
 	}
 	WITH_SESSION(hs, P11M_NEED_RO, p11m_sign(s, data, n, sig, sig_len));
 }
@@ -518,7 +537,7 @@ C_SignUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR data, CK_ULONG n)
 {
 	NEED_MODULE();
 	if (data == NULL && n > 0) {
-		return CKR_ARGUMENTS_BAD;
+		return bad_args_end(hs, P11M_OP_SIGN);
 	}
 	WITH_SESSION(hs, P11M_NEED_RO, p11m_sign_update(s, data, n));
 }
@@ -528,7 +547,7 @@ C_SignFinal(CK_SESSION_HANDLE hs, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len)
 {
 	NEED_MODULE();
 	if (sig_len == NULL) {
-		return CKR_ARGUMENTS_BAD;
+		return bad_args_end(hs, P11M_OP_SIGN);
 	}
 	WITH_SESSION(hs, P11M_NEED_RO, p11m_sign_final(s, sig, sig_len));
 }
@@ -565,7 +584,7 @@ C_Verify(CK_SESSION_HANDLE hs, CK_BYTE_PTR data, CK_ULONG n, CK_BYTE_PTR sig,
 {
 	NEED_MODULE();
 	if (sig == NULL) {
-		return CKR_ARGUMENTS_BAD;
+		return bad_args_end(hs, P11M_OP_VERIFY);
 	}
 	WITH_SESSION(hs, P11M_NEED_RO, p11m_verify(s, data, n, sig, sig_len));
 }
@@ -575,7 +594,7 @@ C_VerifyUpdate(CK_SESSION_HANDLE hs, CK_BYTE_PTR data, CK_ULONG n)
 {
 	NEED_MODULE();
 	if (data == NULL && n > 0) {
-		return CKR_ARGUMENTS_BAD;
+		return bad_args_end(hs, P11M_OP_VERIFY);
 	}
 	WITH_SESSION(hs, P11M_NEED_RO, p11m_verify_update(s, data, n));
 }
@@ -585,7 +604,7 @@ C_VerifyFinal(CK_SESSION_HANDLE hs, CK_BYTE_PTR sig, CK_ULONG sig_len)
 {
 	NEED_MODULE();
 	if (sig == NULL) {
-		return CKR_ARGUMENTS_BAD;
+		return bad_args_end(hs, P11M_OP_VERIFY);
 	}
 	WITH_SESSION(hs, P11M_NEED_RO, p11m_verify_final(s, sig, sig_len));
 }

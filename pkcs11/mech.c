@@ -870,9 +870,13 @@ p11m_generate_key(struct p11m_session *s, CK_MECHANISM_PTR m,
 		goto out;
 	}
 	/*
-	 * The key is made by the chip and stays in its RAM (ID-11: the
-	 * volatile random key): a session object, sensitive, never
-	 * extractable, AES-256.
+	 * The key is made by the chip and stays in its RAM: a session
+	 * object, sensitive, never extractable, AES-256.
+	 *
+	 *= MISSION ID-11 (second read)
+	 *# The reader decrypts the plaintext ID information, makes a random
+	 *# key, encrypts the information under it and stores it in the
+	 *# secure chip.
 	 */
 	if (p11m_attrs_bool(&o->a, CKA_TOKEN, false) ||
 	    (p11m_attrs_ulong(&o->a, CKA_VALUE_LEN, &vlen) && vlen != 32) ||
@@ -1268,7 +1272,12 @@ p11m_generate_random(struct p11m_session *s, CK_BYTE_PTR out, CK_ULONG n)
 		return rv;
 	}
 	p11m_chip_lock(sl);
-	/* The chip's own random source (ID-2: the random factors). */
+	/*
+	 * The chip's own random source.
+	 *
+	 *= MISSION ID-2 (handshake A)
+	 *# Server makes a fresh, never-repeated random factor R1
+	 */
 	while (off < n) {
 		uint16_t sw;
 

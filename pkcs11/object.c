@@ -469,7 +469,13 @@ out:
 	return rv;
 }
 
-/* The note's feature record as a read-only data object (docs/pkcs11.md). */
+/*
+ * The note's feature record as a read-only data object (docs/pkcs11.md).
+ *
+ *= MISSION BN-8
+ *# Notes are checked by comparing feature information: a verification
+ *# desk reads a note and gets a verdict.
+ */
 static CK_RV
 load_feature(struct p11m_slot *sl)
 {
@@ -1108,7 +1114,13 @@ p11m_create_object(struct p11m_session *s, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n,
 		goto out;
 	}
 	if (cls == CKO_PRIVATE_KEY) {
-		/* Private keys are generated inside a chip, never imported. */
+		/*
+		 * Private keys are generated inside a chip, never imported.
+		 *
+		 *= MISSION ID-14 (secure chip)
+		 *# Holds PKI certificates and keys and does the crypto;
+		 *# private keys never leave it.
+		 */
 		rv = CKR_ATTRIBUTE_VALUE_INVALID;
 		goto out;
 	}

@@ -320,6 +320,9 @@ struct p11m_module {
 
 /* The module, or NULL if not initialized in this process (fork check). */
 struct p11m_module *p11m_mod(void);
+/* The module without the fork check (getpid() is a system call): only
+ * inside a call that already passed p11m_mod(). */
+struct p11m_module *p11m_mod_current(void);
 CK_RV	p11m_initialize(CK_VOID_PTR args);
 CK_RV	p11m_finalize(void);
 CK_RV	p11m_get_info(CK_INFO_PTR info);

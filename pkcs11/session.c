@@ -77,7 +77,8 @@ CK_RV
 p11m_session_enter(CK_SESSION_HANDLE h, enum p11m_need need,
     struct p11m_session **ret)
 {
-	struct p11m_module *m = p11m_mod();
+	/* The entry shim has done the fork check (NEED_MODULE). */
+	struct p11m_module *m = p11m_mod_current();
 	struct p11m_session *s;
 	CK_RV rv = CKR_OK;
 
@@ -119,7 +120,7 @@ p11m_session_enter(CK_SESSION_HANDLE h, enum p11m_need need,
 void
 p11m_session_leave(struct p11m_session *s)
 {
-	struct p11m_module *m = p11m_mod();
+	struct p11m_module *m = p11m_mod_current();
 	bool last;
 
 	pthread_mutex_unlock(&s->lock);

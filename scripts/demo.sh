@@ -4,16 +4,17 @@
 #
 #   1. installs what is missing (scripts/deps.sh) and builds;
 #   2. makes, under $BUILD_DIR/demo: a SoftHSM2 token directory holding
-#      the server's key (seal key of the chips, and the server's channel
-#      key) and the station's keys (issuer key, channel key), all made
-#      inside the token and non-extractable; a CA with the server's and
+#      the server's keys (the chips' seal key, the channel key) and the
+#      station's keys (issuer key, channel key), all made inside the
+#      tokens and non-extractable; a CA with the server's and
 #      the station's certificates; the issuer's feature key; $NOTES + 2
 #      blank virtual note chips on an in-process line;
 #   3. starts mintline-server (handshakes, channel, note registry);
 #   4. provisions every chip (chip key inside, issuer and server keys,
 #      lock) and enrols each chip key with the server;
 #   5. issues a batch of $NOTES notes (one malformed line included, to show
-#      it reported) and re-runs it (resume: nothing issued twice);
+#      it reported) and re-runs it (resume: nothing issued twice); shows a
+#      station whose key is not authorised: reject-write, nothing written;
 #   6. makes counterfeits: a chip written with a forged writer key, a
 #      cloned chip, an altered feature record, a blank chip;
 #   7. verifies every chip online (registry) and offline (chip alone),
@@ -21,6 +22,7 @@
 #   8. stops everything it started.
 #
 # Exit 0 when every outcome is the expected one.
+# shellcheck disable=SC2119,SC2012
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$top/build}
@@ -48,7 +50,7 @@ t0=$(date +%s.%N)
 
 step "key ceremony: SoftHSM2 tokens under $work/tokens, a CA, certificates"
 ne_keys
-echo "   server key: pkcs11:token=mintline-server;object=seal (sign+derive, never extractable)"
+echo "   seal key: pkcs11:token=mintline-server;object=seal (ECDH only); channel key: ...;object=channel"
 echo "   issuer key: pkcs11:token=mintline-station;object=issuer; channel key: ...;object=channel"
 echo "   CA: $work/ca/root.pem; server.pem, station.pem (station STN-0001, enrolled)"
 
@@ -79,6 +81,23 @@ ne_issue --batch "$work/batch.csv" --no-progress --json >"$work/issue2.jsonl" 2>
 set -e
 sed 's/^/   /' "$work/issue2.err"
 expect "$(grep -c '"result":"issued"' "$work/issue2.jsonl" || true)" 0 "nothing issued twice"
+
+step "a station whose key is not authorised (BN-4, BN-5): two more chips"
+ne_chips 2 5000 "$work/rogue-chips"
+ne_provision "$work/rogue-chips" >/dev/null 2>&1
+ne_batch 2 RG >"$work/rogue.csv"
+set +e
+"$NE_STATION" issue --line "$NE_LINE" --chips "$work/rogue-chips" \
+    --issuer-key "$NE_ROGUE_KEY" --feature-key "$NE_FKEY" "${NE_CONN[@]}" \
+    --journal "$work/rogue-journal.db" --batch "$work/rogue.csv" --json \
+    --no-progress >"$work/rogue.jsonl" 2>/dev/null
+rrc=$?
+set -e
+sed 's/^/   /' "$work/rogue.jsonl" | grep -v summary
+expect "$rrc" 2 "issue exit 2: nothing issued"
+expect "$(grep -c '"result":"reject_write"' "$work/rogue.jsonl")" 2 "every chip answered reject-write"
+ne_verify --offline --chips "$work/rogue-chips" >"$work/rogue-verdicts.txt" 2>/dev/null || true
+expect "$(grep -c 'blank chip' "$work/rogue-verdicts.txt")" 2 "nothing was written: both chips still blank"
 
 step "counterfeits"
 chips=$work/chips
@@ -129,7 +148,7 @@ expect "$orc" 3 "offline verify exit 3"
 step "stop"
 ne_server_stop
 grep -E 'stats:' "$work/server.log" | tail -1 | sed 's/^.*stats:/   server stats:/'
-echo "   flagged: $(sqlite3 "$NE_DB" 'select count(*) from note_flag') (note, chip) pair(s); rejects by reason: $(sqlite3 "$NE_DB" "select group_concat(reason || '=' || count, ' ') from note_reject")"
+echo "   flagged: $(sqlite3 "$NE_DB" 'select count(*) from note_flag') (note, chip) pair(s); rejects by reason: $(sqlite3 "$NE_DB" "select coalesce(group_concat(reason || '=' || count, ' '), 'none') from note_reject")"
 
 t1=$(date +%s.%N)
 printf '\nsummary: %d notes issued and registered exactly once; %d GENUINE, %d COUNTERFEIT (online); %.1f s in all\n' \

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# shellcheck disable=SC2034,SC2086
+# shellcheck disable=SC2034,SC2086,SC2120
 # The banknote issuance environment, shared by scripts/demo.sh and the
 # issuance integration tests: a private SoftHSM2 token directory under the
 # work directory holding the server's seal key and the station's issuer
@@ -52,7 +52,7 @@ ne_init() {
 	NE_SOPIN=$NE_WORK/pins/chip-so.pin
 	local m="module-path=$NE_MODULE"
 	NE_SERVER_KEY="pkcs11:token=mintline-server;object=seal;type=private?$m&pin-source=file:$NE_WORK/pins/server.pin"
-	NE_SERVER_KEY_HS="pkcs11:token=mintline-server;object=seal;type=private?pin-source=file:$NE_WORK/pins/server.pin"
+	NE_SERVER_KEY_HS="pkcs11:token=mintline-server;object=channel;type=private?pin-source=file:$NE_WORK/pins/server.pin"
 	NE_SERVER_PUB="pkcs11:token=mintline-server;object=seal;type=public?$m"
 	NE_ISSUER_KEY="pkcs11:token=mintline-station;object=issuer;type=private?$m&pin-source=file:$NE_WORK/pins/station.pin"
 	NE_ISSUER_PUB="pkcs11:token=mintline-station;object=issuer;type=public?$m"
@@ -78,13 +78,13 @@ ne_token() {
 	fi
 }
 
-# ne_keys: the server token (its HSM key: channel signatures and the
-# chips' seal key, ECDH), the station token (issuer key, ECDSA; channel
+# ne_keys: the server token (the chips' seal key, ECDH only; the
+# server's channel key), the station token (issuer key, ECDSA; channel
 # key), a rogue station token (an unauthorised key), the feature key and
 # the chips' SO PIN; then (hs transport) a CA, the server's and the
 # station's certificates, and the station enrolled in the server registry.
 ne_keys() {
-	ne_token mintline-server seal "--usage-sign --usage-derive"
+	ne_token mintline-server seal --usage-derive channel "--usage-sign --usage-derive"
 	ne_token mintline-station issuer --usage-sign channel "--usage-sign --usage-derive"
 	ne_token mintline-rogue issuer --usage-sign
 	(umask 077
@@ -123,7 +123,7 @@ ne_batch() {
 # ne_server_start [ARGS]: mintline-server with the note application.
 ne_server_start() {
 	MINTLINE_NOTE_DB=$NE_DB MINTLINE_NOTE_ISSUERS=$NE_ISSUER_PUB \
-	MINTLINE_NOTE_FEATURE_KEY=$NE_FKEY \
+	MINTLINE_NOTE_FEATURE_KEY=$NE_FKEY MINTLINE_NOTE_SEAL_KEY=$NE_SERVER_KEY \
 	"$NE_SRV" --listen "127.0.0.1:$NE_PORT" --ca "$NE_WORK/ca/root.pem" \
 	    --cert "$NE_WORK/server.pem" --key "$NE_SERVER_KEY_HS" \
 	    --module "$NE_MODULE" --registry "$NE_WORK/server-registry.db" \

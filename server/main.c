@@ -305,6 +305,7 @@ cmd_run(struct cli *cl)
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGUSR1);
+	sigaddset(&mask, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -339,6 +340,7 @@ cmd_run(struct cli *cl)
 	s->hscfg.check_peer = srv_check_peer;
 	s->hscfg.check_ctx = s;
 	s->hscfg.r1_lifetime_ms = (uint32_t)s->o.r1_lifetime_ms;
+	ML_TRY(srv_events_start(s->reg, &s->events));
 	ML_TRY(apps_init(s));
 	ML_TRY(listen_on(s->o.listen, &s->listen_fd));
 	ML_ENSURE((s->done_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) >= 0,
@@ -352,6 +354,7 @@ out:
 	if (s != NULL) {
 		srv_pool_free(s->pool);
 		apps_fini(s);
+		srv_events_stop(s->events);
 		if (s->listen_fd >= 0) {
 			close(s->listen_fd);
 		}
@@ -441,11 +444,13 @@ cmd_show(struct cli *cl, int argc, char **argv)
 		ML_TRY(reg_event_count(reg, argv[0], (enum reg_event)i, &n[i]));
 	}
 	printf("serial %s\ncertno %s\nkind %s\nflagged %s\nfactory %s\n"
-	    "reads %llu\nerrors %llu\nreports %llu\ntransactions %llu\n",
+	    "reads %llu\nerrors %llu\nreports %llu\ntransactions %llu\n"
+	    "handshakes %llu\nrefused %llu\n",
 	    rd.serial, rd.certno, rd.kind == HS_KIND_READER ? "reader" :
 	    "station", rd.flagged ? "yes" : "no", rd.factory,
 	    (unsigned long long)n[1], (unsigned long long)n[2],
-	    (unsigned long long)n[3], (unsigned long long)n[4]);
+	    (unsigned long long)n[3], (unsigned long long)n[4],
+	    (unsigned long long)n[5], (unsigned long long)n[6]);
 out:
 	reg_close(reg);
 	return r;

@@ -12,11 +12,16 @@
  *				pkcs11: URIs (public key objects) or PEM files
  *   MINTLINE_NOTE_FEATURE_KEY	optional: the feature key file, to check the
  *				keyed identification codes as well
+ *   MINTLINE_NOTE_SEAL_KEY	optional: pkcs11: URI (with module-path and
+ *				pin-source) of a separate seal key in the HSM;
+ *				without it the server's channel key (its
+ *				certificate key) is the seal key too
  *
- * The seal key is the server's HSM key (env->server_keyops, ECDH inside
- * the token): the chips are personalised with its public key.  Only peers
- * whose certificate says "station" may send these records.
+ * The chips are personalised with the seal key's public key; ECDH runs
+ * inside the token.  Only peers whose certificate says "station" may send
+ * these records.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,11 +32,14 @@
 #include "note_p11.h"
 #include "note_proto.h"
 #include "reg_note.h"
+#include "registry.h"
 #include "srv.h"
 
 struct note_app {
+	struct reg	*registry;	/* the server's: per-station risk records */
 	struct note_db	*db;
 	struct reg_note	*rn;
+	struct note_p11	*seal;		/* MINTLINE_NOTE_SEAL_KEY, or NULL */
 };
 
 static int
@@ -40,6 +48,7 @@ note_app_init(const struct hs_app_env *env, void **ret_ctx)
 	const char *db = secure_getenv("MINTLINE_NOTE_DB");
 	const char *iss = secure_getenv("MINTLINE_NOTE_ISSUERS");
 	const char *fk = secure_getenv("MINTLINE_NOTE_FEATURE_KEY");
+	const char *sk = secure_getenv("MINTLINE_NOTE_SEAL_KEY");
 	struct reg_note_cfg cfg;
 	struct note_app *a = NULL;
 	uint8_t fkey[FEATURE_KEY_LEN];
@@ -47,6 +56,7 @@ note_app_init(const struct hs_app_env *env, void **ret_ctx)
 	int r;
 
 	ML_ENSURE((a = calloc(1, sizeof(*a))) != NULL, ML_ERR_NOMEM);
+	a->registry = env->registry;
 	if (db == NULL || *db == '\0' || iss == NULL || *iss == '\0' ||
 	    env->server_keyops == NULL || env->server_keyops->ecdh == NULL ||
 	    env->server_pub == NULL) {
@@ -78,11 +88,21 @@ note_app_init(const struct hs_app_env *env, void **ret_ctx)
 	}
 	ML_TRY(note_db_open(db, &a->db));
 	cfg.db = a->db;
-	cfg.server_keys = *env->server_keyops;
-	memcpy(cfg.server_pub, env->server_pub, ML_P256_PUB_LEN);
+	if (sk != NULL && *sk != '\0') {
+		if ((r = note_p11_open(sk, &a->seal)) != 0) {
+			ml_err("note: seal key: %s", ml_strerror(r));
+			goto out;
+		}
+		note_p11_keyops(a->seal, &cfg.server_keys);
+		note_p11_pub(a->seal, cfg.server_pub);
+	} else {
+		cfg.server_keys = *env->server_keyops;
+		memcpy(cfg.server_pub, env->server_pub, ML_P256_PUB_LEN);
+	}
 	ML_TRY(reg_note_new(&cfg, &a->rn));
-	ml_info("note: registry %s, %zu issuer key(s)%s", db, cfg.nissuers,
-	    cfg.feature_key ? ", keyed codes checked" : "");
+	ml_info("note: registry %s, %zu issuer key(s)%s, %s", db, cfg.nissuers,
+	    cfg.feature_key ? ", keyed codes checked" : "",
+	    a->seal != NULL ? "separate seal key" : "seal key = channel key");
 	*ret_ctx = a;
 	a = NULL;
 	r = 0;
@@ -90,6 +110,7 @@ out:
 	if (a != NULL) {
 		reg_note_free(a->rn);
 		note_db_close(a->db);
+		note_p11_free(a->seal);
 		free(a);
 	}
 	free(list);
@@ -107,6 +128,7 @@ note_app_fini(void *ctx)
 	}
 	reg_note_free(a->rn);
 	note_db_close(a->db);
+	note_p11_free(a->seal);
 	free(a);
 }
 
@@ -129,6 +151,26 @@ note_app_handle(void *ctx, const struct hs_peer *peer, uint8_t type,
 		return r;
 	}
 	*reply_type = NOTE_REC_REPLY;
+	/*
+	 * A refused enrolment or upload goes into the station's risk record
+	 * (ID-3's error history, which stations share with readers).
+	 */
+	if (type != NOTE_REC_QUERY && a->registry != NULL) {
+		struct note_reply rep;
+		char detail[96];
+
+		if (note_reply_parse(reply->p, reply->len, &rep) == 0 &&
+		    rep.status == NOTE_ST_REJECT) {
+			snprintf(detail, sizeof(detail), "note %s refused: %s",
+			    type == NOTE_REC_ENROL ? "enrolment" : "upload",
+			    note_reason_name(rep.reason));
+			if (reg_event_add(a->registry, peer->serial, REG_EV_ERROR,
+			    detail) != 0) {
+				ml_warn("note: risk record not written for %s",
+				    peer->serial);
+			}
+		}
+	}
 	return 0;
 }
 

@@ -2,6 +2,7 @@
  * The note registry in SQLite (see note_db.h).
  */
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,8 +39,28 @@
 	" reason TEXT PRIMARY KEY,"					\
 	" count INTEGER NOT NULL);"
 
+/*
+ * Group commit: registrations waiting for the disk.  The first thread to
+ * find no commit running becomes the leader: it takes every waiting
+ * request, runs them in one transaction (each as it would alone: a later
+ * one sees the earlier ones' inserts) and commits once (one fsync), then
+ * wakes the others.  Nothing is acknowledged before its commit; a failed
+ * commit fails every request of the group.
+ */
+struct reg_req {
+	const struct note_reg	*nr;
+	uint64_t		 reg_id;
+	int			 r;
+	bool			 done;
+	struct reg_req		*next;
+};
+
 struct note_db {
-	pthread_mutex_t	 mu;
+	pthread_mutex_t	 mu;		/* the connection */
+	pthread_mutex_t	 qmu;		/* the group-commit queue */
+	pthread_cond_t	 qcv;
+	struct reg_req	*queue, **qtail;
+	bool		 committing;
 	sqlite3		*db;
 	sqlite3_stmt	*enrol_get, *enrol_put, *note_by_id, *note_by_chip,
 			*note_put, *flag_put, *flag_get, *reject_put, *count;
@@ -77,6 +98,9 @@ note_db_open(const char *path, struct note_db **ret)
 
 	ML_ENSURE((d = calloc(1, sizeof(*d))) != NULL, ML_ERR_NOMEM);
 	pthread_mutex_init(&d->mu, NULL);
+	pthread_mutex_init(&d->qmu, NULL);
+	pthread_cond_init(&d->qcv, NULL);
+	d->qtail = &d->queue;
 	if (sqlite3_open_v2(path, &d->db, SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
 		ml_err("registry %s: %s", path, d->db ? sqlite3_errmsg(d->db) :
@@ -131,6 +155,8 @@ note_db_close(struct note_db *d)
 	sqlite3_finalize(d->count);
 	sqlite3_close(d->db);
 	pthread_mutex_destroy(&d->mu);
+	pthread_mutex_destroy(&d->qmu);
+	pthread_cond_destroy(&d->qcv);
 	free(d);
 }
 
@@ -255,42 +281,38 @@ flag_locked(struct note_db *d, const char *note_id, const char *chip,
 	return r;
 }
 
-int
-note_db_register(struct note_db *d, const struct note_reg *nr,
-    uint64_t *ret_reg_id)
+/* One registration inside the open transaction; caller holds mu. */
+static int
+register_one(struct note_db *d, const struct note_reg *nr, uint64_t *ret_reg_id)
 {
 	struct note_row row;
 	int rc, r;
 
-	pthread_mutex_lock(&d->mu);
-	ML_TRY(exec(d->db, "BEGIN IMMEDIATE"));
 	r = lookup_locked(d, nr->note_id, &row);
 	if (r == 0) {
 		if (strcmp(row.chip_serial, nr->chip_serial) == 0 &&
 		    row.feature_len == nr->feature_len &&
 		    memcmp(row.feature, nr->feature, nr->feature_len) == 0) {
 			*ret_reg_id = row.reg_id;
-			r = 1;
-		} else {
-			/* One serial, two chips: flag both (BN-8). */
-			if ((r = flag_locked(d, nr->note_id, row.chip_serial,
-			    "serial presented by two chips")) == 0 &&
-			    (r = flag_locked(d, nr->note_id, nr->chip_serial,
-			    "serial presented by two chips")) == 0) {
-				r = 100 + NOTE_R_DUP_SERIAL;
-			}
+			return 1;
 		}
-		goto commit;
+		/* One serial, two chips: flag both (BN-8). */
+		if ((r = flag_locked(d, nr->note_id, row.chip_serial,
+		    "serial presented by two chips")) != 0 ||
+		    (r = flag_locked(d, nr->note_id, nr->chip_serial,
+		    "serial presented by two chips")) != 0) {
+			return r;
+		}
+		return 100 + NOTE_R_DUP_SERIAL;
 	}
 	if (r != ML_ERR_NOT_FOUND) {
-		goto rollback;
+		return r;
 	}
 	sqlite3_bind_text(d->note_by_chip, 1, nr->chip_serial, -1, SQLITE_STATIC);
 	rc = sqlite3_step(d->note_by_chip);
 	done(d->note_by_chip);
 	if (rc == SQLITE_ROW) {
-		r = 100 + NOTE_R_CHIP_USED;
-		goto commit;
+		return 100 + NOTE_R_CHIP_USED;
 	}
 	sqlite3_bind_text(d->note_put, 1, nr->note_id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(d->note_put, 2, nr->chip_serial, -1, SQLITE_STATIC);
@@ -307,22 +329,76 @@ note_db_register(struct note_db *d, const struct note_reg *nr,
 	done(d->note_put);
 	if (rc != SQLITE_DONE) {
 		ml_err("registry: insert: %s", sqlite3_errmsg(d->db));
-		r = ML_ERR_IO;
-		goto rollback;
+		return ML_ERR_IO;
 	}
 	*ret_reg_id = (uint64_t)sqlite3_last_insert_rowid(d->db);
-	r = 0;
-commit:
-	if (exec(d->db, "COMMIT") != 0) {
-		r = ML_ERR_IO;
-		goto rollback;
+	return 0;
+}
+
+/* The leader: run a group in one transaction and commit it. */
+static void
+commit_group(struct note_db *d, struct reg_req *g)
+{
+	struct reg_req *q;
+	int r;
+
+	pthread_mutex_lock(&d->mu);
+	r = exec(d->db, "BEGIN IMMEDIATE");
+	for (q = g; q != NULL; q = q->next) {
+		if (r != 0) {
+			q->r = r;
+			continue;
+		}
+		(void)exec(d->db, "SAVEPOINT one");
+		q->r = register_one(d, q->nr, &q->reg_id);
+		if (q->r < 0) {
+			(void)exec(d->db, "ROLLBACK TO one");
+		}
+		(void)exec(d->db, "RELEASE one");
 	}
-	goto out;
-rollback:
-	(void)exec(d->db, "ROLLBACK");
-out:
+	if (r == 0 && exec(d->db, "COMMIT") != 0) {
+		(void)exec(d->db, "ROLLBACK");
+		for (q = g; q != NULL; q = q->next) {
+			q->r = ML_ERR_IO;	/* nothing of the group is durable */
+		}
+	}
 	pthread_mutex_unlock(&d->mu);
-	return r;
+}
+
+int
+note_db_register(struct note_db *d, const struct note_reg *nr,
+    uint64_t *ret_reg_id)
+{
+	struct reg_req me = { .nr = nr }, *g, *q, *next;
+
+	pthread_mutex_lock(&d->qmu);
+	*d->qtail = &me;
+	d->qtail = &me.next;
+	while (!me.done) {
+		if (d->committing) {
+			pthread_cond_wait(&d->qcv, &d->qmu);
+			continue;
+		}
+		/* Lead: take the whole queue (it includes me). */
+		d->committing = true;
+		g = d->queue;
+		d->queue = NULL;
+		d->qtail = &d->queue;
+		pthread_mutex_unlock(&d->qmu);
+		commit_group(d, g);
+		pthread_mutex_lock(&d->qmu);
+		for (q = g; q != NULL; q = next) {
+			next = q->next;
+			q->done = true;	/* q may be gone once done is seen */
+		}
+		d->committing = false;
+		pthread_cond_broadcast(&d->qcv);
+	}
+	pthread_mutex_unlock(&d->qmu);
+	if (me.r == 0 || me.r == 1) {
+		*ret_reg_id = me.reg_id;
+	}
+	return me.r;
 }
 
 int

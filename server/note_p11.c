@@ -10,6 +10,7 @@
 #define OPENSSL_SUPPRESS_DEPRECATED 1
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -222,25 +223,61 @@ out:
 }
 
 /*
+ * What p11_end(k, false) leaves loaded, held for the life of the process.
+ * Only start-up look-ups get here, so the list stays short; holding it
+ * says that these are kept on purpose, not lost (LeakSanitizer and
+ * valgrind then see them as reachable, not as leaks).
+ */
+static struct p11_kept {
+	PKCS11_CTX		*ctx;
+	PKCS11_SLOT		*slots;
+	unsigned int		 nslots;
+	struct p11_kept		*next;
+} *p11_kept;
+static pthread_mutex_t p11_kept_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void
+p11_keep(PKCS11_CTX *ctx, PKCS11_SLOT *slots, unsigned int nslots)
+{
+	struct p11_kept *e;
+
+	if ((e = calloc(1, sizeof(*e))) == NULL) {
+		return;			/* then it is lost, as before */
+	}
+	e->ctx = ctx;
+	e->slots = slots;
+	e->nslots = nslots;
+	pthread_mutex_lock(&p11_kept_lock);
+	e->next = p11_kept;
+	p11_kept = e;
+	pthread_mutex_unlock(&p11_kept_lock);
+}
+
+/*
  * finalize: release the slots and C_Finalize the module.  Only the owner
  * of a long-lived key does.  A short look-up (a public key) must do
  * neither: libp11's slot release calls C_CloseAllSessions and C_Finalize
  * ends the module, both for every libp11 context of the process (the
- * server's HSM key would stop working).  The look-up leaks its small
- * libp11 slot list instead.
+ * server's HSM key would stop working).  The look-up keeps its small
+ * libp11 slot list and context instead (p11_keep).
  */
 static void
 p11_end(struct note_p11 *k, bool finalize)
 {
-	if (k->slots != NULL && finalize) {
+	if (!finalize) {
+		/* see above: the context and its slot list stay */
+		if (k->ctx != NULL || k->slots != NULL) {
+			p11_keep(k->ctx, k->slots, k->nslots);
+		}
+		k->ctx = NULL;
+		k->slots = NULL;
+		return;
+	}
+	if (k->slots != NULL) {
 		PKCS11_release_all_slots(k->ctx, k->slots, k->nslots);
 	}
 	k->slots = NULL;
 	if (k->ctx != NULL) {
-		if (!finalize) {
-			k->ctx = NULL;	/* see above: the context stays */
-			return;
-		}
 		PKCS11_CTX_unload(k->ctx);
 		PKCS11_CTX_free(k->ctx);
 		k->ctx = NULL;
@@ -298,7 +335,9 @@ note_p11_free(struct note_p11 *k)
 		return;
 	}
 	EVP_PKEY_free(k->pkey);
-	p11_end(k, true);
+	/* The context is left loaded (see p11_end): another key of this
+	 * process may use the same module; the OS reclaims it at exit. */
+	p11_end(k, false);
 	free(k);
 }
 

@@ -14,6 +14,7 @@
 #include "ml_rd.h"
 #include "ml_tlv.h"
 #include "ml_wipe.h"
+#include "note_msg.h"
 #include "note_proto.h"
 #include "reg_note.h"
 
@@ -188,10 +189,9 @@ station_sig_issuer(struct reg_note *rn, const char *chip,
 	struct ml_wr m = ML_WR_FIXED(msg, sizeof(msg));
 	size_t i;
 
-	if (ml_wr_bytes(&m, NOTE_AUTH_DOMAIN, strlen(NOTE_AUTH_DOMAIN)) != 0 ||
-	    ml_wr_bytes(&m, ml_rd_ptr(chal), ml_rd_left(chal)) != 0 ||
-	    ml_wr_bytes(&m, chip, CHIP_SERIAL_LEN) != 0 ||
-	    ml_wr_bytes(&m, ml_rd_ptr(feat), ml_rd_left(feat)) != 0) {
+	if (ml_rd_left(chal) != NOTE_CHALLENGE_LEN ||
+	    note_msg_auth(&m, ml_rd_ptr(chal), chip, ml_rd_ptr(feat),
+	    ml_rd_left(feat)) != 0) {
 		return -1;
 	}
 	for (i = 0; i < rn->cfg.nissuers; i++) {
@@ -235,9 +235,7 @@ handle_upload(struct reg_note *rn, const uint8_t *req, size_t len,
 		goto out;
 	}
 	/* Who sealed it: the enrolled chip, over serial || blob (BN-6). */
-	if (ml_wr_bytes(&m, NOTE_SEAL_DOMAIN, strlen(NOTE_SEAL_DOMAIN)) != 0 ||
-	    ml_wr_bytes(&m, chip, CHIP_SERIAL_LEN) != 0 ||
-	    ml_wr_bytes(&m, ml_rd_ptr(&blob), ml_rd_left(&blob)) != 0 ||
+	if (note_msg_seal(&m, chip, ml_rd_ptr(&blob), ml_rd_left(&blob)) != 0 ||
 	    ml_p256_key_from_pub(chip_pub, sizeof(chip_pub), &ck) != 0 ||
 	    ml_p256_verify(ck, m.p, m.len, ml_rd_ptr(&csig),
 	    ml_rd_left(&csig)) != 0) {

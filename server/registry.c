@@ -12,8 +12,8 @@ reg_open(const char *target, struct reg **ret_reg)
 	if (strncmp(target, "sqlite:", 7) == 0) {
 		return reg_sqlite_open(target + 7, ret_reg);
 	}
-	if (strncmp(target, "postgresql:", 11) == 0) {
-		return ML_ERR_UNSUPPORTED;	/* issue 7 */
+	if (reg_target_is_pg(target)) {
+		return reg_pg_open(target, ret_reg);	/* issue 7 */
 	}
 	return reg_sqlite_open(target, ret_reg);
 }
@@ -60,4 +60,63 @@ reg_event_count(struct reg *r, const char *serial, enum reg_event ev,
     uint64_t *ret_n)
 {
 	return REG_CALL(r, event_count, serial, ev, ret_n);
+}
+
+int
+reg_event_add_many(struct reg *r, const struct reg_event_rec *evs, size_t n)
+{
+	return REG_CALL(r, event_add_many, evs, n);
+}
+
+/* Banknote registry (issue 7): see registry.h. */
+int
+reg_notes_enrol(struct reg *r, const char *chip_serial,
+    const uint8_t pub[static ML_P256_PUB_LEN])
+{
+	return REG_CALL(r, note_enrol, chip_serial, pub);
+}
+
+int
+reg_notes_chip_pub(struct reg *r, const char *chip_serial,
+    uint8_t ret_pub[static ML_P256_PUB_LEN])
+{
+	return REG_CALL(r, note_chip_pub, chip_serial, ret_pub);
+}
+
+int
+reg_notes_register(struct reg *r, const struct note_reg *nr,
+    uint64_t *ret_reg_id)
+{
+	return REG_CALL(r, note_register, nr, ret_reg_id);
+}
+
+int
+reg_notes_lookup(struct reg *r, const char *note_id, struct note_row *ret)
+{
+	return REG_CALL(r, note_lookup, note_id, ret);
+}
+
+int
+reg_notes_flag(struct reg *r, const char *note_id, const char *chip_serial,
+    const char *reason)
+{
+	return REG_CALL(r, note_flag, note_id, chip_serial, reason);
+}
+
+int
+reg_notes_flagged(struct reg *r, const char *note_id)
+{
+	return REG_CALL(r, note_flagged, note_id);
+}
+
+int
+reg_notes_count_reject(struct reg *r, const char *reason)
+{
+	return REG_CALL(r, note_count_reject, reason);
+}
+
+int
+reg_notes_count(struct reg *r, uint64_t *ret_n)
+{
+	return REG_CALL(r, note_count, ret_n);
 }

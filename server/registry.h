@@ -48,7 +48,17 @@ enum reg_event {
 	REG_EV_REJECT = 6,	/* a refused handshake (alert code in detail) */
 };
 
+/* One risk record, for batched writes. */
+struct reg_event_rec {
+	char		 serial[HS_MAX_SERIAL + 1];
+	enum reg_event	 ev;
+	char		 detail[REG_MAX_DETAIL + 1];
+	int64_t		 at;			/* unix seconds */
+};
+
 struct reg;
+struct note_reg;	/* note_db.h */
+struct note_row;
 
 struct reg_ops {
 	const char	*name;		/* "sqlite" */
@@ -64,6 +74,27 @@ struct reg_ops {
 	/* Number of events of this kind (0 = any) for serial. */
 	int		(*event_count)(struct reg *r, const char *serial,
 			    enum reg_event ev, uint64_t *ret_n);
+	/* n records in one transaction (one fsync). */
+	int		(*event_add_many)(struct reg *r,
+			    const struct reg_event_rec *evs, size_t n);
+	/*
+	 * The banknote registry (issue 5 semantics and return values: see
+	 * note_db.h, whose structs these take).  The PostgreSQL back-end
+	 * implements them (issue 7); SQLite deployments use note_db.c.
+	 */
+	int		(*note_enrol)(struct reg *r, const char *chip_serial,
+			    const uint8_t pub[static ML_P256_PUB_LEN]);
+	int		(*note_chip_pub)(struct reg *r, const char *chip_serial,
+			    uint8_t ret_pub[static ML_P256_PUB_LEN]);
+	int		(*note_register)(struct reg *r,
+			    const struct note_reg *nr, uint64_t *ret_reg_id);
+	int		(*note_lookup)(struct reg *r, const char *note_id,
+			    struct note_row *ret);
+	int		(*note_flag)(struct reg *r, const char *note_id,
+			    const char *chip_serial, const char *reason);
+	int		(*note_flagged)(struct reg *r, const char *note_id);
+	int		(*note_count_reject)(struct reg *r, const char *reason);
+	int		(*note_count)(struct reg *r, uint64_t *ret_n);
 };
 
 /* Every back-end's handle starts with this. */
@@ -73,7 +104,8 @@ struct reg {
 
 /*
  * Open a registry.  target: "sqlite:PATH" or a plain PATH (SQLite; the
- * database is created and migrated; WAL, synchronous=FULL).
+ * database is created and migrated; WAL, synchronous=FULL), or a
+ * PostgreSQL URI / "pg:CONNINFO" (reg_pg_open() below).
  */
 ML_MUST_CHECK int reg_open(const char *target, struct reg **ret_reg);
 void	reg_close(struct reg *r);			/* NULL-safe */
@@ -85,10 +117,42 @@ ML_MUST_CHECK int reg_reader_flag(struct reg *r, const char *serial,
     bool flagged);
 ML_MUST_CHECK int reg_event_add(struct reg *r, const char *serial,
     enum reg_event ev, const char *detail);
+ML_MUST_CHECK int reg_event_add_many(struct reg *r,
+    const struct reg_event_rec *evs, size_t n);
 ML_MUST_CHECK int reg_event_count(struct reg *r, const char *serial,
     enum reg_event ev, uint64_t *ret_n);
 
+/*
+ * Banknote registry wrappers (issue 7; semantics of the note_db_* function
+ * of the same name in note_db.h: note_register returns 0 new, 1 the same
+ * note again, 100 + NOTE_R_* refused, or a negative ML_ERR_*).
+ */
+ML_MUST_CHECK int reg_notes_enrol(struct reg *r, const char *chip_serial,
+    const uint8_t pub[static ML_P256_PUB_LEN]);
+ML_MUST_CHECK int reg_notes_chip_pub(struct reg *r, const char *chip_serial,
+    uint8_t ret_pub[static ML_P256_PUB_LEN]);
+ML_MUST_CHECK int reg_notes_register(struct reg *r, const struct note_reg *nr,
+    uint64_t *ret_reg_id);
+ML_MUST_CHECK int reg_notes_lookup(struct reg *r, const char *note_id,
+    struct note_row *ret);
+ML_MUST_CHECK int reg_notes_flag(struct reg *r, const char *note_id,
+    const char *chip_serial, const char *reason);
+ML_MUST_CHECK int reg_notes_flagged(struct reg *r, const char *note_id);
+ML_MUST_CHECK int reg_notes_count_reject(struct reg *r, const char *reason);
+ML_MUST_CHECK int reg_notes_count(struct reg *r, uint64_t *ret_n);
+
 /* SQLite back-end (registry_sqlite.c). */
 ML_MUST_CHECK int reg_sqlite_open(const char *path, struct reg **ret_reg);
+
+/*
+ * PostgreSQL back-end (registry_pg.c, issue 7).  target: a libpq URI
+ * ("postgresql://..." or "postgres://...") or "pg:" + a keyword/value
+ * conninfo.  Migrates the schema (migrations_pg.c) before returning.  A
+ * lost database makes operations fail fast with ML_ERR_IO ("registry
+ * unavailable") while the back-end reconnects with backoff by itself.
+ */
+ML_MUST_CHECK int reg_pg_open(const char *target, struct reg **ret_reg);
+/* True when target names the PostgreSQL back-end. */
+bool	reg_target_is_pg(const char *target);
 
 #endif

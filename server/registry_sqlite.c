@@ -244,6 +244,48 @@ sq_event_count(struct reg *r, const char *serial, enum reg_event ev,
 	return rc == SQLITE_ROW ? 0 : ML_ERR_IO;
 }
 
+static int
+sq_event_add_many(struct reg *r, const struct reg_event_rec *evs, size_t n)
+{
+	struct reg_sqlite *s = (struct reg_sqlite *)r;
+	sqlite3_stmt *st = NULL;
+	size_t i;
+	int rc = SQLITE_OK, ret = ML_ERR_IO;
+
+	if (n == 0) {
+		return 0;
+	}
+	if (db_exec(s->db, "BEGIN IMMEDIATE") != 0) {
+		return ML_ERR_IO;
+	}
+	if (sqlite3_prepare_v2(s->db, "INSERT INTO reader_events (serial, kind, "
+	    "at, detail) VALUES (?1, ?2, ?3, ?4)", -1, &st, NULL) != SQLITE_OK) {
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		sqlite3_bind_text(st, 1, evs[i].serial, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 2, (int)evs[i].ev);
+		sqlite3_bind_int64(st, 3, evs[i].at ? evs[i].at :
+		    (int64_t)time(NULL));
+		sqlite3_bind_text(st, 4, evs[i].detail, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE) {
+			goto out;
+		}
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (db_exec(s->db, "COMMIT") != 0) {
+		goto out;
+	}
+	return 0;
+out:
+	sqlite3_finalize(st);
+	(void)!db_exec(s->db, "ROLLBACK");
+	return ret;
+}
+
 static const struct reg_ops reg_sqlite_ops = {
 	.name = "sqlite",
 	.close = sq_close,
@@ -252,6 +294,7 @@ static const struct reg_ops reg_sqlite_ops = {
 	.reader_flag = sq_reader_flag,
 	.event_add = sq_event_add,
 	.event_count = sq_event_count,
+	.event_add_many = sq_event_add_many,
 };
 
 int

@@ -62,6 +62,7 @@ struct srv {
 	void			*handler_ctx[256];
 	struct srv_metrics	 m;
 	struct srv_pool		*pool;
+	struct srv_events	*events;	/* risk records, batched */
 	int			 listen_fd;
 	int			 done_efd;	/* eventfd: worker -> I/O */
 	volatile int		 stop;
@@ -73,6 +74,15 @@ extern const struct hs_app *const srv_apps[];
 /* srv_net.c: accept and serve until SIGINT/SIGTERM. */
 ML_MUST_CHECK int srv_run(struct srv *s);
 void	srv_log_metrics(struct srv *s);
+
+/* srv_events.c: risk records (ID-3) written in batches off the hot path. */
+struct srv_events;
+ML_MUST_CHECK int srv_events_start(struct reg *reg, struct srv_events **ret);
+/* Never blocks on the disk; drops (and counts) when the queue is full. */
+void	srv_events_post(struct srv_events *e, const char *serial,
+	    enum reg_event ev, const char *detail);
+uint64_t srv_events_dropped(struct srv_events *e);
+void	srv_events_stop(struct srv_events *e);	/* flushes; NULL-safe */
 
 /* srv_pool.c */
 struct srv_job;

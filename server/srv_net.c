@@ -46,6 +46,7 @@ struct conn {
 	size_t		 woff;
 	bool		 busy;		/* a job is in flight */
 	bool		 closing;	/* close once wbuf is flushed */
+	bool		 draining;	/* FIN sent; discard input until EOF */
 	uint32_t	 events;	/* current epoll interest */
 	struct srv_sess	*ss;
 };
@@ -145,6 +146,21 @@ conn_flush(struct conn *c)
 	return true;
 }
 
+/*
+ * After the last frame (an ALERT, a CLOSE) has been flushed: send FIN and
+ * discard what the peer still sends for up to a second, so that closing
+ * with unread input (a pipelined record) does not turn into a RST that
+ * destroys the ALERT in the peer's receive queue.
+ */
+static void
+conn_drain(struct net *n, struct conn *c)
+{
+	(void)shutdown(c->fd, SHUT_WR);
+	c->draining = true;
+	c->deadline_ms = hs_now_ms() + 1000;
+	set_interest(n, c, EPOLLIN);
+}
+
 static uint64_t
 wait_deadline(const struct srv *s, const struct conn *c)
 {
@@ -172,11 +188,18 @@ conn_dispatch(struct net *n, struct conn *c)
 		return true;
 	}
 	if (r != 0) {
-		ml_warn("conn %llu %s: frame over limit: closing",
-		    (unsigned long long)c->id, c->ss->addr);
 		if (!srv_sess_established(c->ss)) {
+			ml_warn("conn %llu %s: handshake refused: %s (%s) "
+			    "[%s] frame header over %u bytes",
+			    (unsigned long long)c->id, c->ss->addr,
+			    hs_alert_name(HS_ALERT_FORMAT),
+			    hs_alert_text(HS_ALERT_FORMAT), ml_errname(r),
+			    (unsigned)srv_sess_max_frame(c->ss));
 			atomic_fetch_add(&n->srv->m.rejected[HS_ALERT_FORMAT], 1);
 			(void)!hs_frame_put(&c->wbuf, alert, sizeof(alert));
+		} else {
+			ml_warn("conn %llu %s: record frame over limit: session "
+			    "ends", (unsigned long long)c->id, c->ss->addr);
 		}
 		c->closing = true;
 		return true;
@@ -217,8 +240,18 @@ static void
 conn_readable(struct net *n, struct conn *c)
 {
 	size_t want = srv_sess_max_frame(c->ss) + 4;
+	uint8_t scratch[4096];
 	ssize_t k;
 
+	if (c->draining) {
+		do {
+			k = recv(c->fd, scratch, sizeof(scratch), MSG_DONTWAIT);
+		} while (k > 0);
+		if (k == 0 || (errno != EAGAIN && errno != EINTR)) {
+			conn_free(n, c);
+		}
+		return;
+	}
 	if (c->rcap < want) {
 		uint8_t *p = realloc(c->rbuf, want);
 
@@ -276,7 +309,12 @@ accept_all(struct net *n)
 		}
 		atomic_fetch_add(&s->m.accepted, 1);
 		if (n->nconns >= s->o.max_conns) {
+			static const uint8_t busy[6] = { 0, 0, 0, 2, HS_ALERT,
+			    HS_ALERT_BUSY };
+
 			atomic_fetch_add(&s->m.refused_busy, 1);
+			(void)!send(fd, busy, sizeof(busy),
+			    MSG_NOSIGNAL | MSG_DONTWAIT);
 			close(fd);
 			continue;
 		}
@@ -345,8 +383,12 @@ jobs_done(struct net *n)
 		ml_freezero(j->body, j->len);
 		free(j);
 		c->deadline_ms = wait_deadline(n->srv, c);
-		if (!conn_flush(c) || (c->closing && c->wbuf.len == 0)) {
+		if (!conn_flush(c)) {
 			conn_free(n, c);
+			continue;
+		}
+		if (c->closing && c->wbuf.len == 0) {
+			conn_drain(n, c);
 			continue;
 		}
 		if (!conn_dispatch(n, c)) {	/* a pipelined frame */
@@ -368,19 +410,42 @@ sweep_timeouts(struct net *n)
 		if (c->busy || c->deadline_ms > now) {
 			continue;
 		}
-		if (c->closing) {
-			conn_free(n, c);	/* could not flush in time */
+		if (c->closing || c->draining) {
+			conn_free(n, c);	/* could not flush/drain in time */
 			continue;
 		}
 		srv_sess_timeout(c->ss, &c->wbuf);
 		c->closing = true;
-		if (!conn_flush(c) || c->wbuf.len == 0) {
+		if (!conn_flush(c)) {
 			conn_free(n, c);
+			continue;
+		}
+		if (c->wbuf.len == 0) {
+			conn_drain(n, c);
 			continue;
 		}
 		c->deadline_ms = now + 1000;
 		conn_update(n, c);
 	}
+}
+
+/* SIGHUP: a new CRL (revocations take effect at once: the certificate
+ * cache is dropped).  Runs on the I/O thread; a CRL is small. */
+static void
+srv_reload_crl(struct srv *s)
+{
+	int r;
+
+	if (s->o.crl[0] == '\0') {
+		ml_warn("SIGHUP: no --crl configured, nothing to reload");
+		return;
+	}
+	if ((r = hs_trust_reload_crl(s->trust, s->o.crl)) != 0) {
+		ml_err("SIGHUP: CRL %s not reloaded (%s); the old one stays",
+		    s->o.crl, ml_errname(r));
+		return;
+	}
+	ml_log(ML_LOG_WARN, "SIGHUP: CRL %s reloaded", s->o.crl);
 }
 
 void
@@ -432,6 +497,7 @@ srv_run(struct srv *s)
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGUSR1);
+	sigaddset(&mask, SIGHUP);
 	/* block in this thread; workers were started with these blocked */
 	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 	ML_ENSURE((sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) >= 0,
@@ -464,6 +530,8 @@ srv_run(struct srv *s)
 				while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
 					if (si.ssi_signo == SIGUSR1) {
 						srv_log_metrics(s);
+					} else if (si.ssi_signo == SIGHUP) {
+						srv_reload_crl(s);
 					} else {
 						s->stop = 1;
 					}
@@ -471,10 +539,18 @@ srv_run(struct srv *s)
 			} else {
 				struct conn *c = tag;
 
+				if (c->draining) {
+					conn_readable(&n, c);
+					continue;
+				}
 				if (ev[i].events & (EPOLLOUT)) {
-					if (!conn_flush(c) || (c->closing &&
-					    c->wbuf.len == 0 && !c->busy)) {
+					if (!conn_flush(c)) {
 						conn_free(&n, c);
+						continue;
+					}
+					if (c->closing && c->wbuf.len == 0 &&
+					    !c->busy) {
+						conn_drain(&n, c);
 						continue;
 					}
 					conn_update(&n, c);

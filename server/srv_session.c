@@ -103,6 +103,16 @@ reject(struct srv_sess *ss, int alert, int r, uint64_t cpu_ns)
 	}
 	atomic_fetch_add(&s->m.rejected[alert], 1);
 	atomic_fetch_add(&s->m.cpu_ns_rejected, cpu_ns);
+	/*
+	 * Error history of a registered reader (ID-3): only refusals that
+	 * come after its certificate and registry entry were checked, so the
+	 * serial is the certificate's, not a free-form claim.
+	 */
+	if ((alert == HS_ALERT_SIG || alert == HS_ALERT_DECRYPT ||
+	    alert == HS_ALERT_RISK) && ss->hs != NULL) {
+		srv_events_post(s->events, hs_claimed_serial(ss->hs),
+		    REG_EV_REJECT, hs_alert_name(alert));
+	}
 	ml_warn("conn %llu %s: handshake refused: %s (%s) [%s] claim=%s",
 	    (unsigned long long)ss->id, ss->addr, hs_alert_name(alert),
 	    hs_alert_text(alert), ml_errname(r),
@@ -152,6 +162,8 @@ handshake_input(struct srv_sess *ss, const uint8_t *body, size_t len,
 	hs_free(ss->hs);		/* wipes R3/R2 and the transcript */
 	ss->hs = NULL;
 	atomic_fetch_add(&s->m.hs_ok[ss->peer.flow], 1);
+	srv_events_post(s->events, ss->peer.serial, REG_EV_HANDSHAKE,
+	    ss->peer.flow == HS_FLOW_A ? "flow A" : "flow B");
 	atomic_fetch_add(&s->m.cpu_ns_ok, ss->cpu_ns + thread_cpu_ns() - ss->t0);
 	ml_info("conn %llu %s: handshake %c ok: %s %s certno %s",
 	    (unsigned long long)ss->id, ss->addr,

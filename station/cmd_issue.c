@@ -90,6 +90,7 @@ struct iss {
 	struct note_uplink	*dead[MAX_WORKERS][8];
 	size_t			 ndead[MAX_WORKERS];
 	struct reg_note		*local;		/* tests/bench: in-process server */
+	struct note_chan	*chan;		/* the channel key, CA, chain */
 	pthread_mutex_t		 mu;
 	size_t			 issued, again, skipped, refused, rejected,
 				 errors, completed, foreign;
@@ -138,9 +139,14 @@ report(struct iss *s, const struct inote *nt, const char *chip,
 {
 	pthread_mutex_lock(&s->mu);
 	if (s->o.json) {
-		printf("{\"note\":\"%s\",\"line\":%lu,\"chip\":\"%s\","
-		    "\"result\":\"%s\"", nt ? nt->name : "", nt ? nt->lineno : 0,
-		    chip ? chip : "", result);
+		if (nt != NULL) {
+			printf("{\"note\":\"%s\",\"line\":%lu,\"chip\":\"%s\","
+			    "\"result\":\"%s\"", nt->name, nt->lineno,
+			    chip ? chip : "", result);
+		} else {
+			printf("{\"chip\":\"%s\",\"result\":\"%s\"",
+			    chip ? chip : "", result);
+		}
 		if (why != NULL) {
 			printf(",\"reason\":\"%s\"", why);
 		}
@@ -251,7 +257,7 @@ upload(struct iss *s, size_t w, const uint8_t *sealed, size_t n,
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
 		if (s->up[w] == NULL) {
-			r = note_chan_open(&s->o.conn, &s->up[w]);
+			r = note_chan_open(s->chan, &s->up[w]);
 		} else {
 			r = 0;
 		}
@@ -635,6 +641,10 @@ issue_run(int argc, char **argv, struct reg_note *local)
 		goto out;
 	}
 	note_p11_keyops(s->key, &s->kops);
+	if (local == NULL && (r = note_chan_new(&s->o.conn, &s->chan)) != 0) {
+		fprintf(stderr, "issue: channel: %s\n", ml_strerror(r));
+		goto out;
+	}
 	clock_gettime(CLOCK_MONOTONIC, &s->t0);
 	lc = (struct note_line_cfg){ .link_spec = s->o.line, .chips = s->o.chips,
 	    .workers = s->o.workers ? s->o.workers : MAX_WORKERS,
@@ -698,6 +708,7 @@ out:
 		fclose(bf);
 	}
 	note_p11_free(s->key);
+	note_chan_free(s->chan);
 	note_journal_close(s->j);
 	batch_clear(&s->b);
 	free(s->notes);

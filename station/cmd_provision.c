@@ -57,6 +57,7 @@ struct prov {
 	uint8_t			 server_pub[ML_P256_PUB_LEN];
 	char			 so_pin[PIN_MAX_LEN + 1];
 	struct note_uplink	*up[MAX_WORKERS];
+	struct note_chan	*chan;		/* the channel key, CA, chain */
 	pthread_mutex_t		 mu;
 	size_t			 done, skipped, failed;
 };
@@ -97,7 +98,7 @@ prov_start(void *ctx, size_t w)
 	if (!p->o.has_conn) {
 		return 0;
 	}
-	return note_chan_open(&p->o.conn, &p->up[w]);
+	return note_chan_open(p->chan, &p->up[w]);
 }
 
 static void
@@ -152,7 +153,9 @@ prov_job(void *ctx, size_t w, struct chipcmd *cc, const char *image)
 		report(p, image ? image : "?", "failed", "not a note chip");
 		goto failed;
 	}
-	if (ci.state & (INFO_F_INITIALIZED | INFO_F_LOCKED)) {
+	/* A chip initialised (INIT TOKEN, e.g. by pkcs11-tool --init-token
+	 * with the same SO PIN) but not locked is personalised again. */
+	if (ci.state & INFO_F_LOCKED) {
 		pthread_mutex_lock(&p->mu);
 		p->skipped++;
 		pthread_mutex_unlock(&p->mu);
@@ -283,6 +286,10 @@ cmd_provision(const struct st_opts *so, int argc, char **argv)
 		fprintf(stderr, "provision: SO PIN: %s\n", ml_strerror(r));
 		goto out;
 	}
+	if (p->o.has_conn && (r = note_chan_new(&p->o.conn, &p->chan)) != 0) {
+		fprintf(stderr, "provision: channel: %s\n", ml_strerror(r));
+		goto out;
+	}
 	lc = (struct note_line_cfg){ .link_spec = p->o.line, .chips = p->o.chips,
 	    .workers = p->o.workers ? p->o.workers : MAX_WORKERS, .job = prov_job,
 	    .start = prov_start, .ctx = p };
@@ -301,6 +308,7 @@ cmd_provision(const struct st_opts *so, int argc, char **argv)
 	rc = p->failed ? ST_EXIT_PARTIAL : ST_EXIT_OK;
 out:
 	ml_wipe(p->so_pin, sizeof(p->so_pin));
+	note_chan_free(p->chan);
 	pthread_mutex_destroy(&p->mu);
 	free(p);
 	(void)so;

@@ -62,6 +62,7 @@ struct ver {
 	struct ml_p256_key	*issuer[MAX_ISSUERS];
 	struct note_uplink	*up[MAX_WORKERS];
 	struct reg_note		*local;
+	struct note_chan	*chan;		/* the channel key, CA, chain */
 	pthread_mutex_t		 mu;
 	size_t			 genuine, counterfeit, errors;
 	double			*lat;
@@ -99,7 +100,7 @@ ver_start(void *ctx, size_t w)
 	if (v->o.offline || !v->o.has_conn) {
 		return 0;
 	}
-	return note_chan_open(&v->o.conn, &v->up[w]);
+	return note_chan_open(v->chan, &v->up[w]);
 }
 
 /* The station signature kept on the chip, against the authorised keys. */
@@ -382,6 +383,11 @@ verify_run(int argc, char **argv, struct reg_note *local)
 			goto out;
 		}
 	}
+	if (!v->o.offline && v->o.has_conn && local == NULL &&
+	    (r = note_chan_new(&v->o.conn, &v->chan)) != 0) {
+		fprintf(stderr, "verify: channel: %s\n", ml_strerror(r));
+		goto out;
+	}
 	lc = (struct note_line_cfg){ .link_spec = v->o.line, .chips = v->o.chips,
 	    .workers = v->o.workers ? v->o.workers : MAX_WORKERS,
 	    .job = ver_job, .start = ver_start, .ctx = v };
@@ -408,6 +414,7 @@ out:
 		ml_p256_key_free(v->issuer[i]);
 	}
 	free(v->lat);
+	note_chan_free(v->chan);
 	pthread_mutex_destroy(&v->mu);
 	free(v);
 	return rc;

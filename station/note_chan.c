@@ -1,21 +1,91 @@
 /*
  * Issuance records over the station's hs channel (see note_chan.h).
  */
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "hs.h"
 #include "ml_log.h"
 #include "note_chan.h"
 #include "note_proto.h"
+
+struct note_chan {
+	struct st_conn		 conn;
+	struct hs_p11		*key;
+	struct hs_trust		*trust;
+	struct hs_chain		 chain;
+	struct hs_keyops	 ko;
+	struct hs_client_cfg	 cfg;
+	char			 serial[HS_MAX_SERIAL + 1];
+	char			 host[128];
+	const char		*port;
+};
+
+int
+note_chan_new(const struct st_conn *c, struct note_chan **ret)
+{
+	struct note_chan *nc = NULL;
+	struct hs_certinfo ci;
+	char *colon;
+	int r;
+
+	ML_ENSURE(c->ca[0] && c->cert[0] && c->key[0], ML_ERR_ARG);
+	ML_ENSURE((nc = calloc(1, sizeof(*nc))) != NULL, ML_ERR_NOMEM);
+	nc->conn = *c;
+	snprintf(nc->host, sizeof(nc->host), "%s", c->server);
+	ML_ENSURE((colon = strrchr(nc->host, ':')) != NULL, ML_ERR_ARG);
+	*colon = '\0';
+	nc->port = colon + 1;
+	ML_TRY(hs_trust_load(c->ca, c->crl[0] ? c->crl : NULL, &nc->trust));
+	if ((r = hs_chain_load(c->cert, &nc->chain)) != 0) {
+		ml_err("cannot load certificate %s", c->cert);
+		goto out;
+	}
+	if ((r = hs_p11_open(c->module, c->key, &nc->key)) != 0) {
+		ml_err("cannot open the channel key: %s", ml_errname(r));
+		goto out;
+	}
+	hs_p11_keyops(nc->key, &nc->ko);
+	ML_TRY(hs_cert_facts(nc->chain.blob[0].p, nc->chain.blob[0].len, &ci));
+	snprintf(nc->serial, sizeof(nc->serial), "%s",
+	    c->serial[0] ? c->serial : ci.serial);
+	nc->cfg.flow = c->flow;
+	nc->cfg.kind = c->kind;
+	nc->cfg.cred.keyops = &nc->ko;
+	nc->cfg.cred.chain = nc->chain.blob;
+	nc->cfg.cred.nchain = nc->chain.n;
+	nc->cfg.trust = nc->trust;
+	nc->cfg.serial = nc->serial;
+	nc->cfg.timeout_ms = c->timeout_ms;
+	*ret = nc;
+	nc = NULL;
+	r = 0;
+out:
+	note_chan_free(nc);
+	return r;
+}
+
+void
+note_chan_free(struct note_chan *nc)
+{
+	if (nc == NULL) {
+		return;
+	}
+	hs_p11_free(nc->key);
+	hs_trust_free(nc->trust);
+	hs_chain_free(&nc->chain);
+	free(nc);
+}
 
 static int
 chan_call(void *ctx, unsigned type, const uint8_t *req, size_t len,
     uint8_t *resp, size_t cap, size_t *ret_len)
 {
-	struct st_link *l = ctx;
 	uint8_t rtype;
 	int r;
 
-	r = hs_chan_call(l->chan, (uint8_t)type, req, len, &rtype, resp, cap,
+	r = hs_chan_call(ctx, (uint8_t)type, req, len, &rtype, resp, cap,
 	    ret_len);
 	if (r != 0) {
 		/* A broken channel: the caller reconnects and repeats (every
@@ -32,7 +102,7 @@ chan_call(void *ctx, unsigned type, const uint8_t *req, size_t len,
 static void
 chan_close(void *ctx)
 {
-	st_link_close(ctx);
+	hs_chan_close(ctx);
 }
 
 static const struct note_uplink_ops chan_ops = {
@@ -41,16 +111,22 @@ static const struct note_uplink_ops chan_ops = {
 };
 
 int
-note_chan_open(const struct st_conn *conn, struct note_uplink **ret)
+note_chan_open(struct note_chan *nc, struct note_uplink **ret)
 {
-	struct st_link *l = NULL;
-	int r;
+	struct hs_chan *ch = NULL;
+	int r, alert = 0;
 
-	if ((r = st_link_open(conn, &l)) != 0) {
-		return r;
+	r = hs_connect(nc->host, nc->port, &nc->cfg, &ch, &alert);
+	if (r != 0) {
+		ml_err("handshake %c with %s failed: %s%s%s",
+		    nc->conn.flow == HS_FLOW_A ? 'A' : 'B', nc->conn.server,
+		    ml_strerror(r), alert ? ": " : "",
+		    alert ? hs_alert_text(alert) : "");
+		/* unreachable server: ML_ERR_IO, the caller may retry */
+		return r == ML_ERR_REJECTED || r == ML_ERR_CERT ? r : ML_ERR_IO;
 	}
-	if ((r = note_uplink_custom(&chan_ops, l, ret)) != 0) {
-		st_link_close(l);
+	if ((r = note_uplink_custom(&chan_ops, ch, ret)) != 0) {
+		hs_chan_close(ch);
 	}
 	return r;
 }

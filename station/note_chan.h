@@ -1,7 +1,14 @@
 /*
  * The station's uplink to the registration server for the issuance
- * commands: the authenticated hs channel (st_link_open(), handshake A or
- * B with the station's certificate, kind "station").
+ * commands: the authenticated hs channel (handshake A or B with the
+ * station's certificate, kind "station"), one channel per line position.
+ *
+ * The channel key, trust anchor and certificate chain are opened once per
+ * command (note_chan_new) and shared by every channel, instead of once per
+ * channel as st_link_open() does: libp11 finalises the PKCS#11 module for
+ * the whole process when a key context is freed, so a failed reconnect
+ * while the server restarts would otherwise pull the token from under the
+ * issuer key and the other positions.
  */
 #ifndef ST_NOTE_CHAN_H
 #define ST_NOTE_CHAN_H
@@ -9,8 +16,16 @@
 #include "note_uplink.h"
 #include "st.h"
 
-/* Open one connection (a handshake); one per worker thread. */
-ML_MUST_CHECK int note_chan_open(const struct st_conn *conn,
+struct note_chan;
+
+/* Open the channel key, CA and chain.  *ret untouched on failure. */
+ML_MUST_CHECK int note_chan_new(const struct st_conn *conn,
+    struct note_chan **ret);
+/* Free; call after every uplink of it is closed.  NULL-safe. */
+void		 note_chan_free(struct note_chan *nc);
+
+/* One connection (a handshake); one per worker thread. */
+ML_MUST_CHECK int note_chan_open(struct note_chan *nc,
     struct note_uplink **ret);
 
 #endif

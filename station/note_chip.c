@@ -8,6 +8,7 @@
 #include "ml_wipe.h"
 #include "ml_wr.h"
 #include "note_chip.h"
+#include "note_msg.h"
 #include "sw.h"
 
 int
@@ -70,10 +71,8 @@ note_auth_msg(const uint8_t chal[static NOTE_CHALLENGE_LEN],
 	struct ml_wr m = ML_WR_FIXED(ret, cap);
 	int r;
 
-	ML_TRY(ml_wr_bytes(&m, NOTE_AUTH_DOMAIN, strlen(NOTE_AUTH_DOMAIN)));
-	ML_TRY(ml_wr_bytes(&m, chal, NOTE_CHALLENGE_LEN));
-	ML_TRY(ml_wr_bytes(&m, chip_serial, CHIP_SERIAL_LEN));
-	ML_TRY(ml_wr_bytes(&m, feature, n));
+	/* The one definition of the signed bytes: chip-applet/note_msg.h. */
+	ML_TRY(note_msg_auth(&m, chal, chip_serial, feature, n));
 	*ret_len = m.len;
 	r = 0;
 out:
@@ -174,10 +173,7 @@ note_chip_prove(struct chipcmd *cc, const uint8_t pub[static ML_P256_PUB_LEN],
 	    sizeof(chal), 256, sig, sizeof(sig), &len, &sw));
 	ML_ENSURE(sw == SW_OK, ML_ERR_AUTH);
 	ML_TRY(ml_sha256(feature, n, fh));
-	ML_TRY(ml_wr_bytes(&m, NOTE_PROVE_DOMAIN, strlen(NOTE_PROVE_DOMAIN)));
-	ML_TRY(ml_wr_bytes(&m, chip_serial, CHIP_SERIAL_LEN));
-	ML_TRY(ml_wr_bytes(&m, chal, sizeof(chal)));
-	ML_TRY(ml_wr_bytes(&m, fh, sizeof(fh)));
+	ML_TRY(note_msg_prove(&m, chip_serial, chal, sizeof(chal), fh));
 	ML_TRY(ml_p256_key_from_pub(pub, ML_P256_PUB_LEN, &k));
 	r = ml_p256_verify(k, m.p, m.len, sig, len) == 0 ? 0 : ML_ERR_AUTH;
 out:

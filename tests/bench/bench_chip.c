@@ -48,7 +48,6 @@
  * --only runs some rows, for profiling one operation under perf or
  * valgrind --tool=callgrind.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>

@@ -8,6 +8,7 @@
 #      restart, resume: every note registered exactly once or reported
 #      not issued, none on two chips.
 # Exit 77 (skipped) without SoftHSM2 / OpenSC / sqlite3.
+# shellcheck disable=SC2119
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 B=${MINTLINE_BUILD_DIR:-$top/build}

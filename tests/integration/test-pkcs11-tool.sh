@@ -178,7 +178,7 @@ else
 	pass "PIN counter reset"
 fi
 
-L=(--token-label "Reader A" --login --pin $NEW_PIN)
+L=(--token-label "Reader A" --login --pin "$NEW_PIN")
 R=(--token-label "Reader A")
 
 # ---- keys, signatures ----

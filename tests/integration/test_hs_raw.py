@@ -59,8 +59,13 @@ def proxy(listen_port, server_port, out, tamper=None):
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind(("127.0.0.1", int(listen_port)))
     ls.listen(1)
+    ls.settimeout(30)  # never hang the test if the client does not come
     print("ready", flush=True)
-    c, _ = ls.accept()
+    try:
+        c, _ = ls.accept()
+    except socket.timeout:
+        sys.exit("proxy: no client")
+    c.settimeout(30)
     s = connect(server_port)
     rec = []
     lock = threading.Lock()
@@ -81,7 +86,7 @@ def proxy(listen_port, server_port, out, tamper=None):
                     os.replace(out + ".tmp", out)
                 dst.sendall(frame(b))
                 n += 1
-        except (EOFError, ConnectionError, OSError):
+        except (EOFError, ConnectionError, OSError, socket.timeout):
             pass
         for x in (src, dst):
             try:

@@ -12,7 +12,9 @@
  */
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -255,6 +257,17 @@ test_pins(CK_SLOT_ID slot)
 	    (CK_UTF8CHAR_PTR)"1111", 4), CKR_PIN_INCORRECT);
 	EXPECT(f->C_SetPIN(s, (CK_UTF8CHAR_PTR)"123456", 6,
 	    (CK_UTF8CHAR_PTR)"123456", 6), CKR_OK);
+	/* C_CloseAllSessions: every handle goes, and the login with them. */
+	EXPECT(f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)"123456", 6), CKR_OK);
+	EXPECT(f->C_CloseAllSessions(slot), CKR_OK);
+	EXPECT(f->C_Logout(s), CKR_SESSION_HANDLE_INVALID);
+	s = open_rw(slot);
+	{
+		CK_SESSION_INFO si;
+
+		EXPECT(f->C_GetSessionInfo(s, &si), CKR_OK);
+		TRUTH(si.state == CKS_RW_PUBLIC_SESSION);
+	}
 	EXPECT(f->C_CloseSession(s), CKR_OK);
 }
 
@@ -348,6 +361,47 @@ test_objects(CK_SLOT_ID slot)
 		EXPECT(f->C_DestroyObject(rw, h), CKR_OK);
 		EXPECT(f->C_DestroyObject(rw, h), CKR_OBJECT_HANDLE_INVALID);
 	}
+	/* Copy a session object to the token, rename it, find it by label. */
+	{
+		CK_ATTRIBUTE t[] = { { CKA_CLASS, &data, sizeof(data) },
+		    { CKA_LABEL, (char *)"sess", 4 },
+		    { CKA_VALUE, (char *)"v", 1 } };
+		CK_ATTRIBUTE ct[] = { { CKA_TOKEN, &yes, 1 },
+		    { CKA_LABEL, (char *)"copied", 6 } };
+		CK_ATTRIBUTE bad[] = { { CKA_VALUE_LEN, &n, sizeof(n) } };
+		CK_ATTRIBUTE rn[] = { { CKA_LABEL, (char *)"renamed", 7 } };
+		CK_ATTRIBUTE q[] = { { CKA_LABEL, (char *)"renamed", 7 } };
+		CK_ATTRIBUTE qold[] = { { CKA_LABEL, (char *)"copied", 6 } };
+		CK_OBJECT_HANDLE c, found[2];
+		CK_ULONG size = 0, nf = 0;
+
+		EXPECT(f->C_CreateObject(ro, t, 3, &h), CKR_OK);
+		EXPECT(f->C_CopyObject(rw, h, bad, 1, &c),
+		    CKR_ATTRIBUTE_TYPE_INVALID);
+		EXPECT(f->C_CopyObject(ro, h, ct, 2, &c), CKR_SESSION_READ_ONLY);
+		EXPECT(f->C_CopyObject(rw, h, ct, 2, &c), CKR_OK);
+		EXPECT(f->C_GetObjectSize(rw, c, &size), CKR_OK);
+		TRUTH(size > 0);
+		EXPECT(f->C_SetAttributeValue(rw, c, rn, 1), CKR_OK);
+		EXPECT(f->C_FindObjectsInit(rw, q, 1), CKR_OK);
+		EXPECT(f->C_FindObjects(rw, found, 2, &nf), CKR_OK);
+		EXPECT(f->C_FindObjectsFinal(rw), CKR_OK);
+		TRUTH(nf == 1 && found[0] == c);
+		EXPECT(f->C_FindObjectsInit(rw, qold, 1), CKR_OK);
+		EXPECT(f->C_FindObjectsInit(rw, qold, 1), CKR_OPERATION_ACTIVE);
+		EXPECT(f->C_FindObjects(rw, found, 2, &nf), CKR_OK);
+		EXPECT(f->C_FindObjectsFinal(rw), CKR_OK);
+		TRUTH(nf == 0);
+		EXPECT(f->C_FindObjects(rw, found, 2, &nf),
+		    CKR_OPERATION_NOT_INITIALIZED);
+		EXPECT(f->C_DestroyObject(rw, c), CKR_OK);
+		/* A session object goes with its session. */
+		EXPECT(f->C_CloseSession(ro), CKR_OK);
+		EXPECT(f->C_GetObjectSize(rw, h, &size),
+		    CKR_OBJECT_HANDLE_INVALID);
+		EXPECT(f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL,
+		    &ro), CKR_OK);
+	}
 	keygen(rw, "neg", &pub, &priv);
 	{
 		CK_ATTRIBUTE g[] = { { CKA_VALUE, buf, sizeof(buf) } };
@@ -377,7 +431,11 @@ test_objects(CK_SLOT_ID slot)
 		EXPECT(f->C_SignInit(rw, &m, 999999), CKR_KEY_HANDLE_INVALID);
 		EXPECT(f->C_SignInit(rw, &m, priv), CKR_OK);
 		EXPECT(f->C_SignInit(rw, &m, priv), CKR_OPERATION_ACTIVE);
+		/* A NULL length ends the operation (v2.40 §5.11). */
 		EXPECT(f->C_Sign(rw, md, 32, NULL, NULL), CKR_ARGUMENTS_BAD);
+		EXPECT(f->C_Sign(rw, md, 32, NULL, &n),
+		    CKR_OPERATION_NOT_INITIALIZED);
+		EXPECT(f->C_SignInit(rw, &m, priv), CKR_OK);
 		n = 0;
 		EXPECT(f->C_Sign(rw, md, 32, NULL, &n), CKR_OK);
 		TRUTH(n == 64);
@@ -554,6 +612,16 @@ test_objects(CK_SLOT_ID slot)
 	EXPECT(f->C_CloseSession(rw), CKR_OK);
 }
 
+static void *
+late_removal(void *arg)
+{
+	struct timespec ts = { 0, 150 * 1000 * 1000 };
+
+	nanosleep(&ts, NULL);
+	feed((int)(intptr_t)arg, NULL);
+	return NULL;
+}
+
 /* Pull the chip mid-operation; the next chip in the slot works. */
 static void
 test_removal(CK_SLOT_ID slot)
@@ -600,6 +668,18 @@ test_removal(CK_SLOT_ID slot)
 	EXPECT(f->C_FindObjectsInit(s2, NULL, 0), CKR_OK);
 	EXPECT(f->C_FindObjectsFinal(s2), CKR_OK);
 	EXPECT(f->C_CloseSession(s2), CKR_OK);
+	/* A blocking C_WaitForSlotEvent wakes up for a removal. */
+	(void)f->C_WaitForSlotEvent(CKF_DONT_BLOCK, &ev, NULL);
+	{
+		pthread_t th;
+
+		pthread_create(&th, NULL, late_removal, (void *)(intptr_t)slot);
+		ev = 99;
+		EXPECT(f->C_WaitForSlotEvent(0, &ev, NULL), CKR_OK);
+		TRUTH(ev == slot);
+		pthread_join(th, NULL);
+	}
+	EXPECT(f->C_GetTokenInfo(slot, &ti), CKR_TOKEN_NOT_PRESENT);
 }
 
 /* One raw APDU to a chip image (personalisation before the module). */
@@ -794,8 +874,11 @@ test_fork(void)
 		}
 		_exit(0);
 	}
-	TRUTH(pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) &&
-	    WEXITSTATUS(st) == 0);
+	TRUTH(pid > 0 && waitpid(pid, &st, 0) == pid);
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		fprintf(stderr, "FAIL: fork child: status 0x%x\n", st);
+		failures++;
+	}
 }
 
 static void

@@ -383,6 +383,49 @@ START_TEST(cert_revoked)
 }
 END_TEST
 
+/* A CRL reload revokes at once, even a certificate whose good verdict is
+ * cached. */
+START_TEST(crl_reload)
+{
+	struct hs_trust *t;
+	struct fx_run fr;
+	uint8_t *der, *crl0, *crl1;
+	size_t len, l0, l1;
+	uint64_t none[1] = { 0x12345 }, rev[1] = { 0x66 };
+	char path[64];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/tmp/test-hs-crl-%d.der", (int)getpid());
+	ck_assert_r(hs_ca_root_der(ca, &der, &len), 0);
+	ck_assert_r(hs_ca_crl(ca, none, 1, 86400, &crl0, &l0), 0);
+	ck_assert_r(hs_ca_crl(ca, rev, 1, 86400, &crl1, &l1), 0);
+	ck_assert_r(hs_trust_new_der(der, len, crl0, l0, &t), 0);
+	run(&fr, &rdr_revoked, flows[_i], t, NULL, NULL);
+	ck_assert_r(fr.sr, 0);				/* cached as good */
+	fx_run_free(&fr);
+	ck_assert_r(hs_trust_reload_crl(t, "/nonexistent.crl"), ML_ERR_CERT);
+	run(&fr, &rdr_revoked, flows[_i], t, NULL, NULL);
+	ck_assert_r(fr.sr, 0);				/* old CRL stays */
+	fx_run_free(&fr);
+	ck_assert((f = fopen(path, "wb")) != NULL);
+	ck_assert_int_eq(fwrite(crl1, 1, l1, f), l1);
+	fclose(f);
+	ck_assert_r(hs_trust_reload_crl(t, path), 0);
+	unlink(path);
+	run(&fr, &rdr_revoked, flows[_i], t, NULL, NULL);
+	ck_assert_r(fr.sr, ML_ERR_CERT);
+	ck_assert_alert(fr.salert, HS_ALERT_REVOKED);
+	fx_run_free(&fr);
+	run(&fr, &rdr, flows[_i], t, NULL, NULL);	/* others unaffected */
+	ck_assert_r(fr.sr, 0);
+	fx_run_free(&fr);
+	hs_trust_free(t);
+	free(der);
+	free(crl0);
+	free(crl1);
+}
+END_TEST
+
 START_TEST(cert_key_usage)
 {
 	struct fx_run fr;
@@ -849,6 +892,7 @@ hs_suite(void)
 	tcase_add_loop_test(tc, cert_expired, 0, nf);
 	tcase_add_loop_test(tc, cert_revoked, 0, nf);
 	tcase_add_loop_test(tc, cert_key_usage, 0, nf);
+	tcase_add_loop_test(tc, crl_reload, 0, nf);
 	tcase_add_loop_test(tc, serial_not_cert, 0, nf);
 	tcase_add_loop_test(tc, registry_mapping_mismatch, 0, nf);
 	tcase_add_loop_test(tc, reader_flagged, 0, nf);

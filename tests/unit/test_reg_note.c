@@ -112,6 +112,10 @@ teardown(void)
 	reg_note_free(rn);
 	note_db_close(db);
 	chiplink_close(line);
+	ml_p256_key_free(station.k);
+	ml_p256_key_free(rogue.k);
+	ml_p256_key_free(server.k);
+	ml_p256_key_free(server2.k);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	ck_assert_int_eq(system(cmd), 0);
 }
@@ -411,7 +415,12 @@ START_TEST(desk_query)
 	ck_assert_int_eq(rep.reason, NOTE_R_FEATURE_MISMATCH);
 	rec.feature[rec.feature_len - FEATURE_KFP_LEN - 3] ^= 1;
 	/* a chip key other than the enrolled one */
-	rep = query(a, rec.feature, rec.feature_len, bpub);
+	{
+		uint8_t opriv[32], opub[65];
+
+		ck_assert_int_eq(ml_p256_keygen(opriv, opub), 0);
+		rep = query(a, rec.feature, rec.feature_len, opub);
+	}
 	ck_assert_int_eq(rep.reason, NOTE_R_CHIP_MISMATCH);
 	/* unregistered serial */
 	ck_assert_int_eq(note_id_set("TS", 2, "99999999", 8, &id), 0);

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Issue 7 integration test: the PostgreSQL registry back-end against a real
+# PostgreSQL (Debian postgresql; private cluster under the build tree, see
+# pg-lib.sh).
+#   1. concurrent start-up: 6 processes migrate the same database at once
+#   2. reader mapping / flags / risk records through the back-end
+#   3. exactly-once: 2 processes x 4 threads register the same notes
+#   4. kill -9 of one "server" under load, restart: nothing acknowledged
+#      is missing, the restarted one gets the first reg ids back
+#   5. PostgreSQL stopped mid-run: clear refusals, then recovery by itself
+#   6. two real mintline-server instances on the same database: readers
+#      enrolled once, handshakes through both at once (mintline-load)
+# Exit 77 (skipped) when postgresql is not installed.
+#
+# Env (from meson): MINTLINE_BUILD_DIR, TEST_PG_REGISTRY, MINTLINE_SERVER,
+# MINTLINE_CA, MINTLINE_LOAD.
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/pg-lib.sh"
+pg_find || exit 77
+command -v python3 >/dev/null 2>&1 || { echo "skip: python3 missing"; exit 77; }
+
+B=${MINTLINE_BUILD_DIR:-$(pwd)}
+T=${TEST_PG_REGISTRY:-$B/tests/integration/test_pg_registry}
+SERVER=${MINTLINE_SERVER:-$B/server/mintline-server}
+CA=${MINTLINE_CA:-$B/tools/mintline-ca}
+LOAD=${MINTLINE_LOAD:-$B/tools/mintline-load}
+W=$B/tests/pg-integration
+rm -rf "$W"
+mkdir -p "$W"
+cd "$W" || exit 1
+
+fail=0
+pass=0
+ok()  { echo "ok   - $*"; pass=$((pass + 1)); }
+bad() { echo "FAIL - $*"; fail=$((fail + 1)); }
+
+pg_init "$W/pg" || { echo "cannot start PostgreSQL"; exit 1; }
+URL=$PG_URL
+echo "# PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') on $URL"
+
+# 1. concurrent migrations
+if "$T" migrate "$URL" 6 > migrate.log 2>&1; then
+	v=$(pg_psql "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_version")
+	[ "$v" = "1,2" ] && ok "6 concurrent start-ups migrate once (schema_version $v)" ||
+	    bad "schema_version after concurrent start-ups: $v"
+else
+	cat migrate.log; bad "concurrent migrations"
+fi
+
+# 2. readers
+"$T" readers "$URL" > readers.log 2>&1 && ok "readers, flags, risk records" ||
+    { cat readers.log; bad "readers"; }
+
+# 3. exactly once under a race
+if "$T" race "$URL" 2000 > race.log 2>&1; then
+	ok "$(grep '^race:' race.log)"
+else
+	tail -20 race.log; bad "exactly-once race"
+fi
+n=$(pg_psql "SELECT count(*) FROM note")
+d=$(pg_psql "SELECT count(*) - count(DISTINCT note_id) FROM note")
+[ "$n" = 2000 ] && [ "$d" = 0 ] && ok "2000 rows, no duplicate note_id" ||
+    bad "rows $n, duplicates $d"
+
+# 4. kill -9 under load
+"$T" load "$URL" ack.a 100000 3000 4 > load.a.log 2>&1 &
+PA=$!
+"$T" load "$URL" ack.b 200000 3000 4 > load.b.log 2>&1 &
+PB=$!
+sleep 1.5
+kill -9 $PB
+wait $PB 2>/dev/null
+acked_before=$(wc -l < ack.b)
+"$T" load "$URL" ack.b2 200000 3000 4 > load.b2.log 2>&1	# restart: same notes
+wait $PA
+if "$T" verify "$URL" ack.a ack.b ack.b2 > verify.log 2>&1; then
+	ok "kill -9 after $acked_before acks: $(grep '^verify:' verify.log)"
+else
+	tail -5 verify.log; bad "acknowledged registrations missing after kill -9"
+fi
+# the restarted server answered the notes the killed one acknowledged with
+# the same registration ids (ack.b lines are all in ack.b2)
+if [ "$(sort ack.b | comm -23 - <(sort ack.b2) | wc -l)" = 0 ]; then
+	ok "restarted server answers the same reg ids for the killed one's acks"
+else
+	bad "reg ids differ after restart"
+fi
+
+# 5. PostgreSQL stopped mid-run
+"$T" load "$URL" ack.c 300000 4000 4 > load.c.log 2>&1 &
+PC=$!
+sleep 1
+pg_stop fast
+stopped_at=$(wc -l < ack.c)
+sleep 3
+grep -q "unavailable\|connection lost\|going away" load.c.log &&
+    ok "database down: clear errors ($(grep -c 'registry:' load.c.log) registry lines, e.g. \"$(grep -m1 'unavailable; refusing' load.c.log | cut -c1-80)\")" ||
+    { tail -5 load.c.log; bad "no clear error while the database is down"; }
+during=$(wc -l < ack.c)
+[ "$during" = "$stopped_at" ] && ok "nothing acknowledged while down ($during before)" ||
+    bad "acks while down: $stopped_at -> $during"
+pg_start || bad "restart PostgreSQL"
+if wait $PC; then
+	grep -q "reachable again" load.c.log && ok "recovered by itself: $(grep '^load: [0-9]' load.c.log)" ||
+	    bad "no recovery message"
+else
+	bad "load did not finish after the database came back"
+fi
+"$T" verify "$URL" ack.a ack.b ack.b2 ack.c > verify2.log 2>&1 &&
+    ok "after the outage: $(grep '^verify:' verify2.log)" ||
+    { tail -5 verify2.log; bad "acknowledged registrations missing after the outage"; }
+
+# 6. two mintline-server instances on one database
+if [ -x "$LOAD" ] && [ -x "$SERVER" ] && [ -x "$CA" ] && "$HERE/test-pg-servers.sh" "$URL" > servers.log 2>&1; then
+	grep '^ok' servers.log | sed 's/^ok   - //' | while read -r l; do echo "ok   - servers: $l"; done
+	pass=$((pass + $(grep -c '^ok' servers.log)))
+else
+	rc=$?
+	if grep -q '^skip' servers.log 2>/dev/null; then
+		echo "# servers part skipped: $(grep '^skip' servers.log)"
+	else
+		cat servers.log; bad "two mintline-server instances (rc $rc)"
+	fi
+fi
+
+echo "# $pass passed, $fail failed"
+[ $fail -eq 0 ]
