@@ -13,7 +13,15 @@ enum ml_log_level {
 	ML_LOG_DEBUG,
 };
 
+enum ml_log_format {
+	ML_LOG_FMT_TEXT = 0,	/* "ident: level: message" (default) */
+	ML_LOG_FMT_KV,		/* ts=... level=... prog=... msg="..." */
+	ML_LOG_FMT_JSON,	/* {"ts":..,"level":..,"prog":..,"msg":..} */
+};
+
 void	 ml_log_set_level(enum ml_log_level lvl);
+/* One line per message in the given format (stderr either way). */
+void	 ml_log_set_format(enum ml_log_format fmt);
 /* Set the program name shown in each line (not copied; keep it static). */
 void	 ml_log_set_ident(const char *ident);
 int	 ml_log_enabled(enum ml_log_level lvl);

@@ -288,6 +288,52 @@ th_snapshot(struct hs *hs)
 	return r;
 }
 
+#ifdef ML_TEST_KEYLOG
+#include <fcntl.h>
+#include <unistd.h>
+/*
+ * TEST ONLY (issue 8, tests/integration/test-secrets.sh): with
+ * MINTLINE_TEST_KEYLOG=PATH in the environment, append this session's
+ * transport keys to PATH, like SSLKEYLOGFILE, so that a test can search a
+ * snapshot of the process memory for them after the session ended.
+ * Compiled in only with -Dtest_keylog=enabled, or =auto (the default) in
+ * debug and debugoptimized builds; never in release, minsize or plain
+ * (distribution) builds.  No stdio: its buffer would keep a copy of the
+ * keys in freed memory.
+ */
+static void
+hs_test_keylog(const struct hs *hs)
+{
+	static const char hex[] = "0123456789abcdef";
+	const char *path = getenv("MINTLINE_TEST_KEYLOG");
+	char line[8 + 2 * 2 * ML_AES256_KEY_LEN + 16];
+	size_t n = 0, i;
+	int fd;
+
+	if (path == NULL || *path == '\0') {
+		return;
+	}
+	memcpy(line + n, hs->role == HS_ROLE_SERVER ? "server " : "client ", 7);
+	n += 7;
+	for (i = 0; i < ML_AES256_KEY_LEN; i++) {
+		line[n++] = hex[hs->k_c2s[i] >> 4];
+		line[n++] = hex[hs->k_c2s[i] & 15];
+	}
+	line[n++] = ' ';
+	for (i = 0; i < ML_AES256_KEY_LEN; i++) {
+		line[n++] = hex[hs->k_s2c[i] >> 4];
+		line[n++] = hex[hs->k_s2c[i] & 15];
+	}
+	line[n++] = '\n';
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		(void)!write(fd, line, n);	/* one write: lines stay whole */
+		close(fd);
+	}
+	ml_wipe(line, sizeof(line));
+}
+#endif
+
 /*
  * Transport keys, one per direction (beyond the document: the document
  * allows one symmetric key; we bind both to the whole transcript).
@@ -311,6 +357,9 @@ hs_finish(struct hs *hs)
 	    sizeof(hs->k_s2c)));
 	hs->peer.flow = hs->flow;
 	hs->done = true;
+#ifdef ML_TEST_KEYLOG
+	hs_test_keylog(hs);
+#endif
 	r = 0;
 out:
 	ml_wipe(hs->secret, sizeof(hs->secret));

@@ -8,7 +8,10 @@
 #define OPENSSL_SUPPRESS_DEPRECATED 1
 
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +26,7 @@
 #include "hs_p11.h"
 #include "ml_log.h"
 #include "ml_wipe.h"
+#include <unistd.h>
 
 #define P11_MAX_ATTR	128
 #define P11_MAX_PIN	64
@@ -37,7 +41,48 @@ struct hs_p11 {
 	uint8_t		 pub[ML_P256_PUB_LEN];
 	pthread_mutex_t	 mu;
 	bool		 loaded;
+	/* for hs_p11_reconnect(): what hs_p11_open() was given, and the PIN
+	 * in a locked, MADV_DONTDUMP page (p11_secpage) */
+	char		*module;
+	char		*uri;
+	char		*pin;		/* P11_MAX_PIN bytes, or NULL */
+	uint64_t	 reconnects;
 };
+
+/*
+ * One page for a long-lived secret: page-aligned, mlock()ed (never
+ * swapped), MADV_DONTDUMP (never in a core file).  mlock may fail under
+ * RLIMIT_MEMLOCK; the page is still used, with a warning.
+ */
+static void *
+p11_secpage(void)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	void *p;
+
+	p = mmap(NULL, (size_t)pg, PROT_READ | PROT_WRITE,
+	    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED) {
+		return NULL;
+	}
+	if (mlock(p, (size_t)pg) != 0) {
+		ml_warn("p11: cannot mlock the PIN page; it may be swapped");
+	}
+	(void)madvise(p, (size_t)pg, MADV_DONTDUMP);
+	return p;
+}
+
+static void
+p11_secpage_free(void *p)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+
+	if (p != NULL) {
+		ml_wipe(p, (size_t)pg);
+		(void)munlock(p, (size_t)pg);
+		(void)munmap(p, (size_t)pg);
+	}
+}
 
 struct p11_uri {
 	char	 token[P11_MAX_ATTR];
@@ -124,8 +169,9 @@ static int
 read_pin(const struct p11_uri *u, char pin[P11_MAX_PIN])
 {
 	const char *path = u->pin_source;
-	FILE *f;
+	ssize_t k;
 	size_t n;
+	int fd;
 
 	if (u->pin_value[0] != '\0') {
 		ml_warn("p11: pin-value in a key URI is visible to other users "
@@ -140,12 +186,19 @@ read_pin(const struct p11_uri *u, char pin[P11_MAX_PIN])
 	if (strncmp(path, "file:", 5) == 0) {
 		path += 5;
 	}
-	if ((f = fopen(path, "re")) == NULL) {
+	/* read(2), not stdio: no library buffer keeps a copy of the PIN */
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
 		ml_err("p11: cannot read pin-source %s", path);
 		return ML_ERR_IO;
 	}
-	n = fread(pin, 1, P11_MAX_PIN - 1, f);
-	fclose(f);
+	do {
+		k = read(fd, pin, P11_MAX_PIN - 1);
+	} while (k < 0 && errno == EINTR);
+	close(fd);
+	if (k < 0) {
+		return ML_ERR_IO;
+	}
+	n = (size_t)k;
 	pin[n] = '\0';
 	while (n > 0 && (pin[n - 1] == '\n' || pin[n - 1] == '\r')) {
 		pin[--n] = '\0';
@@ -153,26 +206,46 @@ read_pin(const struct p11_uri *u, char pin[P11_MAX_PIN])
 	return 0;
 }
 
-int
-hs_p11_open(const char *module, const char *uri, struct hs_p11 **ret_key)
+/* Drop the module session (not the saved URI and PIN). */
+static void
+p11_close(struct hs_p11 *k)
 {
-	struct hs_p11 *k = NULL;
+	EVP_PKEY_free(k->pkey);
+	k->pkey = NULL;
+	k->ec = NULL;
+	if (k->slots != NULL) {
+		PKCS11_release_all_slots(k->ctx, k->slots, k->nslots);
+		k->slots = NULL;
+		k->nslots = 0;
+	}
+	k->slot = NULL;
+	if (k->ctx != NULL) {
+		if (k->loaded) {
+			PKCS11_CTX_unload(k->ctx);
+		}
+		PKCS11_CTX_free(k->ctx);
+		k->ctx = NULL;
+	}
+	k->loaded = false;
+}
+
+/*
+ * Load the module, find the token, log in with k->pin, find the key.
+ * On failure k is left closed (p11_close).
+ */
+static int
+p11_connect(struct hs_p11 *k)
+{
 	struct p11_uri u;
 	PKCS11_KEY *keys = NULL, *key = NULL;
 	unsigned int nkeys = 0, i;
-	char pin[P11_MAX_PIN] = "";
+	const char *module = k->module;
 	const EC_GROUP *g;
 	const EC_POINT *pt;
+	uint8_t pub[ML_P256_PUB_LEN];
 	int r = ML_ERR_INTERNAL;
 
-	ML_ENSURE(uri != NULL && ret_key != NULL, ML_ERR_ARG);
-	ML_TRY(uri_parse(uri, &u));
-	if (module == NULL || module[0] == '\0') {
-		module = u.module;
-	}
-	ML_ENSURE(module[0] != '\0', ML_ERR_ARG);
-	ML_ENSURE((k = calloc(1, sizeof(*k))) != NULL, ML_ERR_NOMEM);
-	pthread_mutex_init(&k->mu, NULL);
+	ML_TRY(uri_parse(k->uri, &u));
 	ML_ENSURE((k->ctx = PKCS11_CTX_new()) != NULL, ML_ERR_NOMEM);
 	if (PKCS11_CTX_load(k->ctx, module) != 0) {
 		ml_err("p11: cannot load module %s", module);
@@ -198,8 +271,8 @@ hs_p11_open(const char *module, const char *uri, struct hs_p11 **ret_key)
 		r = ML_ERR_NOT_FOUND;
 		goto out;
 	}
-	ML_TRY(read_pin(&u, pin));
-	if (pin[0] != '\0' && PKCS11_login(k->slot, 0, pin) != 0) {
+	if (k->pin != NULL && k->pin[0] != '\0' &&
+	    PKCS11_login(k->slot, 0, k->pin) != 0) {
 		ml_err("p11: login failed");
 		r = ML_ERR_PIN;
 		goto out;
@@ -231,16 +304,90 @@ hs_p11_open(const char *module, const char *uri, struct hs_p11 **ret_key)
 	ML_ENSURE(g != NULL && pt != NULL &&
 	    EC_GROUP_get_curve_name(g) == NID_X9_62_prime256v1, ML_ERR_UNSUPPORTED);
 	ML_ENSURE(EC_POINT_point2oct(g, pt, POINT_CONVERSION_UNCOMPRESSED,
-	    k->pub, sizeof(k->pub), NULL) == sizeof(k->pub), ML_ERR_CRYPTO);
+	    pub, sizeof(pub), NULL) == sizeof(pub), ML_ERR_CRYPTO);
+	if (k->reconnects > 0 && memcmp(pub, k->pub, sizeof(pub)) != 0) {
+		ml_err("p11: the key changed across a reconnect");
+		r = ML_ERR_CERT;
+		goto out;
+	}
+	memcpy(k->pub, pub, sizeof(pub));
+	r = 0;
+out:
+	ml_wipe(&u, sizeof(u));
+	if (r != 0) {
+		p11_close(k);
+	}
+	ERR_clear_error();
+	return r;
+}
+
+int
+hs_p11_open(const char *module, const char *uri, struct hs_p11 **ret_key)
+{
+	struct hs_p11 *k = NULL;
+	struct p11_uri u;
+	int r = ML_ERR_INTERNAL;
+
+	ML_ENSURE(uri != NULL && ret_key != NULL, ML_ERR_ARG);
+	ML_TRY(uri_parse(uri, &u));
+	if (module == NULL || module[0] == '\0') {
+		module = u.module;
+	}
+	ML_ENSURE(module[0] != '\0', ML_ERR_ARG);
+	ML_ENSURE((k = calloc(1, sizeof(*k))) != NULL, ML_ERR_NOMEM);
+	pthread_mutex_init(&k->mu, NULL);
+	ML_ENSURE((k->module = strdup(module)) != NULL &&
+	    (k->uri = strdup(uri)) != NULL, ML_ERR_NOMEM);
+	/* the PIN lives in a locked page until hs_p11_free(), for re-login
+	 * after the token session is lost (hs_p11_reconnect) */
+	ML_ENSURE((k->pin = p11_secpage()) != NULL, ML_ERR_NOMEM);
+	ML_TRY(read_pin(&u, k->pin));
+	ML_TRY(p11_connect(k));
 	*ret_key = k;
 	k = NULL;
 	r = 0;
 out:
-	ml_wipe(pin, sizeof(pin));
 	ml_wipe(&u, sizeof(u));
 	hs_p11_free(k);
-	ERR_clear_error();
 	return r;
+}
+
+/*
+ * The token session is gone (device error, CKR_SESSION_HANDLE_INVALID,
+ * token removed, HSM restarted): unload the module, load it again, log in
+ * again with the saved PIN.  Called with k->mu held.
+ */
+static int
+p11_reconnect_locked(struct hs_p11 *k)
+{
+	int r;
+
+	p11_close(k);
+	k->reconnects++;
+	if ((r = p11_connect(k)) != 0) {
+		ml_err("p11: reconnect to the token failed: %s", ml_errname(r));
+		return r;
+	}
+	ml_log(ML_LOG_WARN, "p11: token session re-opened (reconnect %llu)",
+	    (unsigned long long)k->reconnects);
+	return 0;
+}
+
+int
+hs_p11_reconnect(struct hs_p11 *k)
+{
+	int r;
+
+	pthread_mutex_lock(&k->mu);
+	r = p11_reconnect_locked(k);
+	pthread_mutex_unlock(&k->mu);
+	return r;
+}
+
+uint64_t
+hs_p11_reconnects(const struct hs_p11 *k)
+{
+	return k->reconnects;
 }
 
 void
@@ -249,16 +396,10 @@ hs_p11_free(struct hs_p11 *k)
 	if (k == NULL) {
 		return;
 	}
-	EVP_PKEY_free(k->pkey);
-	if (k->slots != NULL) {
-		PKCS11_release_all_slots(k->ctx, k->slots, k->nslots);
-	}
-	if (k->ctx != NULL) {
-		if (k->loaded) {
-			PKCS11_CTX_unload(k->ctx);
-		}
-		PKCS11_CTX_free(k->ctx);
-	}
+	p11_close(k);
+	p11_secpage_free(k->pin);
+	free(k->module);
+	free(k->uri);
 	pthread_mutex_destroy(&k->mu);
 	ml_freezero(k, sizeof(*k));
 }
@@ -280,7 +421,11 @@ p11_sign(void *ctx, const uint8_t digest[ML_SHA256_LEN],
 	int r = ML_ERR_CRYPTO;
 
 	pthread_mutex_lock(&k->mu);
-	s = ECDSA_do_sign(digest, ML_SHA256_LEN, k->ec);	/* C_Sign */
+	s = k->ec != NULL ? ECDSA_do_sign(digest, ML_SHA256_LEN, k->ec) : NULL;
+	if (s == NULL && p11_reconnect_locked(k) == 0) {
+		/* C_Sign failed: the session may be gone; once more */
+		s = ECDSA_do_sign(digest, ML_SHA256_LEN, k->ec);
+	}
 	pthread_mutex_unlock(&k->mu);
 	if (s == NULL) {
 		ERR_clear_error();
@@ -300,17 +445,23 @@ p11_ecdh(void *ctx, const uint8_t peer[ML_P256_PUB_LEN],
     uint8_t ret_secret[ML_P256_SECRET_LEN])
 {
 	struct hs_p11 *k = ctx;
-	const EC_GROUP *g = EC_KEY_get0_group(k->ec);
+	EC_GROUP *g = NULL;
 	EC_POINT *pt = NULL;
 	uint8_t sec[ML_P256_SECRET_LEN];
 	int n, r = ML_ERR_CRYPTO;
 
-	if ((pt = EC_POINT_new(g)) == NULL ||
+	/* our own group object: k->ec is replaced by a reconnect */
+	if ((g = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1)) == NULL ||
+	    (pt = EC_POINT_new(g)) == NULL ||
 	    EC_POINT_oct2point(g, pt, peer, ML_P256_PUB_LEN, NULL) != 1) {
 		goto out;
 	}
 	pthread_mutex_lock(&k->mu);
-	n = ECDH_compute_key(sec, sizeof(sec), pt, k->ec, NULL); /* C_DeriveKey */
+	n = k->ec != NULL ? ECDH_compute_key(sec, sizeof(sec), pt, k->ec,
+	    NULL) : -1;				/* C_DeriveKey */
+	if (n != (int)sizeof(sec) && p11_reconnect_locked(k) == 0) {
+		n = ECDH_compute_key(sec, sizeof(sec), pt, k->ec, NULL);
+	}
 	pthread_mutex_unlock(&k->mu);
 	if (n != (int)sizeof(sec)) {
 		goto out;
@@ -320,6 +471,7 @@ p11_ecdh(void *ctx, const uint8_t peer[ML_P256_PUB_LEN],
 out:
 	ml_wipe(sec, sizeof(sec));
 	EC_POINT_free(pt);
+	EC_GROUP_free(g);
 	ERR_clear_error();
 	return r;
 }
@@ -331,7 +483,8 @@ p11_random(void *ctx, uint8_t *buf, size_t n)
 	int rc;
 
 	pthread_mutex_lock(&k->mu);
-	rc = PKCS11_generate_random(k->slot, buf, (unsigned int)n);
+	rc = k->slot != NULL ? PKCS11_generate_random(k->slot, buf,
+	    (unsigned int)n) : -1;
 	pthread_mutex_unlock(&k->mu);
 	return rc == 0 ? 0 : ML_ERR_CRYPTO;
 }

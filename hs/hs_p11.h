@@ -10,7 +10,8 @@
  *	    [?pin-source=file:<path>|pin-value=<pin>][&module-path=<so>]
  * module (argument) overrides module-path; one of them is required.  The
  * PIN is read into a fixed buffer, used once for C_Login and wiped (libp11
- * 0.4 keeps its own copy for re-login after fork()).  pin-value works but
+ * 0.4 keeps its own copy for re-login after fork()); a copy stays in a
+ * locked, MADV_DONTDUMP page for hs_p11_reconnect().  pin-value works but
  * warns: a URI on a command line is visible to other users.
  */
 #ifndef HS_P11_H
@@ -28,5 +29,14 @@ void	hs_p11_keyops(struct hs_p11 *k, struct hs_keyops *ret);
 ML_MUST_CHECK int hs_p11_pub(const struct hs_p11 *k,
     uint8_t ret_pub[ML_P256_PUB_LEN]);
 void	hs_p11_free(struct hs_p11 *k);			/* NULL-safe */
+/*
+ * Unload the module and open the token, log in and find the key again
+ * (same URI, the PIN saved at open in a locked MADV_DONTDUMP page).  sign
+ * and ecdh do this by themselves, once, when the module call fails (lost
+ * session, device error).  Returns 0 or ML_ERR_*; ML_ERR_CERT if the
+ * token now holds a different key.
+ */
+ML_MUST_CHECK int hs_p11_reconnect(struct hs_p11 *k);
+uint64_t hs_p11_reconnects(const struct hs_p11 *k);	/* count so far */
 
 #endif

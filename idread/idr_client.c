@@ -406,7 +406,14 @@ static int
 hsl_recv(void *ctx, uint8_t *ret_type, uint8_t *buf, size_t cap,
     size_t *ret_len, int timeout_ms)
 {
-	return hs_chan_recv(ctx, ret_type, buf, cap, ret_len, timeout_ms);
+	int r = hs_chan_recv(ctx, ret_type, buf, cap, ret_len, timeout_ms);
+
+	/* A record refused by the record layer (replayed, reordered,
+	 * tampered: hs_rl_open's ML_ERR_AUTH) is a broken channel, not the
+	 * SAM's verdict on the card, which arrives as an ERROR record;
+	 * found by tests/fault (a duplicated server record was reported as
+	 * "the SAM cannot decrypt this card"). */
+	return r == ML_ERR_AUTH ? ML_ERR_IO : r;
 }
 
 static void

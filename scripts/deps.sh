@@ -6,7 +6,7 @@
 set -euo pipefail
 
 PKGS=(
-	build-essential meson ninja-build pkg-config clang
+	build-essential meson ninja-build pkg-config clang libclang-rt-dev
 	libssl-dev openssl check valgrind
 	p11-kit libp11-kit-dev libp11-dev libengine-pkcs11-openssl
 	opensc softhsm2

@@ -32,7 +32,8 @@ if [ "${MINTLINE_QUICK:-0}" = 1 ]; then
 	do_asan=0 do_vg=0 do_fuzz=0
 fi
 
-# One line per pass, "label|testlog.json|rc|seconds|note", summed at the end.
+# One line per pass, "label|testlog.json|rc|seconds|note|expected", summed
+# at the end (expected: how many tests `meson test --list` announced).
 passes=$(mktemp "${TMPDIR:-/tmp}/mintline-test.XXXXXX")
 trap 'rm -f "$passes"' EXIT
 
@@ -40,16 +41,17 @@ trap 'rm -f "$passes"' EXIT
 # testlog JSON), or that could not (LOG empty: counted as one failure,
 # or as one skip when RC is 77).
 record() {
-	printf '%s|%s|%s|%s|%s\n' "$1" "$2" "$3" "$4" "${5:-}" >>"$passes"
+	printf '%s|%s|%s|%s|%s|%s\n' "$1" "$2" "$3" "$4" "${5:-}" "${6:-0}" \
+	    >>"$passes"
 }
 
 summary() {
-	python3 - "$passes" <<'PY'
+	python3 - "$passes" "$SECONDS" <<'PY'
 import json, sys
 tot = [0, 0, 0]
 lines = []
 for row in open(sys.argv[1]):
-    label, log, rc, secs, note = row.rstrip("\n").split("|", 4)
+    label, log, rc, secs, note, want = row.rstrip("\n").split("|", 5)
     ok = fail = skip = 0
     bad = []
     try:
@@ -65,6 +67,11 @@ for row in open(sys.argv[1]):
                 bad.append(t.get("name", "?").split(" / ")[-1])
     except OSError:
         pass
+    missing = int(want) - (ok + fail + skip)
+    if missing > 0 and ok + fail + skip > 0:
+        # meson stopped early (a test that could not be started)
+        fail += missing
+        bad.append(f"{missing} test(s) never ran")
     if ok + fail + skip == 0:
         # The pass never got to its tests (setup or build failed) or
         # was not possible here.
@@ -84,23 +91,25 @@ for row in open(sys.argv[1]):
     lines.append(msg)
     for i, n in enumerate((ok, fail, skip)):
         tot[i] += n
-print("test passes:")
+print(f"test passes ({sys.argv[2]} s in all):")
 print("\n".join(lines))
 print(f"{tot[0]} passed, {tot[1]} failed, {tot[2]} skipped")
 sys.exit(1 if tot[1] else 0)
 PY
 }
 
-# run_meson LABEL BUILD LOGNAME [meson test args...]
+# run_meson LABEL BUILD LOGNAME [meson test args...]: the pass's time
+# counts from $t0, which the caller sets before building.
 run_meson() {
-	local label=$1 dir=$2 logname=$3 t0 rc
+	local label=$1 dir=$2 logname=$3 rc want
 	shift 3
-	t0=$SECONDS
 	rm -f "$dir/meson-logs/$logname"
 	echo "=== $label: meson test -C $dir $*" >&2
+	want=$(meson test -C "$dir" --list "$@" 2>/dev/null | grep -cE '^[^ ]+ / ')
 	meson test -C "$dir" --print-errorlogs --num-processes "$jobs" "$@"
 	rc=$?
-	record "$label" "$dir/meson-logs/$logname" "$rc" $((SECONDS - t0))
+	record "$label" "$dir/meson-logs/$logname" "$rc" $((SECONDS - t0)) "" \
+	    "$want"
 }
 
 # build DIR [TARGET...]: ninja, quiet unless it fails.
@@ -119,8 +128,15 @@ build() {
 setup_dir() {
 	local dir=$1
 	shift
+	local log
 	[ -f "$dir/build.ninja" ] && return 0
-	meson setup "$dir" "$top" "$@" >/dev/null
+	log=$(mktemp "${TMPDIR:-/tmp}/mintline-setup.XXXXXX")
+	if ! meson setup "$dir" "$top" "$@" >"$log" 2>&1; then
+		tail -n 30 "$log" >&2
+		rm -f "$log"
+		return 1
+	fi
+	rm -f "$log"
 }
 
 if ! "$top/scripts/deps.sh"; then
@@ -136,6 +152,7 @@ if BUILD_DIR=$BUILD_DIR "$top/scripts/build.sh"; then
 	main_built=1
 	run_meson tests "$BUILD_DIR" testlog.json "$@"
 else
+	ninja -C "$BUILD_DIR" 2>&1 | tail -n 40 >&2	# show why
 	record tests "" 1 $((SECONDS - t0)) "build failed"
 fi
 
@@ -158,6 +175,7 @@ if [ "$do_vg" = 1 ]; then
 	if ! command -v valgrind >/dev/null; then
 		record valgrind "" 77 0 "valgrind not installed"
 	elif [ "$main_built" = 1 ]; then
+		t0=$SECONDS
 		run_meson valgrind "$BUILD_DIR" testlog-valgrind.json \
 		    --setup valgrind --suite unit --no-rebuild
 	fi

@@ -9,14 +9,18 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
+#include <limits.h>
 #include <netdb.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -24,13 +28,16 @@
 #include "ml_wipe.h"
 #include "srv.h"
 
-#define DEFAULT_MODULE	"/usr/lib/softhsm/libsofthsm2.so"
+#ifndef ML_MONITOR_PATH
+#define ML_MONITOR_PATH	"/usr/libexec/mintline/mintline-monitor"
+#endif
 
 enum {
-	OPT_READ_TIMEOUT = 256, OPT_IDLE_TIMEOUT, OPT_MAX_CONNS, OPT_R1_LIFE,
-	OPT_STATS, OPT_FACTORY, OPT_CLEAR, OPT_CONFIG,
+	OPT_CONF = 256,		/* a configuration key: srv_config_set() */
+	OPT_FACTORY, OPT_CLEAR, OPT_CONFIG, OPT_CHECK,
 };
 
+/* Every configuration key (config.c) is also a long option. */
 static const struct option long_opts[] = {
 	{ "listen",		required_argument, NULL, 'l' },
 	{ "ca",			required_argument, NULL, 'a' },
@@ -40,12 +47,22 @@ static const struct option long_opts[] = {
 	{ "module",		required_argument, NULL, 'm' },
 	{ "registry",		required_argument, NULL, 'g' },
 	{ "workers",		required_argument, NULL, 'w' },
-	{ "read-timeout",	required_argument, NULL, OPT_READ_TIMEOUT },
-	{ "idle-timeout",	required_argument, NULL, OPT_IDLE_TIMEOUT },
-	{ "max-conns",		required_argument, NULL, OPT_MAX_CONNS },
-	{ "r1-lifetime",	required_argument, NULL, OPT_R1_LIFE },
-	{ "stats-interval",	required_argument, NULL, OPT_STATS },
+	{ "read-timeout",	required_argument, NULL, OPT_CONF },
+	{ "idle-timeout",	required_argument, NULL, OPT_CONF },
+	{ "max-conns",		required_argument, NULL, OPT_CONF },
+	{ "max-unauth",		required_argument, NULL, OPT_CONF },
+	{ "max-unauth-per-addr", required_argument, NULL, OPT_CONF },
+	{ "r1-lifetime",	required_argument, NULL, OPT_CONF },
+	{ "stats-interval",	required_argument, NULL, OPT_CONF },
+	{ "drain-timeout",	required_argument, NULL, OPT_CONF },
+	{ "monitor",		required_argument, NULL, OPT_CONF },
+	{ "user",		required_argument, NULL, OPT_CONF },
+	{ "chroot",		required_argument, NULL, OPT_CONF },
+	{ "metrics-listen",	required_argument, NULL, OPT_CONF },
+	{ "log-format",		required_argument, NULL, OPT_CONF },
+	{ "log-level",		required_argument, NULL, OPT_CONF },
 	{ "config",		required_argument, NULL, OPT_CONFIG },
+	{ "check-config",	no_argument,	   NULL, OPT_CHECK },
 	{ "factory",		required_argument, NULL, OPT_FACTORY },
 	{ "clear",		no_argument,	   NULL, OPT_CLEAR },
 	{ "verbose",		no_argument,	   NULL, 'v' },
@@ -55,10 +72,16 @@ static const struct option long_opts[] = {
 
 struct cli {
 	struct srv_opts	 o;
+	char		 config[PATH_MAX];	/* "" = the default, if there */
 	char		 factory[REG_MAX_FACTORY + 1];
 	bool		 clear;
+	bool		 check;
 	int		 verbose;
 };
+
+/* The command line, kept for SIGHUP (file first, then these over it). */
+static int	  g_argc;
+static char	**g_argv;
 
 static void
 usage(FILE *f)
@@ -69,135 +92,211 @@ usage(FILE *f)
 "       mintline-server flag --registry DB [--clear] SERIAL\n"
 "       mintline-server show --registry DB SERIAL\n"
 "\n"
+"Options override the configuration file (%s, or --config FILE);\n"
+"each has a key of the same name there (man mintline-server).\n"
 "  --listen HOST:PORT     address to listen on (127.0.0.1:7443)\n"
 "  --ca FILE              CA root certificate (PEM or DER)\n"
 "  --crl FILE             CRL of that root (enables revocation checks)\n"
 "  --cert FILE            server certificate chain (PEM, leaf first)\n"
 "  --key URI              server key: pkcs11:token=..;object=..?pin-source=file:..\n"
 "  --module PATH          PKCS#11 module for --key (%s)\n"
-"  --registry PATH        SQLite registry (sqlite:PATH or PATH)\n"
+"  --registry PATH        registry (sqlite:PATH, PATH or postgresql:...)\n"
 "  --workers N            worker threads for crypto/HSM/registry (4)\n"
 "  --read-timeout MS      every read during a handshake (5000)\n"
 "  --idle-timeout MS      established channel between records (300000)\n"
 "  --max-conns N          concurrent connections (4096)\n"
+"  --max-unauth N         of them not yet authenticated (1024)\n"
+"  --max-unauth-per-addr N  the same from one source address (64)\n"
 "  --r1-lifetime MS       R1 older than this is refused (%d)\n"
+"  --drain-timeout MS     SIGTERM: time for in-flight sessions (10000)\n"
 "  --stats-interval S     log the counters every S seconds (0: on SIGUSR1)\n"
-"  --config FILE          read \"option = value\" lines (same names)\n"
+"  --metrics-listen H:P   Prometheus /metrics on this (loopback) address\n"
+"  --monitor PATH         the HSM monitor program (%s)\n"
+"  --user NAME            when started as root, run as NAME after start-up\n"
+"  --chroot DIR           and chroot the network process to DIR\n"
+"  --log-format F         text, kv (key=value) or json\n"
+"  --log-level L          error, warn, info, debug (warn)\n"
+"  --config FILE          configuration file (must exist)\n"
+"  --check-config         parse the configuration and exit\n"
 "  -v, --verbose          log every handshake (twice: debug)\n"
-"  -h, --help\n", DEFAULT_MODULE, HS_R1_LIFETIME_MS);
+"  -h, --help\n", SRV_DEFAULT_CONFIG, SRV_DEFAULT_MODULE, HS_R1_LIFETIME_MS,
+	    ML_MONITOR_PATH);
 }
 
-static void
-opts_default(struct srv_opts *o)
+static const char *
+short_name(int c)
 {
-	memset(o, 0, sizeof(*o));
-	snprintf(o->listen, sizeof(o->listen), "127.0.0.1:7443");
-	snprintf(o->module, sizeof(o->module), "%s", DEFAULT_MODULE);
-	o->workers = 4;
-	o->read_timeout_ms = 5000;
-	o->idle_timeout_ms = 300000;
-	o->max_conns = 4096;
-	o->r1_lifetime_ms = HS_R1_LIFETIME_MS;
-}
-
-static int
-parse_int(const char *s, int min, int max, int *ret)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno != 0 || *s == '\0' || *end != '\0' || v < min || v > max) {
-		return ML_ERR_ARG;
+	switch (c) {
+	case 'l': return "listen";
+	case 'a': return "ca";
+	case 'r': return "crl";
+	case 'c': return "cert";
+	case 'k': return "key";
+	case 'm': return "module";
+	case 'g': return "registry";
+	case 'w': return "workers";
+	default: return NULL;
 	}
-	*ret = (int)v;
+}
+
+/*
+ * Options: defaults, then the configuration file, then the command line
+ * over it.  The file is --config (must exist) or SRV_DEFAULT_CONFIG (if
+ * it exists, for "run").  Returns 0, or 2 after a message (usage error)
+ * or 1 (configuration file error).
+ */
+static int
+cli_parse(int argc, char **argv, bool run, struct cli *cl)
+{
+	char err[PATH_MAX + 128];
+	const char *name;
+	int c, li, i, r;
+
+	memset(cl, 0, sizeof(*cl));
+	srv_opts_default(&cl->o);
+	for (i = 1; i < argc; i++) {		/* --config first */
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+			snprintf(cl->config, sizeof(cl->config), "%s",
+			    argv[i + 1]);
+		} else if (strncmp(argv[i], "--config=", 9) == 0) {
+			snprintf(cl->config, sizeof(cl->config), "%s",
+			    argv[i] + 9);
+		}
+	}
+	if (cl->config[0] != '\0' || run) {
+		if ((r = srv_config_load(cl->config[0] ? cl->config :
+		    SRV_DEFAULT_CONFIG, cl->config[0] != '\0', &cl->o, err,
+		    sizeof(err))) != 0) {
+			ml_err("configuration: %s", err);
+			return 1;
+		}
+	}
+	optind = 0;			/* a full scan, also on SIGHUP */
+	while ((c = getopt_long(argc, argv, "l:a:r:c:k:m:g:w:vh", long_opts,
+	    &li)) != -1) {
+		name = c == OPT_CONF ? long_opts[li].name : short_name(c);
+		r = 0;
+		if (name != NULL) {
+			r = srv_config_set(&cl->o, name, optarg);
+		} else if (c == OPT_CONFIG) {
+			continue;
+		} else if (c == OPT_CHECK) {
+			cl->check = true;
+		} else if (c == OPT_FACTORY) {
+			snprintf(cl->factory, sizeof(cl->factory), "%s", optarg);
+		} else if (c == OPT_CLEAR) {
+			cl->clear = true;
+		} else if (c == 'v') {
+			cl->verbose++;
+		} else if (c == 'h') {
+			usage(stdout);
+			exit(0);
+		} else {
+			usage(stderr);
+			return 2;
+		}
+		if (r != 0) {
+			fprintf(stderr, "mintline-server: bad value for --%s\n",
+			    name);
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (cl->verbose > 0) {
+		cl->o.log_level = cl->verbose > 1 ? ML_LOG_DEBUG : ML_LOG_INFO;
+	}
 	return 0;
 }
 
-static int config_file(struct cli *cl, const char *path);
-
-/* Apply one option; used by getopt and by the config file. */
+/* SIGHUP (srv_net.c): the same options again. */
 static int
-apply(struct cli *cl, int c, const char *arg)
+reload_opts(struct srv_opts *ret)
 {
-	struct srv_opts *o = &cl->o;
+	struct cli *cl;
+	int r;
 
-#define STR(field) (snprintf(o->field, sizeof(o->field), "%s", arg) < \
-	(int)sizeof(o->field) ? 0 : ML_ERR_TOO_LARGE)
-	switch (c) {
-	case 'l': return STR(listen);
-	case 'a': return STR(ca);
-	case 'r': return STR(crl);
-	case 'c': return STR(cert);
-	case 'k': return STR(key);
-	case 'm': return STR(module);
-	case 'g': return STR(registry);
-	case 'w': return parse_int(arg, 1, 64, &o->workers);
-	case OPT_READ_TIMEOUT:
-		return parse_int(arg, 10, 600000, &o->read_timeout_ms);
-	case OPT_IDLE_TIMEOUT:
-		return parse_int(arg, 10, 86400000, &o->idle_timeout_ms);
-	case OPT_MAX_CONNS: return parse_int(arg, 1, 1000000, &o->max_conns);
-	case OPT_R1_LIFE: return parse_int(arg, 1, 600000, &o->r1_lifetime_ms);
-	case OPT_STATS: return parse_int(arg, 0, 86400, &o->stats_interval_s);
-	case OPT_CONFIG: return config_file(cl, arg);
-	case OPT_FACTORY:
-		snprintf(cl->factory, sizeof(cl->factory), "%s", arg);
-		return 0;
-	case OPT_CLEAR: cl->clear = true; return 0;
-	case 'v': cl->verbose++; return 0;
-	default: return ML_ERR_ARG;
+	if ((cl = calloc(1, sizeof(*cl))) == NULL) {
+		return ML_ERR_NOMEM;
 	}
-#undef STR
+	if ((r = cli_parse(g_argc, g_argv, true, cl)) == 0) {
+		*ret = cl->o;
+	}
+	free(cl);
+	return r == 0 ? 0 : ML_ERR_ARG;
 }
 
-/* "name = value" lines, '#' comments; names are the long options. */
-static int
-config_file(struct cli *cl, const char *path)
+/* The monitor executable: --monitor, else next to this one, else the
+ * installed path. */
+static void
+monitor_path(const struct srv_opts *o, char *buf, size_t len)
 {
-	FILE *f;
-	char line[2048], *k, *v, *e;
-	const struct option *lo;
-	int lineno = 0, r = 0;
+	char self[PATH_MAX], *slash;
+	ssize_t k;
 
-	if ((f = fopen(path, "re")) == NULL) {
-		fprintf(stderr, "mintline-server: cannot open %s\n", path);
-		return ML_ERR_IO;
+	if (o->monitor[0] != '\0') {
+		snprintf(buf, len, "%s", o->monitor);
+		return;
 	}
-	while (r == 0 && fgets(line, sizeof(line), f) != NULL) {
-		lineno++;
-		k = line + strspn(line, " \t");
-		if (*k == '#' || *k == '\n' || *k == '\0') {
-			continue;
-		}
-		e = k + strcspn(k, " \t=");
-		v = e + strspn(e, " \t");
-		if (*v != '=') {
-			r = ML_ERR_FORMAT;
-			break;
-		}
-		*e = '\0';
-		v++;
-		v += strspn(v, " \t");
-		v[strcspn(v, "\r\n")] = '\0';
-		for (e = v + strlen(v); e > v && (e[-1] == ' ' || e[-1] == '\t');) {
-			*--e = '\0';
-		}
-		for (lo = long_opts; lo->name != NULL; lo++) {
-			if (strcmp(lo->name, k) == 0 && lo->val != OPT_CONFIG) {
-				break;
+	k = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (k > 0) {
+		self[k] = '\0';
+		if ((slash = strrchr(self, '/')) != NULL) {
+			*slash = '\0';
+			if (snprintf(buf, len, "%s/mintline-monitor", self) <
+			    (int)len && access(buf, X_OK) == 0) {
+				return;
 			}
 		}
-		if (lo->name == NULL) {
-			r = ML_ERR_ARG;
-			break;
-		}
-		r = apply(cl, lo->val, v);
 	}
-	fclose(f);
+	snprintf(buf, len, "%s", ML_MONITOR_PATH);
+}
+
+/*
+ * After start-up (sockets bound, files open, monitor running): become
+ * the configured user (when root), optionally inside a chroot, and never
+ * gain privileges again.
+ */
+static int
+drop_privileges(const struct srv_opts *o)
+{
+	struct passwd *pw = NULL;
+	int r = ML_ERR_INTERNAL;
+
+	if (o->user[0] != '\0' && (pw = getpwnam(o->user)) == NULL) {
+		ml_err("user %s: no such user", o->user);
+		return ML_ERR_ARG;
+	}
+	if (geteuid() != 0) {
+		ML_ENSURE(o->chroot_dir[0] == '\0', ML_ERR_PERM);
+		if (pw != NULL && pw->pw_uid != geteuid()) {
+			ml_warn("not started as root: staying uid %u, not %s",
+			    (unsigned)geteuid(), o->user);
+		}
+	} else if (pw == NULL) {
+		ml_info("running as root: set \"user = ...\" in the "
+		    "configuration to drop privileges");
+		ML_ENSURE(o->chroot_dir[0] == '\0', ML_ERR_ARG);
+	} else {
+		if (o->chroot_dir[0] != '\0') {
+			ML_ENSURE(chroot(o->chroot_dir) == 0 && chdir("/") == 0,
+			    ML_ERR_PERM);
+		}
+		ML_ENSURE(setgroups(1, &pw->pw_gid) == 0 &&
+		    setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) == 0 &&
+		    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) == 0,
+		    ML_ERR_PERM);
+		ML_ENSURE(setuid(0) != 0, ML_ERR_PERM);	/* really gone */
+		ml_info("privileges dropped to %s (uid %u)%s%s", o->user,
+		    (unsigned)pw->pw_uid, o->chroot_dir[0] ? ", chroot " : "",
+		    o->chroot_dir);
+	}
+	ML_ENSURE(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0, ML_ERR_PERM);
+	/* a uid change resets it to fs.suid_dumpable */
+	ML_ENSURE(prctl(PR_SET_DUMPABLE, 0) == 0, ML_ERR_PERM);
+	r = 0;
+out:
 	if (r != 0) {
-		fprintf(stderr, "mintline-server: %s:%d: bad line\n", path, lineno);
+		ml_err("cannot drop privileges: %s", strerror(errno));
 	}
 	return r;
 }
@@ -291,6 +390,7 @@ cmd_run(struct cli *cl)
 {
 	struct srv *s = NULL;
 	struct hs_certinfo ci;
+	char monitor[PATH_MAX];
 	sigset_t mask;
 	int r = ML_ERR_INTERNAL;
 
@@ -299,7 +399,9 @@ cmd_run(struct cli *cl)
 	ML_ENSURE((s = calloc(1, sizeof(*s))) != NULL, ML_ERR_NOMEM);
 	s->o = cl->o;
 	s->listen_fd = -1;
+	s->metrics_fd = -1;
 	s->done_efd = -1;
+	s->reload = reload_opts;
 	/* workers inherit this mask: signals reach the I/O thread's signalfd */
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGINT);
@@ -309,17 +411,27 @@ cmd_run(struct cli *cl)
 	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	/*
+	 * Privilege separation: the monitor loads the PKCS#11 module, reads
+	 * the PIN and holds the key; it starts before this process reads
+	 * anything from the network, and this process never loads the
+	 * module (docs/protocol.md, "Privilege separation").
+	 */
+	monitor_path(&s->o, monitor, sizeof(monitor));
+	if ((r = mon_start(monitor, s->o.workers + 2, s->o.module, s->o.key,
+	    cl->verbose, &s->mon)) != 0) {
+		ml_err("cannot start the HSM monitor: %s", ml_errname(r));
+		goto out;
+	}
+	mon_set_global(s->mon);
+	mon_keyops(s->mon, &s->keyops);
+	mon_pub(s->mon, s->pub);
+
 	ML_TRY(hs_trust_load(s->o.ca, s->o.crl[0] ? s->o.crl : NULL, &s->trust));
 	if ((r = hs_chain_load(s->o.cert, &s->chain)) != 0) {
 		ml_err("cannot load server certificate chain %s", s->o.cert);
 		goto out;
 	}
-	if ((r = hs_p11_open(s->o.module, s->o.key, &s->p11)) != 0) {
-		ml_err("cannot open server key: %s", ml_errname(r));
-		goto out;
-	}
-	hs_p11_keyops(s->p11, &s->keyops);
-	ML_TRY(hs_p11_pub(s->p11, s->pub));
 	ML_TRY(hs_cert_facts(s->chain.blob[0].p, s->chain.blob[0].len, &ci));
 	if (memcmp(ci.pub, s->pub, sizeof(s->pub)) != 0 ||
 	    ci.kind != HS_CERT_KIND_SERVER) {
@@ -343,28 +455,39 @@ cmd_run(struct cli *cl)
 	ML_TRY(srv_events_start(s->reg, &s->events));
 	ML_TRY(apps_init(s));
 	ML_TRY(listen_on(s->o.listen, &s->listen_fd));
+	if (s->o.metrics[0] != '\0') {
+		ML_TRY(listen_on(s->o.metrics, &s->metrics_fd));
+	}
 	ML_ENSURE((s->done_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) >= 0,
 	    ML_ERR_IO);
+	ML_TRY(drop_privileges(&s->o));
 	ML_TRY(srv_pool_new(s->o.workers, &s->pool));
-	ml_log(ML_LOG_WARN, "listening on %s (%d workers)", s->o.listen,
-	    s->o.workers);
+	ml_log(ML_LOG_WARN, "listening on %s (%d workers, monitor pid %d)%s%s",
+	    s->o.listen, s->o.workers, (int)mon_pid(s->mon),
+	    s->o.metrics[0] ? ", metrics on " : "", s->o.metrics);
 	r = srv_run(s);
 	srv_log_metrics(s);
 out:
 	if (s != NULL) {
 		srv_pool_free(s->pool);
 		apps_fini(s);
-		srv_events_stop(s->events);
+		srv_events_stop(s->events);	/* flushes the risk records */
 		if (s->listen_fd >= 0) {
 			close(s->listen_fd);
+		}
+		if (s->metrics_fd >= 0) {
+			close(s->metrics_fd);
 		}
 		if (s->done_efd >= 0) {
 			close(s->done_efd);
 		}
 		reg_close(s->reg);
-		hs_p11_free(s->p11);
+		mon_stop(s->mon);
 		hs_chain_free(&s->chain);
 		hs_trust_free(s->trust);
+		if (r == 0 && s->exit_code != 0) {
+			r = ML_ERR_IO;		/* monitor lost */
+		}
 		ml_freezero(s, sizeof(*s));
 	}
 	return r;
@@ -459,49 +582,49 @@ out:
 int
 main(int argc, char **argv)
 {
-	struct cli cl;
+	struct cli *cl;
 	const char *cmd = "run";
-	int c, r;
+	int r;
 
-	prctl(PR_SET_DUMPABLE, 0);
+	/* no core files and no same-uid ptrace: session keys live here */
+	(void)prctl(PR_SET_DUMPABLE, 0);
+	(void)setrlimit(RLIMIT_CORE, &(struct rlimit){ 0, 0 });
 	ml_log_set_ident("mintline-server");
-	memset(&cl, 0, sizeof(cl));
-	opts_default(&cl.o);
 	if (argc > 1 && argv[1][0] != '-') {
 		cmd = argv[1];
 		argc--;
 		argv++;
 	}
-	while ((c = getopt_long(argc, argv, "l:a:r:c:k:m:g:w:vh", long_opts,
-	    NULL)) != -1) {
-		if (c == 'h') {
-			usage(stdout);
-			return 0;
-		}
-		if (c == '?' || apply(&cl, c, optarg) != 0) {
-			if (c != '?') {
-				fprintf(stderr, "mintline-server: bad value for "
-				    "an option\n");
-			}
-			usage(stderr);
-			return 2;
-		}
+	g_argc = argc;
+	g_argv = argv;
+	if ((cl = calloc(1, sizeof(*cl))) == NULL) {
+		return 1;
 	}
-	if (cl.verbose > 0) {
-		ml_log_set_level(cl.verbose > 1 ? ML_LOG_DEBUG : ML_LOG_INFO);
+	if ((r = cli_parse(argc, argv, strcmp(cmd, "run") == 0, cl)) != 0) {
+		free(cl);
+		return r;
+	}
+	ml_log_set_format((enum ml_log_format)cl->o.log_format);
+	ml_log_set_level((enum ml_log_level)cl->o.log_level);
+	if (cl->check) {
+		printf("configuration ok\n");
+		free(cl);
+		return 0;
 	}
 	if (strcmp(cmd, "run") == 0) {
-		r = cmd_run(&cl);
+		r = cmd_run(cl);
 	} else if (strcmp(cmd, "enroll") == 0) {
-		r = cmd_enroll(&cl, argc - optind, argv + optind);
+		r = cmd_enroll(cl, argc - optind, argv + optind);
 	} else if (strcmp(cmd, "flag") == 0) {
-		r = cmd_flag(&cl, argc - optind, argv + optind);
+		r = cmd_flag(cl, argc - optind, argv + optind);
 	} else if (strcmp(cmd, "show") == 0) {
-		r = cmd_show(&cl, argc - optind, argv + optind);
+		r = cmd_show(cl, argc - optind, argv + optind);
 	} else {
 		usage(stderr);
+		free(cl);
 		return 2;
 	}
+	free(cl);
 	if (r == ML_ERR_ARG) {
 		usage(stderr);
 		return 2;

@@ -5,7 +5,9 @@
  * this file binds it to the server.
  *
  * Configuration (environment, like the other applications):
- *   MINTLINE_NOTE_DB		the note registry (SQLite file; required —
+ *   MINTLINE_NOTE_DB		the note registry: a SQLite file, a PostgreSQL
+ *				URL, or "registry" for the server's own
+ *				--registry (PostgreSQL; issue 7) (required —
  *				without it the application refuses every
  *				record)
  *   MINTLINE_NOTE_ISSUERS	authorised issuer keys, whitespace separated:
@@ -29,6 +31,7 @@
 #include "ml_log.h"
 #include "ml_wipe.h"
 #include "note_db.h"
+#include "note_db_reg.h"
 #include "note_p11.h"
 #include "note_proto.h"
 #include "reg_note.h"
@@ -40,6 +43,7 @@ struct note_app {
 	struct note_db	*db;
 	struct reg_note	*rn;
 	struct note_p11	*seal;		/* MINTLINE_NOTE_SEAL_KEY, or NULL */
+	struct reg	*own_reg;	/* MINTLINE_NOTE_DB=postgresql://.. */
 };
 
 static int
@@ -86,7 +90,21 @@ note_app_init(const struct hs_app_env *env, void **ret_ctx)
 		}
 		cfg.feature_key = fkey;
 	}
-	ML_TRY(note_db_open(db, &a->db));
+	if (strcmp(db, "registry") == 0) {
+		/* issue 7: in the server's --registry (PostgreSQL: shared) */
+		if ((r = note_db_reg_open(env->registry, &a->db)) != 0) {
+			ml_err("note: the server registry cannot hold notes "
+			    "(%s): use a PostgreSQL registry or a file",
+			    ml_strerror(r));
+			goto out;
+		}
+	} else if (reg_target_is_pg(db)) {
+		/* issue 7: a PostgreSQL database of its own */
+		ML_TRY(reg_open(db, &a->own_reg));
+		ML_TRY(note_db_reg_open(a->own_reg, &a->db));
+	} else {
+		ML_TRY(note_db_open(db, &a->db));
+	}
 	cfg.db = a->db;
 	if (sk != NULL && *sk != '\0') {
 		if ((r = note_p11_open(sk, &a->seal)) != 0) {
@@ -110,6 +128,7 @@ out:
 	if (a != NULL) {
 		reg_note_free(a->rn);
 		note_db_close(a->db);
+		reg_close(a->own_reg);
 		note_p11_free(a->seal);
 		free(a);
 	}
@@ -128,6 +147,7 @@ note_app_fini(void *ctx)
 	}
 	reg_note_free(a->rn);
 	note_db_close(a->db);
+	reg_close(a->own_reg);
 	note_p11_free(a->seal);
 	free(a);
 }

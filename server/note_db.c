@@ -64,7 +64,16 @@ struct note_db {
 	sqlite3		*db;
 	sqlite3_stmt	*enrol_get, *enrol_put, *note_by_id, *note_by_chip,
 			*note_put, *flag_put, *flag_get, *reject_put, *count;
+	const struct note_db_ops *ops;	/* another back-end (issue 7) */
+	void		*ctx;
 };
+
+/* Forward to the other back-end when there is one. */
+#define NOTE_DB_OPS(d, op, ...) do {					\
+	if ((d)->ops != NULL) {						\
+		return (d)->ops->op((d)->ctx, __VA_ARGS__);		\
+	}								\
+} while (0)
 
 static int
 prep(sqlite3 *db, const char *sql, sqlite3_stmt **ret)
@@ -138,6 +147,28 @@ out:
 	return r;
 }
 
+int
+note_db_open_ops(const struct note_db_ops *ops, void *ctx,
+    struct note_db **ret)
+{
+	struct note_db *d;
+
+	if (ops == NULL) {
+		return ML_ERR_ARG;
+	}
+	if ((d = calloc(1, sizeof(*d))) == NULL) {
+		return ML_ERR_NOMEM;
+	}
+	pthread_mutex_init(&d->mu, NULL);
+	pthread_mutex_init(&d->qmu, NULL);
+	pthread_cond_init(&d->qcv, NULL);
+	d->qtail = &d->queue;
+	d->ops = ops;
+	d->ctx = ctx;
+	*ret = d;
+	return 0;
+}
+
 void
 note_db_close(struct note_db *d)
 {
@@ -195,6 +226,8 @@ note_db_enrol(struct note_db *d, const char *serial,
 	uint8_t have[ML_P256_PUB_LEN];
 	int r;
 
+	NOTE_DB_OPS(d, enrol, serial, pub);
+
 	pthread_mutex_lock(&d->mu);
 	r = chip_pub_locked(d, serial, have);
 	if (r == 0) {
@@ -219,6 +252,8 @@ note_db_chip_pub(struct note_db *d, const char *serial,
     uint8_t ret_pub[static ML_P256_PUB_LEN])
 {
 	int r;
+
+	NOTE_DB_OPS(d, chip_pub, serial, ret_pub);
 
 	pthread_mutex_lock(&d->mu);
 	r = chip_pub_locked(d, serial, ret_pub);
@@ -259,6 +294,8 @@ int
 note_db_lookup(struct note_db *d, const char *note_id, struct note_row *ret)
 {
 	int r;
+
+	NOTE_DB_OPS(d, lookup, note_id, ret);
 
 	pthread_mutex_lock(&d->mu);
 	r = lookup_locked(d, note_id, ret);
@@ -371,6 +408,8 @@ note_db_register(struct note_db *d, const struct note_reg *nr,
 {
 	struct reg_req me = { .nr = nr }, *g, *q, *next;
 
+	NOTE_DB_OPS(d, register_note, nr, ret_reg_id);
+
 	pthread_mutex_lock(&d->qmu);
 	*d->qtail = &me;
 	d->qtail = &me.next;
@@ -407,6 +446,8 @@ note_db_flag(struct note_db *d, const char *note_id, const char *chip,
 {
 	int r;
 
+	NOTE_DB_OPS(d, flag, note_id, chip, reason);
+
 	pthread_mutex_lock(&d->mu);
 	r = flag_locked(d, note_id, chip, reason);
 	pthread_mutex_unlock(&d->mu);
@@ -417,6 +458,8 @@ int
 note_db_flagged(struct note_db *d, const char *note_id)
 {
 	int rc;
+
+	NOTE_DB_OPS(d, flagged, note_id);
 
 	pthread_mutex_lock(&d->mu);
 	sqlite3_bind_text(d->flag_get, 1, note_id, -1, SQLITE_STATIC);
@@ -431,6 +474,8 @@ note_db_count_reject(struct note_db *d, const char *reason)
 {
 	int r;
 
+	NOTE_DB_OPS(d, count_reject, reason);
+
 	pthread_mutex_lock(&d->mu);
 	sqlite3_bind_text(d->reject_put, 1, reason, -1, SQLITE_STATIC);
 	r = sqlite3_step(d->reject_put) == SQLITE_DONE ? 0 : ML_ERR_IO;
@@ -443,6 +488,8 @@ int
 note_db_count_notes(struct note_db *d, uint64_t *ret_n)
 {
 	int r = ML_ERR_IO;
+
+	NOTE_DB_OPS(d, count_notes, ret_n);
 
 	pthread_mutex_lock(&d->mu);
 	if (sqlite3_step(d->count) == SQLITE_ROW) {

@@ -85,4 +85,27 @@ ML_MUST_CHECK int note_db_count_reject(struct note_db *db, const char *reason);
 /* Registered notes (for tests, the demo summary). */
 ML_MUST_CHECK int note_db_count_notes(struct note_db *db, uint64_t *ret_n);
 
+/*
+ * Another back-end behind the same API (issue 7: the shared PostgreSQL
+ * registry, server/note_db_reg.c).  Each operation has the semantics and
+ * return values of the note_db_* function of the same name; ctx is
+ * borrowed and must be thread-safe.  note_db_close() frees the handle only.
+ */
+struct note_db_ops {
+	int	(*enrol)(void *ctx, const char *chip_serial,
+		    const uint8_t pub[static ML_P256_PUB_LEN]);
+	int	(*chip_pub)(void *ctx, const char *chip_serial,
+		    uint8_t ret_pub[static ML_P256_PUB_LEN]);
+	int	(*register_note)(void *ctx, const struct note_reg *nr,
+		    uint64_t *ret_reg_id);
+	int	(*lookup)(void *ctx, const char *note_id, struct note_row *ret);
+	int	(*flag)(void *ctx, const char *note_id, const char *chip_serial,
+		    const char *reason);
+	int	(*flagged)(void *ctx, const char *note_id);
+	int	(*count_reject)(void *ctx, const char *reason);
+	int	(*count_notes)(void *ctx, uint64_t *ret_n);
+};
+ML_MUST_CHECK int note_db_open_ops(const struct note_db_ops *ops, void *ctx,
+    struct note_db **ret);
+
 #endif

@@ -146,8 +146,8 @@ ML_MUST_CHECK int reg_sqlite_open(const char *path, struct reg **ret_reg);
 
 /*
  * PostgreSQL back-end (registry_pg.c, issue 7).  target: a libpq URI
- * ("postgresql://..." or "postgres://...") or "pg:" + a keyword/value
- * conninfo.  Migrates the schema (migrations_pg.c) before returning.  A
+ * ("postgresql://..." or "postgres://...") or "pg:" (also "postgresql:")
+ * + a keyword/value conninfo ("pg:host=/run/postgresql dbname=mintline").  Migrates the schema (migrations_pg.c) before returning.  A
  * lost database makes operations fail fast with ML_ERR_IO ("registry
  * unavailable") while the back-end reconnects with backoff by itself.
  */

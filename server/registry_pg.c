@@ -77,8 +77,9 @@ now_ms(void)
 bool
 reg_target_is_pg(const char *t)
 {
-	return t != NULL && (strncmp(t, "postgresql://", 13) == 0 ||
-	    strncmp(t, "postgres://", 11) == 0 || strncmp(t, "pg:", 3) == 0);
+	/* "postgresql:dbname=x" too: never let it become a SQLite file name */
+	return t != NULL && (strncmp(t, "postgresql:", 11) == 0 ||
+	    strncmp(t, "postgres:", 9) == 0 || strncmp(t, "pg:", 3) == 0);
 }
 
 /* The conninfo without credentials, for logs: scheme and host only. */
@@ -1131,8 +1132,12 @@ reg_pg_open(const char *target, struct reg **ret_reg)
 	p->base.ops = &reg_pg_ops;
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
-	p->conninfo = strdup(strncmp(target, "pg:", 3) == 0 ? target + 3 :
-	    target);
+	/* a URI as is; "pg:", "postgresql:", "postgres:" + keyword=value */
+	if (strstr(target, "://") != NULL) {
+		p->conninfo = strdup(target);
+	} else {
+		p->conninfo = strdup(strchr(target, ':') + 1);
+	}
 	ML_ENSURE(p->conninfo != NULL, ML_ERR_NOMEM);
 	p->nslot = REG_PG_POOL;
 	if ((env = secure_getenv("MINTLINE_REGISTRY_POOL")) != NULL &&

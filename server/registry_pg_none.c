@@ -10,8 +10,9 @@
 bool
 reg_target_is_pg(const char *t)
 {
-	return t != NULL && (strncmp(t, "postgresql://", 13) == 0 ||
-	    strncmp(t, "postgres://", 11) == 0 || strncmp(t, "pg:", 3) == 0);
+	/* "postgresql:dbname=x" too: never let it become a SQLite file name */
+	return t != NULL && (strncmp(t, "postgresql:", 11) == 0 ||
+	    strncmp(t, "postgres:", 9) == 0 || strncmp(t, "pg:", 3) == 0);
 }
 
 int

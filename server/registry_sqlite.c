@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -68,40 +69,82 @@ db_exec(sqlite3 *db, const char *sql)
 }
 
 static int
-migrate(sqlite3 *db)
+user_version(sqlite3 *db, int *ret)
 {
 	sqlite3_stmt *st = NULL;
+	int r = ML_ERR_IO;
+
+	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st,
+	    NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+		*ret = sqlite3_column_int(st, 0);
+		r = 0;
+	}
+	sqlite3_finalize(st);
+	return r;
+}
+
+/*
+ * Apply the migrations not yet applied.  PRAGMA user_version is the
+ * authority; each version is also recorded in schema_version (version,
+ * what, applied_at), as on PostgreSQL (issue 7).  The version is read
+ * under the write lock (BEGIN IMMEDIATE), so servers starting together on
+ * one file apply each migration once.
+ */
+static int
+migrate(sqlite3 *db)
+{
 	size_t i;
 	int have = 0, r = ML_ERR_INTERNAL;
-	char sql[64];
+	char sql[64], *ins = NULL;
 
-	ML_ENSURE(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st,
-	    NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW, ML_ERR_IO);
-	have = sqlite3_column_int(st, 0);
-	sqlite3_finalize(st);
-	st = NULL;
+	/* under the write lock: a deferred one can fail with SQLITE_BUSY */
+	ML_TRY(db_exec(db, "BEGIN IMMEDIATE"));
+	if ((r = db_exec(db, "CREATE TABLE IF NOT EXISTS schema_version ("
+	    " version INTEGER PRIMARY KEY, what TEXT NOT NULL,"
+	    " applied_at INTEGER NOT NULL DEFAULT (strftime('%s', 'now')))")) != 0 ||
+	    (r = db_exec(db, "COMMIT")) != 0) {
+		goto fail;
+	}
 	for (i = 0; i < ML_NELEM(reg_sqlite_migrations); i++) {
 		const struct reg_sqlite_migration *m = &reg_sqlite_migrations[i];
 
-		if (m->version <= have) {
-			continue;
-		}
 		ML_TRY(db_exec(db, "BEGIN IMMEDIATE"));
-		if ((r = db_exec(db, m->sql)) != 0) {
-			(void)!db_exec(db, "ROLLBACK");
-			goto out;
+		if ((r = user_version(db, &have)) != 0) {
+			goto fail;
 		}
-		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", m->version);
-		if ((r = db_exec(db, sql)) != 0 ||
+		if (m->version > have) {
+			snprintf(sql, sizeof(sql), "PRAGMA user_version = %d",
+			    m->version);
+			if ((r = db_exec(db, m->sql)) != 0 ||
+			    (r = db_exec(db, sql)) != 0) {
+				goto fail;
+			}
+		}
+		/* recorded when applied, back-filled for older files */
+		if ((ins = sqlite3_mprintf("INSERT OR IGNORE INTO "
+		    "schema_version (version, what) VALUES (%d, %Q)", m->version,
+		    m->what)) == NULL) {
+			r = ML_ERR_NOMEM;
+			goto fail;
+		}
+		if ((r = db_exec(db, ins)) != 0 ||
 		    (r = db_exec(db, "COMMIT")) != 0) {
-			(void)!db_exec(db, "ROLLBACK");
-			goto out;
+			goto fail;
 		}
-		ml_info("registry: migrated to %d (%s)", m->version, m->what);
+		sqlite3_free(ins);
+		ins = NULL;
+		if (m->version > have) {
+			ml_info("registry: migrated to %d (%s)", m->version,
+			    m->what);
+		}
 	}
 	r = 0;
 out:
-	sqlite3_finalize(st);
+	sqlite3_free(ins);
+	return r;
+fail:
+	(void)!db_exec(db, "ROLLBACK");
+	sqlite3_free(ins);
 	return r;
 }
 
@@ -301,7 +344,7 @@ int
 reg_sqlite_open(const char *path, struct reg **ret_reg)
 {
 	struct reg_sqlite *s = NULL;
-	int r = ML_ERR_INTERNAL;
+	int i, r = ML_ERR_INTERNAL;
 
 	ML_ENSURE((s = calloc(1, sizeof(*s))) != NULL, ML_ERR_NOMEM);
 	s->base.ops = &reg_sqlite_ops;
@@ -313,7 +356,16 @@ reg_sqlite_open(const char *path, struct reg **ret_reg)
 		goto out;
 	}
 	sqlite3_busy_timeout(s->db, 5000);
-	ML_TRY(db_exec(s->db, "PRAGMA journal_mode = WAL"));
+	/*
+	 * Switching a new file to WAL takes an exclusive lock and does not
+	 * wait on the busy handler: when several processes create the
+	 * registry at once (issue 7), retry for a while.
+	 */
+	for (i = 0; (r = sqlite3_exec(s->db, "PRAGMA journal_mode = WAL", NULL,
+	    NULL, NULL)) == SQLITE_BUSY && i < 100; i++) {
+		usleep(20000);
+	}
+	ML_ENSURE(r == SQLITE_OK, ML_ERR_IO);
 	ML_TRY(db_exec(s->db, "PRAGMA synchronous = FULL"));
 	ML_TRY(db_exec(s->db, "PRAGMA foreign_keys = ON"));
 	ML_TRY(migrate(s->db));

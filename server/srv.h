@@ -11,24 +11,65 @@
 #include <stdint.h>
 
 #include "hs.h"
-#include "hs_p11.h"
+#include "mon_client.h"
 #include "registry.h"
 
+#ifndef SRV_DEFAULT_MODULE
+#define SRV_DEFAULT_MODULE	"/usr/lib/softhsm/libsofthsm2.so"
+#endif
+#define SRV_DEFAULT_CONFIG	"/etc/mintline/server.conf"
+
+/* Every option; config.c has the table of names (= long options). */
 struct srv_opts {
 	char	 listen[128];		/* host:port */
 	char	 ca[512];
 	char	 crl[512];
 	char	 cert[512];		/* PEM chain, leaf first */
-	char	 key[1024];		/* pkcs11: URI */
-	char	 module[512];		/* PKCS#11 module for key */
+	char	 key[1024];		/* pkcs11: URI (pin-source only) */
+	char	 module[512];		/* PKCS#11 module for key (monitor) */
 	char	 registry[512];
+	char	 monitor[512];		/* mintline-monitor executable */
+	char	 user[64];		/* drop to this user (when root) */
+	char	 chroot_dir[512];	/* optional, for the network process */
+	char	 metrics[128];		/* host:port of /metrics; "" = off */
 	int	 workers;
 	int	 read_timeout_ms;	/* every read during the handshake */
 	int	 idle_timeout_ms;	/* established channel, between records */
 	int	 max_conns;
+	int	 max_unauth;		/* connections not yet authenticated */
+	int	 max_unauth_per_addr;	/* the same, per source address */
 	int	 r1_lifetime_ms;
 	int	 stats_interval_s;
+	int	 drain_timeout_ms;	/* SIGTERM: how long in-flight work gets */
+	int	 log_format;		/* enum ml_log_format */
+	int	 log_level;		/* enum ml_log_level */
 };
+
+/* config.c */
+void	srv_opts_default(struct srv_opts *o);
+/*
+ * Parse configuration text into *o (which holds the defaults or earlier
+ * values); on failure *o is untouched and err gets "line N: reason" (the
+ * value is never quoted).
+ */
+ML_MUST_CHECK int srv_config_parse(const uint8_t *buf, size_t len,
+    struct srv_opts *o, char *err, size_t errlen);
+/* The same from a file; a missing file is fine unless must_exist. */
+ML_MUST_CHECK int srv_config_load(const char *path, bool must_exist,
+    struct srv_opts *o, char *err, size_t errlen);
+/* One key (a long option name); ML_ERR_NOT_FOUND for an unknown key. */
+ML_MUST_CHECK int srv_config_set(struct srv_opts *o, const char *key,
+    const char *val);
+bool	srv_config_reloadable(const char *key);
+
+/* Latency histogram: upper bounds in microseconds, plus +Inf. */
+#define SRV_HIST_BUCKETS	12
+struct srv_hist {
+	atomic_ullong	 bucket[SRV_HIST_BUCKETS + 1];	/* not cumulative */
+	atomic_ullong	 sum_us;
+	atomic_ullong	 count;
+};
+void	srv_hist_observe(struct srv_hist *h, uint64_t us);
 
 /* Counters (one per alert code, plus totals), logged on SIGUSR1/exit. */
 struct srv_metrics {
@@ -40,6 +81,21 @@ struct srv_metrics {
 	atomic_ullong	 cpu_ns_rejected;	/* worker CPU, refused ones */
 	atomic_ullong	 records;
 	atomic_ullong	 record_errors;
+	/* issue 7: the metrics endpoint (srv_metrics.c) */
+	atomic_ullong	 refused_unauth;	/* --max-unauth */
+	atomic_ullong	 refused_per_addr;	/* --max-unauth-per-addr */
+	atomic_ullong	 refused_draining;
+	atomic_ullong	 by_type[256];		/* records by type */
+	atomic_ullong	 handler_errors[256];	/* HS_REC_ERROR replies */
+	atomic_ullong	 note_status[3];	/* uploads: ok, again, reject */
+	atomic_ullong	 note_enrol_status[3];
+	atomic_ullong	 id_reads_ok;
+	atomic_ullong	 id_reads_failed;
+	atomic_ullong	 monitor_errors;
+	atomic_int	 conns_open;
+	atomic_int	 conns_unauth;
+	struct srv_hist	 hs_latency;		/* accept .. established */
+	struct srv_hist	 rec_latency;		/* one record, in the worker */
 };
 
 struct srv_app_slot {
@@ -51,7 +107,7 @@ struct srv {
 	struct srv_opts		 o;
 	struct hs_trust		*trust;
 	struct hs_chain		 chain;
-	struct hs_p11		*p11;
+	struct mon		*mon;		/* the monitor (HSM key) */
 	struct hs_keyops	 keyops;
 	uint8_t			 pub[ML_P256_PUB_LEN];
 	struct reg		*reg;
@@ -64,8 +120,13 @@ struct srv {
 	struct srv_pool		*pool;
 	struct srv_events	*events;	/* risk records, batched */
 	int			 listen_fd;
+	int			 metrics_fd;	/* /metrics listener, or -1 */
 	int			 done_efd;	/* eventfd: worker -> I/O */
 	volatile int		 stop;
+	int			 exit_code;	/* srv_run: 0, or 1 (monitor lost) */
+	/* SIGHUP: re-read the configuration (main.c) into *ret; NULL: CRL
+	 * only */
+	int			(*reload)(struct srv_opts *ret);
 };
 
 /* apps.c: NULL-terminated list of applications. */
@@ -74,6 +135,11 @@ extern const struct hs_app *const srv_apps[];
 /* srv_net.c: accept and serve until SIGINT/SIGTERM. */
 ML_MUST_CHECK int srv_run(struct srv *s);
 void	srv_log_metrics(struct srv *s);
+/* srv_metrics.c: the Prometheus text exposition of s->m into w. */
+ML_MUST_CHECK int srv_metrics_render(struct srv *s, struct ml_wr *w);
+/* Count a record's outcome (worker thread). */
+void	srv_metrics_record(struct srv *s, uint8_t type, int r, uint8_t rtype,
+	    const uint8_t *reply, size_t reply_len, uint64_t us);
 
 /* srv_events.c: risk records (ID-3) written in batches off the hot path. */
 struct srv_events;
@@ -112,6 +178,7 @@ struct srv_sess {
 	uint8_t			*peer_cert;
 	size_t			 peer_cert_len;
 	uint64_t		 cpu_ns;	/* worker CPU spent so far */
+	uint64_t		 t_accept_us;	/* wall clock at accept */
 	uint64_t		 t0;		/* thread CPU at job start */
 };
 

@@ -33,7 +33,34 @@
 #define TAG_LISTEN	((void *)1)
 #define TAG_EVENT	((void *)2)
 #define TAG_SIGNAL	((void *)3)
+#define TAG_METRICS	((void *)4)
+#define TAG_MONITOR	((void *)5)
 #define TICK_MS		100
+
+#define ADDR_BUCKETS		4096	/* per-address unauthenticated counts */
+#define METRICS_MAX_CONNS	8	/* concurrent scrapes */
+#define METRICS_MAX_REQ		1024	/* request line + headers */
+#define METRICS_TIMEOUT_MS	3000
+#define DRAIN_IDLE_MS		1000	/* SIGTERM: an idle channel is closed
+					 * after this long without a record */
+
+/* Source address key: family byte + up to 16 address bytes. */
+#define AKEY_LEN	17
+struct addr_ent {
+	struct addr_ent	*next;
+	uint8_t		 key[AKEY_LEN];
+	int		 n;		/* unauthenticated connections */
+};
+
+/* A /metrics scrape (plain HTTP/1.0, one request per connection). */
+struct mconn {
+	int		 fd;		/* -1: free slot */
+	size_t		 len;
+	uint64_t	 deadline_ms;
+	char		 req[METRICS_MAX_REQ];
+	struct ml_wr	 out;
+	size_t		 off;
+};
 
 struct conn {
 	struct conn	*prev, *next;
@@ -47,6 +74,9 @@ struct conn {
 	bool		 busy;		/* a job is in flight */
 	bool		 closing;	/* close once wbuf is flushed */
 	bool		 draining;	/* FIN sent; discard input until EOF */
+	bool		 unauth;	/* counted in the unauthenticated limits */
+	uint8_t		 akey[AKEY_LEN];
+	uint64_t	 last_ms;	/* last input or output (SIGTERM drain) */
 	uint32_t	 events;	/* current epoll interest */
 	struct srv_sess	*ss;
 };
@@ -73,7 +103,102 @@ struct net {
 	uint64_t	 next_id;
 	pthread_mutex_t	 done_mu;
 	struct conn_job	*done;
+	struct addr_ent	*addr_tab[ADDR_BUCKETS];
+	int		 nunauth;
+	struct mconn	 mc[METRICS_MAX_CONNS];
+	bool		 shutting;	/* SIGTERM or monitor lost: draining */
+	uint64_t	 drain_deadline_ms;
 };
+
+static uint32_t
+akey_hash(const uint8_t key[AKEY_LEN])
+{
+	uint32_t h = 2166136261u;
+	size_t i;
+
+	for (i = 0; i < AKEY_LEN; i++) {
+		h = (h ^ key[i]) * 16777619u;
+	}
+	return h % ADDR_BUCKETS;
+}
+
+static struct addr_ent **
+addr_slot(struct net *n, const uint8_t key[AKEY_LEN])
+{
+	struct addr_ent **pp = &n->addr_tab[akey_hash(key)];
+
+	while (*pp != NULL && memcmp((*pp)->key, key, AKEY_LEN) != 0) {
+		pp = &(*pp)->next;
+	}
+	return pp;
+}
+
+static int
+addr_count(struct net *n, const uint8_t key[AKEY_LEN])
+{
+	struct addr_ent **pp = addr_slot(n, key);
+
+	return *pp != NULL ? (*pp)->n : 0;
+}
+
+/* Count c as unauthenticated (its address and in total). */
+static bool
+unauth_take(struct net *n, struct conn *c)
+{
+	struct addr_ent **pp = addr_slot(n, c->akey), *e = *pp;
+
+	if (e == NULL) {
+		if ((e = calloc(1, sizeof(*e))) == NULL) {
+			return false;
+		}
+		memcpy(e->key, c->akey, AKEY_LEN);
+		*pp = e;
+	}
+	e->n++;
+	c->unauth = true;
+	n->nunauth++;
+	atomic_store(&n->srv->m.conns_unauth, n->nunauth);
+	return true;
+}
+
+/* c authenticated or closed: release its unauthenticated slot. */
+static void
+unauth_release(struct net *n, struct conn *c)
+{
+	struct addr_ent **pp, *e;
+
+	if (!c->unauth) {
+		return;
+	}
+	c->unauth = false;
+	n->nunauth--;
+	atomic_store(&n->srv->m.conns_unauth, n->nunauth);
+	pp = addr_slot(n, c->akey);
+	if ((e = *pp) != NULL && --e->n <= 0) {
+		*pp = e->next;
+		free(e);
+	}
+}
+
+static void
+sockaddr_key(const struct sockaddr_storage *sa, uint8_t key[AKEY_LEN])
+{
+	memset(key, 0, AKEY_LEN);
+	key[0] = (uint8_t)sa->ss_family;
+	if (sa->ss_family == AF_INET) {
+		memcpy(key + 1, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+	} else if (sa->ss_family == AF_INET6) {
+		const struct in6_addr *a =
+		    &((const struct sockaddr_in6 *)sa)->sin6_addr;
+
+		if (IN6_IS_ADDR_V4MAPPED(a)) {	/* same host, same count */
+			key[0] = AF_INET;
+			memcpy(key + 1, a->s6_addr + 12, 4);
+		} else {
+			memcpy(key + 1, a->s6_addr, 16);
+		}
+	}
+}
 
 static void
 set_interest(struct net *n, struct conn *c, uint32_t ev)
@@ -100,6 +225,8 @@ conn_free(struct net *n, struct conn *c)
 		c->next->prev = c->prev;
 	}
 	n->nconns--;
+	atomic_store(&n->srv->m.conns_open, n->nconns);
+	unauth_release(n, c);
 	srv_sess_free(c->ss);
 	ml_freezero(c->rbuf, c->rcap);
 	ml_wr_free(&c->wbuf);
@@ -282,6 +409,7 @@ conn_readable(struct net *n, struct conn *c)
 		return;
 	}
 	c->rlen += (size_t)k;
+	c->last_ms = hs_now_ms();
 	if (!conn_dispatch(n, c)) {
 		conn_free(n, c);
 		return;
@@ -298,6 +426,8 @@ accept_all(struct net *n)
 	struct conn *c;
 	struct epoll_event e;
 	char host[48], port[8], addr[64];
+	uint8_t akey[AKEY_LEN];
+	atomic_ullong *refused;
 	int fd, one = 1;
 
 	for (;;) {
@@ -308,11 +438,25 @@ accept_all(struct net *n)
 			return;
 		}
 		atomic_fetch_add(&s->m.accepted, 1);
+		sockaddr_key(&sa, akey);
+		/*
+		 * Limits before any allocation: in total, unauthenticated in
+		 * total, unauthenticated from this address (a flood from one
+		 * address cannot take the slots of the others).
+		 */
+		refused = NULL;
 		if (n->nconns >= s->o.max_conns) {
+			refused = &s->m.refused_busy;
+		} else if (n->nunauth >= s->o.max_unauth) {
+			refused = &s->m.refused_unauth;
+		} else if (addr_count(n, akey) >= s->o.max_unauth_per_addr) {
+			refused = &s->m.refused_per_addr;
+		}
+		if (refused != NULL) {
 			static const uint8_t busy[6] = { 0, 0, 0, 2, HS_ALERT,
 			    HS_ALERT_BUSY };
 
-			atomic_fetch_add(&s->m.refused_busy, 1);
+			atomic_fetch_add(refused, 1);
 			(void)!send(fd, busy, sizeof(busy),
 			    MSG_NOSIGNAL | MSG_DONTWAIT);
 			close(fd);
@@ -331,6 +475,8 @@ accept_all(struct net *n)
 		}
 		c->fd = fd;
 		c->id = ++n->next_id;
+		memcpy(c->akey, akey, AKEY_LEN);
+		c->last_ms = hs_now_ms();
 		c->wbuf = ml_wr_dyn(8 * HS_MAX_FRAME);
 		if (srv_sess_new(s, c->id, addr, &c->ss) != 0) {
 			close(fd);
@@ -353,6 +499,10 @@ accept_all(struct net *n)
 		}
 		n->conns = c;
 		n->nconns++;
+		atomic_store(&s->m.conns_open, n->nconns);
+		if (!unauth_take(n, c)) {
+			conn_free(n, c);
+		}
 	}
 }
 
@@ -383,6 +533,10 @@ jobs_done(struct net *n)
 		ml_freezero(j->body, j->len);
 		free(j);
 		c->deadline_ms = wait_deadline(n->srv, c);
+		c->last_ms = hs_now_ms();
+		if (c->unauth && srv_sess_established(c->ss)) {
+			unauth_release(n, c);
+		}
 		if (!conn_flush(c)) {
 			conn_free(n, c);
 			continue;
@@ -448,6 +602,234 @@ srv_reload_crl(struct srv *s)
 	ml_log(ML_LOG_WARN, "SIGHUP: CRL %s reloaded", s->o.crl);
 }
 
+/*
+ * SIGHUP: the configuration file again (then the command line over it).
+ * Timeouts, limits, log settings and the CRL path apply at once; a
+ * changed listener, key, certificate, registry, worker count, user or
+ * chroot needs a restart and is only reported.
+ */
+static void
+srv_reload(struct srv *s)
+{
+	struct srv_opts no;
+
+	if (s->reload != NULL) {
+		if (s->reload(&no) != 0) {
+			ml_err("SIGHUP: configuration not reloaded; the old one "
+			    "stays");
+		} else {
+#define SAME_STR(f) (strcmp(no.f, s->o.f) == 0)
+			if (!SAME_STR(listen) || !SAME_STR(ca) ||
+			    !SAME_STR(cert) || !SAME_STR(key) ||
+			    !SAME_STR(module) || !SAME_STR(registry) ||
+			    !SAME_STR(user) || !SAME_STR(chroot_dir) ||
+			    !SAME_STR(metrics) || !SAME_STR(monitor) ||
+			    no.workers != s->o.workers) {
+				ml_warn("SIGHUP: listen, ca, cert, key, module, "
+				    "registry, workers, user, chroot, monitor "
+				    "and metrics-listen changes need a restart");
+			}
+#undef SAME_STR
+			memcpy(s->o.crl, no.crl, sizeof(s->o.crl));
+			s->o.read_timeout_ms = no.read_timeout_ms;
+			s->o.idle_timeout_ms = no.idle_timeout_ms;
+			s->o.max_conns = no.max_conns;
+			s->o.max_unauth = no.max_unauth;
+			s->o.max_unauth_per_addr = no.max_unauth_per_addr;
+			s->o.r1_lifetime_ms = no.r1_lifetime_ms;
+			s->hscfg.r1_lifetime_ms = (uint32_t)no.r1_lifetime_ms;
+			s->o.stats_interval_s = no.stats_interval_s;
+			s->o.drain_timeout_ms = no.drain_timeout_ms;
+			s->o.log_format = no.log_format;
+			s->o.log_level = no.log_level;
+			ml_log_set_format((enum ml_log_format)no.log_format);
+			ml_log_set_level((enum ml_log_level)no.log_level);
+			ml_log(ML_LOG_WARN, "SIGHUP: configuration reloaded");
+		}
+	}
+	srv_reload_crl(s);
+}
+
+/* ---------------------------------------------------------------- metrics */
+
+static bool
+is_mconn(struct net *n, void *tag)
+{
+	return (char *)tag >= (char *)n->mc &&
+	    (char *)tag < (char *)(n->mc + METRICS_MAX_CONNS);
+}
+
+static void
+mconn_free(struct net *n, struct mconn *mc)
+{
+	(void)epoll_ctl(n->ep, EPOLL_CTL_DEL, mc->fd, NULL);
+	close(mc->fd);
+	ml_wr_free(&mc->out);
+	mc->fd = -1;
+	mc->len = 0;
+	mc->off = 0;
+}
+
+static void
+metrics_accept(struct net *n)
+{
+	struct epoll_event e;
+	struct mconn *mc;
+	int fd, i;
+
+	while ((fd = accept4(n->srv->metrics_fd, NULL, NULL,
+	    SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+		for (i = 0; i < METRICS_MAX_CONNS && n->mc[i].fd >= 0; i++) {
+		}
+		if (i == METRICS_MAX_CONNS) {
+			close(fd);		/* scrapers retry */
+			continue;
+		}
+		mc = &n->mc[i];
+		mc->fd = fd;
+		mc->len = 0;
+		mc->off = 0;
+		mc->out = ml_wr_dyn(1024 * 1024);
+		mc->deadline_ms = hs_now_ms() + METRICS_TIMEOUT_MS;
+		e.events = EPOLLIN;
+		e.data.ptr = mc;
+		if (epoll_ctl(n->ep, EPOLL_CTL_ADD, fd, &e) != 0) {
+			mconn_free(n, mc);
+		}
+	}
+}
+
+static void
+mconn_reply(struct net *n, struct mconn *mc, const char *status,
+    const struct ml_wr *body)
+{
+	char hdr[256];
+	int k;
+
+	k = snprintf(hdr, sizeof(hdr), "HTTP/1.0 %s\r\nContent-Type: "
+	    "text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: %zu"
+	    "\r\nConnection: close\r\n\r\n", status,
+	    body != NULL ? body->len : strlen(status) + 1);
+	ml_wr_clear(&mc->out);
+	if (ml_wr_bytes(&mc->out, hdr, (size_t)k) != 0 ||
+	    (body != NULL ? ml_wr_bytes(&mc->out, body->p, body->len) :
+	    (ml_wr_bytes(&mc->out, status, strlen(status)) != 0 ?
+	    ML_ERR_FULL : ml_wr_u8(&mc->out, '\n'))) != 0) {
+		mconn_free(n, mc);
+		return;
+	}
+	struct epoll_event e = { .events = EPOLLOUT, .data.ptr = mc };
+	(void)epoll_ctl(n->ep, EPOLL_CTL_MOD, mc->fd, &e);
+}
+
+/* Read the request; on its blank line answer GET /metrics. */
+static void
+mconn_event(struct net *n, struct mconn *mc, uint32_t ev)
+{
+	struct ml_wr body;
+	ssize_t k;
+
+	if (mc->out.len > 0) {
+		k = send(mc->fd, mc->out.p + mc->off, mc->out.len - mc->off,
+		    MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (k > 0) {
+			mc->off += (size_t)k;
+		}
+		if ((k < 0 && errno != EAGAIN && errno != EINTR) ||
+		    mc->off == mc->out.len) {
+			mconn_free(n, mc);
+		}
+		return;
+	}
+	if ((ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) == 0) {
+		return;
+	}
+	k = recv(mc->fd, mc->req + mc->len, sizeof(mc->req) - 1 - mc->len,
+	    MSG_DONTWAIT);
+	if (k < 0 && (errno == EAGAIN || errno == EINTR)) {
+		return;
+	}
+	if (k <= 0) {
+		mconn_free(n, mc);
+		return;
+	}
+	mc->len += (size_t)k;
+	mc->req[mc->len] = '\0';
+	if (strstr(mc->req, "\r\n\r\n") == NULL &&
+	    strstr(mc->req, "\n\n") == NULL) {
+		if (mc->len == sizeof(mc->req) - 1) {
+			mconn_reply(n, mc, "431 Request Header Fields Too Large",
+			    NULL);
+		}
+		return;
+	}
+	if (strncmp(mc->req, "GET ", 4) != 0) {
+		mconn_reply(n, mc, "405 Method Not Allowed", NULL);
+		return;
+	}
+	if (strncmp(mc->req + 4, "/metrics", 8) != 0 ||
+	    (mc->req[12] != ' ' && mc->req[12] != '?' && mc->req[12] != '\r' &&
+	    mc->req[12] != '\n')) {
+		mconn_reply(n, mc, "404 Not Found", NULL);
+		return;
+	}
+	body = ml_wr_dyn(1024 * 1024 - 512);
+	if (srv_metrics_render(n->srv, &body) != 0) {
+		mconn_reply(n, mc, "500 Internal Server Error", NULL);
+	} else {
+		mconn_reply(n, mc, "200 OK", &body);
+	}
+	ml_wr_free(&body);
+}
+
+/* ---------------------------------------------------------------- drain */
+
+/* SIGTERM, SIGINT or a lost monitor: no new connections; in-flight work
+ * gets until drain-timeout. */
+static void
+drain_begin(struct net *n, const char *why)
+{
+	struct srv *s = n->srv;
+
+	if (n->shutting) {
+		return;
+	}
+	n->shutting = true;
+	n->drain_deadline_ms = hs_now_ms() + (uint64_t)s->o.drain_timeout_ms;
+	if (s->listen_fd >= 0) {
+		(void)epoll_ctl(n->ep, EPOLL_CTL_DEL, s->listen_fd, NULL);
+		close(s->listen_fd);	/* new connections: refused by TCP */
+		s->listen_fd = -1;
+	}
+	ml_log(ML_LOG_WARN, "%s: draining %d connection(s) (up to %d ms)", why,
+	    n->nconns, s->o.drain_timeout_ms);
+}
+
+/*
+ * While draining: a connection with nothing in flight (no job, nothing
+ * buffered either way) that is established and has been quiet for
+ * DRAIN_IDLE_MS is closed (FIN); handshakes run to their end.  Returns
+ * true when nothing is left or the deadline passed.
+ */
+static bool
+drain_step(struct net *n)
+{
+	struct conn *c, *next;
+	uint64_t now = hs_now_ms();
+
+	for (c = n->conns; c != NULL; c = next) {
+		next = c->next;
+		if (c->busy || c->closing || c->draining || c->rlen != 0 ||
+		    c->wbuf.len > c->woff || !srv_sess_established(c->ss) ||
+		    now - c->last_ms < DRAIN_IDLE_MS) {
+			continue;
+		}
+		c->closing = true;
+		conn_drain(n, c);
+	}
+	return n->nconns == 0 || now >= n->drain_deadline_ms;
+}
+
 void
 srv_log_metrics(struct srv *s)
 {
@@ -492,6 +874,10 @@ srv_run(struct srv *s)
 
 	memset(&n, 0, sizeof(n));
 	n.srv = s;
+	n.ep = -1;
+	for (i = 0; i < METRICS_MAX_CONNS; i++) {
+		n.mc[i].fd = -1;
+	}
 	pthread_mutex_init(&n.done_mu, NULL);
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGINT);
@@ -512,8 +898,26 @@ srv_run(struct srv *s)
 	    ML_ERR_IO);
 	e.data.ptr = TAG_SIGNAL;
 	ML_ENSURE(epoll_ctl(n.ep, EPOLL_CTL_ADD, sfd, &e) == 0, ML_ERR_IO);
+	if (s->metrics_fd >= 0) {
+		e.data.ptr = TAG_METRICS;
+		ML_ENSURE(epoll_ctl(n.ep, EPOLL_CTL_ADD, s->metrics_fd, &e) == 0,
+		    ML_ERR_IO);
+	}
+	if (s->mon != NULL) {
+		/* no input ever comes this way: EPOLLHUP = monitor gone */
+		e.events = 0;
+		e.data.ptr = TAG_MONITOR;
+		ML_ENSURE(epoll_ctl(n.ep, EPOLL_CTL_ADD, mon_watch_fd(s->mon),
+		    &e) == 0, ML_ERR_IO);
+	}
 
-	while (!s->stop) {
+	for (;;) {
+		if (s->stop) {
+			drain_begin(&n, "stop");
+		}
+		if (n.shutting && drain_step(&n)) {
+			break;
+		}
 		k = epoll_wait(n.ep, ev, (int)ML_NELEM(ev), TICK_MS);
 		if (k < 0 && errno != EINTR) {
 			r = ML_ERR_IO;
@@ -523,19 +927,35 @@ srv_run(struct srv *s)
 			void *tag = ev[i].data.ptr;
 
 			if (tag == TAG_LISTEN) {
-				accept_all(&n);
+				if (!n.shutting) {
+					accept_all(&n);
+				}
 			} else if (tag == TAG_EVENT) {
 				jobs_done(&n);
+			} else if (tag == TAG_METRICS) {
+				metrics_accept(&n);
+			} else if (tag == TAG_MONITOR) {
+				(void)epoll_ctl(n.ep, EPOLL_CTL_DEL,
+				    mon_watch_fd(s->mon), NULL);
+				mon_lost(s->mon);
+				ml_err("the monitor (HSM key) exited: no new "
+				    "handshakes; draining, then exit status 1");
+				s->exit_code = 1;
+				drain_begin(&n, "monitor lost");
 			} else if (tag == TAG_SIGNAL) {
 				while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
 					if (si.ssi_signo == SIGUSR1) {
 						srv_log_metrics(s);
 					} else if (si.ssi_signo == SIGHUP) {
-						srv_reload_crl(s);
+						srv_reload(s);
 					} else {
-						s->stop = 1;
+						drain_begin(&n, si.ssi_signo ==
+						    SIGTERM ? "SIGTERM" :
+						    "SIGINT");
 					}
 				}
+			} else if (is_mconn(&n, tag)) {
+				mconn_event(&n, tag, ev[i].events);
 			} else {
 				struct conn *c = tag;
 
@@ -548,6 +968,7 @@ srv_run(struct srv *s)
 						conn_free(&n, c);
 						continue;
 					}
+					c->last_ms = hs_now_ms();
 					if (c->closing && c->wbuf.len == 0 &&
 					    !c->busy) {
 						conn_drain(&n, c);
@@ -567,11 +988,23 @@ srv_run(struct srv *s)
 			}
 		}
 		sweep_timeouts(&n);
+		for (i = 0; i < METRICS_MAX_CONNS; i++) {
+			if (n.mc[i].fd >= 0 &&
+			    n.mc[i].deadline_ms <= hs_now_ms()) {
+				mconn_free(&n, &n.mc[i]);
+			}
+		}
 		if (s->o.stats_interval_s > 0 && hs_now_ms() - last_stats >=
 		    (uint64_t)s->o.stats_interval_s * 1000u) {
 			srv_log_metrics(s);
 			last_stats = hs_now_ms();
 		}
+	}
+	if (n.nconns > 0) {
+		ml_warn("drain: %d connection(s) still open at the deadline: "
+		    "closed", n.nconns);
+	} else {
+		ml_log(ML_LOG_WARN, "drain: all connections finished");
 	}
 	r = 0;
 out:
@@ -591,10 +1024,23 @@ out:
 	while (n.conns != NULL) {
 		conn_free(&n, n.conns);
 	}
+	for (i = 0; i < METRICS_MAX_CONNS; i++) {
+		if (n.mc[i].fd >= 0) {
+			mconn_free(&n, &n.mc[i]);
+		}
+	}
+	for (i = 0; i < ADDR_BUCKETS; i++) {
+		struct addr_ent *a;
+
+		while ((a = n.addr_tab[i]) != NULL) {
+			n.addr_tab[i] = a->next;
+			free(a);
+		}
+	}
 	if (sfd >= 0) {
 		close(sfd);
 	}
-	if (n.ep > 0) {
+	if (n.ep >= 0) {
 		close(n.ep);
 	}
 	pthread_mutex_destroy(&n.done_mu);

@@ -13,6 +13,15 @@
 #include "srv.h"
 
 static uint64_t
+wall_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static uint64_t
 thread_cpu_ns(void)
 {
 	struct timespec ts;
@@ -60,6 +69,7 @@ srv_sess_new(struct srv *s, uint64_t id, const char *addr,
 	}
 	ss->srv = s;
 	ss->id = id;
+	ss->t_accept_us = wall_us();
 	snprintf(ss->addr, sizeof(ss->addr), "%s", addr);
 	if ((r = hs_server_new(&s->hscfg, &ss->hs)) != 0) {
 		free(ss);
@@ -75,6 +85,7 @@ srv_sess_free(struct srv_sess *ss)
 	if (ss == NULL) {
 		return;
 	}
+	mon_sess_close(ss->srv->mon, ss->id);	/* the monitor forgets it */
 	hs_free(ss->hs);
 	hs_rl_wipe(&ss->rl);
 	ml_freezero(ss->peer_cert, ss->peer_cert_len);
@@ -149,6 +160,15 @@ handshake_input(struct srv_sess *ss, const uint8_t *body, size_t len,
 	if (!hs_is_done(ss->hs)) {
 		return 0;
 	}
+	/*
+	 * The monitor moves the session to POSTAUTH (sealed-upload
+	 * decryption allowed, the handshake's key operations spent).
+	 */
+	if (s->mon != NULL && (r = mon_sess_auth(s->mon, ss->id)) != 0) {
+		atomic_fetch_add(&s->m.monitor_errors, 1);
+		reject(ss, HS_ALERT_INTERNAL, r, ss->cpu_ns);
+		return 1;
+	}
 	if ((r = hs_rl_init(&ss->rl, ss->hs)) != 0 ||
 	    (r = hs_peer_cert_copy(ss->hs, &ss->peer_cert,
 	    &ss->peer_cert_len)) != 0) {
@@ -162,6 +182,7 @@ handshake_input(struct srv_sess *ss, const uint8_t *body, size_t len,
 	hs_free(ss->hs);		/* wipes R3/R2 and the transcript */
 	ss->hs = NULL;
 	atomic_fetch_add(&s->m.hs_ok[ss->peer.flow], 1);
+	srv_hist_observe(&s->m.hs_latency, wall_us() - ss->t_accept_us);
 	srv_events_post(s->events, ss->peer.serial, REG_EV_HANDSHAKE,
 	    ss->peer.flow == HS_FLOW_A ? "flow A" : "flow B");
 	atomic_fetch_add(&s->m.cpu_ns_ok, ss->cpu_ns + thread_cpu_ns() - ss->t0);
@@ -183,6 +204,7 @@ record_input(struct srv_sess *ss, const uint8_t *body, size_t len,
 	uint8_t *pt = NULL, type = 0, rtype = HS_REC_APP - 1;
 	uint8_t code[4];
 	size_t n = 0;
+	uint64_t t0 = wall_us();
 	int r, ret = 1;
 
 	if ((pt = malloc(HS_MAX_RECORD)) == NULL) {
@@ -212,6 +234,8 @@ record_input(struct srv_sess *ss, const uint8_t *body, size_t len,
 		r = h->fn(s->handler_ctx[type], &ss->peer, type, pt, n, &reply,
 		    &rtype);
 	}
+	srv_metrics_record(s, type, r, rtype, reply.p, reply.len,
+	    wall_us() - t0);
 	if (r == ML_ERR_AUTH || r == ML_ERR_STATE) {
 		ml_warn("conn %llu %s: handler for 0x%02x ends the session: %s",
 		    (unsigned long long)ss->id, ss->addr, type, ml_errname(r));
@@ -243,6 +267,9 @@ srv_sess_input(struct srv_sess *ss, const uint8_t *body, size_t len,
 	int ret;
 
 	ss->t0 = thread_cpu_ns();
+	/* key operations on this thread are for this session (monitor) */
+	mon_bind(ss->id, ss->established ? MON_PHASE_POSTAUTH :
+	    MON_PHASE_PREAUTH);
 	if (!ss->established) {
 		/* worker CPU per handshake is accounted when it ends (ok or
 		 * refused), including this message */
@@ -250,6 +277,7 @@ srv_sess_input(struct srv_sess *ss, const uint8_t *body, size_t len,
 	} else {
 		ret = record_input(ss, body, len, out);
 	}
+	mon_bind(0, MON_PHASE_NONE);
 	ss->cpu_ns += thread_cpu_ns() - ss->t0;
 	return ret;
 }

@@ -146,7 +146,9 @@ static void
 report(const char *what, unsigned long ok, unsigned long errs, double secs,
     struct lat *l)
 {
-	qsort(l->us, l->n, sizeof(*l->us), cmp_u32);
+	if (l->n > 1) {		/* l->us is NULL when nothing was timed */
+		qsort(l->us, l->n, sizeof(*l->us), cmp_u32);
+	}
 	printf("result: %s ok=%lu errors=%lu seconds=%.2f rate=%.1f/s "
 	    "p50=%.2fms p90=%.2fms p99=%.2fms max=%.2fms\n", what, ok, errs,
 	    secs, secs > 0 ? (double)ok / secs : 0.0, pct(l, 50), pct(l, 90),

@@ -48,6 +48,14 @@ else
 	cat migrate.log; bad "concurrent migrations"
 fi
 
+# 1b. the same for the SQLite back-end (schema_version there too)
+if "$T" migrate "$W/sq.db" 6 > migrate-sq.log 2>&1 &&
+    [ "$(sqlite3 "$W/sq.db" 'SELECT group_concat(version) FROM schema_version')" = 1 ]; then
+	ok "SQLite: 6 concurrent start-ups migrate once (schema_version, user_version $(sqlite3 "$W/sq.db" 'PRAGMA user_version'))"
+else
+	cat migrate-sq.log; bad "SQLite concurrent migrations"
+fi
+
 # 2. readers
 "$T" readers "$URL" > readers.log 2>&1 && ok "readers, flags, risk records" ||
     { cat readers.log; bad "readers"; }

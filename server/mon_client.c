@@ -1,0 +1,412 @@
+/*
+ * See mon_client.h.  Every channel is a SOCK_SEQPACKET socketpair; the
+ * monitor gets the other ends on fds MON_FD_BASE .. MON_FD_BASE + nchan
+ * (the last is the notify channel) across execv().
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ml_log.h"
+#include "ml_rd.h"
+#include "ml_wipe.h"
+#include "ml_wr.h"
+#include "mon_client.h"
+
+#define MON_CALL_TIMEOUT_MS	30000	/* an HSM call; generous */
+
+struct mon {
+	pid_t		 pid;
+	int		 nchan;
+	int		 fd[MON_MAX_CHANNELS];
+	bool		 busy[MON_MAX_CHANNELS];
+	int		 notify_fd;
+	pthread_mutex_t	 mu;
+	pthread_cond_t	 cv;
+	atomic_bool	 dead;
+	uint8_t		 pub[ML_P256_PUB_LEN];
+	uint8_t		 seal_pub[ML_P256_PUB_LEN];
+	bool		 has_seal;
+};
+
+static __thread uint64_t tl_sess;
+static __thread enum mon_phase tl_phase;
+static struct mon *g_mon;
+
+void
+mon_bind(uint64_t sess, enum mon_phase phase)
+{
+	tl_sess = sess;
+	tl_phase = phase;
+}
+
+void
+mon_set_global(struct mon *m)
+{
+	g_mon = m;
+}
+
+struct mon *
+mon_global(void)
+{
+	return g_mon;
+}
+
+pid_t
+mon_pid(const struct mon *m)
+{
+	return m->pid;
+}
+
+int
+mon_watch_fd(const struct mon *m)
+{
+	return m->notify_fd;
+}
+
+void
+mon_lost(struct mon *m)
+{
+	atomic_store(&m->dead, true);
+}
+
+bool
+mon_alive(const struct mon *m)
+{
+	return !atomic_load(&m->dead);
+}
+
+void
+mon_pub(const struct mon *m, uint8_t ret_pub[ML_P256_PUB_LEN])
+{
+	memcpy(ret_pub, m->pub, ML_P256_PUB_LEN);
+}
+
+bool
+mon_has_seal(const struct mon *m)
+{
+	return m->has_seal;
+}
+
+static int
+chan_get(struct mon *m)
+{
+	int i;
+
+	pthread_mutex_lock(&m->mu);
+	for (;;) {
+		for (i = 0; i < m->nchan; i++) {
+			if (!m->busy[i]) {
+				m->busy[i] = true;
+				pthread_mutex_unlock(&m->mu);
+				return i;
+			}
+		}
+		pthread_cond_wait(&m->cv, &m->mu);
+	}
+}
+
+static void
+chan_put(struct mon *m, int i)
+{
+	pthread_mutex_lock(&m->mu);
+	m->busy[i] = false;
+	pthread_cond_signal(&m->cv);
+	pthread_mutex_unlock(&m->mu);
+}
+
+/*
+ * One request/reply.  Returns the monitor's result (0 or ML_ERR_*), with
+ * exactly reply_len reply bytes in reply on 0; ML_ERR_IO when the monitor
+ * is gone.
+ */
+static int
+mon_call(struct mon *m, uint8_t type, uint64_t sess, const void *body,
+    size_t len, uint8_t *reply, size_t reply_len, size_t *ret_len)
+{
+	uint8_t req[MON_MAX_MSG], rep[MON_MAX_MSG];
+	struct ml_wr w = ML_WR_FIXED(req, sizeof(req));
+	struct ml_rd rd;
+	struct pollfd pfd;
+	uint32_t rc;
+	ssize_t k = -1;
+	int i = -1, r = ML_ERR_INTERNAL;
+
+	ML_ENSURE(!atomic_load(&m->dead), ML_ERR_IO);
+	ML_TRY(ml_wr_u8(&w, type));
+	ML_TRY(ml_wr_u64be(&w, sess));
+	ML_TRY(ml_wr_bytes(&w, body, len));
+	i = chan_get(m);
+	do {
+		k = send(m->fd[i], w.p, w.len, MSG_NOSIGNAL);
+	} while (k < 0 && errno == EINTR);
+	ML_ENSURE(k == (ssize_t)w.len, ML_ERR_IO);
+	pfd = (struct pollfd){ .fd = m->fd[i], .events = POLLIN };
+	do {
+		k = poll(&pfd, 1, MON_CALL_TIMEOUT_MS);
+	} while (k < 0 && errno == EINTR);
+	ML_ENSURE(k == 1, ML_ERR_IO);
+	do {
+		k = recv(m->fd[i], rep, sizeof(rep), MSG_TRUNC);
+	} while (k < 0 && errno == EINTR);
+	ML_ENSURE(k > 0 && (size_t)k <= sizeof(rep), ML_ERR_IO);
+	rd = ML_RD_INIT(rep, (size_t)k);
+	ML_TRY(ml_rd_u32be(&rd, &rc));
+	if (rc != 0) {
+		r = (int)rc;
+		ML_ENSURE(r < 0, ML_ERR_FORMAT);
+		goto out;
+	}
+	if (ret_len != NULL) {
+		ML_ENSURE(ml_rd_left(&rd) <= reply_len, ML_ERR_TOO_LARGE);
+		*ret_len = ml_rd_left(&rd);
+		ML_TRY(ml_rd_copy(&rd, reply, *ret_len));
+	} else {
+		ML_TRY(ml_rd_copy(&rd, reply, reply_len));
+	}
+	ML_TRY(ml_rd_end(&rd));
+	r = 0;
+out:
+	if (r == ML_ERR_IO && !atomic_exchange(&m->dead, true)) {
+		ml_err("monitor: channel lost (%s): the HSM key is gone",
+		    k == 0 ? "closed" : strerror(errno));
+	}
+	if (i >= 0) {
+		chan_put(m, i);
+	}
+	ml_wipe(rep, sizeof(rep));
+	ml_wipe(req, sizeof(req));
+	return r;
+}
+
+static int
+fwd_sign(void *ctx, const uint8_t digest[ML_SHA256_LEN],
+    uint8_t ret_sig[ML_P256_SIG_LEN])
+{
+	if (tl_phase != MON_PHASE_PREAUTH) {
+		return ML_ERR_STATE;
+	}
+	return mon_call(ctx, MON_SIGN_TRANSCRIPT, tl_sess, digest,
+	    ML_SHA256_LEN, ret_sig, ML_P256_SIG_LEN, NULL);
+}
+
+static int
+fwd_ecdh(void *ctx, const uint8_t peer[ML_P256_PUB_LEN],
+    uint8_t ret_secret[ML_P256_SECRET_LEN])
+{
+	uint8_t type;
+
+	switch (tl_phase) {
+	case MON_PHASE_PREAUTH:
+		type = MON_DECRYPT_KEYX;
+		break;
+	case MON_PHASE_POSTAUTH:
+		type = MON_DECRYPT_FEATURE;
+		break;
+	default:
+		return ML_ERR_STATE;
+	}
+	return mon_call(ctx, type, tl_sess, peer, ML_P256_PUB_LEN,
+	    ret_secret, ML_P256_SECRET_LEN, NULL);
+}
+
+static int
+fwd_random(void *ctx, uint8_t *buf, size_t n)
+{
+	(void)ctx;
+	return ml_rand(buf, n);	/* nonces need no HSM round trip */
+}
+
+void
+mon_keyops(struct mon *m, struct hs_keyops *ret)
+{
+	*ret = (struct hs_keyops){ .ctx = m, .sign = fwd_sign,
+	    .ecdh = fwd_ecdh, .random = fwd_random };
+}
+
+int
+mon_sess_auth(struct mon *m, uint64_t sess)
+{
+	uint8_t none;
+
+	return mon_call(m, MON_SESS_AUTH, sess, NULL, 0, &none, 0, NULL);
+}
+
+void
+mon_sess_close(struct mon *m, uint64_t sess)
+{
+	uint8_t msg[9];
+	struct ml_wr w = ML_WR_FIXED(msg, sizeof(msg));
+
+	if (m == NULL || atomic_load(&m->dead) ||
+	    ml_wr_u8(&w, MON_SESS_CLOSE) != 0 || ml_wr_u64be(&w, sess) != 0) {
+		return;
+	}
+	/* best effort: a lost note only leaves a slot to be reused */
+	(void)!send(m->notify_fd, w.p, w.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+int
+mon_pubkey(struct mon *m, const char *uri, uint8_t ret_pub[ML_P256_PUB_LEN])
+{
+	size_t n = strlen(uri);
+
+	if (n > MON_MAX_URI) {
+		return ML_ERR_TOO_LARGE;
+	}
+	return mon_call(m, MON_PUBKEY, 0, uri, n, ret_pub, ML_P256_PUB_LEN,
+	    NULL);
+}
+
+int
+mon_start(const char *monitor, int nchan, const char *module, const char *key,
+    int verbose, struct mon **ret)
+{
+	struct mon *m = NULL;
+	int sv[MON_MAX_CHANNELS + 1][2];
+	char nbuf[16], *argv[12];
+	uint8_t hello[1 + 2 * ML_P256_PUB_LEN];
+	size_t hl = 0;
+	int i, a = 0, nopen = 0, r = ML_ERR_INTERNAL;
+
+	ML_ENSURE(nchan >= 1 && nchan <= MON_MAX_CHANNELS, ML_ERR_ARG);
+	if (strstr(key, "pin-value=") != NULL) {
+		ml_err("the key URI carries its PIN (pin-value): with privilege "
+		    "separation the network process must not see the PIN; "
+		    "use pin-source=file:...");
+		return ML_ERR_ARG;
+	}
+	if (access(monitor, X_OK) != 0) {
+		ml_err("monitor %s: %s", monitor, strerror(errno));
+		return ML_ERR_IO;
+	}
+	ML_ENSURE((m = calloc(1, sizeof(*m))) != NULL, ML_ERR_NOMEM);
+	pthread_mutex_init(&m->mu, NULL);
+	pthread_cond_init(&m->cv, NULL);
+	m->nchan = nchan;
+	m->notify_fd = -1;
+	for (i = 0; i <= nchan; i++) {
+		ML_ENSURE(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0,
+		    sv[i]) == 0, ML_ERR_IO);
+		nopen++;
+	}
+	snprintf(nbuf, sizeof(nbuf), "%d", nchan);
+	argv[a++] = (char *)"mintline-monitor";
+	argv[a++] = (char *)"--channels";
+	argv[a++] = nbuf;
+	argv[a++] = (char *)"--module";
+	argv[a++] = (char *)module;
+	argv[a++] = (char *)"--key";
+	argv[a++] = (char *)key;
+	if (verbose > 0) {
+		argv[a++] = (char *)(verbose > 1 ? "-vv" : "-v");
+	}
+	argv[a] = NULL;
+	ML_ENSURE((m->pid = fork()) >= 0, ML_ERR_IO);
+	if (m->pid == 0) {
+		sigset_t none;
+		int hi;
+
+		/* child: the monitor ends to MON_FD_BASE.., via high fds so
+		 * that no dup2 lands on an end not yet moved */
+		sigemptyset(&none);
+		pthread_sigmask(SIG_SETMASK, &none, NULL);
+		for (i = 0; i <= nchan; i++) {
+			close(sv[i][0]);
+			if ((hi = fcntl(sv[i][1], F_DUPFD, 1024)) < 0) {
+				_exit(127);
+			}
+			close(sv[i][1]);
+			sv[i][1] = hi;
+		}
+		for (i = 0; i <= nchan; i++) {
+			if (dup2(sv[i][1], MON_FD_BASE + i) < 0) {
+				_exit(127);
+			}
+		}
+		(void)close_range(MON_FD_BASE + (unsigned)nchan + 1, ~0u, 0);
+		execv(monitor, argv);
+		_exit(127);
+	}
+	for (i = 0; i <= nchan; i++) {
+		close(sv[i][1]);
+		if (i < nchan) {
+			m->fd[i] = sv[i][0];
+		} else {
+			m->notify_fd = sv[i][0];
+		}
+	}
+	nopen = 0;
+	if ((r = mon_call(m, MON_HELLO, 0, NULL, 0, hello, sizeof(hello),
+	    &hl)) != 0) {
+		ml_err("monitor did not start (%s): see its messages above",
+		    ml_errname(r));
+		goto out;
+	}
+	ML_ENSURE(hl >= 1 + ML_P256_PUB_LEN, ML_ERR_FORMAT);
+	memcpy(m->pub, hello + 1, ML_P256_PUB_LEN);
+	m->has_seal = (hello[0] & MON_HELLO_SEAL) != 0;
+	if (m->has_seal) {
+		ML_ENSURE(hl == 1 + 2 * ML_P256_PUB_LEN, ML_ERR_FORMAT);
+		memcpy(m->seal_pub, hello + 1 + ML_P256_PUB_LEN,
+		    ML_P256_PUB_LEN);
+	}
+	*ret = m;
+	m = NULL;
+	r = 0;
+out:
+	for (i = 0; i < nopen; i++) {
+		close(sv[i][0]);
+		close(sv[i][1]);
+	}
+	if (m != NULL && m->pid > 0) {
+		mon_stop(m);
+	} else {
+		free(m);
+	}
+	return r;
+}
+
+void
+mon_stop(struct mon *m)
+{
+	int i, st;
+
+	if (m == NULL) {
+		return;
+	}
+	for (i = 0; i < m->nchan; i++) {
+		if (m->fd[i] > 0) {
+			close(m->fd[i]);
+		}
+	}
+	if (m->notify_fd >= 0) {
+		close(m->notify_fd);
+	}
+	if (m->pid > 0) {
+		/* EOF on every channel ends the monitor */
+		while (waitpid(m->pid, &st, 0) < 0 && errno == EINTR) {
+		}
+	}
+	pthread_mutex_destroy(&m->mu);
+	pthread_cond_destroy(&m->cv);
+	if (g_mon == m) {
+		g_mon = NULL;
+	}
+	ml_freezero(m, sizeof(*m));
+}
+
+void
+mon_seal_pub(const struct mon *m, uint8_t ret_pub[ML_P256_PUB_LEN])
+{
+	memcpy(ret_pub, m->has_seal ? m->seal_pub : m->pub, ML_P256_PUB_LEN);
+}

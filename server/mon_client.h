@@ -1,0 +1,66 @@
+/*
+ * The worker's side of the monitor (mon_proto.h, monitor.c): start
+ * mintline-monitor, and struct hs_keyops that forward every private-key
+ * operation to it.  The worker never loads a PKCS#11 module and never
+ * reads the PIN.
+ *
+ * Threading: any thread may call; each call borrows one of the channels
+ * (a pool with a mutex and condition variable) for one request/reply.
+ * The session a call is for is the calling thread's, set with mon_bind()
+ * by whoever runs a connection's job on that thread.
+ */
+#ifndef MON_CLIENT_H
+#define MON_CLIENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "hs_api.h"
+#include "mon_proto.h"
+
+struct mon;
+
+/*
+ * Start the monitor: `monitor` is the executable, nchan the number of
+ * request channels (worker threads + 1 is right).  The monitor opens the
+ * key itself; key must name its PIN by pin-source (a pin-value would put
+ * the PIN in this process: ML_ERR_ARG).  Then MON_HELLO fetches the
+ * public key(s).  Returns 0 and *ret, or ML_ERR_*.
+ */
+ML_MUST_CHECK int mon_start(const char *monitor, int nchan, const char *module,
+    const char *key, int verbose, struct mon **ret);
+/* Close the channels (the monitor exits) and reap it.  NULL-safe. */
+void	mon_stop(struct mon *m);
+pid_t	mon_pid(const struct mon *m);
+/* The notify channel's fd: EPOLLHUP on it means the monitor is gone. */
+int	mon_watch_fd(const struct mon *m);
+bool	mon_alive(const struct mon *m);
+/* The I/O thread saw the monitor go: later calls fail at once. */
+void	mon_lost(struct mon *m);
+
+/* Public keys from MON_HELLO. */
+void	mon_pub(const struct mon *m, uint8_t ret_pub[ML_P256_PUB_LEN]);
+bool	mon_has_seal(const struct mon *m);
+
+/* keyops over the server key: sign -> MON_SIGN_TRANSCRIPT, ecdh ->
+ * MON_DECRYPT_KEYX during a handshake and MON_DECRYPT_FEATURE after it. */
+void	mon_keyops(struct mon *m, struct hs_keyops *ret);
+
+/* The session and phase of work on the calling thread (0: none). */
+void	mon_bind(uint64_t sess, enum mon_phase phase);
+/* The handshake of sess is done (MON_SESS_AUTH). */
+ML_MUST_CHECK int mon_sess_auth(struct mon *m, uint64_t sess);
+/* The connection is gone: one-way note, never blocks. */
+void	mon_sess_close(struct mon *m, uint64_t sess);
+
+/* The process-wide monitor, for the note_p11 stand-ins (mon_note.c). */
+void	mon_set_global(struct mon *m);
+struct mon *mon_global(void);
+/* MON_PUBKEY (start-up only): a public key in the monitor's token. */
+ML_MUST_CHECK int mon_pubkey(struct mon *m, const char *uri,
+    uint8_t ret_pub[ML_P256_PUB_LEN]);
+/* The seal key's public point (the server key's without a seal key). */
+void	mon_seal_pub(const struct mon *m, uint8_t ret_pub[ML_P256_PUB_LEN]);
+
+#endif

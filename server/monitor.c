@@ -1,0 +1,517 @@
+/*
+ * mintline-monitor: the only process of mintline-server that loads the
+ * PKCS#11 module, knows the HSM PIN and holds the server's private key
+ * (and the note seal key, MINTLINE_NOTE_SEAL_KEY).  mintline-server (the
+ * network-facing "worker") execs it at start-up, before it reads anything
+ * from the network, with the monitor channels on fds MON_FD_BASE ..; the
+ * monitor answers the short, fixed list of requests in mon_reqs[] below
+ * and nothing else (mon_proto.h has the wire format).
+ *
+ *	mintline-monitor --channels N --module SO --key URI [-v]
+ *
+ * What a compromised worker can still do (docs/protocol.md, "Privilege
+ * separation"): get one ECDSA signature over a 32-byte digest of its
+ * choice and one ECDH with a point of its choice per session id it
+ * announces, and as many ECDH results with the seal key as it likes for a
+ * session it declared authenticated after one of those; i.e. it can
+ * impersonate the server while it runs and decrypt sealed uploads it
+ * sees.  What it cannot do: read the key or the PIN, use the key after it
+ * is stopped, make the monitor load another module, or replay a session
+ * id to get a second signature within one session.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "hs_p11.h"
+#include <limits.h>
+#include "note_p11.h"
+#include "ml_log.h"
+#include "ml_rd.h"
+#include "ml_wipe.h"
+#include "ml_wr.h"
+#include "mon_proto.h"
+
+#define MON_PREAUTH	(1u << 0)	/* session still in its handshake */
+#define MON_POSTAUTH	(1u << 1)	/* session declared authenticated */
+#define MON_ONCE	(1u << 2)	/* at most once per session */
+#define MON_STARTUP	(1u << 3)	/* only before the first session */
+#define MON_NOSESS	(1u << 4)	/* session id must be 0 */
+
+enum sess_state { SESS_FREE = 0, SESS_PREAUTH, SESS_POSTAUTH };
+
+struct mon_sess {
+	uint64_t	 id;
+	uint8_t		 state;
+	uint8_t		 once;		/* bit per MON_ONCE type used */
+};
+
+struct mon {
+	struct hs_p11	*key;		/* the server key */
+	struct hs_p11	*seal;		/* MINTLINE_NOTE_SEAL_KEY, or NULL */
+	const char	*module;
+	struct mon_sess	*sess;		/* MON_SESS_SLOTS */
+	uint64_t	 max_id;	/* highest session id seen */
+	bool		 hello_done;
+	uint64_t	 n_ok[MON_TYPE_MAX];
+	uint64_t	 n_refused[MON_TYPE_MAX];
+};
+
+static int mon_answer_hello(struct mon *, struct mon_sess *, struct ml_rd *,
+    struct ml_wr *);
+static int mon_answer_sign(struct mon *, struct mon_sess *, struct ml_rd *,
+    struct ml_wr *);
+static int mon_answer_keyx(struct mon *, struct mon_sess *, struct ml_rd *,
+    struct ml_wr *);
+static int mon_answer_auth(struct mon *, struct mon_sess *, struct ml_rd *,
+    struct ml_wr *);
+static int mon_answer_feature(struct mon *, struct mon_sess *, struct ml_rd *,
+    struct ml_wr *);
+static int mon_answer_pubkey(struct mon *, struct mon_sess *, struct ml_rd *,
+    struct ml_wr *);
+
+/*
+ * The whole of what the worker may ask.  flags are checked before the
+ * handler runs; the handler parses its body with ml_rd and ends with
+ * ml_rd_end().
+ */
+static const struct mon_req {
+	uint8_t		 type;
+	unsigned	 flags;
+	const char	*name;
+	int		(*answer)(struct mon *, struct mon_sess *, struct ml_rd *,
+			    struct ml_wr *);
+} mon_reqs[] = {
+	{ MON_HELLO,		MON_NOSESS | MON_STARTUP, "hello",
+	    mon_answer_hello },
+	{ MON_PUBKEY,		MON_NOSESS | MON_STARTUP, "pubkey",
+	    mon_answer_pubkey },
+	{ MON_SIGN_TRANSCRIPT,	MON_PREAUTH | MON_ONCE,	"sign_transcript",
+	    mon_answer_sign },				/* ID-2 server auth */
+	{ MON_DECRYPT_KEYX,	MON_PREAUTH | MON_ONCE,	"decrypt_keyx",
+	    mon_answer_keyx },				/* ID-4 R2 */
+	{ MON_SESS_AUTH,	MON_PREAUTH,		"sess_auth",
+	    mon_answer_auth },
+	{ MON_DECRYPT_FEATURE,	MON_POSTAUTH,		"decrypt_feature",
+	    mon_answer_feature },			/* BN-7 */
+	{ 0, 0, NULL, NULL },
+};
+
+static const struct mon_req *
+req_find(uint8_t type)
+{
+	const struct mon_req *q;
+
+	for (q = mon_reqs; q->answer != NULL; q++) {
+		if (q->type == type) {
+			return q;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * The session a request names.  Requests of concurrent sessions arrive in
+ * any order, so the rule is per slot (id % MON_SESS_SLOTS): an id above
+ * the slot's last id has never been seen and opens a session (an older
+ * live session in the slot is forgotten and can no longer use the key);
+ * the slot's own id must be live; an id below it is too old.  A closed
+ * id keeps its slot, so it is never opened again.
+ */
+static struct mon_sess *
+sess_get(struct mon *m, uint64_t id)
+{
+	struct mon_sess *s = &m->sess[id % MON_SESS_SLOTS];
+
+	if (id == 0) {
+		return NULL;
+	}
+	if (id > s->id) {
+		if (s->state != SESS_FREE) {
+			ml_info("monitor: session %llu forgotten for %llu",
+			    (unsigned long long)s->id, (unsigned long long)id);
+		}
+		*s = (struct mon_sess){ .id = id, .state = SESS_PREAUTH };
+		if (id > m->max_id) {
+			m->max_id = id;
+		}
+		return s;
+	}
+	return (s->id == id && s->state != SESS_FREE) ? s : NULL;
+}
+
+static int
+mon_answer_hello(struct mon *m, struct mon_sess *s, struct ml_rd *rd,
+    struct ml_wr *w)
+{
+	uint8_t pub[ML_P256_PUB_LEN];
+	int r = ML_ERR_INTERNAL;
+
+	(void)s;
+	ML_TRY(ml_rd_end(rd));
+	ML_ENSURE(!m->hello_done, ML_ERR_STATE);
+	m->hello_done = true;
+	ML_TRY(hs_p11_pub(m->key, pub));
+	ML_TRY(ml_wr_u8(w, m->seal != NULL ? MON_HELLO_SEAL : 0));
+	ML_TRY(ml_wr_bytes(w, pub, sizeof(pub)));
+	if (m->seal != NULL) {
+		ML_TRY(hs_p11_pub(m->seal, pub));
+		ML_TRY(ml_wr_bytes(w, pub, sizeof(pub)));
+	}
+	r = 0;
+out:
+	return r;
+}
+
+static int
+mon_answer_sign(struct mon *m, struct mon_sess *s, struct ml_rd *rd,
+    struct ml_wr *w)
+{
+	struct hs_keyops ko;
+	uint8_t md[ML_SHA256_LEN], sig[ML_P256_SIG_LEN];
+	int r = ML_ERR_INTERNAL;
+
+	(void)s;
+	ML_TRY(ml_rd_copy(rd, md, sizeof(md)));
+	ML_TRY(ml_rd_end(rd));
+	hs_p11_keyops(m->key, &ko);
+	ML_TRY(ko.sign(ko.ctx, md, sig));
+	ML_TRY(ml_wr_bytes(w, sig, sizeof(sig)));
+	r = 0;
+out:
+	return r;
+}
+
+static int
+ecdh_with(struct hs_p11 *k, struct ml_rd *rd, struct ml_wr *w)
+{
+	struct hs_keyops ko;
+	uint8_t peer[ML_P256_PUB_LEN], sec[ML_P256_SECRET_LEN];
+	int r = ML_ERR_INTERNAL;
+
+	ML_TRY(ml_rd_copy(rd, peer, sizeof(peer)));
+	ML_TRY(ml_rd_end(rd));
+	ML_TRY(ml_p256_check_pub(peer, sizeof(peer)));
+	hs_p11_keyops(k, &ko);
+	ML_TRY(ko.ecdh(ko.ctx, peer, sec));
+	ML_TRY(ml_wr_bytes(w, sec, sizeof(sec)));
+	r = 0;
+out:
+	ml_wipe(sec, sizeof(sec));
+	return r;
+}
+
+static int
+mon_answer_keyx(struct mon *m, struct mon_sess *s, struct ml_rd *rd,
+    struct ml_wr *w)
+{
+	(void)s;
+	return ecdh_with(m->key, rd, w);
+}
+
+/* The handshake ended well (worker's word): only after the session used
+ * the key once, so a session cannot skip straight to POSTAUTH. */
+static int
+mon_answer_auth(struct mon *m, struct mon_sess *s, struct ml_rd *rd,
+    struct ml_wr *w)
+{
+	int r = ML_ERR_INTERNAL;
+
+	(void)m;
+	(void)w;
+	ML_TRY(ml_rd_end(rd));
+	ML_ENSURE(s->once & ((1u << MON_SIGN_TRANSCRIPT) |
+	    (1u << MON_DECRYPT_KEYX)), ML_ERR_STATE);
+	s->state = SESS_POSTAUTH;
+	r = 0;
+out:
+	return r;
+}
+
+static int
+mon_answer_feature(struct mon *m, struct mon_sess *s, struct ml_rd *rd,
+    struct ml_wr *w)
+{
+	(void)s;
+	return ecdh_with(m->seal != NULL ? m->seal : m->key, rd, w);
+}
+
+/* module-path of a URI, if any, is the configured module (allowlist:
+ * ssh-agent's allowed_providers). */
+static bool
+module_allowed(const struct mon *m, const char *uri)
+{
+	char want[PATH_MAX], got[PATH_MAX], path[PATH_MAX];
+	const char *p = strstr(uri, "module-path=");
+	size_t n;
+
+	if (p == NULL) {
+		return true;
+	}
+	p += strlen("module-path=");
+	n = strcspn(p, "&;");
+	if (n >= sizeof(path)) {
+		return false;
+	}
+	memcpy(path, p, n);
+	path[n] = '\0';
+	return realpath(path, got) != NULL &&
+	    realpath(m->module, want) != NULL && strcmp(got, want) == 0 &&
+	    strstr(p + n, "module-path=") == NULL;
+}
+
+/*
+ * A public key in a token (issuer keys named by pkcs11: URIs, read by the
+ * note application at start-up; note_pub_load() of note_p11.c).  Only
+ * the configured module: a URI naming another module-path is refused.
+ */
+static int
+mon_answer_pubkey(struct mon *m, struct mon_sess *s, struct ml_rd *rd,
+    struct ml_wr *w)
+{
+	char uri[MON_MAX_URI + 1];
+	uint8_t pub[ML_P256_PUB_LEN];
+	size_t n;
+	int r = ML_ERR_INTERNAL;
+
+	(void)s;
+	n = ml_rd_left(rd);
+	ML_ENSURE(n > 7 && n <= MON_MAX_URI, ML_ERR_TOO_LARGE);
+	ML_TRY(ml_rd_copy(rd, uri, n));
+	uri[n] = '\0';
+	ML_ENSURE(memchr(uri, '\0', n) == NULL &&
+	    strncmp(uri, "pkcs11:", 7) == 0, ML_ERR_FORMAT);
+	ML_ENSURE(module_allowed(m, uri), ML_ERR_PERM);
+	ML_TRY(note_pub_load(uri, pub));
+	ML_TRY(ml_wr_bytes(w, pub, sizeof(pub)));
+	r = 0;
+out:
+	return r;
+}
+
+/* One request packet in, one reply packet out. */
+static void
+mon_dispatch(struct mon *m, const uint8_t *p, size_t n, struct ml_wr *w)
+{
+	struct ml_rd rd = ML_RD_INIT(p, n);
+	const struct mon_req *q = NULL;
+	struct mon_sess *s = NULL;
+	uint8_t type = 0, *rc;
+	uint64_t id = 0;
+	int r = ML_ERR_INTERNAL;
+
+	ML_TRY(ml_wr_reserve(w, 4, &rc));
+	ML_TRY(ml_rd_u8(&rd, &type));
+	ML_TRY(ml_rd_u64be(&rd, &id));
+	ML_ENSURE((q = req_find(type)) != NULL, ML_ERR_UNSUPPORTED);
+	if (q->flags & MON_NOSESS) {
+		ML_ENSURE(id == 0, ML_ERR_FORMAT);
+	} else {
+		ML_ENSURE((s = sess_get(m, id)) != NULL, ML_ERR_STATE);
+	}
+	if (q->flags & MON_STARTUP) {
+		ML_ENSURE(m->max_id == 0, ML_ERR_STATE);
+	}
+	if (q->flags & (MON_PREAUTH | MON_POSTAUTH)) {
+		ML_ENSURE(((q->flags & MON_PREAUTH) &&
+		    s->state == SESS_PREAUTH) || ((q->flags & MON_POSTAUTH) &&
+		    s->state == SESS_POSTAUTH), ML_ERR_STATE);
+	}
+	if (q->flags & MON_ONCE) {
+		/* spent before the HSM call: a failed try is not retried */
+		ML_ENSURE((s->once & (1u << type)) == 0, ML_ERR_STATE);
+		s->once |= (uint8_t)(1u << type);
+	}
+	r = q->answer(m, s, &rd, w);
+out:
+	if (q != NULL && type < MON_TYPE_MAX) {
+		if (r == 0) {
+			m->n_ok[type]++;
+		} else {
+			m->n_refused[type]++;
+		}
+	}
+	if (r != 0) {
+		ml_warn("monitor: %s for session %llu refused: %s",
+		    q != NULL ? q->name : "unknown request",
+		    (unsigned long long)id, ml_errname(r));
+		w->len = 0;
+		(void)!ml_wr_u32be(w, (uint32_t)r);
+		return;
+	}
+	w->p[0] = 0;
+	w->p[1] = 0;
+	w->p[2] = 0;
+	w->p[3] = 0;
+}
+
+static void
+mon_close_note(struct mon *m, const uint8_t *p, size_t n)
+{
+	struct ml_rd rd = ML_RD_INIT(p, n);
+	struct mon_sess *s;
+	uint8_t type;
+	uint64_t id;
+
+	if (ml_rd_u8(&rd, &type) != 0 || type != MON_SESS_CLOSE ||
+	    ml_rd_u64be(&rd, &id) != 0 || ml_rd_end(&rd) != 0 || id == 0 ||
+	    id > m->max_id) {
+		return;
+	}
+	s = &m->sess[id % MON_SESS_SLOTS];
+	if (s->id == id) {
+		s->state = SESS_FREE;
+	}
+}
+
+static void
+mon_log_counts(const struct mon *m)
+{
+	const struct mon_req *q;
+
+	for (q = mon_reqs; q->answer != NULL; q++) {
+		ml_info("monitor: %s: %llu answered, %llu refused", q->name,
+		    (unsigned long long)m->n_ok[q->type],
+		    (unsigned long long)m->n_refused[q->type]);
+	}
+	ml_info("monitor: HSM reconnects: %llu",
+	    (unsigned long long)hs_p11_reconnects(m->key));
+}
+
+static int
+mon_loop(struct mon *m, int nchan)
+{
+	struct pollfd pfd[MON_MAX_CHANNELS + 1];
+	uint8_t in[MON_MAX_MSG], out[MON_MAX_MSG];
+	struct ml_wr w;
+	ssize_t k;
+	int i, n;
+
+	for (i = 0; i <= nchan; i++) {
+		pfd[i].fd = MON_FD_BASE + i;
+		pfd[i].events = POLLIN;
+	}
+	for (;;) {
+		n = poll(pfd, (nfds_t)nchan + 1, -1);
+		if (n < 0 && errno == EINTR) {
+			continue;
+		}
+		if (n < 0) {
+			return ML_ERR_IO;
+		}
+		for (i = 0; i <= nchan; i++) {
+			if (pfd[i].revents == 0) {
+				continue;
+			}
+			k = recv(pfd[i].fd, in, sizeof(in), MSG_TRUNC);
+			if (k < 0 && (errno == EINTR || errno == EAGAIN)) {
+				continue;
+			}
+			if (k <= 0) {
+				/* the worker is gone (exit, crash, kill) */
+				ml_info("monitor: worker closed the channels");
+				return 0;
+			}
+			if (i == nchan) {
+				if ((size_t)k <= sizeof(in)) {
+					mon_close_note(m, in, (size_t)k);
+				}
+				continue;
+			}
+			w = ML_WR_FIXED(out, sizeof(out));
+			if ((size_t)k > sizeof(in)) {
+				(void)!ml_wr_u32be(&w, (uint32_t)ML_ERR_TOO_LARGE);
+			} else {
+				mon_dispatch(m, in, (size_t)k, &w);
+			}
+			ml_wipe(in, sizeof(in));
+			if (send(pfd[i].fd, w.p, w.len, MSG_NOSIGNAL) < 0) {
+				ml_wipe(out, sizeof(out));
+				return 0;
+			}
+			ml_wipe(out, sizeof(out));
+		}
+	}
+}
+
+static const struct option long_opts[] = {
+	{ "channels",	required_argument, NULL, 'n' },
+	{ "module",	required_argument, NULL, 'm' },
+	{ "key",	required_argument, NULL, 'k' },
+	{ "verbose",	no_argument,	   NULL, 'v' },
+	{ NULL, 0, NULL, 0 },
+};
+
+int
+main(int argc, char **argv)
+{
+	struct mon m;
+	const char *key = NULL, *seal;
+	int c, nchan = 0, verbose = 0, r;
+
+	/* first: no core file, no ptrace by the same uid, no setuid gain */
+	(void)prctl(PR_SET_DUMPABLE, 0);
+	(void)prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+	(void)setrlimit(RLIMIT_CORE, &(struct rlimit){ 0, 0 });
+	/* the worker is our parent: when it goes, we go */
+	(void)prctl(PR_SET_PDEATHSIG, SIGTERM);
+	ml_log_set_ident("mintline-monitor");
+	memset(&m, 0, sizeof(m));
+	while ((c = getopt_long(argc, argv, "n:m:k:v", long_opts, NULL)) != -1) {
+		switch (c) {
+		case 'n':
+			nchan = atoi(optarg);
+			break;
+		case 'm':
+			m.module = optarg;
+			break;
+		case 'k':
+			key = optarg;
+			break;
+		case 'v':
+			verbose++;
+			break;
+		default:
+			return 2;
+		}
+	}
+	if (verbose > 0) {
+		ml_log_set_level(verbose > 1 ? ML_LOG_DEBUG : ML_LOG_INFO);
+	}
+	if (nchan < 1 || nchan > MON_MAX_CHANNELS || key == NULL ||
+	    m.module == NULL || getppid() == 1) {
+		fprintf(stderr, "mintline-monitor: started by mintline-server "
+		    "only\n");
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	if ((m.sess = calloc(MON_SESS_SLOTS, sizeof(*m.sess))) == NULL) {
+		return 1;
+	}
+	if ((r = hs_p11_open(m.module, key, &m.key)) != 0) {
+		ml_err("cannot open server key: %s", ml_errname(r));
+		return 1;
+	}
+	seal = secure_getenv("MINTLINE_NOTE_SEAL_KEY");
+	if (seal != NULL && *seal != '\0' &&
+	    (r = hs_p11_open(m.module, seal, &m.seal)) != 0) {
+		ml_err("cannot open the note seal key: %s", ml_errname(r));
+		hs_p11_free(m.key);
+		return 1;
+	}
+	ml_info("monitor: key open, serving %d channels", nchan);
+	r = mon_loop(&m, nchan);
+	mon_log_counts(&m);
+	hs_p11_free(m.seal);
+	hs_p11_free(m.key);
+	free(m.sess);
+	return r == 0 ? 0 : 1;
+}

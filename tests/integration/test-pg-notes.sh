@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Issue 7: banknote registration through two mintline-server instances that
+# share one PostgreSQL registry (--registry postgresql://..,
+# MINTLINE_NOTE_DB=registry).  Two stations issue two batches at once, one
+# through each server; a third station tries serials already issued, on
+# other chips, through the other server; one server is killed (-9) under
+# load and its station resumes through the OTHER server.  Then: every note
+# registered exactly once, none on two chips, the duplicates refused and
+# both chips flagged, every issued note GENUINE online.
+# Exit 77 (skipped) without postgresql, SoftHSM2, OpenSC.
+set -uo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+B=${MINTLINE_BUILD_DIR:-$top/build}
+W=$B/tests/pg-notes
+NOTES=${NOTES:-120}
+HERE=$top/tests/integration
+. "$HERE/pg-lib.sh"
+pg_find || exit 77
+rm -rf "$W"
+# shellcheck source=scripts/issuance-env.sh
+source "$top/scripts/issuance-env.sh"
+ne_init "$W" "$B" 4 || exit 77
+fail=0
+ok()  { echo "ok   - $*"; }
+bad() { echo "FAIL - $*"; fail=1; }
+check() { if [ "$1" = "$2" ]; then ok "$3"; else bad "$3 (got $1, want $2)"; fi; }
+
+# ne_init made $W 0700 (root): the cluster (owned by nobody) lives beside it
+pg_init "$W-pg" || { echo "cannot start PostgreSQL"; exit 1; }
+URL=$PG_URL
+PIDS=()
+stop_all() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; pg_stop immediate; }
+trap stop_all EXIT
+
+ne_keys || { echo "key ceremony failed"; exit 1; }
+"$NE_SRV" enroll --registry "$URL" --factory "mint line 1" "$W/station.pem" >/dev/null ||
+    { echo "enroll in PostgreSQL failed"; exit 1; }
+
+start_srv() {	# name port
+	MINTLINE_NOTE_DB=registry MINTLINE_NOTE_ISSUERS=$NE_ISSUER_PUB \
+	MINTLINE_NOTE_FEATURE_KEY=$NE_FKEY MINTLINE_NOTE_SEAL_KEY=$NE_SERVER_KEY \
+	"$NE_SRV" --listen "127.0.0.1:$2" --ca "$W/ca/root.pem" \
+	    --cert "$W/server.pem" --key "$NE_SERVER_KEY_HS" --module "$NE_MODULE" \
+	    --registry "$URL" --workers 2 >>"$W/$1.log" 2>&1 &
+	eval "PID_$1=$!"
+	PIDS+=($!)
+	for _ in $(seq 100); do
+		grep -q "listening on 127.0.0.1:$2" "$W/$1.log" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	tail -5 "$W/$1.log"
+	return 1
+}
+PA=$(pg_free_port); PB=$(pg_free_port)
+start_srv A "$PA" && start_srv B "$PB" || { echo "servers did not start"; exit 1; }
+ok "two servers, notes in $URL"
+
+conn() {	# port
+	echo --server "127.0.0.1:$1" --ca "$W/ca/root.pem" --cert "$W/station.pem" \
+	    --module "$NE_MODULE" \
+	    --key "pkcs11:token=mintline-station;object=channel?pin-source=file:$W/pins/station.pin"
+}
+line() {	# name: an in-process line with its own chips
+	mkdir -p "$W/$1" "$W/$1-chips"
+	echo 4 > "$W/$1/positions"
+}
+issue() {	# name port batch [extra]
+	local n=$1 port=$2 batch=$3
+	shift 3
+	# shellcheck disable=SC2046
+	"$NE_STATION" issue --line "inproc:$W/$n" --chips "$W/$n-chips" \
+	    --issuer-key "$NE_ISSUER_KEY" --feature-key "$NE_FKEY" $(conn "$port") \
+	    --journal "$W/$n.journal" --batch "$batch" --json --no-progress "$@"
+}
+for n in s1 s2 s3; do line $n; done
+ne_chips "$NOTES" 0 "$W/s1-chips" && ne_chips "$NOTES" 100000 "$W/s2-chips" &&
+    ne_chips 5 200000 "$W/s3-chips" || exit 1
+# shellcheck disable=SC2046
+for n in s1:$PA s2:$PB s3:$PB; do
+	"$NE_STATION" provision --line "inproc:$W/${n%%:*}" --chips "$W/${n%%:*}-chips" \
+	    --issuer-pub "$NE_ISSUER_PUB" --server-pub "$NE_SERVER_PUB" \
+	    --so-pin-source "file:$NE_SOPIN" $(conn "${n#*:}") --json >/dev/null ||
+	    bad "provision ${n%%:*}"
+done
+check "$(pg_psql 'SELECT count(*) FROM note_chip')" $((2 * NOTES + 5)) "chips enrolled through both servers"
+
+ne_batch "$NOTES" MA 1 > "$W/a.csv"
+ne_batch "$NOTES" MB 1 > "$W/b.csv"
+# station 1 through A, station 2 through B, at once; A killed mid-batch
+issue s1 "$PA" "$W/a.csv" --retry-secs 5 > "$W/s1-1.jsonl" 2> "$W/s1.err" &
+S1=$!
+issue s2 "$PB" "$W/b.csv" > "$W/s2.jsonl" 2> "$W/s2.err" &
+S2=$!
+for _ in $(seq 200); do	# kill A once a quarter of station 1's batch is in
+	[ "$(pg_psql "SELECT count(*) FROM note WHERE note_id LIKE 'MA%'")" -ge $((NOTES / 4)) ] && break
+	sleep 0.05
+done
+kill -9 "$PID_A"
+wait "$PID_A" 2>/dev/null
+sleep 0.2
+before=$(pg_psql "SELECT count(*) FROM note WHERE note_id LIKE 'MA%'")
+[ "$before" -gt 0 ] && [ "$before" -lt "$NOTES" ] &&
+    ok "server A killed (-9) under load, $before of station 1's $NOTES notes registered" ||
+    ok "server A killed (-9) with $before of station 1's $NOTES notes registered (timing)"
+wait "$S1"
+wait "$S2"; rc2=$?
+check "$rc2" 0 "station 2 (server B) finished its batch while A died"
+# station 1 resumes through B: in-doubt uploads are answered with the
+# registration A made
+issue s1 "$PB" "$W/a.csv" > "$W/s1-2.jsonl" 2>> "$W/s1.err"
+check $? 0 "station 1 resumed through server B"
+again=$(cat "$W"/s1-*.jsonl | grep -c '"result":"already_registered"\|"result":"completed"')
+ok "in-doubt or repeated uploads answered with the first registration: $again"
+
+# the same serials on other chips, through B: refused, both chips flagged
+ne_batch 5 MA 1 > "$W/dup.csv"
+issue s3 "$PB" "$W/dup.csv" > "$W/s3.jsonl" 2> "$W/s3.err"
+check "$(grep -c '"result":"issued"' "$W/s3.jsonl")" 0 "duplicate serials on other chips: none issued"
+check "$(pg_psql "SELECT count(DISTINCT note_id) FROM note_flag WHERE note_id LIKE 'MA%'")" 5 "duplicate serials flagged"
+check "$(pg_psql "SELECT count(*) FROM note_flag WHERE note_id LIKE 'MA%'")" 10 "both chips flagged for each"
+
+check "$(pg_psql 'SELECT count(*) FROM note')" $((2 * NOTES)) "every note registered"
+check "$(pg_psql 'SELECT count(*) - count(DISTINCT note_id) FROM note')" 0 "registered exactly once"
+check "$(pg_psql 'SELECT count(*) - count(DISTINCT chip_serial) FROM note')" 0 "no chip carries two notes"
+
+# online verification through A (restarted), notes issued through B too
+start_srv A "$PA" || bad "restart A"
+# shellcheck disable=SC2046
+"$NE_STATION" verify --line "inproc:$W/s2" --issuer-pub "$NE_ISSUER_PUB" \
+    $(conn "$PA") --chips "$W/s2-chips" --json > "$W/v2.jsonl" 2>/dev/null
+check "$(grep -c '"verdict":"GENUINE"' "$W/v2.jsonl")" "$NOTES" "notes registered through B verify GENUINE through A"
+exit $fail
