@@ -17,7 +17,13 @@ static void
 log_init(void)
 {
 	const char *s = secure_getenv("ML_LOG_LEVEL");
+	const char *f = secure_getenv("ML_LOG_FORMAT");
 
+	if (f != NULL && strcmp(f, "kv") == 0) {
+		log_format = ML_LOG_FMT_KV;
+	} else if (f != NULL && strcmp(f, "json") == 0) {
+		log_format = ML_LOG_FMT_JSON;
+	}
 	if (log_level >= 0) {
 		return;
 	}
@@ -57,6 +63,7 @@ ml_log_enabled(enum ml_log_level lvl)
 void
 ml_log_set_format(enum ml_log_format fmt)
 {
+	pthread_once(&log_once, log_init);
 	log_format = fmt;
 }
 

@@ -1,6 +1,7 @@
 /*
  * Logging to stderr (or syslog-style structured key=value lines).  The level
- * comes from ML_LOG_LEVEL (error, warn, info, debug); default warn.
+ * comes from ML_LOG_LEVEL (error, warn, info, debug); default warn; the
+ * format from ML_LOG_FORMAT (text, kv, json) or ml_log_set_format().
  * Never log secret-bearing input: log that a value was rejected, not what.
  */
 #ifndef ML_LOG_H

@@ -133,8 +133,14 @@ p256_fromdata(OSSL_LIB_CTX *libctx, OSSL_PARAM *params, int selection,
 	EVP_PKEY *pkey = NULL;
 	int r = ML_ERR_INTERNAL;
 
-	ML_ENSURE((pctx = EVP_PKEY_CTX_new_from_name(libctx, "EC",
-	    NULL)) != NULL, ML_ERR_NOMEM);
+	/*
+	 * By OID, not "EC": when the host loaded the pkcs11 engine (libp11:
+	 * openssl -engine pkcs11 -> this module), OpenSSL 3.0 hands the "EC"
+	 * name to the engine's legacy method even in a private library
+	 * context, and the import fails.
+	 */
+	ML_ENSURE((pctx = EVP_PKEY_CTX_new_from_name(libctx,
+	    "1.2.840.10045.2.1", NULL)) != NULL, ML_ERR_NOMEM);
 	ML_ENSURE(EVP_PKEY_fromdata_init(pctx) == 1, ML_ERR_CRYPTO);
 	ML_ENSURE(EVP_PKEY_fromdata(pctx, &pkey, selection, params) == 1,
 	    ML_ERR_CRYPTO);

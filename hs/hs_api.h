@@ -260,7 +260,10 @@ struct reg;		/* server/registry.h */
 /* What the server hands an application at start. */
 struct hs_app_env {
 	struct reg		*registry;	/* thread-safe; server/registry.h */
-	const struct hs_keyops	*server_keyops;	/* the HSM key (sign, ecdh) */
+	/* The HSM key, through mintline-monitor (docs/protocol.md section
+	 * 11): in a record handler only ecdh works (MON_DECRYPT_FEATURE);
+	 * sign is refused (ML_ERR_STATE) outside a handshake. */
+	const struct hs_keyops	*server_keyops;
 	const uint8_t		*server_pub;	/* its public point, 65 bytes */
 	const struct hs_trust	*trust;
 };

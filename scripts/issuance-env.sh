@@ -122,6 +122,9 @@ ne_batch() {
 
 # ne_server_start [ARGS]: mintline-server with the note application.
 ne_server_start() {
+	# the log is appended to: wait for a "listening" line of this start
+	local started
+	started=$(grep -c "listening on 127.0.0.1:$NE_PORT" "$NE_WORK/server.log" 2>/dev/null)
 	MINTLINE_NOTE_DB=$NE_DB MINTLINE_NOTE_ISSUERS=$NE_ISSUER_PUB \
 	MINTLINE_NOTE_FEATURE_KEY=$NE_FKEY MINTLINE_NOTE_SEAL_KEY=$NE_SERVER_KEY \
 	"$NE_SRV" --listen "127.0.0.1:$NE_PORT" --ca "$NE_WORK/ca/root.pem" \
@@ -131,7 +134,7 @@ ne_server_start() {
 	NE_SERVER_PID=$!
 	local j
 	for ((j = 0; j < 100; j++)); do
-		grep -q "listening on 127.0.0.1:$NE_PORT" "$NE_WORK/server.log" 2>/dev/null && return 0
+		[ "$(grep -c "listening on 127.0.0.1:$NE_PORT" "$NE_WORK/server.log" 2>/dev/null)" -gt "${started:-0}" ] && return 0
 		kill -0 "$NE_SERVER_PID" 2>/dev/null || { tail -5 "$NE_WORK/server.log" >&2; return 1; }
 		sleep 0.1
 	done

@@ -90,7 +90,7 @@ srv_opts_default(struct srv_opts *o)
 	o->r1_lifetime_ms = HS_R1_LIFETIME_MS;
 	o->drain_timeout_ms = 10000;
 	o->log_format = ML_LOG_FMT_TEXT;
-	o->log_level = ML_LOG_WARN;
+	o->log_level = -1;		/* unset: ML_LOG_LEVEL, else warn */
 }
 
 static const struct conf_key *

@@ -418,6 +418,10 @@ cmd_run(struct cli *cl)
 	 * module (docs/protocol.md, "Privilege separation").
 	 */
 	monitor_path(&s->o, monitor, sizeof(monitor));
+	if (s->o.log_format != ML_LOG_FMT_TEXT) {	/* the monitor's lines too */
+		(void)setenv("ML_LOG_FORMAT", s->o.log_format == ML_LOG_FMT_KV ?
+		    "kv" : "json", 1);
+	}
 	if ((r = mon_start(monitor, s->o.workers + 2, s->o.module, s->o.key,
 	    cl->verbose, &s->mon)) != 0) {
 		ml_err("cannot start the HSM monitor: %s", ml_errname(r));
@@ -605,7 +609,9 @@ main(int argc, char **argv)
 		return r;
 	}
 	ml_log_set_format((enum ml_log_format)cl->o.log_format);
-	ml_log_set_level((enum ml_log_level)cl->o.log_level);
+	if (cl->o.log_level >= 0) {
+		ml_log_set_level((enum ml_log_level)cl->o.log_level);
+	}
 	if (cl->check) {
 		printf("configuration ok\n");
 		free(cl);

@@ -34,9 +34,10 @@
 
 #define MON_FD_BASE		3	/* first channel fd in the monitor */
 #define MON_MAX_CHANNELS	130	/* workers (<= 64) + main thread + spare */
-#define MON_MAX_MSG		512	/* any request or reply */
+#define MON_MAX_MSG		2048	/* any request or reply (>= 9 + MON_MAX_URI) */
 #define MON_MAX_URI		1024	/* MON_PUBKEY body */
 #define MON_SESS_SLOTS		(1u << 18)	/* live-session table */
+_Static_assert(MON_MAX_MSG >= 1 + 8 + MON_MAX_URI, "MON_PUBKEY must fit");
 
 enum mon_type {
 	MON_HELLO		= 1,	/* -> pub(65) [seal_pub(65)]: start-up */

@@ -461,8 +461,16 @@ main(int argc, char **argv)
 	(void)prctl(PR_SET_DUMPABLE, 0);
 	(void)prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 	(void)setrlimit(RLIMIT_CORE, &(struct rlimit){ 0, 0 });
-	/* the worker is our parent: when it goes, we go */
-	(void)prctl(PR_SET_PDEATHSIG, SIGTERM);
+	/*
+	 * Signals are for the worker: systemd (KillMode=control-group) and a
+	 * terminal's ^C reach us too, but the worker must keep the key while
+	 * it drains.  We end when it closes the channels, which its exit or
+	 * death does by itself.
+	 */
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGUSR1, SIG_IGN);
 	ml_log_set_ident("mintline-monitor");
 	memset(&m, 0, sizeof(m));
 	while ((c = getopt_long(argc, argv, "n:m:k:v", long_opts, NULL)) != -1) {

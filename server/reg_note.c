@@ -172,6 +172,11 @@ handle_enrol(struct reg_note *rn, const uint8_t *req, size_t len,
 		return refuse(rn, w, "enrolment", chip, NULL,
 		    NOTE_R_ENROL_CONFLICT, 0);
 	}
+	if (r == ML_ERR_IO) {
+		/* registry unavailable (issue 7): no verdict, the station retries */
+		ml_warn("enrolment of chip %s: registry unavailable", chip);
+		return ML_ERR_IO;
+	}
 	if (r < 0) {
 		return refuse(rn, w, "enrolment", chip, NULL, NOTE_R_INTERNAL, 0);
 	}
@@ -229,6 +234,15 @@ handle_upload(struct reg_note *rn, const uint8_t *req, size_t len,
 		goto out;
 	}
 	r = note_db_chip_pub(rn->cfg.db, chip, chip_pub);
+	if (r == ML_ERR_IO) {
+		/*
+		 * Registry unavailable (issue 7): answer no verdict (the
+		 * server sends HS_REC_ERROR) so that the station keeps the
+		 * note in doubt and uploads it again; a refusal would be final.
+		 */
+		ml_warn("upload from chip %s: registry unavailable", chip);
+		goto out;
+	}
 	if (r != 0) {
 		r = refuse(rn, w, "upload", chip, NULL, r == ML_ERR_NOT_FOUND ?
 		    NOTE_R_UNKNOWN_CHIP : NOTE_R_INTERNAL, 0);
@@ -295,6 +309,9 @@ handle_upload(struct reg_note *rn, const uint8_t *req, size_t len,
 		    (unsigned long long)reg_id);
 		r = reply(w, r == 0 ? NOTE_ST_OK : NOTE_ST_AGAIN, NOTE_R_NONE, nid,
 		    reg_id, 0);
+	} else if (r == ML_ERR_IO) {
+		ml_warn("note %s on chip %s: registry unavailable, not "
+		    "registered", nid, chip);	/* no verdict: see above */
 	} else if (r >= 100) {
 		r = refuse(rn, w, "upload", chip, nid, r - 100,
 		    r - 100 == NOTE_R_DUP_SERIAL ? NOTE_F_TWO_CHIPS : 0);
@@ -340,6 +357,9 @@ handle_query(struct reg_note *rn, const uint8_t *req, size_t len,
 	if (r == ML_ERR_NOT_FOUND) {
 		return reply(w, NOTE_ST_REJECT, NOTE_R_UNREGISTERED, nid, 0, 0);
 	}
+	if (r == ML_ERR_IO) {
+		return ML_ERR_IO;	/* registry unavailable: no verdict */
+	}
 	if (r != 0) {
 		return reply(w, NOTE_ST_REJECT, NOTE_R_INTERNAL, nid, 0, 0);
 	}
@@ -356,8 +376,10 @@ handle_query(struct reg_note *rn, const uint8_t *req, size_t len,
 		return reply(w, NOTE_ST_REJECT, NOTE_R_CHIP_MISMATCH, nid, 0,
 		    NOTE_F_TWO_CHIPS);
 	}
-	if (note_db_chip_pub(rn->cfg.db, chip, enrolled) != 0 ||
-	    !ml_ct_eq(enrolled, ml_rd_ptr(&pub), ML_P256_PUB_LEN)) {
+	if ((r = note_db_chip_pub(rn->cfg.db, chip, enrolled)) == ML_ERR_IO) {
+		return ML_ERR_IO;	/* not a clone: the registry is away */
+	}
+	if (r != 0 || !ml_ct_eq(enrolled, ml_rd_ptr(&pub), ML_P256_PUB_LEN)) {
 		if (note_db_flag(rn->cfg.db, nid, chip,
 		    "chip key differs from the enrolled key") != 0) {
 			ml_err("registry: flag not recorded for %s", nid);

@@ -4,13 +4,14 @@
  * note registrations.
  *
  * Back-ends implement struct reg_ops; SQLite (registry_sqlite.c) is the
- * default, PostgreSQL comes later (issue 7).  Callers use the reg_*
- * wrappers only.  Every back-end is thread-safe: workers call it
+ * default, PostgreSQL (registry_pg.c, issue 7) serves several servers
+ * sharing one database.  Callers use the reg_* wrappers only.  Every back-end is thread-safe: workers call it
  * concurrently.
  *
- * Schema changes go into the back-end's migrations list
- * (reg_sqlite_migrations[] in registry_sqlite.c): append a row, never edit
- * an applied one.  To add an operation (e.g. note registration), add a
+ * Schema changes go into each back-end's migrations list
+ * (reg_sqlite_migrations[] in registry_sqlite.c, reg_pg_migrations[] in
+ * migrations_pg.c): append a row, never edit an applied one; both record
+ * the applied versions in a schema_version table.  To add an operation (e.g. note registration), add a
  * function pointer to struct reg_ops, a wrapper below, and the SQLite
  * implementation; a back-end may leave it NULL (the wrapper then returns
  * ML_ERR_UNSUPPORTED).

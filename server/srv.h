@@ -42,7 +42,7 @@ struct srv_opts {
 	int	 stats_interval_s;
 	int	 drain_timeout_ms;	/* SIGTERM: how long in-flight work gets */
 	int	 log_format;		/* enum ml_log_format */
-	int	 log_level;		/* enum ml_log_level */
+	int	 log_level;		/* enum ml_log_level; -1: unset */
 };
 
 /* config.c */
@@ -84,7 +84,6 @@ struct srv_metrics {
 	/* issue 7: the metrics endpoint (srv_metrics.c) */
 	atomic_ullong	 refused_unauth;	/* --max-unauth */
 	atomic_ullong	 refused_per_addr;	/* --max-unauth-per-addr */
-	atomic_ullong	 refused_draining;
 	atomic_ullong	 by_type[256];		/* records by type */
 	atomic_ullong	 handler_errors[256];	/* HS_REC_ERROR replies */
 	atomic_ullong	 note_status[3];	/* uploads: ok, again, reject */

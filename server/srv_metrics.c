@@ -131,8 +131,6 @@ srv_metrics_render(struct srv *s, struct ml_wr *w)
 	    "%llu\n", C(m->refused_unauth)));
 	ML_TRY(put(w, "mintline_connections_refused_total{reason=\"per_addr\"} "
 	    "%llu\n", C(m->refused_per_addr)));
-	ML_TRY(put(w, "mintline_connections_refused_total{reason=\"draining\"} "
-	    "%llu\n", C(m->refused_draining)));
 	ML_TRY(head(w, "mintline_connections_open", "gauge",
 	    "connections open now"));
 	ML_TRY(put(w, "mintline_connections_open %d\n",

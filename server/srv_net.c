@@ -643,7 +643,10 @@ srv_reload(struct srv *s)
 			s->o.log_format = no.log_format;
 			s->o.log_level = no.log_level;
 			ml_log_set_format((enum ml_log_format)no.log_format);
-			ml_log_set_level((enum ml_log_level)no.log_level);
+			if (no.log_level >= 0) {
+				ml_log_set_level(
+				    (enum ml_log_level)no.log_level);
+			}
 			ml_log(ML_LOG_WARN, "SIGHUP: configuration reloaded");
 		}
 	}
@@ -703,6 +706,7 @@ static void
 mconn_reply(struct net *n, struct mconn *mc, const char *status,
     const struct ml_wr *body)
 {
+	struct epoll_event e = { .events = EPOLLOUT, .data.ptr = mc };
 	char hdr[256];
 	int k;
 
@@ -718,7 +722,6 @@ mconn_reply(struct net *n, struct mconn *mc, const char *status,
 		mconn_free(n, mc);
 		return;
 	}
-	struct epoll_event e = { .events = EPOLLOUT, .data.ptr = mc };
 	(void)epoll_ctl(n->ep, EPOLL_CTL_MOD, mc->fd, &e);
 }
 

@@ -419,6 +419,16 @@ st_idr_open(const struct st_idr_opts *o, struct st_idr **ret)
 	}
 	s->o.rc.pin = NULL;
 	s->o.rc.so_pin = NULL;
+	/* ID-9: the idle clock lives in this process.  A reader chip that
+	 * outlived a crashed host (PC/SC: its own power) may still hold a
+	 * card's data for which no one counted the time away: start empty,
+	 * as an orderly exit leaves it (ID-12).  Found by
+	 * tests/fault/pcsc-reader-cache.sh. */
+	if ((r = idr_reader_forget(s->ir)) != 0) {
+		ml_err("reader secure chip: cannot clear the ID cache: %s",
+		    ml_strerror(r));
+		goto out;
+	}
 	if (o->remove_after >= 0) {
 		idr_reader_test_remove_after(s->ir, o->remove_after);
 	}
@@ -532,7 +542,11 @@ st_connect(void *ctx, struct idr_link *ret)
 			ml_err("handshake with %s:%s failed: %s", s->host,
 			    s->port, ml_strerror(r));
 		}
-		return r;
+		/* the server failing to authenticate (bad signature, R3 that
+		 * does not open: a damaged or forged server message) is not
+		 * the SAM's verdict on the card (exit 4); found by
+		 * tests/fault */
+		return r == ML_ERR_AUTH ? ML_ERR_IO : r;
 	}
 	idr_link_hs(c, ret);
 	return 0;

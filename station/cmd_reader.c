@@ -27,6 +27,7 @@
 
 #include "ml_err.h"
 #include "ml_log.h"
+#include "ml_wipe.h"
 
 #include "cmd_idread.h"
 
@@ -34,6 +35,11 @@
 #define RD_LINE_MAX	256
 
 static volatile sig_atomic_t rd_stop;
+
+/* The socket client's stdio buffer is ours, so that plaintext ID data
+ * written to it is wiped once sent (a libc buffer would be freed with it
+ * at fclose(); found by tests/integration/test-secrets.sh). */
+static char rd_obuf[BUFSIZ];
 
 static void
 rd_on_signal(int sig)
@@ -208,15 +214,25 @@ cmd_reader(const struct st_opts *so, int argc, char **argv)
 				close(cl.fd);
 				cl.fd = -1;
 			}
+			if (cout != NULL) {
+				(void)setvbuf(cout, rd_obuf, _IOFBF,
+				    sizeof(rd_obuf));
+			}
 			continue;
 		}
 		if (cl.fd >= 0 && (pf[nfds - 1].revents & (POLLIN | POLLHUP))) {
-			if (rd_feed(s, &cl, lfd >= 0 ? cout : stdout) < 0) {
+			pr = rd_feed(s, &cl, lfd >= 0 ? cout : stdout);
+			if (lfd >= 0) {
+				/* rd_feed flushed: the buffer is empty */
+				ml_wipe(rd_obuf, sizeof(rd_obuf));
+			}
+			if (pr < 0) {
 				if (lfd < 0) {
 					break;		/* end of stdin */
 				}
 				fclose(cout);
 				cout = NULL;
+				ml_wipe(rd_obuf, sizeof(rd_obuf));
 				close(cl.fd);
 				cl.fd = -1;
 			}
@@ -226,6 +242,7 @@ cmd_reader(const struct st_opts *so, int argc, char **argv)
 out:
 	if (cout != NULL) {
 		fclose(cout);
+		ml_wipe(rd_obuf, sizeof(rd_obuf));
 	}
 	if (lfd >= 0) {
 		if (cl.fd >= 0) {

@@ -74,8 +74,13 @@ start_server() {	# workers [extra args]
 	cat server.log
 	exit 1
 }
-cpu_ticks() {	# utime + stime of a process, in clock ticks
-	awk '{print $14 + $15}' "/proc/$1/stat"
+cpu_ticks() {	# utime + stime of a process and its children (the
+		# monitor that holds the HSM session), in clock ticks
+	local p t=0
+	for p in "$1" $(pgrep -P "$1"); do
+		t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+	done
+	echo "$t"
 }
 stop_server() {
 	kill -USR1 "$SP"
@@ -100,12 +105,14 @@ echo "## 2. registrations/s ($REGS notes, $THREADS threads; same run)"
     grep '^result: registrations'
 . "$HERE/../integration/pg-lib.sh"
 if pg_find >/dev/null && pg_init "$W/pg" >/dev/null 2>&1; then
+	trap '[ -n "$SP" ] && kill $SP 2>/dev/null; pg_stop immediate; pg_cleanup' EXIT
 	"$LOAD" reg --registry "$PG_URL" --count "$REGS" --threads "$THREADS" |
 	    grep '^result: registrations'
 	MINTLINE_REGISTRY_POOL=1 "$LOAD" reg --registry "$PG_URL" --count "$REGS" \
 	    --first 1000000 --threads "$THREADS" | grep '^result: registrations' |
 	    sed 's/$/ (pool=1 connection)/'
 	pg_stop fast
+	pg_cleanup
 else
 	echo "(PostgreSQL not available: row skipped)"
 fi
@@ -123,6 +130,6 @@ for w in 1 2; do
 	c1=$(cpu_ticks "$SP")
 	t1=$(date +%s.%N)
 	stop_server
-	echo "   server process CPU during the run: $(awk -v c="$((c1 - c0))" -v hz="$(getconf CLK_TCK)" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", 100 * c / hz / (b - a) }')% of one core"
+	echo "   server + monitor CPU during the run: $(awk -v c="$((c1 - c0))" -v hz="$(getconf CLK_TCK)" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", 100 * c / hz / (b - a) }')% of one core"
 	echo "   server: $STATS"
 done

@@ -5,12 +5,18 @@
  *
  *	mon_check MONITOR MODULE KEY_URI
  *
+ * Then, in this process, the monitor's key adapter (hs/hs_p11.c) losing
+ * its token session: the module is finalized behind libp11's back (as an
+ * HSM restart does), and the next sign must reconnect by itself.
+ *
  * Prints one "ok"/"FAIL" line per check; exit 0 when all passed.
  */
+#include <dlfcn.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "hs_p11.h"
 #include "ml_err.h"
 #include "ml_ossl.h"
 #include "mon_client.h"
@@ -27,6 +33,61 @@ expect(int got, int want, const char *what)
 		    ml_errname(want));
 		fails++;
 	}
+}
+
+/* The PKCS#11 entry points we need, without the PKCS#11 headers. */
+typedef unsigned long ck_rv;
+struct ck_version { unsigned char major, minor; };
+struct ck_function_list {
+	struct ck_version version;
+	ck_rv (*C_Initialize)(void *);
+	ck_rv (*C_Finalize)(void *);
+};
+
+/* Sign, lose the session (C_Finalize through our own dlopen handle of
+ * the same module), sign again: hs_p11 must reconnect and log in again. */
+static void
+reconnect_check(const char *module, const char *uri)
+{
+	struct hs_p11 *k = NULL;
+	struct hs_keyops ko;
+	struct ck_function_list *fl = NULL;
+	ck_rv (*gfl)(struct ck_function_list **);
+	uint8_t md[ML_SHA256_LEN] = { 9 }, sig[ML_P256_SIG_LEN];
+	uint8_t pub[ML_P256_PUB_LEN];
+	struct ml_p256_key *pk = NULL;
+	void *h;
+
+	expect(hs_p11_open(module, uri, &k), 0, "hs_p11: key open");
+	if (k == NULL) {
+		return;
+	}
+	hs_p11_keyops(k, &ko);
+	expect(ko.sign(ko.ctx, md, sig), 0, "hs_p11: sign");
+	if ((h = dlopen(module, RTLD_NOW)) == NULL ||
+	    (gfl = (ck_rv (*)(struct ck_function_list **))dlsym(h,
+	    "C_GetFunctionList")) == NULL || gfl(&fl) != 0) {
+		printf("FAIL - cannot reach the module's C_Finalize\n");
+		fails++;
+		hs_p11_free(k);
+		return;
+	}
+	expect((int)fl->C_Finalize(NULL), 0,
+	    "module finalized behind libp11 (session lost)");
+	expect(ko.sign(ko.ctx, md, sig), 0,
+	    "hs_p11: sign after the session was lost (reconnected)");
+	expect(hs_p11_reconnects(k) == 1 ? 0 : ML_ERR_STATE, 0,
+	    "hs_p11: one reconnect counted");
+	expect(hs_p11_pub(k, pub), 0, "hs_p11: public key");
+	expect(ml_p256_key_from_pub(pub, sizeof(pub), &pk), 0, "public key loads");
+	if (pk != NULL) {
+		expect(ml_p256_verify_digest(pk, md, sizeof(md), sig,
+		    sizeof(sig)), 0,
+		    "the signature after the reconnect verifies");
+		ml_p256_key_free(pk);
+	}
+	hs_p11_free(k);
+	dlclose(h);
 }
 
 int
@@ -91,5 +152,6 @@ main(int argc, char **argv)
 	expect(ko.sign(ko.ctx, md, sig), ML_ERR_STATE,
 	    "no session bound: refused in the worker already");
 	mon_stop(m);
+	reconnect_check(argv[2], argv[3]);
 	return fails == 0 ? 0 : 1;
 }

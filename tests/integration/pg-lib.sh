@@ -48,17 +48,34 @@ pg_init() {	# DIR
 	mkdir -p "$PG_DIR/sock"
 	if [ "$(id -u)" -eq 0 ]; then
 		chown -R "${PG_RUNAS:-nobody}" "$PG_DIR"
+		# A build tree under /root (CI) is not reachable by the cluster
+		# owner: then the cluster lives in a private /tmp directory.
+		if ! pg_as test -w "$PG_DIR/sock"; then
+			rm -rf "$PG_DIR"
+			PG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/mintline-pg.XXXXXX") || return 1
+			mkdir -p "$PG_DIR/sock"
+			chown -R "${PG_RUNAS:-nobody}" "$PG_DIR"
+			PG_TMPDIR=$PG_DIR
+			echo "# cluster in $PG_DIR (the build tree is not reachable by ${PG_RUNAS:-nobody})"
+		fi
 	fi
 	pg_as "$PGBIN/initdb" -D "$PG_DIR/data" -A trust -U mintline -E UTF8 \
 	    --no-sync > "$PG_DIR/initdb.log" 2>&1 ||
 	    { cat "$PG_DIR/initdb.log"; echo "initdb failed"; return 1; }
 	PG_PORT=$(pg_free_port)
 	PG_URL="postgresql://mintline@127.0.0.1:$PG_PORT/mintline"
-	export PGBIN PG_DIR PG_PORT PG_URL
+	export PGBIN PG_DIR PG_PORT PG_URL PG_TMPDIR
 	pg_start || return 1
 	psql -q -h "$PG_DIR/sock" -p "$PG_PORT" -U mintline -d postgres \
 	    -c "CREATE DATABASE mintline" >/dev/null || return 1
-	trap 'pg_stop immediate' EXIT
+	trap 'pg_stop immediate; pg_cleanup' EXIT
+}
+
+pg_cleanup() {	# the private /tmp cluster, if one was made
+	if [ -n "${PG_TMPDIR:-}" ]; then
+		rm -rf "$PG_TMPDIR"
+		PG_TMPDIR=""
+	fi
 }
 
 pg_start() {
