@@ -16,6 +16,10 @@
  *		[--threads T] [--hold S] [--server-pid PID] [--seconds S]
  *	open N authenticated channels and hold them; report the server's RSS
  *	(from /proc/PID/status) before and with them, then PING every one.
+ *   mintline-load ping --server H:P --ca ROOT --bundle BUNDLE --conns N
+ *		[--threads T] [--count N] [--seconds S]
+ *	records over established channels: the threads share N channels and
+ *	send PING records round robin (one in flight per thread).
  *   mintline-load reg --registry TARGET [--threads T] [--count N]
  *		[--seconds S] [--first K]
  *	note registrations through the registry back-end the server uses
@@ -381,6 +385,9 @@ connect_one(size_t i, int k, struct hs_chan **ret)
 
 static atomic_ulong next_op, ops_ok, ops_err;
 static double deadline;
+static double phase_t0;		/* > 0: timed phase started here (ping) */
+static double phase_secs;
+static pthread_barrier_t phase_barrier;
 
 struct worker {
 	pthread_t	 th;
@@ -436,8 +443,8 @@ run_workers(void *(*fn)(void *), const char *what)
 		lat_merge(&all, &w[t].lat);
 		free(w[t].lat.us);
 	}
-	report(what, atomic_load(&ops_ok), atomic_load(&ops_err), now_s() - t0,
-	    &all);
+	report(what, atomic_load(&ops_ok), atomic_load(&ops_err), now_s() -
+	    (phase_t0 > 0 ? phase_t0 : t0), &all);
 	free(all.us);
 	free(w);
 	return atomic_load(&ops_ok) > 0 ? 0 : ML_ERR_IO;
@@ -550,6 +557,79 @@ cmd_idle(void)
 	}
 	free(chans);
 	return r == 0 && alive == atomic_load(&ops_ok) ? 0 : ML_ERR_IO;
+}
+
+/* ---------------------------------------------------------------- ping */
+
+/*
+ * Records over established channels: each thread opens its share of the
+ * --conns channels, then sends PING records round robin over them until
+ * --count records or --seconds; one record in flight per thread.
+ */
+static void *
+ping_worker(void *p)
+{
+	struct worker *w = p;
+	struct hs_chan **mine;
+	unsigned n = 0, k, per = (o.conns + o.threads - 1) / o.threads;
+	unsigned long i;
+	uint8_t buf[64], type;
+	size_t len;
+
+	if ((mine = calloc(per ? per : 1, sizeof(*mine))) == NULL) {
+		return NULL;
+	}
+	for (k = 0; k < per && w->id * per + k < o.conns; k++) {
+		if (connect_one(w->id * per + k, (int)(k & 1), &mine[n]) == 0) {
+			n++;
+		}
+	}
+	/* every channel open before the timed phase starts */
+	if (pthread_barrier_wait(&phase_barrier) ==
+	    PTHREAD_BARRIER_SERIAL_THREAD) {
+		phase_t0 = now_s();
+		deadline = phase_t0 + phase_secs;
+	}
+	pthread_barrier_wait(&phase_barrier);
+	for (k = 0; n > 0 && (i = atomic_fetch_add(&next_op, 1)) < o.count &&
+	    now_s() < deadline; k = (k + 1) % n) {
+		double t0 = now_s();
+
+		if (hs_chan_call(mine[k], HS_REC_PING, "ping", 4, &type, buf,
+		    sizeof(buf), &len) == 0 && type == HS_REC_PONG) {
+			lat_add(&w->lat, now_s() - t0);
+			atomic_fetch_add(&ops_ok, 1);
+		} else {
+			atomic_fetch_add(&ops_err, 1);
+		}
+	}
+	for (k = 0; k < n; k++) {
+		hs_chan_close(mine[k]);
+	}
+	free(mine);
+	return NULL;
+}
+
+static int
+cmd_ping(void)
+{
+	char what[96];
+	int r;
+
+	if (o.conns == 0 || (r = load_bundle()) != 0) {
+		return o.conns == 0 ? ML_ERR_ARG : r;
+	}
+	snprintf(what, sizeof(what), "records (PING) conns=%u threads=%u",
+	    o.conns, o.threads);
+	if (o.threads < 1 || o.threads > LOAD_MAX_THREADS) {
+		return ML_ERR_ARG;
+	}
+	pthread_barrier_init(&phase_barrier, NULL, o.threads);
+	phase_secs = o.seconds;
+	o.seconds += 600;	/* opening the channels is not timed */
+	r = run_workers(ping_worker, what);
+	pthread_barrier_destroy(&phase_barrier);
+	return r;
 }
 
 /* ---------------------------------------------------------------- reg */
@@ -678,6 +758,7 @@ usage(FILE *f)
 "       mintline-load hs    --server H:P --ca ROOT --bundle BUNDLE [--flow A|B]\n"
 "       mintline-load idle  --server H:P --ca ROOT --bundle BUNDLE --conns N\n"
 "                           [--hold S] [--server-pid PID]\n"
+"       mintline-load ping  --server H:P --ca ROOT --bundle BUNDLE --conns N\n"
 "       mintline-load reg   --registry TARGET [--first K]\n"
 "  common: --threads T (8) --count N (1000) --seconds S (60) [--server2 H:P]\n");
 }
@@ -751,6 +832,8 @@ main(int argc, char **argv)
 		r = o.server ? cmd_hs() : ML_ERR_ARG;
 	} else if (strcmp(o.cmd, "idle") == 0) {
 		r = o.server ? cmd_idle() : ML_ERR_ARG;
+	} else if (strcmp(o.cmd, "ping") == 0) {
+		r = o.server ? cmd_ping() : ML_ERR_ARG;
 	} else if (strcmp(o.cmd, "reg") == 0) {
 		r = cmd_reg();
 	} else {

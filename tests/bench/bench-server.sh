@@ -133,3 +133,10 @@ for w in 1 2; do
 	echo "   server + monitor CPU during the run: $(awk -v c="$((c1 - c0))" -v hz="$(getconf CLK_TCK)" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", 100 * c / hz / (b - a) }')% of one core"
 	echo "   server: $STATS"
 done
+
+echo
+echo "## 4. records over established channels (2,000 channels, PING, 2 workers)"
+start_server 2
+"$LOAD" ping --server 127.0.0.1:$PORT --ca ca/root.pem --bundle bundle \
+    --conns 2000 --threads "$THREADS" --count 10000000 --seconds 5 | grep '^result'
+stop_server
