@@ -128,7 +128,7 @@ apdu_build(struct ml_wr *w, uint8_t cla, uint8_t ins, uint8_t p1, uint8_t p2,
 	r = 0;
 out:
 	if (r != 0) {
-		w->len = save;
+		ml_wr_rewind(w, save);
 	}
 	return r;
 }

@@ -496,7 +496,7 @@ note_read_feature(struct chip *c, const struct apdu *a, struct ml_wr *resp)
 	r = 0;
 out:
 	if (r != 0) {
-		resp->len = mark;
+		ml_wr_rewind(resp, mark);
 	}
 	return r;
 }
@@ -552,7 +552,7 @@ note_get_sealed(struct chip *c, const struct apdu *a, struct ml_wr *resp)
 	r = 0;
 out:
 	if (r != 0) {
-		resp->len = mark;
+		ml_wr_rewind(resp, mark);
 	}
 	ml_wr_free(&pt);
 	ml_wr_free(&msg);

@@ -761,23 +761,6 @@ out:
 	return r;
 }
 
-static int
-dup_bytes(const struct ml_rd *v, uint8_t **ret, size_t *ret_len)
-{
-	size_t n = ml_rd_left(v);
-	uint8_t *p;
-
-	if ((p = malloc(n ? n : 1)) == NULL) {
-		return ML_ERR_NOMEM;
-	}
-	if (n > 0) {
-		memcpy(p, ml_rd_ptr(v), n);
-	}
-	*ret = p;
-	*ret_len = n;
-	return 0;
-}
-
 /* 80 64 00 00 Lc class(1) flags(1) attrs: data, certificates, public keys. */
 static int
 core_create_object(struct chip *c, const struct apdu *a, struct ml_wr *resp)
@@ -793,7 +776,7 @@ core_create_object(struct chip *c, const struct apdu *a, struct ml_wr *resp)
 	    o.cls == OBJ_CLASS_PUBKEY, ML_ERR_ARG);	/* no private key import */
 	ML_ENSURE((o.flags & ~(OBJ_F_PRIVATE | OBJ_F_READONLY)) == 0, ML_ERR_ARG);
 	ML_ENSURE(ml_rd_left(&rd) <= OBJ_MAX_ATTRS, ML_ERR_TOO_LARGE);
-	ML_TRY(dup_bytes(&rd, &o.attrs, &o.attrs_len));
+	ML_TRY(chip_dup_bytes(&rd, &o.attrs, &o.attrs_len));
 	o.id = obj_next_id(c);
 	ML_TRY(obj_append(c, &o));
 	o.attrs = NULL;
@@ -819,7 +802,7 @@ core_update_object(struct chip *c, const struct apdu *a, struct ml_wr *resp)
 	ML_ENSURE((o = chip_obj_find(c, p1p2(a))) != NULL, ML_ERR_NOT_FOUND);
 	ML_ENSURE((o->flags & OBJ_F_READONLY) == 0, ML_ERR_STATE);
 	ML_ENSURE(ml_rd_left(&a->data) <= OBJ_MAX_ATTRS, ML_ERR_TOO_LARGE);
-	ML_TRY(dup_bytes(&a->data, &na, &nlen));
+	ML_TRY(chip_dup_bytes(&a->data, &na, &nlen));
 	ml_freezero(o->attrs, o->attrs_len);
 	o->attrs = na;
 	o->attrs_len = nlen;

@@ -188,6 +188,13 @@ int		 core_get_challenge(struct chip *c, const struct apdu *a, struct ml_wr *res
 /* SW for an error from a handler (the single ML_ERR -> SW translation). */
 uint16_t	 ml_err_to_sw(int r);
 
+/*
+ * Copy the bytes left in v into a new allocation (at least one byte, so an
+ * empty field is not NULL).  Returns 0 and sets *ret / *ret_len, which the
+ * caller frees, or ML_ERR_NOMEM with both untouched.  v does not move.
+ */
+ML_MUST_CHECK int chip_dup_bytes(const struct ml_rd *v, uint8_t **ret,
+    size_t *ret_len);
 /* Free what an object holds (wiping the private scalar). */
 void		 chip_obj_clear(struct chip_obj *o);
 /* Wipe RAM-only reader cache and keys (ID-9, ID-12). */

@@ -178,15 +178,12 @@ get_fixed(struct ml_rd *v, void *dst, size_t n)
 	return ml_rd_copy(v, dst, n);
 }
 
-static int
-get_dup(struct ml_rd *v, size_t max, uint8_t **ret, size_t *ret_len)
+int
+chip_dup_bytes(const struct ml_rd *v, uint8_t **ret, size_t *ret_len)
 {
 	size_t n = ml_rd_left(v);
 	uint8_t *p;
 
-	if (n > max) {
-		return ML_ERR_FORMAT;
-	}
 	if ((p = malloc(n ? n : 1)) == NULL) {
 		return ML_ERR_NOMEM;
 	}
@@ -196,6 +193,15 @@ get_dup(struct ml_rd *v, size_t max, uint8_t **ret, size_t *ret_len)
 	*ret = p;
 	*ret_len = n;
 	return 0;
+}
+
+static int
+get_dup(struct ml_rd *v, size_t max, uint8_t **ret, size_t *ret_len)
+{
+	if (ml_rd_left(v) > max) {
+		return ML_ERR_FORMAT;
+	}
+	return chip_dup_bytes(v, ret, ret_len);
 }
 
 static int

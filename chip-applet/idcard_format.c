@@ -181,8 +181,7 @@ idc_config_encode(const struct idc_config *cfg, struct ml_wr *w)
 	r = 0;
 out:
 	if (r != 0) {
-		ml_wipe(w->p + save, w->len - save);
-		w->len = save;
+		ml_wr_rewind(w, save);
 	}
 	return r;
 }
@@ -381,8 +380,7 @@ idc_info_encode(const struct idc_info *info, struct ml_wr *w)
 	r = 0;
 out:
 	if (r != 0) {
-		ml_wipe(w->p + save, w->len - save);
-		w->len = save;
+		ml_wr_rewind(w, save);
 	}
 	return r;
 }
@@ -466,9 +464,8 @@ idc_data_seal(const uint8_t sam_key[static IDC_SAM_KEY_LEN],
 	    tag));
 	r = 0;
 out:
-	if (r != 0 && out->len > save) {
-		ml_wipe(out->p + save, out->len - save);
-		out->len = save;
+	if (r != 0) {
+		ml_wr_rewind(out, save);
 	}
 	ml_wipe(key, sizeof(key));
 	ml_wr_free(&pt);

@@ -25,7 +25,7 @@ note_msg_auth(struct ml_wr *w, const uint8_t challenge[static NOTE_CHALLENGE_LEN
 	    (r = ml_wr_bytes(w, challenge, NOTE_CHALLENGE_LEN)) != 0 ||
 	    (r = ml_wr_bytes(w, serial, CHIP_SERIAL_LEN)) != 0 ||
 	    (r = ml_wr_bytes(w, feature, feature_len)) != 0) {
-		w->len = save;
+		ml_wr_rewind(w, save);
 	}
 	return r;
 }
@@ -39,7 +39,7 @@ note_msg_seal(struct ml_wr *w, const void *serial, const uint8_t *blob,
 
 	if ((r = domain_serial(w, NOTE_SEAL_DOMAIN, serial)) != 0 ||
 	    (r = ml_wr_bytes(w, blob, blob_len)) != 0) {
-		w->len = save;
+		ml_wr_rewind(w, save);
 	}
 	return r;
 }
@@ -54,7 +54,7 @@ note_msg_prove(struct ml_wr *w, const void *serial, const uint8_t *challenge,
 	if ((r = domain_serial(w, NOTE_PROVE_DOMAIN, serial)) != 0 ||
 	    (r = ml_wr_bytes(w, challenge, challenge_len)) != 0 ||
 	    (r = ml_wr_bytes(w, feature_md, ML_SHA256_LEN)) != 0) {
-		w->len = save;
+		ml_wr_rewind(w, save);
 	}
 	return r;
 }

@@ -197,8 +197,6 @@ count_positions(const char *dir)
 	return n > 0 ? n : INPROC_DEFAULT_POSITIONS;
 }
 
-static void inproc_close(void *state);
-
 static int
 inproc_open(const char *arg, void **ret_state)
 {
@@ -207,7 +205,6 @@ inproc_open(const char *arg, void **ret_state)
 	char abs[PATH_MAX];
 	struct stat sb;
 	size_t i;
-	int r;
 
 	if (arg == NULL || arg[0] == '\0' || strlen(arg) >= PATH_MAX - 16) {
 		return ML_ERR_ARG;
@@ -252,8 +249,7 @@ inproc_open(const char *arg, void **ret_state)
 	}
 	pthread_mutexattr_destroy(&ma);
 	*ret_state = ip;
-	r = 0;
-	return r;
+	return 0;
 }
 
 static void

@@ -1007,6 +1007,37 @@ gcm_update(EVP_CIPHER_CTX *cctx, uint8_t *out, const uint8_t *in, size_t n)
 }
 
 /*
+ * Start AES-256-GCM (enc 1 to seal, 0 to open) and run aad, then the n bytes
+ * of in, through it into out.  Returns 0 and sets *ret_cctx, which the
+ * caller frees, or a negative ML_ERR_*; *ret_cctx is untouched on failure
+ * and out may hold partial output.
+ */
+static int
+gcm_begin(int enc, const uint8_t key[static ML_AES256_KEY_LEN],
+    const uint8_t iv[static ML_GCM_IV_LEN], const void *aad, size_t aad_len,
+    const void *in, size_t n, uint8_t *out, EVP_CIPHER_CTX **ret_cctx)
+{
+	EVP_CIPHER_CTX *cctx = NULL;
+	int r = ML_ERR_INTERNAL;
+
+	ML_ENSURE((aad != NULL || aad_len == 0) &&
+	    ((in != NULL && out != NULL) || n == 0), ML_ERR_ARG);
+	ML_TRY(ml_ossl_init());
+	ML_ENSURE((cctx = EVP_CIPHER_CTX_new()) != NULL, ML_ERR_NOMEM);
+	/* The default GCM IV length is 12, which is ML_GCM_IV_LEN. */
+	ML_ENSURE(EVP_CipherInit_ex2(cctx, ossl_st.gcm, key, iv, enc,
+	    NULL) == 1, ML_ERR_CRYPTO);
+	ML_TRY(gcm_update(cctx, NULL, aad, aad_len));
+	ML_TRY(gcm_update(cctx, out, in, n));
+	*ret_cctx = cctx;
+	cctx = NULL;
+	r = 0;
+out:
+	EVP_CIPHER_CTX_free(cctx);	/* cleanses the key schedule */
+	return r;
+}
+
+/*
  * On failure ct is wiped (it may hold a partial encryption); ret_tag is
  * untouched.
  */
@@ -1023,15 +1054,7 @@ ml_gcm_seal(const uint8_t key[static ML_AES256_KEY_LEN],
 	int r = ML_ERR_INTERNAL;
 
 	ERR_set_mark();
-	ML_ENSURE((aad != NULL || aad_len == 0) &&
-	    ((pt != NULL && ct != NULL) || pt_len == 0), ML_ERR_ARG);
-	ML_TRY(ml_ossl_init());
-	ML_ENSURE((cctx = EVP_CIPHER_CTX_new()) != NULL, ML_ERR_NOMEM);
-	/* The default GCM IV length is 12, which is ML_GCM_IV_LEN. */
-	ML_ENSURE(EVP_EncryptInit_ex2(cctx, ossl_st.gcm, key, iv, NULL) == 1,
-	    ML_ERR_CRYPTO);
-	ML_TRY(gcm_update(cctx, NULL, aad, aad_len));
-	ML_TRY(gcm_update(cctx, ct, pt, pt_len));
+	ML_TRY(gcm_begin(1, key, iv, aad, aad_len, pt, pt_len, ct, &cctx));
 	ML_ENSURE(EVP_EncryptFinal_ex(cctx, fin, &outl) == 1 && outl == 0,
 	    ML_ERR_CRYPTO);
 	ML_ENSURE(EVP_CIPHER_CTX_ctrl(cctx, EVP_CTRL_AEAD_GET_TAG,
@@ -1059,14 +1082,7 @@ ml_gcm_open(const uint8_t key[static ML_AES256_KEY_LEN],
 	int r = ML_ERR_INTERNAL;
 
 	ERR_set_mark();
-	ML_ENSURE((aad != NULL || aad_len == 0) &&
-	    ((ct != NULL && pt != NULL) || ct_len == 0), ML_ERR_ARG);
-	ML_TRY(ml_ossl_init());
-	ML_ENSURE((cctx = EVP_CIPHER_CTX_new()) != NULL, ML_ERR_NOMEM);
-	ML_ENSURE(EVP_DecryptInit_ex2(cctx, ossl_st.gcm, key, iv, NULL) == 1,
-	    ML_ERR_CRYPTO);
-	ML_TRY(gcm_update(cctx, NULL, aad, aad_len));
-	ML_TRY(gcm_update(cctx, pt, ct, ct_len));
+	ML_TRY(gcm_begin(0, key, iv, aad, aad_len, ct, ct_len, pt, &cctx));
 	/*
 	 * The AEAD ctrls (not deprecated in 3.0) rather than
 	 * EVP_CIPHER_CTX_set_params(): under valgrind 3.19 the latter made

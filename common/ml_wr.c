@@ -29,6 +29,16 @@ ml_wr_clear(struct ml_wr *w)
 	w->len = 0;
 }
 
+void
+ml_wr_rewind(struct ml_wr *w, size_t mark)
+{
+	if (mark >= w->len) {
+		return;
+	}
+	ml_wipe(w->p + mark, w->len - mark);
+	w->len = mark;
+}
+
 static int
 wr_grow(struct ml_wr *w, size_t need)
 {

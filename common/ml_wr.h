@@ -38,6 +38,12 @@ ml_wr_dyn(size_t max)
 void	 ml_wr_free(struct ml_wr *w);
 /* Forget the contents (wiped) but keep the buffer. */
 void	 ml_wr_clear(struct ml_wr *w);
+/*
+ * Drop (wiping) everything written after mark, a length the writer had
+ * before: how an encoder that failed half way leaves w as it found it.
+ * A mark at or past the end changes nothing.
+ */
+void	 ml_wr_rewind(struct ml_wr *w, size_t mark);
 /* Room left before the limit. */
 static inline size_t
 ml_wr_room(const struct ml_wr *w)

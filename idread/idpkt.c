@@ -58,7 +58,7 @@ idr_begin_encode(const struct idr_begin *b, struct ml_wr *w)
 	r = 0;
 out:
 	if (r != 0) {
-		w->len = mark;
+		ml_wr_rewind(w, mark);
 	}
 	return r;
 }
@@ -100,7 +100,7 @@ idr_ready_encode(const struct idr_ready *rd, struct ml_wr *w)
 	r = 0;
 out:
 	if (r != 0) {
-		w->len = mark;
+		ml_wr_rewind(w, mark);
 	}
 	return r;
 }
@@ -141,7 +141,7 @@ idr_end_encode(const uint8_t id[static IDR_ID_LEN], uint8_t round,
 	r = 0;
 out:
 	if (r != 0) {
-		w->len = mark;
+		ml_wr_rewind(w, mark);
 	}
 	return r;
 }
@@ -176,7 +176,7 @@ idr_abort_encode(const uint8_t id[static IDR_ID_LEN], int reason,
 	r = 0;
 out:
 	if (r != 0) {
-		w->len = mark;
+		ml_wr_rewind(w, mark);
 	}
 	return r;
 }
@@ -220,7 +220,7 @@ idr_retx_encode(const uint8_t id[static IDR_ID_LEN], uint8_t round,
 	r = 0;
 out:
 	if (r != 0) {
-		w->len = mark;
+		ml_wr_rewind(w, mark);
 	}
 	return r;
 }
@@ -268,13 +268,12 @@ out:
 
 /* ---------------------------------------------------------------- RESULT */
 
-static int
+static void
 result_aad(const uint8_t id[static IDR_ID_LEN],
     uint8_t ret_aad[static sizeof(IDR_RESULT_AAD) - 1 + IDR_ID_LEN])
 {
 	memcpy(ret_aad, IDR_RESULT_AAD, sizeof(IDR_RESULT_AAD) - 1);
 	memcpy(ret_aad + sizeof(IDR_RESULT_AAD) - 1, id, IDR_ID_LEN);
-	return 0;
 }
 
 int
@@ -292,7 +291,7 @@ idr_result_encode(const uint8_t id[static IDR_ID_LEN], int status,
 	ML_TRY(ml_wr_u32be(w, (uint32_t)status));
 	if (status == 0) {
 		ML_ENSURE(info_len >= 1, ML_ERR_ARG);
-		ML_TRY(result_aad(id, aad));
+		result_aad(id, aad);
 		ML_TRY(ml_rand(iv, sizeof(iv)));
 		ML_TRY(ml_wr_bytes(w, iv, sizeof(iv)));
 		ML_TRY(ml_wr_reserve(w, info_len + ML_GCM_TAG_LEN, &ct));
@@ -302,8 +301,7 @@ idr_result_encode(const uint8_t id[static IDR_ID_LEN], int status,
 	r = 0;
 out:
 	if (r != 0) {
-		ml_wipe(w->p + mark, w->len - mark);
-		w->len = mark;
+		ml_wr_rewind(w, mark);
 	}
 	return r;
 }
@@ -338,17 +336,15 @@ idr_result_decode(const uint8_t *p, size_t n,
 	ct_len = ml_rd_left(&rd) - ML_GCM_TAG_LEN;
 	ML_TRY(ml_rd_bytes(&rd, ct_len, &ct));
 	ML_TRY(ml_rd_bytes(&rd, ML_GCM_TAG_LEN, &tag));
-	ML_TRY(result_aad(id, aad));
+	result_aad(id, aad);
 	ML_TRY(ml_wr_reserve(info, ct_len, &pt));
-	if ((r = ml_gcm_open(key, iv, aad, sizeof(aad), ct, ct_len, tag,
-	    pt)) != 0) {
-		ml_wipe(pt, ct_len);
-		info->len = mark;
-		goto out;
-	}
+	ML_TRY(ml_gcm_open(key, iv, aad, sizeof(aad), ct, ct_len, tag, pt));
 	*ret_status = 0;
 	r = 0;
 out:
+	if (r != 0) {
+		ml_wr_rewind(info, mark);
+	}
 	return r;
 }
 
@@ -368,7 +364,7 @@ idr_upload_encode(const uint8_t *config, size_t config_len,
 	r = 0;
 out:
 	if (r != 0) {
-		w->len = mark;
+		ml_wr_rewind(w, mark);
 	}
 	return r;
 }
@@ -437,8 +433,7 @@ idr_pkt_seal(const uint8_t key[static IDR_KEY_LEN],
 	r = 0;
 out:
 	if (r != 0) {
-		ml_wipe(w->p + mark, w->len - mark);
-		w->len = mark;
+		ml_wr_rewind(w, mark);
 	}
 	return r;
 }

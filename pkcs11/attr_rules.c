@@ -295,6 +295,19 @@ same_value(const CK_ATTRIBUTE *a, const CK_ATTRIBUTE *b)
 	    memcmp(a->pValue, b->pValue, a->ulValueLen) == 0);
 }
 
+const CK_ATTRIBUTE *
+p11m_tmpl_find(const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_ATTRIBUTE_TYPE type)
+{
+	CK_ULONG i;
+
+	for (i = 0; i < n; i++) {
+		if (tmpl[i].type == type) {
+			return &tmpl[i];
+		}
+	}
+	return NULL;
+}
+
 CK_RV
 p11m_tmpl_class(const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_OBJECT_CLASS def_cls,
     CK_KEY_TYPE def_kt, CK_OBJECT_CLASS *ret_cls, CK_KEY_TYPE *ret_kt)
@@ -418,6 +431,36 @@ add_defaults(const struct rule_set *rs, struct p11m_attrs *a)
 	return CKR_OK;
 }
 
+/*
+ * CKR_TEMPLATE_INCOMPLETE if the template lacks an attribute whose rule
+ * carries the must flag (CKA_KEY_TYPE and CKA_CERTIFICATE_TYPE excepted:
+ * the class choice implies them); else CKR_OK.
+ */
+static CK_RV
+need_required(const struct rule_set *rs, unsigned must,
+    const CK_ATTRIBUTE *tmpl, CK_ULONG n)
+{
+	const struct attr_rule *r;
+	size_t i, j;
+
+	for (i = 0; i < MAX_TABLES && rs->t[i].rows != NULL; i++) {
+		for (j = 0; j < rs->t[i].n; j++) {
+			r = &rs->t[i].rows[j];
+			if (!(r->flags & must) || rule_find(rs, r->type) != r) {
+				continue;
+			}
+			if (r->type == CKA_KEY_TYPE ||
+			    r->type == CKA_CERTIFICATE_TYPE) {
+				continue;
+			}
+			if (p11m_tmpl_find(tmpl, n, r->type) == NULL) {
+				return CKR_TEMPLATE_INCOMPLETE;
+			}
+		}
+	}
+	return CKR_OK;
+}
+
 CK_RV
 p11m_attr_apply(enum p11m_aop op, CK_OBJECT_CLASS cls, CK_KEY_TYPE kt,
     const CK_ATTRIBUTE *tmpl, CK_ULONG n, const struct p11m_attrs *cur,
@@ -481,36 +524,13 @@ p11m_attr_apply(enum p11m_aop op, CK_OBJECT_CLASS cls, CK_KEY_TYPE kt,
 	}
 
 	/* Pass 2: required attributes are present. */
-	if (op == P11M_AOP_CREATE || op == P11M_AOP_GENERATE) {
-		unsigned must = op == P11M_AOP_CREATE ? AR_MUST_ON_CREATE :
-		    AR_MUST_ON_GENERATE;
-		size_t ti;
-
-		for (ti = 0; ti < MAX_TABLES && rs->t[ti].rows != NULL;
-		    ti++) {
-			for (j = 0; j < rs->t[ti].n; j++) {
-				bool found = false;
-
-				r = &rs->t[ti].rows[j];
-				if (!(r->flags & must) ||
-				    rule_find(rs, r->type) != r) {
-					continue;
-				}
-				if (r->type == CKA_KEY_TYPE ||
-				    r->type == CKA_CERTIFICATE_TYPE) {
-					/* implied by the class choice */
-					continue;
-				}
-				for (i = 0; i < n; i++) {
-					if (tmpl[i].type == r->type) {
-						found = true;
-					}
-				}
-				if (!found) {
-					return CKR_TEMPLATE_INCOMPLETE;
-				}
-			}
-		}
+	if (op == P11M_AOP_CREATE &&
+	    (rv = need_required(rs, AR_MUST_ON_CREATE, tmpl, n)) != CKR_OK) {
+		return rv;
+	}
+	if (op == P11M_AOP_GENERATE &&
+	    (rv = need_required(rs, AR_MUST_ON_GENERATE, tmpl, n)) != CKR_OK) {
+		return rv;
 	}
 
 	/* Pass 3: build the result. */

@@ -44,17 +44,16 @@ P11M_EXPORT CK_RV C_GetInterface(CK_UTF8CHAR_PTR name, CK_VERSION_PTR version,
  * operation unless it returns CKR_BUFFER_TOO_SMALL" or is a size query).
  */
 static CK_RV
+op_end_bad_args(struct p11m_session *s, enum p11m_opkind k)
+{
+	p11m_op_end(&s->op[k]);
+	return CKR_ARGUMENTS_BAD;
+}
+
+static CK_RV
 bad_args_end(CK_SESSION_HANDLE hs, enum p11m_opkind k)
 {
-	struct p11m_session *s = NULL;
-	CK_RV rv;
-
-	if ((rv = p11m_session_enter(hs, P11M_NEED_RO, &s)) != CKR_OK) {
-		return rv;
-	}
-	p11m_op_end(&s->op[k]);
-	p11m_session_leave(s);
-	return CKR_ARGUMENTS_BAD;
+	WITH_SESSION(hs, P11M_NEED_RO, op_end_bad_args(s, k));
 }
 
 /* ---- general purpose ---- */

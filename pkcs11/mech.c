@@ -133,6 +133,54 @@ key_is_chipkey(const struct p11m_obj *o)
 	return o->token && (o->chip_flags & OBJ_F_CHIPKEY);
 }
 
+/*
+ * One C_SignUpdate / C_VerifyUpdate step: hash into the op for
+ * CKM_ECDSA_SHA256, else buffer the raw input (64 bytes at most).  Ends the
+ * operation on failure.
+ */
+static CK_RV
+op_update(struct p11m_op *op, CK_BYTE_PTR data, CK_ULONG n)
+{
+	CK_RV rv = CKR_OK;
+
+	if (!op->active) {
+		return CKR_OPERATION_NOT_INITIALIZED;
+	}
+	op->multi = true;
+	if (op->mech == CKM_ECDSA_SHA256) {
+		if (n > 0 && ml_sha256_update(op->sha, data, n) != 0) {
+			rv = CKR_FUNCTION_FAILED;
+		}
+	} else {
+		rv = op_buffer(op, data, n, 64);
+	}
+	if (rv != CKR_OK) {
+		p11m_op_end(op);
+	}
+	return rv;
+}
+
+/*
+ * For CKM_ECDSA_SHA256, finish the op's hash over *in (the last part) and
+ * point *in / *n at the digest, written to md; other mechanisms leave both
+ * as they are.  Returns CKR_FUNCTION_FAILED if hashing fails.
+ */
+static CK_RV
+op_hash_input(struct p11m_op *op, const uint8_t **in, size_t *n,
+    uint8_t md[static ML_SHA256_LEN])
+{
+	if (op->mech != CKM_ECDSA_SHA256) {
+		return CKR_OK;
+	}
+	if (ml_sha256_update(op->sha, *in, *n) != 0 ||
+	    ml_sha256_final(op->sha, md) != 0) {
+		return CKR_FUNCTION_FAILED;
+	}
+	*in = md;
+	*n = ML_SHA256_LEN;
+	return CKR_OK;
+}
+
 /* ---- sign (chip) ---- */
 
 CK_RV
@@ -205,14 +253,8 @@ sign_finish(struct p11m_session *s, const uint8_t *in, size_t n,
 		/* Size query or short buffer: the operation stays. */
 		return p11m_out(NULL, ML_P256_SIG_LEN, sig, sig_len);
 	}
-	if (op->mech == CKM_ECDSA_SHA256) {
-		if (ml_sha256_update(op->sha, in, n) != 0 ||
-		    ml_sha256_final(op->sha, md) != 0) {
-			rv = CKR_FUNCTION_FAILED;
-			goto out;
-		}
-		in = md;
-		n = sizeof(md);
+	if ((rv = op_hash_input(op, &in, &n, md)) != CKR_OK) {
+		goto out;
 	}
 	if ((rv = p11m_session_lock_slot(s)) != CKR_OK) {
 		goto out;
@@ -249,22 +291,39 @@ out:
 	return rv;
 }
 
+/*
+ * The single-part call (C_Sign, C_Verify, C_Digest, C_Encrypt, C_Decrypt)
+ * of an operation: refused after an Update (CKR_FUNCTION_FAILED) or with a
+ * NULL buffer of nonzero length (CKR_ARGUMENTS_BAD); either ends it.
+ */
+static CK_RV
+op_single_part(struct p11m_op *op, const void *in, CK_ULONG n)
+{
+	CK_RV rv = CKR_OK;
+
+	if (op->multi) {
+		rv = CKR_FUNCTION_FAILED;
+	} else if (in == NULL && n != 0) {
+		rv = CKR_ARGUMENTS_BAD;
+	}
+	if (rv != CKR_OK) {
+		p11m_op_end(op);	/* ends the operation: read op first */
+	}
+	return rv;
+}
+
 CK_RV
 p11m_sign(struct p11m_session *s, CK_BYTE_PTR data, CK_ULONG n, CK_BYTE_PTR sig,
     CK_ULONG_PTR sig_len)
 {
 	struct p11m_op *op = &s->op[P11M_OP_SIGN];
+	CK_RV rv;
 
 	if (!op->active) {
 		return CKR_OPERATION_NOT_INITIALIZED;
 	}
-	if (op->multi) {
-		p11m_op_end(op);
-		return CKR_FUNCTION_FAILED;
-	}
-	if (data == NULL && n != 0) {
-		p11m_op_end(op);
-		return CKR_ARGUMENTS_BAD;
+	if ((rv = op_single_part(op, data, n)) != CKR_OK) {
+		return rv;
 	}
 	return sign_finish(s, data, n, sig, sig_len);
 }
@@ -272,24 +331,7 @@ p11m_sign(struct p11m_session *s, CK_BYTE_PTR data, CK_ULONG n, CK_BYTE_PTR sig,
 CK_RV
 p11m_sign_update(struct p11m_session *s, CK_BYTE_PTR data, CK_ULONG n)
 {
-	struct p11m_op *op = &s->op[P11M_OP_SIGN];
-	CK_RV rv = CKR_OK;
-
-	if (!op->active) {
-		return CKR_OPERATION_NOT_INITIALIZED;
-	}
-	op->multi = true;
-	if (op->mech == CKM_ECDSA_SHA256) {
-		if (n > 0 && ml_sha256_update(op->sha, data, n) != 0) {
-			rv = CKR_FUNCTION_FAILED;
-		}
-	} else {
-		rv = op_buffer(op, data, n, 64);
-	}
-	if (rv != CKR_OK) {
-		p11m_op_end(op);
-	}
-	return rv;
+	return op_update(&s->op[P11M_OP_SIGN], data, n);
 }
 
 CK_RV
@@ -375,15 +417,10 @@ verify_finish(struct p11m_op *op, const uint8_t *in, size_t n,
 	CK_RV rv;
 	int r;
 
-	if (op->mech == CKM_ECDSA_SHA256) {
-		if (ml_sha256_update(op->sha, in, n) != 0 ||
-		    ml_sha256_final(op->sha, md) != 0) {
-			rv = CKR_FUNCTION_FAILED;
-			goto out;
-		}
-		in = md;
-		n = sizeof(md);
-	} else if (n < 1 || n > 64) {
+	if ((rv = op_hash_input(op, &in, &n, md)) != CKR_OK) {
+		goto out;
+	}
+	if (op->mech != CKM_ECDSA_SHA256 && (n < 1 || n > 64)) {
 		rv = CKR_DATA_LEN_RANGE;
 		goto out;
 	}
@@ -404,13 +441,13 @@ p11m_verify(struct p11m_session *s, CK_BYTE_PTR data, CK_ULONG n,
     CK_BYTE_PTR sig, CK_ULONG sig_len)
 {
 	struct p11m_op *op = &s->op[P11M_OP_VERIFY];
+	CK_RV rv;
 
 	if (!op->active) {
 		return CKR_OPERATION_NOT_INITIALIZED;
 	}
-	if ((data == NULL && n != 0) || op->multi) {
-		p11m_op_end(op);
-		return op->multi ? CKR_FUNCTION_FAILED : CKR_ARGUMENTS_BAD;
+	if ((rv = op_single_part(op, data, n)) != CKR_OK) {
+		return rv;
 	}
 	return verify_finish(op, data, n, sig, sig_len);
 }
@@ -418,24 +455,7 @@ p11m_verify(struct p11m_session *s, CK_BYTE_PTR data, CK_ULONG n,
 CK_RV
 p11m_verify_update(struct p11m_session *s, CK_BYTE_PTR data, CK_ULONG n)
 {
-	struct p11m_op *op = &s->op[P11M_OP_VERIFY];
-	CK_RV rv = CKR_OK;
-
-	if (!op->active) {
-		return CKR_OPERATION_NOT_INITIALIZED;
-	}
-	op->multi = true;
-	if (op->mech == CKM_ECDSA_SHA256) {
-		if (n > 0 && ml_sha256_update(op->sha, data, n) != 0) {
-			rv = CKR_FUNCTION_FAILED;
-		}
-	} else {
-		rv = op_buffer(op, data, n, 64);
-	}
-	if (rv != CKR_OK) {
-		p11m_op_end(op);
-	}
-	return rv;
+	return op_update(&s->op[P11M_OP_VERIFY], data, n);
 }
 
 CK_RV
@@ -502,6 +522,7 @@ p11m_digest(struct p11m_session *s, CK_BYTE_PTR data, CK_ULONG n,
     CK_BYTE_PTR md, CK_ULONG_PTR md_len)
 {
 	struct p11m_op *op = &s->op[P11M_OP_DIGEST];
+	CK_RV rv;
 
 	if (!op->active) {
 		return CKR_OPERATION_NOT_INITIALIZED;
@@ -509,9 +530,8 @@ p11m_digest(struct p11m_session *s, CK_BYTE_PTR data, CK_ULONG n,
 	if (md == NULL || *md_len < ML_SHA256_LEN) {
 		return p11m_out(NULL, ML_SHA256_LEN, md, md_len);
 	}
-	if (op->multi || (data == NULL && n != 0)) {
-		p11m_op_end(op);
-		return op->multi ? CKR_FUNCTION_FAILED : CKR_ARGUMENTS_BAD;
+	if ((rv = op_single_part(op, data, n)) != CKR_OK) {
+		return rv;
 	}
 	if (n > 0 && ml_sha256_update(op->sha, data, n) != 0) {
 		p11m_op_end(op);
@@ -750,13 +770,13 @@ p11m_crypt(struct p11m_session *s, enum p11m_opkind k, CK_BYTE_PTR in,
     CK_ULONG in_len, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
 {
 	struct p11m_op *op = &s->op[k];
+	CK_RV rv;
 
 	if (!op->active) {
 		return CKR_OPERATION_NOT_INITIALIZED;
 	}
-	if ((in == NULL && in_len != 0) || op->multi) {
-		p11m_op_end(op);
-		return op->multi ? CKR_FUNCTION_FAILED : CKR_ARGUMENTS_BAD;
+	if ((rv = op_single_part(op, in, in_len)) != CKR_OK) {
+		return rv;
 	}
 	return crypt_finish(s, k, in, in_len, out, out_len);
 }
@@ -815,19 +835,6 @@ secret_common(struct p11m_obj *o, bool local, CK_MECHANISM_TYPE gen)
 	    !p11m_attrs_bool(&o->a, CKA_EXTRACTABLE, true));
 }
 
-static const CK_ATTRIBUTE *
-tmpl_get(const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_ATTRIBUTE_TYPE type)
-{
-	CK_ULONG i;
-
-	for (i = 0; i < n; i++) {
-		if (tmpl[i].type == type) {
-			return &tmpl[i];
-		}
-	}
-	return NULL;
-}
-
 CK_RV
 p11m_generate_key(struct p11m_session *s, CK_MECHANISM_PTR m,
     CK_ATTRIBUTE_PTR tmpl, CK_ULONG n, CK_OBJECT_HANDLE_PTR ret)
@@ -880,9 +887,9 @@ p11m_generate_key(struct p11m_session *s, CK_MECHANISM_PTR m,
 	 */
 	if (p11m_attrs_bool(&o->a, CKA_TOKEN, false) ||
 	    (p11m_attrs_ulong(&o->a, CKA_VALUE_LEN, &vlen) && vlen != 32) ||
-	    ((t = tmpl_get(tmpl, n, CKA_EXTRACTABLE)) != NULL &&
+	    ((t = p11m_tmpl_find(tmpl, n, CKA_EXTRACTABLE)) != NULL &&
 	    *(CK_BBOOL *)t->pValue) ||
-	    ((t = tmpl_get(tmpl, n, CKA_SENSITIVE)) != NULL &&
+	    ((t = p11m_tmpl_find(tmpl, n, CKA_SENSITIVE)) != NULL &&
 	    !*(CK_BBOOL *)t->pValue)) {
 		rv = CKR_ATTRIBUTE_VALUE_INVALID;
 		goto out;
@@ -1011,7 +1018,7 @@ p11m_generate_key_pair(struct p11m_session *s, CK_MECHANISM_PTR m,
 		rv = CKR_TEMPLATE_INCONSISTENT;
 		goto out;
 	}
-	if (tmpl_get(priv_tmpl, priv_n, CKA_PRIVATE) != NULL &&
+	if (p11m_tmpl_find(priv_tmpl, priv_n, CKA_PRIVATE) != NULL &&
 	    !p11m_attrs_bool(&priv->a, CKA_PRIVATE, true)) {
 		/* The chip always guards its private keys with the PIN. */
 		rv = CKR_ATTRIBUTE_VALUE_INVALID;

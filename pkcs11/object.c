@@ -1084,6 +1084,52 @@ obj_finish(struct p11m_obj *o)
 	}
 }
 
+/*
+ * May this session add o (C_CreateObject, C_CopyObject)?  A token object
+ * needs a R/W session; a token or private object needs the user logged in.
+ */
+static CK_RV
+obj_may_add(const struct p11m_session *s, const struct p11m_obj *o)
+{
+	if (o->token && !p11m_session_rw(s)) {
+		return CKR_SESSION_READ_ONLY;
+	}
+	if ((o->token || o->priv) && s->slot->login != CKU_USER) {
+		return CKR_USER_NOT_LOGGED_IN;
+	}
+	return CKR_OK;
+}
+
+/*
+ * Add a finished object to the slot's set: a token object is written to the
+ * chip first, a session object is owned by s.  The slot lock is held.
+ * Returns CKR_OK and sets *ret_h, after which the set owns o; on failure the
+ * caller still owns o and *ret_h is untouched.
+ */
+static CK_RV
+obj_add(struct p11m_session *s, struct p11m_obj *o,
+    CK_OBJECT_HANDLE_PTR ret_h)
+{
+	struct p11m_slot *sl = s->slot;
+	CK_RV rv;
+
+	if (o->token) {
+		p11m_chip_lock(sl);
+		rv = obj_create_on_chip(sl, o);
+		p11m_chip_unlock(sl);
+		if (rv != CKR_OK) {
+			return rv;
+		}
+	} else {
+		o->owner = s->h;
+	}
+	if ((rv = p11m_objset_add(sl, o)) != CKR_OK) {
+		return rv;
+	}
+	*ret_h = o->h;
+	return CKR_OK;
+}
+
 CK_RV
 p11m_create_object(struct p11m_session *s, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n,
     CK_OBJECT_HANDLE_PTR ret_h)
@@ -1131,12 +1177,7 @@ p11m_create_object(struct p11m_session *s, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n,
 		rv = CKR_ATTRIBUTE_VALUE_INVALID;
 		goto out;
 	}
-	if (o->token && !p11m_session_rw(s)) {
-		rv = CKR_SESSION_READ_ONLY;
-		goto out;
-	}
-	if ((o->token || o->priv) && sl->login != CKU_USER) {
-		rv = CKR_USER_NOT_LOGGED_IN;
+	if ((rv = obj_may_add(s, o)) != CKR_OK) {
 		goto out;
 	}
 	if ((rv = obj_finish(o)) != CKR_OK) {
@@ -1145,20 +1186,9 @@ p11m_create_object(struct p11m_session *s, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n,
 	if ((rv = p11m_objset_load(sl)) != CKR_OK) {
 		goto out;
 	}
-	if (o->token) {
-		p11m_chip_lock(sl);
-		rv = obj_create_on_chip(sl, o);
-		p11m_chip_unlock(sl);
-		if (rv != CKR_OK) {
-			goto out;
-		}
-	} else {
-		o->owner = s->h;
-	}
-	if ((rv = p11m_objset_add(sl, o)) != CKR_OK) {
+	if ((rv = obj_add(s, o, ret_h)) != CKR_OK) {
 		goto out;
 	}
-	*ret_h = o->h;
 	o = NULL;
 out:
 	if (locked) {
@@ -1217,28 +1247,12 @@ p11m_copy_object(struct p11m_session *s, CK_OBJECT_HANDLE h,
 		memcpy(o->secret, src->secret, src->secret_len);
 		o->secret_len = src->secret_len;
 	}
-	if (o->token && !p11m_session_rw(s)) {
-		rv = CKR_SESSION_READ_ONLY;
+	if ((rv = obj_may_add(s, o)) != CKR_OK) {
 		goto out;
 	}
-	if ((o->token || o->priv) && sl->login != CKU_USER) {
-		rv = CKR_USER_NOT_LOGGED_IN;
+	if ((rv = obj_add(s, o, ret_h)) != CKR_OK) {
 		goto out;
 	}
-	if (o->token) {
-		p11m_chip_lock(sl);
-		rv = obj_create_on_chip(sl, o);
-		p11m_chip_unlock(sl);
-		if (rv != CKR_OK) {
-			goto out;
-		}
-	} else {
-		o->owner = s->h;
-	}
-	if ((rv = p11m_objset_add(sl, o)) != CKR_OK) {
-		goto out;
-	}
-	*ret_h = o->h;
 	o = NULL;
 out:
 	if (locked) {
@@ -1405,19 +1419,6 @@ out:
 
 /* ---- C_FindObjects ---- */
 
-static const CK_ATTRIBUTE *
-tmpl_find(const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_ATTRIBUTE_TYPE type)
-{
-	CK_ULONG i;
-
-	for (i = 0; i < n; i++) {
-		if (tmpl[i].type == type) {
-			return &tmpl[i];
-		}
-	}
-	return NULL;
-}
-
 static CK_RV
 found_add(struct p11m_op *op, CK_OBJECT_HANDLE h, size_t *cap)
 {
@@ -1462,7 +1463,7 @@ p11m_find_init(struct p11m_session *s, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n)
 	}
 	op->nfound = op->next = 0;
 	/* Walk the most selective index the template allows. */
-	if ((key = tmpl_find(tmpl, n, CKA_LABEL)) != NULL) {
+	if ((key = p11m_tmpl_find(tmpl, n, CKA_LABEL)) != NULL) {
 		for (o = sl->objs.by_label[hash_bytes(key->pValue,
 		    key->ulValueLen)]; o != NULL; o = o->next_label) {
 			if (obj_visible(sl, o) && p11m_attrs_match(&o->a, tmpl,
@@ -1470,7 +1471,7 @@ p11m_find_init(struct p11m_session *s, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n)
 				goto out;
 			}
 		}
-	} else if ((key = tmpl_find(tmpl, n, CKA_ID)) != NULL) {
+	} else if ((key = p11m_tmpl_find(tmpl, n, CKA_ID)) != NULL) {
 		for (o = sl->objs.by_id[hash_bytes(key->pValue,
 		    key->ulValueLen)]; o != NULL; o = o->next_id) {
 			if (obj_visible(sl, o) && p11m_attrs_match(&o->a, tmpl,
@@ -1478,7 +1479,7 @@ p11m_find_init(struct p11m_session *s, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n)
 				goto out;
 			}
 		}
-	} else if ((key = tmpl_find(tmpl, n, CKA_CLASS)) != NULL &&
+	} else if ((key = p11m_tmpl_find(tmpl, n, CKA_CLASS)) != NULL &&
 	    key->ulValueLen == sizeof(CK_OBJECT_CLASS)) {
 		CK_OBJECT_CLASS cls;
 

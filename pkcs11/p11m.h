@@ -142,6 +142,9 @@ CK_RV		 p11m_attr_apply(enum p11m_aop op, CK_OBJECT_CLASS cls,
  */
 CK_RV		 p11m_attr_get(CK_OBJECT_CLASS cls, CK_KEY_TYPE kt,
     const struct p11m_attrs *a, CK_ATTRIBUTE *t);
+/* The first entry of type in a template, or NULL; its value is unchecked. */
+const CK_ATTRIBUTE *p11m_tmpl_find(const CK_ATTRIBUTE *tmpl, CK_ULONG n,
+    CK_ATTRIBUTE_TYPE type);
 /* Class and key type named by a template; CKR_TEMPLATE_INCOMPLETE if a
  * needed one is absent and def is (CK_ULONG)-1. */
 CK_RV		 p11m_tmpl_class(const CK_ATTRIBUTE *tmpl, CK_ULONG n,

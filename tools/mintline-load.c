@@ -832,7 +832,7 @@ main(int argc, char **argv)
 		r = o.server ? cmd_hs() : ML_ERR_ARG;
 	} else if (strcmp(o.cmd, "idle") == 0) {
 		r = o.server ? cmd_idle() : ML_ERR_ARG;
-	} else if (strcmp(o.cmd, "ping") == 0) {
+	} else if (strcmp(o.cmd, "ping") == 0) {	/* ct-ok: a command name */
 		r = o.server ? cmd_ping() : ML_ERR_ARG;
 	} else if (strcmp(o.cmd, "reg") == 0) {
 		r = cmd_reg();

@@ -495,6 +495,22 @@ test_objects(CK_SLOT_ID slot)
 		TRUTH(dl == 32);
 		EXPECT(f->C_DigestFinal(rw, d2, &dl), CKR_OK);
 		TRUTH(memcmp(d1, d2, 32) == 0);
+		/* A single-part call after an Update fails alike for every
+		 * operation, and ends it. */
+		EXPECT(f->C_SignInit(rw, &m, priv), CKR_OK);
+		EXPECT(f->C_SignUpdate(rw, msg, 4), CKR_OK);
+		n = sizeof(sig);
+		EXPECT(f->C_Sign(rw, msg, ml, sig, &n), CKR_FUNCTION_FAILED);
+		EXPECT(f->C_SignFinal(rw, sig, &n), CKR_OPERATION_NOT_INITIALIZED);
+		EXPECT(f->C_VerifyInit(rw, &m, pub), CKR_OK);
+		EXPECT(f->C_VerifyUpdate(rw, msg, 4), CKR_OK);
+		EXPECT(f->C_Verify(rw, msg, ml, sig, 64), CKR_FUNCTION_FAILED);
+		EXPECT(f->C_VerifyFinal(rw, sig, 64),
+		    CKR_OPERATION_NOT_INITIALIZED);
+		EXPECT(f->C_DigestInit(rw, &sha), CKR_OK);
+		EXPECT(f->C_DigestUpdate(rw, msg, 3), CKR_OK);
+		dl = sizeof(d2);
+		EXPECT(f->C_Digest(rw, msg, ml, d2, &dl), CKR_FUNCTION_FAILED);
 	}
 	/* AES-GCM: chip-held key and a derived module-held key. */
 	{

@@ -20,17 +20,12 @@
 #include <check.h>
 
 #include "ml_err.h"
+#include "mltest.h"
 #include "ml_wr.h"
 #include "apdu.h"
 #include "chip.h"
 #include "chip_proto.h"
 #include "sw.h"
-
-#define ck_assert_r(expr, want)	do {					\
-	int r_ = (expr);						\
-	ck_assert_msg(r_ == (want), "%s = %s, want %s", #expr,		\
-	    ml_errname(r_), ml_errname(want));				\
-} while (0)
 
 #define ck_assert_sw(expr, want)	do {				\
 	unsigned sw_ = (expr);						\
@@ -121,19 +116,32 @@ ct_send(struct chip *c, const uint8_t *cmd, size_t n, uint8_t *out,
 	return ct_send_cap(c, cmd, n, CHIP_MAX_RESP, out, out_cap, ret_len);
 }
 
-/* Build (short or extended as needed) and send one command. */
+/*
+ * Build (short or extended as needed) and send one command with a response
+ * buffer of resp_cap bytes; out, out_cap and ret_len as for ct_send_cap.
+ */
 static inline uint16_t
-ct_cmd(struct chip *c, uint8_t cla, uint8_t ins, uint8_t p1, uint8_t p2,
-    const void *data, size_t nc, uint32_t ne, uint8_t *out, size_t out_cap,
-    size_t *ret_len)
+ct_cmd_cap(struct chip *c, uint8_t cla, uint8_t ins, uint8_t p1, uint8_t p2,
+    const void *data, size_t nc, uint32_t ne, size_t resp_cap, uint8_t *out,
+    size_t out_cap, size_t *ret_len)
 {
 	struct ml_wr w = ml_wr_dyn(CHIP_MAX_CMD);
 	uint16_t sw;
 
 	ck_assert_r(apdu_build(&w, cla, ins, p1, p2, data, nc, ne), 0);
-	sw = ct_send(c, w.p, w.len, out, out_cap, ret_len);
+	sw = ct_send_cap(c, w.p, w.len, resp_cap, out, out_cap, ret_len);
 	ml_wr_free(&w);
 	return sw;
+}
+
+/* Build and send one command. */
+static inline uint16_t
+ct_cmd(struct chip *c, uint8_t cla, uint8_t ins, uint8_t p1, uint8_t p2,
+    const void *data, size_t nc, uint32_t ne, uint8_t *out, size_t out_cap,
+    size_t *ret_len)
+{
+	return ct_cmd_cap(c, cla, ins, p1, p2, data, nc, ne, CHIP_MAX_RESP,
+	    out, out_cap, ret_len);
 }
 
 /* Same, no response data wanted. */

@@ -21,12 +21,7 @@
 #include "ml_rd.h"
 #include "ml_wr.h"
 #include "apdu.h"
-
-#define ck_assert_r(expr, want)	do {					\
-	int r_ = (expr);						\
-	ck_assert_msg(r_ == (want), "%s = %s, want %s", #expr,		\
-	    ml_errname(r_), ml_errname(want));				\
-} while (0)
+#include "mltest.h"
 
 #define H	0x00, 0xA4, 0x04, 0x00		/* a header */
 

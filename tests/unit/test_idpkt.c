@@ -13,12 +13,7 @@
 
 #include "ml_wipe.h"
 #include "idr_testkit.h"
-
-#define ck_assert_r(expr, want)	do {					\
-	int r_ = (expr);						\
-	ck_assert_msg(r_ == (want), "%s = %s, want %s", #expr,		\
-	    ml_errname(r_), ml_errname(want));				\
-} while (0)
+#include "mltest.h"
 
 static const uint8_t test_id[IDR_ID_LEN] = { 1, 2, 3, 4, 5, 6, 7, 8 };
 static uint8_t test_key[IDR_KEY_LEN];

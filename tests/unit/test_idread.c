@@ -15,12 +15,7 @@
 
 #include "ml_wipe.h"
 #include "idr_testkit.h"
-
-#define ck_assert_r(expr, want)	do {					\
-	int r_ = (expr);						\
-	ck_assert_msg(r_ == (want), "%s = %s, want %s", #expr,		\
-	    ml_errname(r_), ml_errname(want));				\
-} while (0)
+#include "mltest.h"
 
 static struct tk t;
 static struct idc_info *info;

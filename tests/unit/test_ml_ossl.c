@@ -18,6 +18,7 @@
 #include "ml_err.h"
 #include "ml_ossl.h"
 #include "ml_wipe.h"
+#include "mltest.h"
 
 /* Decode a hex string into buf (which must have room); returns the length. */
 static size_t
@@ -34,12 +35,6 @@ unhex(const char *hex, uint8_t *buf, size_t cap)
 	}
 	return n;
 }
-
-#define ck_assert_r(expr, want)	do {					\
-	int r_ = (expr);						\
-	ck_assert_msg(r_ == (want), "%s = %s, want %s", #expr,		\
-	    ml_errname(r_), ml_errname(want));				\
-} while (0)
 
 static void
 setup(void)

@@ -20,12 +20,7 @@
 #include "ml_err.h"
 #include "ml_rd.h"
 #include "ml_wr.h"
-
-#define ck_assert_r(expr, want)	do {					\
-	int r_ = (expr);						\
-	ck_assert_msg(r_ == (want), "%s = %s, want %s", #expr,		\
-	    ml_errname(r_), ml_errname(want));				\
-} while (0)
+#include "mltest.h"
 
 /* ---- one table of readers ------------------------------------------ */
 

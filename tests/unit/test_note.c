@@ -12,7 +12,6 @@
  *	upload:      GET SEALED, opened with the server key (BN-6, BN-7)
  *	check:       READ FEATURE, INTERNAL AUTHENTICATE (BN-8)
  */
-#include <dirent.h>
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -34,22 +33,12 @@
 #include "chip_int.h"
 #include "chip_proto.h"
 #include "sw.h"
+#include "chiptest.h"
 
 #define SO_PIN		"so-secret-1"
 #define FEATURE		"CNY100|HK|HK12345678|code=7QX2"
 #define DOM(d)		(d), (sizeof(d) - 1)
 #define NOTE_NONCE_LEN_T	16	/* TAG_SEAL_NONCE value length */
-
-#define ck_assert_sw(got, want) do {					\
-	unsigned g_ = (got), w_ = (want);				\
-	ck_assert_msg(g_ == w_, "%s: SW %04X, want %04X", #got, g_, w_);\
-} while (0)
-
-#define ck_assert_r(expr, want) do {					\
-	int r_ = (expr);						\
-	ck_assert_msg(r_ == (want), "%s = %s, want %s", #expr,		\
-	    ml_errname(r_), ml_errname(want));				\
-} while (0)
 
 struct keypair {
 	uint8_t		 priv[ML_P256_PRIV_LEN];
@@ -475,28 +464,6 @@ chip_sig_ok(const uint8_t *chip_pub, const char *domain, size_t dlen,
 /* ---- fixture ------------------------------------------------------- */
 
 static void
-rm_tree(const char *dir)
-{
-	char p[512];
-	struct dirent *de;
-	DIR *d;
-
-	if ((d = opendir(dir)) == NULL) {
-		return;
-	}
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 ||
-		    strcmp(de->d_name, "..") == 0) {
-			continue;
-		}
-		snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
-		(void)unlink(p);
-	}
-	closedir(d);
-	(void)rmdir(dir);
-}
-
-static void
 setup(void)
 {
 	strcpy(tdir, "/tmp/test-note-XXXXXX");
@@ -515,7 +482,7 @@ teardown(void)
 	free(R.p);
 	R.p = NULL;
 	if (tdir_made) {
-		rm_tree(tdir);
+		ct_rmtree(tdir);
 		tdir_made = false;
 	}
 }

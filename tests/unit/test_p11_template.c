@@ -13,12 +13,7 @@
 
 #include "ml_wr.h"
 #include "p11m.h"
-
-#define ck_assert_r(expr, want)	do {					\
-	int r_ = (expr);						\
-	ck_assert_msg(r_ == (want), "%s = %s, want %s", #expr,		\
-	    ml_errname(r_), ml_errname(want));				\
-} while (0)
+#include "mltest.h"
 
 static void
 sample(struct p11m_attrs *a)

@@ -19,6 +19,7 @@
 
 #include "apdu.h"
 #include "chip.h"
+#include "chiptest.h"
 #include "chip_int.h"
 #include "chip_proto.h"
 #include "idcard_format.h"
@@ -30,7 +31,6 @@
 static char tmpdir[] = "/tmp/ml-test-reader-XXXXXX";
 static char img[300];
 
-static uint8_t cmdbuf[CHIP_MAX_CMD];
 static uint8_t rbuf[CHIP_MAX_RESP];
 static size_t rlen;		/* response data length (without SW) */
 
@@ -55,14 +55,8 @@ static uint16_t
 xfer_cap(struct chip *c, uint8_t cla, uint8_t ins, uint8_t p1, uint8_t p2,
     const void *data, size_t len, uint32_t ne, size_t cap)
 {
-	struct ml_wr w = ML_WR_FIXED(cmdbuf, sizeof(cmdbuf));
-	size_t n = 0;
-
-	ck_assert_int_eq(apdu_build(&w, cla, ins, p1, p2, data, len, ne), 0);
-	ck_assert_int_eq(chip_transmit(c, w.p, w.len, rbuf, cap, &n), 0);
-	ck_assert_uint_ge(n, 2);
-	rlen = n - 2;
-	return (uint16_t)(rbuf[n - 2] << 8 | rbuf[n - 1]);
+	return ct_cmd_cap(c, cla, ins, p1, p2, data, len, ne, cap, rbuf,
+	    sizeof(rbuf), &rlen);
 }
 
 static uint16_t

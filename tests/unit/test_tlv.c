@@ -18,12 +18,7 @@
 #include "ml_rd.h"
 #include "ml_tlv.h"
 #include "ml_wr.h"
-
-#define ck_assert_r(expr, want)	do {					\
-	int r_ = (expr);						\
-	ck_assert_msg(r_ == (want), "%s = %s, want %s", #expr,		\
-	    ml_errname(r_), ml_errname(want));				\
-} while (0)
+#include "mltest.h"
 
 static const struct tlv_vec {
 	const char	*name;
