@@ -1,3 +1,4 @@
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,6 +61,7 @@ chipcmd_send(struct chipcmd *cc, uint8_t cla, uint8_t ins, uint8_t p1,
 	uint8_t *resp = NULL;
 	size_t rlen = 0, got = 0, n;
 	uint16_t sw = 0;
+	bool chained = false;
 	int r;
 
 	ML_ENSURE((resp = malloc(CHIP_MAX_RESP)) != NULL, ML_ERR_NOMEM);
@@ -78,6 +80,12 @@ chipcmd_send(struct chipcmd *cc, uint8_t cla, uint8_t ins, uint8_t p1,
 		if ((sw & 0xFF00) != 0x6100) {
 			break;
 		}
+		/*
+		 * A GET RESPONSE answer that says "more" must bring some: a
+		 * chip answering an empty 61xx forever would hold us here.
+		 */
+		ML_ENSURE(n > 0 || !chained, ML_ERR_FORMAT);
+		chained = true;
 		ml_wr_clear(&cmd);
 		ML_TRY(apdu_build(&cmd, CLA_ISO, INS_GET_RESPONSE, 0, 0, NULL, 0,
 		    (sw & 0xFF) ? (sw & 0xFF) : 256));

@@ -3,6 +3,7 @@
  * the shared apdu_build(), chained over 61xx), and the one translation of
  * status words and ML_ERR_* codes into CKR values.
  */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -162,6 +163,7 @@ p11m_chip_apdu(struct p11m_slot *sl, uint8_t cla, uint8_t ins, uint8_t p1,
 	uint8_t small[1024], *rbuf = NULL;
 	size_t rcap, rlen = 0, got = 0, n;
 	uint16_t sw = 0;
+	bool chained = false;
 	CK_RV rv = CKR_OK;
 	int r;
 
@@ -209,6 +211,15 @@ p11m_chip_apdu(struct p11m_slot *sl, uint8_t cla, uint8_t ins, uint8_t p1,
 		if ((sw & 0xFF00) != 0x6100) {
 			break;
 		}
+		/*
+		 * A GET RESPONSE answer that says "more" must bring some: a
+		 * chip answering an empty 61xx forever would hold us here.
+		 */
+		if (n == 0 && chained) {
+			rv = CKR_DEVICE_ERROR;
+			goto out;
+		}
+		chained = true;
 		ml_wr_clear(&cmd);
 		w = &cmd;
 		if ((r = apdu_build(w, CLA_ISO, INS_GET_RESPONSE, 0, 0, NULL,

@@ -963,7 +963,7 @@ p11m_generate_key_pair(struct p11m_session *s, CK_MECHANISM_PTR m,
 	CK_OBJECT_CLASS cls;
 	CK_KEY_TYPE kt;
 	size_t rlen = 0, priv_blob_len = 0;
-	bool priv_added = false;
+	bool priv_added = false, chipkey = false;
 	CK_RV rv;
 
 	if (m->mechanism != CKM_EC_KEY_PAIR_GEN) {
@@ -1039,6 +1039,20 @@ p11m_generate_key_pair(struct p11m_session *s, CK_MECHANISM_PTR m,
 	    (rv = pair_attr(pub, priv, CKA_LABEL)) != CKR_OK) {
 		goto out;
 	}
+	/*
+	 * Note personalisation (docs/pkcs11.md, vendor extensions): a token
+	 * key pair labelled "chip" on a note is the chip authentication key,
+	 * GEN KEYPAIR P1=GENKEY_CHIPKEY; after LOCK it is refused.
+	 */
+	at = p11m_attrs_get(&priv->a, CKA_LABEL);
+	if (sl->kind == CHIP_KIND_NOTE && priv->token && at != NULL &&
+	    at->len == 4 && memcmp(at->val, "chip", 4) == 0) {
+		if (sl->state & INFO_F_LOCKED) {
+			rv = CKR_ACTION_PROHIBITED;
+			goto out;
+		}
+		chipkey = true;
+	}
 	at = p11m_attrs_get(&pub->a, CKA_ID);
 	if (at == NULL || at->len == 0) {
 		uint8_t id[8];
@@ -1079,7 +1093,8 @@ p11m_generate_key_pair(struct p11m_session *s, CK_MECHANISM_PTR m,
 	}
 	p11m_chip_lock(sl);
 	rv = p11m_chip_cmd(sl, P11M_CTX_MECH, CLA_PROP, INS_GEN_KEYPAIR,
-	    GENKEY_NORMAL, 0, w.p, w.len, 256, resp, sizeof(resp), &rlen);
+	    chipkey ? GENKEY_CHIPKEY : GENKEY_NORMAL, 0, w.p, w.len, 256, resp,
+	    sizeof(resp), &rlen);
 	p11m_chip_unlock(sl);
 	if (rv == CKR_OK && rlen != sizeof(resp)) {
 		rv = CKR_DEVICE_ERROR;
@@ -1089,14 +1104,35 @@ p11m_generate_key_pair(struct p11m_session *s, CK_MECHANISM_PTR m,
 	}
 	priv->chip_id = (uint16_t)((resp[0] << 8) | resp[1]);
 	pub->chip_id = (uint16_t)((resp[2] << 8) | resp[3]);
-	priv->chip_flags = OBJ_F_PRIVATE | OBJ_F_SIGN | OBJ_F_DERIVE;
+	priv->chip_flags = chipkey ? (OBJ_F_PRIVATE | OBJ_F_CHIPKEY) :
+	    (OBJ_F_PRIVATE | OBJ_F_SIGN | OBJ_F_DERIVE);
+	pub->chip_flags = chipkey ? OBJ_F_CHIPKEY : 0;
 	p11m_objset_list_note(sl, priv->chip_id, OBJ_CLASS_PRIVKEY,
 	    priv->chip_flags, priv_blob_len);
-	p11m_objset_list_note(sl, pub->chip_id, OBJ_CLASS_PUBKEY, 0, pw.len);
+	p11m_objset_list_note(sl, pub->chip_id, OBJ_CLASS_PUBKEY,
+	    pub->chip_flags, pw.len);
 	memcpy(priv->point, resp + 4, ML_P256_PUB_LEN);
 	memcpy(pub->point, resp + 4, ML_P256_PUB_LEN);
 	priv->priv = true;
 	pub->priv = p11m_attrs_bool(&pub->a, CKA_PRIVATE, false);
+	if (chipkey) {
+		/* Shown as a later load shows it (object.c, load_chipkey):
+		 * public, so that a SO session sees it too. */
+		if ((rv = p11m_attrs_set_bool(&priv->a, CKA_PRIVATE, false)) !=
+		    CKR_OK || (rv = p11m_attrs_set_bool(&priv->a,
+		    CKA_MODIFIABLE, false)) != CKR_OK ||
+		    (rv = p11m_attrs_set_bool(&priv->a, CKA_SIGN, false)) !=
+		    CKR_OK ||
+		    (rv = p11m_attrs_set_bool(&priv->a, CKA_DERIVE, false)) !=
+		    CKR_OK ||
+		    (rv = p11m_attrs_set_bool(&priv->a, CKA_DESTROYABLE,
+		    false)) != CKR_OK ||
+		    (rv = p11m_attrs_set_bool(&pub->a, CKA_DESTROYABLE,
+		    false)) != CKR_OK) {
+			goto out;
+		}
+		priv->priv = false;
+	}
 	if (!priv->token) {
 		priv->owner = s->h;
 	}

@@ -1130,6 +1130,91 @@ obj_add(struct p11m_session *s, struct p11m_obj *o,
 	return CKR_OK;
 }
 
+/*
+ * Note personalisation through C_CreateObject (docs/pkcs11.md, vendor
+ * extensions).  On a note token, a token object that is
+ *	CKO_PUBLIC_KEY, CKA_LABEL "issuer..."	-> INSTALL ISSUER (point)
+ *	CKO_PUBLIC_KEY, CKA_LABEL "server..."	-> INSTALL SERVER (point)
+ *	CKO_DATA, CKA_APPLICATION "mintline-lock" -> LOCK
+ * is a command to the chip, not a stored object.  Returns false (and
+ * leaves *ret_rv alone) for every other object.  The SO must be logged in
+ * on a R/W session; once the note is locked these are CKR_ACTION_PROHIBITED.
+ * On success the object stays in the module's cache as a session object of
+ * s (CKA_TOKEN false): the chip cannot list installed keys back.
+ */
+#define NOTE_LOCK_APP	"mintline-lock"
+
+static bool
+note_perso_create(struct p11m_session *s, struct p11m_obj *o,
+    CK_OBJECT_HANDLE_PTR ret_h, CK_RV *ret_rv)
+{
+	struct p11m_slot *sl = s->slot;
+	const struct p11m_attr *at;
+	uint8_t ins;
+	size_t rlen = 0;
+	CK_RV rv;
+
+	if (sl->kind != CHIP_KIND_NOTE || !o->token) {
+		return false;
+	}
+	if (o->cls == CKO_PUBLIC_KEY && o->kt == CKK_EC &&
+	    (at = p11m_attrs_get(&o->a, CKA_LABEL)) != NULL && at->len >= 6 &&
+	    (memcmp(at->val, "issuer", 6) == 0 ||
+	    memcmp(at->val, "server", 6) == 0)) {
+		ins = at->val[0] == 'i' ? INS_INSTALL_ISSUER :
+		    INS_INSTALL_SERVER;
+	} else if (o->cls == CKO_DATA &&
+	    (at = p11m_attrs_get(&o->a, CKA_APPLICATION)) != NULL &&
+	    at->len == strlen(NOTE_LOCK_APP) &&
+	    memcmp(at->val, NOTE_LOCK_APP, at->len) == 0) {
+		ins = INS_LOCK;
+	} else {
+		return false;
+	}
+	if (sl->state & INFO_F_LOCKED) {
+		rv = CKR_ACTION_PROHIBITED;
+		goto out;
+	}
+	if (!p11m_session_rw(s)) {
+		rv = CKR_SESSION_READ_ONLY;
+		goto out;
+	}
+	if (sl->login != CKU_SO) {
+		rv = CKR_USER_NOT_LOGGED_IN;
+		goto out;
+	}
+	if (ins != INS_LOCK && (rv = obj_finish(o)) != CKR_OK) {
+		goto out;
+	}
+	p11m_chip_lock(sl);
+	if (ins == INS_LOCK) {
+		rv = p11m_chip_cmd(sl, P11M_CTX_DEFAULT, CLA_PROP, ins, 0, 0,
+		    NULL, 0, 0, NULL, 0, &rlen);
+	} else {
+		rv = p11m_chip_cmd(sl, P11M_CTX_DEFAULT, CLA_PROP, ins, 0, 0,
+		    o->point, sizeof(o->point), 0, NULL, 0, &rlen);
+	}
+	p11m_chip_unlock(sl);
+	if (rv != CKR_OK) {
+		goto out;
+	}
+	if (ins == INS_LOCK) {
+		sl->state |= INFO_F_LOCKED;
+	}
+	/* Kept for the session only: nothing was stored on the chip. */
+	o->token = false;
+	o->owner = s->h;
+	if ((rv = p11m_attrs_set_bool(&o->a, CKA_TOKEN, false)) != CKR_OK ||
+	    (rv = p11m_objset_load(sl)) != CKR_OK ||
+	    (rv = p11m_objset_add(sl, o)) != CKR_OK) {
+		goto out;
+	}
+	*ret_h = o->h;
+out:
+	*ret_rv = rv;
+	return true;
+}
+
 CK_RV
 p11m_create_object(struct p11m_session *s, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n,
     CK_OBJECT_HANDLE_PTR ret_h)
@@ -1175,6 +1260,12 @@ p11m_create_object(struct p11m_session *s, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n,
 	if (o->token && cls == CKO_SECRET_KEY) {
 		/* The chip store holds no secret keys (docs/pkcs11.md). */
 		rv = CKR_ATTRIBUTE_VALUE_INVALID;
+		goto out;
+	}
+	if (note_perso_create(s, o, ret_h, &rv)) {
+		if (rv == CKR_OK) {
+			o = NULL;	/* the set owns it */
+		}
 		goto out;
 	}
 	if ((rv = obj_may_add(s, o)) != CKR_OK) {

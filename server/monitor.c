@@ -51,7 +51,8 @@ enum sess_state { SESS_FREE = 0, SESS_PREAUTH, SESS_POSTAUTH };
 struct mon_sess {
 	uint64_t	 id;
 	uint8_t		 state;
-	uint8_t		 once;		/* bit per MON_ONCE type used */
+	uint8_t		 once;		/* bit per MON_ONCE type tried */
+	uint8_t		 used;		/* bit per MON_ONCE type answered */
 };
 
 struct mon {
@@ -218,7 +219,8 @@ mon_answer_keyx(struct mon *m, struct mon_sess *s, struct ml_rd *rd,
 }
 
 /* The handshake ended well (worker's word): only after the session used
- * the key once, so a session cannot skip straight to POSTAUTH. */
+ * the key once, so a session cannot skip straight to POSTAUTH (a refused
+ * try, such as a peer point off the curve, is not a use). */
 static int
 mon_answer_auth(struct mon *m, struct mon_sess *s, struct ml_rd *rd,
     struct ml_wr *w)
@@ -228,7 +230,7 @@ mon_answer_auth(struct mon *m, struct mon_sess *s, struct ml_rd *rd,
 	(void)m;
 	(void)w;
 	ML_TRY(ml_rd_end(rd));
-	ML_ENSURE(s->once & ((1u << MON_SIGN_TRANSCRIPT) |
+	ML_ENSURE(s->used & ((1u << MON_SIGN_TRANSCRIPT) |
 	    (1u << MON_DECRYPT_KEYX)), ML_ERR_STATE);
 	s->state = SESS_POSTAUTH;
 	r = 0;
@@ -331,6 +333,9 @@ mon_dispatch(struct mon *m, const uint8_t *p, size_t n, struct ml_wr *w)
 		s->once |= (uint8_t)(1u << type);
 	}
 	r = q->answer(m, s, &rd, w);
+	if (r == 0 && (q->flags & MON_ONCE)) {
+		s->used |= (uint8_t)(1u << type);
+	}
 out:
 	if (q != NULL && type < MON_TYPE_MAX) {
 		if (r == 0) {

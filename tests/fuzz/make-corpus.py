@@ -213,3 +213,104 @@ write("chip", "idcard-read", seq(chip(5) | SEL | SMALL,
     apdu(0x00, 0xB0, 0x00, 0x10, ne=65536),
     apdu(0x00, 0xCA, 0x03, 0x00, ne=256),
     apdu(0x00, 0xCA, 0x01, 0x00, ne=256)))
+
+
+# ---------------------------------------------------------------- issue 8
+# fuzz_note_records: byte 0 is the mode (top of fuzz_note_records.c).
+import base64
+import hashlib
+
+
+def feature(prefix, serial, mac="A" * 16, kfp="B" * 20):
+    """A feature record with the right public check code (station/feature.h)."""
+    md = hashlib.sha256(b"mintline feature chk v1\x00" + prefix + b"\x00" +
+                        serial).digest()
+    chk = base64.b32encode(md).decode()[:8]
+    return b"ML1|%s|%s|%s|%s|%s" % (prefix, serial, chk.encode(),
+                                     mac.encode(), kfp.encode())
+
+
+NOTE_CHIP = b"FUZZCHIP00000001"     # enrolled by the harness
+FEAT = feature(b"AB", b"12345678")
+write("note_records", "enrol", b"\x00" + tlv(0xE0, b"FUZZCHIP00000002") +
+      tlv(0xE1, P256_G))
+write("note_records", "upload", b"\x01" + tlv(0xD0, NOTE_CHIP) +
+      tlv(0xD5, bytes(200)) + tlv(0xD6, bytes(64)))
+write("note_records", "query", b"\x02" + tlv(0xD0, NOTE_CHIP) +
+      tlv(0xD1, FEAT) + tlv(0xE1, P256_G))
+write("note_records", "reply", b"\x03" + tlv(0xE8, b"\x00") +
+      tlv(0xE9, b"\x00") + tlv(0xEA, b"AB12345678") +
+      tlv(0xEB, bytes(7) + b"\x01") + tlv(0xEC, b"\x01"))
+write("note_records", "inner", b"\x04" + tlv(0xD0, NOTE_CHIP) +
+      tlv(0xD1, FEAT) + tlv(0xD2, bytes(16)) + tlv(0xD3, bytes(64)))
+write("note_records", "feature", b"\x05" + FEAT)
+write("note_records", "noteid", b"\x06AB|12345678")
+write("note_records", "noteid-long", b"\x06Z9X1|000000001234")
+
+# fuzz_mon_proto: byte 0 bit 0 = seal key; then packets (hdr, len, bytes).
+
+
+def mon_pkt(t, sid, body=b"", notify=False):
+    p = bytes([t]) + sid.to_bytes(8, "big") + body
+    return bytes([(0x80 if notify else 0) | (len(p) >> 8), len(p) & 0xFF]) + p
+
+
+write("mon_proto", "startup", b"\x01" + mon_pkt(1, 0) +
+      mon_pkt(6, 0, b"pkcs11:token=t;object=issuer") +
+      mon_pkt(6, 0, b"pkcs11:module-path=/dev/null;object=issuer"))
+write("mon_proto", "session", b"\x00" + mon_pkt(2, 1, bytes(32)) +
+      mon_pkt(3, 1, P256_G) + mon_pkt(4, 1) + mon_pkt(5, 1, P256_G) +
+      mon_pkt(7, 1, notify=True) + mon_pkt(5, 1, P256_G))
+write("mon_proto", "replay", b"\x01" + mon_pkt(2, 5, bytes(32)) +
+      mon_pkt(2, 5, bytes(32)) + mon_pkt(3, 5 + (1 << 18), P256_G) +
+      mon_pkt(3, 5, P256_G) + mon_pkt(4, 5) + mon_pkt(1, 0))
+
+# fuzz_idcard_format: byte 0 = 0 config, 1 ID information, 2 sealed blob.
+
+
+def idnum(first17):
+    s = sum(int(d) * (2 ** (17 - i) % 11) for i, d in enumerate(first17))
+    return first17 + "10X98765432"[s % 11]
+
+
+IDC_INFO = (tlv(0x80, "张三".encode()) + tlv(0x81, b"\x01") +
+            tlv(0x82, "汉".encode()) + tlv(0x83, b"19900101") +
+            tlv(0x84, "北京市东城区".encode()) +
+            tlv(0x85, idnum("11010119900101123").encode()) +
+            tlv(0x86, "北京市公安局".encode()) + tlv(0x87, b"20200101") +
+            tlv(0x88, b"20400101") + tlv(0x89, bytes(range(256)) * 2))
+write("idcard_format", "config", b"\x00" + IDC_CONFIG)
+write("idcard_format", "info", b"\x01" + IDC_INFO)
+write("idcard_format", "info-finger", b"\x01" + IDC_INFO.replace(
+    tlv(0x88, b"20400101"), tlv(0x88, "长期".encode())) +
+    tlv(0x8A, b"\x55" * 300))
+write("idcard_format", "blob", b"\x02" + bytes(12) + bytes(64) + bytes(16))
+
+# fuzz_host_resp: byte 0 = path (bit 7: repeat the last answer); then
+# chip answers, each u16be length | data || SW1 SW2.
+
+
+def resp(data, sw=0x9000):
+    b = data + sw.to_bytes(2, "big")
+    return len(b).to_bytes(2, "big") + b
+
+
+CHIP_INFO = (tlv(0xC0, b"\x02") + tlv(0xC1, b"NOTE000000000001") +
+             tlv(0xC2, b"note") + tlv(0xC3, b"\x00\x21") +
+             tlv(0xC4, b"\x03") + tlv(0xC5, b"\x03") + tlv(0xC6, b"\x03") +
+             tlv(0xC7, b"\x00\x00\x10\x00") + tlv(0xC8, b"\x01\x00") +
+             tlv(0xC9, b"\x00"))
+write("host_resp", "info", b"\x00" + resp(CHIP_INFO))
+write("host_resp", "info-chained", b"\x00" + resp(CHIP_INFO[:20], 0x6100) +
+      resp(CHIP_INFO[20:]))
+write("host_resp", "select-info", b"\x01" + resp(b"\x6f\x00") +
+      resp(CHIP_INFO))
+write("host_resp", "p11-info", b"\x02" + resp(CHIP_INFO))
+write("host_resp", "p11-objects", b"\x03" + resp(CHIP_INFO) +
+      resp(b"\x00\x01\x02\x00\x00\x10" + b"\x00\x02\x03\x09\x00\x10" +
+           b"\x00\x03\x00\x00\x00\x08") +
+      resp(tlv(0x80, b"\x02") + tlv(0x81, b"\x00") + tlv(0x82, b"") +
+           tlv(0x86, P256_G)) +
+      resp(b"", 0x6982) +
+      resp(tlv(0x80, b"\x00") + tlv(0x81, b"\x00") + tlv(0x82, b"data")) +
+      resp(tlv(0x80, b"\x03") + tlv(0x81, b"\x09") + tlv(0x86, P256_G)))

@@ -135,6 +135,18 @@ main(int argc, char **argv)
 	    "session 2: SESS_AUTH without a key operation refused");
 	mon_bind(3, MON_PHASE_PREAUTH);
 	expect(ko.sign(ko.ctx, md, sig), 0, "session 3: SIGN_TRANSCRIPT");
+	{
+		/* found by fuzz_mon_proto: a refused key op is not a use */
+		uint8_t bad[ML_P256_PUB_LEN];
+
+		memcpy(bad, pub, sizeof(bad));
+		bad[ML_P256_PUB_LEN - 1] ^= 0x01;	/* off the curve */
+		mon_bind(4, MON_PHASE_PREAUTH);
+		expect(ko.ecdh(ko.ctx, bad, sec), ML_ERR_CRYPTO,
+		    "session 4: DECRYPT_KEYX with a point off the curve refused");
+		expect(mon_sess_auth(m, 4), ML_ERR_STATE,
+		    "session 4: SESS_AUTH after only a refused key op refused");
+	}
 	mon_bind(0, MON_PHASE_PREAUTH);
 	expect(ko.sign(ko.ctx, md, sig), ML_ERR_STATE, "session id 0 refused");
 
