@@ -26,7 +26,7 @@
  * to the current end (no holes): 6B00 beyond it, 6A84 past
  * IDCARD_MAX_DATA.
  *
- *= MISSION ID-8 (packets and retransmission)
+ *= REQ ID-8 (packets and retransmission)
  *# The encrypted ID data is held as several packets
  */
 #include <stdlib.h>
@@ -140,7 +140,7 @@ out:
 /*
  * 00 CA 03 00 Le -> the plaintext configuration.
  *
- *= MISSION ID-6 (pre-read)
+ *= REQ ID-6 (pre-read)
  *# the reader reads the card's plaintext configuration ... before any
  *# read command arrives
  */
@@ -163,7 +163,7 @@ out:
 /*
  * 00 B0 offH offL Le -> up to Ne bytes of the encrypted ID data.
  *
- *= MISSION ID-7 (secure upload)
+ *= REQ ID-7 (secure upload)
  *# else from the card
  */
 static int

@@ -199,7 +199,7 @@ out:
 /*
  * INSTALL ISSUER: 80 70 00 00 Lc point(65).  SO, BLANK only.
  *
- *= MISSION BN-4
+ *= REQ BN-4
  *# The chip checks it with the pre-installed *authorized* public key.
  *
  * Up to NOTE_MAX_ISSUERS authorized keys (one per issuance line or key
@@ -235,7 +235,7 @@ out:
  * INSTALL SERVER: 80 72 00 00 Lc point(65).  SO, BLANK only; a second
  * install before LOCK replaces the first.
  *
- *= MISSION BN-6
+ *= REQ BN-6
  *# The chip encrypts the written feature information with the server's
  *# public key and sends it to the server.
  */
@@ -293,7 +293,7 @@ out:
  * request in BLANK or WRITTEN, is the core's plain GET CHALLENGE (the
  * chip's random source, C_GenerateRandom) and touches no note state.
  *
- *= MISSION beyond the documents (freshness)
+ *= REQ beyond the documents (freshness)
  *# a chip challenge inside the write authorization, so a recorded
  *# authorization cannot be replayed onto another chip
  */
@@ -326,11 +326,11 @@ out:
  * AUTHORIZE WRITE: 80 78 00 00 Lc lv16(feature) sig(64) -> 01.
  * CHALLENGED only.
  *
- *= MISSION BN-3
+ *= REQ BN-3
  *# The client proves its private key over the feature information and
  *# sends the result to the chip.
  *
- *= MISSION BN-4
+ *= REQ BN-4
  *# The chip checks it with the pre-installed *authorized* public key.
  *# Success: it answers confirm-write. Failure: reject-write.
  *
@@ -413,7 +413,7 @@ out:
 /*
  * WRITE FEATURE: 80 7A 00 00 Lc feature.  AUTHORIZED only.
  *
- *= MISSION BN-5
+ *= REQ BN-5
  *# On confirm the client writes the feature information; on reject it
  *# writes nothing.
  *
@@ -421,7 +421,7 @@ out:
  * constant time); a mismatch is ML_ERR_AUTH and drops the authorization.
  * An empty or oversized field is a length error and changes nothing.
  *
- *= MISSION beyond the documents (write-once, tear-safe)
+ *= REQ beyond the documents (write-once, tear-safe)
  *# write-once notes and tear-safe chip storage: a power cut at any instant
  *# leaves the old state or the new, never a mix
  *
@@ -478,7 +478,7 @@ out:
  * nothing written answers 6A88 (a blank note, as far as a verification
  * desk is concerned).
  *
- *= MISSION BN-8
+ *= REQ BN-8
  *# Notes are checked by comparing feature information: a verification
  *# desk reads a note and gets a verdict.
  */
@@ -505,7 +505,7 @@ out:
  * GET SEALED: 80 7E 00 00 Le -> D0 serial, D5 blob, D6 chip signature.
  * WRITTEN only.
  *
- *= MISSION BN-6
+ *= REQ BN-6
  *# The chip encrypts the written feature information with the server's
  *# public key and sends it to the server.
  *
@@ -565,7 +565,7 @@ out:
  * INTERNAL AUTHENTICATE: 00 88 00 00 Lc challenge(16..64) Le -> sig(64).
  * Any locked state (LOCK guarantees the chip key).  Touches no note state.
  *
- *= MISSION beyond the documents (chip authentication)
+ *= REQ beyond the documents (chip authentication)
  *# chip authentication (a key pair generated inside each chip) so a
  *# verification desk can tell a clone from the genuine chip
  *

@@ -9,10 +9,10 @@
  * chip_reader_forget) loses it together with the random key.  Only the
  * cache mode is persistent.
  *
- *= MISSION ID-9 (cache expiry)
+ *= REQ ID-9 (cache expiry)
  *# The cache may be volatile (gone at power-off).
  *
- *= MISSION ID-12 (forgetting)
+ *= REQ ID-12 (forgetting)
  *# on that timeout, or before power-off, it deletes the random key.
  *
  * Access: every command that puts or gets cache contents needs the user
@@ -194,10 +194,10 @@ out:
 /*
  * 80 92 00 00 Lc config -> slot(1) new(1).
  *
- *= MISSION ID-6 (pre-read)
+ *= REQ ID-6 (pre-read)
  *# stores it in the secure chip if not already stored
  *
- *= MISSION ID-13 (cache modes)
+ *= REQ ID-13 (cache modes)
  *# Multi-card: configuration and data stored associated, many cards at
  *# once (embodiment 6). Single-card: one card only; a different card
  *# clears the store first (embodiment 7).
@@ -243,7 +243,7 @@ out:
  * 80 94 slot 00 Lc data: the card's encrypted ID data for that slot
  * (replaces what was there).
  *
- *= MISSION ID-7 (secure upload)
+ *= REQ ID-7 (secure upload)
  *# from the secure chip when cached for this configuration, else from the
  *# card, then caching it
  */
@@ -305,7 +305,7 @@ out:
  * card's entry).  The plaintext is read straight from the command buffer
  * and not copied.
  *
- *= MISSION ID-11 (second read)
+ *= REQ ID-11 (second read)
  *# makes a random key, encrypts the information under it and stores it in
  *# the secure chip
  */
@@ -374,11 +374,11 @@ out:
  * 80 9C P1 00: P1 0 forgets everything, P1 1 the plaintexts and the
  * random key only (the configurations and encrypted data stay).
  *
- *= MISSION ID-9 (cache expiry)
+ *= REQ ID-9 (cache expiry)
  *# the reader clears configuration and encrypted ID data from the secure
  *# chip
  *
- *= MISSION ID-12 (forgetting)
+ *= REQ ID-12 (forgetting)
  *# With no card for a set time, the reader clears the cached plaintext
  */
 static int

@@ -5,7 +5,7 @@
  * volatile secret keys).  Chip kinds are profiles (applet_*.c): an INS
  * table plus handlers, looked up before the core table.
  *
- *= MISSION ID-14 (secure chip)
+ *= REQ ID-14 (secure chip)
  *# Holds PKI certificates and keys and does the crypto; private keys never
  *# leave it.
  */

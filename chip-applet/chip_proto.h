@@ -1,7 +1,7 @@
 /*
  * The mintline card OS command set: constants shared by the chip (this
  * directory) and its hosts (pkcs11/, station/, tests).  docs/apdu.md is
- * checked against the INS tables (tests/unit/test_apdu_doc.c).
+ * checked against the INS tables (tests/check-apdu-doc.sh).
  *
  * All multi-byte integers are big endian.  CLA 0x00 carries ISO 7816-4
  * commands, CLA 0x80 the proprietary ones.  Every command except SELECT and

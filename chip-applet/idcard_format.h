@@ -5,7 +5,7 @@
  * which checks the configuration it is given), the card maker
  * (tools/mintline-mkidcard) and the server's SAM emulator.
  *
- *= MISSION ID-6 (pre-read)
+ *= REQ ID-6 (pre-read)
  *# the card's plaintext configuration (serial number, application data,
  *# transport protocol: type, bit rate, maximum frame length)
  *

@@ -14,7 +14,7 @@
 #include "ml_wipe.h"
 
 /*
- *= MISSION ID-2 (handshake A) and ID-4 (handshake B)
+ *= REQ ID-2 (handshake A) and ID-4 (handshake B)
  *# Handshake A: KEYREQ, R1, reader signature + certificate, server
  *# ciphertext of R3 + signature + certificate.  Handshake B: R1 and the
  *# server certificate, then the reader's encrypted R2 + signature.
@@ -292,7 +292,7 @@ th_snapshot(struct hs *hs)
 #include <fcntl.h>
 #include <unistd.h>
 /*
- * TEST ONLY (issue 8, tests/integration/test-secrets.sh): with
+ * TEST ONLY (secret hygiene, tests/integration/test-secrets.sh): with
  * MINTLINE_TEST_KEYLOG=PATH in the environment, append this session's
  * transport keys to PATH, like SSLKEYLOGFILE, so that a test can search a
  * snapshot of the process memory for them after the session ended.
@@ -715,10 +715,10 @@ hs_set_peer(struct hs *hs, const struct hs_certinfo *ci,
 
 /*
  * The server's checks on the client's first authenticated message
- * (READER_AUTH in flow A, READER_KEYX in flow B), in the order the issue
- * prescribes; framing and limits were checked by the parser already.
+ * (READER_AUTH in flow A, READER_KEYX in flow B), in the order ID-2 and
+ * ID-4 prescribe; framing and limits were checked by the parser already.
  *
- *= MISSION ID-5 (early rejection)
+ *= REQ ID-5 (early rejection)
  *# the server decides whether the reader is legitimate at the reader's
  *# first message, and ends the connection at once if not
  */

@@ -4,9 +4,9 @@
  *	CHALLENGE:	u8 type = 0x02 | R1[32]
  *	CHALLENGE_CERT:	u8 type = 0x03 | R1[32] | chain
  *
- *= MISSION ID-2
+ *= REQ ID-2
  *# Server makes a fresh, never-repeated random factor R1 and sends it.
- *= MISSION ID-4
+ *= REQ ID-4
  *# Server sends R1 and its certificate.  Reader verifies the server
  *# certificate.
  * R1 is 256 bits from the server's DRBG: a repeat is as likely as a

@@ -5,7 +5,7 @@
  *	u8 type = 0x01 | u8 version = 1 | u8 flow (1 A, 2 B) | u8 kind
  *	(1 reader, 2 station) | str8 serial | str8 certno (hex) | cnonce[32]
  *
- *= MISSION ID-1
+ *= REQ ID-1
  *# A read command makes the reader ask the server for a transport key.
  */
 #include <string.h>

@@ -9,7 +9,7 @@
  * sig = ECDSA(SHA-256(HS_LABEL_READER_KEYX || H(KEYREQ, CHALLENGE_CERT) ||
  * body without sig)), so R1 and the ciphertext are both signed.
  *
- *= MISSION ID-4
+ *= REQ ID-4
  *# Reader verifies the server certificate, makes R2, encrypts R2 with the
  *# server's public key, signs R1 + that ciphertext, sends ciphertext,
  *# signature and its certificate, and derives its transport key from R2.

@@ -7,7 +7,7 @@
  * sig = ECDSA(SHA-256(HS_LABEL_READER_AUTH || H(KEYREQ, CHALLENGE) ||
  * body without sig)), made inside the reader secure chip (C_Sign).
  *
- *= MISSION ID-2
+ *= REQ ID-2
  *# Reader signs data containing at least R1 (optionally its identity,
  *# ID-3) with its private key and sends the signature and its certificate.
  *# Server verifies the reader certificate against the CA root; on failure

@@ -7,7 +7,7 @@
  * with R3 = R1 || R2; sig = ECDSA(SHA-256(HS_LABEL_SERVER_AUTH ||
  * H(KEYREQ..READER_AUTH) || body without sig)) by the HSM key.
  *
- *= MISSION ID-2
+ *= REQ ID-2
  *# Then it makes R2, forms R3 from R1 and R2 (concatenation R1||R2),
  *# derives its transport key from R3, encrypts R3 with the reader's public
  *# key, signs that ciphertext, and sends ciphertext, signature and its own

@@ -4,7 +4,7 @@
  * with its retransmission bookkeeping.  Pure code: no I/O, no clocks (the
  * caller passes "now"), no threads.  docs/idcard.md is the prose version.
  *
- *= MISSION ID-8 (packets and retransmission)
+ *= REQ ID-8 (packets and retransmission)
  *# The encrypted ID data is held as several packets, each encrypted and
  *# sent in turn. The server can send a retransmission instruction naming
  *# packets; the reader re-sends only those.

@@ -273,7 +273,7 @@ out:
 }
 
 /*
- *= MISSION ID-8 (packets and retransmission)
+ *= REQ ID-8 (packets and retransmission)
  *# the reader re-sends only those
  */
 static int
@@ -341,7 +341,7 @@ idr_upload(const struct idr_link *l, const struct idr_upload_req *req,
 	ML_TRY(up_begin(&u, buf));
 	begun = true;
 
-	/*= MISSION ID-8 (packets and retransmission)
+	/*= REQ ID-8 (packets and retransmission)
 	 *# each encrypted and sent in turn */
 	for (i = 0; i < u.npkts; i++) {
 		uint16_t idx = u.f.reorder ? (uint16_t)(u.npkts - 1 - i) :

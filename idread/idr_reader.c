@@ -119,7 +119,7 @@ idr_reader_open(struct chiplink *l, const struct idr_reader_cfg *cfg,
 		r0->serial[k - 1] = '\0';
 	}
 	if (cfg->cache_mode != 0 && cfg->cache_mode != ci.mode) {
-		/*= MISSION ID-13 (cache modes) chosen by configuration */
+		/*= REQ ID-13 (cache modes) chosen by configuration */
 		ML_ENSURE(cfg->so_pin != NULL, ML_ERR_PERM);
 		ML_TRY(verify_pin(&r0->rc, PIN_SO, cfg->so_pin));
 		ML_TRY(rc_ok(r0, CLA_PROP, INS_CACHE_MODE, cfg->cache_mode, 0,
@@ -149,7 +149,7 @@ idr_reader_close(struct idr_reader *ir)
 		return;
 	}
 	/*
-	 *= MISSION ID-12 (forgetting)
+	 *= REQ ID-12 (forgetting)
 	 *# or before power-off, it deletes the random key
 	 */
 	if (idr_reader_forget(ir) != 0) {
@@ -168,7 +168,7 @@ idr_reader_test_remove_after(struct idr_reader *ir, int blocks)
 /* ---------------------------------------------------------------- pre-read */
 
 /*
- *= MISSION ID-6 (pre-read)
+ *= REQ ID-6 (pre-read)
  *# When a card answers the reader's polling, the reader reads the card's
  *# plaintext configuration ... and stores it in the secure chip if not
  *# already stored.
@@ -227,11 +227,11 @@ idr_reader_tick(struct idr_reader *ir)
 	}
 	ir->card_gen = 0;
 	/*
-	 *= MISSION ID-9 (cache expiry)
+	 *= REQ ID-9 (cache expiry)
 	 *# If no card is seen for a set time after the upload, the reader
 	 *# clears configuration and encrypted ID data from the secure chip.
 	 *
-	 *= MISSION ID-12 (forgetting)
+	 *= REQ ID-12 (forgetting)
 	 *# With no card for a set time, the reader clears the cached
 	 *# plaintext; on that timeout ... it deletes the random key.
 	 */
@@ -353,7 +353,7 @@ card_still_there(void *ctx)
 }
 
 /*
- *= MISSION ID-11 (second read)
+ *= REQ ID-11 (second read)
  *# A later read of the same card (same configuration) is answered from
  *# there, with no server round trip.
  *
@@ -389,7 +389,7 @@ out:
 }
 
 /*
- *= MISSION ID-7 (secure upload)
+ *= REQ ID-7 (secure upload)
  *# the reader gets the card's encrypted ID data (from the secure chip when
  *# cached for this configuration, else from the card, then caching it)
  *
@@ -472,7 +472,7 @@ idr_reader_read(struct idr_reader *ir, idr_connect_fn connect, void *cctx,
 	ML_TRY(get_card_data(ir, &ev, &data, &data_len, &card_data,
 	    &ri.data_cached));
 
-	/*= MISSION ID-1 (no SAM): the read asks the server (handshake) */
+	/*= REQ ID-1 (no SAM): the read asks the server (handshake) */
 	ML_TRY(connect(cctx, &link));
 	memset(&req, 0, sizeof(req));
 	req.config = ir->config;

@@ -4,7 +4,8 @@
  * RESULT under the upload key.  Transport-agnostic: idr_srv_handle() has
  * the shape of an hs/ record handler (hs_handler_fn), so mintline-server
  * serves it on its worker threads (server/idread_app.c) and the tests and
- * the benchmark call it directly through the loopback link (idr_link.h).
+ * the benchmark call it directly through the loopback link
+ * (idr_link_loop(), idr_client.h).
  *
  * Sessions are keyed by the upload id the server made, and bound to the
  * authenticated peer that began them (serial and certificate number).

@@ -880,7 +880,7 @@ p11m_generate_key(struct p11m_session *s, CK_MECHANISM_PTR m,
 	 * The key is made by the chip and stays in its RAM: a session
 	 * object, sensitive, never extractable, AES-256.
 	 *
-	 *= MISSION ID-11 (second read)
+	 *= REQ ID-11 (second read)
 	 *# The reader decrypts the plaintext ID information, makes a random
 	 *# key, encrypts the information under it and stores it in the
 	 *# secure chip.
@@ -1318,7 +1318,7 @@ p11m_generate_random(struct p11m_session *s, CK_BYTE_PTR out, CK_ULONG n)
 	/*
 	 * The chip's own random source.
 	 *
-	 *= MISSION ID-2 (handshake A)
+	 *= REQ ID-2 (handshake A)
 	 *# Server makes a fresh, never-repeated random factor R1
 	 */
 	while (off < n) {

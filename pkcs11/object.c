@@ -472,7 +472,7 @@ out:
 /*
  * The note's feature record as a read-only data object (docs/pkcs11.md).
  *
- *= MISSION BN-8
+ *= REQ BN-8
  *# Notes are checked by comparing feature information: a verification
  *# desk reads a note and gets a verdict.
  */
@@ -1248,7 +1248,7 @@ p11m_create_object(struct p11m_session *s, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n,
 		/*
 		 * Private keys are generated inside a chip, never imported.
 		 *
-		 *= MISSION ID-14 (secure chip)
+		 *= REQ ID-14 (secure chip)
 		 *# Holds PKI certificates and keys and does the crypto;
 		 *# private keys never leave it.
 		 */

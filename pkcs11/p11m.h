@@ -43,7 +43,7 @@ struct chiplink;
 #define P11M_DEFAULT_CONF	SYSCONFDIR "/mintline/pkcs11.conf"
 #define P11M_DEFAULT_LINE	LOCALSTATEDIR "/lib/mintline/line"
 
-/* ---- attributes (attr.c) ---- */
+/* ---- attributes in memory (template.c) ---- */
 
 /* How a value is encoded in memory and in the chip's attribute blob. */
 enum p11m_akind {

@@ -41,12 +41,12 @@ static const struct hs_app srv_app_whoami = {
 	.nhandlers = ML_NELEM(whoami_handlers),
 };
 
-extern const struct hs_app srv_app_idread;	/* idread_app.c (issue 6) */
-extern const struct hs_app srv_app_note;	/* note_app.c (issue 5) */
+extern const struct hs_app srv_app_idread;	/* idread_app.c (ID-7..ID-10) */
+extern const struct hs_app srv_app_note;	/* note_app.c (BN-6..BN-8) */
 
 const struct hs_app *const srv_apps[] = {
 	&srv_app_whoami,
 	&srv_app_idread,
-	&srv_app_note,		/* issue 5 */
+	&srv_app_note,		/* BN-6..BN-8 */
 	NULL,
 };

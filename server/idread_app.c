@@ -1,5 +1,5 @@
 /*
- * ID reading served by mintline-server (issue 6; ID-3, ID-7, ID-8, ID-10):
+ * ID reading served by mintline-server (ID-3, ID-7, ID-8, ID-10):
  * the record handlers of idread/idr_srv.c on the worker threads, one SAM
  * shared by every reader connection, and a read record per reader in the
  * registry for risk control.
@@ -30,7 +30,7 @@ struct idr_app {
 };
 
 /*
- *= MISSION ID-3 (reader identity)
+ *= REQ ID-3 (reader identity)
  *# uses the mapping for risk control: ... read history, error history
  */
 static void

@@ -1,5 +1,5 @@
 /*
- * Registry schema migrations (issue 7): one list per back-end, applied in
+ * Registry schema migrations (ID-3, BN-7): one list per back-end, applied in
  * order at start-up inside a transaction each, recorded in a
  * schema_version table (version, what, applied_at).  Applying is
  * idempotent: a version already in schema_version is skipped, so every

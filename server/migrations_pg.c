@@ -4,11 +4,11 @@
  * PostgreSQL types: times are unix seconds (bigint) as in SQLite, so that
  * dumps of the two compare.
  *
- *= MISSION ID-3
+ *= REQ ID-3
  *# The server stores the serial <-> certificate-number mapping and uses it
  *# for risk control
  *
- *= MISSION BN-7
+ *= REQ BN-7
  *# exactly-once registration: note_id and chip_serial are each UNIQUE, so
  *# concurrent servers cannot register a note twice or put two notes on
  *# one chip, whatever the retries.
@@ -16,7 +16,7 @@
 #include "migrations.h"
 
 const struct reg_migration reg_pg_migrations[] = {
-	{ 1, "readers and risk records (issue 4)",
+	{ 1, "readers and risk records (ID-3)",
 	  "CREATE TABLE readers ("
 	  "  serial   text PRIMARY KEY,"
 	  "  certno   text NOT NULL UNIQUE,"
@@ -31,7 +31,7 @@ const struct reg_migration reg_pg_migrations[] = {
 	  "  at       bigint NOT NULL,"
 	  "  detail   text NOT NULL DEFAULT '');"
 	  "CREATE INDEX reader_events_serial ON reader_events(serial, kind);" },
-	{ 2, "banknote registry (issue 5)",
+	{ 2, "banknote registry (BN-7)",
 	  "CREATE TABLE note_chip ("
 	  "  chip_serial text PRIMARY KEY,"
 	  "  chip_pub    bytea NOT NULL CHECK (length(chip_pub) = 65),"

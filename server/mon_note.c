@@ -1,7 +1,8 @@
 /*
  * The note application's PKCS#11 calls (server/note_p11.h), answered
  * through the monitor inside mintline-server, so that the network process
- * never loads a PKCS#11 module (privilege separation, issue 7).
+ * never loads a PKCS#11 module (privilege separation: the HSM key of BN-7
+ * is used by mintline-monitor only).
  *
  * mintline-server links this file ahead of the mintline-note library;
  * the linker then takes these definitions and never pulls note_p11.o (and

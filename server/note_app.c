@@ -1,5 +1,5 @@
 /*
- * The banknote application of mintline-server (issue 5): chip enrolment,
+ * The banknote application of mintline-server (BN-6..BN-8): chip enrolment,
  * sealed-upload registration (BN-7) and the online desk query (BN-8) as
  * hs record handlers on the worker threads.  The logic is reg_note.c;
  * this file binds it to the server.
@@ -7,7 +7,7 @@
  * Configuration (environment, like the other applications):
  *   MINTLINE_NOTE_DB		the note registry: a SQLite file, a PostgreSQL
  *				URL, or "registry" for the server's own
- *				--registry (PostgreSQL; issue 7) (required —
+ *				--registry (PostgreSQL) (required —
  *				without it the application refuses every
  *				record)
  *   MINTLINE_NOTE_ISSUERS	authorised issuer keys, whitespace separated:
@@ -91,7 +91,7 @@ note_app_init(const struct hs_app_env *env, void **ret_ctx)
 		cfg.feature_key = fkey;
 	}
 	if (strcmp(db, "registry") == 0) {
-		/* issue 7: in the server's --registry (PostgreSQL: shared) */
+		/* in the server's --registry (PostgreSQL: shared) */
 		if ((r = note_db_reg_open(env->registry, &a->db)) != 0) {
 			ml_err("note: the server registry cannot hold notes "
 			    "(%s): use a PostgreSQL registry or a file",
@@ -99,7 +99,7 @@ note_app_init(const struct hs_app_env *env, void **ret_ctx)
 			goto out;
 		}
 	} else if (reg_target_is_pg(db)) {
-		/* issue 7: a PostgreSQL database of its own */
+		/* a PostgreSQL database of its own */
 		ML_TRY(reg_open(db, &a->own_reg));
 		ML_TRY(note_db_reg_open(a->own_reg, &a->db));
 	} else {

@@ -64,7 +64,7 @@ struct note_db {
 	sqlite3		*db;
 	sqlite3_stmt	*enrol_get, *enrol_put, *note_by_id, *note_by_chip,
 			*note_put, *flag_put, *flag_get, *reject_put, *count;
-	const struct note_db_ops *ops;	/* another back-end (issue 7) */
+	const struct note_db_ops *ops;	/* another back-end (PostgreSQL) */
 	void		*ctx;
 };
 

@@ -86,7 +86,7 @@ ML_MUST_CHECK int note_db_count_reject(struct note_db *db, const char *reason);
 ML_MUST_CHECK int note_db_count_notes(struct note_db *db, uint64_t *ret_n);
 
 /*
- * Another back-end behind the same API (issue 7: the shared PostgreSQL
+ * Another back-end behind the same API (the shared PostgreSQL
  * registry, server/note_db_reg.c).  Each operation has the semantics and
  * return values of the note_db_* function of the same name; ctx is
  * borrowed and must be thread-safe.  note_db_close() frees the handle only.

@@ -1,5 +1,5 @@
 /*
- * The note registry on the server's registry back-end (issue 7): the
+ * The note registry on the server's registry back-end (BN-7, BN-8): the
  * note_db API (note_db.h) forwarded to the reg_notes_* operations of
  * registry.h, so that with PostgreSQL every server of a fleet registers
  * notes in the one shared database, exactly once (registry_pg.c).

@@ -1,6 +1,7 @@
 /*
  * note_db (note_db.h) on a registry back-end that implements the note
- * operations (registry.h; today PostgreSQL).  Issue 7.
+ * operations (registry.h; today PostgreSQL), so that servers sharing one
+ * database register each note once (BN-7, BN-8).
  */
 #ifndef NOTE_DB_REG_H
 #define NOTE_DB_REG_H

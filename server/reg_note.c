@@ -173,7 +173,7 @@ handle_enrol(struct reg_note *rn, const uint8_t *req, size_t len,
 		    NOTE_R_ENROL_CONFLICT, 0);
 	}
 	if (r == ML_ERR_IO) {
-		/* registry unavailable (issue 7): no verdict, the station retries */
+		/* registry unavailable: no verdict, the station retries */
 		ml_warn("enrolment of chip %s: registry unavailable", chip);
 		return ML_ERR_IO;
 	}
@@ -236,7 +236,7 @@ handle_upload(struct reg_note *rn, const uint8_t *req, size_t len,
 	r = note_db_chip_pub(rn->cfg.db, chip, chip_pub);
 	if (r == ML_ERR_IO) {
 		/*
-		 * Registry unavailable (issue 7): answer no verdict (the
+		 * Registry unavailable: answer no verdict (the
 		 * server sends HS_REC_ERROR) so that the station keeps the
 		 * note in doubt and uploads it again; a refusal would be final.
 		 */

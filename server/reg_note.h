@@ -3,7 +3,7 @@
  * server's record handlers for NOTE_REC_ENROL, NOTE_REC_UPLOAD and
  * NOTE_REC_QUERY (server/note_proto.h).
  *
- *= MISSION BN-7
+ *= REQ BN-7
  *# The server decrypts with its private key (held in an HSM) and gets the
  *# feature information; the wrong key cannot decrypt.
  *

@@ -13,7 +13,7 @@ reg_open(const char *target, struct reg **ret_reg)
 		return reg_sqlite_open(target + 7, ret_reg);
 	}
 	if (reg_target_is_pg(target)) {
-		return reg_pg_open(target, ret_reg);	/* issue 7 */
+		return reg_pg_open(target, ret_reg);	/* PostgreSQL */
 	}
 	return reg_sqlite_open(target, ret_reg);
 }
@@ -68,7 +68,7 @@ reg_event_add_many(struct reg *r, const struct reg_event_rec *evs, size_t n)
 	return REG_CALL(r, event_add_many, evs, n);
 }
 
-/* Banknote registry (issue 7): see registry.h. */
+/* Banknote registry (BN-7, BN-8): see registry.h. */
 int
 reg_notes_enrol(struct reg *r, const char *chip_serial,
     const uint8_t pub[static ML_P256_PUB_LEN])

@@ -1,10 +1,10 @@
 /*
  * The server's registry: reader/station serial <-> certificate-number
- * mapping, per-reader risk records and flagged status (ID-3), and (issue 5)
- * note registrations.
+ * mapping, per-reader risk records and flagged status (ID-3), and note
+ * registrations (BN-7, BN-8).
  *
  * Back-ends implement struct reg_ops; SQLite (registry_sqlite.c) is the
- * default, PostgreSQL (registry_pg.c, issue 7) serves several servers
+ * default, PostgreSQL (registry_pg.c) serves several servers
  * sharing one database.  Callers use the reg_* wrappers only.  Every back-end is thread-safe: workers call it
  * concurrently.
  *
@@ -79,9 +79,9 @@ struct reg_ops {
 	int		(*event_add_many)(struct reg *r,
 			    const struct reg_event_rec *evs, size_t n);
 	/*
-	 * The banknote registry (issue 5 semantics and return values: see
+	 * The banknote registry (BN-7, BN-8; semantics and return values: see
 	 * note_db.h, whose structs these take).  The PostgreSQL back-end
-	 * implements them (issue 7); SQLite deployments use note_db.c.
+	 * implements them; SQLite deployments use note_db.c.
 	 */
 	int		(*note_enrol)(struct reg *r, const char *chip_serial,
 			    const uint8_t pub[static ML_P256_PUB_LEN]);
@@ -124,7 +124,7 @@ ML_MUST_CHECK int reg_event_count(struct reg *r, const char *serial,
     enum reg_event ev, uint64_t *ret_n);
 
 /*
- * Banknote registry wrappers (issue 7; semantics of the note_db_* function
+ * Banknote registry wrappers (BN-7, BN-8; semantics of the note_db_* function
  * of the same name in note_db.h: note_register returns 0 new, 1 the same
  * note again, 100 + NOTE_R_* refused, or a negative ML_ERR_*).
  */
@@ -146,7 +146,7 @@ ML_MUST_CHECK int reg_notes_count(struct reg *r, uint64_t *ret_n);
 ML_MUST_CHECK int reg_sqlite_open(const char *path, struct reg **ret_reg);
 
 /*
- * PostgreSQL back-end (registry_pg.c, issue 7).  target: a libpq URI
+ * PostgreSQL back-end (registry_pg.c).  target: a libpq URI
  * ("postgresql://..." or "postgres://...") or "pg:" (also "postgresql:")
  * + a keyword/value conninfo ("pg:host=/run/postgresql dbname=mintline").  Migrates the schema (migrations_pg.c) before returning.  A
  * lost database makes operations fail fast with ML_ERR_IO ("registry

@@ -1,5 +1,5 @@
 /*
- * The PostgreSQL registry back-end (issue 7): the same struct reg_ops as
+ * The PostgreSQL registry back-end (ID-3, BN-7): the same struct reg_ops as
  * registry_sqlite.c, plus the banknote registry operations (note_db.h
  * semantics), for several mintline-server instances sharing one database.
  *

@@ -4,7 +4,7 @@
  * reader or note survives a power cut once the call returned).
  *
  * Schema: reg_sqlite_migrations[], applied in order and recorded in
- * PRAGMA user_version.  Append new rows (issue 5: note tables); never edit
+ * PRAGMA user_version.  Append new rows; never edit
  * an applied one.
  */
 #include <stdio.h>
@@ -25,13 +25,13 @@ struct reg_sqlite_migration {
 };
 
 /*
- *= MISSION ID-3
+ *= REQ ID-3
  *# The server stores the serial <-> certificate-number mapping and uses it
  *# for risk control: factory data, read history, error history, report
  *# history, transaction history per reader.
  */
 static const struct reg_sqlite_migration reg_sqlite_migrations[] = {
-	{ 1, "readers and risk records (issue 4)",
+	{ 1, "readers and risk records (ID-3)",
 	  "CREATE TABLE readers ("
 	  "  serial   TEXT PRIMARY KEY NOT NULL,"
 	  "  certno   TEXT NOT NULL,"
@@ -47,7 +47,7 @@ static const struct reg_sqlite_migration reg_sqlite_migrations[] = {
 	  "  at       INTEGER NOT NULL,"
 	  "  detail   TEXT NOT NULL DEFAULT '');"
 	  "CREATE INDEX reader_events_serial ON reader_events(serial, kind);" },
-	/* issue 5: append { 2, "notes", "CREATE TABLE notes (...)" } here */
+	/* SQLite keeps the note tables in note_db.c's own file (BN-7) */
 };
 
 struct reg_sqlite {
@@ -86,7 +86,7 @@ user_version(sqlite3 *db, int *ret)
 /*
  * Apply the migrations not yet applied.  PRAGMA user_version is the
  * authority; each version is also recorded in schema_version (version,
- * what, applied_at), as on PostgreSQL (issue 7).  The version is read
+ * what, applied_at), as on PostgreSQL.  The version is read
  * under the write lock (BEGIN IMMEDIATE), so servers starting together on
  * one file apply each migration once.
  */
@@ -359,7 +359,7 @@ reg_sqlite_open(const char *path, struct reg **ret_reg)
 	/*
 	 * Switching a new file to WAL takes an exclusive lock and does not
 	 * wait on the busy handler: when several processes create the
-	 * registry at once (issue 7), retry for a while.
+	 * registry at once, retry for a while.
 	 */
 	for (i = 0; (r = sqlite3_exec(s->db, "PRAGMA journal_mode = WAL", NULL,
 	    NULL, NULL)) == SQLITE_BUSY && i < 100; i++) {

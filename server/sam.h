@@ -5,7 +5,7 @@
  * must be thread-safe (sam_decode() is called concurrently from worker
  * threads).
  *
- *= MISSION ID-10 (remote SAM)
+ *= REQ ID-10 (remote SAM)
  *# The server hands configuration + encrypted ID data to a SAM (in the
  *# server or separate; shared by many readers), gets the plaintext ID
  *# information

@@ -81,7 +81,7 @@ struct srv_metrics {
 	atomic_ullong	 cpu_ns_rejected;	/* worker CPU, refused ones */
 	atomic_ullong	 records;
 	atomic_ullong	 record_errors;
-	/* issue 7: the metrics endpoint (srv_metrics.c) */
+	/* counters for the metrics endpoint (srv_metrics.c) */
 	atomic_ullong	 refused_unauth;	/* --max-unauth */
 	atomic_ullong	 refused_per_addr;	/* --max-unauth-per-addr */
 	atomic_ullong	 by_type[256];		/* records by type */

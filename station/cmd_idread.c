@@ -450,7 +450,7 @@ st_idr_open(const struct st_idr_opts *o, struct st_idr **ret)
 		ML_TRY(hs_trust_load(o->ca, NULL, &s->trust));
 		ML_TRY(hs_chain_load(o->cert, &s->chain));
 		s->have_chain = true;
-		/*= MISSION ID-14 (secure chip): the reader key stays inside */
+		/*= REQ ID-14 (secure chip): the reader key stays inside */
 		if (o->key != NULL) {
 			/* through PKCS#11 (C_Sign, C_DeriveKey, ...) */
 			if ((r = hs_p11_open(o->module, o->key, &s->p11)) != 0) {
@@ -520,7 +520,7 @@ st_idr_options(const struct st_idr *s)
 }
 
 /*
- *= MISSION ID-1 (no SAM)
+ *= REQ ID-1 (no SAM)
  *# A read command ... makes the reader ask the server for a transport key.
  */
 static int

@@ -1,5 +1,5 @@
 /*
- * The station as an ID-card reader host (issue 6; ID-1, ID-6..ID-13):
+ * The station as an ID-card reader host (ID-1, ID-6..ID-13):
  *
  *	mintline-station id-read [OPTIONS]	one read, then exit
  *	mintline-station reader [OPTIONS]	long-running: watch the card

@@ -1,5 +1,5 @@
 /*
- * The station's banknote subcommands (issue 5).  Each parses its own
+ * The station's banknote subcommands (BN-1..BN-8).  Each parses its own
  * options (getopt_long into a per-command struct; no globals) after the
  * subcommand name and returns its documented exit code.
  *

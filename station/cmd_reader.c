@@ -188,8 +188,8 @@ cmd_reader(const struct st_opts *so, int argc, char **argv)
 	ml_info("reader: ready");
 	while (!rd_stop) {
 		/*
-		 *= MISSION ID-6 (pre-read): on arrival, before any command
-		 *= MISSION ID-9 (cache expiry): and the idle clock
+		 *= REQ ID-6 (pre-read): on arrival, before any command
+		 *= REQ ID-9 (cache expiry): and the idle clock
 		 */
 		if ((r = idr_reader_tick(st_idr_reader(s))) != 0) {
 			ml_warn("reader: card slot: %s", ml_strerror(r));

@@ -1,7 +1,7 @@
 /*
  * mintline-station verify: the verification desk (BN-8).
  *
- *= MISSION BN-8
+ *= REQ BN-8
  *# Notes are checked by comparing feature information: a verification
  *# desk reads a note and gets a verdict.
  *

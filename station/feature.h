@@ -1,7 +1,7 @@
 /*
  * Banknote feature information (BN-2).
  *
- *= MISSION BN-2
+ *= REQ BN-2
  *# From the note's information (serial prefix number, 字冠号) the client
  *# makes the feature information: the serial number and/or one or more
  *# identification codes tied to it.

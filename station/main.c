@@ -25,9 +25,9 @@ static const struct st_cmd {
 	{ "ping",	cmd_handshake,	"same as handshake" },
 	{ "id-read",	cmd_idread,	"read the ID card in the field (ID-1..ID-13)" },
 	{ "reader",	cmd_reader,	"run as a reader: watch the card slot, answer read commands" },
-	{ "provision",	cmd_provision,	"personalise blank note chips on the line" },	/* issue 5 */
-	{ "issue",	cmd_issue,	"write authorised feature data to note chips" },	/* issue 5 */
-	{ "verify",	cmd_verify,	"read notes and print a verdict" },	/* issue 5 */
+	{ "provision",	cmd_provision,	"personalise blank note chips on the line" },	/* BN-4 */
+	{ "issue",	cmd_issue,	"write authorised feature data to note chips" },	/* BN-2..BN-6 */
+	{ "verify",	cmd_verify,	"read notes and print a verdict" },	/* BN-8 */
 };
 
 static void

@@ -119,18 +119,23 @@ st_link_open(const struct st_conn *c, struct st_link **ret_link)
 	*port++ = '\0';
 	r = hs_connect(host, port, &cfg, &l->chan, &l->alert);
 	if (r != 0) {
-		ml_err("handshake %c with %s failed: %s%s%s",
-		    c->flow == HS_FLOW_A ? 'A' : 'B', c->server, ml_strerror(r),
-		    l->alert ? ": " : "", l->alert ? hs_alert_text(l->alert) : "");
+		/* Name the server's alert (ID-5: why it ended the flow early). */
+		if (l->alert != 0) {
+			ml_err("handshake %c with %s failed: %s: %s (%s)",
+			    c->flow == HS_FLOW_A ? 'A' : 'B', c->server,
+			    ml_strerror(r), hs_alert_text(l->alert),
+			    hs_alert_name(l->alert));
+		} else {
+			ml_err("handshake %c with %s failed: %s",
+			    c->flow == HS_FLOW_A ? 'A' : 'B', c->server,
+			    ml_strerror(r));
+		}
 		goto out;
 	}
 	*ret_link = l;
 	l = NULL;
 	r = 0;
 out:
-	if (l != NULL && ret_link != NULL && r != 0) {
-		/* keep the alert for the caller's exit status */
-	}
 	st_link_close(l);
 	return r;
 }

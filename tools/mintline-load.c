@@ -1,5 +1,5 @@
 /*
- * mintline-load: a load generator for mintline-server (issue 7).  Many
+ * mintline-load: a load generator for mintline-server (ID-5, capacity).  Many
  * simulated readers (software P-256 keys, certificates from a mintline-ca
  * directory) against a server on loopback, bounded in count and in time,
  * reporting throughput and latency percentiles.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Handshake benchmark (issue 4): the in-process table (flows A/B vs TLS 1.3
+# Handshake benchmark (ID-2, ID-4): the in-process table (flows A/B vs TLS 1.3
 # mutual auth, server CPU per full vs rejected handshake), then the real
 # mintline-server over loopback with its key in SoftHSM2: legitimate
 # flow-A handshakes/s alone and under forged first messages at 10x, and

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ID-card reading benchmark (issue 6): bench-idread's in-process rows, then
+# ID-card reading benchmark (ID-6..ID-13): bench-idread's in-process rows, then
 # first/second read latency against a real mintline-server on loopback TCP
 # (server key in SoftHSM2, reader key inside the reader secure chip).  The
 # server rows are skipped when SoftHSM2 is missing.

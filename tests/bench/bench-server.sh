@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Server benchmark (issue 7), with mintline-load against a real
+# Server benchmark, with mintline-load against a real
 # mintline-server on loopback (server key in SoftHSM2, readers with
 # software keys and certificates from mintline-ca's code):
 #   1. idle authenticated channels held and the server's RSS

@@ -1,6 +1,6 @@
 /*
  * bench-chip: how fast the card OS answers, each figure next to its anchor
- * measured in the same run (issue 2, "Done when": the benchmark bullet).
+ * measured in the same run (docs/benchmarks.md, "Chip applet").
  *
  * This is a benchmark, not a test: nothing is compared with a time limit.
  * tests/bench/meson.build builds it and registers bench-chip.sh (which adds

@@ -1,5 +1,5 @@
 /*
- * Handshake benchmark (issue 4).  Not a timed test: it prints figures next
+ * Handshake benchmark (ID-2, ID-4).  Not a timed test: it prints figures next
  * to an anchor measured in the same run (OpenSSL TLS 1.3 with mutual
  * authentication, the same P-256 certificates, no resumption).
  *

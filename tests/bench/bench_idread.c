@@ -1,5 +1,5 @@
 /*
- * bench_idread: ID-card reading (issue 6).
+ * bench_idread: ID-card reading (ID-6..ID-13).
  *
  *   1. first read vs second read latency (median, p99), in-process chips:
  *      the first read clears the reader secure chip's cache, reads the card

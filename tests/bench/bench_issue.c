@@ -1,5 +1,5 @@
 /*
- * bench-issue: banknote issuance figures (issue 5), each next to its
+ * bench-issue: banknote issuance figures (BN-1..BN-8), each next to its
  * anchor measured in the same run.
  *
  *   1. end to end: `issue` on the in-process line (durable chip stores,

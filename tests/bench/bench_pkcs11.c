@@ -1,6 +1,6 @@
 /*
  * bench_pkcs11: mintline-pkcs11.so (in-process line) against SoftHSM2
- * and raw OpenSSL, on the operations of issue 3:
+ * and raw OpenSSL, on these operations:
  *
  *	C_Sign ECDSA P-256, C_Verify, C_DeriveKey ECDH, C_GenerateRandom,
  *	token object creation, find-by-label among 1,000 token objects,

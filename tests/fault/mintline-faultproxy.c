@@ -1,7 +1,7 @@
 /*
  * mintline-faultproxy: a TCP proxy on loopback that damages the traffic
  * between a station or reader and mintline-server on a seeded schedule
- * (issue 8, fault injection).  Test tool only; never installed.
+ * (fault injection, docs/threat-model.md).  Test tool only; never installed.
  *
  *   mintline-faultproxy --listen PORT --connect HOST:PORT [--seed S]
  *       [--drop P] [--corrupt P] [--dup P] [--reorder P] [--cut P]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fault injection (issue 8), PC/SC: is ID data left in the reader secure
+# Fault injection (ID-9, ID-12), PC/SC: is ID data left in the reader secure
 # chip's cache past its idle timeout when the reader host dies?
 #
 # The reader chip and the ID card are mintline-chip processes behind a
@@ -170,7 +170,7 @@ case "$c $d" in
 *"ok chip"*) bad "pcsc: cache survived a power cut of the reader chip ('$c', '$d')" ;;
 *) ok "pcsc: reader chip power cut while cached ('$b'): next reads '$c', '$d', not from the cache" ;;
 esac
-# Known (issue 8 report): the long-running reader does not re-open the
+# Known limitation: the long-running reader does not re-open the
 # reader chip after it reset (the PIN is wiped after the first login), so
 # every read fails, misreported as "no card in the field", until the host
 # is restarted.  FAULT_STRICT=1 makes it a failure.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fault-injection campaign (issue 8).
+# Fault-injection campaign (docs/threat-model.md).
 #
 #   tests/fault/run-faults.sh BUILD_DIR [ROUNDS [SEED]]
 #

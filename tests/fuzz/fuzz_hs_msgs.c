@@ -1,6 +1,6 @@
 /*
  * libFuzzer target for every handshake message parser and the record
- * layer (issue 4):
+ * layer (ID-2, ID-4, ID-5):
  *   - hs_msg_parse_only(): the schema of every message type (the first
  *     byte selects KEYREQ, CHALLENGE, CHALLENGE_CERT, READER_AUTH,
  *     SERVER_AUTH, READER_KEYX, ALERT);

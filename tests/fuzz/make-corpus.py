@@ -215,7 +215,7 @@ write("chip", "idcard-read", seq(chip(5) | SEL | SMALL,
     apdu(0x00, 0xCA, 0x01, 0x00, ne=256)))
 
 
-# ---------------------------------------------------------------- issue 8
+# ------------------------------------------------ registration, monitor
 # fuzz_note_records: byte 0 is the mode (top of fuzz_note_records.c).
 import base64
 import hashlib

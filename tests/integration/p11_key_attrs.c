@@ -1,7 +1,7 @@
 /*
  * p11_key_attrs MODULE TOKEN-LABEL KEY-LABEL PIN-FILE
  *
- * Threat model "export the HSM private key" (issue 8): loads a PKCS#11
+ * Threat model "export the HSM private key" (BN-7, ID-14): loads a PKCS#11
  * module (SoftHSM2) with dlopen(), logs in to the token, finds the private
  * key KEY-LABEL and checks that it is CKA_SENSITIVE, CKA_ALWAYS_SENSITIVE,
  * CKA_NEVER_EXTRACTABLE and not CKA_EXTRACTABLE, and that C_GetAttributeValue

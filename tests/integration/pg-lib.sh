@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# A private PostgreSQL for tests and benchmarks (issue 7), sourced by
+# A private PostgreSQL for tests and benchmarks, sourced by
 # test-pg-*.sh and tests/bench/bench-server.sh.  Never touches the system
 # instance: the cluster lives in $PG_DIR under the build tree, listens on a
 # free loopback port and a private unix socket directory, and is stopped

@@ -1,7 +1,7 @@
 /*
  * test-adversarial-resubmit: read a note chip's sealed upload (GET SEALED,
  * what any station can read from any issued note) and submit it to
- * mintline-server over this station's own authenticated channel (issue 8:
+ * mintline-server over this station's own authenticated channel (BN-7:
  * "a sealed upload re-submitted by another station").  Test tool only.
  *
  *   test-adversarial-resubmit CHIP_IMAGE --server H:P --ca ROOT --cert PEM

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 8, adversarial: a sealed upload re-submitted by another station.
+# BN-7, adversarial: a sealed upload re-submitted by another station.
 # Station 1 issues notes; station 2 (another enrolled station, its own
 # channel key, no issuer key) reads the sealed uploads off the chips (GET
 # SEALED answers anyone) and submits them over its own authenticated

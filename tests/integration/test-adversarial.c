@@ -1,5 +1,5 @@
 /*
- * Adversarial protocol tests (issue 8), written from docs/protocol.md as an
+ * Adversarial protocol tests (ID-2..ID-5), written from docs/protocol.md as an
  * attacker would: a man in the middle who sees, drops, rewrites, reflects
  * and relays every frame, and who may hold a valid certificate of its own
  * (an insider reader).  Both ends of hs/ run in process over the memory

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The verification desk end to end on counterfeits (issue 8, threat model
+# The verification desk end to end on counterfeits (BN-8, threat model
 # §3 T3/T4): a small batch issued with SoftHSM2 and mintline-server, then
 # build/issuance/mintline-counterfeit makes a chip written with a forged
 # writer key, a clone of a genuine chip, a genuine note with an altered

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Issue 4 integration test: real mintline-server and mintline-station over
+# Handshakes (ID-2..ID-5): real mintline-server and mintline-station over
 # loopback on a free port; server key and reader keys in a private SoftHSM2
-# token directory under the build tree; every refusal of the issue's "What
-# bad input gets" list ends at the earliest message with a logged reason.
+# token directory under the build tree; every forged, replayed or
+# malformed first message (ID-5) ends at the earliest message with a logged reason.
 #
 # Needs: softhsm2-util, pkcs11-tool, python3 (else exit 77 = skipped).
 # Env (from meson): MINTLINE_SERVER, MINTLINE_STATION, MINTLINE_CA,

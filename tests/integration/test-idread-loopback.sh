@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 6 integration test, without a network server: mintline-station
+# ID-card reading (ID-6..ID-13), without a network server: mintline-station
 # id-read / reader on the in-process line (a reader secure chip, ID card
 # stand-ins made by mintline-mkidcard) with --server loopback:emul:KEY,
 # i.e. the server's ID-reading code and the SAM emulator in process.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 6 integration test against a real mintline-server over loopback:
+# ID-card reading (ID-6..ID-13) against a real mintline-server over loopback:
 # the server's key in a private SoftHSM2 token, the reader's key generated
 # inside the reader secure chip (in-process line) and certified by the test
 # CA, handshake A (and B once), the SAM emulator behind the server

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Banknote issuance end to end on the in-process line with SoftHSM2 and
-# mintline-server (issue 5):
+# mintline-server (BN-1..BN-8):
 #   1. provision + issue + verify (online and offline): every note GENUINE;
 #   2. a station without an authorised key: every chip answers
 #      reject-write, nothing is written, nothing registered;

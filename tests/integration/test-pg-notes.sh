@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 7: banknote registration through two mintline-server instances that
+# BN-7, BN-8: banknote registration through two mintline-server instances that
 # share one PostgreSQL registry (--registry postgresql://..,
 # MINTLINE_NOTE_DB=registry).  Two stations issue two batches at once, one
 # through each server; a third station tries serials already issued, on

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 7 integration test: the PostgreSQL registry back-end against a real
+# Integration test (ID-3, BN-7): the PostgreSQL registry back-end against a real
 # PostgreSQL (Debian postgresql; private cluster under the build tree, see
 # pg-lib.sh).
 #   1. concurrent start-up: 6 processes migrate the same database at once

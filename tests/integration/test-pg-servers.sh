@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 7: two mintline-server instances sharing one PostgreSQL registry
+# ID-3, BN-7: two mintline-server instances sharing one PostgreSQL registry
 # (called by test-pg-registry.sh with the database URL; the cluster is
 # already running).  Readers are enrolled once through the registry; the
 # load generator alternates handshakes between both servers at once; a

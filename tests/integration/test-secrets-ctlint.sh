@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Constant-time comparison lint (issue 8): MACs, tags, signatures, PINs,
+# Constant-time comparison lint: MACs, tags, signatures, PINs,
 # cryptograms and other secrets are compared with ml_ct_eq()
 # (CRYPTO_memcmp), never with memcmp/bcmp/strcmp/strncmp, whose time
 # depends on the position of the first difference.  A comparison flagged

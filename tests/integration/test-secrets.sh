@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Secret hygiene (issue 8): transport keys, PINs and plaintext ID data do
+# Secret hygiene (ID-12): transport keys, PINs and plaintext ID data do
 # not stay in the memory of mintline-server and mintline-station after
 # use.  A session runs with MINTLINE_TEST_KEYLOG (hs/hs.c, test-only: the
 # process appends its transport keys to a file, like SSLKEYLOGFILE); once

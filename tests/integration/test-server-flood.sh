@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Threat model "resource exhaustion: load/flood bound" (issue 8, ID-5):
+# Threat model "resource exhaustion: load/flood bound" (ID-5):
 # mintline-server under two floods at once --
 #   - forged first messages: flood_raw.py from 127.0.0.2, random bytes as
 #     the first handshake message, new connection each time;

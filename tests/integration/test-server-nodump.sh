@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Threat model "read secrets from a core dump or ptrace" (issue 8):
+# Threat model "read secrets from a core dump or ptrace" (BN-7, ID-12):
 # mintline-server (network process) and its mintline-monitor (the HSM
 # session) mark themselves non-dumpable (prctl(PR_SET_DUMPABLE, 0)) and
 # set RLIMIT_CORE to 0.  The whole server is started as an unprivileged

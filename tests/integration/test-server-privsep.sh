@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 7 integration test: mintline-server as a production service.
+# Integration test (BN-7, ID-10): mintline-server as a production service.
 #   - privilege separation: the network process maps neither SoftHSM nor
 #     libp11 and holds no copy of the HSM PIN; the monitor refuses a second
 #     MON_ONCE request of one session (mon_check plays a compromised worker);

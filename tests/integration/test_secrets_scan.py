@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Memory-snapshot scanner for test-secrets.sh (issue 8, secret hygiene).
+"""Memory-snapshot scanner for test-secrets.sh (secret hygiene, ID-12).
 
   test_secrets_scan.py PID[,PID...] LABEL=HEX [LABEL=HEX ...]
 

@@ -1,6 +1,6 @@
 /*
  * Handshakes A and B and the channel, both ends in process (hs/ over a
- * memory pipe).  Every case of issue 4's "What bad input gets" list is an
+ * memory pipe).  Every bad-input case of ID-2, ID-4 and ID-5 is an
  * exact-error test here: the result code of the side that must stop, and
  * the alert (reason) it records, at the earliest message.
  */
