@@ -1,4 +1,16 @@
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
 #include "ml_err.h"
+#include "ml_log.h"
+
+/* One slot per thread: the code it was recorded for, and the text. */
+static __thread struct {
+	int	 code;
+	char	 msg[ML_ERRCTX_MAX];
+} errctx;
 
 const char *
 ml_strerror(int r)
@@ -20,4 +32,96 @@ ml_errname(int r)
 #undef ML_ERR_CASE
 	}
 	return "ML_ERR_?";
+}
+
+static void
+errctx_set(const char *fn, int r, const char *suffix, const char *fmt,
+    va_list ap)
+{
+	size_t n;
+
+	if (r == 0) {
+		return;
+	}
+	(void)vsnprintf(errctx.msg, sizeof(errctx.msg), fmt, ap);
+	n = strlen(errctx.msg);
+	if (suffix != NULL && n < sizeof(errctx.msg)) {
+		(void)snprintf(errctx.msg + n, sizeof(errctx.msg) - n, ": %s",
+		    suffix);
+	}
+	errctx.code = r;
+	ml_debug("%s: %s (%s)", fn, errctx.msg, ml_errname(r));
+}
+
+int
+ml_errf_at(const char *fn, int r, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	errctx_set(fn, r, NULL, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+int
+ml_errf_sys_at(const char *fn, int r, const char *fmt, ...)
+{
+	int saved = errno;
+	char cause[128];
+	const char *c;
+	va_list ap;
+
+	/* GNU strerror_r: returns a pointer, into cause or to a static text */
+	c = strerror_r(saved, cause, sizeof(cause));
+	va_start(ap, fmt);
+	errctx_set(fn, r, c, fmt, ap);
+	va_end(ap);
+	errno = saved;
+	return r;
+}
+
+int
+ml_errpre(int r, const char *fmt, ...)
+{
+	char old[ML_ERRCTX_MAX];
+	size_t n;
+	va_list ap;
+
+	if (r == 0) {
+		return r;
+	}
+	(void)snprintf(old, sizeof(old), "%s", ml_errmsg(r));
+	va_start(ap, fmt);
+	(void)vsnprintf(errctx.msg, sizeof(errctx.msg), fmt, ap);
+	va_end(ap);
+	n = strlen(errctx.msg);
+	if (n + 2 < sizeof(errctx.msg)) {
+		memcpy(errctx.msg + n, ": ", 2);
+		n += 2;
+		/* when too long, the end of the old text is cut, not the prefix */
+		old[sizeof(errctx.msg) - 1 - n] = '\0';
+		memcpy(errctx.msg + n, old, strlen(old) + 1);
+	}
+	errctx.code = r;
+	return r;
+}
+
+int
+ml_errctx_has(int r)
+{
+	return r != 0 && errctx.code == r && errctx.msg[0] != '\0';
+}
+
+const char *
+ml_errmsg(int r)
+{
+	return ml_errctx_has(r) ? errctx.msg : ml_strerror(r);
+}
+
+void
+ml_errclear(void)
+{
+	errctx.code = 0;
+	errctx.msg[0] = '\0';
 }

@@ -49,4 +49,54 @@ const char	*ml_strerror(int r);
 /* Returns the symbolic name ("ML_ERR_SHORT") for r, for logs and tests. */
 const char	*ml_errname(int r);
 
+/*
+ * Error context: what failed and why, carried next to the ML_ERR_* code
+ * (after OpenSSH's error_fr, without changing any function signature).
+ *
+ * The function that sees the failure records one line of context in a
+ * thread-local slot and returns the code it recorded it for:
+ *
+ *	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+ *		return ml_errf_sys(ML_ERR_IO, "%s", path);
+ *	}					-> "/nope.key: No such file or directory"
+ *
+ * Callers in between pass r up unchanged; one that knows more may put a
+ * prefix in front with ml_errpre() ("issuer key 1: ...").  The program's top
+ * level prints ml_errmsg(r): the context if it was recorded for this very
+ * code, else ml_strerror(r).  A context recorded for one code never labels
+ * another, and ml_errclear() drops it before each new operation, so a
+ * failure that was recovered from does not name a later one.
+ *
+ * The context names the object (file path, pkcs11: URI, reader name, chip
+ * serial, server address) and the cause (errno text, CKR name, SCard error,
+ * SW meaning, PIN tries left), never secret-bearing input.  The recording
+ * function's name goes to the debug log (ML_LOG_LEVEL=debug), not to the
+ * user.
+ */
+#define ML_ERRCTX_MAX	512
+
+/* Record context for r; returns r.  ml_errf() passes the caller's name. */
+int		 ml_errf_at(const char *fn, int r, const char *fmt, ...)
+		    __attribute__((format(printf, 3, 4)));
+/* The same with ": " and strerror(errno) appended (errno read first). */
+int		 ml_errf_sys_at(const char *fn, int r, const char *fmt, ...)
+		    __attribute__((format(printf, 3, 4)));
+#define ml_errf(r, ...)		ml_errf_at(__func__, (r), __VA_ARGS__)
+#define ml_errf_sys(r, ...)	ml_errf_sys_at(__func__, (r), __VA_ARGS__)
+
+/*
+ * Put "prefix: " in front of the context recorded for r (or in front of
+ * ml_strerror(r) when there is none, which then becomes the context).
+ * Returns r.  Does nothing for r == 0.
+ */
+int		 ml_errpre(int r, const char *fmt, ...)
+		    __attribute__((format(printf, 2, 3)));
+
+/* The context recorded for r on this thread, else ml_strerror(r). */
+const char	*ml_errmsg(int r);
+/* True when this thread holds a context for r. */
+int		 ml_errctx_has(int r);
+/* Forget this thread's context. */
+void		 ml_errclear(void);
+
 #endif

@@ -1,0 +1,142 @@
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ml_parse.h"
+
+static int
+bad_number(const char *s, const char *what, const char *range)
+{
+	return ml_errf(ML_ERR_ARG, "%s%s'%.64s' is not a whole number %s",
+	    what != NULL ? what : "", what != NULL ? ": " : "", s, range);
+}
+
+int
+ml_parse_u64(const char *s, const char *what, uint64_t min, uint64_t max,
+    uint64_t *ret)
+{
+	char range[64];
+	unsigned long long v;
+	char *end;
+
+	snprintf(range, sizeof(range), "from %" PRIu64 " to %" PRIu64, min,
+	    max);
+	/* strtoull itself accepts "  -1" (as ULLONG_MAX) and "+1" */
+	if (s == NULL || s[0] < '0' || s[0] > '9') {
+		return bad_number(s != NULL ? s : "", what, range);
+	}
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v < min || v > max) {
+		return bad_number(s, what, range);
+	}
+	*ret = v;
+	return 0;
+}
+
+int
+ml_parse_i64(const char *s, const char *what, int64_t min, int64_t max,
+    int64_t *ret)
+{
+	char range[64];
+	long long v;
+	char *end;
+	const char *d;
+
+	snprintf(range, sizeof(range), "from %" PRId64 " to %" PRId64, min,
+	    max);
+	d = (s != NULL && s[0] == '-') ? s + 1 : s;
+	if (d == NULL || d[0] < '0' || d[0] > '9') {
+		return bad_number(s != NULL ? s : "", what, range);
+	}
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v < min || v > max) {
+		return bad_number(s, what, range);
+	}
+	*ret = v;
+	return 0;
+}
+
+int
+ml_parse_uint(const char *s, const char *what, unsigned min, unsigned max,
+    unsigned *ret)
+{
+	uint64_t v;
+	int r;
+
+	if ((r = ml_parse_u64(s, what, min, max, &v)) == 0) {
+		*ret = (unsigned)v;
+	}
+	return r;
+}
+
+int
+ml_parse_size(const char *s, const char *what, size_t min, size_t max,
+    size_t *ret)
+{
+	uint64_t v;
+	int r;
+
+	if ((r = ml_parse_u64(s, what, min, max, &v)) == 0) {
+		*ret = (size_t)v;
+	}
+	return r;
+}
+
+int
+ml_parse_int(const char *s, const char *what, int min, int max, int *ret)
+{
+	int64_t v;
+	int r;
+
+	if ((r = ml_parse_i64(s, what, min, max, &v)) == 0) {
+		*ret = (int)v;
+	}
+	return r;
+}
+
+int
+ml_hostport_split(const char *s, char *ret_host, size_t hcap,
+    char ret_port[static ML_PORT_STRLEN])
+{
+	const char *colon, *host;
+	size_t hl;
+	unsigned port;
+
+	if (s == NULL || (colon = strrchr(s, ':')) == NULL || colon == s) {
+		return ml_errf(ML_ERR_ARG, "server address '%.128s': want "
+		    "host:port or [v6-address]:port", s != NULL ? s : "");
+	}
+	host = s;
+	hl = (size_t)(colon - s);
+	if (s[0] == '[') {
+		if (hl < 3 || s[hl - 1] != ']') {
+			return ml_errf(ML_ERR_ARG, "server address '%.128s': "
+			    "want [v6-address]:port", s);
+		}
+		host = s + 1;
+		hl -= 2;
+	} else if (memchr(s, ':', hl) != NULL) {
+		return ml_errf(ML_ERR_ARG, "server address '%.128s': put an "
+		    "IPv6 address in brackets, [v6-address]:port", s);
+	}
+	if (memchr(host, '[', hl) != NULL || memchr(host, ']', hl) != NULL) {
+		return ml_errf(ML_ERR_ARG, "server address '%.128s': stray "
+		    "bracket", s);
+	}
+	if (ml_parse_uint(colon + 1, NULL, 1, 65535, &port) != 0) {
+		return ml_errf(ML_ERR_ARG, "server address '%.128s': port "
+		    "must be a number from 1 to 65535", s);
+	}
+	if (hl >= hcap) {
+		return ml_errf(ML_ERR_TOO_LARGE, "server address '%.128s': "
+		    "host name longer than %zu characters", s, hcap - 1);
+	}
+	memcpy(ret_host, host, hl);
+	ret_host[hl] = '\0';
+	snprintf(ret_port, ML_PORT_STRLEN, "%u", port);
+	return 0;
+}
