@@ -23,7 +23,10 @@
 #
 # Exit 0 when every outcome is the expected one.
 # shellcheck disable=SC2119,SC2012
-set -euo pipefail
+set -Eeuo pipefail
+# A step that fails names itself (command, file, line) instead of ending
+# the demo silently; subshells leave it to the command that ran them.
+trap 'err_rc=$?; [ "$BASH_SUBSHELL" -gt 0 ] || printf "%s: line %s: %s: exit %s\n" "${BASH_SOURCE[0]##*/}" "$LINENO" "${BASH_COMMAND%%[[:cntrl:]]*}" "$err_rc" >&2' ERR
 top=$(cd "$(dirname "$0")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$top/build}
 NOTES=${NOTES:-1000}
@@ -66,19 +69,15 @@ expect "$(sqlite3 "$NE_DB" 'select count(*) from note_chip')" $((NOTES + 2)) \
 
 step "issue $NOTES notes (BN-2..BN-7), 8 line positions, over the authenticated channel"
 { ne_batch "$NOTES"; echo "mx,00999999"; } >"$work/batch.csv"
-set +e
-ne_issue --batch "$work/batch.csv" --no-progress --json >"$work/issue.jsonl"
-rc=$?
-set -e
+rc=0
+ne_issue --batch "$work/batch.csv" --no-progress --json >"$work/issue.jsonl" || rc=$?
 grep -v '"result":"issued"' "$work/issue.jsonl" | grep -v '"summary"' | sed 's/^/   /' || true
 expect "$rc" 2 "issue exit 2: everything issued but one malformed batch line (reported with its number)"
 expect "$(grep -c '"result":"issued"' "$work/issue.jsonl")" "$NOTES" "$NOTES notes issued and acknowledged"
 expect "$(sqlite3 "$NE_DB" 'select count(*) from note')" "$NOTES" "$NOTES notes in the registry"
 
 step "re-run the same batch: resume from the journal"
-set +e
-ne_issue --batch "$work/batch.csv" --no-progress --json >"$work/issue2.jsonl" 2>"$work/issue2.err"
-set -e
+ne_issue --batch "$work/batch.csv" --no-progress --json >"$work/issue2.jsonl" 2>"$work/issue2.err" || true
 sed 's/^/   /' "$work/issue2.err"
 expect "$(grep -c '"result":"issued"' "$work/issue2.jsonl" || true)" 0 "nothing issued twice"
 
@@ -86,14 +85,12 @@ step "a station whose key is not authorised (BN-4, BN-5): two more chips"
 ne_chips 2 5000 "$work/rogue-chips"
 ne_provision "$work/rogue-chips" >/dev/null 2>&1
 ne_batch 2 RG >"$work/rogue.csv"
-set +e
+rrc=0
 "$NE_STATION" issue --line "$NE_LINE" --chips "$work/rogue-chips" \
     --issuer-key "$NE_ROGUE_KEY" --feature-key "$NE_FKEY" "${NE_CONN[@]}" \
     --journal "$work/rogue-journal.db" --batch "$work/rogue.csv" --json \
-    --no-progress >"$work/rogue.jsonl" 2>/dev/null
-rrc=$?
-set -e
-sed 's/^/   /' "$work/rogue.jsonl" | grep -v summary
+    --no-progress >"$work/rogue.jsonl" 2>/dev/null || rrc=$?
+sed -n '/"summary"/!s/^/   /p' "$work/rogue.jsonl"
 expect "$rrc" 2 "issue exit 2: nothing issued"
 expect "$(grep -c '"result":"reject_write"' "$work/rogue.jsonl")" 2 "every chip answered reject-write"
 ne_verify --offline --chips "$work/rogue-chips" >"$work/rogue-verdicts.txt" 2>/dev/null || true
@@ -101,53 +98,57 @@ expect "$(grep -c 'blank chip' "$work/rogue-verdicts.txt")" 2 "nothing was writt
 
 step "counterfeits"
 chips=$work/chips
-printf -v g5 '%s/NOTE%012d.chip' "$chips" 5
-printf -v g7 '%s/NOTE%012d.chip' "$chips" 7
-# The two chips the line left blank (positions work in parallel, so which
-# ones is not fixed).
+# The chips the line wrote and the two it left blank (positions work in
+# parallel, so which ones is not fixed): the first two written chips are
+# the originals of the clone and of the altered note.
+mapfile -t issued < <(sed -n 's/.*"chip":"\([^"]*\)","result":"issued".*/\1/p' "$work/issue.jsonl" | sort)
 mapfile -t blank < <(comm -23 <(cd "$chips" && ls -- *.chip | sed 's/\.chip$//' | sort) \
-    <(sed -n 's/.*"chip":"\([^"]*\)","result":"issued".*/\1/p' "$work/issue.jsonl" | sort))
+    <(printf '%s\n' "${issued[@]}"))
 expect "${#blank[@]}" 2 "two chips left blank by the line"
+if [ "${#blank[@]}" -lt 2 ] || [ "${#issued[@]}" -lt 2 ]; then
+	echo "demo: FAILED (no chips to make counterfeits from)"
+	exit 1
+fi
+n5=${issued[0]}
+n7=${issued[1]}
+g5=$chips/$n5.chip
+g7=$chips/$n7.chip
 c1=$chips/${blank[0]}.chip
 c2=$chips/${blank[1]}.chip
 "$NE_MKCHIP" note FORGED0000000001 "$chips/FORGED0000000001.chip" >/dev/null
 "$NE_FAKE" forge "$g5" "$chips/FORGED0000000001.chip" MX 77777777
 echo "   FORGED0000000001: a counterfeiter's chip written with a forged writer key (note MX77777777)"
 "$NE_FAKE" clone "$g5" "$c1"
-echo "   $(basename "$c1" .chip): a clone of chip NOTE000000000005 (chip serial, record and station signature copied; the chip key cannot be)"
+echo "   $(basename "$c1" .chip): a clone of chip $n5 (chip serial, record and station signature copied; the chip key cannot be)"
 "$NE_FAKE" alter "$g7"
-echo "   NOTE000000000007: a genuine note whose feature record is then altered in the chip memory"
+echo "   $n7: a genuine note whose feature record is then altered in the chip memory"
 echo "   $(basename "$c2" .chip): a blank chip (personalised, never written)"
 
 step "verification desk, online (registry over the channel): verdict per note"
-set +e
-ne_verify_online --chips "$chips" >"$work/verdicts.txt" 2>"$work/verify.err"
-vrc=$?
-set -e
-grep COUNTERFEIT "$work/verdicts.txt" | sed 's/^/   /'
+vrc=0
+ne_verify_online --chips "$chips" >"$work/verdicts.txt" 2>"$work/verify.err" || vrc=$?
+sed -n '/COUNTERFEIT/s/^/   /p' "$work/verdicts.txt"
 awk '/^GENUINE/ && n++ < 3 { print "   " $0 }' "$work/verdicts.txt"
 echo "   ... ($(grep -c GENUINE "$work/verdicts.txt") GENUINE lines in $work/verdicts.txt)"
 sed 's/^/   /' "$work/verify.err"
 expect "$vrc" 3 "verify exit 3 (a counterfeit among the notes)"
 expect "$(grep -c GENUINE "$work/verdicts.txt")" $((NOTES - 1)) "$((NOTES - 1)) GENUINE"
 expect "$(grep -c 'FORGED0000000001: unauthorized writer' "$work/verdicts.txt")" 1 "forged writer key: unauthorized writer"
-expect "$(grep -c '^COUNTERFEIT .* chip NOTE000000000005: chip key mismatch or clone' "$work/verdicts.txt")" 1 "cloned chip: chip key mismatch or clone"
-expect "$(grep -c '^GENUINE .* chip NOTE000000000005' "$work/verdicts.txt")" 1 "... while the genuine chip NOTE000000000005 stays GENUINE"
-expect "$(grep -c '^COUNTERFEIT .* chip NOTE000000000007: feature mismatch' "$work/verdicts.txt")" 1 "altered feature record: feature mismatch"
+expect "$(grep -c "^COUNTERFEIT .* chip $n5: chip key mismatch or clone" "$work/verdicts.txt")" 1 "cloned chip: chip key mismatch or clone"
+expect "$(grep -c "^GENUINE .* chip $n5" "$work/verdicts.txt")" 1 "... while the genuine chip $n5 stays GENUINE"
+expect "$(grep -c "^COUNTERFEIT .* chip $n7: feature mismatch" "$work/verdicts.txt")" 1 "altered feature record: feature mismatch"
 expect "$(grep -c 'blank chip' "$work/verdicts.txt")" 1 "blank chip: blank chip"
 
 step "verification desk, offline (station signature + chip proof, no network)"
-set +e
-ne_verify --offline --chips "$chips" >"$work/verdicts-offline.txt" 2>"$work/verify-offline.err"
-orc=$?
-set -e
-grep COUNTERFEIT "$work/verdicts-offline.txt" | sed 's/^/   /'
+orc=0
+ne_verify --offline --chips "$chips" >"$work/verdicts-offline.txt" 2>"$work/verify-offline.err" || orc=$?
+sed -n '/COUNTERFEIT/s/^/   /p' "$work/verdicts-offline.txt"
 sed 's/^/   /' "$work/verify-offline.err"
 expect "$orc" 3 "offline verify exit 3"
 
 step "stop"
 ne_server_stop
-grep -E 'stats:' "$work/server.log" | tail -1 | sed 's/^.*stats:/   server stats:/'
+sed -n 's/^.*stats:/   server stats:/p' "$work/server.log" | tail -n 1
 echo "   flagged: $(sqlite3 "$NE_DB" 'select count(*) from note_flag') (note, chip) pair(s); rejects by reason: $(sqlite3 "$NE_DB" "select coalesce(group_concat(reason || '=' || count, ' '), 'none') from note_reject")"
 
 t1=$(date +%s.%N)

@@ -3,7 +3,8 @@
 # missing.  Idempotent; uses sudo when not root.  Never touches running
 # system services: tests start their own pcscd, SoftHSM2 tokens and
 # PostgreSQL under the build tree.
-set -euo pipefail
+set -Eeuo pipefail
+trap 'err_rc=$?; [ "$BASH_SUBSHELL" -gt 0 ] || printf "%s: line %s: %s: exit %s\n" "${BASH_SOURCE[0]##*/}" "$LINENO" "${BASH_COMMAND%%[[:cntrl:]]*}" "$err_rc" >&2' ERR
 
 PKGS=(
 	build-essential meson ninja-build pkg-config clang libclang-rt-dev

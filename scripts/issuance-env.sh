@@ -124,7 +124,7 @@ ne_batch() {
 ne_server_start() {
 	# the log is appended to: wait for a "listening" line of this start
 	local started
-	started=$(grep -c "listening on 127.0.0.1:$NE_PORT" "$NE_WORK/server.log" 2>/dev/null)
+	started=$(ne_listening)
 	MINTLINE_NOTE_DB=$NE_DB MINTLINE_NOTE_ISSUERS=$NE_ISSUER_PUB \
 	MINTLINE_NOTE_FEATURE_KEY=$NE_FKEY MINTLINE_NOTE_SEAL_KEY=$NE_SERVER_KEY \
 	"$NE_SRV" --listen "127.0.0.1:$NE_PORT" --ca "$NE_WORK/ca/root.pem" \
@@ -134,11 +134,25 @@ ne_server_start() {
 	NE_SERVER_PID=$!
 	local j
 	for ((j = 0; j < 100; j++)); do
-		[ "$(grep -c "listening on 127.0.0.1:$NE_PORT" "$NE_WORK/server.log" 2>/dev/null)" -gt "${started:-0}" ] && return 0
-		kill -0 "$NE_SERVER_PID" 2>/dev/null || { tail -5 "$NE_WORK/server.log" >&2; return 1; }
+		[ "$(ne_listening)" -gt "$started" ] && return 0
+		kill -0 "$NE_SERVER_PID" 2>/dev/null || {
+			echo "issuance-env: mintline-server exited at start; last lines of $NE_WORK/server.log:" >&2
+			tail -5 "$NE_WORK/server.log" >&2
+			return 1
+		}
 		sleep 0.1
 	done
+	echo "issuance-env: mintline-server not listening on 127.0.0.1:$NE_PORT after 10 s (log: $NE_WORK/server.log)" >&2
 	return 1
+}
+
+# ne_listening: how many "listening" lines server.log holds (0 before the
+# first start, when the log does not exist yet; grep -c would exit 2 then,
+# and 1 on no match, which ends a `set -e` caller).
+ne_listening() {
+	local n
+	n=$(grep -c "listening on 127.0.0.1:$NE_PORT" "$NE_WORK/server.log" 2>/dev/null) || true
+	echo "${n:-0}"
 }
 
 ne_server_stop() {

@@ -6,6 +6,9 @@
 # over all passes, "N passed, N failed, N skipped", and exits non-zero if
 # anything failed.  Arguments go to the first `meson test` only.
 #
+# Then the README's demo (scripts/demo.sh, NOTES=20) on the normal build,
+# counted as one more test in the summary.
+#
 # Build directories (each configured once, then rebuilt incrementally):
 #   BUILD_DIR       build/            gcc, the normal build; valgrind runs here
 #   ASAN_BUILD_DIR  $BUILD_DIR-asan   gcc, -Db_sanitize=address,undefined
@@ -17,9 +20,14 @@
 #   MINTLINE_VALGRIND=0    skip the valgrind pass
 #   MINTLINE_FUZZ=0        skip the fuzz pass
 #   MINTLINE_JOBS=N        parallel tests per pass (default: nproc)
+#   MINTLINE_DEMO=0        skip the demo
+#   MINTLINE_DEMO_NOTES=N  the demo's batch size (default 20)
 #
 # Fuzzing for longer than CI does: tests/fuzz/run-fuzzers.sh BUILD SECONDS.
-set -uo pipefail
+# No `set -e`: a failed pass is counted and the others still run.  A
+# failed command outside a pass still names itself (the ERR trap).
+set -Euo pipefail
+trap 'err_rc=$?; [ "$BASH_SUBSHELL" -gt 0 ] || printf "%s: line %s: %s: exit %s\n" "${BASH_SOURCE[0]##*/}" "$LINENO" "${BASH_COMMAND%%[[:cntrl:]]*}" "$err_rc" >&2' ERR
 top=$(cd "$(dirname "$0")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$top/build}
 ASAN_BUILD_DIR=${ASAN_BUILD_DIR:-$BUILD_DIR-asan}
@@ -28,6 +36,7 @@ jobs=${MINTLINE_JOBS:-$(nproc 2>/dev/null || echo 2)}
 do_asan=${MINTLINE_ASAN:-1}
 do_vg=${MINTLINE_VALGRIND:-1}
 do_fuzz=${MINTLINE_FUZZ:-1}
+do_demo=${MINTLINE_DEMO:-1}
 if [ "${MINTLINE_QUICK:-0}" = 1 ]; then
 	do_asan=0 do_vg=0 do_fuzz=0
 fi
@@ -38,15 +47,19 @@ passes=$(mktemp "${TMPDIR:-/tmp}/mintline-test.XXXXXX")
 trap 'rm -f "$passes"' EXIT
 
 # record LABEL LOG RC SECONDS [NOTE]: a pass that ran meson test (LOG is its
-# testlog JSON), or that could not (LOG empty: counted as one failure,
-# or as one skip when RC is 77).
+# testlog JSON), or that could not or is one test itself (LOG empty:
+# counted as one pass when RC is 0, one skip when RC is 77, one failure
+# otherwise).
 record() {
 	printf '%s|%s|%s|%s|%s|%s\n' "$1" "$2" "$3" "$4" "${5:-}" "${6:-0}" \
 	    >>"$passes"
 }
 
+# summary: print the per-pass lines and the total; status 1 if anything
+# failed.
 summary() {
-	python3 - "$passes" "$SECONDS" <<'PY'
+	local rc=0
+	python3 - "$passes" "$SECONDS" <<'PY' || rc=$?
 import json, sys
 tot = [0, 0, 0]
 lines = []
@@ -77,6 +90,8 @@ for row in open(sys.argv[1]):
         # was not possible here.
         if rc == "77":
             skip = 1
+        elif rc == "0" and not log:
+            ok = 1				# a one-test pass (the demo)
         else:
             fail = 1
             bad.append(note or "no test results")
@@ -96,6 +111,7 @@ print("\n".join(lines))
 print(f"{tot[0]} passed, {tot[1]} failed, {tot[2]} skipped")
 sys.exit(1 if tot[1] else 0)
 PY
+	return "$rc"
 }
 
 # run_meson LABEL BUILD LOGNAME [meson test args...]: the pass's time
@@ -105,7 +121,8 @@ run_meson() {
 	shift 3
 	rm -f "$dir/meson-logs/$logname"
 	echo "=== $label: meson test -C $dir $*" >&2
-	want=$(meson test -C "$dir" --list "$@" 2>/dev/null | grep -cE '^[^ ]+ / ')
+	want=$(meson test -C "$dir" --list "$@" 2>/dev/null | grep -cE '^[^ ]+ / ') ||
+	    want=0
 	meson test -C "$dir" --print-errorlogs --num-processes "$jobs" "$@"
 	rc=$?
 	record "$label" "$dir/meson-logs/$logname" "$rc" $((SECONDS - t0)) "" \
@@ -141,8 +158,7 @@ setup_dir() {
 
 if ! "$top/scripts/deps.sh"; then
 	record deps "" 1 0 "scripts/deps.sh failed"
-	summary
-	exit 1
+	summary || exit 1
 fi
 
 # 1. The normal build, every suite.
@@ -152,7 +168,6 @@ if BUILD_DIR=$BUILD_DIR "$top/scripts/build.sh"; then
 	main_built=1
 	run_meson tests "$BUILD_DIR" testlog.json "$@"
 else
-	ninja -C "$BUILD_DIR" 2>&1 | tail -n 40 >&2	# show why
 	record tests "" 1 $((SECONDS - t0)) "build failed"
 fi
 
@@ -211,4 +226,19 @@ for t in json.load(sys.stdin):
 	fi
 fi
 
-summary
+# 5. The README's demo, on the normal build, with a small batch.
+if [ "$do_demo" = 1 ] && [ "$main_built" = 1 ]; then
+	t0=$SECONDS
+	echo "=== demo: NOTES=${MINTLINE_DEMO_NOTES:-20} scripts/demo.sh" >&2
+	demo_log=$BUILD_DIR/demo.log
+	NOTES=${MINTLINE_DEMO_NOTES:-20} BUILD_DIR=$BUILD_DIR \
+	    "$top/scripts/demo.sh" >"$demo_log" 2>&1
+	rc=$?
+	if [ "$rc" != 0 ]; then
+		tail -n 40 "$demo_log" >&2
+	fi
+	record demo "" "$rc" $((SECONDS - t0)) "scripts/demo.sh exit $rc, log: $demo_log"
+fi
+
+summary && exit 0
+exit 1
