@@ -4,6 +4,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ml_tlv.h"
 #include "ml_wipe.h"
@@ -638,4 +639,13 @@ idr_asm_finish(const struct idr_asm *a, const uint8_t **ret_p,
 	r = 0;
 out:
 	return r;
+}
+
+uint64_t
+idr_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }

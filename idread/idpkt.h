@@ -269,4 +269,7 @@ void		 idr_asm_missing(const struct idr_asm *a,
 ML_MUST_CHECK int idr_asm_finish(const struct idr_asm *a,
     const uint8_t **ret_p, size_t *ret_n);
 
+/* Monotonic milliseconds (CLOCK_MONOTONIC): session and cache clocks. */
+uint64_t	 idr_now_ms(void);
+
 #endif

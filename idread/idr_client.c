@@ -10,14 +10,14 @@
 
 #include "idpkt.h"
 #include "idr_client.h"
-#include "idr_srv.h"
 
 #define REPLY_MAX	(HS_MAX_RECORD)
 
 /* ---------------------------------------------------------------- loopback */
 
 struct loop {
-	struct idr_srv	*srv;
+	hs_handler_fn	 fn;
+	void		*ctx;
 	struct hs_peer	 peer;
 	struct ml_wr	 reply;
 	uint8_t		 reply_type;
@@ -33,7 +33,7 @@ loop_send(void *ctx, uint8_t type, const uint8_t *p, size_t n)
 
 	ml_wr_clear(&lp->reply);
 	lp->pending = false;
-	r = idr_srv_handle(lp->srv, &lp->peer, type, p, n, &lp->reply, &rt);
+	r = lp->fn(lp->ctx, &lp->peer, type, p, n, &lp->reply, &rt);
 	if (r != 0) {
 		/* what mintline-server does: HS_REC_ERROR with the code */
 		ml_wr_clear(&lp->reply);
@@ -84,7 +84,7 @@ loop_close(void *ctx)
 }
 
 int
-idr_link_loop(struct idr_srv *srv, const struct hs_peer *peer,
+idr_link_loop(hs_handler_fn fn, void *ctx, const struct hs_peer *peer,
     struct idr_link *ret)
 {
 	struct loop *lp;
@@ -92,7 +92,8 @@ idr_link_loop(struct idr_srv *srv, const struct hs_peer *peer,
 	if ((lp = calloc(1, sizeof(*lp))) == NULL) {
 		return ML_ERR_NOMEM;
 	}
-	lp->srv = srv;
+	lp->fn = fn;
+	lp->ctx = ctx;
 	lp->peer = *peer;
 	lp->reply = ml_wr_dyn(REPLY_MAX);
 	ret->ctx = lp;

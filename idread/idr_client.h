@@ -2,7 +2,8 @@
  * Reader side of the upload (ID-7, ID-8): BEGIN, the sealed packets, END,
  * re-sending exactly the packets a RETX names, RESULT.  Transport-agnostic
  * through struct idr_link: over an hs/ channel (station/cmd_idread.c) or
- * the loopback link straight into an idr_srv (tests, benchmark, and
+ * the loopback link straight into a record handler in the same process,
+ * the server's idr_srv_handle() (server/idr_srv.h: tests, benchmark, and
  * `mintline-station id-read --server loopback:SAMSPEC`).
  */
 #ifndef IDR_CLIENT_H
@@ -16,8 +17,6 @@
 #include "ml_err.h"
 #include "ml_wr.h"
 
-struct idr_srv;
-
 /* A record link: exactly the hs_chan_send / hs_chan_recv contract. */
 struct idr_link {
 	void	*ctx;
@@ -28,12 +27,13 @@ struct idr_link {
 };
 
 /*
- * Loopback link: every record goes straight into idr_srv_handle() as
- * `peer` (copied); the reply, if any, is what recv returns.  HS_REC_ERROR
- * replies carry the handler's error as the channel would.
+ * Loopback link: every record goes straight into fn(ctx, ...) as `peer`
+ * (copied); the reply, if any, is what recv returns.  HS_REC_ERROR
+ * replies carry the handler's error as the channel would.  ctx is
+ * borrowed.
  */
-ML_MUST_CHECK int idr_link_loop(struct idr_srv *srv, const struct hs_peer *peer,
-    struct idr_link *ret);
+ML_MUST_CHECK int idr_link_loop(hs_handler_fn fn, void *ctx,
+    const struct hs_peer *peer, struct idr_link *ret);
 
 /*
  * Fault injection on the packets the reader sends (tests, benchmark).

@@ -20,7 +20,6 @@
 
 #include "idpkt.h"
 #include "idr_reader.h"
-#include "idr_srv.h"
 
 #define CHIP_ANSWER_MAX	65536
 

@@ -26,11 +26,11 @@ ne_init() {
 	NE_WORK=$1
 	NE_BUILD=$2
 	local positions=${3:-8}
-	NE_STATION=${NE_STATION:-$NE_BUILD/issuance/mintline-station}
+	NE_STATION=${NE_STATION:-$NE_BUILD/station/mintline-station}
 	[ -x "$NE_BUILD/station/mintline-station" ] && NE_STATION=$NE_BUILD/station/mintline-station
 	NE_SRV=$NE_BUILD/server/mintline-server
 	NE_CA=$NE_BUILD/tools/mintline-ca
-	NE_FAKE=$NE_BUILD/issuance/mintline-counterfeit
+	NE_FAKE=$NE_BUILD/tools/mintline-counterfeit
 	NE_MKCHIP=$NE_BUILD/tools/mintline-mkchip
 	NE_MODULE=$(ne_find_softhsm) || return 77
 	command -v softhsm2-util >/dev/null || return 77

@@ -1,6 +1,6 @@
 /*
  * ID reading served by mintline-server (ID-3, ID-7, ID-8, ID-10):
- * the record handlers of idread/idr_srv.c on the worker threads, one SAM
+ * the record handlers of server/idr_srv.c on the worker threads, one SAM
  * shared by every reader connection, and a read record per reader in the
  * registry for risk control.
  *

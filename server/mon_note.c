@@ -4,11 +4,10 @@
  * never loads a PKCS#11 module (privilege separation: the HSM key of BN-7
  * is used by mintline-monitor only).
  *
- * mintline-server links this file ahead of the mintline-note library;
- * the linker then takes these definitions and never pulls note_p11.o (and
- * libp11) out of the archive.  If note_app.c starts to use another
- * note_p11 function, the link fails loudly with a duplicate or undefined
- * symbol: add its stand-in here.
+ * mintline-server links this file and not server/note_p11.c (nor
+ * libp11): see server/meson.build.  If note_app.c starts to use another
+ * note_p11 function, the link fails loudly with an undefined symbol: add
+ * its stand-in here.
  *
  *   note_p11_open(uri)	the seal key: the monitor opened
  *			MINTLINE_NOTE_SEAL_KEY itself at start (same

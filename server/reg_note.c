@@ -415,33 +415,16 @@ reg_note_handle(struct reg_note *rn, unsigned type, const uint8_t *req,
 	}
 }
 
-int
-note_reply_parse(const uint8_t *p, size_t n, struct note_reply *ret)
+static int
+server_handle(void *ctx, unsigned type, const uint8_t *req, size_t len,
+    struct ml_wr *reply)
 {
-	struct ml_rd rd = ML_RD_INIT(p, n), v;
-	struct note_reply nr = { 0 };
-	uint8_t b;
-	int r;
+	return reg_note_handle(ctx, type, req, len, reply);
+}
 
-	ML_TRY(ml_tlv_find(&rd, TAG_REPLY_STATUS, &v));
-	ML_TRY(ml_rd_u8(&v, &b));
-	nr.status = b;
-	ML_TRY(ml_tlv_find(&rd, TAG_REPLY_REASON, &v));
-	ML_TRY(ml_rd_u8(&v, &b));
-	nr.reason = b;
-	if (ml_tlv_find(&rd, TAG_REPLY_FLAGS, &v) == 0) {
-		ML_TRY(ml_rd_u8(&v, &b));
-		nr.flags = b;
-	}
-	if (ml_tlv_find(&rd, TAG_REPLY_REGID, &v) == 0) {
-		ML_TRY(ml_rd_u64be(&v, &nr.reg_id));
-	}
-	if (ml_tlv_find(&rd, TAG_REPLY_NOTE, &v) == 0) {
-		ML_ENSURE(ml_rd_left(&v) <= NOTE_DB_ID_MAX, ML_ERR_TOO_LARGE);
-		memcpy(nr.note_id, ml_rd_ptr(&v), ml_rd_left(&v));
-	}
-	*ret = nr;
-	r = 0;
-out:
-	return r;
+void
+reg_note_server(struct reg_note *rn, struct note_server *ret)
+{
+	ret->handle = server_handle;
+	ret->ctx = rn;
 }

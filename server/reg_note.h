@@ -1,7 +1,7 @@
 /*
  * Note registration (BN-7) and the online verification query (BN-8): the
  * server's record handlers for NOTE_REC_ENROL, NOTE_REC_UPLOAD and
- * NOTE_REC_QUERY (server/note_proto.h).
+ * NOTE_REC_QUERY (note/note_proto.h).
  *
  *= REQ BN-7
  *# The server decrypts with its private key (held in an HSM) and gets the
@@ -34,6 +34,7 @@
 #include "ml_ossl.h"
 #include "ml_wr.h"
 #include "note_db.h"
+#include "note_uplink.h"
 
 #define REG_NOTE_MAX_ISSUERS	8
 
@@ -69,15 +70,7 @@ ML_MUST_CHECK int reg_note_handle(struct reg_note *rn, unsigned type,
 void		 reg_note_get_stats(struct reg_note *rn,
     struct reg_note_stats *ret);
 
-/* Parse a reply body: status, reason, flags, registration id, note id. */
-struct note_reply {
-	int		 status;
-	int		 reason;
-	unsigned	 flags;
-	uint64_t	 reg_id;
-	char		 note_id[NOTE_DB_ID_MAX + 1];
-};
-ML_MUST_CHECK int note_reply_parse(const uint8_t *p, size_t n,
-    struct note_reply *ret);
+/* rn as an in-process request handler for note_uplink_local(). */
+void		 reg_note_server(struct reg_note *rn, struct note_server *ret);
 
 #endif

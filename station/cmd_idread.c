@@ -27,8 +27,8 @@
 #include "hs_api.h"
 #include "hs_p11.h"
 #include "idpkt.h"
-#include "idr_srv.h"
-#include "sam.h"
+#include "idr_srv.h"		/* server/: loopback seam only */
+#include "sam.h"		/* server/: loopback seam only */
 
 #include "cmd_idread.h"
 
@@ -532,7 +532,7 @@ st_connect(void *ctx, struct idr_link *ret)
 	int r;
 
 	if (s->srv != NULL) {
-		return idr_link_loop(s->srv, &s->peer, ret);
+		return idr_link_loop(idr_srv_handle, s->srv, &s->peer, ret);
 	}
 	if ((r = hs_connect(s->host, s->port, &s->hcfg, &c, &alert)) != 0) {
 		if (r == ML_ERR_REJECTED) {

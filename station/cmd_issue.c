@@ -2,7 +2,7 @@
  * mintline-station issue: the mint line's job (BN-1..BN-7).
  *
  * Reads a batch ("PREFIX,SERIAL" lines, station/batch.h), derives each
- * note's feature information (BN-2, station/feature.h) and, for each chip
+ * note's feature information (BN-2, note/feature.h) and, for each chip
  * arriving at a line position, on one worker thread per position:
  *
  *   journal INTENT (note, chip)		fsynced before anything is sent
@@ -40,10 +40,9 @@
 #include "note_chip.h"
 #include "note_journal.h"
 #include "note_line.h"
-#include "note_p11.h"
+#include "note_p11.h"		/* server/, until the one key provider */
 #include "note_proto.h"
 #include "note_uplink.h"
-#include "reg_note.h"
 #include "sw.h"
 
 #define MAX_WORKERS	64
@@ -89,7 +88,7 @@ struct iss {
 	 * which the issuer key of the other workers still uses. */
 	struct note_uplink	*dead[MAX_WORKERS][8];
 	size_t			 ndead[MAX_WORKERS];
-	struct reg_note		*local;		/* tests/bench: in-process server */
+	const struct note_server *local;	/* tests/bench: in-process server */
 	struct note_chan	*chan;		/* the channel key, CA, chain */
 	pthread_mutex_t		 mu;
 	size_t			 issued, again, skipped, refused, rejected,
@@ -565,10 +564,10 @@ parse_opts(int argc, char **argv, struct issue_opts *o)
 }
 
 /* Shared by cmd_issue() and the benchmark (local != NULL: in-process). */
-int	 issue_run(int argc, char **argv, struct reg_note *local);
+int	 issue_run(int argc, char **argv, const struct note_server *local);
 
 int
-issue_run(int argc, char **argv, struct reg_note *local)
+issue_run(int argc, char **argv, const struct note_server *local)
 {
 	struct iss *s;
 	struct note_line_cfg lc;

@@ -30,10 +30,9 @@
 #include "note_chan.h"
 #include "note_chip.h"
 #include "note_line.h"
-#include "note_p11.h"
+#include "note_p11.h"		/* server/, until the one key provider */
 #include "note_proto.h"
 #include "note_uplink.h"
-#include "reg_note.h"
 
 #define MAX_ISSUERS	NOTE_MAX_ISSUERS
 #define MAX_WORKERS	64

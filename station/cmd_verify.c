@@ -37,10 +37,9 @@
 #include "note_chan.h"
 #include "note_chip.h"
 #include "note_line.h"
-#include "note_p11.h"
+#include "note_p11.h"		/* server/, until the one key provider */
 #include "note_proto.h"
 #include "note_uplink.h"
-#include "reg_note.h"
 
 #define MAX_WORKERS	64
 #define MAX_ISSUERS	8
@@ -61,7 +60,7 @@ struct ver {
 	struct verify_opts	 o;
 	struct ml_p256_key	*issuer[MAX_ISSUERS];
 	struct note_uplink	*up[MAX_WORKERS];
-	struct reg_note		*local;
+	const struct note_server *local;
 	struct note_chan	*chan;		/* the channel key, CA, chain */
 	pthread_mutex_t		 mu;
 	size_t			 genuine, counterfeit, errors;
@@ -314,10 +313,10 @@ usage(FILE *f)
 	    "exit: 0 every note GENUINE, 3 at least one COUNTERFEIT, 1 error\n");
 }
 
-int	 verify_run(int argc, char **argv, struct reg_note *local);
+int	 verify_run(int argc, char **argv, const struct note_server *local);
 
 int
-verify_run(int argc, char **argv, struct reg_note *local)
+verify_run(int argc, char **argv, const struct note_server *local)
 {
 	static const struct option lo[] = {
 		{ "line", required_argument, NULL, 'l' },

@@ -156,7 +156,7 @@ thr_run(void *arg)
 	req.data = th->data->p;
 	req.data_len = th->data->len;
 	for (i = 0; i < th->n; i++) {
-		if (idr_link_loop(th->t->srv, &peer, &l) != 0) {
+		if (idr_link_loop(idr_srv_handle, th->t->srv, &peer, &l) != 0) {
 			th->failed++;
 			continue;
 		}
@@ -280,7 +280,7 @@ loss(struct tk *t, int iters)
 				f.seed = 1000 + (uint64_t)i;
 				f.loss_pm = pms[k];
 				f.whole_resend = whole;
-				if ((r = idr_link_loop(t->srv, &t->peer, &l)) != 0) {
+				if ((r = idr_link_loop(idr_srv_handle, t->srv, &t->peer, &l)) != 0) {
 					DIE("link", r);
 				}
 				ml_wr_clear(&info);

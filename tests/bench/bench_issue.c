@@ -35,7 +35,7 @@
 #include "note_proto.h"
 #include "reg_note.h"
 
-int	 issue_run(int argc, char **argv, struct reg_note *local);
+int	 issue_run(int argc, char **argv, const struct note_server *local);
 
 static double
 now(void)
@@ -178,6 +178,7 @@ main(int argc, char **argv)
 	struct note_p11 *srv = NULL;
 	struct note_db *db = NULL, *db2 = NULL;
 	struct reg_note *rn, *rn2;
+	struct note_server ns;
 	struct chiplink *l = NULL;
 	struct chipcmd cc;
 	struct par p = { 0 };
@@ -245,8 +246,9 @@ main(int argc, char **argv)
 		    S("--no-progress"), S("--server"), S("in-process:0"), NULL };
 #undef S
 
+		reg_note_server(rn, &ns);
 		t0 = now();
-		r = issue_run((int)(sizeof(av) / sizeof(av[0])) - 1, av, rn);
+		r = issue_run((int)(sizeof(av) / sizeof(av[0])) - 1, av, &ns);
 		e2e = notes / (now() - t0);
 		if (r != 0) {
 			fprintf(stderr, "bench-issue: issue exit %d\n", r);

@@ -1,6 +1,6 @@
 /*
  * libFuzzer harness: the issuance batch parser (station/batch.c) and the
- * feature information parser (station/feature.c), both fed untrusted
+ * feature information parser (note/feature.c), both fed untrusted
  * bytes (a printing line's CSV; a chip's or an upload's record).
  *
  * Invariants checked beyond "no crash, no sanitizer report": every note

@@ -1,6 +1,6 @@
 /*
  * libFuzzer harness: the banknote registration records that mintline-server
- * decodes from a station's channel (server/reg_note.c, server/note_proto.h):
+ * decodes from a station's channel (server/reg_note.c, note/note_proto.h):
  * NOTE_REC_ENROL, NOTE_REC_UPLOAD and NOTE_REC_QUERY bodies through
  * reg_note_handle(), and the station's reply decoder note_reply_parse().
  * The registry is an in-memory SQLite (note_db_open(":memory:")), reopened
@@ -256,7 +256,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	case 3:
 		if (note_reply_parse(data, size, &nr) == 0 &&
-		    strlen(nr.note_id) > NOTE_DB_ID_MAX) {
+		    strlen(nr.note_id) > NOTE_REPLY_ID_MAX) {
 			abort();
 		}
 		break;

@@ -222,7 +222,7 @@ import hashlib
 
 
 def feature(prefix, serial, mac="A" * 16, kfp="B" * 20):
-    """A feature record with the right public check code (station/feature.h)."""
+    """A feature record with the right public check code (note/feature.h)."""
     md = hashlib.sha256(b"mintline feature chk v1\x00" + prefix + b"\x00" +
                         serial).digest()
     chk = base64.b32encode(md).decode()[:8]

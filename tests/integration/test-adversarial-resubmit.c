@@ -22,7 +22,6 @@
 #include "ml_log.h"
 #include "note_chip.h"
 #include "note_proto.h"
-#include "reg_note.h"
 #include "st.h"
 
 int

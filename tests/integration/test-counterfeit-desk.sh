@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The verification desk end to end on counterfeits (BN-8, threat model
 # §3 T3/T4): a small batch issued with SoftHSM2 and mintline-server, then
-# build/issuance/mintline-counterfeit makes a chip written with a forged
+# build/tools/mintline-counterfeit makes a chip written with a forged
 # writer key, a clone of a genuine chip, a genuine note with an altered
 # feature record, and a blank chip.  `mintline-station verify`, online and
 # offline, must call each COUNTERFEIT with its reason, every other note

@@ -190,7 +190,7 @@ tk_loop_connect(void *ctx, struct idr_link *ret)
 {
 	struct tk *t = ctx;
 
-	return idr_link_loop(t->srv, &t->peer, ret);
+	return idr_link_loop(idr_srv_handle, t->srv, &t->peer, ret);
 }
 
 /*

@@ -673,7 +673,7 @@ conc_run(void *arg)
 	for (i = 0; i < 25; i++) {
 		f.seed = (uint64_t)(c->idx * 1000 + i);
 		ml_wr_clear(&info);
-		if (idr_link_loop(c->e->t.srv, &peer, &l) != 0) {
+		if (idr_link_loop(idr_srv_handle, c->e->t.srv, &peer, &l) != 0) {
 			c->fails++;
 			continue;
 		}

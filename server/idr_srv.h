@@ -73,7 +73,4 @@ struct idr_srv_stats {
 };
 void		 idr_srv_get_stats(struct idr_srv *s, struct idr_srv_stats *ret);
 
-/* Monotonic milliseconds (CLOCK_MONOTONIC). */
-uint64_t	 idr_now_ms(void);
-
 #endif

@@ -27,8 +27,8 @@
  *
  * base32 is RFC 4648 without padding.  docs/issuance.md has the rationale.
  */
-#ifndef ST_FEATURE_H
-#define ST_FEATURE_H
+#ifndef NOTE_FEATURE_H
+#define NOTE_FEATURE_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -42,15 +42,6 @@ struct idr_srv {
 	struct idr_srv_stats	 st;
 };
 
-uint64_t
-idr_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 int
 idr_srv_new(const struct idr_srv_cfg *cfg, struct sam *sam,
     struct idr_srv **ret_srv)

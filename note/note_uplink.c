@@ -3,12 +3,10 @@
  */
 #include <stdlib.h>
 
-#include "ml_wr.h"
 #include "note_uplink.h"
-#include "reg_note.h"
 
 struct note_uplink {
-	struct reg_note			*local;
+	struct note_server		 local;
 	const struct note_uplink_ops	*ops;
 	void				*ctx;
 };
@@ -29,14 +27,14 @@ note_uplink_custom(const struct note_uplink_ops *ops, void *ctx,
 }
 
 int
-note_uplink_local(struct reg_note *rn, struct note_uplink **ret)
+note_uplink_local(const struct note_server *srv, struct note_uplink **ret)
 {
 	struct note_uplink *u;
 
 	if ((u = calloc(1, sizeof(*u))) == NULL) {
 		return ML_ERR_NOMEM;
 	}
-	u->local = rn;
+	u->local = *srv;
 	*ret = u;
 	return 0;
 }
@@ -63,7 +61,7 @@ note_uplink_call(struct note_uplink *u, unsigned type, const uint8_t *req,
 	if (u->ops != NULL) {
 		return u->ops->call(u->ctx, type, req, len, resp, cap, ret_len);
 	}
-	if ((r = reg_note_handle(u->local, type, req, len, &w)) != 0) {
+	if ((r = u->local.handle(u->local.ctx, type, req, len, &w)) != 0) {
 		return r;
 	}
 	*ret_len = w.len;

@@ -1,10 +1,11 @@
 /*
  * How a station reaches the registration server with issuance records
- * (server/note_proto.h): one request record, one reply record.
+ * (note_proto.h): one request record, one reply record (BN-6, BN-8).
  *
  * Transports: the station's authenticated hs channel
- * (station/note_chan.c, through note_uplink_custom()), or an in-process
- * struct reg_note (note_uplink_local(): tests and the benchmark).
+ * (station/note_chan.c, through note_uplink_custom()), or a request
+ * handler in the same process (note_uplink_local(): tests and the
+ * benchmark hand in the server's, see server/reg_note.h reg_note_server()).
  *
  * A struct note_uplink is one connection: use one per thread.
  */
@@ -15,9 +16,20 @@
 #include <stdint.h>
 
 #include "ml_err.h"
+#include "ml_wr.h"
 
-struct reg_note;
 struct note_uplink;
+
+/*
+ * A request handler in process: handle appends the reply body of one
+ * request record to reply (the contract of server/reg_note.h's
+ * reg_note_handle()).
+ */
+struct note_server {
+	int	(*handle)(void *ctx, unsigned type, const uint8_t *req,
+		    size_t len, struct ml_wr *reply);
+	void	*ctx;
+};
 
 /*
  * Any transport: call sends one request and returns the reply body; close
@@ -30,7 +42,8 @@ struct note_uplink_ops {
 };
 ML_MUST_CHECK int note_uplink_custom(const struct note_uplink_ops *ops,
     void *ctx, struct note_uplink **ret);
-ML_MUST_CHECK int note_uplink_local(struct reg_note *rn,
+/* srv is copied; srv->ctx is borrowed and must outlive the uplink. */
+ML_MUST_CHECK int note_uplink_local(const struct note_server *srv,
     struct note_uplink **ret);
 void		 note_uplink_close(struct note_uplink *u);	/* NULL-safe */
 

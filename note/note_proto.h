@@ -21,9 +21,11 @@
 #ifndef NOTE_PROTO_H
 #define NOTE_PROTO_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "hs_api.h"
+#include "ml_err.h"
 
 #define NOTE_REC_ENROL		(HS_REC_APP + 0x20)
 #define NOTE_REC_UPLOAD		(HS_REC_APP + 0x21)
@@ -78,5 +80,22 @@ enum note_reason {
 const char	*note_reason_str(int reason);
 /* Short machine name ("dup_serial") for JSON and counters. */
 const char	*note_reason_name(int reason);
+
+/* A reply body (NOTE_REC_REPLY) as the station reads it. */
+#define NOTE_REPLY_ID_MAX	32
+struct note_reply {
+	int		 status;
+	int		 reason;
+	unsigned	 flags;
+	uint64_t	 reg_id;
+	char		 note_id[NOTE_REPLY_ID_MAX + 1];
+};
+
+/*
+ * Parse a reply body (untrusted): status, reason, flags, registration id,
+ * note id.  0 and *ret filled, or ML_ERR_* (*ret untouched).
+ */
+ML_MUST_CHECK int note_reply_parse(const uint8_t *p, size_t n,
+    struct note_reply *ret);
 
 #endif
