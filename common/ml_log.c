@@ -11,6 +11,7 @@
 static int log_level = -1;
 static const char *log_ident = "mintline";
 static enum ml_log_format log_format = ML_LOG_FMT_TEXT;
+static FILE *log_out;		/* NULL: stderr */
 static pthread_once_t log_once = PTHREAD_ONCE_INIT;
 
 static void
@@ -45,6 +46,12 @@ ml_log_set_level(enum ml_log_level lvl)
 {
 	pthread_once(&log_once, log_init);
 	log_level = lvl;
+}
+
+void
+ml_log_set_output(FILE *f)
+{
+	log_out = f;
 }
 
 void
@@ -93,6 +100,7 @@ ml_log(enum ml_log_level lvl, const char *fmt, ...)
 {
 	static const char *names[] = { "error", "warn", "info", "debug" };
 	char line[1024], q[2048], ts[80];
+	FILE *out = log_out != NULL ? log_out : stderr;
 	struct timeval tv;
 	struct tm tm;
 	va_list ap;
@@ -104,7 +112,7 @@ ml_log(enum ml_log_level lvl, const char *fmt, ...)
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
 	if (log_format == ML_LOG_FMT_TEXT) {
-		fprintf(stderr, "%s: %s: %s\n", log_ident, names[lvl], line);
+		fprintf(out, "%s: %s: %s\n", log_ident, names[lvl], line);
 		return;
 	}
 	gettimeofday(&tv, NULL);
@@ -114,10 +122,10 @@ ml_log(enum ml_log_level lvl, const char *fmt, ...)
 	    tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000) % 1000);
 	log_quote(q, sizeof(q), line);
 	if (log_format == ML_LOG_FMT_JSON) {
-		fprintf(stderr, "{\"ts\":\"%s\",\"level\":\"%s\",\"prog\":"
+		fprintf(out, "{\"ts\":\"%s\",\"level\":\"%s\",\"prog\":"
 		    "\"%s\",\"msg\":\"%s\"}\n", ts, names[lvl], log_ident, q);
 	} else {
-		fprintf(stderr, "ts=%s level=%s prog=%s msg=\"%s\"\n", ts,
+		fprintf(out, "ts=%s level=%s prog=%s msg=\"%s\"\n", ts,
 		    names[lvl], log_ident, q);
 	}
 }

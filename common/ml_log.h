@@ -7,7 +7,10 @@
 #ifndef ML_LOG_H
 #define ML_LOG_H
 
+#include <stdio.h>
+
 enum ml_log_level {
+	ML_LOG_OFF = -1,	/* nothing (ml_log_set_level only) */
 	ML_LOG_ERROR = 0,
 	ML_LOG_WARN,
 	ML_LOG_INFO,
@@ -23,6 +26,8 @@ enum ml_log_format {
 void	 ml_log_set_level(enum ml_log_level lvl);
 /* One line per message in the given format (stderr either way). */
 void	 ml_log_set_format(enum ml_log_format fmt);
+/* Write lines to f instead of stderr (NULL: stderr again; not closed). */
+void	 ml_log_set_output(FILE *f);
 /* Set the program name shown in each line (not copied; keep it static). */
 void	 ml_log_set_ident(const char *ident);
 int	 ml_log_enabled(enum ml_log_level lvl);

@@ -472,10 +472,15 @@ p11m_attr_apply(enum p11m_aop op, CK_OBJECT_CLASS cls, CK_KEY_TYPE kt,
 	CK_ULONG i, j;
 	CK_RV rv = CKR_OK;
 
+	/*
+	 * No rule table: the class or key type is one we do not support.  A
+	 * created object names it in its template, so that value is invalid
+	 * (v2.40 §5.7); other calls got it from a mechanism or an object.
+	 */
 	if (rs == NULL) {
-		return cls == CKO_PUBLIC_KEY || cls == CKO_PRIVATE_KEY ||
-		    cls == CKO_SECRET_KEY ? CKR_KEY_TYPE_INCONSISTENT :
-		    CKR_ATTRIBUTE_VALUE_INVALID;
+		return op != P11M_AOP_CREATE && (cls == CKO_PUBLIC_KEY ||
+		    cls == CKO_PRIVATE_KEY || cls == CKO_SECRET_KEY) ?
+		    CKR_KEY_TYPE_INCONSISTENT : CKR_ATTRIBUTE_VALUE_INVALID;
 	}
 	if (n > 0 && tmpl == NULL) {
 		return CKR_ARGUMENTS_BAD;

@@ -19,11 +19,29 @@ P11M_EXPORT CK_RV C_GetInterfaceList(CK_INTERFACE_PTR list, CK_ULONG_PTR count);
 P11M_EXPORT CK_RV C_GetInterface(CK_UTF8CHAR_PTR name, CK_VERSION_PTR version,
     CK_INTERFACE_PTR_PTR ret, CK_FLAGS flags);
 
-#define NEED_MODULE() do {						\
-	if (p11m_mod() == NULL) {					\
+/*
+ * Count the call in for its whole body (p11m_call_enter): the cleanup
+ * attribute counts it out after the return value is computed, on every
+ * return path.
+ */
+struct p11m_call {
+	bool	in;
+};
+
+static inline void
+call_leave(struct p11m_call *c)
+{
+	if (c->in) {
+		p11m_call_leave();
+	}
+}
+
+#define NEED_MODULE()							\
+	struct p11m_call call_ __attribute__((cleanup(call_leave))) =	\
+	    { p11m_call_enter() };					\
+	if (!call_.in) {						\
 		return CKR_CRYPTOKI_NOT_INITIALIZED;			\
-	}								\
-} while (0)
+	}
 
 /* Enter the session, run one call, leave: the common shim body. */
 #define WITH_SESSION(hs, need, call) do {				\

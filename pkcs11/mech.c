@@ -146,6 +146,9 @@ op_update(struct p11m_op *op, CK_BYTE_PTR data, CK_ULONG n)
 	if (!op->active) {
 		return CKR_OPERATION_NOT_INITIALIZED;
 	}
+	if (op->single) {
+		return CKR_OPERATION_ACTIVE;
+	}
 	op->multi = true;
 	if (op->mech == CKM_ECDSA_SHA256) {
 		if (n > 0 && ml_sha256_update(op->sha, data, n) != 0) {
@@ -293,23 +296,34 @@ out:
 
 /*
  * The single-part call (C_Sign, C_Verify, C_Digest, C_Encrypt, C_Decrypt)
- * of an operation: refused after an Update (CKR_FUNCTION_FAILED) or with a
- * NULL buffer of nonzero length (CKR_ARGUMENTS_BAD); either ends it.
+ * of an operation.  After an Update the multi-part operation is the active
+ * one: CKR_OPERATION_ACTIVE, and it stays active.  A NULL buffer of nonzero
+ * length is CKR_ARGUMENTS_BAD and ends it.  Otherwise the operation is
+ * single-part from now on (a size query keeps it so), and Update/Final
+ * answer CKR_OPERATION_ACTIVE (op_multi_part).
  */
 static CK_RV
 op_single_part(struct p11m_op *op, const void *in, CK_ULONG n)
 {
-	CK_RV rv = CKR_OK;
-
 	if (op->multi) {
-		rv = CKR_FUNCTION_FAILED;
-	} else if (in == NULL && n != 0) {
-		rv = CKR_ARGUMENTS_BAD;
+		return CKR_OPERATION_ACTIVE;
 	}
-	if (rv != CKR_OK) {
-		p11m_op_end(op);	/* ends the operation: read op first */
+	if (in == NULL && n != 0) {
+		p11m_op_end(op);
+		return CKR_ARGUMENTS_BAD;
 	}
-	return rv;
+	op->single = true;
+	return CKR_OK;
+}
+
+/* An Update or Final: refused while a single-part call owns the op. */
+static CK_RV
+op_multi_part(const struct p11m_op *op)
+{
+	if (!op->active) {
+		return CKR_OPERATION_NOT_INITIALIZED;
+	}
+	return op->single ? CKR_OPERATION_ACTIVE : CKR_OK;
 }
 
 CK_RV
@@ -338,9 +352,10 @@ CK_RV
 p11m_sign_final(struct p11m_session *s, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len)
 {
 	struct p11m_op *op = &s->op[P11M_OP_SIGN];
+	CK_RV rv;
 
-	if (!op->active) {
-		return CKR_OPERATION_NOT_INITIALIZED;
+	if ((rv = op_multi_part(op)) != CKR_OK) {
+		return rv;
 	}
 	if (op->mech == CKM_ECDSA_SHA256) {
 		return sign_finish(s, NULL, 0, sig, sig_len);
@@ -462,9 +477,10 @@ CK_RV
 p11m_verify_final(struct p11m_session *s, CK_BYTE_PTR sig, CK_ULONG sig_len)
 {
 	struct p11m_op *op = &s->op[P11M_OP_VERIFY];
+	CK_RV rv;
 
-	if (!op->active) {
-		return CKR_OPERATION_NOT_INITIALIZED;
+	if ((rv = op_multi_part(op)) != CKR_OK) {
+		return rv;
 	}
 	if (op->mech == CKM_ECDSA_SHA256) {
 		return verify_finish(op, NULL, 0, sig, sig_len);
@@ -498,16 +514,13 @@ p11m_digest_init(struct p11m_session *s, CK_MECHANISM_PTR m)
 	return CKR_OK;
 }
 
-CK_RV
-p11m_digest_final(struct p11m_session *s, CK_BYTE_PTR md, CK_ULONG_PTR md_len)
+/* Finish the digest; ends the op unless only the size was asked. */
+static CK_RV
+digest_finish(struct p11m_op *op, CK_BYTE_PTR md, CK_ULONG_PTR md_len)
 {
-	struct p11m_op *op = &s->op[P11M_OP_DIGEST];
 	uint8_t out[ML_SHA256_LEN];
 	CK_RV rv;
 
-	if (!op->active) {
-		return CKR_OPERATION_NOT_INITIALIZED;
-	}
 	if (md == NULL || *md_len < sizeof(out)) {
 		return p11m_out(NULL, sizeof(out), md, md_len);
 	}
@@ -515,6 +528,18 @@ p11m_digest_final(struct p11m_session *s, CK_BYTE_PTR md, CK_ULONG_PTR md_len)
 	    p11m_out(out, sizeof(out), md, md_len) : CKR_FUNCTION_FAILED;
 	p11m_op_end(op);
 	return rv;
+}
+
+CK_RV
+p11m_digest_final(struct p11m_session *s, CK_BYTE_PTR md, CK_ULONG_PTR md_len)
+{
+	struct p11m_op *op = &s->op[P11M_OP_DIGEST];
+	CK_RV rv;
+
+	if ((rv = op_multi_part(op)) != CKR_OK) {
+		return rv;
+	}
+	return digest_finish(op, md, md_len);
 }
 
 CK_RV
@@ -527,26 +552,27 @@ p11m_digest(struct p11m_session *s, CK_BYTE_PTR data, CK_ULONG n,
 	if (!op->active) {
 		return CKR_OPERATION_NOT_INITIALIZED;
 	}
-	if (md == NULL || *md_len < ML_SHA256_LEN) {
-		return p11m_out(NULL, ML_SHA256_LEN, md, md_len);
-	}
 	if ((rv = op_single_part(op, data, n)) != CKR_OK) {
 		return rv;
+	}
+	if (md == NULL || *md_len < ML_SHA256_LEN) {
+		return p11m_out(NULL, ML_SHA256_LEN, md, md_len);
 	}
 	if (n > 0 && ml_sha256_update(op->sha, data, n) != 0) {
 		p11m_op_end(op);
 		return CKR_FUNCTION_FAILED;
 	}
-	return p11m_digest_final(s, md, md_len);
+	return digest_finish(op, md, md_len);
 }
 
 CK_RV
 p11m_digest_update(struct p11m_session *s, CK_BYTE_PTR data, CK_ULONG n)
 {
 	struct p11m_op *op = &s->op[P11M_OP_DIGEST];
+	CK_RV rv;
 
-	if (!op->active) {
-		return CKR_OPERATION_NOT_INITIALIZED;
+	if ((rv = op_multi_part(op)) != CKR_OK) {
+		return rv;
 	}
 	op->multi = true;
 	if (n > 0 && ml_sha256_update(op->sha, data, n) != 0) {
@@ -792,8 +818,8 @@ p11m_crypt_update(struct p11m_session *s, enum p11m_opkind k, CK_BYTE_PTR in,
 	struct p11m_op *op = &s->op[k];
 	CK_RV rv;
 
-	if (!op->active) {
-		return CKR_OPERATION_NOT_INITIALIZED;
+	if ((rv = op_multi_part(op)) != CKR_OK) {
+		return rv;
 	}
 	op->multi = true;
 	if ((rv = op_buffer(op, in, in_len, P11M_MAX_DATA)) != CKR_OK) {
@@ -810,9 +836,10 @@ p11m_crypt_final(struct p11m_session *s, enum p11m_opkind k, CK_BYTE_PTR out,
     CK_ULONG_PTR out_len)
 {
 	struct p11m_op *op = &s->op[k];
+	CK_RV rv;
 
-	if (!op->active) {
-		return CKR_OPERATION_NOT_INITIALIZED;
+	if ((rv = op_multi_part(op)) != CKR_OK) {
+		return rv;
 	}
 	return crypt_finish(s, k, op->buf.p, op->buf.len, out, out_len);
 }

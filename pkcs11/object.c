@@ -1057,9 +1057,11 @@ obj_finish(struct p11m_obj *o)
 		if (at == NULL) {
 			return CKR_TEMPLATE_INCOMPLETE;
 		}
+		/* AES: the three key sizes; generic secrets: any length
+		 * an attribute may have (docs/pkcs11.md, "Limits"). */
 		if ((o->kt == CKK_AES && at->len != 16 && at->len != 24 &&
 		    at->len != 32) || at->len == 0 ||
-		    at->len > P11M_MAX_SECRET_LEN) {
+		    at->len > P11M_MAX_ATTR_LEN) {
 			return CKR_ATTRIBUTE_VALUE_INVALID;
 		}
 		if ((o->secret = malloc(at->len)) == NULL) {

@@ -323,6 +323,13 @@ struct p11m_module {
 
 /* The module, or NULL if not initialized in this process (fork check). */
 struct p11m_module *p11m_mod(void);
+/*
+ * Count a call in (false: the module is not initialized or is being
+ * finalized: CKR_CRYPTOKI_NOT_INITIALIZED) and out again.  C_Finalize
+ * waits for every call counted in.
+ */
+bool	p11m_call_enter(void);
+void	p11m_call_leave(void);
 /* The module without the fork check (getpid() is a system call): only
  * inside a call that already passed p11m_mod(). */
 struct p11m_module *p11m_mod_current(void);
@@ -418,6 +425,7 @@ struct p11m_op {
 	int			 chip_secret;
 	int			 vendor;
 	bool			 multi;		/* an Update was called */
+	bool			 single;	/* a single-part call (or size query) */
 	struct ml_sha256	*sha;
 	struct ml_p256_key	*vkey;		/* verify */
 	uint8_t			 secret[P11M_MAX_SECRET_LEN];

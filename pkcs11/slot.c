@@ -45,6 +45,70 @@ p11m_mod(void)
 	return m;
 }
 
+/*
+ * Calls in flight.  Every entry point but C_Initialize/C_Finalize holds
+ * the gate shared for its whole body; C_Finalize wakes C_WaitForSlotEvent
+ * and takes the gate exclusively, so it frees the module only when no call
+ * is running, and calls that come later find no module
+ * (CKR_CRYPTOKI_NOT_INITIALIZED).  OP-3: any thread may call any function,
+ * C_Finalize included.  Writers are preferred, so a stream of calls cannot
+ * starve C_Finalize; no entry point calls another, so no thread ever holds
+ * the gate twice.  A pthread lock rather than a counter: helgrind and DRD
+ * see the ordering.
+ */
+static pthread_rwlock_t p11m_gate;
+static pthread_once_t p11m_gate_once = PTHREAD_ONCE_INIT;
+static pid_t p11m_gate_pid;
+/* Handle counters of the last finalized module (p11m_init_lock). */
+static CK_ULONG p11m_last_session, p11m_last_object;
+
+static void
+gate_init(void)
+{
+	pthread_rwlockattr_t ra;
+
+	pthread_rwlockattr_init(&ra);
+	pthread_rwlockattr_setkind_np(&ra,
+	    PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&p11m_gate, &ra);
+	pthread_rwlockattr_destroy(&ra);
+}
+
+bool
+p11m_call_enter(void)
+{
+	pthread_once(&p11m_gate_once, gate_init);
+	pthread_rwlock_rdlock(&p11m_gate);
+	if (p11m_mod() == NULL) {
+		pthread_rwlock_unlock(&p11m_gate);
+		return false;
+	}
+	return true;
+}
+
+void
+p11m_call_leave(void)
+{
+	pthread_rwlock_unlock(&p11m_gate);
+}
+
+/*
+ * C_Initialize (p11m_init_lock held).  In a forked child the parent's
+ * calls in flight were copied into the gate but will never leave: start
+ * it over (only the forking thread runs in the child).
+ */
+static void
+gate_open(void)
+{
+	pid_t pid = getpid();
+
+	pthread_once(&p11m_gate_once, gate_init);
+	if (p11m_gate_pid != 0 && p11m_gate_pid != pid) {
+		gate_init();
+	}
+	p11m_gate_pid = pid;
+}
+
 struct p11m_module *
 p11m_mod_current(void)
 {
@@ -57,6 +121,56 @@ p11m_next_object_handle(void)
 	struct p11m_module *m = p11m_mod_current();
 
 	return __atomic_add_fetch(&m->next_object, 1, __ATOMIC_RELAXED);
+}
+
+/* ---- logging ---- */
+
+/*
+ * The module is a guest in its host's process: it says nothing unless
+ * asked (OP-3).  MINTLINE_PKCS11_LOG=LEVEL[:FILE] or a "log LEVEL[:FILE]"
+ * configuration line turns it on; LEVEL is error, warn, info or debug, and
+ * FILE (appended to) replaces stderr.  Guarded by p11m_init_lock.
+ */
+static FILE *p11m_log_file;
+
+static void
+log_close(void)
+{
+	ml_log_set_level(ML_LOG_OFF);
+	ml_log_set_output(NULL);
+	if (p11m_log_file != NULL) {
+		fclose(p11m_log_file);
+		p11m_log_file = NULL;
+	}
+}
+
+static void
+log_setup(const char *spec)
+{
+	static const char *const names[] = { "error", "warn", "info",
+	    "debug" };
+	const char *colon = strchr(spec, ':');
+	size_t len = colon != NULL ? (size_t)(colon - spec) : strlen(spec);
+	size_t i;
+
+	log_close();
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (strlen(names[i]) == len && strncmp(spec, names[i],
+		    len) == 0) {
+			break;
+		}
+	}
+	if (i == sizeof(names) / sizeof(names[0])) {
+		return;		/* "off" or unknown: stay silent */
+	}
+	if (colon != NULL && colon[1] != '\0') {
+		if ((p11m_log_file = fopen(colon + 1, "ae")) == NULL) {
+			return;	/* nowhere to say so: stay silent */
+		}
+		setvbuf(p11m_log_file, NULL, _IOLBF, 0);
+		ml_log_set_output(p11m_log_file);
+	}
+	ml_log_set_level((enum ml_log_level)i);
 }
 
 /* ---- configuration ---- */
@@ -95,32 +209,25 @@ add_transport(struct p11m_module *m, const char *spec)
 /*
  * MINTLINE_PKCS11_TRANSPORT=spec[;spec...] overrides; else the file named
  * by MINTLINE_PKCS11_CONF or the default path, with lines
- * "transport SPEC" ('#' starts a comment); else the in-process line in
- * $MINTLINE_LINE_DIR or the built-in default directory.
+ * "transport SPEC" and "log LEVEL[:FILE]" ('#' starts a comment); else the
+ * in-process line in $MINTLINE_LINE_DIR or the built-in default directory.
+ * MINTLINE_PKCS11_LOG overrides the file's "log" line.
  */
 static CK_RV
 load_config(struct p11m_module *m)
 {
 	const char *env = secure_getenv("MINTLINE_PKCS11_TRANSPORT");
 	const char *path = secure_getenv("MINTLINE_PKCS11_CONF");
+	const char *logenv = secure_getenv("MINTLINE_PKCS11_LOG");
 	char line[1024], *s, *tok, *save = NULL, *dup;
 	FILE *f = NULL;
 	CK_RV rv = CKR_OK;
 	unsigned lineno = 0;
+	bool file_transports = env == NULL || *env == '\0';
 
-	if (env != NULL && *env != '\0') {
-		if ((dup = strdup(env)) == NULL) {
-			return CKR_HOST_MEMORY;
-		}
-		for (tok = strtok_r(dup, ";", &save); tok != NULL;
-		    tok = strtok_r(NULL, ";", &save)) {
-			if (*(s = trim(tok)) != '\0' &&
-			    (rv = add_transport(m, s)) != CKR_OK) {
-				break;
-			}
-		}
-		free(dup);
-		return rv;
+	log_close();
+	if (logenv != NULL) {
+		log_setup(logenv);
 	}
 	if (path == NULL || *path == '\0') {
 		path = P11M_DEFAULT_CONF;
@@ -135,20 +242,45 @@ load_config(struct p11m_module *m)
 			if (*s == '\0') {
 				continue;
 			}
+			if (strncmp(s, "log", 3) == 0 &&
+			    (s[3] == ' ' || s[3] == '\t')) {
+				if (logenv == NULL) {
+					log_setup(trim(s + 3));
+				}
+				continue;
+			}
 			if (strncmp(s, "transport", 9) != 0 ||
 			    (s[9] != ' ' && s[9] != '\t')) {
 				ml_warn("pkcs11: %s:%u: unknown line ignored",
 				    path, lineno);
 				continue;
 			}
-			if ((rv = add_transport(m, trim(s + 9))) != CKR_OK) {
+			if (file_transports &&
+			    (rv = add_transport(m, trim(s + 9))) != CKR_OK) {
 				break;
 			}
 		}
 		fclose(f);
-		if (rv != CKR_OK || m->ntr > 0) {
+		if (rv != CKR_OK) {
 			return rv;
 		}
+	}
+	if (!file_transports) {
+		if ((dup = strdup(env)) == NULL) {
+			return CKR_HOST_MEMORY;
+		}
+		for (tok = strtok_r(dup, ";", &save); tok != NULL;
+		    tok = strtok_r(NULL, ";", &save)) {
+			if (*(s = trim(tok)) != '\0' &&
+			    (rv = add_transport(m, s)) != CKR_OK) {
+				break;
+			}
+		}
+		free(dup);
+		return rv;
+	}
+	if (m->ntr > 0) {
+		return CKR_OK;
 	}
 	if ((env = secure_getenv("MINTLINE_LINE_DIR")) != NULL && *env != '\0') {
 		snprintf(line, sizeof(line), "inproc:%s", env);
@@ -296,8 +428,10 @@ p11m_initialize(CK_VOID_PTR args)
 	m->pid = getpid();
 	pthread_mutex_init(&m->lock, NULL);
 	pthread_cond_init(&m->cond, NULL);
-	m->next_session = 0;
-	m->next_object = 0;
+	/* Handles go on from the last module's: a handle a thread kept
+	 * across C_Finalize never names another thread's new session. */
+	m->next_session = p11m_last_session;
+	m->next_object = p11m_last_object;
 	if ((m->sessions = calloc(P11M_NBUCKETS, sizeof(*m->sessions))) ==
 	    NULL) {
 		rv = CKR_HOST_MEMORY;
@@ -313,7 +447,12 @@ p11m_initialize(CK_VOID_PTR args)
 	for (ti = 0; ti < m->ntr; ti++) {
 		transport_open(m, ti);
 	}
+	gate_open();
+	/* Published under the gate: a call that finds the module sees it
+	 * whole (and helgrind/DRD see why). */
+	pthread_rwlock_wrlock(&p11m_gate);
 	__atomic_store_n(&p11m_g, m, __ATOMIC_RELEASE);
+	pthread_rwlock_unlock(&p11m_gate);
 	m = NULL;
 out:
 	if (m != NULL) {
@@ -333,16 +472,24 @@ p11m_finalize(void)
 		pthread_mutex_unlock(&p11m_init_lock);
 		return CKR_CRYPTOKI_NOT_INITIALIZED;
 	}
-	/* Let threads blocked in C_WaitForSlotEvent return first. */
+	/* Let threads blocked in C_WaitForSlotEvent return first, then
+	 * wait for every other call in flight. */
 	pthread_mutex_lock(&m->lock);
 	m->finalizing = true;
-	while (m->waiters > 0) {
-		pthread_cond_wait(&m->cond, &m->lock);
-	}
 	pthread_mutex_unlock(&m->lock);
+	pthread_rwlock_wrlock(&p11m_gate);
 	__atomic_store_n(&p11m_g, NULL, __ATOMIC_RELEASE);
+	pthread_rwlock_unlock(&p11m_gate);
+	p11m_last_session = m->next_session;
+	p11m_last_object = m->next_object;
 	module_free(m);
-	ml_ossl_fini();
+	/*
+	 * The OpenSSL context stays (ml_ossl_init() finds it at the next
+	 * C_Initialize): OpenSSL 3.0 runs a thread's exit handlers on every
+	 * context the thread used, so freeing it here would crash each
+	 * application thread that signed and exits after C_Finalize.
+	 */
+	log_close();
 	pthread_mutex_unlock(&p11m_init_lock);
 	return CKR_OK;
 }
