@@ -419,8 +419,8 @@ p11m_initialize(CK_VOID_PTR args)
 	 */
 	if (p11m_g != NULL) {
 		p11m_abandoned = p11m_g;
+		p11m_g = NULL;
 	}
-	p11m_g = NULL;
 	if ((m = calloc(1, sizeof(*m))) == NULL) {
 		rv = CKR_HOST_MEMORY;
 		goto out;
