@@ -13,7 +13,7 @@ PKGS=(
 	opensc softhsm2
 	pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools
 	sqlite3 libsqlite3-dev libpq-dev postgresql
-	python3
+	python3 xxd
 )
 
 missing=()

@@ -17,7 +17,7 @@ are not run.
 The session is private:
   - its working directory and $HOME are a fresh temporary directory;
   - the build tree's programs (every executable mintline-* under BUILD)
-    come first on PATH;
+    come first on PATH, the checkout's scripts/ last;
   - the production paths a recipe names are moved under the temporary
     directory: /etc/mintline, /var/lib/mintline, /run/mintline;
   - the server port of the examples, 7443 (in HOST:7443), is a free
@@ -164,7 +164,9 @@ def main():
            if not k.startswith('MINTLINE_') and
            k not in ('SOFTHSM2_CONF', 'PCSCLITE_CSOCK_NAME', 'OLDPWD')}
     env['HOME'] = os.path.join(tmp, 'home')
-    env['PATH'] = ':'.join(programs(build) + [env.get('PATH', '/usr/bin:/bin')])
+    env['PATH'] = ':'.join(programs(build) +
+                           [env.get('PATH', '/usr/bin:/bin'),
+                            os.path.join(src, 'scripts')])
     env['MINTLINE_SOURCE_DIR'] = src
     env['MINTLINE_BUILD_DIR'] = build
     env['TMPDIR'] = tmp
