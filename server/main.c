@@ -636,7 +636,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 	if (r != 0) {
-		fprintf(stderr, "mintline-server: %s\n", ml_strerror(r));
+		fprintf(stderr, "mintline-server: %s\n", ml_errmsg(r));
 		return 1;
 	}
 	return 0;

@@ -25,6 +25,7 @@
 #include <p11-kit/uri.h>
 
 #include "ml_log.h"
+#include "ml_secret.h"
 #include "ml_wipe.h"
 #include "note_p11.h"
 
@@ -83,37 +84,6 @@ key_matches(P11KitUri *uri, const PKCS11_KEY *k)
 		}
 	}
 	return true;
-}
-
-/* Read the PIN from a pin-source ("file:PATH" or PATH); first line only. */
-static int
-read_pin(const char *src, char ret_pin[static PIN_MAX + 1])
-{
-	char buf[PIN_MAX + 2];
-	FILE *f;
-	size_t n;
-
-	if (strncmp(src, "file:", 5) == 0) {
-		src += 5;
-	}
-	if ((f = fopen(src, "re")) == NULL) {
-		ml_err("pin-source %s: %s", src, strerror(errno));
-		return ML_ERR_IO;
-	}
-	if (fgets(buf, sizeof(buf), f) == NULL) {
-		buf[0] = '\0';
-	}
-	fclose(f);
-	n = strcspn(buf, "\r\n");
-	buf[n] = '\0';
-	if (n == 0 || n > PIN_MAX) {
-		ml_wipe(buf, sizeof(buf));
-		ml_err("pin-source %s: no usable PIN in the first line", src);
-		return ML_ERR_FORMAT;
-	}
-	memcpy(ret_pin, buf, n + 1);
-	ml_wipe(buf, sizeof(buf));
-	return 0;
 }
 
 static int
@@ -203,7 +173,7 @@ p11_begin(const char *uristr, bool want_login, struct note_p11 *k,
 	pinsrc = p11_kit_uri_get_pin_source(uri);
 	if (want_login) {
 		ML_ENSURE(pinsrc != NULL, ML_ERR_ARG);
-		ML_TRY(read_pin(pinsrc, pin));
+		ML_TRY(ml_pin_read(pinsrc, NULL, pin, sizeof(pin)));
 		r = PKCS11_login(tok->slot, 0, pin) == 0 ? 0 : ML_ERR_PIN;
 		ml_wipe(pin, sizeof(pin));
 		if (r != 0) {
@@ -474,13 +444,20 @@ note_pub_load(const char *spec, uint8_t ret_pub[static ML_P256_PUB_LEN])
 		}
 		return r;
 	}
-	ML_ENSURE((bio = BIO_new_file(spec, "r")) != NULL, ML_ERR_IO);
+	if ((bio = BIO_new_file(spec, "r")) == NULL) {
+		r = ml_errf_sys(ML_ERR_IO, "%s", spec);
+		goto out;
+	}
 	pk = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
 	if (pk == NULL) {
 		(void)BIO_reset(bio);
 		pk = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
 	}
-	ML_ENSURE(pk != NULL, ML_ERR_FORMAT);
+	if (pk == NULL) {
+		r = ml_errf(ML_ERR_FORMAT, "%s: not a PEM public or private key",
+		    spec);
+		goto out;
+	}
 	ML_TRY(evp_pub_bytes(pk, ret_pub));
 	r = 0;
 out:

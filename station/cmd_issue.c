@@ -35,6 +35,7 @@
 #include "cmd_note.h"
 #include "feature.h"
 #include "ml_log.h"
+#include "ml_parse.h"
 #include "ml_wipe.h"
 #include "note_chan.h"
 #include "note_chip.h"
@@ -270,7 +271,7 @@ upload(struct iss *s, size_t w, const uint8_t *sealed, size_t n,
 				return r;
 			}
 			ml_warn("server connection lost (%s): reconnecting",
-			    ml_strerror(r));
+			    ml_errmsg(r));
 			bury(s, w);
 		}
 		if (r != ML_ERR_IO && r != ML_ERR_TIMEOUT && r != ML_ERR_REJECTED) {
@@ -338,7 +339,7 @@ issue_one(struct iss *s, size_t w, struct chipcmd *cc, struct inote *nt,
 
 	if ((r = note_chip_pub(cc, pub)) != 0 ||
 	    (r = feature_derive(s->fkey, &nt->id, pub, feat, &flen)) != 0) {
-		report(s, nt, chip, "error", ml_strerror(r), 0);
+		report(s, nt, chip, "error", ml_errmsg(r), 0);
 		bump(s, &s->errors);
 		return 0;
 	}
@@ -349,7 +350,7 @@ issue_one(struct iss *s, size_t w, struct chipcmd *cc, struct inote *nt,
 	}
 	if ((r = note_chip_authorize(cc, &s->kops, chip, (const uint8_t *)feat,
 	    flen, &sw)) != 0) {
-		report(s, nt, chip, "error", ml_strerror(r), 0);
+		report(s, nt, chip, "error", ml_errmsg(r), 0);
 		bump(s, &s->errors);
 		return 0;
 	}
@@ -536,8 +537,22 @@ parse_opts(int argc, char **argv, struct issue_opts *o)
 		case 'f': o->feature_key = optarg; break;
 		case 'J': o->journal = optarg; break;
 		case 'b': o->batch = optarg; break;
-		case 'w': o->workers = strtoul(optarg, NULL, 10); break;
-		case 'R': o->retry_secs = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'w':
+			if (ml_parse_size(optarg, "--workers", 0, MAX_WORKERS,
+			    &o->workers) != 0) {
+				fprintf(stderr, "issue: %s\n",
+				    ml_errmsg(ML_ERR_ARG));
+				return 1;
+			}
+			break;
+		case 'R':
+			if (ml_parse_uint(optarg, "--retry-secs", 0, 86400,
+			    &o->retry_secs) != 0) {
+				fprintf(stderr, "issue: %s\n",
+				    ml_errmsg(ML_ERR_ARG));
+				return 1;
+			}
+			break;
 		case 'j': o->json = true; break;
 		case 'q': o->progress = false; break;
 		case 'h': usage(stdout); return 2;
@@ -573,6 +588,7 @@ issue_run(int argc, char **argv, const struct note_server *local)
 	struct note_line_cfg lc;
 	FILE *bf = NULL;
 	size_t i, chips = 0, notissued;
+	const char *bname;
 	int r, rc = ST_EXIT_ERROR;
 
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
@@ -585,15 +601,20 @@ issue_run(int argc, char **argv, const struct note_server *local)
 		goto out;
 	}
 	if ((r = feature_key_load(s->o.feature_key, s->fkey)) != 0) {
-		fprintf(stderr, "issue: feature key %s: %s\n", s->o.feature_key,
-		    ml_strerror(r));
+		fprintf(stderr, "issue: feature key: %s\n", ml_errmsg(r));
 		goto out;
 	}
+	bname = s->o.batch == NULL || strcmp(s->o.batch, "-") == 0 ?
+	    "(stdin)" : s->o.batch;
 	bf = s->o.batch == NULL || strcmp(s->o.batch, "-") == 0 ? stdin :
 	    fopen(s->o.batch, "re");
-	if (bf == NULL || (r = batch_read(&s->b, bf)) != 0) {
-		fprintf(stderr, "issue: batch: %s\n", bf ? ml_strerror(r) :
-		    "cannot open");
+	if (bf == NULL) {
+		r = ml_errf_sys(ML_ERR_IO, "%s", bname);
+	} else if ((r = batch_read(&s->b, bf)) != 0) {
+		(void)ml_errpre(r, "%s", bname);
+	}
+	if (r != 0) {
+		fprintf(stderr, "issue: batch: %s\n", ml_errmsg(r));
 		goto out;
 	}
 	for (i = 0; i < s->b.nerr; i++) {
@@ -605,6 +626,13 @@ issue_run(int argc, char **argv, const struct note_server *local)
 		} else {
 			printf("batch line %lu: %s\n", e->lineno, e->why);
 		}
+	}
+	if (s->b.n == 0) {
+		/* nothing to issue is a mistake (wrong file, export that
+		 * failed), not a finished batch */
+		fprintf(stderr, "issue: batch: %s: no notes in it (%zu "
+		    "malformed line(s))\n", bname, s->b.nerr);
+		goto out;
 	}
 	s->n = s->b.n;
 	if ((s->notes = calloc(s->n + 1, sizeof(*s->notes))) == NULL ||
@@ -620,8 +648,10 @@ issue_run(int argc, char **argv, const struct note_server *local)
 	qsort_r(s->byname, s->n, sizeof(size_t), cmp_name, s);
 	if ((r = note_journal_open(s->o.journal, &s->j)) != 0 ||
 	    (r = note_journal_scan(s->j, scan_cb, s)) != 0) {
-		fprintf(stderr, "issue: journal %s: %s\n", s->o.journal,
-		    ml_strerror(r));
+		if (!ml_errctx_has(r)) {
+			(void)ml_errpre(r, "%s", s->o.journal);
+		}
+		fprintf(stderr, "issue: journal: %s\n", ml_errmsg(r));
 		goto out;
 	}
 	for (i = 0; i < s->n; i++) {
@@ -636,12 +666,12 @@ issue_run(int argc, char **argv, const struct note_server *local)
 		    "doubt (reserved for their chip)\n", s->skipped, s->indoubt);
 	}
 	if ((r = note_p11_open(s->o.key, &s->key)) != 0) {
-		fprintf(stderr, "issue: issuer key: %s\n", ml_strerror(r));
+		fprintf(stderr, "issue: issuer key: %s\n", ml_errmsg(r));
 		goto out;
 	}
 	note_p11_keyops(s->key, &s->kops);
 	if (local == NULL && (r = note_chan_new(&s->o.conn, &s->chan)) != 0) {
-		fprintf(stderr, "issue: channel: %s\n", ml_strerror(r));
+		fprintf(stderr, "issue: channel: %s\n", ml_errmsg(r));
 		goto out;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &s->t0);
@@ -696,7 +726,7 @@ issue_run(int argc, char **argv, const struct note_server *local)
 			    s->rejected, s->errors, notissued, elapsed(&s->t0, &t1));
 		}
 		if (r != 0) {
-			fprintf(stderr, "issue: %s\n", ml_strerror(r));
+			fprintf(stderr, "issue: %s\n", ml_errmsg(r));
 			goto out;
 		}
 		rc = (s->b.nerr || s->refused || s->rejected || s->errors ||

@@ -18,8 +18,6 @@ struct note_chan {
 	struct hs_keyops	 ko;
 	struct hs_client_cfg	 cfg;
 	char			 serial[HS_MAX_SERIAL + 1];
-	char			 host[128];
-	const char		*port;
 };
 
 int
@@ -27,23 +25,18 @@ note_chan_new(const struct st_conn *c, struct note_chan **ret)
 {
 	struct note_chan *nc = NULL;
 	struct hs_certinfo ci;
-	char *colon;
 	int r;
 
 	ML_ENSURE(c->ca[0] && c->cert[0] && c->key[0], ML_ERR_ARG);
 	ML_ENSURE((nc = calloc(1, sizeof(*nc))) != NULL, ML_ERR_NOMEM);
 	nc->conn = *c;
-	snprintf(nc->host, sizeof(nc->host), "%s", c->server);
-	ML_ENSURE((colon = strrchr(nc->host, ':')) != NULL, ML_ERR_ARG);
-	*colon = '\0';
-	nc->port = colon + 1;
 	ML_TRY(hs_trust_load(c->ca, c->crl[0] ? c->crl : NULL, &nc->trust));
 	if ((r = hs_chain_load(c->cert, &nc->chain)) != 0) {
 		ml_err("cannot load certificate %s", c->cert);
 		goto out;
 	}
 	if ((r = hs_p11_open(c->module, c->key, &nc->key)) != 0) {
-		ml_err("cannot open the channel key: %s", ml_errname(r));
+		ml_err("cannot open the channel key: %s", ml_errmsg(r));
 		goto out;
 	}
 	hs_p11_keyops(nc->key, &nc->ko);
@@ -116,14 +109,14 @@ note_chan_open(struct note_chan *nc, struct note_uplink **ret)
 	struct hs_chan *ch = NULL;
 	int r, alert = 0;
 
-	r = hs_connect(nc->host, nc->port, &nc->cfg, &ch, &alert);
-	if (r != 0) {
-		ml_err("handshake %c with %s failed: %s%s%s",
-		    nc->conn.flow == HS_FLOW_A ? 'A' : 'B', nc->conn.server,
-		    ml_strerror(r), alert ? ": " : "",
-		    alert ? hs_alert_text(alert) : "");
+	if ((r = st_server_connect(nc->conn.server, &nc->cfg, &ch,
+	    &alert)) != 0) {
+		ml_err("%s", ml_errmsg(r));
 		/* unreachable server: ML_ERR_IO, the caller may retry */
-		return r == ML_ERR_REJECTED || r == ML_ERR_CERT ? r : ML_ERR_IO;
+		if (r != ML_ERR_REJECTED && r != ML_ERR_CERT) {
+			r = ml_errrecode(r, ML_ERR_IO);
+		}
+		return r;
 	}
 	if ((r = note_uplink_custom(&chan_ops, ch, ret)) != 0) {
 		hs_chan_close(ch);

@@ -142,7 +142,7 @@ worker_main(void *arg)
 			r = cfg->job(cfg->ctx, w->idx, &cc, img);
 		} else {
 			ml_warn("%s: no answer from the chip (%s)", img,
-			    ml_strerror(r));
+			    ml_errmsg(r));
 			r = 0;
 		}
 		if (chiplink_inproc_feed(ln->link, w->idx, NULL) != 0) {
@@ -188,7 +188,7 @@ note_line_run(const struct note_line_cfg *cfg, size_t *ret_chips)
 
 	pthread_mutex_init(&ln.mu, NULL);
 	if ((r = chiplink_open(cfg->link_spec, &ln.link)) != 0) {
-		ml_err("%s: %s", cfg->link_spec, ml_strerror(r));
+		ml_err("%s: %s", cfg->link_spec, ml_errmsg(r));
 		goto out;
 	}
 	ln.inproc = strncmp(cfg->link_spec, "inproc:", 7) == 0;
