@@ -20,6 +20,7 @@
 #include <openssl/ec.h>
 #include <openssl/ecdh.h>
 #include <openssl/ecdsa.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <p11-kit/uri.h>
@@ -129,13 +130,13 @@ p11_begin(const char *uristr, bool want_login, struct note_p11 *k,
 
 	ML_ENSURE((uri = p11_kit_uri_new()) != NULL, ML_ERR_NOMEM);
 	if (p11_kit_uri_parse(uristr, P11_KIT_URI_FOR_ANY, uri) != P11_KIT_URI_OK) {
-		ml_err("not a pkcs11: URI");
-		r = ML_ERR_ARG;
+		r = ml_errf(ML_ERR_ARG, "'%.128s' is not a pkcs11: URI", uristr);
 		goto out;
 	}
 	if (p11_kit_uri_get_pin_value(uri) != NULL) {
-		ml_err("pkcs11: URI: pin-value refused; use pin-source=file:PATH");
-		r = ML_ERR_ARG;
+		/* the URI holds the PIN: never echoed */
+		r = ml_errf(ML_ERR_ARG, "pkcs11: URI: pin-value refused; use "
+		    "pin-source=file:PATH");
 		goto out;
 	}
 	module = p11_kit_uri_get_module_path(uri);
@@ -144,10 +145,9 @@ p11_begin(const char *uristr, bool want_login, struct note_p11 *k,
 	}
 	ML_ENSURE((k->ctx = PKCS11_CTX_new()) != NULL, ML_ERR_NOMEM);
 	if (PKCS11_CTX_load(k->ctx, module) != 0) {
-		ml_err("cannot load PKCS#11 module %s", module);
 		PKCS11_CTX_free(k->ctx);
 		k->ctx = NULL;
-		r = ML_ERR_IO;
+		r = ml_errf(ML_ERR_IO, "cannot load PKCS#11 module %s", module);
 		goto out;
 	}
 	ML_ENSURE(PKCS11_enumerate_slots(k->ctx, &k->slots, &k->nslots) == 0,
@@ -159,15 +159,15 @@ p11_begin(const char *uristr, bool want_login, struct note_p11 *k,
 			continue;
 		}
 		if (tok != NULL) {
-			ml_err("pkcs11: URI matches more than one token");
-			r = ML_ERR_EXISTS;
+			r = ml_errf(ML_ERR_EXISTS, "%s: matches more than one "
+			    "token in %s", uristr, module);
 			goto out;
 		}
 		tok = t;
 	}
 	if (tok == NULL) {
-		ml_err("pkcs11: URI matches no token");
-		r = ML_ERR_NOT_FOUND;
+		r = ml_errf(ML_ERR_NOT_FOUND, "%s: no such token in %s",
+		    uristr, module);
 		goto out;
 	}
 	pinsrc = p11_kit_uri_get_pin_source(uri);
@@ -177,7 +177,14 @@ p11_begin(const char *uristr, bool want_login, struct note_p11 *k,
 		r = PKCS11_login(tok->slot, 0, pin) == 0 ? 0 : ML_ERR_PIN;
 		ml_wipe(pin, sizeof(pin));
 		if (r != 0) {
-			ml_err("token login refused");
+			/* libp11 queues the module's CKR as an OpenSSL error */
+			const char *why = ERR_reason_error_string(
+			    ERR_peek_last_error());
+
+			(void)ml_errf(r, "%s: token \"%.32s\": login refused: "
+			    "%s (PIN from %s)", uristr, tok->label,
+			    why != NULL ? why : "wrong PIN or PIN locked", pinsrc);
+			ERR_clear_error();
 			goto out;
 		}
 	}
@@ -272,15 +279,15 @@ note_p11_open(const char *uristr, struct note_p11 **ret)
 			continue;
 		}
 		if (found != NULL) {
-			ml_err("pkcs11: URI matches more than one private key");
-			r = ML_ERR_EXISTS;
+			r = ml_errf(ML_ERR_EXISTS, "%s: matches more than one "
+			    "private key", uristr);
 			goto out;
 		}
 		found = &keys[i];
 	}
 	if (found == NULL) {
-		ml_err("pkcs11: URI matches no private key");
-		r = ML_ERR_NOT_FOUND;
+		r = ml_errf(ML_ERR_NOT_FOUND, "%s: no such private key",
+		    uristr);
 		goto out;
 	}
 	ML_ENSURE((k->pkey = PKCS11_get_private_key(found)) != NULL, ML_ERR_IO);

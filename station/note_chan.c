@@ -32,7 +32,7 @@ note_chan_new(const struct st_conn *c, struct note_chan **ret)
 	nc->conn = *c;
 	ML_TRY(hs_trust_load(c->ca, c->crl[0] ? c->crl : NULL, &nc->trust));
 	if ((r = hs_chain_load(c->cert, &nc->chain)) != 0) {
-		ml_err("cannot load certificate %s", c->cert);
+		ml_err("certificate chain: %s", ml_errmsg(r));
 		goto out;
 	}
 	if ((r = hs_p11_open(c->module, c->key, &nc->key)) != 0) {

@@ -188,7 +188,7 @@ note_line_run(const struct note_line_cfg *cfg, size_t *ret_chips)
 
 	pthread_mutex_init(&ln.mu, NULL);
 	if ((r = chiplink_open(cfg->link_spec, &ln.link)) != 0) {
-		ml_err("%s: %s", cfg->link_spec, ml_errmsg(r));
+		ml_err("%s", ml_errmsg(r));
 		goto out;
 	}
 	ln.inproc = strncmp(cfg->link_spec, "inproc:", 7) == 0;

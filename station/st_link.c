@@ -133,7 +133,7 @@ st_link_open(const struct st_conn *c, struct st_link **ret_link)
 	ML_ENSURE((l = calloc(1, sizeof(*l))) != NULL, ML_ERR_NOMEM);
 	ML_TRY(hs_trust_load(c->ca, c->crl[0] ? c->crl : NULL, &l->trust));
 	if ((r = hs_chain_load(c->cert, &l->chain)) != 0) {
-		ml_err("cannot load certificate %s", c->cert);
+		ml_err("certificate chain: %s", ml_errmsg(r));
 		goto out;
 	}
 	if ((r = hs_p11_open(c->module, c->key, &l->key)) != 0) {
