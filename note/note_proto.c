@@ -26,7 +26,7 @@ note_reason_name(int reason)
 		"ok", "malformed", "unknown_chip", "chip_sig", "tampered",
 		"bad_feature", "unauthorized_writer", "dup_serial", "chip_used",
 		"enrol_conflict", "unregistered", "feature_mismatch",
-		"chip_mismatch", "internal", "serial_mismatch",
+		"chip_mismatch", "internal", "serial_mismatch", "reserved",
 	};
 
 	if (reason < 0 || (unsigned)reason >= sizeof(names) / sizeof(names[0])) {

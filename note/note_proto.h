@@ -14,6 +14,13 @@
  * NOTE_REC_QUERY	verification desk, online (BN-8): what the desk read
  *			from a chip that has just proven its key:
  *			 D0 chip serial  D1 feature  E1 chip public key
+ * NOTE_REC_CHECK	issuance pre-check (OP-3), sent before AUTHORIZE WRITE:
+ *			can the server accept this note on this chip now?
+ *			 E0 chip serial  E1 chip public key  EA note id
+ *			OK (and the serial reserved for this chip for a while),
+ *			or REJECT: unknown_chip, chip_mismatch (enrolled with
+ *			another key), dup_serial (registered to another chip),
+ *			reserved (another chip is being issued this serial).
  *
  * NOTE_REC_REPLY	E8 status (1)  E9 reason (1)  [EA note id]
  *			[EB registration id (8)]  [EC flags (1)]
@@ -30,6 +37,7 @@
 #define NOTE_REC_ENROL		(HS_REC_APP + 0x20)
 #define NOTE_REC_UPLOAD		(HS_REC_APP + 0x21)
 #define NOTE_REC_QUERY		(HS_REC_APP + 0x22)
+#define NOTE_REC_CHECK		(HS_REC_APP + 0x23)
 #define NOTE_REC_REPLY		(HS_REC_APP + 0x2F)
 
 #define TAG_ENROL_SERIAL	0xE0
@@ -65,7 +73,8 @@ enum note_status {
 	X(NOTE_R_FEATURE_MISMATCH, 11, "feature mismatch")			\
 	X(NOTE_R_CHIP_MISMATCH,	12, "chip key mismatch or clone")		\
 	X(NOTE_R_INTERNAL,	13, "server error")				\
-	X(NOTE_R_SERIAL_ID,	14, "serial mismatch between chip and record")
+	X(NOTE_R_SERIAL_ID,	14, "serial mismatch between chip and record") \
+	X(NOTE_R_RESERVED,	15, "serial being issued on another chip")
 
 enum note_reason {
 #define NOTE_R_ENUM(name, value, text) name = (value),

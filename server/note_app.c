@@ -78,14 +78,14 @@ note_app_init(const struct hs_app_env *env, void **ret_ctx)
 		ML_ENSURE(cfg.nissuers < REG_NOTE_MAX_ISSUERS, ML_ERR_TOO_LARGE);
 		if ((r = note_pub_load(tok, cfg.issuers[cfg.nissuers])) != 0) {
 			ml_err("note: issuer key %zu: %s", cfg.nissuers + 1,
-			    ml_errmsg(r));
+			    ml_strerror(r));
 			goto out;
 		}
 		cfg.nissuers++;
 	}
 	if (fk != NULL && *fk != '\0') {
 		if ((r = feature_key_load(fk, fkey)) != 0) {
-			ml_err("note: feature key: %s", ml_errmsg(r));
+			ml_err("note: feature key: %s", ml_strerror(r));
 			goto out;
 		}
 		cfg.feature_key = fkey;
@@ -95,7 +95,7 @@ note_app_init(const struct hs_app_env *env, void **ret_ctx)
 		if ((r = note_db_reg_open(env->registry, &a->db)) != 0) {
 			ml_err("note: the server registry cannot hold notes "
 			    "(%s): use a PostgreSQL registry or a file",
-			    ml_errmsg(r));
+			    ml_strerror(r));
 			goto out;
 		}
 	} else if (reg_target_is_pg(db)) {
@@ -108,7 +108,7 @@ note_app_init(const struct hs_app_env *env, void **ret_ctx)
 	cfg.db = a->db;
 	if (sk != NULL && *sk != '\0') {
 		if ((r = note_p11_open(sk, &a->seal)) != 0) {
-			ml_err("note: seal key: %s", ml_errmsg(r));
+			ml_err("note: seal key: %s", ml_strerror(r));
 			goto out;
 		}
 		note_p11_keyops(a->seal, &cfg.server_keys);
@@ -175,7 +175,8 @@ note_app_handle(void *ctx, const struct hs_peer *peer, uint8_t type,
 	 * A refused enrolment or upload goes into the station's risk record
 	 * (ID-3's error history, which stations share with readers).
 	 */
-	if (type != NOTE_REC_QUERY && a->registry != NULL) {
+	if (type != NOTE_REC_QUERY && type != NOTE_REC_CHECK &&
+	    a->registry != NULL) {
 		struct note_reply rep;
 		char detail[96];
 
@@ -198,6 +199,7 @@ static const struct hs_handler note_app_handlers[] = {
 	{ NOTE_REC_ENROL,	note_app_handle },
 	{ NOTE_REC_UPLOAD,	note_app_handle },
 	{ NOTE_REC_QUERY,	note_app_handle },
+	{ NOTE_REC_CHECK,	note_app_handle },
 };
 
 const struct hs_app srv_app_note = {

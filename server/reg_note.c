@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "chip.h"
 #include "chip_proto.h"
@@ -20,12 +21,29 @@
 
 #define SEAL_MAX	(NOTE_REQ_MAX)
 
+/*
+ * Serials promised by a pre-check (OP-3) to one chip, for RESERVE_SECS:
+ * a second station asking for the same serial on another chip in that
+ * time is told "reserved" and leaves its chip blank.  The promise ends
+ * when the note is registered or the time runs out (a station that
+ * checked and then died).  In memory: two stations share one server.
+ */
+#define RESERVE_MAX	4096
+#define RESERVE_SECS	600
+
+struct reservation {
+	char		 note_id[NOTE_ID_MAX + 1];
+	char		 chip[NOTE_CHIP_SERIAL_LEN + 1];
+	time_t		 until;
+};
+
 struct reg_note {
 	struct reg_note_cfg	 cfg;
 	uint8_t			 fkey[FEATURE_KEY_LEN];
 	struct ml_p256_key	*issuer[REG_NOTE_MAX_ISSUERS];
 	pthread_mutex_t		 mu;
 	struct reg_note_stats	 st;
+	struct reservation	 resv[RESERVE_MAX];	/* under mu */
 };
 
 int
@@ -185,6 +203,147 @@ handle_enrol(struct reg_note *rn, const uint8_t *req, size_t len,
 	    0, 0);
 }
 
+/*
+ * Reserve note_id for chip (OP-3).  0 when reserved (or already reserved
+ * for this chip: the time is renewed), ML_ERR_EXISTS when another chip
+ * holds it, ML_ERR_TOO_LARGE when the table is full of live promises.
+ */
+static int
+reserve(struct reg_note *rn, const char *note_id, const char *chip)
+{
+	struct reservation *free_slot = NULL, *e;
+	time_t now = time(NULL);
+	size_t i;
+	int r = ML_ERR_TOO_LARGE;
+
+	pthread_mutex_lock(&rn->mu);
+	for (i = 0; i < RESERVE_MAX; i++) {
+		e = &rn->resv[i];
+		if (e->note_id[0] != '\0' && e->until <= now) {
+			e->note_id[0] = '\0';	/* expired */
+		}
+		if (e->note_id[0] == '\0') {
+			if (free_slot == NULL) {
+				free_slot = e;
+			}
+			continue;
+		}
+		if (strcmp(e->note_id, note_id) == 0) {
+			if (strcmp(e->chip, chip) != 0) {
+				r = ML_ERR_EXISTS;
+				goto out;
+			}
+			free_slot = e;
+			break;
+		}
+	}
+	if (free_slot != NULL) {
+		snprintf(free_slot->note_id, sizeof(free_slot->note_id), "%s",
+		    note_id);
+		memcpy(free_slot->chip, chip, sizeof(free_slot->chip));
+		free_slot->until = now + RESERVE_SECS;
+		r = 0;
+	}
+out:
+	pthread_mutex_unlock(&rn->mu);
+	return r;
+}
+
+/* The note is registered: its promise is kept. */
+static void
+reserve_drop(struct reg_note *rn, const char *note_id)
+{
+	size_t i;
+
+	pthread_mutex_lock(&rn->mu);
+	for (i = 0; i < RESERVE_MAX; i++) {
+		if (strcmp(rn->resv[i].note_id, note_id) == 0) {
+			rn->resv[i].note_id[0] = '\0';
+			break;
+		}
+	}
+	pthread_mutex_unlock(&rn->mu);
+}
+
+/*
+ * Issuance pre-check (OP-3): before the station lets a chip be written,
+ * can the server register note_id on this chip?  The chip must be
+ * enrolled with the key the station read from it, and the serial free
+ * (or already this chip's).  Nothing is written to the registry; the
+ * serial is promised to the chip in memory (reserve()).  A registry that
+ * does not answer gives no verdict (ML_ERR_IO): the station pauses.
+ *
+ *= MISSION OP-3
+ *# No note is written unless the server can accept it now (reachable,
+ *# chip enrolled, serial free).
+ */
+static int
+handle_check(struct reg_note *rn, const uint8_t *req, size_t len,
+    struct ml_wr *w)
+{
+	struct ml_rd rd = ML_RD_INIT(req, len), ser, pub, nv;
+	uint8_t enrolled[ML_P256_PUB_LEN];
+	char chip[NOTE_CHIP_SERIAL_LEN + 1], nid[NOTE_ID_MAX + 1];
+	struct note_row row;
+	size_t i;
+	int r;
+
+	count(rn, &rn->st.checks);
+	if (ml_tlv_find(&rd, TAG_ENROL_SERIAL, &ser) != 0 ||
+	    ml_tlv_find(&rd, TAG_ENROL_PUB, &pub) != 0 ||
+	    ml_tlv_find(&rd, TAG_REPLY_NOTE, &nv) != 0 ||
+	    !chip_serial_ok(&ser, chip) ||
+	    ml_rd_left(&pub) != ML_P256_PUB_LEN ||
+	    ml_rd_left(&nv) == 0 || ml_rd_left(&nv) > NOTE_ID_MAX) {
+		return reply(w, NOTE_ST_REJECT, NOTE_R_MALFORMED, NULL, 0, 0);
+	}
+	/* prefix || serial as note_id_str() makes it: capitals and digits */
+	for (i = 0; i < ml_rd_left(&nv); i++) {
+		char c = (char)ml_rd_ptr(&nv)[i];
+
+		if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))) {
+			return reply(w, NOTE_ST_REJECT, NOTE_R_MALFORMED, NULL,
+			    0, 0);
+		}
+		nid[i] = c;
+	}
+	nid[i] = '\0';
+	r = note_db_chip_pub(rn->cfg.db, chip, enrolled);
+	if (r == ML_ERR_IO) {
+		return ML_ERR_IO;
+	}
+	if (r == ML_ERR_NOT_FOUND) {
+		return reply(w, NOTE_ST_REJECT, NOTE_R_UNKNOWN_CHIP, nid, 0, 0);
+	}
+	if (r != 0) {
+		return reply(w, NOTE_ST_REJECT, NOTE_R_INTERNAL, nid, 0, 0);
+	}
+	if (!ml_ct_eq(enrolled, ml_rd_ptr(&pub), ML_P256_PUB_LEN)) {
+		return reply(w, NOTE_ST_REJECT, NOTE_R_CHIP_MISMATCH, nid, 0, 0);
+	}
+	r = note_db_lookup(rn->cfg.db, nid, &row);
+	if (r == ML_ERR_IO) {
+		return ML_ERR_IO;
+	}
+	if (r == 0) {
+		return strcmp(row.chip_serial, chip) == 0 ?
+		    reply(w, NOTE_ST_AGAIN, NOTE_R_NONE, nid, row.reg_id, 0) :
+		    reply(w, NOTE_ST_REJECT, NOTE_R_DUP_SERIAL, nid, 0, 0);
+	}
+	if (r != ML_ERR_NOT_FOUND) {
+		return reply(w, NOTE_ST_REJECT, NOTE_R_INTERNAL, nid, 0, 0);
+	}
+	r = reserve(rn, nid, chip);
+	if (r == ML_ERR_EXISTS) {
+		return reply(w, NOTE_ST_REJECT, NOTE_R_RESERVED, nid, 0, 0);
+	}
+	if (r != 0) {
+		ml_warn("pre-check of note %s: reservation table full", nid);
+		return ML_ERR_IO;	/* no verdict: the station waits */
+	}
+	return reply(w, NOTE_ST_OK, NOTE_R_NONE, nid, 0, 0);
+}
+
 /* The station signature: which authorised issuer key made it, or -1. */
 static int
 station_sig_issuer(struct reg_note *rn, const char *chip,
@@ -303,6 +462,7 @@ handle_upload(struct reg_note *rn, const uint8_t *req, size_t len,
 	memcpy(nr.issuer_pub, rn->cfg.issuers[issuer], sizeof(nr.issuer_pub));
 	r = note_db_register(rn->cfg.db, &nr, &reg_id);
 	if (r == 0 || r == 1) {
+		reserve_drop(rn, nid);
 		count(rn, r == 0 ? &rn->st.registered : &rn->st.again);
 		ml_debug("note %s on chip %s: %s (reg %llu)", nid, chip,
 		    r == 0 ? "registered" : "already registered",
@@ -410,6 +570,8 @@ reg_note_handle(struct reg_note *rn, unsigned type, const uint8_t *req,
 		return handle_upload(rn, req, len, w);
 	case NOTE_REC_QUERY:
 		return handle_query(rn, req, len, w);
+	case NOTE_REC_CHECK:
+		return handle_check(rn, req, len, w);
 	default:
 		return ML_ERR_UNSUPPORTED;
 	}

@@ -48,7 +48,7 @@ struct reg_note_cfg {
 };
 
 struct reg_note_stats {
-	uint64_t	 enrolled, registered, again, queries;
+	uint64_t	 enrolled, registered, again, queries, checks;
 	uint64_t	 rejected[32];		/* by NOTE_R_* */
 };
 

@@ -35,8 +35,9 @@
 #include "cmd_note.h"
 #include "feature.h"
 #include "ml_log.h"
-#include "ml_parse.h"
+#include "ml_tlv.h"
 #include "ml_wipe.h"
+#include "ml_wr.h"
 #include "note_chan.h"
 #include "note_chip.h"
 #include "note_journal.h"
@@ -60,6 +61,7 @@ struct issue_opts {
 	unsigned	 retry_secs;
 	bool		 json;
 	bool		 progress;
+	bool		 follow;	/* run until SIGINT/SIGTERM */
 };
 
 struct inote {
@@ -69,6 +71,7 @@ struct inote {
 	int		 state;			/* J_* */
 	char		 jchip[CHIP_SERIAL_LEN + 1];	/* INTENT's chip */
 	bool		 taken;			/* a worker has it */
+	bool		 elsewhere;	/* another chip holds the serial */
 };
 
 struct iss {
@@ -93,8 +96,14 @@ struct iss {
 	struct note_chan	*chan;		/* the channel key, CA, chain */
 	pthread_mutex_t		 mu;
 	size_t			 issued, again, skipped, refused, rejected,
-				 errors, completed, foreign;
+				 errors, completed, foreign, offline, held;
 	struct timespec		 t0, tlast;
+	/* OP-3: the server is away; no chip is written until it is back. */
+	bool			 paused;
+	struct timespec		 paused_at;
+	/* --follow: what each position is doing (live status, events) */
+	char			 pos[MAX_WORKERS];
+	size_t			 npos;
 };
 
 static double
@@ -120,6 +129,19 @@ progress(struct iss *s, bool final)
 		return;
 	}
 	s->tlast = now;
+	if (s->o.follow) {
+		/* per position: . waiting  * working  v done (take it off)
+		 * x reader gone */
+		fprintf(stderr, "\r\033[K[%.*s] %s%zu issued, %zu refused, %zu "
+		    "reject-write, %zu off the line, %.1f notes/s", (int)s->npos,
+		    s->pos, s->paused ? "PAUSED (server away) " : "", s->issued,
+		    s->refused, s->rejected, s->offline,
+		    s->issued / (elapsed(&s->t0, &now) + 1e-9));
+		if (final) {
+			fputc('\n', stderr);
+		}
+		return;
+	}
 	fill = s->n ? (int)(40 * done / s->n) : 40;
 	fputs("\r[", stderr);
 	for (i = 0; i < 40; i++) {
@@ -172,6 +194,31 @@ bump(struct iss *s, size_t *ctr)
 {
 	pthread_mutex_lock(&s->mu);
 	(*ctr)++;
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* --follow: a position changed state (note_line events). */
+static void
+iss_event(void *ctx, const struct note_line_event *ev)
+{
+	static const char mark[] = { [NL_WAITING] = '.', [NL_WORKING] = '*',
+	    [NL_DONE] = 'v', [NL_RESULT] = '*', [NL_GONE] = 'x' };
+	struct iss *s = ctx;
+
+	pthread_mutex_lock(&s->mu);
+	if (ev->position < s->npos) {
+		s->pos[ev->position] = mark[ev->state];
+	}
+	if (s->o.json && s->o.follow) {
+		printf("{\"event\":\"%s\",\"position\":%zu", 
+		    note_line_state_name(ev->state), ev->position);
+		if (ev->name != NULL) {
+			printf(",\"reader\":\"%s\"", ev->name);
+		}
+		printf("}\n");
+		fflush(stdout);
+	}
+	progress(s, false);
 	pthread_mutex_unlock(&s->mu);
 }
 
@@ -240,49 +287,134 @@ bury(struct iss *s, size_t w)
 	s->up[w] = NULL;
 }
 
+/* The line stops writing and says so once, with the cause (OP-3). */
+static void
+line_pause(struct iss *s, const char *why)
+{
+	pthread_mutex_lock(&s->mu);
+	if (!s->paused) {
+		s->paused = true;
+		clock_gettime(CLOCK_MONOTONIC, &s->paused_at);
+		if (s->o.progress) {
+			fputs("\r\033[K", stderr);
+		}
+		fprintf(stderr, "issue: line paused: server %s unreachable (%s); "
+		    "no chip is written until it is back, retrying\n",
+		    s->chan != NULL ? note_chan_server(s->chan) : "", why);
+		if (s->o.json) {
+			printf("{\"event\":\"paused\",\"reason\":\"%s\"}\n", why);
+			fflush(stdout);
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void
+line_resume(struct iss *s)
+{
+	struct timespec now;
+
+	pthread_mutex_lock(&s->mu);
+	if (s->paused) {
+		s->paused = false;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		fprintf(stderr, "issue: line resumed: server back after %.1f s\n",
+		    elapsed(&s->paused_at, &now));
+		if (s->o.json) {
+			printf("{\"event\":\"resumed\",\"seconds\":%.1f}\n",
+			    elapsed(&s->paused_at, &now));
+			fflush(stdout);
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+}
+
 /*
- * Send a sealed upload and wait for the acknowledgement, reconnecting
- * while the server is away (at most retry_secs): every upload of the same
- * note on the same chip is answered the same, so a repeat is harmless.
+ * One request to the server and its reply, reconnecting while the server
+ * is away: the line pauses (line_pause), retries with back-off (0.2 s
+ * doubling to 5 s) and resumes by itself.  Every issuance request is
+ * idempotent, so a repeat is harmless.  Gives up with ML_ERR_TIMEOUT
+ * after retry_secs (never with --follow, until the line is stopped).
  */
 static int
-upload(struct iss *s, size_t w, const uint8_t *sealed, size_t n,
-    struct note_reply *ret)
+server_call(struct iss *s, size_t w, unsigned type, const uint8_t *req,
+    size_t n, struct note_reply *ret)
 {
 	uint8_t resp[NOTE_REPLY_MAX];
 	struct timespec t0, now;
+	char why[128];
+	useconds_t backoff = 200 * 1000;
 	size_t len;
 	int r;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
 		if (s->up[w] == NULL) {
-			r = note_chan_open(s->chan, &s->up[w]);
+			r = note_chan_connect(s->chan, &s->up[w], why, sizeof(why));
 		} else {
 			r = 0;
 		}
 		if (r == 0) {
-			r = note_uplink_call(s->up[w], NOTE_REC_UPLOAD, sealed, n,
-			    resp, sizeof(resp), &len);
+			r = note_uplink_call(s->up[w], type, req, n, resp,
+			    sizeof(resp), &len);
 			if (r == 0) {
+				line_resume(s);
 				return note_reply_parse(resp, len, ret);
 			}
 			if (s->local != NULL) {
 				return r;
 			}
-			ml_warn("server connection lost (%s): reconnecting",
-			    ml_errmsg(r));
+			snprintf(why, sizeof(why), "connection lost: %s%s",
+			    ml_strerror(r), r == ML_ERR_REJECTED ?
+			    " (the server gave no verdict)" : "");
 			bury(s, w);
 		}
 		if (r != ML_ERR_IO && r != ML_ERR_TIMEOUT && r != ML_ERR_REJECTED) {
 			return r;
 		}
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		if (elapsed(&t0, &now) > s->o.retry_secs) {
+		line_pause(s, why);
+		if (note_line_stopping()) {
 			return ML_ERR_TIMEOUT;
 		}
-		usleep(200 * 1000);
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (!s->o.follow && elapsed(&t0, &now) > s->o.retry_secs) {
+			return ML_ERR_TIMEOUT;
+		}
+		usleep(backoff);
+		if (backoff < 5 * 1000 * 1000) {
+			backoff *= 2;
+		}
 	}
+}
+
+static int
+upload(struct iss *s, size_t w, const uint8_t *sealed, size_t n,
+    struct note_reply *ret)
+{
+	return server_call(s, w, NOTE_REC_UPLOAD, sealed, n, ret);
+}
+
+/*
+ * OP-3 pre-check: can the server register note nt on this chip now
+ * (chip enrolled with this key, serial free)?  The server promises the
+ * serial to the chip for a while, so that a second station with an
+ * overlapping batch leaves its chip blank.
+ */
+static int
+precheck(struct iss *s, size_t w, const char *chip,
+    const uint8_t pub[static ML_P256_PUB_LEN], const struct inote *nt,
+    struct note_reply *ret)
+{
+	uint8_t req[128];
+	struct ml_wr rw = ML_WR_FIXED(req, sizeof(req));
+	int r;
+
+	ML_TRY(ml_tlv_put(&rw, TAG_ENROL_SERIAL, chip, CHIP_SERIAL_LEN));
+	ML_TRY(ml_tlv_put(&rw, TAG_ENROL_PUB, pub, ML_P256_PUB_LEN));
+	ML_TRY(ml_tlv_put(&rw, TAG_REPLY_NOTE, nt->name, strlen(nt->name)));
+	r = server_call(s, w, NOTE_REC_CHECK, rw.p, rw.len, ret);
+out:
+	return r;
 }
 
 /* GET SEALED, upload, journal the outcome, report. */
@@ -326,20 +458,18 @@ seal_and_upload(struct iss *s, size_t w, struct chipcmd *cc,
 	return 0;
 }
 
-/* A blank chip: issue note nt on it. */
+/* A blank chip, pre-checked (OP-3): issue note nt on it. */
 static int
 issue_one(struct iss *s, size_t w, struct chipcmd *cc, struct inote *nt,
-    const char *chip)
+    const char *chip, const uint8_t pub[static ML_P256_PUB_LEN])
 {
-	uint8_t pub[ML_P256_PUB_LEN];
 	char feat[FEATURE_MAX_LEN + 1], why[64];
 	size_t flen;
 	uint16_t sw;
 	int r;
 
-	if ((r = note_chip_pub(cc, pub)) != 0 ||
-	    (r = feature_derive(s->fkey, &nt->id, pub, feat, &flen)) != 0) {
-		report(s, nt, chip, "error", ml_errmsg(r), 0);
+	if ((r = feature_derive(s->fkey, &nt->id, pub, feat, &flen)) != 0) {
+		report(s, nt, chip, "error", ml_strerror(r), 0);
 		bump(s, &s->errors);
 		return 0;
 	}
@@ -350,7 +480,7 @@ issue_one(struct iss *s, size_t w, struct chipcmd *cc, struct inote *nt,
 	}
 	if ((r = note_chip_authorize(cc, &s->kops, chip, (const uint8_t *)feat,
 	    flen, &sw)) != 0) {
-		report(s, nt, chip, "error", ml_errmsg(r), 0);
+		report(s, nt, chip, "error", ml_strerror(r), 0);
 		bump(s, &s->errors);
 		return 0;
 	}
@@ -444,7 +574,8 @@ pick(struct iss *s, const char *chip, bool *ret_stop)
 	while (s->qhead < s->n) {
 		struct inote *nt = &s->notes[s->qhead++];
 
-		if (!nt->taken && (nt->state == J_NONE || nt->state == J_REJECTED)) {
+		if (!nt->taken && !nt->elsewhere &&
+		    (nt->state == J_NONE || nt->state == J_REJECTED)) {
 			nt->taken = true;
 			return nt;
 		}
@@ -453,13 +584,101 @@ pick(struct iss *s, const char *chip, bool *ret_stop)
 	return NULL;
 }
 
+/* Give a picked note back to the queue (its chip was not written). */
+static void
+unpick(struct iss *s, struct inote *nt)
+{
+	size_t idx = (size_t)(nt - s->notes);
+
+	pthread_mutex_lock(&s->mu);
+	nt->taken = false;
+	if (nt->state == J_INTENT) {
+		s->indoubt++;
+	} else if (!nt->elsewhere && idx < s->qhead) {
+		s->qhead = idx;
+	}
+	pthread_mutex_unlock(&s->mu);
+}
+
+/*
+ * A blank chip: find a note the server can accept on it (OP-3) and issue
+ * it.  A note registered to another chip is settled as refused and the
+ * next one tried; a note another station is issuing right now is left to
+ * it; a chip the server does not know goes off the line, blank.
+ */
+static int
+issue_blank(struct iss *s, size_t w, struct chipcmd *cc, const char *chip)
+{
+	uint8_t pub[ML_P256_PUB_LEN];
+	struct note_reply rep;
+	struct inote *nt;
+	bool stop;
+	int r;
+
+	if ((r = note_chip_pub(cc, pub)) != 0) {
+		report(s, NULL, chip, "error", "chip key unreadable (GET DATA)", 0);
+		bump(s, &s->errors);
+		return 0;
+	}
+	for (;;) {
+		pthread_mutex_lock(&s->mu);
+		nt = pick(s, chip, &stop);
+		pthread_mutex_unlock(&s->mu);
+		if (nt == NULL) {
+			if (s->o.follow) {
+				report(s, NULL, chip, "left_blank", "no note of the "
+				    "batch left for it", 0);
+				return 0;
+			}
+			return stop ? 1 : 0;
+		}
+		if ((r = precheck(s, w, chip, pub, nt, &rep)) != 0) {
+			unpick(s, nt);
+			report(s, NULL, chip, "left_blank", "server unreachable: "
+			    "chip not written", 0);
+			bump(s, &s->offline);
+			return note_line_stopping() ? 1 : r;
+		}
+		if (rep.status == NOTE_ST_OK) {
+			return issue_one(s, w, cc, nt, chip, pub);
+		}
+		if (rep.status == NOTE_ST_AGAIN ||
+		    rep.reason == NOTE_R_DUP_SERIAL) {
+			/* Registered to another chip: this note is settled. */
+			if ((r = note_journal_done(s->j, nt->name, J_REFUSED, 0,
+			    NOTE_R_DUP_SERIAL)) != 0) {
+				return r;
+			}
+			nt->state = J_REFUSED;
+			report(s, nt, chip, "registered_elsewhere", "serial "
+			    "registered to another chip (chip left blank)", 0);
+			bump(s, &s->refused);
+			continue;
+		}
+		if (rep.reason == NOTE_R_RESERVED) {
+			pthread_mutex_lock(&s->mu);
+			nt->elsewhere = true;
+			pthread_mutex_unlock(&s->mu);
+			unpick(s, nt);
+			report(s, nt, chip, "held", note_reason_str(rep.reason), 0);
+			bump(s, &s->held);
+			continue;
+		}
+		/* Unknown or mismatched chip: take it off the line, blank. */
+		unpick(s, nt);
+		report(s, NULL, chip, "off_line", rep.reason == NOTE_R_UNKNOWN_CHIP ?
+		    "chip not enrolled (run mintline-station enroll); chip left "
+		    "blank" : note_reason_str(rep.reason), 0);
+		bump(s, &s->offline);
+		return 0;
+	}
+}
+
 static int
 iss_job(void *ctx, size_t w, struct chipcmd *cc, const char *image)
 {
 	struct iss *s = ctx;
 	struct chip_info ci;
-	struct inote *nt;
-	bool stop;
 	int r;
 
 	if ((r = chipcmd_info(cc, &ci)) != 0 || ci.kind != CHIP_KIND_NOTE) {
@@ -473,13 +692,7 @@ iss_job(void *ctx, size_t w, struct chipcmd *cc, const char *image)
 	if (ci.state & INFO_F_WRITTEN) {
 		return reconcile(s, w, cc, ci.serial);
 	}
-	pthread_mutex_lock(&s->mu);
-	nt = pick(s, ci.serial, &stop);
-	pthread_mutex_unlock(&s->mu);
-	if (nt == NULL) {
-		return stop ? 1 : 0;
-	}
-	return issue_one(s, w, cc, nt, ci.serial);
+	return issue_blank(s, w, cc, ci.serial);
 }
 
 static void
@@ -490,7 +703,7 @@ usage(FILE *f)
 	    "           --issuer-key URI --feature-key FILE --journal FILE\n"
 	    "           --server HOST:PORT --ca FILE --cert FILE --key URI [...]\n"
 	    "           [--batch FILE|-] [--workers N] [--retry-secs N] [--json]\n"
-	    "           [--no-progress]\n"
+	    "           [--no-progress] [--follow]\n"
 	    "\n"
 	    "  --issuer-key URI   the station's issuer key (signs write\n"
 	    "                     authorisations): pkcs11: URI with\n"
@@ -499,6 +712,13 @@ usage(FILE *f)
 	    "channel to mintline-server (kind station):\n" ST_CONN_USAGE
 	    "  --journal FILE     the resume journal (SQLite); keep it per batch\n"
 	    "  --batch FILE       PREFIX,SERIAL lines; default stdin\n"
+	    "  --follow           keep running: wait for chips at every position\n"
+	    "                     (PC/SC readers; in-process positions, or new\n"
+	    "                     images in --chips DIR), issue each blank chip\n"
+	    "                     the batch allows, until SIGINT/SIGTERM\n"
+	    "  --retry-secs N     give up after N s without the server (default\n"
+	    "                     30; never with --follow): the line pauses, no\n"
+	    "                     chip is written while the server is away\n"
 	    "exit: 0 all issued, 2 some not issued (reported), 1 error\n");
 }
 
@@ -517,6 +737,7 @@ parse_opts(int argc, char **argv, struct issue_opts *o)
 		{ "retry-secs", required_argument, NULL, 'R' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "no-progress", no_argument, NULL, 'q' },
+		{ "follow", no_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -528,7 +749,7 @@ parse_opts(int argc, char **argv, struct issue_opts *o)
 	o->conn.kind = HS_KIND_STATION;
 	o->retry_secs = 30;
 	o->progress = isatty(STDERR_FILENO);
-	while ((c = getopt_long(argc, argv, "l:c:k:f:s:J:b:w:R:jqh", lo,
+	while ((c = getopt_long(argc, argv, "l:c:k:f:s:J:b:w:R:jqFh", lo,
 	    NULL)) != -1) {
 		switch (c) {
 		case 'l': o->line = optarg; break;
@@ -537,24 +758,11 @@ parse_opts(int argc, char **argv, struct issue_opts *o)
 		case 'f': o->feature_key = optarg; break;
 		case 'J': o->journal = optarg; break;
 		case 'b': o->batch = optarg; break;
-		case 'w':
-			if (ml_parse_size(optarg, "--workers", 0, MAX_WORKERS,
-			    &o->workers) != 0) {
-				fprintf(stderr, "issue: %s\n",
-				    ml_errmsg(ML_ERR_ARG));
-				return 1;
-			}
-			break;
-		case 'R':
-			if (ml_parse_uint(optarg, "--retry-secs", 0, 86400,
-			    &o->retry_secs) != 0) {
-				fprintf(stderr, "issue: %s\n",
-				    ml_errmsg(ML_ERR_ARG));
-				return 1;
-			}
-			break;
+		case 'w': o->workers = strtoul(optarg, NULL, 10); break;
+		case 'R': o->retry_secs = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'j': o->json = true; break;
 		case 'q': o->progress = false; break;
+		case 'F': o->follow = true; break;
 		case 'h': usage(stdout); return 2;
 		default:
 			if (c >= ST_CONN_OPT_BASE &&
@@ -588,7 +796,6 @@ issue_run(int argc, char **argv, const struct note_server *local)
 	struct note_line_cfg lc;
 	FILE *bf = NULL;
 	size_t i, chips = 0, notissued;
-	const char *bname;
 	int r, rc = ST_EXIT_ERROR;
 
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
@@ -601,20 +808,15 @@ issue_run(int argc, char **argv, const struct note_server *local)
 		goto out;
 	}
 	if ((r = feature_key_load(s->o.feature_key, s->fkey)) != 0) {
-		fprintf(stderr, "issue: feature key: %s\n", ml_errmsg(r));
+		fprintf(stderr, "issue: feature key %s: %s\n", s->o.feature_key,
+		    ml_strerror(r));
 		goto out;
 	}
-	bname = s->o.batch == NULL || strcmp(s->o.batch, "-") == 0 ?
-	    "(stdin)" : s->o.batch;
 	bf = s->o.batch == NULL || strcmp(s->o.batch, "-") == 0 ? stdin :
 	    fopen(s->o.batch, "re");
-	if (bf == NULL) {
-		r = ml_errf_sys(ML_ERR_IO, "%s", bname);
-	} else if ((r = batch_read(&s->b, bf)) != 0) {
-		(void)ml_errpre(r, "%s", bname);
-	}
-	if (r != 0) {
-		fprintf(stderr, "issue: batch: %s\n", ml_errmsg(r));
+	if (bf == NULL || (r = batch_read(&s->b, bf)) != 0) {
+		fprintf(stderr, "issue: batch: %s\n", bf ? ml_strerror(r) :
+		    "cannot open");
 		goto out;
 	}
 	for (i = 0; i < s->b.nerr; i++) {
@@ -626,13 +828,6 @@ issue_run(int argc, char **argv, const struct note_server *local)
 		} else {
 			printf("batch line %lu: %s\n", e->lineno, e->why);
 		}
-	}
-	if (s->b.n == 0) {
-		/* nothing to issue is a mistake (wrong file, export that
-		 * failed), not a finished batch */
-		fprintf(stderr, "issue: batch: %s: no notes in it (%zu "
-		    "malformed line(s))\n", bname, s->b.nerr);
-		goto out;
 	}
 	s->n = s->b.n;
 	if ((s->notes = calloc(s->n + 1, sizeof(*s->notes))) == NULL ||
@@ -648,10 +843,8 @@ issue_run(int argc, char **argv, const struct note_server *local)
 	qsort_r(s->byname, s->n, sizeof(size_t), cmp_name, s);
 	if ((r = note_journal_open(s->o.journal, &s->j)) != 0 ||
 	    (r = note_journal_scan(s->j, scan_cb, s)) != 0) {
-		if (!ml_errctx_has(r)) {
-			(void)ml_errpre(r, "%s", s->o.journal);
-		}
-		fprintf(stderr, "issue: journal: %s\n", ml_errmsg(r));
+		fprintf(stderr, "issue: journal %s: %s\n", s->o.journal,
+		    ml_strerror(r));
 		goto out;
 	}
 	for (i = 0; i < s->n; i++) {
@@ -666,18 +859,28 @@ issue_run(int argc, char **argv, const struct note_server *local)
 		    "doubt (reserved for their chip)\n", s->skipped, s->indoubt);
 	}
 	if ((r = note_p11_open(s->o.key, &s->key)) != 0) {
-		fprintf(stderr, "issue: issuer key: %s\n", ml_errmsg(r));
+		fprintf(stderr, "issue: issuer key: %s\n", ml_strerror(r));
 		goto out;
 	}
 	note_p11_keyops(s->key, &s->kops);
 	if (local == NULL && (r = note_chan_new(&s->o.conn, &s->chan)) != 0) {
-		fprintf(stderr, "issue: channel: %s\n", ml_errmsg(r));
+		fprintf(stderr, "issue: channel: %s\n", ml_strerror(r));
 		goto out;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &s->t0);
 	lc = (struct note_line_cfg){ .link_spec = s->o.line, .chips = s->o.chips,
 	    .workers = s->o.workers ? s->o.workers : MAX_WORKERS,
-	    .job = iss_job, .start = iss_start, .ctx = s };
+	    .job = iss_job, .start = iss_start, .ctx = s,
+	    .follow = s->o.follow, .event = iss_event };
+	if (s->o.follow) {
+		size_t np = 0;
+
+		note_line_stop_on_signals();
+		if (note_line_positions(s->o.line, &np) == 0) {
+			s->npos = np < MAX_WORKERS ? np : MAX_WORKERS;
+			memset(s->pos, '.', s->npos);
+		}
+	}
 	r = note_line_run(&lc, &chips);
 	for (i = 0; i < MAX_WORKERS; i++) {
 		size_t k;
@@ -706,27 +909,39 @@ issue_run(int argc, char **argv, const struct note_server *local)
 					    "\"result\":\"not_issued\",\"reason\":"
 					    "\"%s\"}\n", nt->name, nt->lineno,
 					    nt->state == J_INTENT ? "in doubt: its "
-					    "chip did not come back" : "no blank chip left");
+					    "chip did not come back" : nt->elsewhere ?
+					    "being issued by another station" :
+					    "no blank chip left");
 				}
 			}
 		}
 		fprintf(stderr, "issue: %zu note(s) in batch (%zu malformed "
-		    "line(s)), %zu chip(s) fed: %zu issued, %zu completed/repeated, "
+		    "line(s)), %zu chip(s) seen: %zu issued, %zu completed/repeated, "
 		    "%zu skipped (done before), %zu refused, %zu reject-write, "
-		    "%zu error(s), %zu not issued; %.2f s, %.0f notes/s\n",
+		    "%zu chip(s) off the line or left blank, %zu held by another "
+		    "station, %zu error(s), %zu not issued; %.2f s, %.0f notes/s\n",
 		    s->n, s->b.nerr, chips, s->issued, s->again, s->skipped,
-		    s->refused, s->rejected, s->errors, notissued,
-		    elapsed(&s->t0, &t1), s->issued / (elapsed(&s->t0, &t1) + 1e-9));
+		    s->refused, s->rejected, s->offline, s->held, s->errors,
+		    notissued, elapsed(&s->t0, &t1),
+		    s->issued / (elapsed(&s->t0, &t1) + 1e-9));
 		if (s->o.json) {
 			printf("{\"summary\":{\"notes\":%zu,\"malformed\":%zu,"
-			    "\"issued\":%zu,\"repeated\":%zu,\"skipped\":%zu,"
-			    "\"refused\":%zu,\"reject_write\":%zu,\"errors\":%zu,"
+			    "\"chips\":%zu,\"issued\":%zu,\"repeated\":%zu,"
+			    "\"skipped\":%zu,\"refused\":%zu,\"reject_write\":%zu,"
+			    "\"off_line\":%zu,\"held\":%zu,\"errors\":%zu,"
 			    "\"not_issued\":%zu,\"seconds\":%.3f}}\n", s->n,
-			    s->b.nerr, s->issued, s->again, s->skipped, s->refused,
-			    s->rejected, s->errors, notissued, elapsed(&s->t0, &t1));
+			    s->b.nerr, chips, s->issued, s->again, s->skipped,
+			    s->refused, s->rejected, s->offline, s->held, s->errors,
+			    notissued, elapsed(&s->t0, &t1));
+		}
+		if (r == ML_ERR_TIMEOUT) {
+			fprintf(stderr, "issue: server unreachable for %u s: line "
+			    "stopped (unwritten chips left blank; notes in doubt "
+			    "are completed by a re-run)\n", s->o.retry_secs);
+			goto out;
 		}
 		if (r != 0) {
-			fprintf(stderr, "issue: %s\n", ml_errmsg(r));
+			fprintf(stderr, "issue: %s\n", ml_strerror(r));
 			goto out;
 		}
 		rc = (s->b.nerr || s->refused || s->rejected || s->errors ||

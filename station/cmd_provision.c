@@ -10,6 +10,10 @@
  * personalisation, over the station's authenticated channel, never trust
  * on first use.
  *
+ * A chip already locked (personalised before, by pkcs11-tool or a run
+ * without the server) is enrolled instead of skipped (OP-4), after it
+ * proves its key; one the server knows with the same key is already done.
+ *
  * Exit: 0 every chip personalised (or already done), 2 some chips failed
  * (reported), 1 error.
  */
@@ -24,9 +28,7 @@
 
 #include "cmd_note.h"
 #include "ml_log.h"
-#include "ml_parse.h"
 #include "ml_tlv.h"
-#include "ml_secret.h"
 #include "ml_wipe.h"
 #include "ml_wr.h"
 #include "note_chan.h"
@@ -60,8 +62,36 @@ struct prov {
 	struct note_uplink	*up[MAX_WORKERS];
 	struct note_chan	*chan;		/* the channel key, CA, chain */
 	pthread_mutex_t		 mu;
-	size_t			 done, skipped, failed;
+	size_t			 done, skipped, failed, enrolled;
 };
+
+int
+st_read_pin_source(const char *src, char *ret, unsigned cap)
+{
+	char buf[128];
+	FILE *f;
+	size_t n;
+
+	if (strncmp(src, "file:", 5) == 0) {
+		src += 5;
+	}
+	if ((f = fopen(src, "re")) == NULL) {
+		return ML_ERR_IO;
+	}
+	if (fgets(buf, sizeof(buf), f) == NULL) {
+		buf[0] = '\0';
+	}
+	fclose(f);
+	n = strcspn(buf, "\r\n");
+	buf[n] = '\0';
+	if (n == 0 || n >= cap) {
+		ml_wipe(buf, sizeof(buf));
+		return ML_ERR_FORMAT;
+	}
+	memcpy(ret, buf, n + 1);
+	ml_wipe(buf, sizeof(buf));
+	return 0;
+}
 
 static int
 prov_start(void *ctx, size_t w)
@@ -88,28 +118,58 @@ report(struct prov *p, const char *chip, const char *result, const char *why)
 }
 
 static int
-enrol(struct prov *p, size_t w, const char *chip,
-    const uint8_t pub[static ML_P256_PUB_LEN], const char **ret_why)
+enrol(struct prov *p, size_t w, struct chipcmd *cc, const char *chip,
+    const uint8_t pub[static ML_P256_PUB_LEN], bool prove, bool *ret_again,
+    const char **ret_why)
 {
-	uint8_t req[128], resp[NOTE_REPLY_MAX];
-	struct ml_wr rw = ML_WR_FIXED(req, sizeof(req));
 	struct note_reply rep;
-	size_t n;
 	int r;
 
-	ML_TRY(ml_tlv_put(&rw, TAG_ENROL_SERIAL, chip, CHIP_SERIAL_LEN));
-	ML_TRY(ml_tlv_put(&rw, TAG_ENROL_PUB, pub, ML_P256_PUB_LEN));
-	ML_TRY(note_uplink_call(p->up[w], NOTE_REC_ENROL, rw.p, rw.len, resp,
-	    sizeof(resp), &n));
-	ML_TRY(note_reply_parse(resp, n, &rep));
+	if ((r = note_enrol_chip(cc, p->up[w], chip, pub, prove, &rep)) != 0) {
+		return r;
+	}
 	if (rep.status == NOTE_ST_REJECT) {
 		*ret_why = note_reason_str(rep.reason);
-		r = ML_ERR_REJECTED;
-		goto out;
+		return ML_ERR_REJECTED;
 	}
-	r = 0;
-out:
-	return r;
+	*ret_again = rep.status == NOTE_ST_AGAIN;
+	return 0;
+}
+
+/*
+ * OP-4: a chip personalised before (by pkcs11-tool, or a provision run
+ * without the server) is enrolled now, after proving its key.
+ */
+static int
+prov_enrol_locked(struct prov *p, size_t w, struct chipcmd *cc,
+    const char *chip)
+{
+	uint8_t pub[ML_P256_PUB_LEN];
+	const char *why = NULL;
+	bool again = false;
+	int r;
+
+	if ((r = note_chip_pub(cc, pub)) != 0) {
+		report(p, chip, "failed", "chip key unreadable (GET DATA 02)");
+		return 1;
+	}
+	r = enrol(p, w, cc, chip, pub, true, &again, &why);
+	if (r != 0) {
+		report(p, chip, "not enrolled", why ? why : r == ML_ERR_AUTH ?
+		    "the chip does not prove the key it reports" : ml_strerror(r));
+		return r == ML_ERR_IO ? r : 1;
+	}
+	pthread_mutex_lock(&p->mu);
+	if (again) {
+		p->skipped++;
+	} else {
+		p->enrolled++;
+	}
+	pthread_mutex_unlock(&p->mu);
+	report(p, chip, again ? "skipped" : "enrolled", again ? (p->o.json ?
+	    "already personalised and enrolled" : NULL) : p->o.json ? NULL :
+	    "personalised before, key enrolled now");
+	return 0;
 }
 
 static int
@@ -120,6 +180,7 @@ prov_job(void *ctx, size_t w, struct chipcmd *cc, const char *image)
 	uint8_t pub[ML_P256_PUB_LEN];
 	char label[LABEL_MAX_LEN + 1];
 	const char *why = NULL;
+	bool again = false;
 	int r;
 
 	if ((r = chipcmd_info(cc, &ci)) != 0 || ci.kind != CHIP_KIND_NOTE) {
@@ -128,6 +189,15 @@ prov_job(void *ctx, size_t w, struct chipcmd *cc, const char *image)
 	}
 	/* A chip initialised (INIT TOKEN, e.g. by pkcs11-tool --init-token
 	 * with the same SO PIN) but not locked is personalised again. */
+	if ((ci.state & INFO_F_LOCKED) && p->up[w] != NULL) {
+		if ((r = prov_enrol_locked(p, w, cc, ci.serial)) < 0) {
+			return r;
+		}
+		if (r == 1) {
+			goto failed;
+		}
+		return 0;
+	}
 	if (ci.state & INFO_F_LOCKED) {
 		pthread_mutex_lock(&p->mu);
 		p->skipped++;
@@ -140,11 +210,12 @@ prov_job(void *ctx, size_t w, struct chipcmd *cc, const char *image)
 	if ((r = note_chip_perso(cc, p->so_pin, label,
 	    (const uint8_t (*)[ML_P256_PUB_LEN])p->issuers, p->o.nissuers,
 	    p->server_pub, pub)) != 0) {
-		report(p, ci.serial, "failed", ml_errmsg(r));
+		report(p, ci.serial, "failed", ml_strerror(r));
 		goto failed;
 	}
-	if (p->up[w] != NULL && (r = enrol(p, w, ci.serial, pub, &why)) != 0) {
-		report(p, ci.serial, "not enrolled", why ? why : ml_errmsg(r));
+	if (p->up[w] != NULL && (r = enrol(p, w, cc, ci.serial, pub, false,
+	    &again, &why)) != 0) {
+		report(p, ci.serial, "not enrolled", why ? why : ml_strerror(r));
 		if (r == ML_ERR_IO) {
 			return r;
 		}
@@ -225,14 +296,7 @@ cmd_provision(const struct st_opts *so, int argc, char **argv)
 			break;
 		case 'P': p->o.server_pub = optarg; break;
 		case 'S': p->o.so_pin_source = optarg; break;
-		case 'w':
-			if (ml_parse_size(optarg, "--workers", 0, MAX_WORKERS,
-			    &p->o.workers) != 0) {
-				fprintf(stderr, "provision: %s\n",
-				    ml_errmsg(ML_ERR_ARG));
-				goto out;
-			}
-			break;
+		case 'w': p->o.workers = strtoul(optarg, NULL, 10); break;
 		case 'j': p->o.json = true; break;
 		case 'h': usage(stdout); rc = 0; goto out;
 		default:
@@ -253,21 +317,21 @@ cmd_provision(const struct st_opts *so, int argc, char **argv)
 	for (i = 0; i < p->o.nissuers; i++) {
 		if ((r = note_pub_load(p->o.issuer[i], p->issuers[i])) != 0) {
 			fprintf(stderr, "provision: issuer key %zu: %s\n", i + 1,
-			    ml_errmsg(r));
+			    ml_strerror(r));
 			goto out;
 		}
 	}
 	if ((r = note_pub_load(p->o.server_pub, p->server_pub)) != 0) {
-		fprintf(stderr, "provision: server key: %s\n", ml_errmsg(r));
+		fprintf(stderr, "provision: server key: %s\n", ml_strerror(r));
 		goto out;
 	}
-	if ((r = ml_pin_read(p->o.so_pin_source, NULL, p->so_pin,
+	if ((r = st_read_pin_source(p->o.so_pin_source, p->so_pin,
 	    sizeof(p->so_pin))) != 0) {
-		fprintf(stderr, "provision: SO PIN: %s\n", ml_errmsg(r));
+		fprintf(stderr, "provision: SO PIN: %s\n", ml_strerror(r));
 		goto out;
 	}
 	if (p->o.has_conn && (r = note_chan_new(&p->o.conn, &p->chan)) != 0) {
-		fprintf(stderr, "provision: channel: %s\n", ml_errmsg(r));
+		fprintf(stderr, "provision: channel: %s\n", ml_strerror(r));
 		goto out;
 	}
 	lc = (struct note_line_cfg){ .link_spec = p->o.line, .chips = p->o.chips,
@@ -279,10 +343,11 @@ cmd_provision(const struct st_opts *so, int argc, char **argv)
 	for (i = 0; i < MAX_WORKERS; i++) {
 		note_uplink_close(p->up[i]);
 	}
-	fprintf(stderr, "provision: %zu chip(s): %zu personalised, %zu already "
-	    "done, %zu failed\n", chips, p->done, p->skipped, p->failed);
+	fprintf(stderr, "provision: %zu chip(s) seen: %zu personalised, %zu "
+	    "personalised before and enrolled now, %zu already done, %zu "
+	    "failed\n", chips, p->done, p->enrolled, p->skipped, p->failed);
 	if (r != 0) {
-		fprintf(stderr, "provision: %s\n", ml_errmsg(r));
+		fprintf(stderr, "provision: %s\n", ml_strerror(r));
 		goto out;
 	}
 	rc = p->failed ? ST_EXIT_PARTIAL : ST_EXIT_OK;

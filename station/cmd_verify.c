@@ -18,8 +18,13 @@
  * Output: one line per note,
  *	GENUINE <note> chip <chip serial>
  *	COUNTERFEIT <note|-> chip <chip serial>: <reason>
+ *	BLANK - chip <chip serial>: blank chip	(nothing written: no note)
  * or JSON lines with --json.  Exit: 0 every note genuine, 3 at least one
- * counterfeit, 1 error (no verdict could be given).
+ * counterfeit, 2 some chips blank (none counterfeit), 1 error (no verdict
+ * could be given).
+ *
+ * --follow: a desk clerk presents one note after another (note_line.h
+ * follow mode); each verdict is also an NL_RESULT event.
  */
 #include <getopt.h>
 #include <pthread.h>
@@ -28,11 +33,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cmd_note.h"
 #include "feature.h"
 #include "ml_log.h"
-#include "ml_parse.h"
 #include "ml_tlv.h"
 #include "ml_wr.h"
 #include "note_chan.h"
@@ -54,6 +59,8 @@ struct verify_opts {
 	bool		 has_conn;
 	bool		 offline;
 	bool		 json;
+	bool		 follow;	/* a desk: one note after another */
+	bool		 beep;		/* terminal bell on COUNTERFEIT */
 	size_t		 workers;
 };
 
@@ -61,10 +68,12 @@ struct ver {
 	struct verify_opts	 o;
 	struct ml_p256_key	*issuer[MAX_ISSUERS];
 	struct note_uplink	*up[MAX_WORKERS];
+	struct note_uplink	*dead[MAX_WORKERS][8];	/* --follow: broken */
+	size_t			 ndead[MAX_WORKERS];
 	const struct note_server *local;
 	struct note_chan	*chan;		/* the channel key, CA, chain */
 	pthread_mutex_t		 mu;
-	size_t			 genuine, counterfeit, errors;
+	size_t			 genuine, counterfeit, blank, errors;
 	double			*lat;
 	size_t			 nlat, latcap;
 };
@@ -89,6 +98,31 @@ static const char *const vreason[] = {
 	[V_NOT_NOTE] = "not a note chip",
 };
 
+/*
+ * Desk events (note_line.h): position states and verdicts.  With
+ * --follow --json they are JSON lines; a web page subscribes here.
+ */
+static void
+ver_event(void *ctx, const struct note_line_event *ev)
+{
+	struct ver *v = ctx;
+
+	if (!v->o.follow || ev->state == NL_RESULT) {
+		return;		/* verdicts are printed by print_verdict() */
+	}
+	pthread_mutex_lock(&v->mu);
+	if (v->o.json) {
+		printf("{\"event\":\"%s\",\"position\":%zu}\n",
+		    note_line_state_name(ev->state), ev->position);
+	} else if (ev->state == NL_WAITING && isatty(STDOUT_FILENO)) {
+		printf("position %zu: waiting for a note\n", ev->position);
+	} else if (ev->state == NL_GONE) {
+		printf("position %zu: reader not answering\n", ev->position);
+	}
+	fflush(stdout);
+	pthread_mutex_unlock(&v->mu);
+}
+
 static int
 ver_start(void *ctx, size_t w)
 {
@@ -100,7 +134,11 @@ ver_start(void *ctx, size_t w)
 	if (v->o.offline || !v->o.has_conn) {
 		return 0;
 	}
-	return note_chan_open(v->chan, &v->up[w]);
+	if (note_chan_open(v->chan, &v->up[w]) != 0) {
+		/* a desk waits for the server: reconnects per note */
+		return v->o.follow ? 0 : ML_ERR_IO;
+	}
+	return 0;
 }
 
 /* The station signature kept on the chip, against the authorised keys. */
@@ -145,13 +183,31 @@ out:
 	return r;
 }
 
-static void
-print_verdict(struct ver *v, const char *note, const char *chip, int reason,
-    const char *detail, unsigned flags, double ms)
+/* The verdict word: a blank chip carries no note at all (no forgery). */
+static const char *
+verdict_name(int reason)
 {
+	return reason == V_GENUINE ? "GENUINE" : reason == V_BLANK ? "BLANK" :
+	    "COUNTERFEIT";
+}
+
+/*
+ * One verdict: the terminal line or JSON line, the counters, and the
+ * line's event subscriber (NL_RESULT) for anything watching the desk.
+ */
+static void
+print_verdict(struct ver *v, size_t w, const char *note, const char *chip,
+    int reason, const char *detail, unsigned flags, double ms)
+{
+	struct note_line_event ev = { .position = w, .state = NL_RESULT,
+	    .chip = chip, .result = verdict_name(reason),
+	    .detail = reason == V_GENUINE ? NULL : vreason[reason] };
+
 	pthread_mutex_lock(&v->mu);
 	if (reason == V_GENUINE) {
 		v->genuine++;
+	} else if (reason == V_BLANK) {
+		v->blank++;
 	} else {
 		v->counterfeit++;
 	}
@@ -169,7 +225,10 @@ print_verdict(struct ver *v, const char *note, const char *chip, int reason,
 	}
 	if (v->o.json) {
 		printf("{\"chip\":\"%s\",\"note\":\"%s\",\"verdict\":\"%s\"",
-		    chip, note, reason == V_GENUINE ? "GENUINE" : "COUNTERFEIT");
+		    chip, note, verdict_name(reason));
+		if (v->o.follow) {
+			printf(",\"position\":%zu", w);
+		}
 		if (reason != V_GENUINE) {
 			printf(",\"reason\":\"%s\"", vreason[reason]);
 		}
@@ -185,11 +244,17 @@ print_verdict(struct ver *v, const char *note, const char *chip, int reason,
 		    (flags & NOTE_F_TWO_CHIPS) ? " (flagged: serial also presented "
 		    "by another chip)" : "");
 	} else {
-		printf("COUNTERFEIT %s chip %s: %s%s%s%s\n", note[0] ? note : "-",
-		    chip, vreason[reason], detail ? " (" : "", detail ? detail : "",
-		    detail ? ")" : "");
+		printf("%s %s chip %s: %s%s%s%s\n", verdict_name(reason),
+		    note[0] ? note : "-", chip, vreason[reason], detail ? " (" : "",
+		    detail ? detail : "", detail ? ")" : "");
 	}
+	if (v->o.beep && reason != V_GENUINE && reason != V_BLANK) {
+		fputc('\a', stderr);
+		fflush(stderr);
+	}
+	fflush(stdout);
 	pthread_mutex_unlock(&v->mu);
+	ver_event(v, &ev);
 }
 
 static int
@@ -205,9 +270,23 @@ ver_job(void *ctx, size_t w, struct chipcmd *cc, const char *image)
 	char note[NOTE_ID_MAX + 1] = "";
 	const char *detail = NULL;
 	int reason = V_GENUINE, r;
-	bool online = v->up[w] != NULL, parsed, writer;
+	bool online, parsed, writer;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (v->o.follow && v->up[w] == NULL && v->chan != NULL &&
+	    v->ndead[w] < ML_NELEM(v->dead[w]) &&
+	    note_chan_open(v->chan, &v->up[w]) != 0) {
+		v->up[w] = NULL;	/* the server is away: said above */
+	}
+	online = v->up[w] != NULL;
+	if (!online && v->chan != NULL) {
+		pthread_mutex_lock(&v->mu);
+		v->errors++;
+		pthread_mutex_unlock(&v->mu);
+		ml_err("position %zu: no verdict: the registry is unreachable",
+		    w);
+		return v->o.follow ? 0 : ML_ERR_IO;
+	}
 	if ((r = chipcmd_info(cc, &ci)) != 0 || ci.kind != CHIP_KIND_NOTE) {
 		reason = V_NOT_NOTE;
 		snprintf(ci.serial, sizeof(ci.serial), "?");
@@ -245,7 +324,17 @@ ver_job(void *ctx, size_t w, struct chipcmd *cc, const char *image)
 		pthread_mutex_lock(&v->mu);
 		v->errors++;
 		pthread_mutex_unlock(&v->mu);
-		ml_err("chip %s: registry query: %s", ci.serial, ml_errmsg(r));
+		ml_err("chip %s: no verdict: registry query: %s", ci.serial,
+		    ml_strerror(r));
+		if (v->o.follow && r == ML_ERR_IO) {
+			/* reconnect for the next note; closed at the end
+			 * (libp11: see below) */
+			pthread_mutex_lock(&v->mu);
+			v->dead[w][v->ndead[w]++] = v->up[w];
+			v->up[w] = NULL;
+			pthread_mutex_unlock(&v->mu);
+			return 0;
+		}
 		return r == ML_ERR_IO ? r : 0;
 	}
 	if (!parsed) {
@@ -283,7 +372,7 @@ ver_job(void *ctx, size_t w, struct chipcmd *cc, const char *image)
 	}
 verdict:
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	print_verdict(v, note, ci.serial, reason, detail, rep.flags,
+	print_verdict(v, w, note, ci.serial, reason, detail, rep.flags,
 	    ((t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec)) / 1e6);
 	(void)image;
 	return 0;
@@ -303,6 +392,7 @@ usage(FILE *f)
 	fprintf(f,
 	    "usage: mintline-station verify --line SPEC [--chips DIR|IMAGE]\n"
 	    "           [--issuer-pub SPEC ...] [--workers N] [--json]\n"
+	    "           [--follow [--beep]]\n"
 	    "           (--offline | --server HOST:PORT --ca F --cert F --key URI ...)\n"
 	    "\n"
 	    "  --issuer-pub SPEC  authorised issuer key (pkcs11: URI or PEM); needed\n"
@@ -310,8 +400,14 @@ usage(FILE *f)
 	    "  --server ...       compare with the registry (online)\n"
 	    "  --offline          decide from the chip alone: station signature and\n"
 	    "                     chip key proof\n"
+	    "  --follow           a desk: wait for a note, print its verdict, wait\n"
+	    "                     for its removal, the next ... until SIGINT/SIGTERM\n"
+	    "  --beep             terminal bell on COUNTERFEIT\n"
 	    ST_CONN_USAGE
-	    "exit: 0 every note GENUINE, 3 at least one COUNTERFEIT, 1 error\n");
+	    "verdicts: GENUINE, COUNTERFEIT (with the reason), BLANK (a chip with\n"
+	    "no note written)\n"
+	    "exit: 0 every note GENUINE, 3 at least one COUNTERFEIT, 2 some chips\n"
+	    "BLANK (none counterfeit), 1 error\n");
 }
 
 int	 verify_run(int argc, char **argv, const struct note_server *local);
@@ -327,6 +423,8 @@ verify_run(int argc, char **argv, const struct note_server *local)
 		{ "offline", no_argument, NULL, 'o' },
 		{ "workers", required_argument, NULL, 'w' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "follow", no_argument, NULL, 'F' },
+		{ "beep", no_argument, NULL, 'B' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -344,7 +442,7 @@ verify_run(int argc, char **argv, const struct note_server *local)
 	st_conn_default(&v->o.conn);
 	v->o.conn.kind = HS_KIND_STATION;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "l:c:i:s:ow:jh", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "l:c:i:s:ow:jFBh", lo, NULL)) != -1) {
 		switch (c) {
 		case 'l': v->o.line = optarg; break;
 		case 'c': v->o.chips = optarg; break;
@@ -355,15 +453,10 @@ verify_run(int argc, char **argv, const struct note_server *local)
 			v->o.issuer[v->o.nissuers++] = optarg;
 			break;
 		case 'o': v->o.offline = true; break;
-		case 'w':
-			if (ml_parse_size(optarg, "--workers", 0, MAX_WORKERS,
-			    &v->o.workers) != 0) {
-				fprintf(stderr, "verify: %s\n",
-				    ml_errmsg(ML_ERR_ARG));
-				goto out;
-			}
-			break;
+		case 'w': v->o.workers = strtoul(optarg, NULL, 10); break;
 		case 'j': v->o.json = true; break;
+		case 'F': v->o.follow = true; break;
+		case 'B': v->o.beep = true; break;
 		case 'h': usage(stdout); rc = 0; goto out;
 		default:
 			if (c >= ST_CONN_OPT_BASE &&
@@ -386,36 +479,47 @@ verify_run(int argc, char **argv, const struct note_server *local)
 		if ((r = note_pub_load(v->o.issuer[i], pub)) != 0 ||
 		    (r = ml_p256_key_from_pub(pub, sizeof(pub), &v->issuer[i])) != 0) {
 			fprintf(stderr, "verify: issuer key %zu: %s\n", i + 1,
-			    ml_errmsg(r));
+			    ml_strerror(r));
 			goto out;
 		}
 	}
 	if (!v->o.offline && v->o.has_conn && local == NULL &&
 	    (r = note_chan_new(&v->o.conn, &v->chan)) != 0) {
-		fprintf(stderr, "verify: channel: %s\n", ml_errmsg(r));
+		fprintf(stderr, "verify: channel: %s\n", ml_strerror(r));
 		goto out;
 	}
 	lc = (struct note_line_cfg){ .link_spec = v->o.line, .chips = v->o.chips,
 	    .workers = v->o.workers ? v->o.workers : MAX_WORKERS,
-	    .job = ver_job, .start = ver_start, .ctx = v };
+	    .job = ver_job, .start = ver_start, .ctx = v,
+	    .follow = v->o.follow, .event = ver_event };
+	if (v->o.follow) {
+		note_line_stop_on_signals();
+	}
 	r = note_line_run(&lc, &chips);
 	/* Closed only now: closing an hs link finalises the PKCS#11 module
 	 * for the whole process (libp11). */
 	for (i = 0; i < MAX_WORKERS; i++) {
+		size_t k;
+
 		note_uplink_close(v->up[i]);
+		for (k = 0; k < v->ndead[i]; k++) {
+			note_uplink_close(v->dead[i][k]);
+		}
 	}
 	if (v->nlat > 0) {
 		qsort(v->lat, v->nlat, sizeof(double), cmp_dbl);
-		fprintf(stderr, "verify: %zu note(s): %zu GENUINE, %zu COUNTERFEIT, "
-		    "%zu error(s); verdict latency median %.2f ms, p99 %.2f ms\n",
-		    v->genuine + v->counterfeit, v->genuine, v->counterfeit,
-		    v->errors, v->lat[v->nlat / 2], v->lat[(v->nlat * 99) / 100]);
+		fprintf(stderr, "verify: %zu chip(s): %zu GENUINE, %zu COUNTERFEIT, "
+		    "%zu BLANK, %zu error(s); verdict latency median %.2f ms, p99 "
+		    "%.2f ms\n", v->genuine + v->counterfeit + v->blank,
+		    v->genuine, v->counterfeit, v->blank, v->errors,
+		    v->lat[v->nlat / 2], v->lat[(v->nlat * 99) / 100]);
 	}
 	if (r != 0 || v->errors != 0) {
-		fprintf(stderr, "verify: %s\n", ml_errmsg(r ? r : ML_ERR_IO));
+		fprintf(stderr, "verify: %s\n", ml_strerror(r ? r : ML_ERR_IO));
 		goto out;
 	}
-	rc = v->counterfeit ? ST_EXIT_COUNTERFEIT : ST_EXIT_OK;
+	rc = v->counterfeit ? ST_EXIT_COUNTERFEIT : v->blank ? ST_EXIT_PARTIAL :
+	    ST_EXIT_OK;
 out:
 	for (i = 0; i < MAX_ISSUERS; i++) {
 		ml_p256_key_free(v->issuer[i]);

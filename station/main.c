@@ -28,6 +28,7 @@ static const struct st_cmd {
 	{ "provision",	cmd_provision,	"personalise blank note chips on the line" },	/* BN-4 */
 	{ "issue",	cmd_issue,	"write authorised feature data to note chips" },	/* BN-2..BN-6 */
 	{ "verify",	cmd_verify,	"read notes and print a verdict" },	/* BN-8 */
+	{ "enroll",	cmd_enroll,	"enrol personalised note chips with the server" },	/* OP-4 */
 };
 
 static void

@@ -28,4 +28,14 @@ void		 note_chan_free(struct note_chan *nc);
 ML_MUST_CHECK int note_chan_open(struct note_chan *nc,
     struct note_uplink **ret);
 
+/*
+ * As note_chan_open(), without logging: on failure why (cap bytes) gets
+ * the cause ("Connection refused", "handshake failed: alert ...").
+ */
+ML_MUST_CHECK int note_chan_connect(struct note_chan *nc,
+    struct note_uplink **ret, char *why, size_t cap);
+
+/* The server's "host:port", for messages. */
+const char	*note_chan_server(const struct note_chan *nc);
+
 #endif

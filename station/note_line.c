@@ -3,20 +3,72 @@
  */
 #include <dirent.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "chiplink_watch.h"
 #include "ml_log.h"
 #include "note_line.h"
+
+#define FOLLOW_NAP_MS	200	/* follow mode: look for new images this often */
+
+static volatile sig_atomic_t nl_stop;
+
+void
+note_line_stop(void)
+{
+	nl_stop = 1;
+}
+
+bool
+note_line_stopping(void)
+{
+	return nl_stop != 0;
+}
+
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	nl_stop = 1;
+}
+
+void
+note_line_stop_on_signals(void)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
+
+	sigemptyset(&sa.sa_mask);
+	(void)sigaction(SIGINT, &sa, NULL);
+	(void)sigaction(SIGTERM, &sa, NULL);
+}
+
+const char *
+note_line_state_name(enum note_line_state st)
+{
+	switch (st) {
+	case NL_WAITING: return "waiting";
+	case NL_WORKING: return "working";
+	case NL_DONE: return "done";
+	case NL_RESULT: return "result";
+	case NL_GONE: return "gone";
+	}
+	return "?";
+}
 
 struct line {
 	const struct note_line_cfg *cfg;
 	struct chiplink		*link;
 	bool			 inproc;
+	struct chiplink_watch	*watch;		/* follow mode */
+	const char		*dir;		/* follow + inproc: images */
 	char			**images;
-	size_t			 nimages, next, fed;
+	char			**seen;		/* follow: names fed, sorted */
+	size_t			 nimages, next, fed, nseen, seencap, cap;
 	pthread_mutex_t		 mu;
 	int			 err;
 	bool			 stop;
@@ -33,13 +85,49 @@ cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static bool
+seen_has(struct line *ln, const char *name)
+{
+	return ln->nseen > 0 && bsearch(&name, ln->seen, ln->nseen,
+	    sizeof(char *), cmp_str) != NULL;
+}
+
+/* Follow mode: remember the names of the images listed since ln->next. */
+static int
+seen_add(struct line *ln)
+{
+	size_t i;
+	const char *base;
+
+	for (i = ln->next; i < ln->nimages; i++) {
+		if (ln->nseen == ln->seencap) {
+			char **ns;
+
+			ln->seencap = ln->seencap ? ln->seencap * 2 : 256;
+			if ((ns = reallocarray(ln->seen, ln->seencap,
+			    sizeof(*ns))) == NULL) {
+				return ML_ERR_NOMEM;
+			}
+			ln->seen = ns;
+		}
+		base = strrchr(ln->images[i], '/');
+		if ((ln->seen[ln->nseen] = strdup(base ? base + 1 :
+		    ln->images[i])) == NULL) {
+			return ML_ERR_NOMEM;
+		}
+		ln->nseen++;
+	}
+	qsort(ln->seen, ln->nseen, sizeof(char *), cmp_str);
+	return 0;
+}
+
 static int
 list_images(struct line *ln, const char *path)
 {
 	struct stat st;
 	struct dirent *de;
 	DIR *d;
-	size_t cap = 0, n;
+	size_t n;
 
 	if (stat(path, &st) != 0) {
 		ml_err("%s: cannot stat", path);
@@ -61,11 +149,15 @@ list_images(struct line *ln, const char *path)
 		if (n < 6 || strcmp(de->d_name + n - 5, ".chip") != 0) {
 			continue;
 		}
-		if (ln->nimages == cap) {
+		if (ln->dir != NULL && seen_has(ln, de->d_name)) {
+			continue;	/* follow: fed before */
+		}
+		if (ln->nimages == ln->cap) {
 			char **ni;
 
-			cap = cap ? cap * 2 : 256;
-			if ((ni = reallocarray(ln->images, cap, sizeof(*ni))) == NULL) {
+			ln->cap = ln->cap ? ln->cap * 2 : 256;
+			if ((ni = reallocarray(ln->images, ln->cap,
+			    sizeof(*ni))) == NULL) {
 				closedir(d);
 				return ML_ERR_NOMEM;
 			}
@@ -79,23 +171,113 @@ list_images(struct line *ln, const char *path)
 		ln->nimages++;
 	}
 	closedir(d);
-	qsort(ln->images, ln->nimages, sizeof(char *), cmp_str);
-	return 0;
+	qsort(ln->images + ln->next, ln->nimages - ln->next, sizeof(char *),
+	    cmp_str);
+	return ln->dir != NULL ? seen_add(ln) : 0;
 }
 
-/* The feeder: the next image for a free position, or NULL. */
+/*
+ * The feeder: the next image for a free position, or NULL.  In follow
+ * mode it waits for new images in the directory until the line stops.
+ */
 static const char *
 feed_next(struct line *ln)
 {
+	const struct timespec nap = { 0, FOLLOW_NAP_MS * 1000000L };
 	const char *img = NULL;
+	int r;
 
-	pthread_mutex_lock(&ln->mu);
-	if (!ln->stop && ln->next < ln->nimages) {
-		img = ln->images[ln->next++];
-		ln->fed++;
+	for (;;) {
+		pthread_mutex_lock(&ln->mu);
+		if (ln->stop || nl_stop) {
+			pthread_mutex_unlock(&ln->mu);
+			return NULL;
+		}
+		if (ln->next == ln->nimages && ln->dir != NULL &&
+		    (r = list_images(ln, ln->dir)) != 0) {
+			ml_warn("%s: %s", ln->dir, ml_strerror(r));
+		}
+		if (ln->next < ln->nimages) {
+			img = ln->images[ln->next++];
+			ln->fed++;
+		}
+		pthread_mutex_unlock(&ln->mu);
+		if (img != NULL || ln->dir == NULL) {
+			return img;
+		}
+		nanosleep(&nap, NULL);
 	}
-	pthread_mutex_unlock(&ln->mu);
-	return img;
+}
+
+static void
+emit(struct line *ln, size_t pos, enum note_line_state st, const char *name)
+{
+	struct note_line_event ev = { .position = pos, .name = name,
+	    .state = st };
+
+	if (ln->cfg->event != NULL) {
+		ln->cfg->event(ln->cfg->ctx, &ev);
+	}
+}
+
+/*
+ * Follow mode on a position (any transport): wait for a chip, run the job
+ * on it once, wait for it to be taken off, again, until the line stops.
+ */
+static int
+follow_position(struct line *ln, size_t idx)
+{
+	const struct note_line_cfg *cfg = ln->cfg;
+	struct chiplink_slot_info si;
+	struct chipcmd cc;
+	uint64_t last = 0;
+	bool waiting = false, gone = false;
+	int r;
+
+	while (!nl_stop && !ln->stop) {
+		r = chiplink_watch_arrival(ln->watch, idx, last,
+		    CHIPLINK_WATCH_RECHECK_MS, &si);
+		if (r == ML_ERR_TIMEOUT) {
+			if (!waiting) {
+				emit(ln, idx, NL_WAITING,
+				    chiplink_slot_info(ln->link, idx, &si) == 0 ?
+				    si.name : NULL);
+				waiting = true;
+			}
+			continue;
+		}
+		if (r != 0) {
+			/* The reader went away: report once, keep looking. */
+			if (!gone) {
+				emit(ln, idx, NL_GONE, NULL);
+				gone = true;
+			}
+			usleep(CHIPLINK_WATCH_RECHECK_MS * 1000);
+			continue;
+		}
+		gone = waiting = false;
+		last = si.generation;
+		emit(ln, idx, NL_WORKING, si.name);
+		pthread_mutex_lock(&ln->mu);
+		ln->fed++;
+		pthread_mutex_unlock(&ln->mu);
+		if ((r = chipcmd_begin(&cc, ln->link, idx)) == 0) {
+			r = cfg->job(cfg->ctx, idx, &cc, NULL);
+		} else if (r != ML_ERR_REMOVED) {
+			ml_warn("%s: no answer from the chip (%s)", si.name,
+			    ml_strerror(r));
+		}
+		if (r < 0 && r != ML_ERR_REMOVED && r != ML_ERR_NOT_FOUND &&
+		    r != ML_ERR_IO) {
+			return r;
+		}
+		emit(ln, idx, NL_DONE, si.name);
+		while (!nl_stop && !ln->stop &&
+		    chiplink_watch_removal(ln->watch, idx, last,
+		    CHIPLINK_WATCH_RECHECK_MS) == ML_ERR_TIMEOUT) {
+		}
+	}
+	return 0;
 }
 
 static void
@@ -123,8 +305,17 @@ worker_main(void *arg)
 		fail(ln, r);
 		return NULL;
 	}
+	if (ln->watch != NULL) {
+		if ((r = follow_position(ln, w->idx)) != 0) {
+			fail(ln, r);
+		}
+		goto out;
+	}
 	if (!ln->inproc) {
 		if ((r = chipcmd_begin(&cc, ln->link, w->idx)) == 0) {
+			pthread_mutex_lock(&ln->mu);
+			ln->fed++;	/* a chip the job ran on */
+			pthread_mutex_unlock(&ln->mu);
 			r = cfg->job(cfg->ctx, w->idx, &cc, NULL);
 		}
 		if (r < 0 && r != ML_ERR_REMOVED) {
@@ -133,6 +324,7 @@ worker_main(void *arg)
 		goto out;
 	}
 	while ((img = feed_next(ln)) != NULL) {
+		emit(ln, w->idx, NL_WORKING, img);
 		if ((r = chiplink_inproc_feed(ln->link, w->idx, img)) != 0) {
 			fail(ln, r);
 			break;
@@ -142,11 +334,15 @@ worker_main(void *arg)
 			r = cfg->job(cfg->ctx, w->idx, &cc, img);
 		} else {
 			ml_warn("%s: no answer from the chip (%s)", img,
-			    ml_errmsg(r));
+			    ml_strerror(r));
 			r = 0;
 		}
 		if (chiplink_inproc_feed(ln->link, w->idx, NULL) != 0) {
 			ml_warn("position %zu: chip not taken out", w->idx);
+		}
+		emit(ln, w->idx, NL_DONE, img);
+		if (r == 1 && cfg->follow) {
+			continue;	/* nothing for this chip; the line goes on */
 		}
 		if (r == 1) {
 			break;
@@ -188,7 +384,7 @@ note_line_run(const struct note_line_cfg *cfg, size_t *ret_chips)
 
 	pthread_mutex_init(&ln.mu, NULL);
 	if ((r = chiplink_open(cfg->link_spec, &ln.link)) != 0) {
-		ml_err("%s", ml_errmsg(r));
+		ml_err("%s: %s", cfg->link_spec, ml_strerror(r));
 		goto out;
 	}
 	ln.inproc = strncmp(cfg->link_spec, "inproc:", 7) == 0;
@@ -197,9 +393,23 @@ note_line_run(const struct note_line_cfg *cfg, size_t *ret_chips)
 		n = cfg->workers;
 	}
 	ML_ENSURE(n > 0, ML_ERR_ARG);
-	if (ln.inproc) {
-		ML_ENSURE(cfg->chips != NULL, ML_ERR_ARG);
+	if (ln.inproc && cfg->chips != NULL) {
+		struct stat st;
+
+		if (cfg->follow && stat(cfg->chips, &st) == 0 &&
+		    S_ISDIR(st.st_mode)) {
+			ln.dir = cfg->chips;	/* watched for new images */
+		}
 		ML_TRY(list_images(&ln, cfg->chips));
+	} else if (ln.inproc && !cfg->follow) {
+		ml_err("%s: --chips is needed without --follow", cfg->link_spec);
+		r = ML_ERR_ARG;
+		goto out;
+	}
+	if (cfg->follow && (!ln.inproc || cfg->chips == NULL)) {
+		/* chips come and go at the positions by themselves */
+		ln.inproc = false;
+		ML_TRY(chiplink_watch_new(ln.link, &ln.watch));
 	}
 	ML_ENSURE((ws = calloc(n, sizeof(*ws))) != NULL, ML_ERR_NOMEM);
 	ML_ENSURE((th = calloc(n, sizeof(*th))) != NULL, ML_ERR_NOMEM);
@@ -219,10 +429,15 @@ note_line_run(const struct note_line_cfg *cfg, size_t *ret_chips)
 		*ret_chips = ln.fed;
 	}
 out:
+	chiplink_watch_free(ln.watch);
 	for (i = 0; i < ln.nimages; i++) {
 		free(ln.images[i]);
 	}
 	free(ln.images);
+	for (i = 0; i < ln.nseen; i++) {
+		free(ln.seen[i]);
+	}
+	free(ln.seen);
 	free(ws);
 	free(th);
 	chiplink_close(ln.link);

@@ -90,8 +90,9 @@ check "$(sqlite3 "$W/journal.db" 'select count(*) from issue_journal where state
 ne_verify_online --chips "$W/chips" --json >"$W/v1.jsonl" 2>"$W/v1.err"
 check "$(grep -c '"verdict":"GENUINE"' "$W/v1.jsonl")" "$NOTES" "online: every issued note GENUINE"
 check "$(sed -n 's/.*"note":"\([^"]*\)","verdict":"GENUINE".*/\1/p' "$W/v1.jsonl" | sort | uniq -d | wc -l)" 0 "no note on two chips"
-check "$(grep -c '"verdict":"COUNTERFEIT"' "$W/v1.jsonl")" \
-    "$(grep -c '"reason":"blank chip"' "$W/v1.jsonl")" "every other chip blank"
+check "$(grep -c '"verdict":"COUNTERFEIT"' "$W/v1.jsonl")" 0 "no COUNTERFEIT"
+check "$(grep -c '"verdict":"BLANK"' "$W/v1.jsonl")" \
+    "$(grep -c '"reason":"blank chip"' "$W/v1.jsonl")" "every other chip BLANK"
 ne_verify --offline --chips "$W/chips" --json >"$W/v2.jsonl" 2>/dev/null
 check "$(grep -c '"verdict":"GENUINE"' "$W/v2.jsonl")" "$NOTES" "offline: every issued note GENUINE"
 
