@@ -84,6 +84,7 @@ struct srv_metrics {
 	/* counters for the metrics endpoint (srv_metrics.c) */
 	atomic_ullong	 refused_unauth;	/* --max-unauth */
 	atomic_ullong	 refused_per_addr;	/* --max-unauth-per-addr */
+	atomic_ullong	 frames_oversize;	/* channel frame over the limit */
 	atomic_ullong	 by_type[256];		/* records by type */
 	atomic_ullong	 handler_errors[256];	/* HS_REC_ERROR replies */
 	atomic_ullong	 note_status[3];	/* uploads: ok, again, reject */

@@ -149,8 +149,11 @@ srv_metrics_render(struct srv *s, struct ml_wr *w)
 	ML_TRY(head(w, "mintline_handshake_rejections_total", "counter",
 	    "handshakes refused, by alert"));
 	for (i = 1; i < HS_ALERT_MAX; i++) {
+		/* BUSY is sent at accept: the sum of the refused_total */
 		ML_TRY(put(w, "mintline_handshake_rejections_total{reason=\"%s\"}"
-		    " %llu\n", hs_alert_name(i), C(m->rejected[i])));
+		    " %llu\n", hs_alert_name(i), i == HS_ALERT_BUSY ?
+		    C(m->refused_busy) + C(m->refused_unauth) +
+		    C(m->refused_per_addr) : C(m->rejected[i])));
 	}
 	ML_TRY(hist(w, "mintline_handshake_duration_seconds",
 	    "wall time from accept to an established channel", &m->hs_latency));
@@ -167,6 +170,8 @@ srv_metrics_render(struct srv *s, struct ml_wr *w)
 	    "records refused: bad record layer, or a handler error"));
 	ML_TRY(put(w, "mintline_record_errors_total{kind=\"record\"} %llu\n",
 	    C(m->record_errors)));
+	ML_TRY(put(w, "mintline_record_errors_total{kind=\"oversize\"} "
+	    "%llu\n", C(m->frames_oversize)));
 	for (i = 0; i < 256; i++) {
 		if (C(m->handler_errors[i]) != 0) {
 			ML_TRY(put(w, "mintline_record_errors_total{kind=\"handler\","

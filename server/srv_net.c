@@ -43,6 +43,8 @@
 #define METRICS_TIMEOUT_MS	3000
 #define DRAIN_IDLE_MS		1000	/* SIGTERM: an idle channel is closed
 					 * after this long without a record */
+#define BUSY_LOG_MS		10000	/* at most one BUSY summary line per */
+#define BUSY_NREASONS		3	/* max-conns, max-unauth, per address */
 
 /* Source address key: family byte + up to 16 address bytes. */
 #define AKEY_LEN	17
@@ -108,6 +110,11 @@ struct net {
 	struct mconn	 mc[METRICS_MAX_CONNS];
 	bool		 shutting;	/* SIGTERM or monitor lost: draining */
 	uint64_t	 drain_deadline_ms;
+	/* BUSY refusals not yet logged (busy_log), by limit */
+	unsigned long long busy_pending[BUSY_NREASONS];
+	uint64_t	 busy_next_log_ms;
+	struct sockaddr_storage busy_last;	/* the latest one's source */
+	socklen_t	 busy_last_len;
 };
 
 static uint32_t
@@ -315,6 +322,12 @@ conn_dispatch(struct net *n, struct conn *c)
 		return true;
 	}
 	if (r != 0) {
+		/*
+		 * A frame header over the limit ends the connection at once
+		 * (ID-5), during the handshake and on an established channel
+		 * alike: ALERT, FIN, then the rest of the input is discarded
+		 * for at most a second (conn_update -> conn_drain).
+		 */
 		if (!srv_sess_established(c->ss)) {
 			ml_warn("conn %llu %s: handshake refused: %s (%s) "
 			    "[%s] frame header over %u bytes",
@@ -323,11 +336,17 @@ conn_dispatch(struct net *n, struct conn *c)
 			    hs_alert_text(HS_ALERT_FORMAT), ml_errname(r),
 			    (unsigned)srv_sess_max_frame(c->ss));
 			atomic_fetch_add(&n->srv->m.rejected[HS_ALERT_FORMAT], 1);
-			(void)!hs_frame_put(&c->wbuf, alert, sizeof(alert));
 		} else {
-			ml_warn("conn %llu %s: record frame over limit: session "
-			    "ends", (unsigned long long)c->id, c->ss->addr);
+			ml_warn("conn %llu %s: channel closed: %s (%s) [%s] "
+			    "record frame header over %u bytes (%s)",
+			    (unsigned long long)c->id, c->ss->addr,
+			    hs_alert_name(HS_ALERT_FORMAT),
+			    hs_alert_text(HS_ALERT_FORMAT), ml_errname(r),
+			    (unsigned)srv_sess_max_frame(c->ss),
+			    c->ss->peer.serial);
+			atomic_fetch_add(&n->srv->m.frames_oversize, 1);
 		}
+		(void)!hs_frame_put(&c->wbuf, alert, sizeof(alert));
 		c->closing = true;
 		return true;
 	}
@@ -354,6 +373,10 @@ conn_update(struct net *n, struct conn *c)
 {
 	uint32_t ev = 0;
 
+	if (c->closing && !c->busy && !c->draining && c->wbuf.len <= c->woff) {
+		conn_drain(n, c);	/* nothing left to say: FIN now */
+		return;
+	}
 	if (c->wbuf.len > c->woff) {
 		ev |= EPOLLOUT;
 	}
@@ -410,11 +433,65 @@ conn_readable(struct net *n, struct conn *c)
 	}
 	c->rlen += (size_t)k;
 	c->last_ms = hs_now_ms();
-	if (!conn_dispatch(n, c)) {
+	if (!conn_dispatch(n, c) || (c->closing && !conn_flush(c))) {
 		conn_free(n, c);
 		return;
 	}
 	conn_update(n, c);
+}
+
+static void
+sa_text(const struct sockaddr_storage *sa, socklen_t sl, char *buf,
+    size_t len)
+{
+	char host[48], port[8];
+
+	if (getnameinfo((const struct sockaddr *)sa, sl, host, sizeof(host),
+	    port, sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+		snprintf(host, sizeof(host), "?");
+		snprintf(port, sizeof(port), "?");
+	}
+	snprintf(buf, len, "%s:%s", host, port);
+}
+
+/*
+ * BUSY refusals are logged rate-limited (ID-5): a flood must not turn
+ * into a flood of log lines.  The first refusal after a quiet period is
+ * logged at once; the ones after it are summed into one line per
+ * BUSY_LOG_MS, written when the period ends (or at exit, force).
+ */
+static void
+busy_log(struct net *n, bool force)
+{
+	unsigned long long *p = n->busy_pending, tot = p[0] + p[1] + p[2];
+	uint64_t now = hs_now_ms();
+	char from[64];
+
+	if (tot == 0 || (!force && now < n->busy_next_log_ms)) {
+		return;
+	}
+	sa_text(&n->busy_last, n->busy_last_len, from, sizeof(from));
+	ml_warn("refused %llu connection(s) with %s (%s): max-conns %llu, "
+	    "max-unauth %llu, max-unauth-per-addr %llu; the latest from %s",
+	    tot, hs_alert_name(HS_ALERT_BUSY), hs_alert_text(HS_ALERT_BUSY),
+	    p[0], p[1], p[2], from);
+	memset(n->busy_pending, 0, sizeof(n->busy_pending));
+	n->busy_next_log_ms = now + BUSY_LOG_MS;
+}
+
+static void
+busy_refused(struct net *n, int reason, const struct sockaddr_storage *sa,
+    socklen_t sl)
+{
+	struct srv_metrics *m = &n->srv->m;
+	atomic_ullong *ctr[BUSY_NREASONS] = { &m->refused_busy,
+	    &m->refused_unauth, &m->refused_per_addr };
+
+	atomic_fetch_add(ctr[reason], 1);
+	n->busy_pending[reason]++;
+	memcpy(&n->busy_last, sa, sizeof(*sa));
+	n->busy_last_len = sl;
+	busy_log(n, false);
 }
 
 static void
@@ -425,10 +502,9 @@ accept_all(struct net *n)
 	socklen_t sl;
 	struct conn *c;
 	struct epoll_event e;
-	char host[48], port[8], addr[64];
+	char addr[64];
 	uint8_t akey[AKEY_LEN];
-	atomic_ullong *refused;
-	int fd, one = 1;
+	int fd, one = 1, refused;
 
 	for (;;) {
 		sl = sizeof(sa);
@@ -444,31 +520,26 @@ accept_all(struct net *n)
 		 * total, unauthenticated from this address (a flood from one
 		 * address cannot take the slots of the others).
 		 */
-		refused = NULL;
+		refused = -1;
 		if (n->nconns >= s->o.max_conns) {
-			refused = &s->m.refused_busy;
+			refused = 0;
 		} else if (n->nunauth >= s->o.max_unauth) {
-			refused = &s->m.refused_unauth;
+			refused = 1;
 		} else if (addr_count(n, akey) >= s->o.max_unauth_per_addr) {
-			refused = &s->m.refused_per_addr;
+			refused = 2;
 		}
-		if (refused != NULL) {
+		if (refused >= 0) {
 			static const uint8_t busy[6] = { 0, 0, 0, 2, HS_ALERT,
 			    HS_ALERT_BUSY };
 
-			atomic_fetch_add(refused, 1);
 			(void)!send(fd, busy, sizeof(busy),
 			    MSG_NOSIGNAL | MSG_DONTWAIT);
 			close(fd);
+			busy_refused(n, refused, &sa, sl);
 			continue;
 		}
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		if (getnameinfo((struct sockaddr *)&sa, sl, host, sizeof(host),
-		    port, sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
-			snprintf(host, sizeof(host), "?");
-			snprintf(port, sizeof(port), "?");
-		}
-		snprintf(addr, sizeof(addr), "%s:%s", host, port);
+		sa_text(&sa, sl, addr, sizeof(addr));
 		if ((c = calloc(1, sizeof(*c))) == NULL) {
 			close(fd);
 			continue;
@@ -852,17 +923,26 @@ srv_log_metrics(struct srv *s)
 		}
 	}
 	buf[o] = '\0';
-	ml_log(ML_LOG_WARN, "stats: accepted=%llu busy=%llu hs_ok_a=%llu "
+	/* busy: every HS_ALERT_BUSY sent at accept, whichever limit */
+	ml_log(ML_LOG_WARN, "stats: accepted=%llu busy=%llu busy_conns=%llu "
+	    "busy_unauth=%llu busy_per_addr=%llu hs_ok_a=%llu "
 	    "hs_ok_b=%llu rejected=%llu cpu_us_per_ok=%.1f "
-	    "cpu_us_per_rejected=%.1f records=%llu record_errors=%llu%s",
+	    "cpu_us_per_rejected=%.1f records=%llu record_errors=%llu "
+	    "oversize=%llu%s",
 	    (unsigned long long)atomic_load(&s->m.accepted),
+	    (unsigned long long)(atomic_load(&s->m.refused_busy) +
+	    atomic_load(&s->m.refused_unauth) +
+	    atomic_load(&s->m.refused_per_addr)),
 	    (unsigned long long)atomic_load(&s->m.refused_busy),
+	    (unsigned long long)atomic_load(&s->m.refused_unauth),
+	    (unsigned long long)atomic_load(&s->m.refused_per_addr),
 	    (unsigned long long)atomic_load(&s->m.hs_ok[1]),
 	    (unsigned long long)atomic_load(&s->m.hs_ok[2]), rej,
 	    ok ? atomic_load(&s->m.cpu_ns_ok) / 1000.0 / ok : 0.0,
 	    rej ? atomic_load(&s->m.cpu_ns_rejected) / 1000.0 / rej : 0.0,
 	    (unsigned long long)atomic_load(&s->m.records),
-	    (unsigned long long)atomic_load(&s->m.record_errors), buf);
+	    (unsigned long long)atomic_load(&s->m.record_errors),
+	    (unsigned long long)atomic_load(&s->m.frames_oversize), buf);
 }
 
 int
@@ -991,6 +1071,7 @@ srv_run(struct srv *s)
 			}
 		}
 		sweep_timeouts(&n);
+		busy_log(&n, false);
 		for (i = 0; i < METRICS_MAX_CONNS; i++) {
 			if (n.mc[i].fd >= 0 &&
 			    n.mc[i].deadline_ms <= hs_now_ms()) {
@@ -1003,6 +1084,7 @@ srv_run(struct srv *s)
 			last_stats = hs_now_ms();
 		}
 	}
+	busy_log(&n, true);
 	if (n.nconns > 0) {
 		ml_warn("drain: %d connection(s) still open at the deadline: "
 		    "closed", n.nconns);

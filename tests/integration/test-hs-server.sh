@@ -221,6 +221,26 @@ rc=$?
 [ $rc != 0 ] && ok "tampered channel record ends the session (exit $rc)" || bad "tampered record accepted"
 expect_log "record refused" "tampered record"
 
+# a channel frame header over HS_MAX_FRAME after the handshake (ID-5):
+# ALERT HS_ALERT_FORMAT and the connection closed at once, not after
+# --idle-timeout
+pp=$(free_port)
+rm -f recO.ready
+python3 "$RAW" proxy "$pp" "$PORT" recO.json --oversize-client 2 > recO.ready &
+ppid=$!
+wait_ready recO.ready || bad "proxy for recO did not start"
+SPORT=$pp station good.pem B --count 2 >/dev/null 2>&1
+wait $ppid
+got=$(grep '^oversize:' recO.ready)
+ms=$(sed -n 's/.* after \([0-9]*\) ms/\1/p' <<<"$got")
+case $got in
+"oversize: alert 1 closed after "*)
+	[ "${ms:-9999}" -lt 1000 ] && ok "oversized channel frame: ALERT then close within a second ($got)" ||
+	    bad "oversized channel frame: closed too late ($got)";;
+*)	bad "oversized channel frame: got \"$got\", want alert 1 and close";;
+esac
+expect_log "record frame header over" "oversized channel frame"
+
 # ---- the reader key inside a reader secure chip, through our module ----
 P11M=${MINTLINE_PKCS11_MODULE:-$B/pkcs11/mintline-pkcs11.so}
 MKCHIP=${MINTLINE_MKCHIP:-$B/tools/mintline-mkchip}

@@ -4,6 +4,9 @@ proxy, then replay, splice, truncate or oversize messages against
 mintline-server and print the alert code the server answers with.
 
   test_hs_raw.py proxy LISTEN_PORT SERVER_PORT OUT.json [--tamper-client N]
+  test_hs_raw.py proxy LISTEN_PORT SERVER_PORT OUT.json --oversize-client N
+      # client frame N (a channel record) replaced by a 1 MiB frame header;
+      # prints "oversize: alert A closed after MS ms" (or "... open")
   test_hs_raw.py replay SERVER_PORT REC.json             # KEYREQ, then old msg 2
   test_hs_raw.py switch SERVER_PORT REC_A.json REC_B.json  # A's KEYREQ, B's msg 2
   test_hs_raw.py truncate SERVER_PORT REC.json           # msg 2 minus 1 byte
@@ -17,6 +20,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 
 
 def read_exact(s, n):
@@ -54,7 +58,7 @@ def verdict(s):
         print("closed")
 
 
-def proxy(listen_port, server_port, out, tamper=None):
+def proxy(listen_port, server_port, out, tamper=None, oversize=None):
     ls = socket.socket()
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind(("127.0.0.1", int(listen_port)))
@@ -69,12 +73,22 @@ def proxy(listen_port, server_port, out, tamper=None):
     s = connect(server_port)
     rec = []
     lock = threading.Lock()
+    big = {}
 
     def pump(src, dst, tag):
         n = 0
         try:
             while True:
+                if tag == "c" and oversize is not None and n == oversize:
+                    # the channel is up: a frame header over HS_MAX_FRAME,
+                    # then (if the server keeps reading) filler bytes
+                    big["t0"] = time.monotonic()
+                    dst.sendall(struct.pack(">I", 1 << 20) + b"\x01" * 64)
+                    return
                 b = read_frame(src)
+                if tag == "s" and "t0" in big and len(b) == 2 and \
+                        b[0] == 0x7F:
+                    big["alert"] = b[1]
                 if tag == "c" and tamper is not None and n == tamper:
                     b = bytearray(b)
                     b[len(b) - 2] ^= 1
@@ -86,8 +100,10 @@ def proxy(listen_port, server_port, out, tamper=None):
                     os.replace(out + ".tmp", out)
                 dst.sendall(frame(b))
                 n += 1
-        except (EOFError, ConnectionError, OSError, socket.timeout):
-            pass
+        except (EOFError, ConnectionError, OSError, socket.timeout) as e:
+            if tag == "s" and "t0" in big:
+                big["closed"] = not isinstance(e, socket.timeout)
+                big["ms"] = (time.monotonic() - big["t0"]) * 1000
         for x in (src, dst):
             try:
                 x.shutdown(socket.SHUT_RDWR)
@@ -100,6 +116,13 @@ def proxy(listen_port, server_port, out, tamper=None):
     t2.start()
     t1.join()
     t2.join()
+    if oversize is not None:
+        if "ms" not in big:
+            print("oversize: frame never sent")
+        else:
+            print("oversize: alert %s %s after %d ms" % (
+                big.get("alert", "none"),
+                "closed" if big["closed"] else "open", big["ms"]))
     with open(out, "w") as f:
         json.dump(rec, f)
 
@@ -112,10 +135,12 @@ def load(path):
 def main():
     cmd = sys.argv[1]
     if cmd == "proxy":
-        tamper = None
+        tamper = oversize = None
         if len(sys.argv) > 6 and sys.argv[5] == "--tamper-client":
             tamper = int(sys.argv[6])
-        proxy(sys.argv[2], sys.argv[3], sys.argv[4], tamper)
+        if len(sys.argv) > 6 and sys.argv[5] == "--oversize-client":
+            oversize = int(sys.argv[6])
+        proxy(sys.argv[2], sys.argv[3], sys.argv[4], tamper, oversize)
         return
     s = connect(sys.argv[2])
     if cmd == "replay":
