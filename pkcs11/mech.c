@@ -9,6 +9,7 @@
 
 #include <openssl/evp.h>
 
+#include "ml_rd.h"
 #include "ml_wipe.h"
 #include "chip.h"
 #include "sw.h"
@@ -975,96 +976,93 @@ pair_attr(struct p11m_obj *a, struct p11m_obj *b, CK_ATTRIBUTE_TYPE type)
 	return CKR_OK;
 }
 
-CK_RV
-p11m_generate_key_pair(struct p11m_session *s, CK_MECHANISM_PTR m,
-    CK_ATTRIBUTE_PTR pub_tmpl, CK_ULONG pub_n, CK_ATTRIBUTE_PTR priv_tmpl,
-    CK_ULONG priv_n, CK_OBJECT_HANDLE_PTR ret_pub,
-    CK_OBJECT_HANDLE_PTR ret_priv)
+/* A key pair on its way to the chip (p11m_generate_key_pair). */
+struct keypair {
+	struct p11m_obj	*pub, *priv;
+	bool		 chipkey;	/* a note's chip authentication key */
+	size_t		 priv_blob_len, pub_blob_len;
+};
+
+/* Mechanism and the class/key type each template names (no lock). */
+static CK_RV
+keypair_check(const CK_MECHANISM *m, const CK_ATTRIBUTE *pub_tmpl,
+    CK_ULONG pub_n, const CK_ATTRIBUTE *priv_tmpl, CK_ULONG priv_n)
 {
-	bool locked = false;
-	struct p11m_slot *sl = s->slot;
-	struct p11m_obj *pub = NULL, *priv = NULL;
-	struct ml_wr w = ml_wr_dyn(CHIP_MAX_CMD), pw = ml_wr_dyn(OBJ_MAX_ATTRS);
-	uint8_t resp[4 + ML_P256_PUB_LEN];
-	const struct p11m_attr *at;
 	CK_OBJECT_CLASS cls;
 	CK_KEY_TYPE kt;
-	size_t rlen = 0, priv_blob_len = 0;
-	bool priv_added = false, chipkey = false;
 	CK_RV rv;
 
 	if (m->mechanism != CKM_EC_KEY_PAIR_GEN) {
-		rv = CKR_MECHANISM_INVALID;
-		goto out;
+		return CKR_MECHANISM_INVALID;
 	}
 	if ((rv = need_no_param(m)) != CKR_OK) {
-		goto out;
+		return rv;
 	}
 	if ((rv = p11m_tmpl_class(pub_tmpl, pub_n, CKO_PUBLIC_KEY, CKK_EC, &cls,
 	    &kt)) != CKR_OK) {
-		goto out;
+		return rv;
 	}
 	if (cls != CKO_PUBLIC_KEY || kt != CKK_EC) {
-		rv = CKR_TEMPLATE_INCONSISTENT;
-		goto out;
+		return CKR_TEMPLATE_INCONSISTENT;
 	}
 	if ((rv = p11m_tmpl_class(priv_tmpl, priv_n, CKO_PRIVATE_KEY, CKK_EC,
 	    &cls, &kt)) != CKR_OK) {
-		goto out;
+		return rv;
 	}
 	if (cls != CKO_PRIVATE_KEY || kt != CKK_EC) {
-		rv = CKR_TEMPLATE_INCONSISTENT;
-		goto out;
+		return CKR_TEMPLATE_INCONSISTENT;
 	}
-	if ((pub = p11m_obj_new()) == NULL || (priv = p11m_obj_new()) == NULL) {
-		rv = CKR_HOST_MEMORY;
-		goto out;
-	}
-	pub->cls = CKO_PUBLIC_KEY;
-	priv->cls = CKO_PRIVATE_KEY;
-	pub->kt = priv->kt = CKK_EC;
-	if ((rv = p11m_session_lock_slot(s)) != CKR_OK) {
-		goto out;
-	}
-	locked = true;
+	return CKR_OK;
+}
+
+/*
+ * Build both objects' attributes from the templates (slot locked): the
+ * rule tables, P-256 only, a shared CKA_ID/label, and whether this is a
+ * note's chip key.
+ */
+static CK_RV
+keypair_build(struct p11m_session *s, struct keypair *kp,
+    const CK_ATTRIBUTE *pub_tmpl, CK_ULONG pub_n,
+    const CK_ATTRIBUTE *priv_tmpl, CK_ULONG priv_n)
+{
+	struct p11m_slot *sl = s->slot;
+	struct p11m_obj *pub = kp->pub, *priv = kp->priv;
+	const struct p11m_attr *at;
+	CK_RV rv;
+
 	if ((rv = p11m_attr_apply(P11M_AOP_GENERATE, CKO_PUBLIC_KEY, CKK_EC,
 	    pub_tmpl, pub_n, NULL, sl->login == CKU_SO, &pub->a)) != CKR_OK ||
 	    (rv = p11m_attr_apply(P11M_AOP_GENERATE, CKO_PRIVATE_KEY, CKK_EC,
 	    priv_tmpl, priv_n, NULL, sl->login == CKU_SO, &priv->a)) !=
 	    CKR_OK) {
-		goto out;
+		return rv;
 	}
 	/* P-256 only, named by its OID. */
 	at = p11m_attrs_get(&pub->a, CKA_EC_PARAMS);
 	if (at == NULL || !p11m_ec_params_ok(at->val, at->len)) {
-		rv = CKR_ATTRIBUTE_VALUE_INVALID;
-		goto out;
+		return CKR_ATTRIBUTE_VALUE_INVALID;
 	}
 	at = p11m_attrs_get(&priv->a, CKA_EC_PARAMS);
 	if (at != NULL && !p11m_ec_params_ok(at->val, at->len)) {
-		rv = CKR_TEMPLATE_INCONSISTENT;
-		goto out;
+		return CKR_TEMPLATE_INCONSISTENT;
 	}
 	if (p11m_tmpl_find(priv_tmpl, priv_n, CKA_PRIVATE) != NULL &&
 	    !p11m_attrs_bool(&priv->a, CKA_PRIVATE, true)) {
 		/* The chip always guards its private keys with the PIN. */
-		rv = CKR_ATTRIBUTE_VALUE_INVALID;
-		goto out;
+		return CKR_ATTRIBUTE_VALUE_INVALID;
 	}
 	pub->token = p11m_attrs_bool(&pub->a, CKA_TOKEN, false);
 	priv->token = p11m_attrs_bool(&priv->a, CKA_TOKEN, false);
 	if ((pub->token || priv->token) && !p11m_session_rw(s)) {
-		rv = CKR_SESSION_READ_ONLY;
-		goto out;
+		return CKR_SESSION_READ_ONLY;
 	}
 	if (sl->login == (CK_USER_TYPE)-1) {
-		rv = CKR_USER_NOT_LOGGED_IN;
-		goto out;
+		return CKR_USER_NOT_LOGGED_IN;
 	}
 	/* One CKA_ID (and label) for the pair; a random ID if none given. */
 	if ((rv = pair_attr(pub, priv, CKA_ID)) != CKR_OK ||
 	    (rv = pair_attr(pub, priv, CKA_LABEL)) != CKR_OK) {
-		goto out;
+		return rv;
 	}
 	/*
 	 * Note personalisation (docs/pkcs11.md, vendor extensions): a token
@@ -1075,24 +1073,22 @@ p11m_generate_key_pair(struct p11m_session *s, CK_MECHANISM_PTR m,
 	if (sl->kind == CHIP_KIND_NOTE && priv->token && at != NULL &&
 	    at->len == 4 && memcmp(at->val, "chip", 4) == 0) {
 		if (sl->state & INFO_F_LOCKED) {
-			rv = CKR_ACTION_PROHIBITED;
-			goto out;
+			return CKR_ACTION_PROHIBITED;
 		}
-		chipkey = true;
+		kp->chipkey = true;
 	}
 	at = p11m_attrs_get(&pub->a, CKA_ID);
 	if (at == NULL || at->len == 0) {
 		uint8_t id[8];
 
 		if (ml_rand(id, sizeof(id)) != 0) {
-			rv = CKR_FUNCTION_FAILED;
-			goto out;
+			return CKR_FUNCTION_FAILED;
 		}
 		if ((rv = p11m_attrs_set(&pub->a, CKA_ID, id, sizeof(id))) !=
 		    CKR_OK ||
 		    (rv = p11m_attrs_set(&priv->a, CKA_ID, id, sizeof(id))) !=
 		    CKR_OK) {
-			goto out;
+			return rv;
 		}
 	}
 	if ((rv = p11m_attrs_set_bool(&priv->a, CKA_PRIVATE, true)) != CKR_OK ||
@@ -1102,63 +1098,89 @@ p11m_generate_key_pair(struct p11m_session *s, CK_MECHANISM_PTR m,
 	    CKM_EC_KEY_PAIR_GEN)) != CKR_OK ||
 	    (rv = p11m_attrs_set_ulong(&priv->a, CKA_KEY_GEN_MECHANISM,
 	    CKM_EC_KEY_PAIR_GEN)) != CKR_OK) {
-		goto out;
+		return rv;
 	}
 	pub->has_point = pub->chip_point = true;
 	priv->has_point = priv->chip_point = true;
+	return CKR_OK;
+}
+
+/*
+ * GEN KEYPAIR (docs/apdu.md): lv16 private blob | lv16 public blob; the
+ * answer is u16 private id | u16 public id | the 65-byte point.  Slot
+ * locked.
+ */
+static CK_RV
+keypair_chip(struct p11m_slot *sl, struct keypair *kp)
+{
+	struct p11m_obj *pub = kp->pub, *priv = kp->priv;
+	struct ml_wr w = ml_wr_dyn(CHIP_MAX_CMD), pw = ml_wr_dyn(OBJ_MAX_ATTRS);
+	uint8_t resp[4 + ML_P256_PUB_LEN];
+	struct ml_rd rd;
+	size_t rlen = 0;
+	CK_RV rv;
+
 	if (p11m_obj_blob(priv, &pw) != 0 ||
 	    ml_wr_lv16(&w, pw.p, pw.len) != 0) {
 		rv = CKR_TEMPLATE_INCONSISTENT;
 		goto out;
 	}
-	priv_blob_len = pw.len;
+	kp->priv_blob_len = pw.len;
 	ml_wr_clear(&pw);
 	if (p11m_obj_blob(pub, &pw) != 0 ||
 	    ml_wr_lv16(&w, pw.p, pw.len) != 0) {
 		rv = CKR_TEMPLATE_INCONSISTENT;
 		goto out;
 	}
+	kp->pub_blob_len = pw.len;
 	p11m_chip_lock(sl);
 	rv = p11m_chip_cmd(sl, P11M_CTX_MECH, CLA_PROP, INS_GEN_KEYPAIR,
-	    chipkey ? GENKEY_CHIPKEY : GENKEY_NORMAL, 0, w.p, w.len, 256, resp,
-	    sizeof(resp), &rlen);
+	    kp->chipkey ? GENKEY_CHIPKEY : GENKEY_NORMAL, 0, w.p, w.len, 256,
+	    resp, sizeof(resp), &rlen);
 	p11m_chip_unlock(sl);
-	if (rv == CKR_OK && rlen != sizeof(resp)) {
-		rv = CKR_DEVICE_ERROR;
-	}
 	if (rv != CKR_OK) {
 		goto out;
 	}
-	priv->chip_id = (uint16_t)((resp[0] << 8) | resp[1]);
-	pub->chip_id = (uint16_t)((resp[2] << 8) | resp[3]);
-	priv->chip_flags = chipkey ? (OBJ_F_PRIVATE | OBJ_F_CHIPKEY) :
+	rd = ML_RD_INIT(resp, rlen);
+	if (ml_rd_u16be(&rd, &priv->chip_id) != 0 ||
+	    ml_rd_u16be(&rd, &pub->chip_id) != 0 ||
+	    ml_rd_copy(&rd, priv->point, ML_P256_PUB_LEN) != 0 ||
+	    ml_rd_end(&rd) != 0) {
+		rv = CKR_DEVICE_ERROR;
+		goto out;
+	}
+	memcpy(pub->point, priv->point, ML_P256_PUB_LEN);
+	priv->chip_flags = kp->chipkey ? (OBJ_F_PRIVATE | OBJ_F_CHIPKEY) :
 	    (OBJ_F_PRIVATE | OBJ_F_SIGN | OBJ_F_DERIVE);
-	pub->chip_flags = chipkey ? OBJ_F_CHIPKEY : 0;
+	pub->chip_flags = kp->chipkey ? OBJ_F_CHIPKEY : 0;
 	p11m_objset_list_note(sl, priv->chip_id, OBJ_CLASS_PRIVKEY,
-	    priv->chip_flags, priv_blob_len);
+	    priv->chip_flags, kp->priv_blob_len);
 	p11m_objset_list_note(sl, pub->chip_id, OBJ_CLASS_PUBKEY,
-	    pub->chip_flags, pw.len);
-	memcpy(priv->point, resp + 4, ML_P256_PUB_LEN);
-	memcpy(pub->point, resp + 4, ML_P256_PUB_LEN);
+	    pub->chip_flags, kp->pub_blob_len);
+out:
+	ml_wr_free(&w);
+	ml_wr_free(&pw);
+	return rv;
+}
+
+/*
+ * The pair as the module shows it, into the object cache (slot locked).
+ * On success the cache owns both objects and kp's pointers are NULL.
+ */
+static CK_RV
+keypair_install(struct p11m_session *s, struct keypair *kp,
+    CK_OBJECT_HANDLE *ret_pub, CK_OBJECT_HANDLE *ret_priv)
+{
+	struct p11m_slot *sl = s->slot;
+	struct p11m_obj *pub = kp->pub, *priv = kp->priv;
+	size_t i;
+	CK_RV rv;
+
 	priv->priv = true;
 	pub->priv = p11m_attrs_bool(&pub->a, CKA_PRIVATE, false);
-	if (chipkey) {
-		/* Shown as a later load shows it (object.c, load_chipkey):
-		 * public, so that a SO session sees it too. */
-		if ((rv = p11m_attrs_set_bool(&priv->a, CKA_PRIVATE, false)) !=
-		    CKR_OK || (rv = p11m_attrs_set_bool(&priv->a,
-		    CKA_MODIFIABLE, false)) != CKR_OK ||
-		    (rv = p11m_attrs_set_bool(&priv->a, CKA_SIGN, false)) !=
-		    CKR_OK ||
-		    (rv = p11m_attrs_set_bool(&priv->a, CKA_DERIVE, false)) !=
-		    CKR_OK ||
-		    (rv = p11m_attrs_set_bool(&priv->a, CKA_DESTROYABLE,
-		    false)) != CKR_OK ||
-		    (rv = p11m_attrs_set_bool(&pub->a, CKA_DESTROYABLE,
-		    false)) != CKR_OK) {
-			goto out;
-		}
-		priv->priv = false;
+	if (kp->chipkey && ((rv = p11m_obj_chipkey_rule(priv)) != CKR_OK ||
+	    (rv = p11m_obj_chipkey_rule(pub)) != CKR_OK)) {
+		return rv;
 	}
 	if (!priv->token) {
 		priv->owner = s->h;
@@ -1168,50 +1190,68 @@ p11m_generate_key_pair(struct p11m_session *s, CK_MECHANISM_PTR m,
 	}
 	if ((rv = p11m_obj_key_fixups(priv)) != CKR_OK ||
 	    (rv = p11m_obj_key_fixups(pub)) != CKR_OK) {
-		goto out;
+		return rv;
 	}
+	/* The pair is on the chip: if this load fails, a later one finds
+	 * it.  And the load may already have read it: keep ours. */
 	if ((rv = p11m_objset_load(sl)) != CKR_OK) {
-		/* The new pair is on the chip; a later load finds it. */
-		goto out;
+		return rv;
 	}
-	if (!sl->objs.loaded) {
-		goto out;
-	}
-	/* The load above may already have read the new pair. */
-	{
-		size_t i;
+	for (i = sl->objs.n; i > 0; i--) {
+		struct p11m_obj *x = sl->objs.v[i - 1];
 
-		for (i = sl->objs.n; i > 0; i--) {
-			struct p11m_obj *x = sl->objs.v[i - 1];
-
-			if (x->token && (x->chip_id == priv->chip_id ||
-			    x->chip_id == pub->chip_id)) {
-				p11m_objset_remove(sl, x);
-			}
+		if (x->token && (x->chip_id == priv->chip_id ||
+		    x->chip_id == pub->chip_id)) {
+			p11m_objset_remove(sl, x);
 		}
 	}
 	if ((rv = p11m_objset_add(sl, priv)) != CKR_OK) {
-		goto out;
+		return rv;
 	}
-	priv_added = true;
 	if ((rv = p11m_objset_add(sl, pub)) != CKR_OK) {
+		p11m_objset_remove(sl, priv);
+		kp->priv = NULL;
+		return rv;
+	}
+	*ret_pub = pub->h;
+	*ret_priv = priv->h;
+	kp->priv = kp->pub = NULL;
+	return CKR_OK;
+}
+
+CK_RV
+p11m_generate_key_pair(struct p11m_session *s, CK_MECHANISM_PTR m,
+    CK_ATTRIBUTE_PTR pub_tmpl, CK_ULONG pub_n, CK_ATTRIBUTE_PTR priv_tmpl,
+    CK_ULONG priv_n, CK_OBJECT_HANDLE_PTR ret_pub,
+    CK_OBJECT_HANDLE_PTR ret_priv)
+{
+	struct keypair kp = { 0 };
+	CK_RV rv;
+
+	if ((rv = keypair_check(m, pub_tmpl, pub_n, priv_tmpl, priv_n)) !=
+	    CKR_OK) {
+		return rv;
+	}
+	if ((kp.pub = p11m_obj_new()) == NULL ||
+	    (kp.priv = p11m_obj_new()) == NULL) {
+		p11m_obj_free(kp.pub);
+		return CKR_HOST_MEMORY;
+	}
+	kp.pub->cls = CKO_PUBLIC_KEY;
+	kp.priv->cls = CKO_PRIVATE_KEY;
+	kp.pub->kt = kp.priv->kt = CKK_EC;
+	if ((rv = p11m_session_lock_slot(s)) != CKR_OK) {
 		goto out;
 	}
-	*ret_priv = priv->h;
-	*ret_pub = pub->h;
-	priv = pub = NULL;
+	if ((rv = keypair_build(s, &kp, pub_tmpl, pub_n, priv_tmpl,
+	    priv_n)) == CKR_OK &&
+	    (rv = keypair_chip(s->slot, &kp)) == CKR_OK) {
+		rv = keypair_install(s, &kp, ret_pub, ret_priv);
+	}
+	p11m_session_unlock_slot(s);
 out:
-	if (priv_added && priv != NULL) {
-		p11m_objset_remove(sl, priv);
-		priv = NULL;
-	}
-	if (locked) {
-		p11m_session_unlock_slot(s);
-	}
-	ml_wr_free(&w);
-	ml_wr_free(&pw);
-	p11m_obj_free(pub);
-	p11m_obj_free(priv);
+	p11m_obj_free(kp.pub);
+	p11m_obj_free(kp.priv);
 	return rv;
 }
 

@@ -224,6 +224,40 @@ class_from_chip(uint8_t cls)
 	}
 }
 
+/*
+ * The chip authentication key (BN-8 clone detection) and its public half,
+ * the one rule wherever such an object is made (load, GEN KEYPAIR):
+ * labelled "chip", usable only through CKM_MINTLINE_INTERNAL_AUTH, never
+ * destroyed or modified, and shown without a PIN, since INTERNAL
+ * AUTHENTICATE needs none (a verification desk has no PIN).
+ */
+CK_RV
+p11m_obj_chipkey_rule(struct p11m_obj *o)
+{
+	const struct p11m_attr *l = p11m_attrs_get(&o->a, CKA_LABEL);
+	CK_RV rv = CKR_OK;
+
+	if (l == NULL || l->len == 0) {
+		rv = p11m_attrs_set(&o->a, CKA_LABEL, "chip", 4);
+	}
+	if (rv == CKR_OK && o->cls == CKO_PRIVATE_KEY &&
+	    ((rv = p11m_attrs_set_bool(&o->a, CKA_SIGN, false)) != CKR_OK ||
+	    (rv = p11m_attrs_set_bool(&o->a, CKA_DERIVE, false)) != CKR_OK ||
+	    (rv = p11m_attrs_set_bool(&o->a, CKA_MODIFIABLE, false)) !=
+	    CKR_OK)) {
+		return rv;
+	}
+	if (rv == CKR_OK &&
+	    (rv = p11m_attrs_set_bool(&o->a, CKA_DESTROYABLE, false)) ==
+	    CKR_OK) {
+		rv = p11m_attrs_set_bool(&o->a, CKA_PRIVATE, false);
+	}
+	if (rv == CKR_OK) {
+		o->priv = false;
+	}
+	return rv;
+}
+
 /* The attributes a key object shows whatever its blob says. */
 CK_RV
 p11m_obj_key_fixups(struct p11m_obj *o)
@@ -348,35 +382,9 @@ p11m_obj_from_chip(uint16_t id, uint8_t cls, uint8_t flags,
 			goto out;
 		}
 	}
-	if (flags & OBJ_F_CHIPKEY) {
-		/*
-		 * The chip authentication key (BN-8 clone detection): labelled
-		 * "chip", usable only through CKM_MINTLINE_INTERNAL_AUTH.
-		 */
-		const struct p11m_attr *l = p11m_attrs_get(&o->a, CKA_LABEL);
-
-		if ((l == NULL || l->len == 0) &&
-		    (rv = p11m_attrs_set(&o->a, CKA_LABEL, "chip", 4)) !=
-		    CKR_OK) {
-			goto out;
-		}
-		if (o->cls == CKO_PRIVATE_KEY &&
-		    ((rv = p11m_attrs_set_bool(&o->a, CKA_SIGN, false)) !=
-		    CKR_OK || (rv = p11m_attrs_set_bool(&o->a, CKA_DERIVE,
-		    false)) != CKR_OK)) {
-			goto out;
-		}
-		if ((rv = p11m_attrs_set_bool(&o->a, CKA_DESTROYABLE, false)) !=
-		    CKR_OK) {
-			goto out;
-		}
-		/* Usable without a PIN (INTERNAL AUTHENTICATE needs none), so
-		 * shown without one, whether or not the user is logged in. */
-		if ((rv = p11m_attrs_set_bool(&o->a, CKA_PRIVATE, false)) !=
-		    CKR_OK) {
-			goto out;
-		}
-		o->priv = false;
+	if ((flags & OBJ_F_CHIPKEY) &&
+	    (rv = p11m_obj_chipkey_rule(o)) != CKR_OK) {
+		goto out;
 	}
 	if (flags & OBJ_F_READONLY) {
 		if ((rv = p11m_attrs_set_bool(&o->a, CKA_MODIFIABLE, false)) !=
@@ -537,13 +545,10 @@ load_chipkey(struct p11m_slot *sl, uint16_t id, uint8_t flags)
 		return rv;
 	}
 	o->chip_flags = flags;
-	if ((rv = p11m_attrs_set_bool(&o->a, CKA_PRIVATE, false)) != CKR_OK ||
-	    (rv = p11m_attrs_set_bool(&o->a, CKA_MODIFIABLE, false)) !=
-	    CKR_OK || (rv = p11m_objset_add(sl, o)) != CKR_OK) {
+	if ((rv = p11m_objset_add(sl, o)) != CKR_OK) {
 		p11m_obj_free(o);
 		return rv;
 	}
-	o->priv = false;
 	return CKR_OK;
 }
 

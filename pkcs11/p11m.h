@@ -217,6 +217,8 @@ struct p11m_session;
 
 struct p11m_obj	*p11m_obj_new(void);	/* NULL on failure */
 void		 p11m_obj_free(struct p11m_obj *o);
+/* A note's chip key (OBJ_F_CHIPKEY): the attributes it always shows. */
+CK_RV		 p11m_obj_chipkey_rule(struct p11m_obj *o);
 /* Point, curve and sensitivity attributes every EC key object shows. */
 CK_RV		 p11m_obj_key_fixups(struct p11m_obj *o);
 /* The chip attribute blob of an object. */
