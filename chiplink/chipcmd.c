@@ -52,23 +52,38 @@ chipcmd_sw_err(uint16_t sw)
 	return ML_ERR_INTERNAL;
 }
 
+/*
+ * Short commands and answers (SIGN, ECDH, GET CHALLENGE, VERIFY...) are
+ * built and received on the stack; only large ones take the heap.
+ */
+#define CHIPCMD_SMALL_DATA	512
+#define CHIPCMD_SMALL_RESP	1024
+
 int
 chipcmd_send(struct chipcmd *cc, uint8_t cla, uint8_t ins, uint8_t p1,
     uint8_t p2, const void *data, size_t data_len, uint32_t ne, uint8_t *out,
     size_t cap, size_t *ret_len, uint16_t *ret_sw)
 {
-	struct ml_wr cmd = ml_wr_dyn(CHIP_MAX_CMD);
-	uint8_t *resp = NULL;
-	size_t rlen = 0, got = 0, n;
+	uint8_t cmdbuf[4 + 3 + CHIPCMD_SMALL_DATA + 3];
+	uint8_t small[CHIPCMD_SMALL_RESP];
+	struct ml_wr fixed = ML_WR_FIXED(cmdbuf, sizeof(cmdbuf));
+	struct ml_wr big = ml_wr_dyn(CHIP_MAX_CMD);
+	struct ml_wr *cmd = data_len > CHIPCMD_SMALL_DATA ? &big : &fixed;
+	uint8_t *resp = small;
+	size_t rcap = sizeof(small), rlen = 0, got = 0, n;
 	uint16_t sw = 0;
 	bool chained = false;
 	int r;
 
-	ML_ENSURE((resp = malloc(CHIP_MAX_RESP)) != NULL, ML_ERR_NOMEM);
-	ML_TRY(apdu_build(&cmd, cla, ins, p1, p2, data, data_len, ne));
+	if (ne > 256 || cap > sizeof(small) - 2) {
+		ML_ENSURE((resp = malloc(CHIP_MAX_RESP)) != NULL,
+		    ML_ERR_NOMEM);
+		rcap = CHIP_MAX_RESP;
+	}
+	ML_TRY(apdu_build(cmd, cla, ins, p1, p2, data, data_len, ne));
 	for (;;) {
 		ML_TRY(chiplink_transmit(cc->link, cc->slot, cc->generation,
-		    cmd.p, cmd.len, resp, CHIP_MAX_RESP, &rlen));
+		    cmd->p, cmd->len, resp, rcap, &rlen));
 		ML_ENSURE(rlen >= 2, ML_ERR_FORMAT);
 		n = rlen - 2;
 		sw = (uint16_t)((resp[n] << 8) | resp[n + 1]);
@@ -86,16 +101,22 @@ chipcmd_send(struct chipcmd *cc, uint8_t cla, uint8_t ins, uint8_t p1,
 		 */
 		ML_ENSURE(n > 0 || !chained, ML_ERR_FORMAT);
 		chained = true;
-		ml_wr_clear(&cmd);
-		ML_TRY(apdu_build(&cmd, CLA_ISO, INS_GET_RESPONSE, 0, 0, NULL, 0,
+		cmd = &fixed;
+		ml_wr_clear(cmd);
+		ML_TRY(apdu_build(cmd, CLA_ISO, INS_GET_RESPONSE, 0, 0, NULL, 0,
 		    (sw & 0xFF) ? (sw & 0xFF) : 256));
 	}
 	*ret_len = got;
 	*ret_sw = sw;
 	r = 0;
 out:
-	ml_wr_free(&cmd);
-	ml_freezero(resp, CHIP_MAX_RESP);
+	ml_wipe(cmdbuf, sizeof(cmdbuf));
+	ml_wr_free(&big);
+	if (resp == small) {
+		ml_wipe(small, rlen < sizeof(small) ? rlen : sizeof(small));
+	} else if (resp != NULL) {
+		ml_freezero(resp, CHIP_MAX_RESP);
+	}
 	return r;
 }
 

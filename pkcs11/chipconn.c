@@ -1,6 +1,6 @@
 /*
- * The module's side of the chip link: one APDU exchange helper (built with
- * the shared apdu_build(), chained over 61xx), and the one translation of
+ * The module's side of the chip link: one APDU exchange over chiplink's
+ * chipcmd_send() (the one GET RESPONSE loop), and the one translation of
  * status words and ML_ERR_* codes into CKR values.
  */
 #include <stdbool.h>
@@ -10,6 +10,7 @@
 #include "ml_wipe.h"
 #include "apdu.h"
 #include "chiplink.h"
+#include "chipcmd.h"
 #include "sw.h"
 #include "p11m.h"
 
@@ -156,88 +157,28 @@ p11m_chip_apdu(struct p11m_slot *sl, uint8_t cla, uint8_t ins, uint8_t p1,
     uint8_t p2, const uint8_t *data, size_t data_len, uint32_t ne,
     uint8_t *resp, size_t resp_cap, size_t *ret_len, uint16_t *ret_sw)
 {
-	uint8_t cmdbuf[4 + 3 + 512 + 3];
-	struct ml_wr cmd = ML_WR_FIXED(cmdbuf, sizeof(cmdbuf));
-	struct ml_wr big = ml_wr_dyn(CHIP_MAX_CMD);
-	struct ml_wr *w = &cmd;
-	uint8_t small[1024], *rbuf = NULL;
-	size_t rcap, rlen = 0, got = 0, n;
-	uint16_t sw = 0;
-	bool chained = false;
+	struct chipcmd cc;
 	CK_RV rv = CKR_OK;
 	int r;
 
 	if (sl->tr->link == NULL || sl->gen == 0) {
 		return CKR_DEVICE_REMOVED;
 	}
-	if (data_len > sizeof(cmdbuf) - 10) {
-		w = &big;
+	if (data_len > CHIP_MAX_CMD - 10) {
+		return CKR_DATA_LEN_RANGE;
 	}
-	/* Short answers (SIGN, ECDH, GET CHALLENGE...) need no heap. */
-	if (ne <= 256 && resp_cap <= sizeof(small) - 2) {
-		rbuf = small;
-		rcap = sizeof(small);
-	} else if ((rbuf = malloc(CHIP_MAX_RESP)) != NULL) {
-		rcap = CHIP_MAX_RESP;
-	} else {
-		rv = CKR_HOST_MEMORY;
-		goto out;
-	}
-	if ((r = apdu_build(w, cla, ins, p1, p2, data, data_len, ne)) != 0) {
+	cc.link = sl->tr->link;
+	cc.slot = sl->pos;
+	cc.generation = sl->gen;
+	/* One exchange, GET RESPONSE chaining included: chipcmd_send().
+	 * An answer longer than resp_cap is the chip's fault here. */
+	r = chipcmd_send(&cc, cla, ins, p1, p2, data, data_len, ne, resp,
+	    resp_cap, ret_len, ret_sw);
+	if (r == ML_ERR_TOO_LARGE) {
+		rv = CKR_DEVICE_ERROR;
+	} else if (r != 0) {
 		rv = ml_err_to_ckr(r);
-		goto out;
 	}
-	for (;;) {
-		r = chiplink_transmit(sl->tr->link, sl->pos, sl->gen, w->p,
-		    w->len, rbuf, rcap, &rlen);
-		if (r != 0) {
-			rv = ml_err_to_ckr(r);
-			goto out;
-		}
-		if (rlen < 2) {
-			rv = CKR_DEVICE_ERROR;
-			goto out;
-		}
-		n = rlen - 2;
-		sw = (uint16_t)((rbuf[n] << 8) | rbuf[n + 1]);
-		if (n > resp_cap - got) {
-			rv = CKR_DEVICE_ERROR;
-			goto out;
-		}
-		if (n > 0) {
-			memcpy(resp + got, rbuf, n);
-			got += n;
-		}
-		if ((sw & 0xFF00) != 0x6100) {
-			break;
-		}
-		/*
-		 * A GET RESPONSE answer that says "more" must bring some: a
-		 * chip answering an empty 61xx forever would hold us here.
-		 */
-		if (n == 0 && chained) {
-			rv = CKR_DEVICE_ERROR;
-			goto out;
-		}
-		chained = true;
-		ml_wr_clear(&cmd);
-		w = &cmd;
-		if ((r = apdu_build(w, CLA_ISO, INS_GET_RESPONSE, 0, 0, NULL,
-		    0, (sw & 0xFF) ? (sw & 0xFF) : 256)) != 0) {
-			rv = ml_err_to_ckr(r);
-			goto out;
-		}
-	}
-	*ret_len = got;
-	*ret_sw = sw;
-out:
-	if (rbuf == small) {
-		ml_wipe(small, rlen < sizeof(small) ? rlen : sizeof(small));
-	} else if (rbuf != NULL) {
-		ml_freezero(rbuf, rlen > 0 ? rlen : 1);
-	}
-	ml_wipe(cmdbuf, sizeof(cmdbuf));
-	ml_wr_free(&big);
 	if (rv == CKR_DEVICE_REMOVED) {
 		/*
 		 * The chip went away or changed: every session of it is dead
