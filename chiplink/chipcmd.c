@@ -12,8 +12,38 @@
 #include "sw.h"
 #include "chipcmd.h"
 
-int
-chipcmd_sw_err(uint16_t sw)
+const char *
+chipcmd_sw_text(uint16_t sw)
+{
+	if ((sw & 0xFFF0) == 0x63C0) {
+		return "PIN incorrect";
+	}
+	switch (sw) {
+	case SW_OK:			return "success";
+	case SW_MEMORY_FAILURE:		return "memory failure";
+	case SW_WRONG_LENGTH:		return "wrong length";
+	case SW_SECURITY_NOT_SATISFIED:	return "security status not satisfied";
+	case SW_AUTH_BLOCKED:		return "PIN or key blocked";
+	case SW_DATA_INVALID:		return "reference data not usable "
+					    "(signature or data refused)";
+	case SW_CONDITIONS_NOT_SATISFIED: return "conditions of use not "
+					    "satisfied";
+	case SW_COMMAND_NOT_ALLOWED:	return "command not allowed";
+	case SW_WRONG_DATA:		return "wrong data";
+	case SW_FUNC_NOT_SUPPORTED:	return "function not supported";
+	case SW_FILE_NOT_FOUND:		return "file or application not found";
+	case SW_NOT_ENOUGH_MEMORY:	return "not enough memory";
+	case SW_INCORRECT_P1P2:		return "incorrect parameters P1-P2";
+	case SW_DATA_NOT_FOUND:		return "referenced data not found";
+	case SW_WRONG_P1P2:		return "wrong parameters P1-P2";
+	case SW_INS_NOT_SUPPORTED:	return "instruction not supported";
+	case SW_CLA_NOT_SUPPORTED:	return "class not supported";
+	}
+	return "unknown status";
+}
+
+static int
+sw_code(uint16_t sw)
 {
 	if (sw == SW_OK) {
 		return 0;
@@ -58,6 +88,35 @@ chipcmd_sw_err(uint16_t sw)
  */
 #define CHIPCMD_SMALL_DATA	512
 #define CHIPCMD_SMALL_RESP	1024
+
+int
+chipcmd_sw_err(uint16_t sw)
+{
+	int r = sw_code(sw);
+
+	if (r == 0) {
+		return 0;
+	}
+	if ((sw & 0xFFF0) == 0x63C0) {
+		return ml_errf(r, "PIN incorrect, %u tries left (SW %04X)",
+		    sw & 0x0Fu, sw);
+	}
+	return ml_errf(r, "%s (SW %04X)", chipcmd_sw_text(sw), sw);
+}
+
+/* Put the position's name (reader, in-process position) before the
+ * context of a failed exchange. */
+static int
+name_slot(struct chipcmd *cc, int r)
+{
+	struct chiplink_slot_info si;
+
+	if (chiplink_slot_info(cc->link, cc->slot, &si) == 0 &&
+	    si.name[0] != '\0') {
+		(void)ml_errpre(r, "%s", si.name);
+	}
+	return r;
+}
 
 int
 chipcmd_send(struct chipcmd *cc, uint8_t cla, uint8_t ins, uint8_t p1,
@@ -141,7 +200,10 @@ chipcmd_ok(struct chipcmd *cc, uint8_t cla, uint8_t ins, uint8_t p1,
 	if (ret_len != NULL) {
 		*ret_len = n;
 	}
-	return chipcmd_sw_err(sw);
+	if ((r = chipcmd_sw_err(sw)) != 0) {
+		return name_slot(cc, r);
+	}
+	return 0;
 }
 
 int
@@ -160,7 +222,6 @@ chipcmd_begin(struct chipcmd *cc, struct chiplink *l, size_t slot)
 	cc->generation = si.generation;
 	r = chipcmd_ok(cc, CLA_ISO, INS_SELECT, 0x04, 0x00, aid, sizeof(aid),
 	    256, fci, sizeof(fci), &n);
-	ML_ENSURE(r != ML_ERR_NOT_FOUND, ML_ERR_NOT_FOUND);
 	ML_TRY(r);
 	r = 0;
 out:

@@ -56,7 +56,13 @@ ML_MUST_CHECK int chipcmd_ok(struct chipcmd *cc, uint8_t cla, uint8_t ins,
 /* GET DATA 01, parsed. */
 ML_MUST_CHECK int chipcmd_info(struct chipcmd *cc, struct chip_info *ret);
 
-/* The one SW -> ML_ERR translation on the host side. */
+/*
+ * The one SW -> ML_ERR translation on the host side.  A failure records an
+ * error context with the SW's meaning (ml_err.h): "PIN incorrect, 2 tries
+ * left (SW 63C2)"; chipcmd_ok() puts the position's name before it.
+ */
 int		 chipcmd_sw_err(uint16_t sw);
+/* What an SW means, per ISO/IEC 7816-4 and chip_proto.h (static text). */
+const char	*chipcmd_sw_text(uint16_t sw);
 
 #endif

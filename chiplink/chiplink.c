@@ -27,6 +27,8 @@ chiplink_open(const char *spec, struct chiplink **ret_link)
 	size_t i, n;
 	int r;
 
+	unsigned mark = ml_errctx_mark();
+
 	if (spec == NULL) {
 		return ML_ERR_ARG;
 	}
@@ -44,7 +46,8 @@ chiplink_open(const char *spec, struct chiplink **ret_link)
 		}
 	}
 	if (ops == NULL) {
-		return ML_ERR_ARG;
+		return ml_errf(ML_ERR_ARG, "chip link '%s': want inproc:DIR or "
+		    "pcsc:[READER-FILTER]", spec);
 	}
 	if ((l = calloc(1, sizeof(*l))) == NULL) {
 		return ML_ERR_NOMEM;
@@ -52,6 +55,9 @@ chiplink_open(const char *spec, struct chiplink **ret_link)
 	l->ops = ops;
 	if ((r = ops->open(arg, &l->state)) != 0) {
 		free(l);
+		if (!ml_errctx_since(mark, r)) {
+			(void)ml_errf(r, "chip link %s: %s", spec, ml_strerror(r));
+		}
 		return r;
 	}
 	*ret_link = l;
@@ -85,11 +91,21 @@ chiplink_transmit(struct chiplink *l, size_t slot, uint64_t generation,
     const uint8_t *cmd, size_t cmd_len, uint8_t *resp, size_t resp_cap,
     size_t *ret_resp_len)
 {
+	struct chiplink_slot_info si;
+	unsigned mark = ml_errctx_mark();
+	int r;
+
 	if (cmd == NULL || resp == NULL || ret_resp_len == NULL || resp_cap < 2) {
 		return ML_ERR_ARG;
 	}
-	return l->ops->transmit(l->state, slot, generation, cmd, cmd_len, resp,
+	r = l->ops->transmit(l->state, slot, generation, cmd, cmd_len, resp,
 	    resp_cap, ret_resp_len);
+	/* name the position when the transport did not say more */
+	if (r != 0 && !ml_errctx_since(mark, r) &&
+	    l->ops->slot_info(l->state, slot, &si) == 0) {
+		(void)ml_errf(r, "%s: %s", si.name, ml_strerror(r));
+	}
+	return r;
 }
 
 void

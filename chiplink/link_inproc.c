@@ -209,9 +209,11 @@ inproc_open(const char *arg, void **ret_state)
 	if (arg == NULL || arg[0] == '\0' || strlen(arg) >= PATH_MAX - 16) {
 		return ML_ERR_ARG;
 	}
-	if (stat(arg, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-		ml_warn("inproc: %s is not a directory", arg);
-		return ML_ERR_IO;
+	if (stat(arg, &sb) != 0) {
+		return ml_errf_sys(ML_ERR_IO, "chip line %s", arg);
+	}
+	if (!S_ISDIR(sb.st_mode)) {
+		return ml_errf(ML_ERR_IO, "chip line %s: not a directory", arg);
 	}
 	if ((ip = calloc(1, sizeof(*ip))) == NULL) {
 		return ML_ERR_NOMEM;
@@ -322,9 +324,12 @@ inproc_transmit(void *state, size_t slot, uint64_t generation,
 		goto out;
 	}
 	if (s->chip == NULL && (r = chip_open(s->target, &s->chip)) != 0) {
-		ml_warn("inproc: position %02zu: cannot power chip: %s", slot,
-		    ml_strerror(r));
-		r = (r == ML_ERR_NOMEM) ? r : ML_ERR_IO;
+		(void)ml_errpre(r, "position %02zu: cannot power the chip %s",
+		    slot, s->target);
+		ml_warn("inproc: %s", ml_errmsg(r));
+		if (r != ML_ERR_NOMEM) {
+			r = ml_errrecode(r, ML_ERR_IO);
+		}
 		goto out;
 	}
 	r = chip_transmit(s->chip, cmd, cmd_len, resp, resp_cap, ret_len);

@@ -129,6 +129,24 @@ pcsc_err(LONG rv)
 	}
 }
 
+/*
+ * pcsc_err() with an error context naming the reader (or pcscd, for calls
+ * about no reader in particular), the PC/SC call and its error text:
+ * "reader Virtual PCD 00 00: SCardTransmit: Card was removed."
+ */
+static int
+pcsc_fail(LONG rv, const char *call, const char *reader)
+{
+	int r = pcsc_err(rv);
+
+	if (reader != NULL) {
+		return ml_errf(r, "reader %s: %s: %s (0x%08lX)", reader, call,
+		    pcsc_stringify_error(rv), (unsigned long)rv);
+	}
+	return ml_errf(r, "pcscd: %s: %s (0x%08lX)", call,
+	    pcsc_stringify_error(rv), (unsigned long)rv);
+}
+
 /* The context is no good any more (pcscd restarted or went away). */
 static bool
 pcsc_dead(LONG rv)
@@ -147,9 +165,7 @@ pcsc_ctx_ensure(struct pcsc_ctx *c)
 	}
 	rv = SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL, &c->h);
 	if (rv != SCARD_S_SUCCESS) {
-		ml_debug("pcsc: SCardEstablishContext: %s",
-		    pcsc_stringify_error(rv));
-		return pcsc_err(rv);
+		return pcsc_fail(rv, "SCardEstablishContext", NULL);
 	}
 	c->valid = true;
 	return 0;
@@ -205,9 +221,8 @@ pcsc_poll_locked(struct pcsc_link *l, size_t first, size_t n, DWORD *ev)
 		pcsc_ctx_drop(&l->status_ctx);
 	}
 	if (rv != SCARD_S_SUCCESS) {
-		ml_debug("pcsc: SCardGetStatusChange: %s",
-		    pcsc_stringify_error(rv));
-		r = pcsc_err(rv);
+		r = pcsc_fail(rv, "SCardGetStatusChange", n == 1 ?
+		    l->slots[first].reader : NULL);
 		goto out;
 	}
 	for (i = 0; i < n; i++) {
@@ -328,9 +343,7 @@ pcsc_slot_connect(struct pcsc_link *l, struct pcsc_slot *s)
 		pcsc_ctx_drop(&s->ctx);
 	}
 	if (rv != SCARD_S_SUCCESS) {
-		ml_debug("pcsc: SCardConnect %s: %s", s->reader,
-		    pcsc_stringify_error(rv));
-		r = pcsc_err(rv);
+		r = pcsc_fail(rv, "SCardConnect", s->reader);
 		goto out;
 	}
 	s->connected = true;
@@ -380,9 +393,7 @@ pcsc_list_readers(struct pcsc_ctx *c, char **ret_list, DWORD *ret_len)
 		rv = SCardListReaders(c->h, NULL, list, &len);
 	}
 	if (rv != SCARD_S_SUCCESS) {
-		ml_debug("pcsc: SCardListReaders: %s",
-		    pcsc_stringify_error(rv));
-		r = pcsc_err(rv);
+		r = pcsc_fail(rv, "SCardListReaders", NULL);
 		goto out;
 	}
 	*ret_list = list;
@@ -443,8 +454,8 @@ pcsc_open(const char *arg, void **ret_state)
 		}
 	}
 	if (n == 0) {
-		ml_debug("pcsc: no reader matches \"%s\"", arg);
-		r = ML_ERR_NOT_FOUND;
+		r = ml_errf(ML_ERR_NOT_FOUND, "pcsc: no reader name contains "
+		    "\"%s\"", arg);
 		goto out;
 	}
 	ML_ENSURE((l = calloc(1, sizeof(*l) + n * sizeof(l->slots[0]))) !=
@@ -554,9 +565,7 @@ pcsc_transmit(void *state, size_t slot, uint64_t generation,
 	rv = SCardTransmit(s->card, pcsc_pci(s->proto), cmd, (DWORD)cmd_len,
 	    NULL, resp, &rlen);
 	if (rv != SCARD_S_SUCCESS) {
-		ml_debug("pcsc: SCardTransmit %s: %s", s->reader,
-		    pcsc_stringify_error(rv));
-		r = pcsc_err(rv);
+		r = pcsc_fail(rv, "SCardTransmit", s->reader);
 		if (rv == SCARD_W_RESET_CARD) {
 			pcsc_bump_gen(l, s);
 		}
@@ -575,13 +584,15 @@ pcsc_transmit(void *state, size_t slot, uint64_t generation,
 		 * reports a dropped virtual card as an empty answer).  Start
 		 * over next time; if the chip is gone or changed, say so.
 		 */
-		ml_debug("pcsc: %s: answer without a status word", s->reader);
 		pcsc_slot_drop(s);
 		r = ML_ERR_IO;
 		if (pcsc_refresh(l, s, &gen) == 0 && (gen != s->conn_gen ||
 		    !pcsc_is_present(l, s))) {
 			r = ML_ERR_REMOVED;
 		}
+		(void)ml_errf(r, "reader %s: the chip answered without a "
+		    "status word%s", s->reader, r == ML_ERR_REMOVED ?
+		    " (removed)" : "");
 		goto out;
 	}
 	ML_ENSURE(rlen <= resp_cap, ML_ERR_FORMAT);
@@ -695,11 +706,8 @@ pcsc_wait(void *state, int timeout_ms, size_t *ret_slot)
 			pcsc_ctx_drop(&l->wait_ctx);
 		}
 		if (rv != SCARD_S_SUCCESS) {
-			r = pcsc_err(rv);
-			if (r != ML_ERR_TIMEOUT) {
-				ml_debug("pcsc: SCardGetStatusChange: %s",
-				    pcsc_stringify_error(rv));
-			}
+			r = rv == SCARD_E_TIMEOUT ? ML_ERR_TIMEOUT :
+			    pcsc_fail(rv, "SCardGetStatusChange", NULL);
 			goto out;
 		}
 		for (i = 0; i < l->nslots; i++) {

@@ -8,8 +8,9 @@
 
 /* One slot per thread: the code it was recorded for, and the text. */
 static __thread struct {
-	int	 code;
-	char	 msg[ML_ERRCTX_MAX];
+	int		 code;
+	unsigned	 seq;		/* bumped by each recording */
+	char		 msg[ML_ERRCTX_MAX];
 } errctx;
 
 const char *
@@ -50,6 +51,7 @@ errctx_set(const char *fn, int r, const char *suffix, const char *fmt,
 		    suffix);
 	}
 	errctx.code = r;
+	errctx.seq++;
 	ml_debug("%s: %s (%s)", fn, errctx.msg, ml_errname(r));
 }
 
@@ -104,7 +106,23 @@ ml_errpre(int r, const char *fmt, ...)
 		memcpy(errctx.msg + n, old, strlen(old) + 1);
 	}
 	errctx.code = r;
+	errctx.seq++;
 	return r;
+}
+
+int
+ml_errrecode(int r, int to)
+{
+	if (r == to || to == 0) {
+		return to;
+	}
+	if (!ml_errctx_has(r)) {
+		(void)snprintf(errctx.msg, sizeof(errctx.msg), "%s",
+		    ml_strerror(r));
+	}
+	errctx.code = to;
+	errctx.seq++;
+	return to;
 }
 
 int
@@ -124,4 +142,16 @@ ml_errclear(void)
 {
 	errctx.code = 0;
 	errctx.msg[0] = '\0';
+}
+
+unsigned
+ml_errctx_mark(void)
+{
+	return errctx.seq;
+}
+
+int
+ml_errctx_since(unsigned mark, int r)
+{
+	return ml_errctx_has(r) && errctx.seq != mark;
 }

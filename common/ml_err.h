@@ -92,11 +92,27 @@ int		 ml_errf_sys_at(const char *fn, int r, const char *fmt, ...)
 int		 ml_errpre(int r, const char *fmt, ...)
 		    __attribute__((format(printf, 2, 3)));
 
+/*
+ * A layer that translates r into another code keeps the context with it:
+ * returns `to`, now labelled by what r's context said (or by
+ * ml_strerror(r) when it had none).
+ */
+int		 ml_errrecode(int r, int to);
+
 /* The context recorded for r on this thread, else ml_strerror(r). */
 const char	*ml_errmsg(int r);
 /* True when this thread holds a context for r. */
 int		 ml_errctx_has(int r);
 /* Forget this thread's context. */
 void		 ml_errclear(void);
+/*
+ * A mark for "did the callee record a context?": take ml_errctx_mark()
+ * before a call, and after it fails ml_errctx_since(mark, r) is true only
+ * if a context for r was recorded in between (not left over from before).
+ * Lets a layer add the object it knows (a reader name) only when the layer
+ * below said nothing.
+ */
+unsigned	 ml_errctx_mark(void);
+int		 ml_errctx_since(unsigned mark, int r);
 
 #endif

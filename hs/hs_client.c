@@ -186,28 +186,35 @@ hs_connect(const char *host, const char *port, const struct hs_client_cfg *cfg,
     struct hs_chan **ret_chan, int *ret_alert)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL, *ai;
-	int fd = -1, one = 1, r = ML_ERR_IO;
+	int fd = -1, one = 1, gai, err = 0, r = ML_ERR_IO;
 
-	if (getaddrinfo(host, port, &hints, &res) != 0) {
-		return ML_ERR_IO;
+	if (ret_alert != NULL) {
+		*ret_alert = HS_ALERT_NONE;
+	}
+	if ((gai = getaddrinfo(host, port, &hints, &res)) != 0) {
+		return ml_errf(ML_ERR_IO, "cannot resolve %s port %s: %s", host,
+		    port, gai == EAI_SYSTEM ? strerror(errno) :
+		    gai_strerror(gai));
 	}
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
 		if ((fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
 		    ai->ai_protocol)) < 0) {
+			err = errno;
 			continue;
 		}
 		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
 			break;
 		}
+		err = errno;
 		close(fd);
 		fd = -1;
 	}
 	freeaddrinfo(res);
 	if (fd < 0) {
-		if (ret_alert != NULL) {
-			*ret_alert = HS_ALERT_NONE;
-		}
-		return ML_ERR_IO;
+		/* the last address's reason: "Connection refused", ... */
+		errno = err;
+		return ml_errf_sys(ML_ERR_IO, "cannot connect to %s port %s",
+		    host, port);
 	}
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if ((r = hs_client_fd(fd, cfg, ret_chan, ret_alert)) != 0) {

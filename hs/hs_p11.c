@@ -25,6 +25,7 @@
 
 #include "hs_p11.h"
 #include "ml_log.h"
+#include "ml_secret.h"
 #include "ml_wipe.h"
 #include <unistd.h>
 
@@ -169,9 +170,6 @@ static int
 read_pin(const struct p11_uri *u, char pin[P11_MAX_PIN])
 {
 	const char *path = u->pin_source;
-	ssize_t k;
-	size_t n;
-	int fd;
 
 	if (u->pin_value[0] != '\0') {
 		ml_warn("p11: pin-value in a key URI is visible to other users "
@@ -183,27 +181,7 @@ read_pin(const struct p11_uri *u, char pin[P11_MAX_PIN])
 		pin[0] = '\0';
 		return 0;
 	}
-	if (strncmp(path, "file:", 5) == 0) {
-		path += 5;
-	}
-	/* read(2), not stdio: no library buffer keeps a copy of the PIN */
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-		ml_err("p11: cannot read pin-source %s", path);
-		return ML_ERR_IO;
-	}
-	do {
-		k = read(fd, pin, P11_MAX_PIN - 1);
-	} while (k < 0 && errno == EINTR);
-	close(fd);
-	if (k < 0) {
-		return ML_ERR_IO;
-	}
-	n = (size_t)k;
-	pin[n] = '\0';
-	while (n > 0 && (pin[n - 1] == '\n' || pin[n - 1] == '\r')) {
-		pin[--n] = '\0';
-	}
-	return 0;
+	return ml_pin_read(path, NULL, pin, P11_MAX_PIN);
 }
 
 /* Drop the module session (not the saved URI and PIN). */

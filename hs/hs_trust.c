@@ -202,6 +202,7 @@ load_cert_file(const char *path)
 	X509 *x = NULL;
 
 	if ((b = BIO_new_file(path, "rb")) == NULL) {
+		(void)ml_errf_sys(ML_ERR_CERT, "%s", path);
 		return NULL;
 	}
 	if ((x = X509_new_ex(ml_ossl_ctx(), NULL)) == NULL) {
@@ -213,6 +214,8 @@ load_cert_file(const char *path)
 		if (d2i_X509_bio(b, &x) == NULL) {
 			X509_free(x);
 			x = NULL;
+			(void)ml_errf(ML_ERR_CERT, "%s: not a PEM or DER "
+			    "certificate", path);
 		}
 	}
 out:
@@ -227,12 +230,16 @@ load_crl_file(const char *path)
 	X509_CRL *c;
 
 	if ((b = BIO_new_file(path, "rb")) == NULL) {
+		(void)ml_errf_sys(ML_ERR_CERT, "%s", path);
 		return NULL;
 	}
 	if ((c = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL)) == NULL) {
 		(void)BIO_reset(b);
 		ERR_clear_error();
-		c = d2i_X509_CRL_bio(b, NULL);
+		if ((c = d2i_X509_CRL_bio(b, NULL)) == NULL) {
+			(void)ml_errf(ML_ERR_CERT, "%s: not a PEM or DER CRL",
+			    path);
+		}
 	}
 	BIO_free(b);
 	return c;
@@ -317,13 +324,13 @@ hs_trust_load(const char *ca_path, const char *crl_path,
 	ML_TRY(ml_ossl_init());
 	ML_ENSURE(ca_path != NULL && ret_trust != NULL, ML_ERR_ARG);
 	if ((root = load_cert_file(ca_path)) == NULL) {
-		ml_err("trust: cannot load CA root %s", ca_path);
-		r = ML_ERR_CERT;
+		r = ml_errpre(ML_ERR_CERT, "CA root");
+		ml_err("%s", ml_errmsg(r));
 		goto out;
 	}
 	if (crl_path != NULL && (crl = load_crl_file(crl_path)) == NULL) {
-		ml_err("trust: cannot load CRL %s", crl_path);
-		r = ML_ERR_CERT;
+		r = ml_errpre(ML_ERR_CERT, "CRL");
+		ml_err("%s", ml_errmsg(r));
 		goto out;
 	}
 	r = trust_new(root, crl, ret_trust);
@@ -560,7 +567,10 @@ hs_chain_load(const char *pem_path, struct hs_chain *ret)
 
 	memset(&c, 0, sizeof(c));
 	ML_TRY(ml_ossl_init());
-	ML_ENSURE((b = BIO_new_file(pem_path, "rb")) != NULL, ML_ERR_IO);
+	if ((b = BIO_new_file(pem_path, "rb")) == NULL) {
+		r = ml_errf_sys(ML_ERR_IO, "%s", pem_path);
+		goto out;
+	}
 	while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
 		ML_ENSURE(c.n < HS_MAX_CHAIN, ML_ERR_TOO_LARGE);
 		ML_ENSURE((n = i2d_X509(x, &der)) > 0 && n <= HS_MAX_CERT,
@@ -575,7 +585,11 @@ hs_chain_load(const char *pem_path, struct hs_chain *ret)
 		X509_free(x);
 		x = NULL;
 	}
-	ML_ENSURE(c.n >= 1, ML_ERR_CERT);
+	if (c.n == 0) {
+		r = ml_errf(ML_ERR_CERT, "%s: no PEM certificate in it",
+		    pem_path);
+		goto out;
+	}
 	*ret = c;
 	memset(&c, 0, sizeof(c));
 	r = 0;

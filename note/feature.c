@@ -13,6 +13,7 @@
 #include "feature.h"
 #include "ml_ossl.h"
 #include "ml_rd.h"
+#include "ml_secret.h"
 #include "ml_wipe.h"
 #include "ml_wr.h"
 
@@ -252,80 +253,15 @@ feature_verify(const uint8_t key[static FEATURE_KEY_LEN], const uint8_t *f,
 	return parse(key, NULL, f, n, ret_id);
 }
 
-static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9') {
-		return c - '0';
-	}
-	if (c >= 'a' && c <= 'f') {
-		return c - 'a' + 10;
-	}
-	if (c >= 'A' && c <= 'F') {
-		return c - 'A' + 10;
-	}
-	return -1;
-}
-
+/* The key file format and its checks are common/ml_secret.c's. */
 int
 feature_key_load(const char *path, uint8_t ret_key[static FEATURE_KEY_LEN])
 {
-	char buf[FEATURE_KEY_LEN * 2 + 8];
-	uint8_t key[FEATURE_KEY_LEN];
-	struct stat st;
-	ssize_t n;
-	size_t i;
-	int fd = -1, r;
-
-	ML_ENSURE((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0, ML_ERR_IO);
-	ML_ENSURE(fstat(fd, &st) == 0, ML_ERR_IO);
-	ML_ENSURE((st.st_mode & 077) == 0, ML_ERR_PERM);
-	n = read(fd, buf, sizeof(buf));
-	ML_ENSURE(n >= FEATURE_KEY_LEN * 2, ML_ERR_FORMAT);
-	for (i = FEATURE_KEY_LEN * 2; i < (size_t)n; i++) {
-		ML_ENSURE(buf[i] == '\n' || buf[i] == ' ' || buf[i] == '\r' ||
-		    buf[i] == '\t', ML_ERR_FORMAT);
-	}
-	for (i = 0; i < FEATURE_KEY_LEN; i++) {
-		int hi = hexval(buf[2 * i]), lo = hexval(buf[2 * i + 1]);
-
-		ML_ENSURE(hi >= 0 && lo >= 0, ML_ERR_FORMAT);
-		key[i] = (uint8_t)(hi << 4 | lo);
-	}
-	memcpy(ret_key, key, FEATURE_KEY_LEN);
-	r = 0;
-out:
-	if (fd >= 0) {
-		close(fd);
-	}
-	ml_wipe(buf, sizeof(buf));
-	ml_wipe(key, sizeof(key));
-	return r;
+	return ml_keyfile_read(path, ret_key, FEATURE_KEY_LEN);
 }
 
 int
 feature_key_create(const char *path)
 {
-	uint8_t key[FEATURE_KEY_LEN];
-	char hex[FEATURE_KEY_LEN * 2 + 1];
-	size_t i;
-	int fd = -1, r;
-
-	ML_TRY(ml_rand(key, sizeof(key)));
-	for (i = 0; i < FEATURE_KEY_LEN; i++) {
-		snprintf(hex + 2 * i, 3, "%02x", key[i]);
-	}
-	hex[FEATURE_KEY_LEN * 2] = '\n';
-	ML_ENSURE((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-	    0600)) >= 0, errno == EEXIST ? ML_ERR_EXISTS : ML_ERR_IO);
-	ML_ENSURE(write(fd, hex, sizeof(hex)) == (ssize_t)sizeof(hex) &&
-	    fsync(fd) == 0, ML_ERR_IO);
-	r = 0;
-out:
-	if (fd >= 0) {
-		close(fd);
-	}
-	ml_wipe(key, sizeof(key));
-	ml_wipe(hex, sizeof(hex));
-	return r;
+	return ml_keyfile_create(path, FEATURE_KEY_LEN);
 }

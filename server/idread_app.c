@@ -79,7 +79,7 @@ idr_app_init(const struct hs_app_env *env, void **ret_ctx)
 	a->reg = env->registry;
 	if ((r = sam_open(spec, &a->sam)) != 0) {
 		ml_warn("idread: no SAM (%s: %s): ID reads will be refused",
-		    spec, ml_strerror(r));
+		    spec, ml_errmsg(r));
 		*ret_ctx = a;
 		a = NULL;
 		r = 0;

@@ -352,7 +352,7 @@ apps_init(struct srv *s)
 			return ML_ERR_FULL;
 		}
 		if (a->init != NULL && (r = a->init(&env, &ctx)) != 0) {
-			ml_err("app %s: init failed: %s", a->name, ml_errname(r));
+			ml_err("app %s: init failed: %s", a->name, ml_errmsg(r));
 			return r;
 		}
 		s->apps[s->napps].app = a;
@@ -424,7 +424,7 @@ cmd_run(struct cli *cl)
 	}
 	if ((r = mon_start(monitor, s->o.workers + 2, s->o.module, s->o.key,
 	    cl->verbose, &s->mon)) != 0) {
-		ml_err("cannot start the HSM monitor: %s", ml_errname(r));
+		ml_err("cannot start the HSM monitor: %s", ml_errmsg(r));
 		goto out;
 	}
 	mon_set_global(s->mon);
@@ -433,7 +433,7 @@ cmd_run(struct cli *cl)
 
 	ML_TRY(hs_trust_load(s->o.ca, s->o.crl[0] ? s->o.crl : NULL, &s->trust));
 	if ((r = hs_chain_load(s->o.cert, &s->chain)) != 0) {
-		ml_err("cannot load server certificate chain %s", s->o.cert);
+		ml_err("server certificate chain: %s", ml_errmsg(r));
 		goto out;
 	}
 	ML_TRY(hs_cert_facts(s->chain.blob[0].p, s->chain.blob[0].len, &ci));
@@ -445,7 +445,10 @@ cmd_run(struct cli *cl)
 		goto out;
 	}
 	if ((r = reg_open(s->o.registry, &s->reg)) != 0) {
-		ml_err("cannot open registry %s", s->o.registry);
+		if (!ml_errctx_has(r)) {
+			(void)ml_errpre(r, "%s", s->o.registry);
+		}
+		ml_err("cannot open registry: %s", ml_errmsg(r));
 		goto out;
 	}
 	s->hscfg.cred.keyops = &s->keyops;
@@ -636,7 +639,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 	if (r != 0) {
-		fprintf(stderr, "mintline-server: %s\n", ml_strerror(r));
+		fprintf(stderr, "mintline-server: %s\n", ml_errmsg(r));
 		return 1;
 	}
 	return 0;

@@ -115,13 +115,20 @@ note_pub_load(const char *spec, uint8_t ret_pub[static ML_P256_PUB_LEN])
 		ML_ENSURE(m != NULL, ML_ERR_STATE);
 		return mon_pubkey(m, spec, ret_pub);
 	}
-	ML_ENSURE((bio = BIO_new_file(spec, "r")) != NULL, ML_ERR_IO);
+	if ((bio = BIO_new_file(spec, "r")) == NULL) {
+		r = ml_errf_sys(ML_ERR_IO, "%s", spec);
+		goto out;
+	}
 	pk = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
 	if (pk == NULL) {
 		(void)BIO_reset(bio);
 		pk = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
 	}
-	ML_ENSURE(pk != NULL, ML_ERR_FORMAT);
+	if (pk == NULL) {
+		r = ml_errf(ML_ERR_FORMAT, "%s: not a PEM public or private key",
+		    spec);
+		goto out;
+	}
 	ML_ENSURE(EVP_PKEY_get_octet_string_param(pk,
 	    OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, pub, sizeof(pub), &n) == 1 &&
 	    n == sizeof(pub), ML_ERR_FORMAT);

@@ -78,14 +78,14 @@ note_app_init(const struct hs_app_env *env, void **ret_ctx)
 		ML_ENSURE(cfg.nissuers < REG_NOTE_MAX_ISSUERS, ML_ERR_TOO_LARGE);
 		if ((r = note_pub_load(tok, cfg.issuers[cfg.nissuers])) != 0) {
 			ml_err("note: issuer key %zu: %s", cfg.nissuers + 1,
-			    ml_strerror(r));
+			    ml_errmsg(r));
 			goto out;
 		}
 		cfg.nissuers++;
 	}
 	if (fk != NULL && *fk != '\0') {
 		if ((r = feature_key_load(fk, fkey)) != 0) {
-			ml_err("note: feature key: %s", ml_strerror(r));
+			ml_err("note: feature key: %s", ml_errmsg(r));
 			goto out;
 		}
 		cfg.feature_key = fkey;
@@ -95,7 +95,7 @@ note_app_init(const struct hs_app_env *env, void **ret_ctx)
 		if ((r = note_db_reg_open(env->registry, &a->db)) != 0) {
 			ml_err("note: the server registry cannot hold notes "
 			    "(%s): use a PostgreSQL registry or a file",
-			    ml_strerror(r));
+			    ml_errmsg(r));
 			goto out;
 		}
 	} else if (reg_target_is_pg(db)) {
@@ -108,7 +108,7 @@ note_app_init(const struct hs_app_env *env, void **ret_ctx)
 	cfg.db = a->db;
 	if (sk != NULL && *sk != '\0') {
 		if ((r = note_p11_open(sk, &a->seal)) != 0) {
-			ml_err("note: seal key: %s", ml_strerror(r));
+			ml_err("note: seal key: %s", ml_errmsg(r));
 			goto out;
 		}
 		note_p11_keyops(a->seal, &cfg.server_keys);

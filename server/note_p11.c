@@ -20,11 +20,13 @@
 #include <openssl/ec.h>
 #include <openssl/ecdh.h>
 #include <openssl/ecdsa.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <p11-kit/uri.h>
 
 #include "ml_log.h"
+#include "ml_secret.h"
 #include "ml_wipe.h"
 #include "note_p11.h"
 
@@ -85,37 +87,6 @@ key_matches(P11KitUri *uri, const PKCS11_KEY *k)
 	return true;
 }
 
-/* Read the PIN from a pin-source ("file:PATH" or PATH); first line only. */
-static int
-read_pin(const char *src, char ret_pin[static PIN_MAX + 1])
-{
-	char buf[PIN_MAX + 2];
-	FILE *f;
-	size_t n;
-
-	if (strncmp(src, "file:", 5) == 0) {
-		src += 5;
-	}
-	if ((f = fopen(src, "re")) == NULL) {
-		ml_err("pin-source %s: %s", src, strerror(errno));
-		return ML_ERR_IO;
-	}
-	if (fgets(buf, sizeof(buf), f) == NULL) {
-		buf[0] = '\0';
-	}
-	fclose(f);
-	n = strcspn(buf, "\r\n");
-	buf[n] = '\0';
-	if (n == 0 || n > PIN_MAX) {
-		ml_wipe(buf, sizeof(buf));
-		ml_err("pin-source %s: no usable PIN in the first line", src);
-		return ML_ERR_FORMAT;
-	}
-	memcpy(ret_pin, buf, n + 1);
-	ml_wipe(buf, sizeof(buf));
-	return 0;
-}
-
 static int
 ec_point_bytes(const EC_KEY *ec, uint8_t ret_pub[static ML_P256_PUB_LEN])
 {
@@ -159,13 +130,13 @@ p11_begin(const char *uristr, bool want_login, struct note_p11 *k,
 
 	ML_ENSURE((uri = p11_kit_uri_new()) != NULL, ML_ERR_NOMEM);
 	if (p11_kit_uri_parse(uristr, P11_KIT_URI_FOR_ANY, uri) != P11_KIT_URI_OK) {
-		ml_err("not a pkcs11: URI");
-		r = ML_ERR_ARG;
+		r = ml_errf(ML_ERR_ARG, "'%.128s' is not a pkcs11: URI", uristr);
 		goto out;
 	}
 	if (p11_kit_uri_get_pin_value(uri) != NULL) {
-		ml_err("pkcs11: URI: pin-value refused; use pin-source=file:PATH");
-		r = ML_ERR_ARG;
+		/* the URI holds the PIN: never echoed */
+		r = ml_errf(ML_ERR_ARG, "pkcs11: URI: pin-value refused; use "
+		    "pin-source=file:PATH");
 		goto out;
 	}
 	module = p11_kit_uri_get_module_path(uri);
@@ -174,10 +145,9 @@ p11_begin(const char *uristr, bool want_login, struct note_p11 *k,
 	}
 	ML_ENSURE((k->ctx = PKCS11_CTX_new()) != NULL, ML_ERR_NOMEM);
 	if (PKCS11_CTX_load(k->ctx, module) != 0) {
-		ml_err("cannot load PKCS#11 module %s", module);
 		PKCS11_CTX_free(k->ctx);
 		k->ctx = NULL;
-		r = ML_ERR_IO;
+		r = ml_errf(ML_ERR_IO, "cannot load PKCS#11 module %s", module);
 		goto out;
 	}
 	ML_ENSURE(PKCS11_enumerate_slots(k->ctx, &k->slots, &k->nslots) == 0,
@@ -189,25 +159,32 @@ p11_begin(const char *uristr, bool want_login, struct note_p11 *k,
 			continue;
 		}
 		if (tok != NULL) {
-			ml_err("pkcs11: URI matches more than one token");
-			r = ML_ERR_EXISTS;
+			r = ml_errf(ML_ERR_EXISTS, "%s: matches more than one "
+			    "token in %s", uristr, module);
 			goto out;
 		}
 		tok = t;
 	}
 	if (tok == NULL) {
-		ml_err("pkcs11: URI matches no token");
-		r = ML_ERR_NOT_FOUND;
+		r = ml_errf(ML_ERR_NOT_FOUND, "%s: no such token in %s",
+		    uristr, module);
 		goto out;
 	}
 	pinsrc = p11_kit_uri_get_pin_source(uri);
 	if (want_login) {
 		ML_ENSURE(pinsrc != NULL, ML_ERR_ARG);
-		ML_TRY(read_pin(pinsrc, pin));
+		ML_TRY(ml_pin_read(pinsrc, NULL, pin, sizeof(pin)));
 		r = PKCS11_login(tok->slot, 0, pin) == 0 ? 0 : ML_ERR_PIN;
 		ml_wipe(pin, sizeof(pin));
 		if (r != 0) {
-			ml_err("token login refused");
+			/* libp11 queues the module's CKR as an OpenSSL error */
+			const char *why = ERR_reason_error_string(
+			    ERR_peek_last_error());
+
+			(void)ml_errf(r, "%s: token \"%.32s\": login refused: "
+			    "%s (PIN from %s)", uristr, tok->label,
+			    why != NULL ? why : "wrong PIN or PIN locked", pinsrc);
+			ERR_clear_error();
 			goto out;
 		}
 	}
@@ -302,15 +279,15 @@ note_p11_open(const char *uristr, struct note_p11 **ret)
 			continue;
 		}
 		if (found != NULL) {
-			ml_err("pkcs11: URI matches more than one private key");
-			r = ML_ERR_EXISTS;
+			r = ml_errf(ML_ERR_EXISTS, "%s: matches more than one "
+			    "private key", uristr);
 			goto out;
 		}
 		found = &keys[i];
 	}
 	if (found == NULL) {
-		ml_err("pkcs11: URI matches no private key");
-		r = ML_ERR_NOT_FOUND;
+		r = ml_errf(ML_ERR_NOT_FOUND, "%s: no such private key",
+		    uristr);
 		goto out;
 	}
 	ML_ENSURE((k->pkey = PKCS11_get_private_key(found)) != NULL, ML_ERR_IO);
@@ -474,13 +451,20 @@ note_pub_load(const char *spec, uint8_t ret_pub[static ML_P256_PUB_LEN])
 		}
 		return r;
 	}
-	ML_ENSURE((bio = BIO_new_file(spec, "r")) != NULL, ML_ERR_IO);
+	if ((bio = BIO_new_file(spec, "r")) == NULL) {
+		r = ml_errf_sys(ML_ERR_IO, "%s", spec);
+		goto out;
+	}
 	pk = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
 	if (pk == NULL) {
 		(void)BIO_reset(bio);
 		pk = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
 	}
-	ML_ENSURE(pk != NULL, ML_ERR_FORMAT);
+	if (pk == NULL) {
+		r = ml_errf(ML_ERR_FORMAT, "%s: not a PEM public or private key",
+		    spec);
+		goto out;
+	}
 	ML_TRY(evp_pub_bytes(pk, ret_pub));
 	r = 0;
 out:

@@ -186,6 +186,11 @@ add_line(struct batch *b, const uint8_t *line, size_t n)
 	unsigned long lineno = ++b->lines;
 	int r, k;
 
+	/* A CSV saved by a spreadsheet starts with a UTF-8 byte order mark */
+	if (lineno == 1 && n >= 3 && memcmp(line, "\xEF\xBB\xBF", 3) == 0) {
+		line += 3;
+		n -= 3;
+	}
 	k = batch_parse_line(line, n, b->n == 0, &id, &why);
 	if (k == BATCH_SKIP) {
 		return 0;

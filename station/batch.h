@@ -7,7 +7,7 @@
  * the first note.  Spaces or tabs around a field and a CR before the LF
  * are allowed.  Every line is parsed through a bounded reader (ml_rd); a
  * malformed line is reported with its number and the rest of the batch
- * goes on.  A line longer than BATCH_LINE_MAX is malformed (and skipped to
+ * goes on.  A UTF-8 byte order mark before the first line is skipped.  A line longer than BATCH_LINE_MAX is malformed (and skipped to
  * its end).  A serial that appeared on an earlier line is reported as a
  * duplicate.
  */

@@ -133,7 +133,7 @@ enr_job(void *ctx, size_t w, struct chipcmd *cc, const char *image)
 		return 0;
 	}
 	if (r != 0) {
-		enr_report(e, ci.serial, "failed", ml_strerror(r), &e->failed);
+		enr_report(e, ci.serial, "failed", ml_errmsg(r), &e->failed);
 		return r == ML_ERR_IO ? r : 0;	/* server away: stop */
 	}
 	if (rep.status == NOTE_ST_REJECT) {
@@ -212,7 +212,7 @@ cmd_enroll(const struct st_opts *so, int argc, char **argv)
 		goto out;
 	}
 	if ((r = note_chan_new(&e->conn, &e->chan)) != 0) {
-		fprintf(stderr, "enroll: channel: %s\n", ml_strerror(r));
+		fprintf(stderr, "enroll: channel: %s\n", ml_errmsg(r));
 		goto out;
 	}
 	lc = (struct note_line_cfg){ .link_spec = e->line, .chips = e->chips,
@@ -228,7 +228,7 @@ cmd_enroll(const struct st_opts *so, int argc, char **argv)
 	    "enrolled, %zu not personalised, %zu failed\n", chips, e->enrolled,
 	    e->again, e->unlocked, e->failed);
 	if (r != 0) {
-		fprintf(stderr, "enroll: %s\n", ml_strerror(r));
+		fprintf(stderr, "enroll: %s\n", ml_errmsg(r));
 		goto out;
 	}
 	rc = e->failed || e->unlocked ? ST_EXIT_PARTIAL : ST_EXIT_OK;

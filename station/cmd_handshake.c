@@ -6,6 +6,7 @@
  * 5 server certificate or signature refused by us.
  */
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 
 #include "hs.h"
 #include "ml_log.h"
+#include "ml_parse.h"
 #include "ml_rd.h"
 #include "st.h"
 
@@ -56,7 +58,7 @@ cmd_handshake(const struct st_opts *so, int argc, char **argv)
 	struct timespec t0, t1;
 	uint8_t buf[256], type;
 	size_t n;
-	long count = 1, hold = 0, i;
+	int64_t count = 1, hold = 0, i;
 	int opt, r;
 
 	st_conn_default(&c);
@@ -65,10 +67,14 @@ cmd_handshake(const struct st_opts *so, int argc, char **argv)
 		if (opt == 'h') {
 			usage(stdout);
 			return 0;
-		} else if (opt == 'n') {
-			count = strtol(optarg, NULL, 10);
-		} else if (opt == 'H') {
-			hold = strtol(optarg, NULL, 10);
+		} else if (opt == 'n' || opt == 'H') {
+			if (ml_parse_i64(optarg, opt == 'n' ? "--count" :
+			    "--hold", opt == 'n' ? 1 : 0, 86400000,
+			    opt == 'n' ? &count : &hold) != 0) {
+				fprintf(stderr, "handshake: %s\n",
+				    ml_errmsg(ML_ERR_ARG));
+				return 1;
+			}
 		} else if (opt < ST_CONN_OPT_BASE ||
 		    st_conn_option(&c, opt, optarg) != 0) {
 			usage(stderr);
@@ -96,7 +102,7 @@ cmd_handshake(const struct st_opts *so, int argc, char **argv)
 				    hs_alert_name(hs_chan_alert(l->chan)));
 			} else {
 				fprintf(stderr, "mintline-station: ping failed: "
-				    "%s\n", ml_strerror(r));
+				    "%s\n", ml_errmsg(r));
 			}
 			st_link_close(l);
 			return exit_for(r, 0);
@@ -120,7 +126,7 @@ cmd_handshake(const struct st_opts *so, int argc, char **argv)
 			    (int)ml_rd_left(&s2), (const char *)ml_rd_ptr(&s2));
 		}
 	}
-	printf("channel ok: %ld ping(s)\n", count);
+	printf("channel ok: %" PRId64 " ping(s)\n", count);
 	if (hold > 0) {
 		struct timespec ts = { hold / 1000, (hold % 1000) * 1000000L };
 

@@ -20,6 +20,8 @@
 
 #include "ml_err.h"
 #include "ml_log.h"
+#include "ml_parse.h"
+#include "ml_secret.h"
 #include "ml_wipe.h"
 
 #include "chip_proto.h"
@@ -31,6 +33,7 @@
 #include "sam.h"		/* server/: loopback seam only */
 
 #include "cmd_idread.h"
+#include "st.h"
 
 #define PIN_MAX		64
 
@@ -44,7 +47,7 @@ struct st_idr {
 	struct hs_peer		 peer;
 	/* network */
 	char			 host[256];
-	char			 port[16];
+	char			 port[ML_PORT_STRLEN];
 	struct hs_trust		*trust;
 	struct hs_chain		 chain;
 	bool			 have_chain;
@@ -138,25 +141,10 @@ idr_usage(const char *cmd, FILE *f)
 	    cmd, IDR_PKT_DEFAULT, IDR_BURST_DEFAULT, IDR_DEADLINE_MS);
 }
 
-static bool
-parse_ulong(const char *s, unsigned long max, unsigned long *ret)
-{
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v > max) {
-		return false;
-	}
-	*ret = v;
-	return true;
-}
-
 int
 st_idr_parse(const char *cmd, int argc, char **argv, struct st_idr_opts *o)
 {
-	unsigned long v;
+	uint64_t v;
 	int c;
 
 	memset(o, 0, sizeof(*o));
@@ -183,7 +171,7 @@ st_idr_parse(const char *cmd, int argc, char **argv, struct st_idr_opts *o)
 			return -1;
 		case OPT_READER_SLOT:
 		case OPT_CARD_SLOT:
-			if (!parse_ulong(optarg, 255, &v)) {
+			if (ml_parse_u64(optarg, NULL, 0, 255, &v) != 0) {
 				goto bad;
 			}
 			if (c == OPT_READER_SLOT) {
@@ -230,7 +218,7 @@ st_idr_parse(const char *cmd, int argc, char **argv, struct st_idr_opts *o)
 			o->photo = optarg;
 			break;
 		case OPT_WAIT:
-			if (!parse_ulong(optarg, 86400000, &v)) {
+			if (ml_parse_u64(optarg, NULL, 0, 86400000, &v) != 0) {
 				goto bad;
 			}
 			o->wait_ms = (int)v;
@@ -245,26 +233,26 @@ st_idr_parse(const char *cmd, int argc, char **argv, struct st_idr_opts *o)
 			}
 			break;
 		case OPT_IDLE:
-			if (!parse_ulong(optarg, 86400000, &v) || v == 0) {
+			if (ml_parse_u64(optarg, NULL, 0, 86400000, &v) != 0 || v == 0) {
 				goto bad;
 			}
 			o->rc.idle_ms = (uint32_t)v;
 			break;
 		case OPT_PKT_SIZE:
-			if (!parse_ulong(optarg, IDR_PKT_MAX, &v) ||
+			if (ml_parse_u64(optarg, NULL, 0, IDR_PKT_MAX, &v) != 0 ||
 			    v < IDR_PKT_MIN) {
 				goto bad;
 			}
 			o->rc.pkt_size = (uint16_t)v;
 			break;
 		case OPT_PER_RECORD:
-			if (!parse_ulong(optarg, IDR_BURST_MAX, &v) || v == 0) {
+			if (ml_parse_u64(optarg, NULL, 0, IDR_BURST_MAX, &v) != 0 || v == 0) {
 				goto bad;
 			}
 			o->rc.per_record = (uint8_t)v;
 			break;
 		case OPT_TIMEOUT:
-			if (!parse_ulong(optarg, 600000, &v) || v == 0) {
+			if (ml_parse_u64(optarg, NULL, 0, 600000, &v) != 0 || v == 0) {
 				goto bad;
 			}
 			o->rc.timeout_ms = (int)v;
@@ -275,7 +263,7 @@ st_idr_parse(const char *cmd, int argc, char **argv, struct st_idr_opts *o)
 		case OPT_INJ_LOSS:
 		case OPT_INJ_CORRUPT:
 		case OPT_INJ_DUP:
-			if (!parse_ulong(optarg, 1000, &v)) {
+			if (ml_parse_u64(optarg, NULL, 0, 1000, &v) != 0) {
 				goto bad;
 			}
 			if (c == OPT_INJ_LOSS) {
@@ -290,19 +278,19 @@ st_idr_parse(const char *cmd, int argc, char **argv, struct st_idr_opts *o)
 			o->faults.reorder = true;
 			break;
 		case OPT_INJ_NEVER:
-			if (!parse_ulong(optarg, IDR_MAX_PKTS, &v)) {
+			if (ml_parse_u64(optarg, NULL, 0, IDR_MAX_PKTS, &v) != 0) {
 				goto bad;
 			}
 			o->faults.never = (int)v;
 			break;
 		case OPT_INJ_SEED:
-			if (!parse_ulong(optarg, ~0ul, &v)) {
+			if (ml_parse_u64(optarg, NULL, 0, ~0ul, &v) != 0) {
 				goto bad;
 			}
 			o->faults.seed = v;
 			break;
 		case OPT_INJ_REMOVE:
-			if (!parse_ulong(optarg, 1000, &v)) {
+			if (ml_parse_u64(optarg, NULL, 0, 1000, &v) != 0) {
 				goto bad;
 			}
 			o->remove_after = (int)v;
@@ -333,66 +321,6 @@ bad:
 	return IDR_EXIT_USAGE;
 }
 
-/* First line of a pin-source ("file:PATH" or PATH), or a prompt. */
-static int
-read_pin(const char *src, const char *what, char ret[static PIN_MAX])
-{
-	char buf[PIN_MAX + 2];
-	const char *path;
-	char *p;
-	FILE *f;
-	int r;
-
-	memset(buf, 0, sizeof(buf));
-	if (src == NULL) {
-		char prompt[64];
-
-		snprintf(prompt, sizeof(prompt), "%s: ", what);
-		ML_ENSURE((p = getpass(prompt)) != NULL, ML_ERR_IO);
-		ML_ENSURE(strlen(p) < PIN_MAX, ML_ERR_TOO_LARGE);
-		snprintf(ret, PIN_MAX, "%s", p);
-		ml_wipe(p, strlen(p));
-		r = 0;
-		goto out;
-	}
-	path = strncmp(src, "file:", 5) == 0 ? src + 5 : src;
-	ML_ENSURE((f = fopen(path, "r")) != NULL, ML_ERR_IO);
-	p = fgets(buf, sizeof(buf), f);
-	fclose(f);
-	ML_ENSURE(p != NULL, ML_ERR_FORMAT);
-	buf[strcspn(buf, "\r\n")] = '\0';
-	ML_ENSURE(strlen(buf) >= 1 && strlen(buf) < PIN_MAX, ML_ERR_FORMAT);
-	memcpy(ret, buf, strlen(buf) + 1);
-	r = 0;
-out:
-	ml_wipe(buf, sizeof(buf));
-	return r;
-}
-
-static int
-split_hostport(const char *hp, char *host, size_t hcap, char *port,
-    size_t pcap)
-{
-	const char *colon = strrchr(hp, ':');
-	size_t hl;
-
-	if (colon == NULL || colon == hp || colon[1] == '\0') {
-		return ML_ERR_ARG;
-	}
-	hl = (size_t)(colon - hp);
-	if (hp[0] == '[' && hl >= 2 && hp[hl - 1] == ']') {	/* [v6]:port */
-		hp++;
-		hl -= 2;
-	}
-	if (hl >= hcap || strlen(colon + 1) >= pcap) {
-		return ML_ERR_TOO_LARGE;
-	}
-	memcpy(host, hp, hl);
-	host[hl] = '\0';
-	snprintf(port, pcap, "%s", colon + 1);
-	return 0;
-}
-
 int
 st_idr_open(const struct st_idr_opts *o, struct st_idr **ret)
 {
@@ -404,17 +332,17 @@ st_idr_open(const struct st_idr_opts *o, struct st_idr **ret)
 	memset(so_pin, 0, sizeof(so_pin));
 	ML_ENSURE((s = calloc(1, sizeof(*s))) != NULL, ML_ERR_NOMEM);
 	s->o = *o;
-	ML_TRY(read_pin(o->pin_source, "reader chip PIN", pin));
+	ML_TRY(ml_pin_read(o->pin_source, "reader chip PIN", pin, sizeof(pin)));
 	s->o.rc.pin = pin;
 	if (o->so_pin_source != NULL) {
-		ML_TRY(read_pin(o->so_pin_source, "reader chip SO PIN",
-		    so_pin));
+		ML_TRY(ml_pin_read(o->so_pin_source, "reader chip SO PIN",
+		    so_pin, sizeof(so_pin)));
 		s->o.rc.so_pin = so_pin;
 	}
 	ML_TRY(chiplink_open(o->link, &s->link));
 	if ((r = idr_reader_open(s->link, &s->o.rc, &s->ir)) != 0) {
 		ml_err("reader secure chip at position %zu: %s",
-		    o->rc.reader_slot, ml_strerror(r));
+		    o->rc.reader_slot, ml_errmsg(r));
 		goto out;
 	}
 	s->o.rc.pin = NULL;
@@ -426,7 +354,7 @@ st_idr_open(const struct st_idr_opts *o, struct st_idr **ret)
 	 * tests/fault/pcsc-reader-cache.sh. */
 	if ((r = idr_reader_forget(s->ir)) != 0) {
 		ml_err("reader secure chip: cannot clear the ID cache: %s",
-		    ml_strerror(r));
+		    ml_errmsg(r));
 		goto out;
 	}
 	if (o->remove_after >= 0) {
@@ -445,8 +373,8 @@ st_idr_open(const struct st_idr_opts *o, struct st_idr **ret)
 		    s->serial);
 		snprintf(s->peer.certno, sizeof(s->peer.certno), "LOOPBACK");
 	} else {
-		ML_TRY(split_hostport(o->server, s->host, sizeof(s->host),
-		    s->port, sizeof(s->port)));
+		ML_TRY(ml_hostport_split(o->server, s->host, sizeof(s->host),
+		    s->port));
 		ML_TRY(hs_trust_load(o->ca, NULL, &s->trust));
 		ML_TRY(hs_chain_load(o->cert, &s->chain));
 		s->have_chain = true;
@@ -455,13 +383,13 @@ st_idr_open(const struct st_idr_opts *o, struct st_idr **ret)
 			/* through PKCS#11 (C_Sign, C_DeriveKey, ...) */
 			if ((r = hs_p11_open(o->module, o->key, &s->p11)) != 0) {
 				ml_err("reader key %s: %s", o->key,
-				    ml_strerror(r));
+				    ml_errmsg(r));
 				goto out;
 			}
 			hs_p11_keyops(s->p11, &s->keyops);
 		} else if ((r = idr_reader_keyops(s->ir, &s->keyops)) != 0) {
 			ml_err("no signing key in the reader secure chip: %s",
-			    ml_strerror(r));
+			    ml_errmsg(r));
 			goto out;
 		}
 		s->hcfg.flow = (enum hs_flow)o->flow;
@@ -534,19 +462,14 @@ st_connect(void *ctx, struct idr_link *ret)
 	if (s->srv != NULL) {
 		return idr_link_loop(idr_srv_handle, s->srv, &s->peer, ret);
 	}
-	if ((r = hs_connect(s->host, s->port, &s->hcfg, &c, &alert)) != 0) {
-		if (r == ML_ERR_REJECTED) {
-			ml_err("server refused the reader: %s",
-			    hs_alert_text(alert));
-		} else {
-			ml_err("handshake with %s:%s failed: %s", s->host,
-			    s->port, ml_strerror(r));
-		}
+	if ((r = st_server_connect(s->o.server, &s->hcfg, &c,
+	    &alert)) != 0) {
+		ml_err("%s", ml_errmsg(r));
 		/* the server failing to authenticate (bad signature, R3 that
 		 * does not open: a damaged or forged server message) is not
 		 * the SAM's verdict on the card (exit 4); found by
 		 * tests/fault */
-		return r == ML_ERR_AUTH ? ML_ERR_IO : r;
+		return r == ML_ERR_AUTH ? ml_errrecode(r, ML_ERR_IO) : r;
 	}
 	idr_link_hs(c, ret);
 	return 0;
@@ -624,7 +547,7 @@ st_idr_explain(int r)
 	case ML_ERR_FORMAT:
 		return "the card or the server answered something malformed";
 	}
-	return ml_strerror(r);
+	return ml_errmsg(r);
 }
 
 /* Wait up to ms for a card in the field (0: look once). */
@@ -668,7 +591,7 @@ cmd_idread(const struct st_opts *so, int argc, char **argv)
 	}
 	if ((r = st_idr_open(&o, &s)) != 0) {
 		fprintf(stderr, "mintline-station id-read: %s\n",
-		    ml_strerror(r));
+		    ml_errmsg(r));
 		return IDR_EXIT_ERROR;
 	}
 	if ((r = wait_card(s, o.wait_ms)) == 0) {

@@ -35,6 +35,7 @@
 #include "cmd_note.h"
 #include "feature.h"
 #include "ml_log.h"
+#include "ml_parse.h"
 #include "ml_tlv.h"
 #include "ml_wipe.h"
 #include "ml_wr.h"
@@ -365,7 +366,7 @@ server_call(struct iss *s, size_t w, unsigned type, const uint8_t *req,
 				return r;
 			}
 			snprintf(why, sizeof(why), "connection lost: %s%s",
-			    ml_strerror(r), r == ML_ERR_REJECTED ?
+			    ml_errmsg(r), r == ML_ERR_REJECTED ?
 			    " (the server gave no verdict)" : "");
 			bury(s, w);
 		}
@@ -469,7 +470,7 @@ issue_one(struct iss *s, size_t w, struct chipcmd *cc, struct inote *nt,
 	int r;
 
 	if ((r = feature_derive(s->fkey, &nt->id, pub, feat, &flen)) != 0) {
-		report(s, nt, chip, "error", ml_strerror(r), 0);
+		report(s, nt, chip, "error", ml_errmsg(r), 0);
 		bump(s, &s->errors);
 		return 0;
 	}
@@ -480,7 +481,7 @@ issue_one(struct iss *s, size_t w, struct chipcmd *cc, struct inote *nt,
 	}
 	if ((r = note_chip_authorize(cc, &s->kops, chip, (const uint8_t *)feat,
 	    flen, &sw)) != 0) {
-		report(s, nt, chip, "error", ml_strerror(r), 0);
+		report(s, nt, chip, "error", ml_errmsg(r), 0);
 		bump(s, &s->errors);
 		return 0;
 	}
@@ -758,8 +759,22 @@ parse_opts(int argc, char **argv, struct issue_opts *o)
 		case 'f': o->feature_key = optarg; break;
 		case 'J': o->journal = optarg; break;
 		case 'b': o->batch = optarg; break;
-		case 'w': o->workers = strtoul(optarg, NULL, 10); break;
-		case 'R': o->retry_secs = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'w':
+			if (ml_parse_size(optarg, "--workers", 0, MAX_WORKERS,
+			    &o->workers) != 0) {
+				fprintf(stderr, "issue: %s\n",
+				    ml_errmsg(ML_ERR_ARG));
+				return 1;
+			}
+			break;
+		case 'R':
+			if (ml_parse_uint(optarg, "--retry-secs", 0, 86400,
+			    &o->retry_secs) != 0) {
+				fprintf(stderr, "issue: %s\n",
+				    ml_errmsg(ML_ERR_ARG));
+				return 1;
+			}
+			break;
 		case 'j': o->json = true; break;
 		case 'q': o->progress = false; break;
 		case 'F': o->follow = true; break;
@@ -796,6 +811,7 @@ issue_run(int argc, char **argv, const struct note_server *local)
 	struct note_line_cfg lc;
 	FILE *bf = NULL;
 	size_t i, chips = 0, notissued;
+	const char *bname;
 	int r, rc = ST_EXIT_ERROR;
 
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
@@ -808,15 +824,20 @@ issue_run(int argc, char **argv, const struct note_server *local)
 		goto out;
 	}
 	if ((r = feature_key_load(s->o.feature_key, s->fkey)) != 0) {
-		fprintf(stderr, "issue: feature key %s: %s\n", s->o.feature_key,
-		    ml_strerror(r));
+		fprintf(stderr, "issue: feature key: %s\n", ml_errmsg(r));
 		goto out;
 	}
+	bname = s->o.batch == NULL || strcmp(s->o.batch, "-") == 0 ?
+	    "(stdin)" : s->o.batch;
 	bf = s->o.batch == NULL || strcmp(s->o.batch, "-") == 0 ? stdin :
 	    fopen(s->o.batch, "re");
-	if (bf == NULL || (r = batch_read(&s->b, bf)) != 0) {
-		fprintf(stderr, "issue: batch: %s\n", bf ? ml_strerror(r) :
-		    "cannot open");
+	if (bf == NULL) {
+		r = ml_errf_sys(ML_ERR_IO, "%s", bname);
+	} else if ((r = batch_read(&s->b, bf)) != 0) {
+		(void)ml_errpre(r, "%s", bname);
+	}
+	if (r != 0) {
+		fprintf(stderr, "issue: batch: %s\n", ml_errmsg(r));
 		goto out;
 	}
 	for (i = 0; i < s->b.nerr; i++) {
@@ -828,6 +849,13 @@ issue_run(int argc, char **argv, const struct note_server *local)
 		} else {
 			printf("batch line %lu: %s\n", e->lineno, e->why);
 		}
+	}
+	if (s->b.n == 0) {
+		/* nothing to issue is a mistake (wrong file, export that
+		 * failed), not a finished batch */
+		fprintf(stderr, "issue: batch: %s: no notes in it (%zu "
+		    "malformed line(s))\n", bname, s->b.nerr);
+		goto out;
 	}
 	s->n = s->b.n;
 	if ((s->notes = calloc(s->n + 1, sizeof(*s->notes))) == NULL ||
@@ -843,8 +871,10 @@ issue_run(int argc, char **argv, const struct note_server *local)
 	qsort_r(s->byname, s->n, sizeof(size_t), cmp_name, s);
 	if ((r = note_journal_open(s->o.journal, &s->j)) != 0 ||
 	    (r = note_journal_scan(s->j, scan_cb, s)) != 0) {
-		fprintf(stderr, "issue: journal %s: %s\n", s->o.journal,
-		    ml_strerror(r));
+		if (!ml_errctx_has(r)) {
+			(void)ml_errpre(r, "%s", s->o.journal);
+		}
+		fprintf(stderr, "issue: journal: %s\n", ml_errmsg(r));
 		goto out;
 	}
 	for (i = 0; i < s->n; i++) {
@@ -859,12 +889,12 @@ issue_run(int argc, char **argv, const struct note_server *local)
 		    "doubt (reserved for their chip)\n", s->skipped, s->indoubt);
 	}
 	if ((r = note_p11_open(s->o.key, &s->key)) != 0) {
-		fprintf(stderr, "issue: issuer key: %s\n", ml_strerror(r));
+		fprintf(stderr, "issue: issuer key: %s\n", ml_errmsg(r));
 		goto out;
 	}
 	note_p11_keyops(s->key, &s->kops);
 	if (local == NULL && (r = note_chan_new(&s->o.conn, &s->chan)) != 0) {
-		fprintf(stderr, "issue: channel: %s\n", ml_strerror(r));
+		fprintf(stderr, "issue: channel: %s\n", ml_errmsg(r));
 		goto out;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &s->t0);
@@ -941,7 +971,7 @@ issue_run(int argc, char **argv, const struct note_server *local)
 			goto out;
 		}
 		if (r != 0) {
-			fprintf(stderr, "issue: %s\n", ml_strerror(r));
+			fprintf(stderr, "issue: %s\n", ml_errmsg(r));
 			goto out;
 		}
 		rc = (s->b.nerr || s->refused || s->rejected || s->errors ||

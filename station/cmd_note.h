@@ -29,8 +29,6 @@ int	 cmd_enroll(const struct st_opts *so, int argc, char **argv);
 					 * were not done (reported) */
 #define ST_EXIT_COUNTERFEIT	3	/* verify: at least one COUNTERFEIT */
 
-/* Read a PIN from a pin-source ("file:PATH" or PATH), first line. */
-int	 st_read_pin_source(const char *src, char *ret, unsigned cap);
 
 struct chipcmd;
 struct note_uplink;

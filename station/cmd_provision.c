@@ -28,7 +28,9 @@
 
 #include "cmd_note.h"
 #include "ml_log.h"
+#include "ml_parse.h"
 #include "ml_tlv.h"
+#include "ml_secret.h"
 #include "ml_wipe.h"
 #include "ml_wr.h"
 #include "note_chan.h"
@@ -64,34 +66,6 @@ struct prov {
 	pthread_mutex_t		 mu;
 	size_t			 done, skipped, failed, enrolled;
 };
-
-int
-st_read_pin_source(const char *src, char *ret, unsigned cap)
-{
-	char buf[128];
-	FILE *f;
-	size_t n;
-
-	if (strncmp(src, "file:", 5) == 0) {
-		src += 5;
-	}
-	if ((f = fopen(src, "re")) == NULL) {
-		return ML_ERR_IO;
-	}
-	if (fgets(buf, sizeof(buf), f) == NULL) {
-		buf[0] = '\0';
-	}
-	fclose(f);
-	n = strcspn(buf, "\r\n");
-	buf[n] = '\0';
-	if (n == 0 || n >= cap) {
-		ml_wipe(buf, sizeof(buf));
-		return ML_ERR_FORMAT;
-	}
-	memcpy(ret, buf, n + 1);
-	ml_wipe(buf, sizeof(buf));
-	return 0;
-}
 
 static int
 prov_start(void *ctx, size_t w)
@@ -156,7 +130,7 @@ prov_enrol_locked(struct prov *p, size_t w, struct chipcmd *cc,
 	r = enrol(p, w, cc, chip, pub, true, &again, &why);
 	if (r != 0) {
 		report(p, chip, "not enrolled", why ? why : r == ML_ERR_AUTH ?
-		    "the chip does not prove the key it reports" : ml_strerror(r));
+		    "the chip does not prove the key it reports" : ml_errmsg(r));
 		return r == ML_ERR_IO ? r : 1;
 	}
 	pthread_mutex_lock(&p->mu);
@@ -210,12 +184,12 @@ prov_job(void *ctx, size_t w, struct chipcmd *cc, const char *image)
 	if ((r = note_chip_perso(cc, p->so_pin, label,
 	    (const uint8_t (*)[ML_P256_PUB_LEN])p->issuers, p->o.nissuers,
 	    p->server_pub, pub)) != 0) {
-		report(p, ci.serial, "failed", ml_strerror(r));
+		report(p, ci.serial, "failed", ml_errmsg(r));
 		goto failed;
 	}
 	if (p->up[w] != NULL && (r = enrol(p, w, cc, ci.serial, pub, false,
 	    &again, &why)) != 0) {
-		report(p, ci.serial, "not enrolled", why ? why : ml_strerror(r));
+		report(p, ci.serial, "not enrolled", why ? why : ml_errmsg(r));
 		if (r == ML_ERR_IO) {
 			return r;
 		}
@@ -296,7 +270,14 @@ cmd_provision(const struct st_opts *so, int argc, char **argv)
 			break;
 		case 'P': p->o.server_pub = optarg; break;
 		case 'S': p->o.so_pin_source = optarg; break;
-		case 'w': p->o.workers = strtoul(optarg, NULL, 10); break;
+		case 'w':
+			if (ml_parse_size(optarg, "--workers", 0, MAX_WORKERS,
+			    &p->o.workers) != 0) {
+				fprintf(stderr, "provision: %s\n",
+				    ml_errmsg(ML_ERR_ARG));
+				goto out;
+			}
+			break;
 		case 'j': p->o.json = true; break;
 		case 'h': usage(stdout); rc = 0; goto out;
 		default:
@@ -317,21 +298,21 @@ cmd_provision(const struct st_opts *so, int argc, char **argv)
 	for (i = 0; i < p->o.nissuers; i++) {
 		if ((r = note_pub_load(p->o.issuer[i], p->issuers[i])) != 0) {
 			fprintf(stderr, "provision: issuer key %zu: %s\n", i + 1,
-			    ml_strerror(r));
+			    ml_errmsg(r));
 			goto out;
 		}
 	}
 	if ((r = note_pub_load(p->o.server_pub, p->server_pub)) != 0) {
-		fprintf(stderr, "provision: server key: %s\n", ml_strerror(r));
+		fprintf(stderr, "provision: server key: %s\n", ml_errmsg(r));
 		goto out;
 	}
-	if ((r = st_read_pin_source(p->o.so_pin_source, p->so_pin,
+	if ((r = ml_pin_read(p->o.so_pin_source, NULL, p->so_pin,
 	    sizeof(p->so_pin))) != 0) {
-		fprintf(stderr, "provision: SO PIN: %s\n", ml_strerror(r));
+		fprintf(stderr, "provision: SO PIN: %s\n", ml_errmsg(r));
 		goto out;
 	}
 	if (p->o.has_conn && (r = note_chan_new(&p->o.conn, &p->chan)) != 0) {
-		fprintf(stderr, "provision: channel: %s\n", ml_strerror(r));
+		fprintf(stderr, "provision: channel: %s\n", ml_errmsg(r));
 		goto out;
 	}
 	lc = (struct note_line_cfg){ .link_spec = p->o.line, .chips = p->o.chips,
@@ -347,7 +328,7 @@ cmd_provision(const struct st_opts *so, int argc, char **argv)
 	    "personalised before and enrolled now, %zu already done, %zu "
 	    "failed\n", chips, p->done, p->enrolled, p->skipped, p->failed);
 	if (r != 0) {
-		fprintf(stderr, "provision: %s\n", ml_strerror(r));
+		fprintf(stderr, "provision: %s\n", ml_errmsg(r));
 		goto out;
 	}
 	rc = p->failed ? ST_EXIT_PARTIAL : ST_EXIT_OK;

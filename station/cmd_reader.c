@@ -173,7 +173,7 @@ cmd_reader(const struct st_opts *so, int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	if ((r = st_idr_open(&o, &s)) != 0) {
-		fprintf(stderr, "mintline-station reader: %s\n", ml_strerror(r));
+		fprintf(stderr, "mintline-station reader: %s\n", ml_errmsg(r));
 		goto out;
 	}
 	if (o.socket != NULL) {
@@ -192,7 +192,7 @@ cmd_reader(const struct st_opts *so, int argc, char **argv)
 		 *= REQ ID-9 (cache expiry): and the idle clock
 		 */
 		if ((r = idr_reader_tick(st_idr_reader(s))) != 0) {
-			ml_warn("reader: card slot: %s", ml_strerror(r));
+			ml_warn("reader: card slot: %s", ml_errmsg(r));
 		}
 		nfds = 0;
 		if (lfd >= 0 && cl.fd < 0) {

@@ -38,6 +38,7 @@
 #include "cmd_note.h"
 #include "feature.h"
 #include "ml_log.h"
+#include "ml_parse.h"
 #include "ml_tlv.h"
 #include "ml_wr.h"
 #include "note_chan.h"
@@ -325,7 +326,7 @@ ver_job(void *ctx, size_t w, struct chipcmd *cc, const char *image)
 		v->errors++;
 		pthread_mutex_unlock(&v->mu);
 		ml_err("chip %s: no verdict: registry query: %s", ci.serial,
-		    ml_strerror(r));
+		    ml_errmsg(r));
 		if (v->o.follow && r == ML_ERR_IO) {
 			/* reconnect for the next note; closed at the end
 			 * (libp11: see below) */
@@ -453,7 +454,14 @@ verify_run(int argc, char **argv, const struct note_server *local)
 			v->o.issuer[v->o.nissuers++] = optarg;
 			break;
 		case 'o': v->o.offline = true; break;
-		case 'w': v->o.workers = strtoul(optarg, NULL, 10); break;
+		case 'w':
+			if (ml_parse_size(optarg, "--workers", 0, MAX_WORKERS,
+			    &v->o.workers) != 0) {
+				fprintf(stderr, "verify: %s\n",
+				    ml_errmsg(ML_ERR_ARG));
+				goto out;
+			}
+			break;
 		case 'j': v->o.json = true; break;
 		case 'F': v->o.follow = true; break;
 		case 'B': v->o.beep = true; break;
@@ -479,13 +487,13 @@ verify_run(int argc, char **argv, const struct note_server *local)
 		if ((r = note_pub_load(v->o.issuer[i], pub)) != 0 ||
 		    (r = ml_p256_key_from_pub(pub, sizeof(pub), &v->issuer[i])) != 0) {
 			fprintf(stderr, "verify: issuer key %zu: %s\n", i + 1,
-			    ml_strerror(r));
+			    ml_errmsg(r));
 			goto out;
 		}
 	}
 	if (!v->o.offline && v->o.has_conn && local == NULL &&
 	    (r = note_chan_new(&v->o.conn, &v->chan)) != 0) {
-		fprintf(stderr, "verify: channel: %s\n", ml_strerror(r));
+		fprintf(stderr, "verify: channel: %s\n", ml_errmsg(r));
 		goto out;
 	}
 	lc = (struct note_line_cfg){ .link_spec = v->o.line, .chips = v->o.chips,
@@ -515,7 +523,7 @@ verify_run(int argc, char **argv, const struct note_server *local)
 		    v->lat[v->nlat / 2], v->lat[(v->nlat * 99) / 100]);
 	}
 	if (r != 0 || v->errors != 0) {
-		fprintf(stderr, "verify: %s\n", ml_strerror(r ? r : ML_ERR_IO));
+		fprintf(stderr, "verify: %s\n", ml_errmsg(r ? r : ML_ERR_IO));
 		goto out;
 	}
 	rc = v->counterfeit ? ST_EXIT_COUNTERFEIT : v->blank ? ST_EXIT_PARTIAL :

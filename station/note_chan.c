@@ -19,8 +19,6 @@ struct note_chan {
 	struct hs_keyops	 ko;
 	struct hs_client_cfg	 cfg;
 	char			 serial[HS_MAX_SERIAL + 1];
-	char			 host[128];
-	const char		*port;
 };
 
 int
@@ -28,23 +26,18 @@ note_chan_new(const struct st_conn *c, struct note_chan **ret)
 {
 	struct note_chan *nc = NULL;
 	struct hs_certinfo ci;
-	char *colon;
 	int r;
 
 	ML_ENSURE(c->ca[0] && c->cert[0] && c->key[0], ML_ERR_ARG);
 	ML_ENSURE((nc = calloc(1, sizeof(*nc))) != NULL, ML_ERR_NOMEM);
 	nc->conn = *c;
-	snprintf(nc->host, sizeof(nc->host), "%s", c->server);
-	ML_ENSURE((colon = strrchr(nc->host, ':')) != NULL, ML_ERR_ARG);
-	*colon = '\0';
-	nc->port = colon + 1;
 	ML_TRY(hs_trust_load(c->ca, c->crl[0] ? c->crl : NULL, &nc->trust));
 	if ((r = hs_chain_load(c->cert, &nc->chain)) != 0) {
-		ml_err("cannot load certificate %s", c->cert);
+		ml_err("certificate chain: %s", ml_errmsg(r));
 		goto out;
 	}
 	if ((r = hs_p11_open(c->module, c->key, &nc->key)) != 0) {
-		ml_err("cannot open the channel key: %s", ml_errname(r));
+		ml_err("cannot open the channel key: %s", ml_errmsg(r));
 		goto out;
 	}
 	hs_p11_keyops(nc->key, &nc->ko);
@@ -116,25 +109,18 @@ note_chan_connect(struct note_chan *nc, struct note_uplink **ret, char *why,
     size_t cap)
 {
 	struct hs_chan *ch = NULL;
-	int r, alert = 0, e;
+	int r, alert = 0;
 
-	errno = 0;
-	r = hs_connect(nc->host, nc->port, &nc->cfg, &ch, &alert);
-	e = errno;
-	if (r != 0) {
-		/* The cause a line operator can act on: the socket error of
-		 * the connect (refused, unreachable, timed out), or the
-		 * handshake alert the server sent. */
-		if (alert != 0) {
-			snprintf(why, cap, "%s: alert %s", ml_strerror(r),
-			    hs_alert_text(alert));
-		} else if (r == ML_ERR_IO && e != 0) {
-			snprintf(why, cap, "%s", strerror(e));
-		} else {
-			snprintf(why, cap, "%s", ml_strerror(r));
-		}
+	if ((r = st_server_connect(nc->conn.server, &nc->cfg, &ch,
+	    &alert)) != 0) {
+		/* The cause a line operator can act on: the connect's socket
+		 * error or the handshake alert, with the address. */
+		snprintf(why, cap, "%s", ml_errmsg(r));
 		/* unreachable server: ML_ERR_IO, the caller may retry */
-		return r == ML_ERR_REJECTED || r == ML_ERR_CERT ? r : ML_ERR_IO;
+		if (r != ML_ERR_REJECTED && r != ML_ERR_CERT) {
+			r = ml_errrecode(r, ML_ERR_IO);
+		}
+		return r;
 	}
 	if ((r = note_uplink_custom(&chan_ops, ch, ret)) != 0) {
 		hs_chan_close(ch);
@@ -155,8 +141,7 @@ note_chan_open(struct note_chan *nc, struct note_uplink **ret)
 	int r;
 
 	if ((r = note_chan_connect(nc, ret, why, sizeof(why))) != 0) {
-		ml_err("handshake %c with %s failed: %s",
-		    nc->conn.flow == HS_FLOW_A ? 'A' : 'B', nc->conn.server, why);
+		ml_err("%s", why);
 	}
 	return r;
 }

@@ -58,9 +58,15 @@ note_journal_open(const char *path, struct note_journal **ret)
 	 * new ones: refuse the second (the lock dies with its process).
 	 */
 	snprintf(lock, sizeof(lock), "%s.lock", path);
-	if ((j->lockfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0 ||
-	    flock(j->lockfd, LOCK_EX | LOCK_NB) != 0) {
-		ml_err("journal %s is in use by another station", path);
+	if ((j->lockfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC,
+	    0600)) < 0) {
+		(void)ml_errf_sys(ML_ERR_IO, "%s", lock);
+		note_journal_close(j);
+		return ML_ERR_IO;
+	}
+	if (flock(j->lockfd, LOCK_EX | LOCK_NB) != 0) {
+		(void)ml_errf(ML_ERR_EXISTS, "%s is in use by another station",
+		    path);
 		note_journal_close(j);
 		return ML_ERR_EXISTS;
 	}
@@ -78,8 +84,8 @@ note_journal_open(const char *path, struct note_journal **ret)
 	    sqlite3_prepare_v2(j->db, "UPDATE issue_journal SET state = ?, "
 	    "reg_id = ?, reason = ?, at = ? WHERE note_id = ?", -1, &j->fin,
 	    NULL) != SQLITE_OK) {
-		ml_err("journal %s: %s", path, msg != NULL ? msg :
-		    sqlite3_errmsg(j->db));
+		(void)ml_errf(ML_ERR_IO, "%s: %s", path, msg != NULL ? msg :
+		    j->db != NULL ? sqlite3_errmsg(j->db) : "out of memory");
 		sqlite3_free(msg);
 		note_journal_close(j);
 		return ML_ERR_IO;

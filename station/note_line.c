@@ -195,7 +195,7 @@ feed_next(struct line *ln)
 		}
 		if (ln->next == ln->nimages && ln->dir != NULL &&
 		    (r = list_images(ln, ln->dir)) != 0) {
-			ml_warn("%s: %s", ln->dir, ml_strerror(r));
+			ml_warn("%s: %s", ln->dir, ml_errmsg(r));
 		}
 		if (ln->next < ln->nimages) {
 			img = ln->images[ln->next++];
@@ -265,7 +265,7 @@ follow_position(struct line *ln, size_t idx)
 			r = cfg->job(cfg->ctx, idx, &cc, NULL);
 		} else if (r != ML_ERR_REMOVED) {
 			ml_warn("%s: no answer from the chip (%s)", si.name,
-			    ml_strerror(r));
+			    ml_errmsg(r));
 		}
 		if (r < 0 && r != ML_ERR_REMOVED && r != ML_ERR_NOT_FOUND &&
 		    r != ML_ERR_IO) {
@@ -334,7 +334,7 @@ worker_main(void *arg)
 			r = cfg->job(cfg->ctx, w->idx, &cc, img);
 		} else {
 			ml_warn("%s: no answer from the chip (%s)", img,
-			    ml_strerror(r));
+			    ml_errmsg(r));
 			r = 0;
 		}
 		if (chiplink_inproc_feed(ln->link, w->idx, NULL) != 0) {
@@ -384,7 +384,7 @@ note_line_run(const struct note_line_cfg *cfg, size_t *ret_chips)
 
 	pthread_mutex_init(&ln.mu, NULL);
 	if ((r = chiplink_open(cfg->link_spec, &ln.link)) != 0) {
-		ml_err("%s: %s", cfg->link_spec, ml_strerror(r));
+		ml_err("%s", ml_errmsg(r));
 		goto out;
 	}
 	ln.inproc = strncmp(cfg->link_spec, "inproc:", 7) == 0;

@@ -52,7 +52,7 @@ struct st_conn {
 	{ "serial",  required_argument, NULL, ST_CONN_OPT_BASE + 8 }, \
 	{ "timeout", required_argument, NULL, ST_CONN_OPT_BASE + 9 }
 #define ST_CONN_USAGE \
-"  --server HOST:PORT   mintline-server (127.0.0.1:7443)\n" \
+"  --server HOST:PORT   mintline-server (127.0.0.1:7443; [v6-address]:PORT)\n" \
 "  --flow A|B           handshake A (ID-2) or B (ID-4); default A\n" \
 "  --kind reader|station  what our certificate says we are (reader)\n" \
 "  --ca FILE            CA root the server certificate must chain to\n" \
@@ -64,8 +64,21 @@ struct st_conn {
 "  --timeout MS         per read (10000)\n"
 
 void	st_conn_default(struct st_conn *c);
-/* 0, or ML_ERR_ARG for a bad value. */
+/* 0, or ML_ERR_ARG for a bad value, after saying why on stderr. */
 int	st_conn_option(struct st_conn *c, int opt, const char *arg);
+
+/*
+ * The one way a station subcommand reaches mintline-server: split server
+ * ("host:port" or "[v6-address]:port", ml_hostport_split), connect, run the
+ * handshake in cfg.  Returns 0 with *ret_chan, or ML_ERR_*; *ret_alert gets
+ * the server's HS_ALERT_* (0 if none).  On failure the error context names
+ * the address and the cause: "cannot connect to 127.0.0.1 port 7443:
+ * Connection refused", "handshake A with ... failed: the server refused:
+ * ...".
+ */
+ML_MUST_CHECK int st_server_connect(const char *server,
+    const struct hs_client_cfg *cfg, struct hs_chan **ret_chan,
+    int *ret_alert);
 
 /* An open link: the channel plus what it borrows (key, trust, chain). */
 struct st_link {

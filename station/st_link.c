@@ -6,6 +6,7 @@
 
 #include "hs.h"
 #include "ml_log.h"
+#include "ml_parse.h"
 #include "st.h"
 
 void
@@ -18,23 +19,32 @@ st_conn_default(struct st_conn *c)
 	c->timeout_ms = HS_DEFAULT_TIMEOUT_MS;
 }
 
-int
-st_conn_option(struct st_conn *c, int opt, const char *arg)
+static int
+conn_option(struct st_conn *c, int opt, const char *arg)
 {
-	char *end;
-	long v;
+	char host[sizeof(c->server)], port[ML_PORT_STRLEN];
+	int r;
 
 #define STR(f) (snprintf(c->f, sizeof(c->f), "%s", arg) < (int)sizeof(c->f) ? \
-	0 : ML_ERR_ARG)
+	0 : ml_errf(ML_ERR_ARG, "--%s: longer than %zu characters", #f, \
+	sizeof(c->f) - 1))
 	switch (opt - ST_CONN_OPT_BASE) {
-	case 0: return STR(server);
+	case 0:
+		/* checked here so that a typo is a usage error, not a
+		 * connection failure after the chips were set up */
+		if ((r = ml_hostport_split(arg, host, sizeof(host),
+		    port)) != 0) {
+			return ML_ERR_ARG;
+		}
+		return STR(server);
 	case 1:
 		if (strcasecmp(arg, "A") == 0) {
 			c->flow = HS_FLOW_A;
 		} else if (strcasecmp(arg, "B") == 0) {
 			c->flow = HS_FLOW_B;
 		} else {
-			return ML_ERR_ARG;
+			return ml_errf(ML_ERR_ARG, "--flow: '%s' is not A or B",
+			    arg);
 		}
 		return 0;
 	case 2:
@@ -43,7 +53,8 @@ st_conn_option(struct st_conn *c, int opt, const char *arg)
 		} else if (strcmp(arg, "station") == 0) {
 			c->kind = HS_KIND_STATION;
 		} else {
-			return ML_ERR_ARG;
+			return ml_errf(ML_ERR_ARG, "--kind: '%s' is not reader "
+			    "or station", arg);
 		}
 		return 0;
 	case 3: return STR(ca);
@@ -53,17 +64,48 @@ st_conn_option(struct st_conn *c, int opt, const char *arg)
 	case 7: return STR(module);
 	case 8: return STR(serial);
 	case 9:
-		errno = 0;
-		v = strtol(arg, &end, 10);
-		if (errno != 0 || *end != '\0' || v < 1 || v > 600000) {
-			return ML_ERR_ARG;
-		}
-		c->timeout_ms = (int)v;
-		return 0;
+		return ml_parse_int(arg, "--timeout", 1, 600000,
+		    &c->timeout_ms);
 	default:
-		return ML_ERR_ARG;
+		return ml_errf(ML_ERR_ARG, "unknown connection option");
 	}
 #undef STR
+}
+
+int
+st_conn_option(struct st_conn *c, int opt, const char *arg)
+{
+	int r;
+
+	if ((r = conn_option(c, opt, arg)) != 0) {
+		fprintf(stderr, "mintline-station: %s\n", ml_errmsg(r));
+	}
+	return r;
+}
+
+int
+st_server_connect(const char *server, const struct hs_client_cfg *cfg,
+    struct hs_chan **ret_chan, int *ret_alert)
+{
+	char host[256], port[ML_PORT_STRLEN];
+	int r, alert = 0;
+
+	if ((r = ml_hostport_split(server, host, sizeof(host), port)) != 0) {
+		return r;
+	}
+	r = hs_connect(host, port, cfg, ret_chan, &alert);
+	if (r != 0 && alert != 0) {
+		(void)ml_errf(r, "handshake %c with %s failed: the server "
+		    "refused: %s (%s)", cfg->flow == HS_FLOW_A ? 'A' : 'B',
+		    server, hs_alert_text(alert), hs_alert_name(alert));
+	} else if (r != 0) {
+		(void)ml_errpre(r, "handshake %c with %s failed",
+		    cfg->flow == HS_FLOW_A ? 'A' : 'B', server);
+	}
+	if (ret_alert != NULL) {
+		*ret_alert = alert;
+	}
+	return r;
 }
 
 void
@@ -85,18 +127,17 @@ st_link_open(const struct st_conn *c, struct st_link **ret_link)
 	struct st_link *l = NULL;
 	struct hs_certinfo ci;
 	struct hs_client_cfg cfg;
-	char host[128], *port;
 	int r = ML_ERR_INTERNAL;
 
 	ML_ENSURE(c->ca[0] && c->cert[0] && c->key[0], ML_ERR_ARG);
 	ML_ENSURE((l = calloc(1, sizeof(*l))) != NULL, ML_ERR_NOMEM);
 	ML_TRY(hs_trust_load(c->ca, c->crl[0] ? c->crl : NULL, &l->trust));
 	if ((r = hs_chain_load(c->cert, &l->chain)) != 0) {
-		ml_err("cannot load certificate %s", c->cert);
+		ml_err("certificate chain: %s", ml_errmsg(r));
 		goto out;
 	}
 	if ((r = hs_p11_open(c->module, c->key, &l->key)) != 0) {
-		ml_err("cannot open key: %s", ml_errname(r));
+		ml_err("cannot open key: %s", ml_errmsg(r));
 		goto out;
 	}
 	hs_p11_keyops(l->key, &l->ko);
@@ -114,22 +155,11 @@ st_link_open(const struct st_conn *c, struct st_link **ret_link)
 	cfg.trust = l->trust;
 	cfg.serial = c->serial[0] ? c->serial : ci.serial;
 	cfg.timeout_ms = c->timeout_ms;
-	snprintf(host, sizeof(host), "%s", c->server);
-	ML_ENSURE((port = strrchr(host, ':')) != NULL, ML_ERR_ARG);
-	*port++ = '\0';
-	r = hs_connect(host, port, &cfg, &l->chan, &l->alert);
-	if (r != 0) {
-		/* Name the server's alert (ID-5: why it ended the flow early). */
-		if (l->alert != 0) {
-			ml_err("handshake %c with %s failed: %s: %s (%s)",
-			    c->flow == HS_FLOW_A ? 'A' : 'B', c->server,
-			    ml_strerror(r), hs_alert_text(l->alert),
-			    hs_alert_name(l->alert));
-		} else {
-			ml_err("handshake %c with %s failed: %s",
-			    c->flow == HS_FLOW_A ? 'A' : 'B', c->server,
-			    ml_strerror(r));
-		}
+	/* The server's alert, if any, is in the message (ID-5: why it ended
+	 * the flow early). */
+	if ((r = st_server_connect(c->server, &cfg, &l->chan,
+	    &l->alert)) != 0) {
+		ml_err("%s", ml_errmsg(r));
 		goto out;
 	}
 	*ret_link = l;

@@ -1,7 +1,7 @@
 /*
  * mintline-apdu-doc: print the card OS command tables (the INS tables the
  * dispatcher runs) as Markdown.  docs/apdu.md embeds this output between
- * markers, and tests/integration/test-apdu-doc.sh fails when they differ,
+ * markers, and tests/check-apdu-doc.sh (test apdu-doc) fails when they differ,
  * so the reference cannot drift from the code.
  */
 #include <stdio.h>

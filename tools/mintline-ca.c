@@ -311,7 +311,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 	if (r != 0) {
-		fprintf(stderr, "mintline-ca %s: %s\n", cmd, ml_strerror(r));
+		fprintf(stderr, "mintline-ca %s: %s\n", cmd, ml_errmsg(r));
 		return 1;
 	}
 	return 0;

@@ -451,24 +451,24 @@ main(int argc, char **argv)
 	}
 	snprintf(spec, sizeof(spec), "inproc:%s", path);
 	if ((r = chiplink_open(spec, &d.link)) != 0) {
-		fprintf(stderr, "mintline-demo: %s: %s\n", spec, ml_strerror(r));
+		fprintf(stderr, "mintline-demo: %s: %s\n", spec, ml_errmsg(r));
 		return 1;
 	}
 	if ((r = ml_p256_keygen(priv, d.station_pub)) != 0 ||
 	    (r = ml_p256_key_from_priv(priv, &d.station)) != 0 ||
 	    (r = ml_p256_keygen(priv, d.server_pub)) != 0 ||
 	    (r = ml_p256_key_from_priv(priv, &d.server)) != 0) {
-		fprintf(stderr, "mintline-demo: keys: %s\n", ml_strerror(r));
+		fprintf(stderr, "mintline-demo: keys: %s\n", ml_errmsg(r));
 		return 1;
 	}
 	ml_wipe(priv, sizeof(priv));
 	printf("mintline demo: chips under %s/chips, line %s\n", d.dir, path);
 	if ((r = run_notes(&d)) != 0) {
-		fprintf(stderr, "mintline-demo: notes: %s\n", ml_strerror(r));
+		fprintf(stderr, "mintline-demo: notes: %s\n", ml_errmsg(r));
 		d.failures++;
 	}
 	if ((r = run_reader(&d)) != 0) {
-		fprintf(stderr, "mintline-demo: reader: %s\n", ml_strerror(r));
+		fprintf(stderr, "mintline-demo: reader: %s\n", ml_errmsg(r));
 		d.failures++;
 	}
 	chiplink_close(d.link);

@@ -87,7 +87,7 @@ main(int argc, char **argv)
 	}
 	if ((r = chip_manufacture(image, kind, serial)) != 0) {
 		fprintf(stderr, "mintline-mkchip: %s: %s\n", image,
-		    ml_strerror(r));
+		    ml_errmsg(r));
 		return 1;
 	}
 	return 0;

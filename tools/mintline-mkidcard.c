@@ -471,12 +471,12 @@ mk_run(const struct mk_opts *o)
 	if ((r = idc_data_seal(sam, cfg.serial, info, &dw)) != 0) {
 		fprintf(stderr, "mintline-mkidcard: ID information rejected: "
 		    "%s (check dates, ID number and UTF-8 text)\n",
-		    ml_strerror(r));
+		    ml_errmsg(r));
 		goto out;
 	}
 	if ((r = chip_manufacture(o->image, CHIP_KIND_IDCARD, serial)) != 0) {
 		fprintf(stderr, "mintline-mkidcard: %s: %s\n", o->image,
-		    ml_strerror(r));
+		    ml_errmsg(r));
 		goto out;
 	}
 	made = true;
@@ -613,7 +613,7 @@ main(int argc, char **argv)
 	o.image = argv[optind];
 	if ((r = mk_run(&o)) != 0) {
 		fprintf(stderr, "mintline-mkidcard: failed: %s\n",
-		    ml_strerror(r));
+		    ml_errmsg(r));
 		return 1;
 	}
 	return 0;

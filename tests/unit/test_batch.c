@@ -147,6 +147,36 @@ START_TEST(stream_overlong_line_goes_on)
 }
 END_TEST
 
+/* A spreadsheet's UTF-8 byte order mark before the header (stream and
+ * buffer alike); only at the very start, never in the middle. */
+START_TEST(utf8_bom)
+{
+	static const char text[] = "\xEF\xBB\xBFprefix,serial\r\n"
+	    "AB,00000001\r\n\xEF\xBB\xBF" "AB,00000002\r\n";
+	static const char first[] = "\xEF\xBB\xBF" "AB,00000003\n";
+	struct batch a = { 0 }, b = { 0 };
+	FILE *f = fmemopen((void *)text, strlen(text), "r");
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(batch_read(&a, f), 0);
+	fclose(f);
+	ck_assert_int_eq(batch_parse_buf(&b, (const uint8_t *)text,
+	    strlen(text)), 0);
+	ck_assert_uint_eq(a.n, 1);
+	ck_assert_uint_eq(b.n, 1);
+	ck_assert_uint_eq(a.v[0].lineno, 2);
+	ck_assert_uint_eq(a.nerr, 1);
+	ck_assert_uint_eq(a.err[0].lineno, 3);
+	batch_clear(&a);
+	ck_assert_int_eq(batch_parse_buf(&a, (const uint8_t *)first,
+	    strlen(first)), 0);
+	ck_assert_uint_eq(a.n, 1);
+	ck_assert_str_eq(a.v[0].id.prefix, "AB");
+	batch_clear(&a);
+	batch_clear(&b);
+}
+END_TEST
+
 /* Many notes: the duplicate set grows and stays right. */
 START_TEST(many_notes)
 {
@@ -176,6 +206,7 @@ batch_suite(void)
 	tcase_add_test(tc, whole_batch);
 	tcase_add_test(tc, stream_matches_buffer);
 	tcase_add_test(tc, stream_overlong_line_goes_on);
+	tcase_add_test(tc, utf8_bom);
 	tcase_add_test(tc, many_notes);
 	suite_add_tcase(s, tc);
 	return s;

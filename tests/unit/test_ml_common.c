@@ -90,6 +90,37 @@ START_TEST(errctx_set_match_clear)
 }
 END_TEST
 
+START_TEST(errctx_mark)
+{
+	unsigned m;
+
+	(void)ml_errf(ML_ERR_IO, "old");
+	m = ml_errctx_mark();
+	ck_assert(!ml_errctx_since(m, ML_ERR_IO));	/* left over */
+	(void)ml_errf(ML_ERR_IO, "new");
+	ck_assert(ml_errctx_since(m, ML_ERR_IO));
+	ck_assert(!ml_errctx_since(m, ML_ERR_FORMAT));
+	m = ml_errctx_mark();
+	(void)ml_errpre(ML_ERR_IO, "pre");
+	ck_assert(ml_errctx_since(m, ML_ERR_IO));
+	ml_errclear();
+	ck_assert(!ml_errctx_since(m, ML_ERR_IO));
+}
+END_TEST
+
+START_TEST(errctx_recode)
+{
+	(void)ml_errf(ML_ERR_TIMEOUT, "server 10.0.0.1:7443: no answer");
+	ck_assert_int_eq(ml_errrecode(ML_ERR_TIMEOUT, ML_ERR_IO), ML_ERR_IO);
+	ck_assert_str_eq(ml_errmsg(ML_ERR_IO), "server 10.0.0.1:7443: no answer");
+	ck_assert(!ml_errctx_has(ML_ERR_TIMEOUT));
+	ml_errclear();
+	ck_assert_int_eq(ml_errrecode(ML_ERR_AUTH, ML_ERR_IO), ML_ERR_IO);
+	ck_assert_str_eq(ml_errmsg(ML_ERR_IO), "authentication failed");
+	ml_errclear();
+}
+END_TEST
+
 static void *
 other_thread(void *arg)
 {
@@ -397,6 +428,8 @@ common_suite(void)
 
 	tc = tcase_create("errctx");
 	tcase_add_test(tc, errctx_set_match_clear);
+	tcase_add_test(tc, errctx_mark);
+	tcase_add_test(tc, errctx_recode);
 	tcase_add_test(tc, errctx_per_thread);
 	tcase_add_test(tc, errctx_long_truncates);
 	suite_add_tcase(s, tc);
