@@ -157,7 +157,7 @@ bool		 p11m_attr_persistent(CK_ATTRIBUTE_TYPE type);
 CK_RV		 p11m_out(const uint8_t *src, size_t n, CK_BYTE_PTR dst,
     CK_ULONG_PTR dst_len);
 
-/* ---- objects (object.c) ---- */
+/* ---- objects: the cache (object.c), the calls (object_ops.c) ---- */
 
 struct p11m_obj {
 	CK_OBJECT_HANDLE	 h;
@@ -250,10 +250,22 @@ void		 p11m_objset_remove(struct p11m_slot *sl, struct p11m_obj *o);
 /* Lookup visible to the session (slot locked): NULL if none. */
 struct p11m_obj	*p11m_obj_lookup(struct p11m_slot *sl,
     const struct p11m_session *s, CK_OBJECT_HANDLE h);
+/* Objects visible on the slot matching tmpl, from the best index (slot
+ * locked); fn is called for each and its first failure is returned. */
+CK_RV		 p11m_objset_match(struct p11m_slot *sl,
+    const CK_ATTRIBUTE *tmpl, CK_ULONG n,
+    CK_RV (*fn)(struct p11m_obj *, void *), void *arg);
+/* Destroy what a session object holds in the chip (volatile secret key,
+ * session key pair objects). */
+void		 p11m_obj_destroy_chip_secret(struct p11m_slot *sl,
+    struct p11m_obj *o);
 /* Object built from a chip object (class, flags, blob, point). */
 CK_RV		 p11m_obj_from_chip(uint16_t id, uint8_t cls, uint8_t flags,
     const uint8_t *blob, size_t blob_len, const uint8_t *point,
     struct p11m_obj **ret);
+/* CREATE OBJECT for a new token object; sets o's chip id and flags. */
+CK_RV		 p11m_obj_create_on_chip(struct p11m_slot *sl,
+    struct p11m_obj *o);
 /* Write the persistent attributes of o back to the chip (UPDATE). */
 CK_RV		 p11m_obj_store(struct p11m_slot *sl, struct p11m_obj *o);
 /* Index maintenance when LABEL/ID change. */
@@ -530,7 +542,7 @@ CK_RV	p11m_derive_key(struct p11m_session *s, CK_MECHANISM_PTR m,
 CK_RV	p11m_generate_random(struct p11m_session *s, CK_BYTE_PTR out,
     CK_ULONG n);
 
-/* DER helpers shared by object.c and mech.c (no ASN.1 parser of ours:
+/* DER helpers shared by object*.c and mech.c (no ASN.1 parser of ours:
  * only the two fixed shapes CKA_EC_POINT / CKA_EC_PARAMS take). */
 #define P11M_EC_POINT_DER_LEN	(2 + ML_P256_PUB_LEN)
 void	p11m_ec_point_der(const uint8_t point[ML_P256_PUB_LEN],
