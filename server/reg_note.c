@@ -273,7 +273,7 @@ reserve_drop(struct reg_note *rn, const char *note_id)
  * serial is promised to the chip in memory (reserve()).  A registry that
  * does not answer gives no verdict (ML_ERR_IO): the station pauses.
  *
- *= MISSION OP-3
+ *= REQ OP-3
  *# No note is written unless the server can accept it now (reachable,
  *# chip enrolled, serial free).
  */

@@ -3,7 +3,7 @@
  * server does not know (OP-4), such as notes personalised with stock
  * pkcs11-tool (docs/admin.md), so that they can be issued.
  *
- *= MISSION OP-4
+ *= REQ OP-4
  *# Any personalised chip can be enrolled, including one prepared with
  *# stock tools.
  *
