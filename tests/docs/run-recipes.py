@@ -33,6 +33,8 @@ Whatever a recipe leaves running in the background is stopped at the end
 (the session's process group).
 
 Usage: run-recipes.py --build BUILD DOC.md
+       run-recipes.py --check-listed DOCS_DIR PAGE...  (every page of
+           DOCS_DIR with a recipe block is among PAGE...)
 Exit 0: every recipe ran; 1: one failed; 77: the document has no recipe
 or a program the recipes need is not installed (listed with
 <!-- recipe-needs: prog ... --> anywhere in the document).
@@ -48,7 +50,8 @@ import sys
 import tempfile
 import time
 
-FENCE = re.compile(r'^(`{3,})\s*sh\s+recipe\s*$')
+FENCE = re.compile(r'^\s{0,3}(`{3,})\s*sh\s+recipe\s*$')
+FENCE_ANY = re.compile(r'^\s{0,3}(`{3,})[^`]*$')
 NEEDS = re.compile(r'<!--\s*recipe-needs:\s*(.*?)\s*-->')
 MODULE_INSTALLED = '/usr/lib/x86_64-linux-gnu/pkcs11/mintline-pkcs11.so'
 MOVED = ('/etc/mintline', '/var/lib/mintline', '/run/mintline')
@@ -56,21 +59,28 @@ TIMEOUT = int(os.environ.get('MINTLINE_RECIPE_TIMEOUT', '600'))
 
 
 def blocks(path):
-    """[(first line number of the body, body text)] of the recipe blocks."""
-    out, cur, fence, start = [], None, None, 0
+    """[(first line number of the body, body text)] of the recipe blocks.
+
+    Fences are followed as CommonMark does: a block opened by N backticks
+    ends at a line of at least N backticks and nothing else, so a recipe
+    shown inside a longer fence (an example) is not a recipe."""
+    out, cur, fence, start, recipe = [], None, None, 0, False
     with open(path, encoding='utf-8') as f:
         for n, line in enumerate(f, 1):
+            text = line.rstrip('\n')
             if cur is None:
-                m = FENCE.match(line.rstrip('\n'))
+                m = FENCE_ANY.match(text)
                 if m:
                     cur, fence, start = [], m.group(1), n + 1
-            elif line.rstrip('\n').strip() == fence:
-                out.append((start, ''.join(cur)))
+                    recipe = FENCE.match(text) is not None
+            elif re.fullmatch(r'\s{0,3}`{%d,}\s*' % len(fence), text):
+                if recipe:
+                    out.append((start, ''.join(cur)))
                 cur = None
             else:
                 cur.append(line)
     if cur is not None:
-        sys.exit(f'{path}:{start - 1}: recipe block not closed')
+        sys.exit(f'{path}:{start - 1}: code block not closed')
     return out
 
 
@@ -103,7 +113,21 @@ def find_module(build):
     return None
 
 
+def check_listed(docs, listed):
+    """Every page of DOCS with a recipe block is one of LISTED."""
+    bad = 0
+    for f in sorted(os.listdir(docs)):
+        if f.endswith('.md') and blocks(os.path.join(docs, f)) and \
+                f[:-3] not in listed:
+            print(f'docs/{f} has recipe blocks but no recipes-{f[:-3]} '
+                  'test: add it to tests/docs/meson.build')
+            bad += 1
+    return 1 if bad else 0
+
+
 def main():
+    if len(sys.argv) > 2 and sys.argv[1] == '--check-listed':
+        return check_listed(sys.argv[2], sys.argv[3:])
     ap = argparse.ArgumentParser()
     ap.add_argument('--build', required=True)
     ap.add_argument('--keep', action='store_true',
