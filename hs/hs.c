@@ -107,7 +107,7 @@ hs_client_new(const struct hs_client_cfg *cfg, struct hs **ret_hs)
 	int r = ML_ERR_INTERNAL;
 
 	ML_ENSURE(cfg != NULL && ret_hs != NULL && cfg->trust != NULL &&
-	    cfg->cred.keyops != NULL && cfg->cred.nchain >= 1 &&
+	    cfg->cred.key != NULL && cfg->cred.nchain >= 1 &&
 	    cfg->cred.nchain <= HS_MAX_CHAIN && cfg->serial != NULL,
 	    ML_ERR_ARG);
 	ML_ENSURE(cfg->flow == HS_FLOW_A || cfg->flow == HS_FLOW_B, ML_ERR_ARG);
@@ -146,7 +146,7 @@ hs_server_new(const struct hs_server_cfg *cfg, struct hs **ret_hs)
 	int r = ML_ERR_INTERNAL;
 
 	ML_ENSURE(cfg != NULL && ret_hs != NULL && cfg->trust != NULL &&
-	    cfg->cred.keyops != NULL && cfg->cred.nchain >= 1 &&
+	    cfg->cred.key != NULL && cfg->cred.nchain >= 1 &&
 	    cfg->cred.nchain <= HS_MAX_CHAIN, ML_ERR_ARG);
 	if (cfg->cred.pub != NULL) {
 		memcpy(ci.pub, cfg->cred.pub, sizeof(ci.pub));
@@ -463,15 +463,6 @@ out:
 /* ---------------------------------------------------------------- helpers */
 
 int
-hs_keyops_random(const struct hs_keyops *ko, uint8_t *buf, size_t n)
-{
-	if (ko != NULL && ko->random != NULL) {
-		return ko->random(ko->ctx, buf, n);
-	}
-	return ml_rand(buf, n);
-}
-
-int
 hs_put_chain(struct ml_wr *w, const struct hs_cred *cred)
 {
 	size_t i;
@@ -585,14 +576,14 @@ out:
 
 /* Sign everything written to w so far and append the raw signature. */
 int
-hs_sign_append(struct hs *hs, const struct hs_keyops *ko, const char *label,
+hs_sign_append(struct hs *hs, const struct key *key, const char *label,
     struct ml_wr *w)
 {
 	uint8_t md[ML_SHA256_LEN], sig[ML_P256_SIG_LEN];
 	int r = ML_ERR_INTERNAL;
 
 	ML_TRY(hs_sig_digest(hs, label, w->p, w->len, md));
-	ML_TRY(ko->sign(ko->ctx, md, sig));
+	ML_TRY(key_sign(key, md, sig));
 	ML_TRY(ml_wr_bytes(w, sig, sizeof(sig)));
 	r = 0;
 out:

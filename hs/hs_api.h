@@ -9,9 +9,10 @@
  * certificates); the *server* is mintline-server.
  *
  * Keys never enter this library: every private-key operation goes through
- * struct hs_keyops, backed by the reader secure chip (our PKCS#11 module),
- * the HSM (SoftHSM2 through libp11; see hs_p11.h), or software keys in unit
- * tests and benchmarks.
+ * struct key (keys/key.h), backed by the reader secure chip (our PKCS#11
+ * module), the HSM (through libp11 in mintline-monitor; the server reaches
+ * it through the monitor client), or software keys in unit tests and
+ * benchmarks.
  *
  * Threading: a struct hs_chan is used by one thread at a time.  struct
  * hs_trust is immutable after creation except for its internal
@@ -27,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "key.h"
 #include "ml_err.h"
 #include "ml_ossl.h"
 #include "ml_wr.h"
@@ -59,28 +61,6 @@ enum hs_kind {
 	HS_KIND_STATION = 2,	/* issuance line / verification desk */
 };
 
-/* ---------------------------------------------------------------- keys */
-
-/* Private-key operations of one party.  Each returns 0 or ML_ERR_*. */
-struct hs_keyops {
-	void	*ctx;
-	/* ECDSA P-256 over a SHA-256 digest; raw r||s (CKM_ECDSA). */
-	int	(*sign)(void *ctx, const uint8_t digest[ML_SHA256_LEN],
-		    uint8_t ret_sig[ML_P256_SIG_LEN]);
-	/* ECDH with our private key: X coordinate (CKM_ECDH1_DERIVE). */
-	int	(*ecdh)(void *ctx, const uint8_t peer[ML_P256_PUB_LEN],
-		    uint8_t ret_secret[ML_P256_SECRET_LEN]);
-	/* Random bytes from the party's own source (the chip for readers,
-	 * C_GenerateRandom); NULL means ml_rand(). */
-	int	(*random)(void *ctx, uint8_t *buf, size_t n);
-};
-
-/*
- * Software keys (tests, benchmarks): fills *ret with callbacks whose ctx is
- * the given struct ml_p256_key * (borrowed; keep it alive).
- */
-void	hs_soft_keyops(struct ml_p256_key *key, struct hs_keyops *ret);
-
 /* ---------------------------------------------------------------- trust */
 
 /*
@@ -112,10 +92,10 @@ struct hs_blob {
 	size_t		 len;
 };
 
-/* One party's credentials: its key operations and its certificate chain
+/* One party's credentials: its key and its certificate chain
  * (chain[0] is the leaf, DER; at most HS_MAX_CHAIN). All borrowed. */
 struct hs_cred {
-	const struct hs_keyops	*keyops;
+	const struct key	*key;
 	const struct hs_blob	*chain;
 	size_t			 nchain;
 	/* Optional: the leaf's public key (65 bytes) and certificate number
@@ -263,7 +243,10 @@ struct hs_app_env {
 	/* The HSM key, through mintline-monitor (docs/protocol.md section
 	 * 11): in a record handler only ecdh works (MON_DECRYPT_FEATURE);
 	 * sign is refused (ML_ERR_STATE) outside a handshake. */
-	const struct hs_keyops	*server_keyops;
+	const struct key	*server_key;
+	/* What opens further keys (the note seal key) and reads public keys
+	 * named by pkcs11: URIs: the server's is the monitor client. */
+	const struct key_provider *keys;
 	const uint8_t		*server_pub;	/* its public point, 65 bytes */
 	const struct hs_trust	*trust;
 };

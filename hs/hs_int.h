@@ -100,7 +100,7 @@ ML_MUST_CHECK int	hs_put_str8(struct ml_wr *w, const char *s);
 ML_MUST_CHECK int	hs_get_str8(struct ml_rd *rd, size_t max, bool hex, char *ret);
 ML_MUST_CHECK int	hs_sig_digest(const struct hs *hs, const char *label,
 	    const uint8_t *body, size_t len, uint8_t ret_md[ML_SHA256_LEN]);
-ML_MUST_CHECK int	hs_sign_append(struct hs *hs, const struct hs_keyops *ko,
+ML_MUST_CHECK int	hs_sign_append(struct hs *hs, const struct key *key,
 	    const char *label, struct ml_wr *w);
 ML_MUST_CHECK int	hs_verify_sig(const struct hs *hs, const uint8_t pub[ML_P256_PUB_LEN],
 	    const char *label, const uint8_t *body, size_t len);
@@ -108,6 +108,5 @@ ML_MUST_CHECK int	hs_set_peer(struct hs *hs, const struct hs_certinfo *ci,
 	    const struct hs_blob *leaf);
 ML_MUST_CHECK int	hs_server_check_client(struct hs *hs, const uint8_t *msg, size_t len,
 	    const struct hs_ident_fields *f, const char *label);
-ML_MUST_CHECK int	hs_keyops_random(const struct hs_keyops *ko, uint8_t *buf, size_t n);
 
 #endif

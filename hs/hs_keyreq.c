@@ -40,7 +40,7 @@ hs_keyreq_send(struct hs *hs, struct ml_wr *w)
 {
 	int r = ML_ERR_INTERNAL;
 
-	ML_TRY(hs_keyops_random(hs->ccfg->cred.keyops, hs->cnonce,
+	ML_TRY(key_random(hs->ccfg->cred.key, hs->cnonce,
 	    sizeof(hs->cnonce)));
 	ML_TRY(ml_wr_u8(w, HS_KEYREQ));
 	ML_TRY(ml_wr_u8(w, HS_VERSION));

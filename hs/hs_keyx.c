@@ -50,13 +50,13 @@ out:
 int
 hs_keyx_send(struct hs *hs, struct ml_wr *w)
 {
-	const struct hs_keyops *ko = hs->ccfg->cred.keyops;
+	const struct key *key = hs->ccfg->cred.key;
 	uint8_t sealed[SEALED_R2_LEN];
 	size_t sealed_len = 0;
 	int r = ML_ERR_INTERNAL;
 
 	/* R2 from the reader's own RNG (the chip's C_GenerateRandom) */
-	ML_TRY(hs_keyops_random(ko, hs->secret, HS_R_LEN));
+	ML_TRY(key_random(key, hs->secret, HS_R_LEN));
 	hs->secret_len = HS_R_LEN;
 	ML_TRY(ml_seal(hs->peer.pub, hs->th_prev, sizeof(hs->th_prev),
 	    hs->secret, HS_R_LEN, sealed, sizeof(sealed), &sealed_len));
@@ -66,7 +66,7 @@ hs_keyx_send(struct hs *hs, struct ml_wr *w)
 	ML_TRY(hs_put_str8(w, hs->certno));
 	ML_TRY(hs_put_chain(w, &hs->ccfg->cred));
 	ML_TRY(ml_wr_lv16(w, sealed, sealed_len));
-	ML_TRY(hs_sign_append(hs, ko, HS_LABEL_READER_KEYX, w));
+	ML_TRY(hs_sign_append(hs, key, HS_LABEL_READER_KEYX, w));
 	r = 0;
 out:
 	ml_wipe(sealed, sizeof(sealed));
@@ -76,7 +76,7 @@ out:
 int
 hs_keyx_recv(struct hs *hs, const uint8_t *m, size_t len)
 {
-	const struct hs_keyops *ko = hs->scfg->cred.keyops;
+	const struct key *key = hs->scfg->cred.key;
 	struct hs_ident_fields f;
 	uint8_t r2[HS_R_LEN];
 	size_t r2_len = 0;
@@ -87,7 +87,7 @@ hs_keyx_recv(struct hs *hs, const uint8_t *m, size_t len)
 	}
 	ML_TRY(hs_server_check_client(hs, m, len, &f, HS_LABEL_READER_KEYX));
 	/* only now: the HSM's ECDH (C_DeriveKey) to decrypt R2 */
-	if ((r = ml_seal_open(hs->own_pub, ko->ecdh, ko->ctx, hs->th_prev,
+	if ((r = ml_seal_open(hs->own_pub, key_ecdh_fn, (void *)key, hs->th_prev,
 	    sizeof(hs->th_prev), f.sealed, f.sealed_len, r2, sizeof(r2),
 	    &r2_len)) != 0 || r2_len != HS_R_LEN) {
 		r = hs_fail(hs, HS_ALERT_DECRYPT, ML_ERR_AUTH);

@@ -50,7 +50,7 @@ hs_reader_auth_send(struct hs *hs, struct ml_wr *w)
 	ML_TRY(hs_put_str8(w, hs->serial));
 	ML_TRY(hs_put_str8(w, hs->certno));
 	ML_TRY(hs_put_chain(w, &hs->ccfg->cred));
-	ML_TRY(hs_sign_append(hs, hs->ccfg->cred.keyops, HS_LABEL_READER_AUTH,
+	ML_TRY(hs_sign_append(hs, hs->ccfg->cred.key, HS_LABEL_READER_AUTH,
 	    w));
 	r = 0;
 out:

@@ -60,7 +60,7 @@ hs_server_auth_send(struct hs *hs, struct ml_wr *w)
 	ML_TRY(ml_wr_u8(w, HS_SERVER_AUTH));
 	ML_TRY(hs_put_chain(w, &hs->scfg->cred));
 	ML_TRY(ml_wr_lv16(w, sealed, sealed_len));
-	ML_TRY(hs_sign_append(hs, hs->scfg->cred.keyops, HS_LABEL_SERVER_AUTH,
+	ML_TRY(hs_sign_append(hs, hs->scfg->cred.key, HS_LABEL_SERVER_AUTH,
 	    w));
 	r = 0;
 out:
@@ -70,7 +70,7 @@ out:
 int
 hs_server_auth_recv(struct hs *hs, const uint8_t *m, size_t len)
 {
-	const struct hs_keyops *ko = hs->ccfg->cred.keyops;
+	const struct key *key = hs->ccfg->cred.key;
 	struct hs_ident_fields f;
 	struct hs_certinfo ci;
 	uint8_t r3[R3_LEN];
@@ -93,8 +93,8 @@ hs_server_auth_recv(struct hs *hs, const uint8_t *m, size_t len)
 		r = hs_fail(hs, HS_ALERT_SIG, ML_ERR_AUTH);
 		goto out;
 	}
-	/* 3. decrypt R3 with our key (chip C_DeriveKey via keyops->ecdh) */
-	if ((r = ml_seal_open(hs->own_pub, ko->ecdh, ko->ctx, hs->th_prev,
+	/* 3. decrypt R3 with our key (chip C_DeriveKey via key_ecdh) */
+	if ((r = ml_seal_open(hs->own_pub, key_ecdh_fn, (void *)key, hs->th_prev,
 	    sizeof(hs->th_prev), f.sealed, f.sealed_len, r3, sizeof(r3),
 	    &r3_len)) != 0 || r3_len != R3_LEN ||
 	    !ml_ct_eq(r3, hs->r1, HS_R_LEN)) {

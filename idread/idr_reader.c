@@ -37,7 +37,7 @@ struct idr_reader {
 	uint64_t		 last_seen_ms;
 	bool			 forgotten;	/* cache cleared since last card */
 	int			 remove_after;	/* test hook */
-	uint16_t		 key_id;	/* idr_reader_keyops() */
+	uint16_t		 key_id;	/* idr_reader_key() */
 	char			 serial[CHIP_SERIAL_LEN + 1];
 };
 
@@ -574,8 +574,15 @@ out:
 	return r;
 }
 
+static const struct key_class chip_key_class = {
+	.name = "reader-chip",
+	.sign = ck_sign,
+	.ecdh = ck_ecdh,
+	.random = ck_random,
+};
+
 int
-idr_reader_keyops(struct idr_reader *ir, struct hs_keyops *ret)
+idr_reader_key(struct idr_reader *ir, struct key *ret)
 {
 	uint8_t *list = NULL;
 	struct ml_rd rd;
@@ -600,11 +607,7 @@ idr_reader_keyops(struct idr_reader *ir, struct hs_keyops *ret)
 		}
 	}
 	ML_ENSURE(found, ML_ERR_NOT_FOUND);
-	memset(ret, 0, sizeof(*ret));
-	ret->ctx = ir;
-	ret->sign = ck_sign;
-	ret->ecdh = ck_ecdh;
-	ret->random = ck_random;
+	key_init(ret, &chip_key_class, ir, NULL);
 	r = 0;
 out:
 	free(list);

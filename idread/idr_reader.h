@@ -107,13 +107,12 @@ ML_MUST_CHECK int idr_print_info(FILE *f, const struct idc_info *info,
 /* ---- the reader key inside the secure chip (ID-14) ---- */
 
 /*
- * hs_keyops over this reader's chip session: SIGN (CKM_ECDSA), ECDH and
- * GET CHALLENGE for random, with the first private key that may sign
- * (LIST OBJECTS).  ret->ctx is ir: valid while ir lives.  ML_ERR_NOT_FOUND
- * if the chip holds no such key.
+ * The reader key (keys/key.h, in the caller's *ret) over this reader's
+ * chip session: SIGN (CKM_ECDSA), ECDH and GET CHALLENGE for random, with
+ * the first private key that may sign (LIST OBJECTS).  ret->ctx is ir:
+ * valid while ir lives.  ML_ERR_NOT_FOUND if the chip holds no such key.
  */
-ML_MUST_CHECK int idr_reader_keyops(struct idr_reader *ir,
-    struct hs_keyops *ret);
+ML_MUST_CHECK int idr_reader_key(struct idr_reader *ir, struct key *ret);
 /* Provisioning: generate a key pair inside the chip (user logged in);
  * the public point in ret_pub. */
 ML_MUST_CHECK int idr_reader_genkey(struct idr_reader *ir,

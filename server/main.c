@@ -337,7 +337,7 @@ static int
 apps_init(struct srv *s)
 {
 	struct hs_app_env env = {
-		.registry = s->reg, .server_keyops = &s->keyops,
+		.registry = s->reg, .server_key = s->key, .keys = &s->keys,
 		.server_pub = s->pub, .trust = s->trust,
 	};
 	const struct hs_app *const *ap;
@@ -427,9 +427,10 @@ cmd_run(struct cli *cl)
 		ml_err("cannot start the HSM monitor: %s", ml_errmsg(r));
 		goto out;
 	}
-	mon_set_global(s->mon);
-	mon_keyops(s->mon, &s->keyops);
-	mon_pub(s->mon, s->pub);
+	/* the worker's keys are the monitor's: no libp11 in this process */
+	mon_key_provider(s->mon, &s->keys);
+	ML_TRY(key_open(&s->keys, s->o.key, &s->key));
+	ML_TRY(key_pub(s->key, s->pub));
 
 	ML_TRY(hs_trust_load(s->o.ca, s->o.crl[0] ? s->o.crl : NULL, &s->trust));
 	if ((r = hs_chain_load(s->o.cert, &s->chain)) != 0) {
@@ -451,7 +452,7 @@ cmd_run(struct cli *cl)
 		ml_err("cannot open registry: %s", ml_errmsg(r));
 		goto out;
 	}
-	s->hscfg.cred.keyops = &s->keyops;
+	s->hscfg.cred.key = s->key;
 	s->hscfg.cred.chain = s->chain.blob;
 	s->hscfg.cred.nchain = s->chain.n;
 	s->hscfg.cred.pub = s->pub;		/* checked against the leaf above */
@@ -489,6 +490,7 @@ out:
 			close(s->done_efd);
 		}
 		reg_close(s->reg);
+		key_free(s->key);
 		mon_stop(s->mon);
 		hs_chain_free(&s->chain);
 		hs_trust_free(s->trust);

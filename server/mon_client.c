@@ -36,29 +36,17 @@ struct mon {
 	uint8_t		 pub[ML_P256_PUB_LEN];
 	uint8_t		 seal_pub[ML_P256_PUB_LEN];
 	bool		 has_seal;
+	char		*key_uri;	/* the server key's, as given */
 };
 
 static __thread uint64_t tl_sess;
 static __thread enum mon_phase tl_phase;
-static struct mon *g_mon;
 
 void
 mon_bind(uint64_t sess, enum mon_phase phase)
 {
 	tl_sess = sess;
 	tl_phase = phase;
-}
-
-void
-mon_set_global(struct mon *m)
-{
-	g_mon = m;
-}
-
-struct mon *
-mon_global(void)
-{
-	return g_mon;
 }
 
 pid_t
@@ -226,11 +214,59 @@ fwd_random(void *ctx, uint8_t *buf, size_t n)
 	return ml_rand(buf, n);	/* nonces need no HSM round trip */
 }
 
-void
-mon_keyops(struct mon *m, struct hs_keyops *ret)
+/* The seal key (BN-7): only ever used after a handshake, never signs. */
+static int
+fwd_seal_ecdh(void *ctx, const uint8_t peer[ML_P256_PUB_LEN],
+    uint8_t ret_secret[ML_P256_SECRET_LEN])
 {
-	*ret = (struct hs_keyops){ .ctx = m, .sign = fwd_sign,
-	    .ecdh = fwd_ecdh, .random = fwd_random };
+	if (tl_phase != MON_PHASE_POSTAUTH) {
+		return ML_ERR_STATE;
+	}
+	return mon_call(ctx, MON_DECRYPT_FEATURE, tl_sess, peer,
+	    ML_P256_PUB_LEN, ret_secret, ML_P256_SECRET_LEN, NULL);
+}
+
+static const struct key_class mon_server_class = {
+	.name = "monitor",
+	.sign = fwd_sign,
+	.ecdh = fwd_ecdh,
+	.random = fwd_random,
+};
+
+static const struct key_class mon_seal_class = {
+	.name = "monitor-seal",
+	.ecdh = fwd_seal_ecdh,
+	.random = fwd_random,
+};
+
+static int
+prov_open(void *ctx, const char *uri, struct key **ret)
+{
+	struct mon *m = ctx;
+
+	if (strcmp(uri, m->key_uri) == 0) {
+		return key_new(&mon_server_class, m, m->pub, ret);
+	}
+	if (!m->has_seal) {
+		ml_err("%s: the monitor holds no such key (a seal key must be "
+		    "set when mintline-server starts: MINTLINE_NOTE_SEAL_KEY)",
+		    uri);
+		return ML_ERR_NOT_FOUND;
+	}
+	return key_new(&mon_seal_class, m, m->seal_pub, ret);
+}
+
+static int
+prov_pub(void *ctx, const char *uri, uint8_t ret_pub[ML_P256_PUB_LEN])
+{
+	return mon_pubkey(ctx, uri, ret_pub);
+}
+
+void
+mon_key_provider(struct mon *m, struct key_provider *ret)
+{
+	*ret = (struct key_provider){ .name = "monitor", .ctx = m,
+	    .open = prov_open, .pub = prov_pub };
 }
 
 int
@@ -290,6 +326,7 @@ mon_start(const char *monitor, int nchan, const char *module, const char *key,
 		return ML_ERR_IO;
 	}
 	ML_ENSURE((m = calloc(1, sizeof(*m))) != NULL, ML_ERR_NOMEM);
+	ML_ENSURE((m->key_uri = strdup(key)) != NULL, ML_ERR_NOMEM);
 	pthread_mutex_init(&m->mu, NULL);
 	pthread_cond_init(&m->cv, NULL);
 	m->nchan = nchan;
@@ -370,7 +407,8 @@ out:
 	}
 	if (m != NULL && m->pid > 0) {
 		mon_stop(m);
-	} else {
+	} else if (m != NULL) {
+		free(m->key_uri);
 		free(m);
 	}
 	return r;
@@ -399,14 +437,6 @@ mon_stop(struct mon *m)
 	}
 	pthread_mutex_destroy(&m->mu);
 	pthread_cond_destroy(&m->cv);
-	if (g_mon == m) {
-		g_mon = NULL;
-	}
+	free(m->key_uri);
 	ml_freezero(m, sizeof(*m));
-}
-
-void
-mon_seal_pub(const struct mon *m, uint8_t ret_pub[ML_P256_PUB_LEN])
-{
-	memcpy(ret_pub, m->has_seal ? m->seal_pub : m->pub, ML_P256_PUB_LEN);
 }

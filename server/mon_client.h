@@ -1,8 +1,10 @@
 /*
  * The worker's side of the monitor (mon_proto.h, monitor.c): start
- * mintline-monitor, and struct hs_keyops that forward every private-key
- * operation to it.  The worker never loads a PKCS#11 module and never
- * reads the PIN.
+ * mintline-monitor, and the worker's key provider (struct key_provider,
+ * keys/key.h) whose keys forward every private-key operation to it.  The
+ * worker never loads a PKCS#11 module and never reads the PIN: it links
+ * keys/'s interface but not its libp11 implementation (privilege
+ * separation, docs/architecture.md "Keys").
  *
  * Threading: any thread may call; each call borrows one of the channels
  * (a pool with a mutex and condition variable) for one request/reply.
@@ -16,7 +18,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "hs_api.h"
+#include "key.h"
 #include "mon_proto.h"
 
 struct mon;
@@ -43,9 +45,18 @@ void	mon_lost(struct mon *m);
 void	mon_pub(const struct mon *m, uint8_t ret_pub[ML_P256_PUB_LEN]);
 bool	mon_has_seal(const struct mon *m);
 
-/* keyops over the server key: sign -> MON_SIGN_TRANSCRIPT, ecdh ->
- * MON_DECRYPT_KEYX during a handshake and MON_DECRYPT_FEATURE after it. */
-void	mon_keyops(struct mon *m, struct hs_keyops *ret);
+/*
+ * The worker's key provider, chosen at start-up instead of libp11's
+ * (key_p11_provider): ret->open(uri) gives
+ *   - for the server key's URI (`key` of mon_start): a key whose sign is
+ *     MON_SIGN_TRANSCRIPT and whose ecdh is MON_DECRYPT_KEYX during a
+ *     handshake and MON_DECRYPT_FEATURE after it;
+ *   - for any other URI, when the monitor opened a seal key
+ *     (MINTLINE_NOTE_SEAL_KEY, read by the monitor itself): the seal key,
+ *     ecdh only, MON_DECRYPT_FEATURE; else ML_ERR_NOT_FOUND.
+ * ret->pub(uri) is MON_PUBKEY (start-up only).  m must outlive the keys.
+ */
+void	mon_key_provider(struct mon *m, struct key_provider *ret);
 
 /* The session and phase of work on the calling thread (0: none). */
 void	mon_bind(uint64_t sess, enum mon_phase phase);
@@ -54,13 +65,8 @@ ML_MUST_CHECK int mon_sess_auth(struct mon *m, uint64_t sess);
 /* The connection is gone: one-way note, never blocks. */
 void	mon_sess_close(struct mon *m, uint64_t sess);
 
-/* The process-wide monitor, for the note_p11 stand-ins (mon_note.c). */
-void	mon_set_global(struct mon *m);
-struct mon *mon_global(void);
 /* MON_PUBKEY (start-up only): a public key in the monitor's token. */
 ML_MUST_CHECK int mon_pubkey(struct mon *m, const char *uri,
     uint8_t ret_pub[ML_P256_PUB_LEN]);
-/* The seal key's public point (the server key's without a seal key). */
-void	mon_seal_pub(const struct mon *m, uint8_t ret_pub[ML_P256_PUB_LEN]);
 
 #endif

@@ -31,9 +31,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "hs_p11.h"
 #include <limits.h>
-#include "note_p11.h"
+
+#include "key_p11.h"
 #include "ml_log.h"
 #include "ml_rd.h"
 #include "ml_wipe.h"
@@ -56,9 +56,10 @@ struct mon_sess {
 };
 
 struct mon {
-	struct hs_p11	*key;		/* the server key */
-	struct hs_p11	*seal;		/* MINTLINE_NOTE_SEAL_KEY, or NULL */
+	struct key	*key;		/* the server key */
+	struct key	*seal;		/* MINTLINE_NOTE_SEAL_KEY, or NULL */
 	const char	*module;
+	struct key_provider prov;	/* libp11 with module: MON_PUBKEY */
 	struct mon_sess	*sess;		/* MON_SESS_SLOTS */
 	uint64_t	 max_id;	/* highest session id seen */
 	bool		 hello_done;
@@ -160,11 +161,11 @@ mon_answer_hello(struct mon *m, struct mon_sess *s, struct ml_rd *rd,
 	ML_TRY(ml_rd_end(rd));
 	ML_ENSURE(!m->hello_done, ML_ERR_STATE);
 	m->hello_done = true;
-	ML_TRY(hs_p11_pub(m->key, pub));
+	ML_TRY(key_pub(m->key, pub));
 	ML_TRY(ml_wr_u8(w, m->seal != NULL ? MON_HELLO_SEAL : 0));
 	ML_TRY(ml_wr_bytes(w, pub, sizeof(pub)));
 	if (m->seal != NULL) {
-		ML_TRY(hs_p11_pub(m->seal, pub));
+		ML_TRY(key_pub(m->seal, pub));
 		ML_TRY(ml_wr_bytes(w, pub, sizeof(pub)));
 	}
 	r = 0;
@@ -176,15 +177,13 @@ static int
 mon_answer_sign(struct mon *m, struct mon_sess *s, struct ml_rd *rd,
     struct ml_wr *w)
 {
-	struct hs_keyops ko;
 	uint8_t md[ML_SHA256_LEN], sig[ML_P256_SIG_LEN];
 	int r = ML_ERR_INTERNAL;
 
 	(void)s;
 	ML_TRY(ml_rd_copy(rd, md, sizeof(md)));
 	ML_TRY(ml_rd_end(rd));
-	hs_p11_keyops(m->key, &ko);
-	ML_TRY(ko.sign(ko.ctx, md, sig));
+	ML_TRY(key_sign(m->key, md, sig));
 	ML_TRY(ml_wr_bytes(w, sig, sizeof(sig)));
 	r = 0;
 out:
@@ -192,17 +191,15 @@ out:
 }
 
 static int
-ecdh_with(struct hs_p11 *k, struct ml_rd *rd, struct ml_wr *w)
+ecdh_with(const struct key *k, struct ml_rd *rd, struct ml_wr *w)
 {
-	struct hs_keyops ko;
 	uint8_t peer[ML_P256_PUB_LEN], sec[ML_P256_SECRET_LEN];
 	int r = ML_ERR_INTERNAL;
 
 	ML_TRY(ml_rd_copy(rd, peer, sizeof(peer)));
 	ML_TRY(ml_rd_end(rd));
 	ML_TRY(ml_p256_check_pub(peer, sizeof(peer)));
-	hs_p11_keyops(k, &ko);
-	ML_TRY(ko.ecdh(ko.ctx, peer, sec));
+	ML_TRY(key_ecdh(k, peer, sec));
 	ML_TRY(ml_wr_bytes(w, sec, sizeof(sec)));
 	r = 0;
 out:
@@ -272,7 +269,8 @@ module_allowed(const struct mon *m, const char *uri)
 
 /*
  * A public key in a token (issuer keys named by pkcs11: URIs, read by the
- * note application at start-up; note_pub_load() of note_p11.c).  Only
+ * note application at start-up, key_pub_load() through the worker's
+ * provider, mon_client.c).  Only
  * the configured module: a URI naming another module-path is refused.
  */
 static int
@@ -292,7 +290,7 @@ mon_answer_pubkey(struct mon *m, struct mon_sess *s, struct ml_rd *rd,
 	ML_ENSURE(memchr(uri, '\0', n) == NULL &&
 	    strncmp(uri, "pkcs11:", 7) == 0, ML_ERR_FORMAT);
 	ML_ENSURE(module_allowed(m, uri), ML_ERR_PERM);
-	ML_TRY(note_pub_load(uri, pub));
+	ML_TRY(key_pub_load(&m->prov, uri, pub));
 	ML_TRY(ml_wr_bytes(w, pub, sizeof(pub)));
 	r = 0;
 out:
@@ -388,7 +386,7 @@ mon_log_counts(const struct mon *m)
 		    (unsigned long long)m->n_refused[q->type]);
 	}
 	ml_info("monitor: HSM reconnects: %llu",
-	    (unsigned long long)hs_p11_reconnects(m->key));
+	    (unsigned long long)key_p11_reconnects(m->key));
 }
 
 static int
@@ -509,22 +507,23 @@ main(int argc, char **argv)
 	if ((m.sess = calloc(MON_SESS_SLOTS, sizeof(*m.sess))) == NULL) {
 		return 1;
 	}
-	if ((r = hs_p11_open(m.module, key, &m.key)) != 0) {
+	key_p11_provider(&m.prov, m.module);
+	if ((r = key_open(&m.prov, key, &m.key)) != 0) {
 		ml_err("cannot open server key: %s", ml_errname(r));
 		return 1;
 	}
 	seal = secure_getenv("MINTLINE_NOTE_SEAL_KEY");
 	if (seal != NULL && *seal != '\0' &&
-	    (r = hs_p11_open(m.module, seal, &m.seal)) != 0) {
+	    (r = key_open(&m.prov, seal, &m.seal)) != 0) {
 		ml_err("cannot open the note seal key: %s", ml_errname(r));
-		hs_p11_free(m.key);
+		key_free(m.key);
 		return 1;
 	}
 	ml_info("monitor: key open, serving %d channels", nchan);
 	r = mon_loop(&m, nchan);
 	mon_log_counts(&m);
-	hs_p11_free(m.seal);
-	hs_p11_free(m.key);
+	key_free(m.seal);
+	key_free(m.key);
 	free(m.sess);
 	return r == 0 ? 0 : 1;
 }

@@ -32,7 +32,6 @@
 #include "ml_wipe.h"
 #include "note_db.h"
 #include "note_db_reg.h"
-#include "note_p11.h"
 #include "note_proto.h"
 #include "reg_note.h"
 #include "registry.h"
@@ -42,7 +41,7 @@ struct note_app {
 	struct reg	*registry;	/* the server's: per-station risk records */
 	struct note_db	*db;
 	struct reg_note	*rn;
-	struct note_p11	*seal;		/* MINTLINE_NOTE_SEAL_KEY, or NULL */
+	struct key	*seal;		/* MINTLINE_NOTE_SEAL_KEY, or NULL */
 	struct reg	*own_reg;	/* MINTLINE_NOTE_DB=postgresql://.. */
 };
 
@@ -62,7 +61,7 @@ note_app_init(const struct hs_app_env *env, void **ret_ctx)
 	ML_ENSURE((a = calloc(1, sizeof(*a))) != NULL, ML_ERR_NOMEM);
 	a->registry = env->registry;
 	if (db == NULL || *db == '\0' || iss == NULL || *iss == '\0' ||
-	    env->server_keyops == NULL || env->server_keyops->ecdh == NULL ||
+	    env->server_key == NULL || env->keys == NULL ||
 	    env->server_pub == NULL) {
 		ml_warn("note: MINTLINE_NOTE_DB / MINTLINE_NOTE_ISSUERS not set: "
 		    "banknote records will be refused");
@@ -76,7 +75,7 @@ note_app_init(const struct hs_app_env *env, void **ret_ctx)
 	for (tok = strtok_r(list, " \t\n", &save); tok != NULL;
 	    tok = strtok_r(NULL, " \t\n", &save)) {
 		ML_ENSURE(cfg.nissuers < REG_NOTE_MAX_ISSUERS, ML_ERR_TOO_LARGE);
-		if ((r = note_pub_load(tok, cfg.issuers[cfg.nissuers])) != 0) {
+		if ((r = key_pub_load(env->keys, tok, cfg.issuers[cfg.nissuers])) != 0) {
 			ml_err("note: issuer key %zu: %s", cfg.nissuers + 1,
 			    ml_errmsg(r));
 			goto out;
@@ -107,14 +106,15 @@ note_app_init(const struct hs_app_env *env, void **ret_ctx)
 	}
 	cfg.db = a->db;
 	if (sk != NULL && *sk != '\0') {
-		if ((r = note_p11_open(sk, &a->seal)) != 0) {
+		/* through the server's provider: the monitor holds it */
+		if ((r = key_open(env->keys, sk, &a->seal)) != 0) {
 			ml_err("note: seal key: %s", ml_errmsg(r));
 			goto out;
 		}
-		note_p11_keyops(a->seal, &cfg.server_keys);
-		note_p11_pub(a->seal, cfg.server_pub);
+		cfg.server_key = a->seal;
+		ML_TRY(key_pub(a->seal, cfg.server_pub));
 	} else {
-		cfg.server_keys = *env->server_keyops;
+		cfg.server_key = env->server_key;
 		memcpy(cfg.server_pub, env->server_pub, ML_P256_PUB_LEN);
 	}
 	ML_TRY(reg_note_new(&cfg, &a->rn));
@@ -129,7 +129,7 @@ out:
 		reg_note_free(a->rn);
 		note_db_close(a->db);
 		reg_close(a->own_reg);
-		note_p11_free(a->seal);
+		key_free(a->seal);
 		free(a);
 	}
 	free(list);
@@ -148,7 +148,7 @@ note_app_fini(void *ctx)
 	reg_note_free(a->rn);
 	note_db_close(a->db);
 	reg_close(a->own_reg);
-	note_p11_free(a->seal);
+	key_free(a->seal);
 	free(a);
 }
 

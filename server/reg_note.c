@@ -53,7 +53,7 @@ reg_note_new(const struct reg_note_cfg *cfg, struct reg_note **ret)
 	size_t i;
 	int r;
 
-	ML_ENSURE(cfg->db != NULL && cfg->server_keys.ecdh != NULL &&
+	ML_ENSURE(cfg->db != NULL && cfg->server_key != NULL &&
 	    cfg->nissuers <= REG_NOTE_MAX_ISSUERS, ML_ERR_ARG);
 	ML_ENSURE((rn = calloc(1, sizeof(*rn))) != NULL, ML_ERR_NOMEM);
 	rn->cfg = *cfg;
@@ -416,8 +416,8 @@ handle_upload(struct reg_note *rn, const uint8_t *req, size_t len,
 		goto out;
 	}
 	/* BN-7: open with the HSM-held key; the wrong key cannot. */
-	if (ml_seal_open(rn->cfg.server_pub, rn->cfg.server_keys.ecdh,
-	    rn->cfg.server_keys.ctx, chip, CHIP_SERIAL_LEN, ml_rd_ptr(&blob),
+	if (ml_seal_open(rn->cfg.server_pub, key_ecdh_fn,
+	    (void *)rn->cfg.server_key, chip, CHIP_SERIAL_LEN, ml_rd_ptr(&blob),
 	    ml_rd_left(&blob), pt, sizeof(pt), &ptn) != 0) {
 		r = refuse(rn, w, "upload", chip, NULL, NOTE_R_TAMPERED, 0);
 		goto out;

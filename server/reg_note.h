@@ -40,7 +40,7 @@
 
 struct reg_note_cfg {
 	struct note_db		*db;		/* borrowed */
-	struct hs_keyops	 server_keys;	/* ecdh with the seal key */
+	const struct key	*server_key;	/* ecdh with the seal key */
 	uint8_t			 server_pub[ML_P256_PUB_LEN];
 	uint8_t			 issuers[REG_NOTE_MAX_ISSUERS][ML_P256_PUB_LEN];
 	size_t			 nissuers;

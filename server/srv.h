@@ -108,7 +108,8 @@ struct srv {
 	struct hs_trust		*trust;
 	struct hs_chain		 chain;
 	struct mon		*mon;		/* the monitor (HSM key) */
-	struct hs_keyops	 keyops;
+	struct key_provider	 keys;		/* the monitor client */
+	struct key		*key;		/* the server key, through it */
 	uint8_t			 pub[ML_P256_PUB_LEN];
 	struct reg		*reg;
 	struct hs_server_cfg	 hscfg;

@@ -27,7 +27,7 @@
 #include "chip_proto.h"
 #include "chiplink.h"
 #include "hs_api.h"
-#include "hs_p11.h"
+#include "key_p11.h"
 #include "idpkt.h"
 #include "idr_srv.h"		/* server/: loopback seam only */
 #include "sam.h"		/* server/: loopback seam only */
@@ -51,8 +51,8 @@ struct st_idr {
 	struct hs_trust		*trust;
 	struct hs_chain		 chain;
 	bool			 have_chain;
-	struct hs_keyops	 keyops;
-	struct hs_p11		*p11;
+	struct key		 chip_key;	/* in the reader chip */
+	struct key		*p11;		/* or through PKCS#11 */
 	struct hs_client_cfg	 hcfg;
 	char			 serial[HS_MAX_SERIAL + 1];
 };
@@ -381,20 +381,19 @@ st_idr_open(const struct st_idr_opts *o, struct st_idr **ret)
 		/*= REQ ID-14 (secure chip): the reader key stays inside */
 		if (o->key != NULL) {
 			/* through PKCS#11 (C_Sign, C_DeriveKey, ...) */
-			if ((r = hs_p11_open(o->module, o->key, &s->p11)) != 0) {
+			if ((r = key_p11_open(o->module, o->key, &s->p11)) != 0) {
 				ml_err("reader key %s: %s", o->key,
 				    ml_errmsg(r));
 				goto out;
 			}
-			hs_p11_keyops(s->p11, &s->keyops);
-		} else if ((r = idr_reader_keyops(s->ir, &s->keyops)) != 0) {
+		} else if ((r = idr_reader_key(s->ir, &s->chip_key)) != 0) {
 			ml_err("no signing key in the reader secure chip: %s",
 			    ml_errmsg(r));
 			goto out;
 		}
 		s->hcfg.flow = (enum hs_flow)o->flow;
 		s->hcfg.kind = HS_KIND_READER;
-		s->hcfg.cred.keyops = &s->keyops;
+		s->hcfg.cred.key = s->p11 != NULL ? s->p11 : &s->chip_key;
 		s->hcfg.cred.chain = s->chain.blob;
 		s->hcfg.cred.nchain = s->chain.n;
 		s->hcfg.trust = s->trust;
@@ -422,7 +421,7 @@ st_idr_close(struct st_idr *s)
 	idr_srv_free(s->srv);
 	sam_close(s->sam);
 	hs_trust_free(s->trust);
-	hs_p11_free(s->p11);
+	key_free(s->p11);
 	if (s->have_chain) {
 		hs_chain_free(&s->chain);
 	}

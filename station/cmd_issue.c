@@ -43,7 +43,7 @@
 #include "note_chip.h"
 #include "note_journal.h"
 #include "note_line.h"
-#include "note_p11.h"		/* server/, until the one key provider */
+#include "key_p11.h"
 #include "note_proto.h"
 #include "note_uplink.h"
 #include "sw.h"
@@ -83,8 +83,7 @@ struct iss {
 	size_t			*byname;	/* indexes sorted by name */
 	size_t			 qhead;		/* next candidate in notes[] */
 	size_t			 indoubt;	/* INTENT notes not yet settled */
-	struct note_p11		*key;
-	struct hs_keyops	 kops;
+	struct key		*key;		/* the issuer key (BN-3) */
 	uint8_t			 fkey[FEATURE_KEY_LEN];
 	struct note_journal	*j;
 	struct note_uplink	*up[MAX_WORKERS];
@@ -479,7 +478,7 @@ issue_one(struct iss *s, size_t w, struct chipcmd *cc, struct inote *nt,
 	if ((r = note_journal_intent(s->j, nt->name, chip)) != 0) {
 		return r;
 	}
-	if ((r = note_chip_authorize(cc, &s->kops, chip, (const uint8_t *)feat,
+	if ((r = note_chip_authorize(cc, s->key, chip, (const uint8_t *)feat,
 	    flen, &sw)) != 0) {
 		report(s, nt, chip, "error", ml_errmsg(r), 0);
 		bump(s, &s->errors);
@@ -888,11 +887,10 @@ issue_run(int argc, char **argv, const struct note_server *local)
 		fprintf(stderr, "issue: resuming: %zu note(s) already done, %zu in "
 		    "doubt (reserved for their chip)\n", s->skipped, s->indoubt);
 	}
-	if ((r = note_p11_open(s->o.key, &s->key)) != 0) {
+	if ((r = key_p11_open(NULL, s->o.key, &s->key)) != 0) {
 		fprintf(stderr, "issue: issuer key: %s\n", ml_errmsg(r));
 		goto out;
 	}
-	note_p11_keyops(s->key, &s->kops);
 	if (local == NULL && (r = note_chan_new(&s->o.conn, &s->chan)) != 0) {
 		fprintf(stderr, "issue: channel: %s\n", ml_errmsg(r));
 		goto out;
@@ -981,7 +979,7 @@ out:
 	if (bf != NULL && bf != stdin) {
 		fclose(bf);
 	}
-	note_p11_free(s->key);
+	key_free(s->key);
 	note_chan_free(s->chan);
 	note_journal_close(s->j);
 	batch_clear(&s->b);

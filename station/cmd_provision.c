@@ -36,7 +36,7 @@
 #include "note_chan.h"
 #include "note_chip.h"
 #include "note_line.h"
-#include "note_p11.h"		/* server/, until the one key provider */
+#include "key_p11.h"
 #include "note_proto.h"
 #include "note_uplink.h"
 
@@ -246,6 +246,7 @@ cmd_provision(const struct st_opts *so, int argc, char **argv)
 	};
 	struct prov *p;
 	struct note_line_cfg lc = { 0 };
+	struct key_provider prov;
 	size_t i, chips = 0;
 	int c, r, rc = ST_EXIT_ERROR;
 
@@ -295,14 +296,15 @@ cmd_provision(const struct st_opts *so, int argc, char **argv)
 		usage(stderr);
 		goto out;
 	}
+	key_p11_provider(&prov, NULL);
 	for (i = 0; i < p->o.nissuers; i++) {
-		if ((r = note_pub_load(p->o.issuer[i], p->issuers[i])) != 0) {
+		if ((r = key_pub_load(&prov, p->o.issuer[i], p->issuers[i])) != 0) {
 			fprintf(stderr, "provision: issuer key %zu: %s\n", i + 1,
 			    ml_errmsg(r));
 			goto out;
 		}
 	}
-	if ((r = note_pub_load(p->o.server_pub, p->server_pub)) != 0) {
+	if ((r = key_pub_load(&prov, p->o.server_pub, p->server_pub)) != 0) {
 		fprintf(stderr, "provision: server key: %s\n", ml_errmsg(r));
 		goto out;
 	}

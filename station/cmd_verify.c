@@ -44,7 +44,7 @@
 #include "note_chan.h"
 #include "note_chip.h"
 #include "note_line.h"
-#include "note_p11.h"		/* server/, until the one key provider */
+#include "key_p11.h"
 #include "note_proto.h"
 #include "note_uplink.h"
 
@@ -432,6 +432,7 @@ verify_run(int argc, char **argv, const struct note_server *local)
 	struct ver *v;
 	struct note_line_cfg lc;
 	uint8_t pub[ML_P256_PUB_LEN];
+	struct key_provider prov;
 	size_t i, chips = 0;
 	int c, r, rc = ST_EXIT_ERROR;
 
@@ -483,8 +484,9 @@ verify_run(int argc, char **argv, const struct note_server *local)
 		usage(stderr);
 		goto out;
 	}
+	key_p11_provider(&prov, NULL);
 	for (i = 0; i < v->o.nissuers; i++) {
-		if ((r = note_pub_load(v->o.issuer[i], pub)) != 0 ||
+		if ((r = key_pub_load(&prov, v->o.issuer[i], pub)) != 0 ||
 		    (r = ml_p256_key_from_pub(pub, sizeof(pub), &v->issuer[i])) != 0) {
 			fprintf(stderr, "verify: issuer key %zu: %s\n", i + 1,
 			    ml_errmsg(r));

@@ -13,10 +13,9 @@
 
 struct note_chan {
 	struct st_conn		 conn;
-	struct hs_p11		*key;
+	struct key		*key;
 	struct hs_trust		*trust;
 	struct hs_chain		 chain;
-	struct hs_keyops	 ko;
 	struct hs_client_cfg	 cfg;
 	char			 serial[HS_MAX_SERIAL + 1];
 };
@@ -36,17 +35,16 @@ note_chan_new(const struct st_conn *c, struct note_chan **ret)
 		ml_err("certificate chain: %s", ml_errmsg(r));
 		goto out;
 	}
-	if ((r = hs_p11_open(c->module, c->key, &nc->key)) != 0) {
+	if ((r = key_p11_open(c->module, c->key, &nc->key)) != 0) {
 		ml_err("cannot open the channel key: %s", ml_errmsg(r));
 		goto out;
 	}
-	hs_p11_keyops(nc->key, &nc->ko);
 	ML_TRY(hs_cert_facts(nc->chain.blob[0].p, nc->chain.blob[0].len, &ci));
 	snprintf(nc->serial, sizeof(nc->serial), "%s",
 	    c->serial[0] ? c->serial : ci.serial);
 	nc->cfg.flow = c->flow;
 	nc->cfg.kind = c->kind;
-	nc->cfg.cred.keyops = &nc->ko;
+	nc->cfg.cred.key = nc->key;
 	nc->cfg.cred.chain = nc->chain.blob;
 	nc->cfg.cred.nchain = nc->chain.n;
 	nc->cfg.trust = nc->trust;
@@ -66,7 +64,7 @@ note_chan_free(struct note_chan *nc)
 	if (nc == NULL) {
 		return;
 	}
-	hs_p11_free(nc->key);
+	key_free(nc->key);
 	hs_trust_free(nc->trust);
 	hs_chain_free(&nc->chain);
 	free(nc);

@@ -80,7 +80,7 @@ out:
 }
 
 int
-note_chip_authorize(struct chipcmd *cc, const struct hs_keyops *issuer,
+note_chip_authorize(struct chipcmd *cc, const struct key *issuer,
     const char *chip_serial, const uint8_t *feature, size_t n,
     uint16_t *ret_sw)
 {
@@ -98,7 +98,7 @@ note_chip_authorize(struct chipcmd *cc, const struct hs_keyops *issuer,
 	ML_TRY(note_auth_msg(chal, chip_serial, feature, n, msg, sizeof(msg),
 	    &len));
 	ML_TRY(ml_sha256(msg, len, dg));
-	ML_TRY(issuer->sign(issuer->ctx, dg, sig));
+	ML_TRY(key_sign(issuer, dg, sig));
 	ML_TRY(ml_wr_lv16(&w, feature, n));
 	ML_TRY(ml_wr_bytes(&w, sig, sizeof(sig)));
 	ML_TRY(chipcmd_send(cc, CLA_PROP, INS_AUTHORIZE_WRITE, 0, 0, w.p, w.len,

@@ -43,12 +43,12 @@ ML_MUST_CHECK int note_chip_perso(struct chipcmd *cc, const char *so_pin,
 
 /*
  * BN-3: GET CHALLENGE, sign NOTE_AUTH_DOMAIN || challenge || chip serial
- * || feature with the issuer key (keyops->sign over its SHA-256), AUTHORIZE
+ * || feature with the issuer key (key_sign over its SHA-256), AUTHORIZE
  * WRITE.  Returns 0 with the chip's answer in *ret_sw (9000 confirm-write,
  * 6982 reject-write), or a transport/signing error.
  */
 ML_MUST_CHECK int note_chip_authorize(struct chipcmd *cc,
-    const struct hs_keyops *issuer, const char *chip_serial,
+    const struct key *issuer, const char *chip_serial,
     const uint8_t *feature, size_t n, uint16_t *ret_sw);
 
 /* BN-5: WRITE FEATURE (write-once; 9000 once committed in the chip). */

@@ -10,7 +10,7 @@
 #include <stdbool.h>
 
 #include "hs_api.h"
-#include "hs_p11.h"
+#include "key_p11.h"
 
 /* Options common to every subcommand (before the subcommand name). */
 struct st_opts {
@@ -83,10 +83,9 @@ ML_MUST_CHECK int st_server_connect(const char *server,
 /* An open link: the channel plus what it borrows (key, trust, chain). */
 struct st_link {
 	struct hs_chan	*chan;
-	struct hs_p11	*key;
+	struct key	*key;
 	struct hs_trust	*trust;
 	struct hs_chain	 chain;
-	struct hs_keyops ko;
 	uint8_t		 pub[ML_P256_PUB_LEN];
 	char		 certno[HS_MAX_CERTNO + 1];
 	int		 alert;		/* HS_ALERT_* when refused */

@@ -115,7 +115,7 @@ st_link_close(struct st_link *l)
 		return;
 	}
 	hs_chan_close(l->chan);
-	hs_p11_free(l->key);
+	key_free(l->key);
 	hs_trust_free(l->trust);
 	hs_chain_free(&l->chain);
 	free(l);
@@ -136,16 +136,15 @@ st_link_open(const struct st_conn *c, struct st_link **ret_link)
 		ml_err("certificate chain: %s", ml_errmsg(r));
 		goto out;
 	}
-	if ((r = hs_p11_open(c->module, c->key, &l->key)) != 0) {
+	if ((r = key_p11_open(c->module, c->key, &l->key)) != 0) {
 		ml_err("cannot open key: %s", ml_errmsg(r));
 		goto out;
 	}
-	hs_p11_keyops(l->key, &l->ko);
 	ML_TRY(hs_cert_facts(l->chain.blob[0].p, l->chain.blob[0].len, &ci));
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.flow = c->flow;
 	cfg.kind = c->kind;
-	cfg.cred.keyops = &l->ko;
+	cfg.cred.key = l->key;
 	cfg.cred.chain = l->chain.blob;
 	cfg.cred.nchain = l->chain.n;
 	memcpy(l->pub, ci.pub, sizeof(l->pub));

@@ -28,7 +28,7 @@
 
 #include "hs.h"
 #include "hs_ca.h"
-#include "hs_p11.h"
+#include "key_p11.h"
 #include "ml_log.h"
 
 struct ca_opts {
@@ -137,7 +137,6 @@ static int
 cmd_issue(const struct ca_opts *o)
 {
 	struct hs_ca *ca = NULL;
-	struct hs_p11 *k = NULL;
 	uint8_t pub[ML_P256_PUB_LEN], *der = NULL;
 	size_t len = 0;
 	uint64_t certno = 0;
@@ -154,8 +153,7 @@ cmd_issue(const struct ca_opts *o)
 			goto out;
 		}
 	} else {
-		ML_TRY(hs_p11_open(o->module, o->p11, &k));
-		ML_TRY(hs_p11_pub(k, pub));
+		ML_TRY(key_p11_pub(o->module, o->p11, pub));
 	}
 	ML_TRY(load_ca(o->dir, &ca));
 	ML_TRY(next_certno(o->dir, &certno));
@@ -172,7 +170,6 @@ cmd_issue(const struct ca_opts *o)
 	    o->serial[0] ? o->serial : "-", (unsigned long long)certno, o->out);
 out:
 	free(der);
-	hs_p11_free(k);
 	hs_ca_free(ca);
 	return r;
 }

@@ -30,6 +30,7 @@
 
 #include "chip_state.h"
 #include "feature.h"
+#include "key_soft.h"
 #include "ml_wipe.h"
 #include "ml_wr.h"
 #include "note_chip.h"
@@ -134,13 +135,6 @@ do_alter(const char *img)
 }
 
 static int
-soft_sign(void *ctx, const uint8_t dg[ML_SHA256_LEN],
-    uint8_t ret[ML_P256_SIG_LEN])
-{
-	return ml_p256_sign_digest(ctx, dg, ML_SHA256_LEN, ret);
-}
-
-static int
 do_forge(const char *genuine, const char *img, const char *prefix,
     const char *serial)
 {
@@ -149,7 +143,7 @@ do_forge(const char *genuine, const char *img, const char *prefix,
 	uint8_t srv[ML_P256_PUB_LEN], pub[ML_P256_PUB_LEN], fkey[FEATURE_KEY_LEN];
 	char feat[FEATURE_MAX_LEN + 1];
 	struct ml_p256_key *forger = NULL;
-	struct hs_keyops ko = { 0 };
+	struct key ko;
 	struct chiplink *l = NULL;
 	struct chipcmd cc;
 	struct chip_info ci;
@@ -178,8 +172,7 @@ do_forge(const char *genuine, const char *img, const char *prefix,
 	snprintf(spec, sizeof(spec), "inproc:%s", dir);
 	ML_TRY(ml_p256_keygen(fpriv, fpub[0]));
 	ML_TRY(ml_p256_key_from_priv(fpriv, &forger));
-	ko.ctx = forger;
-	ko.sign = soft_sign;
+	key_soft_init(&ko, forger);
 	ML_TRY(ml_rand(fkey, sizeof(fkey)));
 	ML_TRY(note_id_set(prefix, strlen(prefix), serial, strlen(serial), &id));
 	ML_TRY(chiplink_open(spec, &l));

@@ -47,6 +47,7 @@
 #include "hs.h"
 #include "hs_api.h"
 #include "hs_ca.h"
+#include "key_soft.h"
 #include "ml_log.h"
 #include "ml_wipe.h"
 #include "note_db.h"
@@ -165,7 +166,7 @@ struct reader {
 	char			 serial[HS_MAX_SERIAL + 1];
 	char			 certno[HS_MAX_CERTNO + 1];
 	struct ml_p256_key	*key;
-	struct hs_keyops	 ko;
+	struct key		 ko;
 	uint8_t			 pub[ML_P256_PUB_LEN];
 	uint8_t			*cert;
 	size_t			 cert_len;
@@ -320,12 +321,12 @@ load_bundle(void)
 			goto out;
 		}
 		ml_wipe(priv, sizeof(priv));
-		hs_soft_keyops(rd->key, &rd->ko);
+		key_soft_init(&rd->ko, rd->key);
 		rd->chain[0].p = rd->cert;
 		rd->chain[0].len = rd->cert_len;
 		rd->cfg.flow = o.flow;
 		rd->cfg.kind = HS_KIND_READER;
-		rd->cfg.cred.keyops = &rd->ko;
+		rd->cfg.cred.key = &rd->ko;
 		rd->cfg.cred.chain = rd->chain;
 		rd->cfg.cred.nchain = 1;
 		rd->cfg.cred.pub = rd->pub;

@@ -399,7 +399,7 @@ struct flood {
 	struct hs_client_cfg cfg;
 	struct hs_chain	 chain;
 	struct hs_trust	*trust;
-	struct hs_keyops ko;
+	struct key	 ko;
 	struct ml_p256_key *key;
 	volatile int	 stop;
 	atomic_ullong	 legit_ok, legit_fail, forged_sent, forged_refused;
@@ -683,10 +683,10 @@ cmd_flood(int argc, char **argv)
 		return 1;
 	}
 	BIO_free(b);
-	hs_soft_keyops(f->key, &f->ko);
+	key_soft_init(&f->ko, f->key);
 	f->cfg.flow = HS_FLOW_A;
 	f->cfg.kind = HS_KIND_READER;
-	f->cfg.cred.keyops = &f->ko;
+	f->cfg.cred.key = &f->ko;
 	f->cfg.cred.chain = f->chain.blob;
 	f->cfg.cred.nchain = f->chain.n;
 	{

@@ -29,6 +29,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "key_soft.h"
 #include "ml_wipe.h"
 #include "../unit/idr_testkit.h"
 
@@ -69,7 +70,7 @@ struct net {
 	char			 host[256], port[16];
 	struct hs_trust		*trust;
 	struct hs_chain		 chain;
-	struct hs_keyops	 ko;
+	struct key		 ko;
 	struct hs_client_cfg	 cfg;
 };
 
@@ -360,7 +361,7 @@ nthr_run(void *arg)
 {
 	struct nthr *th = arg;
 	struct ml_p256_key *key = NULL;
-	struct hs_keyops ko;
+	struct key ko;
 	struct hs_chain chain;
 	struct hs_client_cfg cfg;
 	struct idr_upload_req req;
@@ -390,9 +391,9 @@ nthr_run(void *arg)
 		th->failed = th->n;
 		goto out;
 	}
-	hs_soft_keyops(key, &ko);
+	key_soft_init(&ko, key);
 	cfg = th->base->cfg;
-	cfg.cred.keyops = &ko;
+	cfg.cred.key = &ko;
 	cfg.cred.chain = chain.blob;
 	cfg.cred.nchain = chain.n;
 	cfg.serial = serial;
@@ -584,14 +585,14 @@ main(int argc, char **argv)
 		if ((r = chiplink_open(spec, &l)) != 0 ||
 		    (r = chiplink_inproc_feed(l, 1, card)) != 0 ||
 		    (r = idr_reader_open(l, &rc, &ir)) != 0 ||
-		    (r = idr_reader_keyops(ir, &n.ko)) != 0 ||
+		    (r = idr_reader_key(ir, &n.ko)) != 0 ||
 		    (r = hs_trust_load(ca, NULL, &n.trust)) != 0 ||
 		    (r = hs_chain_load(cert, &n.chain)) != 0) {
 			DIE("set-up", r);
 		}
 		n.cfg.flow = HS_FLOW_A;
 		n.cfg.kind = HS_KIND_READER;
-		n.cfg.cred.keyops = &n.ko;
+		n.cfg.cred.key = &n.ko;
 		n.cfg.cred.chain = n.chain.blob;
 		n.cfg.cred.nchain = n.chain.n;
 		n.cfg.trust = n.trust;

@@ -31,7 +31,7 @@
 #include "ml_wr.h"
 #include "note_chip.h"
 #include "note_db.h"
-#include "note_p11.h"
+#include "key_p11.h"
 #include "note_proto.h"
 #include "reg_note.h"
 
@@ -67,7 +67,7 @@ cmp_dbl(const void *a, const void *b)
 }
 
 struct par {
-	struct note_p11	*key;
+	struct key	*key;
 	struct reg_note	*rn;
 	uint8_t		**up;
 	size_t		*uplen;
@@ -97,7 +97,7 @@ par_main(void *arg)
 			break;
 		}
 		if (p->mode == 0) {
-			if (note_p11_ecdh(p->key, peer, sec) != 0) {
+			if (key_ecdh(p->key, peer, sec) != 0) {
 				p->fail = 1;
 			}
 		} else {
@@ -132,7 +132,7 @@ run_par(struct par *p, size_t threads)
 }
 
 static struct reg_note *
-new_reg(const char *dbpath, struct note_p11 *srv, const uint8_t *issuer_pub,
+new_reg(const char *dbpath, struct key *srv, const uint8_t *issuer_pub,
     const uint8_t *fkey, struct note_db **ret_db)
 {
 	struct reg_note_cfg cfg = { 0 };
@@ -142,8 +142,10 @@ new_reg(const char *dbpath, struct note_p11 *srv, const uint8_t *issuer_pub,
 		exit(1);
 	}
 	cfg.db = *ret_db;
-	note_p11_keyops(srv, &cfg.server_keys);
-	note_p11_pub(srv, cfg.server_pub);
+	cfg.server_key = srv;
+	if (key_pub(srv, cfg.server_pub) != 0) {
+		exit(1);
+	}
 	memcpy(cfg.issuers[0], issuer_pub, 65);
 	cfg.nissuers = 1;
 	cfg.feature_key = fkey;
@@ -175,7 +177,8 @@ main(int argc, char **argv)
 	size_t threads = strtoul(env("BENCH_THREADS"), NULL, 10);
 	char path[4096], spec[4200], batch[4096], journal[4096], jdir[4096];
 	uint8_t issuer_pub[65], fkey[FEATURE_KEY_LEN], pub[65];
-	struct note_p11 *srv = NULL;
+	struct key *srv = NULL;
+	struct key_provider prov;
 	struct note_db *db = NULL, *db2 = NULL;
 	struct reg_note *rn, *rn2;
 	struct note_server ns;
@@ -192,9 +195,10 @@ main(int argc, char **argv)
 	if (notes == 0 || threads == 0 || threads > 64) {
 		return 1;
 	}
-	if (note_pub_load(env("BENCH_ISSUER_PUB"), issuer_pub) != 0 ||
+	key_p11_provider(&prov, NULL);
+	if (key_pub_load(&prov, env("BENCH_ISSUER_PUB"), issuer_pub) != 0 ||
 	    feature_key_load(env("BENCH_FEATURE_KEY"), fkey) != 0 ||
-	    note_p11_open(env("BENCH_SERVER_KEY"), &srv) != 0) {
+	    key_open(&prov, env("BENCH_SERVER_KEY"), &srv) != 0) {
 		fprintf(stderr, "bench-issue: keys\n");
 		return 1;
 	}
@@ -206,7 +210,9 @@ main(int argc, char **argv)
 	if (chiplink_open(spec, &l) != 0) {
 		return 1;
 	}
-	note_p11_pub(srv, pub);
+	if (key_pub(srv, pub) != 0) {
+		return 1;
+	}
 	for (i = 0; i < notes; i++) {
 		uint8_t cpub[65];
 
@@ -338,7 +344,7 @@ main(int argc, char **argv)
 	note_db_close(db);
 	note_db_close(db2);
 	chiplink_close(l);
-	note_p11_free(srv);
+	key_free(srv);
 	(void)argc;
 	(void)argv;
 	return 0;

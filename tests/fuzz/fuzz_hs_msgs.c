@@ -14,12 +14,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "key_soft.h"
 #include "hs.h"
 #include "hs_ca.h"
 
 static struct hs_trust *trust;
 static struct ml_p256_key *key;
-static struct hs_keyops ko;
+static struct key ko;
 static uint8_t *cert;
 static size_t cert_len;
 static struct hs_blob chain[1];
@@ -50,7 +51,7 @@ init_once(void)
 	}
 	free(root);
 	hs_ca_free(ca);
-	hs_soft_keyops(key, &ko);
+	key_soft_init(&ko, key);
 	chain[0].p = cert;
 	chain[0].len = cert_len;
 	done = 1;
@@ -81,7 +82,7 @@ LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
 	(void)hs_rl_open(&rl, d, n, &type, pt, sizeof(pt), &len);
 
 	memset(&sc, 0, sizeof(sc));
-	sc.cred.keyops = &ko;
+	sc.cred.key = &ko;
 	sc.cred.chain = chain;
 	sc.cred.nchain = 1;
 	sc.trust = trust;

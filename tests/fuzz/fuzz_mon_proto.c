@@ -6,9 +6,10 @@
  * mon_close_note().
  *
  * server/monitor.c keeps all of that static, so it is included here whole
- * (its main() renamed) and the HSM side is stubbed: hs_p11_*() and
- * note_pub_load() below answer without a PKCS#11 module, so the fuzzer
- * runs the monitor's own code and nothing of the token's.
+ * (its main() renamed) and the HSM side is stubbed: the monitor's keys
+ * are struct key (keys/key.h) of a stub class and its provider answers
+ * MON_PUBKEY without a PKCS#11 module, so the fuzzer runs the monitor's
+ * own code and nothing of the token's.
  *
  * Input: a sequence of packets, each
  *	u8 hdr (bit 7: notify channel; bits 0-3: length bits 8-11)
@@ -41,10 +42,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* ---------------------------------------------------------------- stubs */
 
-struct hs_p11 {
-	uint8_t	 pub[ML_P256_PUB_LEN];
-};
-
 static const uint8_t p256_g[ML_P256_PUB_LEN] = {
 	0x04,
 	0x6B, 0x17, 0xD1, 0xF2, 0xE1, 0x2C, 0x42, 0x47, 0xF8, 0xBC, 0xE6, 0xE5,
@@ -74,45 +71,18 @@ stub_ecdh(void *ctx, const uint8_t peer[ML_P256_PUB_LEN],
 	return 0;
 }
 
-int
-hs_p11_open(const char *module, const char *uri, struct hs_p11 **ret_key)
-{
-	(void)module;
-	(void)uri;
-	(void)ret_key;
-	return ML_ERR_UNSUPPORTED;
-}
+/* The keys the monitor holds: a struct key (keys/key.h) of this class. */
+static const struct key_class stub_class = {
+	.name = "stub",
+	.sign = stub_sign,
+	.ecdh = stub_ecdh,
+};
 
-void
-hs_p11_keyops(struct hs_p11 *k, struct hs_keyops *ret)
+/* The provider MON_PUBKEY asks (key_pub_load -> prov.pub). */
+static int
+stub_pub(void *ctx, const char *spec, uint8_t ret_pub[ML_P256_PUB_LEN])
 {
-	*ret = (struct hs_keyops){ .ctx = k, .sign = stub_sign,
-	    .ecdh = stub_ecdh };
-}
-
-int
-hs_p11_pub(const struct hs_p11 *k, uint8_t ret_pub[ML_P256_PUB_LEN])
-{
-	memcpy(ret_pub, k->pub, ML_P256_PUB_LEN);
-	return 0;
-}
-
-void
-hs_p11_free(struct hs_p11 *k)
-{
-	(void)k;
-}
-
-uint64_t
-hs_p11_reconnects(const struct hs_p11 *k)
-{
-	(void)k;
-	return 0;
-}
-
-int
-note_pub_load(const char *spec, uint8_t ret_pub[static ML_P256_PUB_LEN])
-{
+	(void)ctx;
 	if (strncmp(spec, "pkcs11:", 7) != 0) {
 		abort();	/* the monitor must have refused it */
 	}
@@ -123,11 +93,31 @@ note_pub_load(const char *spec, uint8_t ret_pub[static ML_P256_PUB_LEN])
 	return 0;
 }
 
+static const struct key_provider stub_prov = {
+	.name = "stub",
+	.pub = stub_pub,
+};
+
+/* monitor_main() (never run here) links against keys/key_p11.c. */
+void
+key_p11_provider(struct key_provider *ret, const char *module)
+{
+	(void)module;
+	*ret = stub_prov;
+}
+
+uint64_t
+key_p11_reconnects(const struct key *k)
+{
+	(void)k;
+	return 0;
+}
+
 /* -------------------------------------------------------------- harness */
 
 #define MAX_PKTS	256
 
-static struct hs_p11 key_main, key_seal;
+static struct key key_main, key_seal;
 static struct mon_sess *sess_table;
 
 /* What the harness saw succeed, per session id, within one input. */
@@ -156,12 +146,15 @@ seen_get(struct seen *v, size_t *n, uint64_t id)
 int
 LLVMFuzzerInitialize(int *argc, char **argv[])
 {
+	uint8_t seal_pub[ML_P256_PUB_LEN];
+
 	(void)argc;
 	(void)argv;
 	ml_log_set_level(ML_LOG_ERROR);
-	memcpy(key_main.pub, p256_g, ML_P256_PUB_LEN);
-	memcpy(key_seal.pub, p256_g, ML_P256_PUB_LEN);
-	key_seal.pub[ML_P256_PUB_LEN - 1] ^= 1;	/* any other bytes */
+	memcpy(seal_pub, p256_g, ML_P256_PUB_LEN);
+	seal_pub[ML_P256_PUB_LEN - 1] ^= 1;	/* any other bytes */
+	key_init(&key_main, &stub_class, NULL, p256_g);
+	key_init(&key_seal, &stub_class, NULL, seal_pub);
 	if ((sess_table = calloc(MON_SESS_SLOTS, sizeof(*sess_table))) == NULL) {
 		abort();
 	}
@@ -205,6 +198,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* first byte: with or without a separate seal key */
 	m.seal = (data[0] & 1) ? &key_seal : NULL;
 	m.module = "/dev/null";
+	m.prov = stub_prov;
 	m.sess = sess_table;
 	off = 1;
 	while (off + 2 <= size && nt < MAX_PKTS) {

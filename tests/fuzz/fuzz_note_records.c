@@ -37,6 +37,7 @@
 #include "chip.h"
 #include "chip_proto.h"
 #include "feature.h"
+#include "key_soft.h"
 #include "ml_log.h"
 #include "ml_ossl.h"
 #include "ml_tlv.h"
@@ -52,6 +53,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct ml_p256_key *server_k, *issuer_k, *chip_k;
+static struct key server_key;
 static uint8_t server_pub[ML_P256_PUB_LEN], issuer_pub[ML_P256_PUB_LEN];
 static uint8_t chip_pub[ML_P256_PUB_LEN];
 static const char fz_serial[] = "FUZZCHIP00000001";
@@ -65,20 +67,6 @@ static const uint8_t fkey[FEATURE_KEY_LEN] = {
 };
 static unsigned long nruns;
 static bool verbose;
-
-static int
-soft_sign(void *ctx, const uint8_t dg[ML_SHA256_LEN],
-    uint8_t ret[ML_P256_SIG_LEN])
-{
-	return ml_p256_sign_digest(ctx, dg, ML_SHA256_LEN, ret);
-}
-
-static int
-soft_ecdh(void *ctx, const uint8_t peer[ML_P256_PUB_LEN],
-    uint8_t ret[ML_P256_SECRET_LEN])
-{
-	return ml_p256_ecdh(ctx, peer, ML_P256_PUB_LEN, ret);
-}
 
 static struct ml_p256_key *
 soft_key(uint8_t pub[ML_P256_PUB_LEN])
@@ -107,8 +95,8 @@ registry_open(void)
 		abort();
 	}
 	cfg.db = db;
-	cfg.server_keys = (struct hs_keyops){ .ctx = server_k,
-	    .sign = soft_sign, .ecdh = soft_ecdh };
+	key_soft_init(&server_key, server_k);
+	cfg.server_key = &server_key;
 	memcpy(cfg.server_pub, server_pub, ML_P256_PUB_LEN);
 	memcpy(cfg.issuers[0], issuer_pub, ML_P256_PUB_LEN);
 	cfg.nissuers = 1;

@@ -5,8 +5,9 @@
  *
  *	mon_check MONITOR MODULE KEY_URI
  *
- * Then, in this process, the monitor's key adapter (hs/hs_p11.c) losing
- * its token session: the module is finalized behind libp11's back (as an
+ * Then, in this process, the monitor's key implementation (keys/key_p11.c)
+ * losing its
+ * token session: the module is finalized behind libp11's back (as an
  * HSM restart does), and the next sign must reconnect by itself.
  *
  * Prints one "ok"/"FAIL" line per check; exit 0 when all passed.
@@ -16,7 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "hs_p11.h"
+#include "key_p11.h"
 #include "ml_err.h"
 #include "ml_ossl.h"
 #include "mon_client.h"
@@ -45,12 +46,11 @@ struct ck_function_list {
 };
 
 /* Sign, lose the session (C_Finalize through our own dlopen handle of
- * the same module), sign again: hs_p11 must reconnect and log in again. */
+ * the same module), sign again: key_p11 must reconnect and log in again. */
 static void
 reconnect_check(const char *module, const char *uri)
 {
-	struct hs_p11 *k = NULL;
-	struct hs_keyops ko;
+	struct key *k = NULL;
 	struct ck_function_list *fl = NULL;
 	ck_rv (*gfl)(struct ck_function_list **);
 	uint8_t md[ML_SHA256_LEN] = { 9 }, sig[ML_P256_SIG_LEN];
@@ -58,27 +58,26 @@ reconnect_check(const char *module, const char *uri)
 	struct ml_p256_key *pk = NULL;
 	void *h;
 
-	expect(hs_p11_open(module, uri, &k), 0, "hs_p11: key open");
+	expect(key_p11_open(module, uri, &k), 0, "key_p11: key open");
 	if (k == NULL) {
 		return;
 	}
-	hs_p11_keyops(k, &ko);
-	expect(ko.sign(ko.ctx, md, sig), 0, "hs_p11: sign");
+	expect(key_sign(k, md, sig), 0, "key_p11: sign");
 	if ((h = dlopen(module, RTLD_NOW)) == NULL ||
 	    (gfl = (ck_rv (*)(struct ck_function_list **))dlsym(h,
 	    "C_GetFunctionList")) == NULL || gfl(&fl) != 0) {
 		printf("FAIL - cannot reach the module's C_Finalize\n");
 		fails++;
-		hs_p11_free(k);
+		key_free(k);
 		return;
 	}
 	expect((int)fl->C_Finalize(NULL), 0,
 	    "module finalized behind libp11 (session lost)");
-	expect(ko.sign(ko.ctx, md, sig), 0,
-	    "hs_p11: sign after the session was lost (reconnected)");
-	expect(hs_p11_reconnects(k) == 1 ? 0 : ML_ERR_STATE, 0,
-	    "hs_p11: one reconnect counted");
-	expect(hs_p11_pub(k, pub), 0, "hs_p11: public key");
+	expect(key_sign(k, md, sig), 0,
+	    "key_p11: sign after the session was lost (reconnected)");
+	expect(key_p11_reconnects(k) == 1 ? 0 : ML_ERR_STATE, 0,
+	    "key_p11: one reconnect counted");
+	expect(key_pub(k, pub), 0, "key_p11: public key");
 	expect(ml_p256_key_from_pub(pub, sizeof(pub), &pk), 0, "public key loads");
 	if (pk != NULL) {
 		expect(ml_p256_verify_digest(pk, md, sizeof(md), sig,
@@ -86,7 +85,7 @@ reconnect_check(const char *module, const char *uri)
 		    "the signature after the reconnect verifies");
 		ml_p256_key_free(pk);
 	}
-	hs_p11_free(k);
+	key_free(k);
 	dlclose(h);
 }
 
@@ -94,7 +93,8 @@ int
 main(int argc, char **argv)
 {
 	struct mon *m = NULL;
-	struct hs_keyops ko;
+	struct key_provider prov;
+	struct key *ko = NULL, *seal = NULL;
 	uint8_t md[ML_SHA256_LEN] = { 1, 2, 3 }, sig[ML_P256_SIG_LEN];
 	uint8_t pub[ML_P256_PUB_LEN], sec[ML_P256_SECRET_LEN];
 	int r;
@@ -109,32 +109,40 @@ main(int argc, char **argv)
 		printf("FAIL - monitor did not start: %s\n", ml_errname(r));
 		return 1;
 	}
-	mon_keyops(m, &ko);
-	mon_pub(m, pub);		/* a valid point to do ECDH with */
+	mon_key_provider(m, &prov);
+	expect(key_open(&prov, argv[3], &ko), 0,
+	    "the worker's provider opens the server key (monitor client)");
+	if (ko == NULL) {
+		mon_stop(m);
+		return 1;
+	}
+	expect(key_pub(ko, pub), 0, "its public key, from MON_HELLO");
+	expect(key_open(&prov, "pkcs11:token=x;object=seal", &seal),
+	    ML_ERR_NOT_FOUND, "no seal key in the monitor: none to open");
 
 	expect(mon_pubkey(m, argv[3], pub), 0,
 	    "MON_PUBKEY answered during start-up");
 	mon_bind(1, MON_PHASE_PREAUTH);
-	expect(ko.sign(ko.ctx, md, sig), 0, "session 1: SIGN_TRANSCRIPT");
-	expect(ko.sign(ko.ctx, md, sig), ML_ERR_STATE,
+	expect(key_sign(ko, md, sig), 0, "session 1: SIGN_TRANSCRIPT");
+	expect(key_sign(ko, md, sig), ML_ERR_STATE,
 	    "session 1: a second SIGN_TRANSCRIPT (MON_ONCE) refused");
-	expect(ko.ecdh(ko.ctx, pub, sec), 0, "session 1: DECRYPT_KEYX");
-	expect(ko.ecdh(ko.ctx, pub, sec), ML_ERR_STATE,
+	expect(key_ecdh(ko, pub, sec), 0, "session 1: DECRYPT_KEYX");
+	expect(key_ecdh(ko, pub, sec), ML_ERR_STATE,
 	    "session 1: a second DECRYPT_KEYX (MON_ONCE) refused");
 	mon_bind(1, MON_PHASE_POSTAUTH);
-	expect(ko.ecdh(ko.ctx, pub, sec), ML_ERR_STATE,
+	expect(key_ecdh(ko, pub, sec), ML_ERR_STATE,
 	    "session 1: DECRYPT_FEATURE before SESS_AUTH refused");
 	expect(mon_sess_auth(m, 1), 0, "session 1: SESS_AUTH after a key op");
-	expect(ko.ecdh(ko.ctx, pub, sec), 0, "session 1: DECRYPT_FEATURE");
-	expect(ko.ecdh(ko.ctx, pub, sec), 0, "session 1: DECRYPT_FEATURE again");
+	expect(key_ecdh(ko, pub, sec), 0, "session 1: DECRYPT_FEATURE");
+	expect(key_ecdh(ko, pub, sec), 0, "session 1: DECRYPT_FEATURE again");
 	mon_bind(1, MON_PHASE_PREAUTH);
-	expect(ko.sign(ko.ctx, md, sig), ML_ERR_STATE,
+	expect(key_sign(ko, md, sig), ML_ERR_STATE,
 	    "session 1: SIGN_TRANSCRIPT after SESS_AUTH refused");
 
 	expect(mon_sess_auth(m, 2), ML_ERR_STATE,
 	    "session 2: SESS_AUTH without a key operation refused");
 	mon_bind(3, MON_PHASE_PREAUTH);
-	expect(ko.sign(ko.ctx, md, sig), 0, "session 3: SIGN_TRANSCRIPT");
+	expect(key_sign(ko, md, sig), 0, "session 3: SIGN_TRANSCRIPT");
 	{
 		/* found by fuzz_mon_proto: a refused key op is not a use */
 		uint8_t bad[ML_P256_PUB_LEN];
@@ -142,27 +150,28 @@ main(int argc, char **argv)
 		memcpy(bad, pub, sizeof(bad));
 		bad[ML_P256_PUB_LEN - 1] ^= 0x01;	/* off the curve */
 		mon_bind(4, MON_PHASE_PREAUTH);
-		expect(ko.ecdh(ko.ctx, bad, sec), ML_ERR_CRYPTO,
+		expect(key_ecdh(ko, bad, sec), ML_ERR_CRYPTO,
 		    "session 4: DECRYPT_KEYX with a point off the curve refused");
 		expect(mon_sess_auth(m, 4), ML_ERR_STATE,
 		    "session 4: SESS_AUTH after only a refused key op refused");
 	}
 	mon_bind(0, MON_PHASE_PREAUTH);
-	expect(ko.sign(ko.ctx, md, sig), ML_ERR_STATE, "session id 0 refused");
+	expect(key_sign(ko, md, sig), ML_ERR_STATE, "session id 0 refused");
 
 	mon_sess_close(m, 1);
 	usleep(100 * 1000);
 	mon_bind(1, MON_PHASE_POSTAUTH);
-	expect(ko.ecdh(ko.ctx, pub, sec), ML_ERR_STATE,
+	expect(key_ecdh(ko, pub, sec), ML_ERR_STATE,
 	    "session 1 after CLOSE: refused (an old id is not reopened)");
 	mon_bind(1, MON_PHASE_PREAUTH);
-	expect(ko.sign(ko.ctx, md, sig), ML_ERR_STATE,
+	expect(key_sign(ko, md, sig), ML_ERR_STATE,
 	    "session 1 after CLOSE: SIGN_TRANSCRIPT refused");
 	expect(mon_pubkey(m, argv[3], pub), ML_ERR_STATE,
 	    "MON_PUBKEY after the first session refused");
 	mon_bind(0, MON_PHASE_NONE);
-	expect(ko.sign(ko.ctx, md, sig), ML_ERR_STATE,
+	expect(key_sign(ko, md, sig), ML_ERR_STATE,
 	    "no session bound: refused in the worker already");
+	key_free(ko);
 	mon_stop(m);
 	reconnect_check(argv[2], argv[3]);
 	return fails == 0 ? 0 : 1;

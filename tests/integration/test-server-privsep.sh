@@ -168,6 +168,15 @@ if grep -Eq 'softhsm|/libp11\.so' /proc/$SRV_PID/maps; then
 else
 	ok "network process maps neither softhsm nor libp11"
 fi
+# The same by construction: the worker links keys/'s interface and the
+# monitor client, never keys/key_p11.c (docs/architecture.md, "Keys").
+if readelf -d "$SERVER" | grep -q 'NEEDED.*libp11\.so' ||
+    nm "$SERVER" | grep -Eq ' [TtDd] (key_p11_|PKCS11_)'; then
+	bad "mintline-server is linked with libp11 or keys/key_p11.c"
+else
+	ok "mintline-server links neither libp11 nor the libp11 key implementation"
+fi
+nm "$MONITOR" | grep -q ' [Tt] key_p11_open' && ok "(control) the monitor links key_p11_open" || bad "monitor lacks key_p11_open"
 grep -q softhsm /proc/$MON_PID/maps && ok "(control) the monitor maps softhsm" || bad "monitor has no softhsm mapping"
 memsearch() {	# pid needle: exit 0 found, 1 absent, 2 unreadable or error
 	python3 - "$1" "$2" <<'PY'
@@ -217,7 +226,7 @@ case $? in
 esac
 "$MON_CHECK" "$MONITOR" "$MODULE" "$SRVKEY" > mon_check.log 2>&1 && ok "monitor: MON_ONCE and session rules (mon_check: $(grep -c '^ok' mon_check.log) checks)" || { cat mon_check.log; bad "mon_check"; }
 grep -q "session 1: a second SIGN_TRANSCRIPT (MON_ONCE) refused" mon_check.log && ok "second SIGN_TRANSCRIPT of one session refused" || bad "MON_ONCE sign"
-grep -q "^ok   - hs_p11: sign after the session was lost (reconnected)" mon_check.log && ok "HSM session lost (module finalized): reconnected, re-logged in, signed" || bad "HSM reconnect"
+grep -q "^ok   - key_p11: sign after the session was lost (reconnected)" mon_check.log && ok "HSM session lost (module finalized): reconnected, re-logged in, signed" || bad "HSM reconnect"
 
 # ---- metrics ----
 hs_a=$(metric 'mintline_handshakes_total{flow="A"}')

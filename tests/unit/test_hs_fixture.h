@@ -11,13 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "key_soft.h"
 #include "hs.h"
 #include "hs_ca.h"
 #include "ml_wipe.h"
 
 struct fx_party {
 	struct ml_p256_key	*key;
-	struct hs_keyops	 ko;
+	struct key		 ko;
 	uint8_t			 pub[ML_P256_PUB_LEN];
 	uint8_t			*cert;
 	size_t			 cert_len;
@@ -86,7 +87,7 @@ fx_party_make(struct fx_party *p, const struct hs_ca *ca, const char *role,
 		fx_die("keygen");
 	}
 	ml_wipe(priv, sizeof(priv));
-	hs_soft_keyops(p->key, &p->ko);
+	key_soft_init(&p->ko, p->key);
 	req.pub = p->pub;
 	if (hs_ca_issue(ca, &req, &p->cert, &p->cert_len) != 0) {
 		fx_die("issue");
@@ -140,7 +141,7 @@ fx_client_cfg(struct fx_party *p, enum hs_flow flow, const struct hs_trust *t)
 {
 	struct hs_client_cfg c = {
 		.flow = flow, .kind = HS_KIND_READER,
-		.cred = { .keyops = &p->ko, .chain = p->chain, .nchain = 1,
+		.cred = { .key = &p->ko, .chain = p->chain, .nchain = 1,
 		    .pub = p->pub, .certno = p->certno },
 		.trust = t, .serial = p->serial,
 	};
@@ -151,7 +152,7 @@ static __attribute__((unused)) struct hs_server_cfg
 fx_server_cfg(struct fx_party *p, const struct hs_trust *t, struct fx_reg *reg)
 {
 	struct hs_server_cfg s = {
-		.cred = { .keyops = &p->ko, .chain = p->chain, .nchain = 1,
+		.cred = { .key = &p->ko, .chain = p->chain, .nchain = 1,
 		    .pub = p->pub },
 		.trust = t, .check_peer = reg ? fx_check_peer : NULL,
 		.check_ctx = reg,

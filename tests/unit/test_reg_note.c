@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "key_soft.h"
 #include "chip.h"
 #include "chip_proto.h"
 #include "feature.h"
@@ -28,7 +29,7 @@
 struct soft {
 	struct ml_p256_key	*k;
 	uint8_t			 pub[ML_P256_PUB_LEN];
-	struct hs_keyops	 ko;
+	struct key		 ko;
 };
 
 static char dir[64];
@@ -39,20 +40,6 @@ static struct note_db *db;
 static struct reg_note *rn;
 static int nchips;
 
-static int
-soft_sign(void *ctx, const uint8_t dg[ML_SHA256_LEN],
-    uint8_t ret[ML_P256_SIG_LEN])
-{
-	return ml_p256_sign_digest(ctx, dg, ML_SHA256_LEN, ret);
-}
-
-static int
-soft_ecdh(void *ctx, const uint8_t peer[ML_P256_PUB_LEN],
-    uint8_t ret[ML_P256_SECRET_LEN])
-{
-	return ml_p256_ecdh(ctx, peer, ML_P256_PUB_LEN, ret);
-}
-
 static void
 soft_new(struct soft *s)
 {
@@ -60,8 +47,7 @@ soft_new(struct soft *s)
 
 	ck_assert_int_eq(ml_p256_keygen(priv, s->pub), 0);
 	ck_assert_int_eq(ml_p256_key_from_priv(priv, &s->k), 0);
-	s->ko = (struct hs_keyops){ .ctx = s->k, .sign = soft_sign,
-	    .ecdh = soft_ecdh };
+	key_soft_init(&s->ko, s->k);
 }
 
 static struct reg_note *
@@ -71,7 +57,7 @@ new_reg(const struct soft *srv)
 	struct reg_note *r = NULL;
 
 	cfg.db = db;
-	cfg.server_keys = srv->ko;
+	cfg.server_key = &srv->ko;
 	memcpy(cfg.server_pub, srv->pub, ML_P256_PUB_LEN);
 	memcpy(cfg.issuers[0], station.pub, ML_P256_PUB_LEN);
 	cfg.nissuers = 1;
