@@ -125,8 +125,7 @@ pem_pub(const char *path, uint8_t ret_pub[ML_P256_PUB_LEN])
 	int r = ML_ERR_INTERNAL;
 
 	if ((bio = BIO_new_file(path, "r")) == NULL) {
-		ml_err("public key %s: cannot open", path);
-		r = ML_ERR_IO;
+		r = ml_errf_sys(ML_ERR_IO, "public key %s", path);
 		goto out;
 	}
 	pk = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
@@ -137,9 +136,8 @@ pem_pub(const char *path, uint8_t ret_pub[ML_P256_PUB_LEN])
 	if (pk == NULL || EVP_PKEY_get_octet_string_param(pk,
 	    OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, pub, sizeof(pub), &n) != 1 ||
 	    n != sizeof(pub) || ml_p256_check_pub(pub, n) != 0) {
-		ml_err("public key %s: not a PEM P-256 public or private key",
-		    path);
-		r = ML_ERR_FORMAT;
+		r = ml_errf(ML_ERR_FORMAT, "public key %s: not a PEM P-256 "
+		    "public or private key", path);
 		goto out;
 	}
 	memcpy(ret_pub, pub, sizeof(pub));
@@ -160,8 +158,8 @@ key_pub_load(const struct key_provider *p, const char *spec,
 	}
 	if (strncmp(spec, "pkcs11:", 7) == 0) {
 		if (p == NULL || p->pub == NULL) {
-			ml_err("%s: no PKCS#11 provider here", spec);
-			return ML_ERR_UNSUPPORTED;
+			return ml_errf(ML_ERR_UNSUPPORTED,
+			    "%s: no PKCS#11 provider here", spec);
 		}
 		return p->pub(p->ctx, spec, ret_pub);
 	}

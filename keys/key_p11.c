@@ -28,12 +28,13 @@
 
 #include "key_p11.h"
 #include "ml_log.h"
+#include "ml_secret.h"
 #include "ml_wipe.h"
 
 #ifndef KEY_P11_DEFAULT_MODULE
 #define KEY_P11_DEFAULT_MODULE	"p11-kit-proxy.so"
 #endif
-#define P11_MAX_PIN	64
+#define P11_MAX_PIN	(ML_PIN_MAX + 1)
 
 /* One libp11 context with its slot list: a key's, or a look-up's. */
 struct p11_mod {
@@ -99,39 +100,25 @@ p11_secpage_free(void *p)
 	}
 }
 
-/* The first line of a pin-source ("file:PATH" or PATH), read(2) into pin
- * (no stdio buffer keeps a copy). */
-static int
-read_pin(const char *src, char pin[P11_MAX_PIN])
+/*
+ * Why libp11 failed, from the OpenSSL error queue where it leaves its
+ * reason (the CKR name for a module call: "Pin incorrect", "Session
+ * handle invalid", ...).
+ */
+static const char *
+p11_cause(char *buf, size_t cap)
 {
-	ssize_t k;
-	size_t n;
-	int fd, e;
+	unsigned long e = ERR_peek_last_error();
+	const char *s;
 
-	if (strncmp(src, "file:", 5) == 0) {
-		src += 5;
+	if (e == 0) {
+		return "no detail from libp11";
 	}
-	if ((fd = open(src, O_RDONLY | O_CLOEXEC)) < 0) {
-		ml_err("pin-source %s: %s", src, strerror(errno));
-		return ML_ERR_IO;
+	if ((s = ERR_reason_error_string(e)) != NULL) {
+		return s;
 	}
-	do {
-		k = read(fd, pin, P11_MAX_PIN - 1);
-	} while (k < 0 && errno == EINTR);
-	e = errno;
-	close(fd);
-	if (k < 0) {
-		ml_err("pin-source %s: %s", src, strerror(e));
-		return ML_ERR_IO;
-	}
-	pin[k] = '\0';
-	n = strcspn(pin, "\r\n");
-	ml_wipe(pin + n, P11_MAX_PIN - n);
-	if (n == 0) {
-		ml_err("pin-source %s: no PIN in the first line", src);
-		return ML_ERR_FORMAT;
-	}
-	return 0;
+	ERR_error_string_n(e, buf, cap);
+	return buf;
 }
 
 /* ------------------------------------------------------------ modules */
@@ -188,22 +175,23 @@ p11_users_add(const char *path, int delta)
 static int
 p11_mod_load(struct p11_mod *m, const char *path)
 {
+	char why[256];
 	int r = ML_ERR_INTERNAL;
 
 	memset(m, 0, sizeof(*m));
 	ML_ENSURE((m->path = strdup(path)) != NULL, ML_ERR_NOMEM);
 	ML_ENSURE((m->ctx = PKCS11_CTX_new()) != NULL, ML_ERR_NOMEM);
 	if (PKCS11_CTX_load(m->ctx, path) != 0) {
-		ml_err("PKCS#11 module %s: cannot load it", path);
+		r = ml_errf(ML_ERR_IO, "PKCS#11 module %s: cannot load it (%s)",
+		    path, p11_cause(why, sizeof(why)));
 		PKCS11_CTX_free(m->ctx);
 		m->ctx = NULL;
-		r = ML_ERR_IO;
 		goto out;
 	}
 	(void)p11_users_add(path, 1);
 	if (PKCS11_enumerate_slots(m->ctx, &m->slots, &m->nslots) != 0) {
-		ml_err("PKCS#11 module %s: cannot list its slots", path);
-		r = ML_ERR_IO;
+		r = ml_errf(ML_ERR_IO, "PKCS#11 module %s: cannot list its "
+		    "slots (%s)", path, p11_cause(why, sizeof(why)));
 		goto out;
 	}
 	r = 0;
@@ -300,15 +288,13 @@ uri_parse(const char *uristr, const char *module, P11KitUri **ret_uri,
 	ML_ENSURE((uri = p11_kit_uri_new()) != NULL, ML_ERR_NOMEM);
 	if ((pr = p11_kit_uri_parse(uristr, P11_KIT_URI_FOR_ANY, uri)) !=
 	    P11_KIT_URI_OK) {
-		ml_err("%s: not a pkcs11: URI (%s)", uristr,
+		r = ml_errf(ML_ERR_ARG, "%s: not a pkcs11: URI (%s)", uristr,
 		    p11_kit_uri_message(pr));
-		r = ML_ERR_ARG;
 		goto out;
 	}
 	if (p11_kit_uri_get_pin_value(uri) != NULL) {
-		ml_err("pkcs11: URI: pin-value refused (visible to every user "
-		    "of this machine); use pin-source=file:PATH");
-		r = ML_ERR_ARG;
+		r = ml_errf(ML_ERR_ARG, "pkcs11: URI: pin-value refused (visible "
+		    "to every user of this machine); use pin-source=file:PATH");
 		goto out;
 	}
 	if (module == NULL || module[0] == '\0') {
@@ -341,15 +327,15 @@ find_token(const struct p11_mod *m, P11KitUri *uri, const char *uristr,
 			continue;
 		}
 		if (found != NULL) {
-			ml_err("%s: matches more than one token (%s, %s)",
-			    uristr, found->token->label, t->label);
-			return ML_ERR_EXISTS;
+			return ml_errf(ML_ERR_EXISTS, "%s: matches more than one "
+			    "token (%s, %s)", uristr, found->token->label,
+			    t->label);
 		}
 		found = &m->slots[i];
 	}
 	if (found == NULL) {
-		ml_err("%s: no token matches in %s", uristr, m->path);
-		return ML_ERR_NOT_FOUND;
+		return ml_errf(ML_ERR_NOT_FOUND, "%s: no token matches in %s",
+		    uristr, m->path);
 	}
 	*ret = found;
 	return 0;
@@ -368,14 +354,14 @@ find_key(PKCS11_KEY *keys, unsigned int nkeys, P11KitUri *uri,
 			continue;
 		}
 		if (found != NULL) {
-			ml_err("%s: matches more than one %s key", uristr, what);
-			return ML_ERR_EXISTS;
+			return ml_errf(ML_ERR_EXISTS, "%s: matches more than one "
+			    "%s key", uristr, what);
 		}
 		found = &keys[i];
 	}
 	if (found == NULL) {
-		ml_err("%s: no %s key matches", uristr, what);
-		return ML_ERR_NOT_FOUND;
+		return ml_errf(ML_ERR_NOT_FOUND, "%s: no %s key matches",
+		    uristr, what);
 	}
 	*ret = found;
 	return 0;
@@ -423,32 +409,32 @@ p11_connect(struct key_p11 *k)
 	unsigned int nkeys = 0;
 	const char *module = NULL;
 	uint8_t pub[ML_P256_PUB_LEN];
+	char why[256];
 	int r = ML_ERR_INTERNAL;
 
 	ML_TRY(uri_parse(k->uri, k->module, &uri, &module));
 	ML_TRY(p11_mod_load(&k->mod, module));
 	ML_TRY(find_token(&k->mod, uri, k->uri, &k->slot));
 	if (k->pin[0] != '\0' && PKCS11_login(k->slot, 0, k->pin) != 0) {
-		ml_err("%s: login to token \"%s\" refused", k->uri,
-		    k->slot->token->label);
-		r = ML_ERR_PIN;
+		r = ml_errf(ML_ERR_PIN, "%s: login to token \"%s\" refused (%s)",
+		    k->uri, k->slot->token->label, p11_cause(why, sizeof(why)));
 		goto out;
 	}
 	if (PKCS11_enumerate_keys(k->slot->token, &keys, &nkeys) != 0) {
-		ml_err("%s: cannot list the private keys", k->uri);
-		r = ML_ERR_IO;
+		r = ml_errf(ML_ERR_IO, "%s: cannot list the private keys (%s)",
+		    k->uri, p11_cause(why, sizeof(why)));
 		goto out;
 	}
 	ML_TRY(find_key(keys, nkeys, uri, k->uri, "private", &key));
 	ML_ENSURE((k->pkey = PKCS11_get_private_key(key)) != NULL, ML_ERR_IO);
 	k->ec = (EC_KEY *)EVP_PKEY_get0_EC_KEY(k->pkey);
 	if ((r = ec_pub_bytes(k->ec, pub)) != 0) {
-		ml_err("%s: not a P-256 key", k->uri);
+		r = ml_errf(r, "%s: not a P-256 key", k->uri);
 		goto out;
 	}
 	if (k->reconnects > 0 && memcmp(pub, k->pub, sizeof(pub)) != 0) {
-		ml_err("%s: the key changed across a reconnect", k->uri);
-		r = ML_ERR_CERT;
+		r = ml_errf(ML_ERR_CERT, "%s: the key changed across a reconnect",
+		    k->uri);
 		goto out;
 	}
 	memcpy(k->pub, pub, sizeof(pub));
@@ -498,7 +484,8 @@ key_p11_open(const char *module, const char *uristr, struct key **ret)
 	 * after the token session is lost (key_p11_reconnect) */
 	ML_ENSURE((k->pin = p11_secpage()) != NULL, ML_ERR_NOMEM);
 	if ((pinsrc = p11_kit_uri_get_pin_source(uri)) != NULL) {
-		ML_TRY(read_pin(pinsrc, k->pin));
+		/* one line, read(2) into a wiped buffer (ml_secret.h) */
+		ML_TRY(ml_pin_read(pinsrc, NULL, k->pin, P11_MAX_PIN));
 	}
 	ML_TRY(p11_connect(k));
 	ML_TRY(key_new(&p11_class, k, k->pub, ret));
@@ -524,8 +511,7 @@ p11_reconnect_locked(struct key_p11 *k)
 	k->reconnects++;
 	k->gen++;
 	if ((r = p11_connect(k)) != 0) {
-		ml_err("%s: reconnect to the token failed: %s", k->uri,
-		    ml_errname(r));
+		ml_err("reconnect to the token failed: %s", ml_errmsg(r));
 		return r;
 	}
 	ml_warn("%s: token session re-opened (reconnect %llu)", k->uri,
@@ -701,6 +687,7 @@ key_p11_pub(const char *module, const char *uristr,
 	struct key *k = NULL;
 	unsigned int nkeys = 0;
 	const char *mod = NULL;
+	char why[256];
 	int r = ML_ERR_INTERNAL;
 
 	ML_TRY(uri_parse(uristr, module, &uri, &mod));
@@ -713,14 +700,14 @@ key_p11_pub(const char *module, const char *uristr,
 	ML_TRY(p11_mod_load(&m, mod));
 	ML_TRY(find_token(&m, uri, uristr, &slot));
 	if (PKCS11_enumerate_public_keys(slot->token, &keys, &nkeys) != 0) {
-		ml_err("%s: cannot list the public keys", uristr);
-		r = ML_ERR_IO;
+		r = ml_errf(ML_ERR_IO, "%s: cannot list the public keys (%s)",
+		    uristr, p11_cause(why, sizeof(why)));
 		goto out;
 	}
 	ML_TRY(find_key(keys, nkeys, uri, uristr, "public", &found));
 	ML_ENSURE((pk = PKCS11_get_public_key(found)) != NULL, ML_ERR_IO);
 	if ((r = ec_pub_bytes(EVP_PKEY_get0_EC_KEY(pk), ret_pub)) != 0) {
-		ml_err("%s: not a P-256 key", uristr);
+		r = ml_errf(r, "%s: not a P-256 key", uristr);
 		goto out;
 	}
 	r = 0;

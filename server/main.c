@@ -429,7 +429,10 @@ cmd_run(struct cli *cl)
 	}
 	/* the worker's keys are the monitor's: no libp11 in this process */
 	mon_key_provider(s->mon, &s->keys);
-	ML_TRY(key_open(&s->keys, s->o.key, &s->key));
+	if ((r = key_open(&s->keys, s->o.key, &s->key)) != 0) {
+		ml_err("server key: %s", ml_errmsg(r));
+		goto out;
+	}
 	ML_TRY(key_pub(s->key, s->pub));
 
 	ML_TRY(hs_trust_load(s->o.ca, s->o.crl[0] ? s->o.crl : NULL, &s->trust));

@@ -248,10 +248,9 @@ prov_open(void *ctx, const char *uri, struct key **ret)
 		return key_new(&mon_server_class, m, m->pub, ret);
 	}
 	if (!m->has_seal) {
-		ml_err("%s: the monitor holds no such key (a seal key must be "
-		    "set when mintline-server starts: MINTLINE_NOTE_SEAL_KEY)",
-		    uri);
-		return ML_ERR_NOT_FOUND;
+		return ml_errf(ML_ERR_NOT_FOUND, "%s: the monitor holds no such "
+		    "key (a seal key must be set when mintline-server starts: "
+		    "MINTLINE_NOTE_SEAL_KEY)", uri);
 	}
 	return key_new(&mon_seal_class, m, m->seal_pub, ret);
 }

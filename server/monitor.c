@@ -509,13 +509,13 @@ main(int argc, char **argv)
 	}
 	key_p11_provider(&m.prov, m.module);
 	if ((r = key_open(&m.prov, key, &m.key)) != 0) {
-		ml_err("cannot open server key: %s", ml_errname(r));
+		ml_err("cannot open server key: %s", ml_errmsg(r));
 		return 1;
 	}
 	seal = secure_getenv("MINTLINE_NOTE_SEAL_KEY");
 	if (seal != NULL && *seal != '\0' &&
 	    (r = key_open(&m.prov, seal, &m.seal)) != 0) {
-		ml_err("cannot open the note seal key: %s", ml_errname(r));
+		ml_err("cannot open the note seal key: %s", ml_errmsg(r));
 		key_free(m.key);
 		return 1;
 	}

@@ -382,8 +382,7 @@ st_idr_open(const struct st_idr_opts *o, struct st_idr **ret)
 		if (o->key != NULL) {
 			/* through PKCS#11 (C_Sign, C_DeriveKey, ...) */
 			if ((r = key_p11_open(o->module, o->key, &s->p11)) != 0) {
-				ml_err("reader key %s: %s", o->key,
-				    ml_errmsg(r));
+				ml_err("reader key: %s", ml_errmsg(r));
 				goto out;
 			}
 		} else if ((r = idr_reader_key(s->ir, &s->chip_key)) != 0) {
