@@ -125,7 +125,7 @@ pem_pub(const char *path, uint8_t ret_pub[ML_P256_PUB_LEN])
 	int r = ML_ERR_INTERNAL;
 
 	if ((bio = BIO_new_file(path, "r")) == NULL) {
-		r = ml_errf_sys(ML_ERR_IO, "public key %s", path);
+		r = ml_errf_sys(ML_ERR_IO, "%s", path);
 		goto out;
 	}
 	pk = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
@@ -136,7 +136,7 @@ pem_pub(const char *path, uint8_t ret_pub[ML_P256_PUB_LEN])
 	if (pk == NULL || EVP_PKEY_get_octet_string_param(pk,
 	    OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, pub, sizeof(pub), &n) != 1 ||
 	    n != sizeof(pub) || ml_p256_check_pub(pub, n) != 0) {
-		r = ml_errf(ML_ERR_FORMAT, "public key %s: not a PEM P-256 "
+		r = ml_errf(ML_ERR_FORMAT, "%s: not a PEM P-256 "
 		    "public or private key", path);
 		goto out;
 	}

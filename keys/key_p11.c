@@ -58,6 +58,7 @@ struct key_p11 {
 	char		*module;
 	char		*uri;
 	char		*pin;		/* P11_MAX_PIN bytes */
+	char		*pinsrc;	/* where it came from, for messages */
 	uint64_t	 reconnects;
 };
 
@@ -288,8 +289,8 @@ uri_parse(const char *uristr, const char *module, P11KitUri **ret_uri,
 	ML_ENSURE((uri = p11_kit_uri_new()) != NULL, ML_ERR_NOMEM);
 	if ((pr = p11_kit_uri_parse(uristr, P11_KIT_URI_FOR_ANY, uri)) !=
 	    P11_KIT_URI_OK) {
-		r = ml_errf(ML_ERR_ARG, "%s: not a pkcs11: URI (%s)", uristr,
-		    p11_kit_uri_message(pr));
+		r = ml_errf(ML_ERR_ARG, "'%.128s' is not a pkcs11: URI (%s)",
+		    uristr, p11_kit_uri_message(pr));
 		goto out;
 	}
 	if (p11_kit_uri_get_pin_value(uri) != NULL) {
@@ -328,13 +329,13 @@ find_token(const struct p11_mod *m, P11KitUri *uri, const char *uristr,
 		}
 		if (found != NULL) {
 			return ml_errf(ML_ERR_EXISTS, "%s: matches more than one "
-			    "token (%s, %s)", uristr, found->token->label,
-			    t->label);
+			    "token in %s (\"%.32s\", \"%.32s\")", uristr, m->path,
+			    found->token->label, t->label);
 		}
 		found = &m->slots[i];
 	}
 	if (found == NULL) {
-		return ml_errf(ML_ERR_NOT_FOUND, "%s: no token matches in %s",
+		return ml_errf(ML_ERR_NOT_FOUND, "%s: no such token in %s",
 		    uristr, m->path);
 	}
 	*ret = found;
@@ -360,7 +361,7 @@ find_key(PKCS11_KEY *keys, unsigned int nkeys, P11KitUri *uri,
 		found = &keys[i];
 	}
 	if (found == NULL) {
-		return ml_errf(ML_ERR_NOT_FOUND, "%s: no %s key matches",
+		return ml_errf(ML_ERR_NOT_FOUND, "%s: no such %s key",
 		    uristr, what);
 	}
 	*ret = found;
@@ -416,8 +417,10 @@ p11_connect(struct key_p11 *k)
 	ML_TRY(p11_mod_load(&k->mod, module));
 	ML_TRY(find_token(&k->mod, uri, k->uri, &k->slot));
 	if (k->pin[0] != '\0' && PKCS11_login(k->slot, 0, k->pin) != 0) {
-		r = ml_errf(ML_ERR_PIN, "%s: login to token \"%s\" refused (%s)",
-		    k->uri, k->slot->token->label, p11_cause(why, sizeof(why)));
+		/* the PIN's source is named, never the PIN */
+		r = ml_errf(ML_ERR_PIN, "%s: token \"%.32s\": login refused: %s "
+		    "(PIN from %s)", k->uri, k->slot->token->label,
+		    p11_cause(why, sizeof(why)), k->pinsrc);
 		goto out;
 	}
 	if (PKCS11_enumerate_keys(k->slot->token, &keys, &nkeys) != 0) {
@@ -462,6 +465,7 @@ p11_free(void *ctx)
 	p11_secpage_free(k->pin);
 	free(k->module);
 	free(k->uri);
+	free(k->pinsrc);
 	pthread_rwlock_destroy(&k->lock);
 	ml_freezero(k, sizeof(*k));
 }
@@ -484,6 +488,7 @@ key_p11_open(const char *module, const char *uristr, struct key **ret)
 	 * after the token session is lost (key_p11_reconnect) */
 	ML_ENSURE((k->pin = p11_secpage()) != NULL, ML_ERR_NOMEM);
 	if ((pinsrc = p11_kit_uri_get_pin_source(uri)) != NULL) {
+		ML_ENSURE((k->pinsrc = strdup(pinsrc)) != NULL, ML_ERR_NOMEM);
 		/* one line, read(2) into a wiped buffer (ml_secret.h) */
 		ML_TRY(ml_pin_read(pinsrc, NULL, k->pin, P11_MAX_PIN));
 	}
