@@ -35,6 +35,9 @@ chip_kind_from_name(const char *name)
 	if (strcmp(name, "idcard") == 0) {
 		return CHIP_KIND_IDCARD;
 	}
+	if (strcmp(name, "sam") == 0) {
+		return CHIP_KIND_SAM;
+	}
 	return 0;
 }
 
@@ -48,6 +51,8 @@ chip_kind_name(enum chip_kind kind)
 		return "note";
 	case CHIP_KIND_IDCARD:
 		return "idcard";
+	case CHIP_KIND_SAM:
+		return "sam";
 	}
 	return "unknown";
 }
@@ -62,6 +67,8 @@ chip_profile_for(enum chip_kind kind)
 		return &chip_profile_note;
 	case CHIP_KIND_IDCARD:
 		return &chip_profile_idcard;
+	case CHIP_KIND_SAM:
+		return &chip_profile_sam;
 	}
 	return NULL;
 }

@@ -17,6 +17,7 @@ enum chip_kind {
 	CHIP_KIND_READER = 1,	/* reader secure chip (ID-14) */
 	CHIP_KIND_NOTE	 = 2,	/* banknote chip (BN-1..BN-8) */
 	CHIP_KIND_IDCARD = 3,	/* resident ID card stand-in (ID-6..ID-8) */
+	CHIP_KIND_SAM	 = 4,	/* SAM module in a server's SAM slot (ID-10) */
 };
 
 #define CHIP_SERIAL_LEN		16	/* printable, fixed width, prefix-free */
@@ -25,7 +26,7 @@ enum chip_kind {
 
 struct chip;
 
-/* "reader", "note", "idcard" -> kind; 0 if unknown. */
+/* "reader", "note", "idcard", "sam" -> kind; 0 if unknown. */
 enum chip_kind	 chip_kind_from_name(const char *name);
 const char	*chip_kind_name(enum chip_kind kind);
 

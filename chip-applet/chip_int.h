@@ -92,6 +92,10 @@ struct chip_state {
 	size_t		 card_config_len;
 	uint8_t		*card_data;
 	size_t		 card_data_len;
+
+	/* sam: the key that opens ID data (ID-10); never leaves the chip */
+	bool		 has_sam_key;
+	uint8_t		 sam_key[32];		/* IDC_SAM_KEY_LEN */
 };
 
 /* Login state (RAM). */
@@ -163,6 +167,7 @@ extern const struct chip_profile chip_profile_core;
 extern const struct chip_profile chip_profile_reader;
 extern const struct chip_profile chip_profile_note;
 extern const struct chip_profile chip_profile_idcard;
+extern const struct chip_profile chip_profile_sam;
 
 const struct chip_profile *chip_profile_for(enum chip_kind kind);
 

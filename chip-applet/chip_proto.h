@@ -162,6 +162,10 @@
 #define INS_READ_BINARY		0xB0	/* 00 B0 offH offL Le: encrypted ID data */
 #define INS_UPDATE_BINARY	0xD6	/* 00 D6 offH offL Lc data (before LOCK) */
 #define INS_PUT_DATA		0xDA	/* 00 DA 00 03 Lc config (before LOCK) */
+
+/* SAM (kind 4, ID-10): applet_sam.c */
+#define INS_SAM_PUT_KEY		0xD8	/* 80 D8 00 00 Lc key(32) (before LOCK) */
+#define INS_SAM_DECODE		0xD0	/* 80 D0 00 00 Lc lv8(config) data Le -> ID info */
 #define IDCARD_MAX_DATA		8192
 
 #endif

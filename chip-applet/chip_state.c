@@ -32,6 +32,7 @@ enum {
 	ST_CACHE_MODE	= 0x56,
 	ST_CARD_CONFIG	= 0x57,
 	ST_CARD_DATA	= 0x58,
+	ST_SAM_KEY	= 0x59,
 
 	OB_ID		= 0x50,
 	OB_CLASS	= 0x51,
@@ -138,6 +139,10 @@ chip_state_serialize(const struct chip_state *st, struct ml_wr *w)
 	if (st->card_config_len > 0) {
 		ML_TRY(ml_tlv_put(w, ST_CARD_CONFIG, st->card_config,
 		    st->card_config_len));
+	}
+	if (st->has_sam_key) {
+		ML_TRY(ml_tlv_put(w, ST_SAM_KEY, st->sam_key,
+		    sizeof(st->sam_key)));
 	}
 	if (st->card_data != NULL) {
 		ML_TRY(ml_tlv_put(w, ST_CARD_DATA, st->card_data, st->card_data_len));
@@ -289,7 +294,7 @@ chip_state_parse(const uint8_t *p, size_t len, struct chip_state *ret_st)
 			break;
 		case ST_KIND:
 			ML_TRY(get_u8(&v, &u8));
-			ML_ENSURE(u8 >= CHIP_KIND_READER && u8 <= CHIP_KIND_IDCARD,
+			ML_ENSURE(u8 >= CHIP_KIND_READER && u8 <= CHIP_KIND_SAM,
 			    ML_ERR_FORMAT);
 			st.kind = (enum chip_kind)u8;
 			break;
@@ -362,6 +367,12 @@ chip_state_parse(const uint8_t *p, size_t len, struct chip_state *ret_st)
 			ML_ENSURE(st.card_data == NULL, ML_ERR_FORMAT);
 			ML_TRY(get_dup(&v, IDCARD_MAX_DATA, &st.card_data,
 			    &st.card_data_len));
+			break;
+		case ST_SAM_KEY:
+			ML_ENSURE(ml_rd_left(&v) == sizeof(st.sam_key),
+			    ML_ERR_FORMAT);
+			ML_TRY(ml_rd_copy(&v, st.sam_key, sizeof(st.sam_key)));
+			st.has_sam_key = true;
 			break;
 		default:
 			ML_ENSURE(0, ML_ERR_FORMAT);

@@ -11,7 +11,8 @@
 
 static const struct sam_ops *const sam_backends[] = {
 	&sam_emul_ops,
-	/* a real SAM driver goes here */
+	&sam_pcsc_ops,
+	/* another SAM driver goes here */
 };
 
 struct sam {

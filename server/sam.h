@@ -10,9 +10,10 @@
  *# server or separate; shared by many readers), gets the plaintext ID
  *# information
  *
- * A real SAM driver (a PC/SC-attached SAM module, or a SAM server over the
- * network) is one more struct sam_ops and one line in sam_backends[]
- * (sam.c); docs/idcard.md says what each operation must do.
+ * Back-ends: "emul:" (in process, sam_emul.c) and "pcsc:" (SAM modules
+ * behind PC/SC over the chip link, sam_pcsc.c).  Another driver (a SAM
+ * server over the network) is one more struct sam_ops and one line in
+ * sam_backends[] (sam.c); docs/idcard.md says what each operation must do.
  *
  * Functions return 0 or a negative ML_ERR_*; outputs untouched on failure.
  */
@@ -73,5 +74,6 @@ void		 sam_get_stats(const struct sam *s, struct sam_stats *ret);
 
 /* Back-ends. */
 extern const struct sam_ops sam_emul_ops;	/* sam_emul.c */
+extern const struct sam_ops sam_pcsc_ops;	/* sam_pcsc.c: "pcsc:FILTER" */
 
 #endif

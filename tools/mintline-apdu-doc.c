@@ -59,7 +59,7 @@ main(int argc, char **argv)
 	if (argc > 1 && (strcmp(argv[1], "-h") == 0 ||
 	    strcmp(argv[1], "--help") == 0)) {
 		printf("usage: mintline-apdu-doc\n\n"
-		    "Print the card OS INS tables (core, reader, note, idcard)\n"
+		    "Print the card OS INS tables (core, reader, note, idcard, sam)\n"
 		    "as Markdown, as embedded in docs/apdu.md.\n");
 		return 0;
 	}
@@ -70,5 +70,6 @@ main(int argc, char **argv)
 	table(&chip_profile_reader, "Reader secure chip (kind 1)");
 	table(&chip_profile_note, "Banknote chip (kind 2)");
 	table(&chip_profile_idcard, "ID-card stand-in (kind 3)");
+	table(&chip_profile_sam, "SAM (kind 4)");
 	return 0;
 }

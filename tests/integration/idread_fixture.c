@@ -3,12 +3,13 @@
  * no shipped tool does (yet): a personalised reader secure chip on an
  * in-process line, with a key pair made inside it.
  *
- *	idread_fixture init-reader DIR multi|single [PUB.der]
+ *	idread_fixture init-reader DIR multi|single [PUB.der [SERIAL]]
  *
  * DIR gets reader.img at position 0 (pos-00), "positions" = 2, and the
  * PINs in DIR/pin (user, 1234) and DIR/so-pin (87654321).  With PUB.der, a
  * P-256 key pair is generated inside the chip and its public key written
- * as a DER SubjectPublicKeyInfo (for mintline-ca issue --pub).
+ * as a DER SubjectPublicKeyInfo (for mintline-ca issue --pub).  The chip
+ * serial is SERIAL, or RDR-IDR-0001.
  */
 #include <stdio.h>
 #include <string.h>
@@ -60,9 +61,9 @@ main(int argc, char **argv)
 	FILE *f;
 	int r;
 
-	if (argc < 4 || argc > 5 || strcmp(argv[1], "init-reader") != 0) {
+	if (argc < 4 || argc > 6 || strcmp(argv[1], "init-reader") != 0) {
 		fprintf(stderr, "usage: idread_fixture init-reader DIR "
-		    "multi|single [PUB.der]\n");
+		    "multi|single [PUB.der [SERIAL]]\n");
 		return 2;
 	}
 	mode = strcmp(argv[3], "single") == 0 ? CACHE_MODE_SINGLE :
@@ -72,11 +73,12 @@ main(int argc, char **argv)
 	ML_TRY(put(argv[2], "positions", "2\n", 2));
 	ML_TRY(put(argv[2], "pin", USER_PIN "\n", strlen(USER_PIN) + 1));
 	ML_TRY(put(argv[2], "so-pin", SO_PIN "\n", strlen(SO_PIN) + 1));
-	ML_TRY(chip_manufacture(img, CHIP_KIND_READER, "RDR-IDR-0001"));
+	ML_TRY(chip_manufacture(img, CHIP_KIND_READER,
+	    argc == 6 ? argv[5] : "RDR-IDR-0001"));
 	ML_TRY(chiplink_open(spec, &l));
 	ML_TRY(chiplink_inproc_feed(l, 0, img));
 	ML_TRY(idr_reader_personalize(l, 0, SO_PIN, USER_PIN, mode));
-	if (argc == 5) {
+	if (argc >= 5) {
 		ML_TRY(idr_reader_open(l, &rc, &ir));
 		ML_TRY(idr_reader_genkey(ir, pub));
 		memcpy(der, spki_p256, sizeof(spki_p256));

@@ -1,0 +1,196 @@
+/*
+ * mintline-mksam: manufacture a SAM module image (ID-10) and key it
+ * through APDUs, as a SAM factory would.
+ *
+ *	mintline-mksam --sam-key FILE [--serial S] [-q] IMAGE
+ *
+ * The image is a chip of kind "sam" (chip-applet/applet_sam.c) holding the
+ * SAM key read from FILE (exactly 32 bytes, the key the ID cards were
+ * made with: mintline-mkidcard --sam-key), locked.  Served by
+ * mintline-chip behind pcscd, it is what the server's pcsc: SAM back-end
+ * talks to.  Exit status: 0 made, 1 failed, 2 usage.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "apdu.h"
+#include "chip.h"
+#include "chip_proto.h"
+#include "idcard_format.h"
+#include "ml_err.h"
+#include "ml_log.h"
+#include "ml_ossl.h"
+#include "ml_wipe.h"
+#include "ml_wr.h"
+#include "sw.h"
+
+static void
+ms_usage(FILE *f)
+{
+	fprintf(f, "usage: mintline-mksam --sam-key FILE [--serial S] [-q] "
+	    "IMAGE\n\n"
+	    "Make a SAM module image (chip kind sam) keyed with the 32-byte\n"
+	    "SAM key in FILE, and lock it.\n\n"
+	    "  -k, --sam-key FILE   the SAM key (exactly 32 bytes)\n"
+	    "  -s, --serial S       chip serial (default: SAM- and 8 random hex)\n"
+	    "  -q, --quiet          print nothing on success\n"
+	    "  -h, --help\n");
+}
+
+static int
+ms_read_key(const char *path, uint8_t ret_key[static IDC_SAM_KEY_LEN])
+{
+	uint8_t key[IDC_SAM_KEY_LEN + 1];
+	size_t got = 0;
+	ssize_t n;
+	int fd, r = ML_ERR_INTERNAL;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		fprintf(stderr, "mintline-mksam: %s: %s\n", path,
+		    strerror(errno));
+		return ML_ERR_IO;
+	}
+	while (got < sizeof(key)) {
+		n = read(fd, key + got, sizeof(key) - got);
+		if (n < 0 && errno == EINTR) {
+			continue;
+		}
+		if (n <= 0) {
+			break;
+		}
+		got += (size_t)n;
+	}
+	if (got != IDC_SAM_KEY_LEN) {
+		fprintf(stderr, "mintline-mksam: %s: a SAM key file holds "
+		    "exactly %d bytes\n", path, IDC_SAM_KEY_LEN);
+		r = ML_ERR_FORMAT;
+	} else {
+		memcpy(ret_key, key, IDC_SAM_KEY_LEN);
+		r = 0;
+	}
+	close(fd);
+	ml_wipe(key, sizeof(key));
+	return r;
+}
+
+static int
+ms_xfer(struct chip *c, uint8_t cla, uint8_t ins, uint8_t p1, uint8_t p2,
+    const uint8_t *data, size_t len)
+{
+	uint8_t cmd[300], resp[258];
+	struct ml_wr w = ML_WR_FIXED(cmd, sizeof(cmd));
+	size_t rlen = 0;
+	uint16_t sw;
+	int r = ML_ERR_INTERNAL;
+
+	ML_TRY(apdu_build(&w, cla, ins, p1, p2, data, len, 0));
+	ML_TRY(chip_transmit(c, w.p, w.len, resp, sizeof(resp), &rlen));
+	ML_ENSURE(rlen >= 2, ML_ERR_INTERNAL);
+	sw = (uint16_t)(resp[rlen - 2] << 8 | resp[rlen - 1]);
+	if (sw != SW_OK) {
+		fprintf(stderr, "mintline-mksam: INS %02X answered %04X\n",
+		    ins, sw);
+		r = ML_ERR_REJECTED;
+		goto out;
+	}
+	r = 0;
+out:
+	ml_wipe(cmd, sizeof(cmd));
+	return r;
+}
+
+/* Manufacture, SELECT, PUT SAM KEY, LOCK. */
+static int
+ms_run(const char *key_path, const char *serial, const char *image)
+{
+	uint8_t aid[CHIP_AID_LEN] = CHIP_AID_PREFIX;
+	uint8_t key[IDC_SAM_KEY_LEN], rnd[4];
+	char sbuf[CHIP_SERIAL_LEN + 1], kpath[4096];
+	struct chip *c = NULL;
+	bool made = false;
+	int r = ML_ERR_INTERNAL;
+
+	ML_TRY(ms_read_key(key_path, key));
+	if (serial == NULL) {
+		ML_TRY(ml_rand(rnd, sizeof(rnd)));
+		snprintf(sbuf, sizeof(sbuf), "SAM-%02X%02X%02X%02X", rnd[0],
+		    rnd[1], rnd[2], rnd[3]);
+		serial = sbuf;
+	}
+	if ((r = chip_manufacture(image, CHIP_KIND_SAM, serial)) != 0) {
+		fprintf(stderr, "mintline-mksam: %s: %s\n", image,
+		    ml_strerror(r));
+		goto out;
+	}
+	made = true;
+	ML_TRY(chip_open(image, &c));
+	aid[CHIP_AID_PREFIX_LEN] = CHIP_KIND_SAM;
+	ML_TRY(ms_xfer(c, CLA_ISO, INS_SELECT, 0x04, 0x0C, aid, sizeof(aid)));
+	ML_TRY(ms_xfer(c, CLA_PROP, INS_SAM_PUT_KEY, 0, 0, key, sizeof(key)));
+	ML_TRY(ms_xfer(c, CLA_PROP, INS_LOCK, 0, 0, NULL, 0));
+	r = 0;
+out:
+	chip_close(c);
+	if (r != 0 && made) {
+		/* a half-keyed SAM is no SAM: take it away */
+		snprintf(kpath, sizeof(kpath), "%s.key", image);
+		(void)unlink(image);
+		(void)unlink(kpath);
+	}
+	ml_wipe(key, sizeof(key));
+	return r;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "sam-key",	required_argument, NULL, 'k' },
+		{ "serial",	required_argument, NULL, 's' },
+		{ "quiet",	no_argument,	   NULL, 'q' },
+		{ "help",	no_argument,	   NULL, 'h' },
+		{ NULL,		0,		   NULL, 0 },
+	};
+	const char *key = NULL, *serial = NULL;
+	bool quiet = false;
+	int ch, r;
+
+	ml_log_set_ident("mintline-mksam");
+	while ((ch = getopt_long(argc, argv, "k:s:qh", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'k':
+			key = optarg;
+			break;
+		case 's':
+			serial = optarg;
+			break;
+		case 'q':
+			quiet = true;
+			break;
+		case 'h':
+			ms_usage(stdout);
+			return 0;
+		default:
+			ms_usage(stderr);
+			return 2;
+		}
+	}
+	if (argc - optind != 1 || key == NULL) {
+		ms_usage(stderr);
+		return 2;
+	}
+	if ((r = ms_run(key, serial, argv[optind])) != 0) {
+		fprintf(stderr, "mintline-mksam: %s: failed: %s\n",
+		    argv[optind], ml_strerror(r));
+		return 1;
+	}
+	if (!quiet) {
+		printf("%s: SAM keyed and locked\n", argv[optind]);
+	}
+	return 0;
+}
