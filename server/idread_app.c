@@ -80,6 +80,7 @@ idr_app_init(const struct hs_app_env *env, void **ret_ctx)
 	if ((r = sam_open(spec, &a->sam)) != 0) {
 		ml_warn("idread: no SAM (%s: %s): ID reads will be refused",
 		    spec, ml_errmsg(r));
+		ml_errclear();		/* handled: must not label a later error */
 		*ret_ctx = a;
 		a = NULL;
 		r = 0;

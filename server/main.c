@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "ml_log.h"
+#include "ml_parse.h"
 #include "ml_wipe.h"
 #include "srv.h"
 
@@ -94,7 +95,8 @@ usage(FILE *f)
 "\n"
 "Options override the configuration file (%s, or --config FILE);\n"
 "each has a key of the same name there (man mintline-server).\n"
-"  --listen HOST:PORT     address to listen on (127.0.0.1:7443)\n"
+"  --listen HOST:PORT     address to listen on (127.0.0.1:7443; [V6]:PORT,\n"
+"                         :PORT for every address)\n"
 "  --ca FILE              CA root certificate (PEM or DER)\n"
 "  --crl FILE             CRL of that root (enables revocation checks)\n"
 "  --cert FILE            server certificate chain (PEM, leaf first)\n"
@@ -306,27 +308,39 @@ listen_on(const char *hostport, int *ret_fd)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
 	    .ai_flags = AI_PASSIVE }, *res = NULL;
-	char host[128], *colon;
-	int fd = -1, one = 1;
+	char host[256], port[ML_PORT_STRLEN];
+	unsigned pnum;
+	int fd = -1, one = 1, gai, r;
 
-	snprintf(host, sizeof(host), "%s", hostport);
-	if ((colon = strrchr(host, ':')) == NULL) {
-		return ML_ERR_ARG;
+	/* HOST:PORT, [V6]:PORT, or :PORT for every address */
+	if (hostport[0] == ':' && hostport[1] != ':') {
+		host[0] = '\0';
+		if ((r = ml_parse_uint(hostport + 1, "listen port", 1, 65535,
+		    &pnum)) == 0) {
+			snprintf(port, sizeof(port), "%u", pnum);
+		}
+	} else {
+		r = ml_hostport_split(hostport, host, sizeof(host), port);
 	}
-	*colon = '\0';
-	if (getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &res) != 0) {
-		return ML_ERR_ARG;
+	if (r != 0) {
+		return r;
+	}
+	if ((gai = getaddrinfo(host[0] ? host : NULL, port, &hints,
+	    &res)) != 0) {
+		return ml_errf(ML_ERR_ARG, "cannot listen on %s: %s", hostport,
+		    gai_strerror(gai));
 	}
 	fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
 	    sizeof(one)) != 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0 ||
 	    listen(fd, 1024) != 0) {
-		ml_err("cannot listen on %s: %s", hostport, strerror(errno));
+		r = ml_errf_sys(ML_ERR_IO, "cannot listen on %s", hostport);
+		ml_err("%s", ml_errmsg(r));
 		if (fd >= 0) {
 			close(fd);
 		}
 		freeaddrinfo(res);
-		return ML_ERR_IO;
+		return r;
 	}
 	freeaddrinfo(res);
 	*ret_fd = fd;
@@ -640,6 +654,9 @@ main(int argc, char **argv)
 	}
 	free(cl);
 	if (r == ML_ERR_ARG) {
+		if (ml_errctx_has(r)) {
+			fprintf(stderr, "mintline-server: %s\n", ml_errmsg(r));
+		}
 		usage(stderr);
 		return 2;
 	}

@@ -384,8 +384,8 @@ mon_start(const char *monitor, int nchan, const char *module, const char *key,
 	nopen = 0;
 	if ((r = mon_call(m, MON_HELLO, 0, NULL, 0, hello, sizeof(hello),
 	    &hl)) != 0) {
-		ml_err("monitor did not start (%s): see its messages above",
-		    ml_errname(r));
+		(void)ml_errf(r, "the monitor did not start (%s): see its "
+		    "messages above", ml_strerror(r));
 		goto out;
 	}
 	ML_ENSURE(hl >= 1 + ML_P256_PUB_LEN, ML_ERR_FORMAT);

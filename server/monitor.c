@@ -35,6 +35,7 @@
 
 #include "key_p11.h"
 #include "ml_log.h"
+#include "ml_parse.h"
 #include "ml_rd.h"
 #include "ml_wipe.h"
 #include "ml_wr.h"
@@ -479,7 +480,11 @@ main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "n:m:k:v", long_opts, NULL)) != -1) {
 		switch (c) {
 		case 'n':
-			nchan = atoi(optarg);
+			if (ml_parse_int(optarg, "--channels", 1,
+			    MON_MAX_CHANNELS, &nchan) != 0) {
+				ml_err("%s", ml_errmsg(ML_ERR_ARG));
+				return 2;
+			}
 			break;
 		case 'm':
 			m.module = optarg;

@@ -6,7 +6,8 @@
  * fixed number of modules), so a burst of readers queues instead of
  * multiplying memory.
  *
- * Spec: "emul:KEYFILE[,slots=N]"; KEYFILE holds exactly 32 bytes.
+ * Spec: "emul:KEYFILE[,slots=N]"; KEYFILE holds the 32-byte key as 64 hex
+ * digits, mode 0600 (ml_keyfile_read).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +20,8 @@
 #include "ml_wipe.h"
 
 #include "idcard_format.h"
+#include "ml_parse.h"
+#include "ml_secret.h"
 #include "sam.h"
 
 #define EMUL_DEFAULT_SLOTS	8
@@ -33,43 +36,11 @@ struct sam_emul {
 };
 
 static int
-emul_read_key(const char *path, uint8_t ret_key[static IDC_SAM_KEY_LEN])
-{
-	uint8_t buf[IDC_SAM_KEY_LEN + 1];
-	ssize_t n;
-	size_t got = 0;
-	int fd = -1;
-	int r;
-
-	ML_ENSURE((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0, ML_ERR_IO);
-	while (got < sizeof(buf)) {
-		n = read(fd, buf + got, sizeof(buf) - got);
-		if (n < 0 && errno == EINTR) {
-			continue;
-		}
-		ML_ENSURE(n >= 0, ML_ERR_IO);
-		if (n == 0) {
-			break;
-		}
-		got += (size_t)n;
-	}
-	ML_ENSURE(got == IDC_SAM_KEY_LEN, ML_ERR_FORMAT);
-	memcpy(ret_key, buf, IDC_SAM_KEY_LEN);
-	r = 0;
-out:
-	ml_wipe(buf, sizeof(buf));
-	if (fd >= 0) {
-		close(fd);
-	}
-	return r;
-}
-
-static int
 emul_open(const char *arg, void **ret_ctx)
 {
 	struct sam_emul *e = NULL;
 	char *path = NULL, *opt;
-	unsigned long slots = EMUL_DEFAULT_SLOTS;
+	size_t slots = EMUL_DEFAULT_SLOTS;
 	int r;
 
 	ML_ENSURE(arg[0] != '\0', ML_ERR_ARG);
@@ -77,11 +48,15 @@ emul_open(const char *arg, void **ret_ctx)
 	if ((opt = strchr(path, ',')) != NULL) {
 		*opt++ = '\0';
 		ML_ENSURE(strncmp(opt, "slots=", 6) == 0, ML_ERR_ARG);
-		slots = strtoul(opt + 6, NULL, 10);
-		ML_ENSURE(slots >= 1 && slots <= EMUL_MAX_SLOTS, ML_ERR_ARG);
+		ML_TRY(ml_parse_size(opt + 6, "SAM emul: slots", 1,
+		    EMUL_MAX_SLOTS, &slots));
 	}
 	ML_ENSURE((e = calloc(1, sizeof(*e))) != NULL, ML_ERR_NOMEM);
-	ML_TRY(emul_read_key(path, e->key));
+	/* the key file format and its checks are common/ml_secret.c's */
+	if ((r = ml_keyfile_read(path, e->key, IDC_SAM_KEY_LEN)) != 0) {
+		(void)ml_errpre(r, "SAM key");
+		goto out;
+	}
 	pthread_mutex_init(&e->mu, NULL);
 	pthread_cond_init(&e->cv, NULL);
 	e->slots = (unsigned)slots;
@@ -89,9 +64,6 @@ emul_open(const char *arg, void **ret_ctx)
 	e = NULL;
 	r = 0;
 out:
-	if (r != 0) {
-		ml_err("sam emul: cannot load key: %s", ml_strerror(r));
-	}
 	free(path);
 	ml_freezero(e, sizeof(*e));
 	return r;

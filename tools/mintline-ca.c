@@ -30,6 +30,7 @@
 #include "hs_ca.h"
 #include "key_p11.h"
 #include "ml_log.h"
+#include "ml_parse.h"
 
 struct ca_opts {
 	char	 dir[512];
@@ -258,6 +259,7 @@ main(int argc, char **argv)
 	};
 	struct ca_opts o;
 	const char *cmd;
+	int64_t v;
 	int c, r;
 
 	ml_log_set_ident("mintline-ca");
@@ -280,8 +282,23 @@ main(int argc, char **argv)
 		case 'k': S(p11); break;
 		case 'm': S(module); break;
 		case 'o': S(out); break;
-		case 'D': o.days = strtol(optarg, NULL, 10); break;
-		case 'B': o.backdate_days = strtol(optarg, NULL, 10); break;
+		case 'D':
+			if (ml_parse_i64(optarg, "--days", 1, 36500, &v) != 0) {
+				fprintf(stderr, "mintline-ca: %s\n",
+				    ml_errmsg(ML_ERR_ARG));
+				return 2;
+			}
+			o.days = (long)v;
+			break;
+		case 'B':
+			if (ml_parse_i64(optarg, "--backdate-days", -36500,
+			    36500, &v) != 0) {
+				fprintf(stderr, "mintline-ca: %s\n",
+				    ml_errmsg(ML_ERR_ARG));
+				return 2;
+			}
+			o.backdate_days = (long)v;
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "ml_log.h"
+#include "ml_parse.h"
 #include "ml_ossl.h"
 #include "ml_rd.h"
 #include "ml_tlv.h"
@@ -419,9 +420,10 @@ main(int argc, char **argv)
 			d.dir = optarg;
 			break;
 		case 'n':
-			d.notes = atoi(optarg);
-			if (d.notes < 2 || d.notes > 100000) {
-				fprintf(stderr, "mintline-demo: --notes: 2..100000\n");
+			if (ml_parse_int(optarg, "--notes", 2, 100000,
+			    &d.notes) != 0) {
+				fprintf(stderr, "mintline-demo: %s\n",
+				    ml_errmsg(ML_ERR_ARG));
 				return 1;
 			}
 			break;

@@ -34,6 +34,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -49,6 +50,7 @@
 #include "hs_ca.h"
 #include "key_soft.h"
 #include "ml_log.h"
+#include "ml_parse.h"
 #include "ml_wipe.h"
 #include "note_db.h"
 #include "note_proto.h"
@@ -344,30 +346,15 @@ out:
 	return r;
 }
 
-static int
-split_hostport(const char *hp, char *host, size_t hn, const char **port)
-{
-	const char *c = strrchr(hp, ':');
-
-	if (c == NULL || (size_t)(c - hp) >= hn) {
-		return ML_ERR_ARG;
-	}
-	memcpy(host, hp, (size_t)(c - hp));
-	host[c - hp] = '\0';
-	*port = c + 1;
-	return 0;
-}
-
 /* Connect reader i to server k (0, or 1 = --server2). */
 static int
 connect_one(size_t i, int k, struct hs_chan **ret)
 {
-	char host[128];
-	const char *port;
+	char host[256], port[ML_PORT_STRLEN];
 	int alert = 0, r;
 
-	if ((r = split_hostport(k == 1 && o.server2 ? o.server2 : o.server,
-	    host, sizeof(host), &port)) != 0) {
+	if ((r = ml_hostport_split(k == 1 && o.server2 ? o.server2 : o.server,
+	    host, sizeof(host), port)) != 0) {
 		return r;
 	}
 	r = hs_connect(host, port, &readers[i % nreaders].cfg, ret, &alert);
@@ -789,6 +776,8 @@ main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
+	uint64_t u64;
+	int64_t i64;
 	int c, r;
 
 	if (argc < 2 || argv[1][0] == '-') {
@@ -799,6 +788,7 @@ main(int argc, char **argv)
 	argc--;
 	argv++;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		r = 0;
 		switch (c) {
 		case 's': o.server = optarg; break;
 		case 'S': o.server2 = optarg; break;
@@ -806,23 +796,34 @@ main(int argc, char **argv)
 		case 'D': o.ca_dir = optarg; break;
 		case 'b': o.bundle = optarg; break;
 		case 'g': o.registry = optarg; break;
-		case 'R': o.readers = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'R': r = ml_parse_uint(optarg, "--readers", 1, UINT_MAX,
+		    &o.readers); break;
 		case 'o': o.out = optarg; break;
 		case 'P': o.prefix = optarg; break;
-		case 'C': o.certno_base = strtoull(optarg, NULL, 10); break;
-		case 't': o.threads = (unsigned)strtoul(optarg, NULL, 10); break;
-		case 'n': o.count = strtoul(optarg, NULL, 10); break;
+		case 'C': r = ml_parse_u64(optarg, "--certno-base", 0,
+		    UINT64_MAX / 2, &u64); o.certno_base = u64; break;
+		case 't': r = ml_parse_uint(optarg, "--threads", 1, LOAD_MAX_THREADS,
+		    &o.threads); break;
+		case 'n': r = ml_parse_u64(optarg, "--count", 0, ULONG_MAX,
+		    &u64); o.count = (unsigned long)u64; break;
 		case 'T': o.seconds = strtod(optarg, NULL); break;
-		case 'c': o.conns = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'c': r = ml_parse_uint(optarg, "--conns", 1, UINT_MAX,
+		    &o.conns); break;
 		case 'H': o.hold = strtod(optarg, NULL); break;
-		case 'p': o.server_pid = strtol(optarg, NULL, 10); break;
-		case 'F': o.first = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'p': r = ml_parse_i64(optarg, "--server-pid", 1, INT_MAX,
+		    &i64); o.server_pid = (long)i64; break;
+		case 'F': r = ml_parse_uint(optarg, "--first", 0, UINT_MAX,
+		    &o.first); break;
 		case 'f':
 			o.flow = optarg[0] == 'B' || optarg[0] == 'b' ?
 			    HS_FLOW_B : HS_FLOW_A;
 			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
+		}
+		if (r != 0) {
+			fprintf(stderr, "mintline-load: %s\n", ml_errmsg(r));
+			return 2;
 		}
 	}
 	ml_log_set_ident("mintline-load");

@@ -27,6 +27,7 @@
 #include "apdu.h"
 #include "idcard_format.h"
 #include "ml_err.h"
+#include "ml_secret.h"
 #include "ml_log.h"
 #include "ml_ossl.h"
 #include "ml_wipe.h"
@@ -143,51 +144,19 @@ mk_usage(FILE *f)
 }
 
 /*
- * Read the SAM key, or create it (O_EXCL, 0600) when the file is missing.
+ * Read the SAM key, or create it (O_EXCL, 0600, 64 hex digits) when the
+ * file is missing.  The format and checks are common/ml_secret.c's.
  */
 static int
 mk_sam_key(const char *path, uint8_t ret_key[static IDC_SAM_KEY_LEN])
 {
-	uint8_t key[IDC_SAM_KEY_LEN + 1];
-	ssize_t n;
-	size_t got = 0;
-	int fd = -1;
-	int r = ML_ERR_INTERNAL;
+	int r;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
-		while (got < sizeof(key)) {
-			n = read(fd, key + got, sizeof(key) - got);
-			if (n < 0 && errno == EINTR) {
-				continue;
-			}
-			ML_ENSURE(n >= 0, ML_ERR_IO);
-			if (n == 0) {
-				break;
-			}
-			got += (size_t)n;
-		}
-		if (got != IDC_SAM_KEY_LEN) {
-			fprintf(stderr, "mintline-mkidcard: %s: a SAM key file "
-			    "holds exactly %d bytes\n", path, IDC_SAM_KEY_LEN);
-			r = ML_ERR_FORMAT;
-			goto out;
-		}
-	} else {
-		ML_ENSURE(errno == ENOENT, ML_ERR_IO);
-		ML_TRY(ml_rand(key, IDC_SAM_KEY_LEN));
-		ML_ENSURE((fd = open(path, O_WRONLY | O_CREAT | O_EXCL |
-		    O_CLOEXEC, 0600)) >= 0, ML_ERR_IO);
-		ML_ENSURE(write(fd, key, IDC_SAM_KEY_LEN) == IDC_SAM_KEY_LEN &&
-		    fsync(fd) == 0, ML_ERR_IO);
+	if ((r = ml_keyfile_create(path, IDC_SAM_KEY_LEN)) != 0 &&
+	    r != ML_ERR_EXISTS) {
+		return r;
 	}
-	memcpy(ret_key, key, IDC_SAM_KEY_LEN);
-	r = 0;
-out:
-	if (fd >= 0) {
-		close(fd);
-	}
-	ml_wipe(key, sizeof(key));
-	return r;
+	return ml_keyfile_read(path, ret_key, IDC_SAM_KEY_LEN);
 }
 
 /* A grey-scale head and shoulders, 32x32, as binary PGM (1037 bytes). */

@@ -30,6 +30,7 @@
 #include <time.h>
 
 #include "key_soft.h"
+#include "ml_secret.h"
 #include "ml_wipe.h"
 #include "../unit/idr_testkit.h"
 
@@ -443,14 +444,11 @@ net_throughput(const struct net *base, const char *dir, const char *sam_key,
 	uint64_t t0, dt;
 	size_t k;
 	int i, n, fails, reuse;
-	FILE *f;
 
 	memset(&t, 0, sizeof(t));
-	if ((f = fopen(sam_key, "rb")) == NULL ||
-	    fread(t.sam_key, 1, sizeof(t.sam_key), f) != sizeof(t.sam_key)) {
-		DIE("sam key", ML_ERR_IO);
+	if ((i = ml_keyfile_read(sam_key, t.sam_key, sizeof(t.sam_key))) != 0) {
+		DIE("sam key", i);
 	}
-	fclose(f);
 	card_blobs(&t, &cfg, &data);
 	for (reuse = 0; reuse <= 2; reuse++) {
 		for (k = 0; k < nthreads; k++) {

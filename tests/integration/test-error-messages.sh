@@ -151,6 +151,32 @@ else
 	    "pkcs11:token=mintline-station;object=issuer;type=private?module-path=$NE_MODULE&pin-source=file:$W/wrong-hsm.pin" \
 	    --feature-key "$NE_FKEY" "${NE_CONN[@]}" --journal "$W/j2.db" \
 	    --batch "$W/bom.csv" --no-progress
+	# server start-up
+	srv() {
+		timeout 20 "$NE_SRV" --ca "$NE_WORK/ca/root.pem" \
+		    --cert "$NE_WORK/server.pem" --key "$NE_SERVER_KEY_HS" \
+		    --module "$NE_MODULE" --registry "$W/srv-registry.db" "$@"
+	}
+	expect "server: --cert missing" 1 "certificate chain: /nope-srv.pem: $ENOENT" -- \
+	    srv --listen "127.0.0.1:$NE_PORT" --cert /nope-srv.pem
+	expect "server: key pin-source missing" 1 "pin-source /nope-srv.pin: $ENOENT" -- \
+	    srv --listen "127.0.0.1:$NE_PORT" \
+	    --key "pkcs11:token=mintline-server;object=channel;type=private?pin-source=file:/nope-srv.pin"
+	python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen()
+time.sleep(10)' "$NE_PORT" &
+holder=$!
+	sleep 0.5
+	expect "server: port in use" 1 "cannot listen on 127.0.0.1:$NE_PORT: Address already in use" -- \
+	    srv --listen "127.0.0.1:$NE_PORT"
+	kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null
+	# the last line is the top level's: the listen error, not the SAM
+	# warning (a handled failure) before it
+	if ! tail -1 "$W/err" | grep -qF "cannot listen on 127.0.0.1:$NE_PORT"; then
+		bad "server: the final message is not the listen error: $(tail -1 "$W/err")"
+	fi
+	expect "server: bare IPv6 listen address" 2 "'::1:$NE_PORT'" "brackets" -- \
+	    srv --listen "::1:$NE_PORT"
 	expect "key pin-source missing" 1 "pin-source /nope.pin: $ENOENT" -- \
 	    "$NE_STATION" handshake --kind station "${NE_CONN[@]}" \
 	    --key "pkcs11:token=mintline-station;object=channel?pin-source=file:/nope.pin"
