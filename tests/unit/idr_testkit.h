@@ -21,6 +21,7 @@
 
 #include "ml_err.h"
 #include "ml_ossl.h"
+#include "ml_secret.h"
 #include "ml_wr.h"
 #include "apdu.h"
 #include "chip.h"
@@ -209,9 +210,9 @@ tk_init(struct tk *t, const char *base, uint8_t mode, uint32_t idle_ms,
 	memset(t, 0, sizeof(*t));
 	snprintf(t->dir, sizeof(t->dir), "%s/mlidr-XXXXXX", base);
 	ML_ENSURE(mkdtemp(t->dir) != NULL, ML_ERR_IO);
-	ML_TRY(ml_rand(t->sam_key, sizeof(t->sam_key)));
 	snprintf(p, sizeof(p), "%s/sam.key", t->dir);
-	ML_TRY(tk_write_file(p, t->sam_key, sizeof(t->sam_key)));
+	ML_TRY(ml_keyfile_create(p, sizeof(t->sam_key)));
+	ML_TRY(ml_keyfile_read(p, t->sam_key, sizeof(t->sam_key)));
 	snprintf(t->sam_spec, sizeof(t->sam_spec), "emul:%s", p);
 	snprintf(p, sizeof(p), "%s/positions", t->dir);
 	ML_TRY(tk_write_file(p, "2\n", 2));
