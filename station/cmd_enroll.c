@@ -27,6 +27,7 @@
 
 #include "cmd_note.h"
 #include "ml_log.h"
+#include "ml_parse.h"
 #include "ml_tlv.h"
 #include "ml_wr.h"
 #include "note_chan.h"
@@ -194,7 +195,14 @@ cmd_enroll(const struct st_opts *so, int argc, char **argv)
 		switch (c) {
 		case 'l': e->line = optarg; break;
 		case 'c': e->chips = optarg; break;
-		case 'w': e->workers = strtoul(optarg, NULL, 10); break;
+		case 'w':
+			if (ml_parse_size(optarg, "--workers", 0, MAX_WORKERS,
+			    &e->workers) != 0) {
+				fprintf(stderr, "enroll: %s\n",
+				    ml_errmsg(ML_ERR_ARG));
+				goto out;
+			}
+			break;
 		case 'j': e->json = true; break;
 		case 'h': usage(stdout); rc = ST_EXIT_OK; goto out;
 		default:

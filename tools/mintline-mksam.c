@@ -25,6 +25,7 @@
 #include "ml_err.h"
 #include "ml_log.h"
 #include "ml_ossl.h"
+#include "ml_secret.h"
 #include "ml_wipe.h"
 #include "ml_wr.h"
 #include "sw.h"
@@ -42,39 +43,15 @@ ms_usage(FILE *f)
 	    "  -h, --help\n");
 }
 
+/* The SAM key file of mintline-mkidcard (common/ml_secret.c's format). */
 static int
 ms_read_key(const char *path, uint8_t ret_key[static IDC_SAM_KEY_LEN])
 {
-	uint8_t key[IDC_SAM_KEY_LEN + 1];
-	size_t got = 0;
-	ssize_t n;
-	int fd, r = ML_ERR_INTERNAL;
+	int r;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-		fprintf(stderr, "mintline-mksam: %s: %s\n", path,
-		    strerror(errno));
-		return ML_ERR_IO;
+	if ((r = ml_keyfile_read(path, ret_key, IDC_SAM_KEY_LEN)) != 0) {
+		fprintf(stderr, "mintline-mksam: SAM key: %s\n", ml_errmsg(r));
 	}
-	while (got < sizeof(key)) {
-		n = read(fd, key + got, sizeof(key) - got);
-		if (n < 0 && errno == EINTR) {
-			continue;
-		}
-		if (n <= 0) {
-			break;
-		}
-		got += (size_t)n;
-	}
-	if (got != IDC_SAM_KEY_LEN) {
-		fprintf(stderr, "mintline-mksam: %s: a SAM key file holds "
-		    "exactly %d bytes\n", path, IDC_SAM_KEY_LEN);
-		r = ML_ERR_FORMAT;
-	} else {
-		memcpy(ret_key, key, IDC_SAM_KEY_LEN);
-		r = 0;
-	}
-	close(fd);
-	ml_wipe(key, sizeof(key));
 	return r;
 }
 
