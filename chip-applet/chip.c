@@ -428,11 +428,13 @@ chip_atr(const struct chip *c, size_t *ret_len)
 	return c->atr;
 }
 
+#ifdef ML_TEST_HOOKS
 void
 chip_test_cut_after(struct chip *c, long k)
 {
 	store_test_cut_after(c->store, k);
 }
+#endif
 
 /* ---- PIN handling ---- */
 

@@ -66,8 +66,10 @@ const uint8_t	*chip_atr(const struct chip *c, size_t *ret_len);
 ML_MUST_CHECK int chip_transmit(struct chip *c, const uint8_t *cmd,
     size_t cmd_len, uint8_t *resp, size_t resp_cap, size_t *ret_resp_len);
 
+#ifdef ML_TEST_HOOKS
 /* Test hook: make the next store commit stop after `k` bytes (power cut).
- * Negative disables.  Only in builds with tests. */
+ * Negative disables.  Only with -Dtest_hooks=true. */
 void		 chip_test_cut_after(struct chip *c, long k);
+#endif
 
 #endif

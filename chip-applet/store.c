@@ -16,7 +16,7 @@ struct store {
 	uint8_t		 key[STORE_KEY_LEN];
 	int		 cur;		/* slot holding the newest valid copy */
 	uint32_t	 gen;
-	long		 cut_after;	/* test hook; < 0 off */
+	long		 cut_after;	/* test hook (ML_TEST_HOOKS); < 0 off */
 	bool		 dead;		/* power was cut */
 };
 
@@ -127,9 +127,11 @@ slot_write(struct store *s, int slot, uint32_t gen, const uint8_t *payload,
 		goto out;
 	}
 	n = total;
+#ifdef ML_TEST_HOOKS
 	if (s->cut_after >= 0 && (size_t)s->cut_after < total) {
 		n = (size_t)s->cut_after;
 	}
+#endif
 	if ((r = write_all(s->fd, buf, n, (off_t)slot * STORE_SLOT_SIZE)) != 0) {
 		goto out;
 	}
@@ -333,8 +335,10 @@ store_close(struct store *s)
 	free(s);
 }
 
+#ifdef ML_TEST_HOOKS
 void
 store_test_cut_after(struct store *s, long k)
 {
 	s->cut_after = k;
 }
+#endif

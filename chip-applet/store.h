@@ -47,11 +47,13 @@ ML_MUST_CHECK int store_commit(struct store *s, const uint8_t *payload,
 uint32_t	 store_generation(const struct store *s);
 void		 store_close(struct store *s);	/* NULL-safe; wipes the key */
 
+#ifdef ML_TEST_HOOKS
 /*
- * Test hook: the next commit writes only its first k bytes and then fails
- * with ML_ERR_IO as if power were cut (k < 0: off).  After a cut every
- * commit fails until the store is reopened.
+ * Test hook (-Dtest_hooks=true only): the next commit writes only its
+ * first k bytes and then fails with ML_ERR_IO as if power were cut (k < 0:
+ * off).  After a cut every commit fails until the store is reopened.
  */
 void		 store_test_cut_after(struct store *s, long k);
+#endif
 
 #endif

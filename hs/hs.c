@@ -288,7 +288,7 @@ th_snapshot(struct hs *hs)
 	return r;
 }
 
-#ifdef ML_TEST_KEYLOG
+#ifdef ML_TEST_HOOKS
 #include <fcntl.h>
 #include <unistd.h>
 /*
@@ -296,22 +296,29 @@ th_snapshot(struct hs *hs)
  * MINTLINE_TEST_KEYLOG=PATH in the environment, append this session's
  * transport keys to PATH, like SSLKEYLOGFILE, so that a test can search a
  * snapshot of the process memory for them after the session ended.
- * Compiled in only with -Dtest_keylog=enabled, or =auto (the default) in
- * debug and debugoptimized builds; never in release, minsize or plain
- * (distribution) builds.  No stdio: its buffer would keep a copy of the
- * keys in freed memory.
+ * Compiled in only with -Dtest_hooks=true (scripts/test.sh); the default
+ * build has no trace of it (tests/check-layout.sh).  Read with
+ * secure_getenv (not for set-id programs), and announced once per process
+ * as a warning whenever it is active.  No stdio: its buffer would keep a
+ * copy of the keys in freed memory.
  */
 static void
 hs_test_keylog(const struct hs *hs)
 {
 	static const char hex[] = "0123456789abcdef";
-	const char *path = getenv("MINTLINE_TEST_KEYLOG");
+	static bool announced;
+	const char *path = secure_getenv("MINTLINE_TEST_KEYLOG");
 	char line[8 + 2 * 2 * ML_AES256_KEY_LEN + 16];
 	size_t n = 0, i;
 	int fd;
 
 	if (path == NULL || *path == '\0') {
 		return;
+	}
+	if (!__atomic_exchange_n(&announced, true, __ATOMIC_RELAXED)) {
+		ml_warn("TEST BUILD (-Dtest_hooks=true): MINTLINE_TEST_KEYLOG "
+		    "is set: the transport keys of every session are written "
+		    "to %s", path);
 	}
 	memcpy(line + n, hs->role == HS_ROLE_SERVER ? "server " : "client ", 7);
 	n += 7;
@@ -357,7 +364,7 @@ hs_finish(struct hs *hs)
 	    sizeof(hs->k_s2c)));
 	hs->peer.flow = hs->flow;
 	hs->done = true;
-#ifdef ML_TEST_KEYLOG
+#ifdef ML_TEST_HOOKS
 	hs_test_keylog(hs);
 #endif
 	r = 0;

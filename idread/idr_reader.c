@@ -158,11 +158,13 @@ idr_reader_close(struct idr_reader *ir)
 	ml_freezero(ir, sizeof(*ir));
 }
 
+#ifdef ML_TEST_HOOKS
 void
 idr_reader_test_remove_after(struct idr_reader *ir, int blocks)
 {
 	ir->remove_after = blocks;
 }
+#endif
 
 /* ---------------------------------------------------------------- pre-read */
 
@@ -304,12 +306,14 @@ read_card_data(struct idr_reader *ir, uint8_t *buf, size_t cap,
 	/* ID-6: the card's transport protocol says how big a frame may be */
 	blk = ir->card.max_frame >= 258 ? 256 : (size_t)ir->card.max_frame - 2;
 	for (;;) {
+#ifdef ML_TEST_HOOKS
 		if (ir->remove_after >= 0 && blocks == ir->remove_after) {
 			if (chiplink_inproc_feed(ir->link, ir->cfg.card_slot,
 			    NULL) != 0) {
 				ml_warn("reader: test hook: cannot remove card");
 			}
 		}
+#endif
 		if (off >= 0x8000 || cap - off < blk) {
 			return ML_ERR_TOO_LARGE;
 		}

@@ -87,9 +87,11 @@ ML_MUST_CHECK int idr_reader_read(struct idr_reader *r, idr_connect_fn connect,
 /* Forget everything now (CACHE CLEAR 0). */
 ML_MUST_CHECK int idr_reader_forget(struct idr_reader *r);
 
-/* Test hook: remove the card (inproc line) after this many READ BINARY
- * blocks; -1 off. */
+#ifdef ML_TEST_HOOKS
+/* Test hook (-Dtest_hooks=true only): remove the card (inproc line) after
+ * this many READ BINARY blocks; -1 off. */
 void		 idr_reader_test_remove_after(struct idr_reader *r, int blocks);
+#endif
 
 /* ---- provisioning (tests, benchmark, tools) ---- */
 

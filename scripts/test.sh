@@ -9,6 +9,10 @@
 # Then the README's demo (scripts/demo.sh, NOTES=20) on the normal build,
 # counted as one more test in the summary.
 #
+# Every build here has the test seams (-Dtest_hooks=true: the transport-key
+# log, the station's --inject-* and loopback server, the power-cut hook);
+# an installed build never has them (tests/check-layout.sh).
+#
 # Build directories (each configured once, then rebuilt incrementally):
 #   BUILD_DIR       build/            gcc, the normal build; valgrind runs here
 #   ASAN_BUILD_DIR  $BUILD_DIR-asan   gcc, -Db_sanitize=address,undefined
@@ -141,12 +145,16 @@ build() {
 	fi
 }
 
-# setup_dir DIR [meson setup args...]: configure DIR once.
+# setup_dir DIR [meson setup args...]: configure DIR once; later runs
+# only set the options (-D...) again.
 setup_dir() {
 	local dir=$1
 	shift
 	local log
-	[ -f "$dir/build.ninja" ] && return 0
+	if [ -f "$dir/build.ninja" ]; then
+		meson configure "$dir" "$@" >/dev/null
+		return
+	fi
 	log=$(mktemp "${TMPDIR:-/tmp}/mintline-setup.XXXXXX")
 	if ! meson setup "$dir" "$top" "$@" >"$log" 2>&1; then
 		tail -n 30 "$log" >&2
@@ -164,7 +172,7 @@ fi
 # 1. The normal build, every suite.
 t0=$SECONDS
 main_built=0
-if BUILD_DIR=$BUILD_DIR "$top/scripts/build.sh"; then
+if BUILD_DIR=$BUILD_DIR "$top/scripts/build.sh" -Dtest_hooks=true; then
 	main_built=1
 	run_meson tests "$BUILD_DIR" testlog.json "$@"
 else
@@ -175,7 +183,7 @@ fi
 #    (tests/meson.build says why).
 if [ "$do_asan" = 1 ]; then
 	t0=$SECONDS
-	if setup_dir "$ASAN_BUILD_DIR" -Db_sanitize=address,undefined \
+	if setup_dir "$ASAN_BUILD_DIR" -Dtest_hooks=true -Db_sanitize=address,undefined \
 	    -Db_lundef=false -Dc_args=-fno-sanitize-recover=all &&
 	    build "$ASAN_BUILD_DIR"; then
 		run_meson asan "$ASAN_BUILD_DIR" testlog-sanitize.json \
@@ -203,7 +211,7 @@ if [ "$do_fuzz" = 1 ]; then
 	t0=$SECONDS
 	if ! command -v clang >/dev/null; then
 		record fuzz "" 77 0 "clang not installed"
-	elif ! CC=clang setup_dir "$FUZZ_BUILD_DIR" -Dfuzz=true \
+	elif ! CC=clang setup_dir "$FUZZ_BUILD_DIR" -Dfuzz=true -Dtest_hooks=true \
 	    -Db_sanitize=address,undefined -Db_lundef=false ||
 	    ! ninja -C "$FUZZ_BUILD_DIR" build.ninja >/dev/null; then
 		record fuzz "" 1 $((SECONDS - t0)) "fuzz configure failed"

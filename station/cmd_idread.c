@@ -7,9 +7,10 @@
  *	    --server HOST:PORT --ca ROOT.pem --cert READER.pem [--json]
  *	    [--photo FILE] [--wait MS]
  *
- * --server loopback:SAMSPEC runs the server's ID-reading code and a SAM
- * back-end in this process instead of connecting (demonstrations, tests
- * and the benchmark; there is no handshake then).
+ * Test builds only (-Dtest_hooks=true): --server loopback:SAMSPEC runs
+ * the server's ID-reading code and a SAM back-end in this process instead
+ * of connecting (no handshake then), and --inject-* damage the upload.
+ * A default build has neither, nor the server code they need.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -88,6 +89,7 @@ static const struct option idr_long_opts[] = {
 	{ "pkts-per-record",	required_argument, NULL, OPT_PER_RECORD },
 	{ "timeout",		required_argument, NULL, OPT_TIMEOUT },
 	{ "socket",		required_argument, NULL, OPT_SOCKET },
+#ifdef ML_TEST_HOOKS
 	{ "inject-loss",	required_argument, NULL, OPT_INJ_LOSS },
 	{ "inject-corrupt",	required_argument, NULL, OPT_INJ_CORRUPT },
 	{ "inject-dup",		required_argument, NULL, OPT_INJ_DUP },
@@ -96,16 +98,27 @@ static const struct option idr_long_opts[] = {
 	{ "inject-seed",	required_argument, NULL, OPT_INJ_SEED },
 	{ "inject-remove-after", required_argument, NULL, OPT_INJ_REMOVE },
 	{ "inject-whole-resend", no_argument,	   NULL, OPT_INJ_WHOLE },
+#endif
 	{ "verbose",		no_argument,	   NULL, 'v' },
 	{ "help",		no_argument,	   NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
 
+#ifdef ML_TEST_HOOKS
+#define IDR_USAGE_TEST \
+	"  test only: --server loopback:SAMSPEC (the server's code in process),\n" \
+	"      --inject-loss|--inject-corrupt|--inject-dup PERMILLE,\n" \
+	"      --inject-reorder, --inject-never IDX, --inject-seed N,\n" \
+	"      --inject-remove-after BLOCKS, --inject-whole-resend\n"
+#else
+#define IDR_USAGE_TEST	""
+#endif
+
 static void
 idr_usage(const char *cmd, FILE *f)
 {
 	fprintf(f,
-	    "usage: mintline-station %s --link SPEC --server HOST:PORT|loopback:SAM\n"
+	    "usage: mintline-station %s --link SPEC --server HOST:PORT\n"
 	    "           [--pin-source SRC] [--ca ROOT.pem --cert READER.pem] [OPTIONS]\n"
 	    "\n"
 	    "  -l, --link SPEC          chip link: inproc:DIR or pcsc:[FILTER]\n"
@@ -114,7 +127,7 @@ idr_usage(const char *cmd, FILE *f)
 	    "      --pin-source SRC     reader chip user PIN: file:PATH or PATH\n"
 	    "                           (default: prompt)\n"
 	    "      --so-pin-source SRC  SO PIN, needed to change --cache-mode\n"
-	    "  -s, --server SPEC        HOST:PORT, or loopback:SAMSPEC (in process)\n"
+	    "  -s, --server HOST:PORT   the server\n"
 	    "      --ca FILE            CA root the server must chain to\n"
 	    "      --cert FILE          this reader's certificate chain (PEM)\n"
 	    "      --serial S           reader serial (default: the chip's)\n"
@@ -132,13 +145,23 @@ idr_usage(const char *cmd, FILE *f)
 	    "      --timeout MS         per server reply (%d)\n"
 	    "      --socket PATH        reader: answer commands on a UNIX socket\n"
 	    "  -v, --verbose\n"
-	    "  test only: --inject-loss|--inject-corrupt|--inject-dup PERMILLE,\n"
-	    "      --inject-reorder, --inject-never IDX, --inject-seed N,\n"
-	    "      --inject-remove-after BLOCKS, --inject-whole-resend\n"
+	    IDR_USAGE_TEST
 	    "\n"
 	    "exit: 0 read, 1 error, 2 usage, 3 no card / card removed,\n"
 	    "      4 the SAM cannot decrypt the card, 5 upload failed\n",
 	    cmd, IDR_PKT_DEFAULT, IDR_BURST_DEFAULT, IDR_DEADLINE_MS);
+}
+
+/* --server loopback:SAMSPEC: the server's code in process (test builds). */
+static bool
+idr_loopback(const struct st_idr_opts *o)
+{
+#ifdef ML_TEST_HOOKS
+	return strncmp(o->server, "loopback:", 9) == 0;
+#else
+	(void)o;
+	return false;
+#endif
 }
 
 int
@@ -260,6 +283,7 @@ st_idr_parse(const char *cmd, int argc, char **argv, struct st_idr_opts *o)
 		case OPT_SOCKET:
 			o->socket = optarg;
 			break;
+#ifdef ML_TEST_HOOKS
 		case OPT_INJ_LOSS:
 		case OPT_INJ_CORRUPT:
 		case OPT_INJ_DUP:
@@ -298,6 +322,7 @@ st_idr_parse(const char *cmd, int argc, char **argv, struct st_idr_opts *o)
 		case OPT_INJ_WHOLE:
 			o->faults.whole_resend = true;
 			break;
+#endif
 		default:
 			idr_usage(cmd, stderr);
 			return IDR_EXIT_USAGE;
@@ -308,8 +333,7 @@ st_idr_parse(const char *cmd, int argc, char **argv, struct st_idr_opts *o)
 		    "required\n", cmd);
 		return IDR_EXIT_USAGE;
 	}
-	if (strncmp(o->server, "loopback:", 9) != 0 &&
-	    (o->ca == NULL || o->cert == NULL)) {
+	if (!idr_loopback(o) && (o->ca == NULL || o->cert == NULL)) {
 		fprintf(stderr, "mintline-station %s: --ca and --cert are "
 		    "required with a network server\n", cmd);
 		return IDR_EXIT_USAGE;
@@ -357,13 +381,16 @@ st_idr_open(const struct st_idr_opts *o, struct st_idr **ret)
 		    ml_errmsg(r));
 		goto out;
 	}
+#ifdef ML_TEST_HOOKS
 	if (o->remove_after >= 0) {
 		idr_reader_test_remove_after(s->ir, o->remove_after);
 	}
+#endif
 	snprintf(s->serial, sizeof(s->serial), "%s", o->serial != NULL ?
 	    o->serial : idr_reader_serial(s->ir));
 
-	if (strncmp(o->server, "loopback:", 9) == 0) {
+#ifdef ML_TEST_HOOKS
+	if (idr_loopback(o)) {
 		/* the server's code in process: no network, no handshake */
 		ML_TRY(sam_open(o->server + 9, &s->sam));
 		ML_TRY(idr_srv_new(NULL, s->sam, &s->srv));
@@ -372,7 +399,9 @@ st_idr_open(const struct st_idr_opts *o, struct st_idr **ret)
 		snprintf(s->peer.serial, sizeof(s->peer.serial), "%s",
 		    s->serial);
 		snprintf(s->peer.certno, sizeof(s->peer.certno), "LOOPBACK");
-	} else {
+	} else
+#endif
+	{
 		ML_TRY(ml_hostport_split(o->server, s->host, sizeof(s->host),
 		    s->port));
 		ML_TRY(hs_trust_load(o->ca, NULL, &s->trust));
@@ -417,8 +446,10 @@ st_idr_close(struct st_idr *s)
 	}
 	idr_reader_close(s->ir);	/* ID-12: CACHE CLEAR 0 */
 	chiplink_close(s->link);
+#ifdef ML_TEST_HOOKS
 	idr_srv_free(s->srv);
 	sam_close(s->sam);
+#endif
 	hs_trust_free(s->trust);
 	key_free(s->p11);
 	if (s->have_chain) {
@@ -457,9 +488,11 @@ st_connect(void *ctx, struct idr_link *ret)
 	int alert = 0;
 	int r;
 
+#ifdef ML_TEST_HOOKS
 	if (s->srv != NULL) {
 		return idr_link_loop(idr_srv_handle, s->srv, &s->peer, ret);
 	}
+#endif
 	if ((r = st_server_connect(s->o.server, &s->hcfg, &c,
 	    &alert)) != 0) {
 		ml_err("%s", ml_errmsg(r));

@@ -43,7 +43,8 @@ struct st_idr_opts {
 	struct idr_reader_cfg	 rc;
 	const char		*pin_source;
 	const char		*so_pin_source;
-	const char		*server;	/* HOST:PORT or loopback:SAMSPEC */
+	const char		*server;	/* HOST:PORT (test builds: or
+						 * loopback:SAMSPEC) */
 	const char		*ca;
 	const char		*cert;
 	const char		*serial;	/* default: the chip's serial */
@@ -56,7 +57,7 @@ struct st_idr_opts {
 	int			 wait_ms;	/* id-read: wait for a card */
 	const char		*socket;	/* reader: UNIX socket path */
 	bool			 verbose;
-	struct idr_faults	 faults;	/* --inject-* (tests, bench) */
+	struct idr_faults	 faults;	/* --inject-* (test builds) */
 	int			 remove_after;	/* --inject-remove-after */
 };
 

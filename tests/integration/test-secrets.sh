@@ -11,7 +11,7 @@
 # would see a key that was not wiped.
 #
 # Needs: softhsm2-util, pkcs11-tool, python3, a build with the key log
-# (-Dtest_keylog, default in debug builds), and permission to read the
+# (-Dtest_hooks=true), and permission to read the
 # memory of our own children (else exit 77).
 # Env: MINTLINE_BUILD_DIR.  SECRETS_STRICT=0 reports known findings in
 # libraries we do not control (see docs/threat-model.md) without failing.
@@ -126,7 +126,7 @@ needles_for() {	# FILE LINE
 ST_PID=$!
 for _ in $(seq 100); do [ -s srv.keys ] && break; sleep 0.05; done
 sleep 0.3
-N=$(needles_for srv.keys 1) || { bad "no key logged: build without -Dtest_keylog?"; echo "skip"; exit 77; }
+N=$(needles_for srv.keys 1) || { bad "no key logged: build without -Dtest_hooks=true?"; echo "skip"; exit 77; }
 scan "$SRV_PID" $N
 case " $FOUND " in
 *" k_c2s "*) ok "control: the server's live session key is found by the scan" ;;
