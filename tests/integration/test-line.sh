@@ -68,7 +68,7 @@ check "$(sqlite3 "$W/j-sd.db" 'select count(*) from issue_journal where state = 
 NE_EXEC=1 ne_issue --chips "$W/c1" --journal "$W/j-sd.db" --batch "$W/sd.csv" \
     --json --no-progress --retry-secs 60 >"$W/sd2.jsonl" 2>"$W/sd2.err" &
 st=$!
-wait_for 20 grep -q 'line paused' "$W/sd2.err" || bad "no pause reported"
+wait_for 20 grep -qs 'line paused' "$W/sd2.err" || bad "no pause reported"
 ne_server_start || bad "server restart"
 wait "$st"
 check $? 0 "server back: the line resumed and issued the batch (exit 0)"
@@ -118,7 +118,7 @@ ne_batch 5 FL >"$W/fl.csv"
     --feature-key "$NE_FKEY" "${NE_CONN[@]}" --journal "$W/j-fl.db" \
     --batch "$W/fl.csv" --json >"$W/fl.jsonl" 2>"$W/fl.err" &
 fl=$!; pids+=("$fl")
-wait_for 20 grep -q '"event":"waiting"' "$W/fl.jsonl" || bad "follow: no waiting event"
+wait_for 20 grep -qs '"event":"waiting"' "$W/fl.jsonl" || bad "follow: no waiting event"
 present() {	# present POS CHIP: put CHIP in position POS, wait for its result
 	local before
 	before=$(count '"result"' "$W/fl.jsonl")
@@ -173,7 +173,7 @@ ne_issue --chips "$W/c5a" --journal "$W/j-a.db" --batch "$W/ov-a.csv" --json \
 a=$!
 # the second station starts once the first is issuing (both open the one
 # SoftHSM token directory)
-wait_for 20 grep -q '"result":"issued"' "$W/ov-a.jsonl"
+wait_for 20 grep -qs '"result":"issued"' "$W/ov-a.jsonl"
 "$NE_STATION" issue --workers 1 --line "inproc:$W/line-b" --chips "$W/c5b" \
     --issuer-key "$NE_ISSUER_KEY" --feature-key "$NE_FKEY" "${NE_CONN[@]}" \
     --journal "$W/j-b.db" --batch "$W/ov-b.csv" --json --no-progress \
