@@ -26,6 +26,7 @@ note_uplink_custom(const struct note_uplink_ops *ops, void *ctx,
 	return 0;
 }
 
+#ifdef ML_TEST_HOOKS
 int
 note_uplink_local(const struct note_server *srv, struct note_uplink **ret)
 {
@@ -38,6 +39,7 @@ note_uplink_local(const struct note_server *srv, struct note_uplink **ret)
 	*ret = u;
 	return 0;
 }
+#endif
 
 void
 note_uplink_close(struct note_uplink *u)

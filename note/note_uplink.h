@@ -4,8 +4,9 @@
  *
  * Transports: the station's authenticated hs channel
  * (station/note_chan.c, through note_uplink_custom()), or a request
- * handler in the same process (note_uplink_local(): tests and the
- * benchmark hand in the server's, see server/reg_note.h reg_note_server()).
+ * handler in the same process (note_uplink_local(), a test seam compiled
+ * only with ML_TEST_HOOKS: tests and the benchmark hand in the server's,
+ * see server/reg_note.h reg_note_server()).
  *
  * A struct note_uplink is one connection: use one per thread.
  */
@@ -42,9 +43,11 @@ struct note_uplink_ops {
 };
 ML_MUST_CHECK int note_uplink_custom(const struct note_uplink_ops *ops,
     void *ctx, struct note_uplink **ret);
+#ifdef ML_TEST_HOOKS
 /* srv is copied; srv->ctx is borrowed and must outlive the uplink. */
 ML_MUST_CHECK int note_uplink_local(const struct note_server *srv,
     struct note_uplink **ret);
+#endif
 void		 note_uplink_close(struct note_uplink *u);	/* NULL-safe */
 
 /*
