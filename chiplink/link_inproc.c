@@ -220,7 +220,7 @@ inproc_open(const char *arg, void **ret_state)
 	}
 	if (realpath(arg, abs) == NULL || strlen(abs) >= sizeof(ip->dir)) {
 		free(ip);
-		return ML_ERR_IO;
+		return ml_errf_sys(ML_ERR_IO, "chip line %s", arg);
 	}
 	memcpy(ip->dir, abs, strlen(abs) + 1);
 	ip->nslots = count_positions(ip->dir);
@@ -406,18 +406,19 @@ inproc_feed(void *state, size_t slot, const char *image_path)
 	pthread_mutex_lock(&s->lock);
 	if (image_path == NULL) {
 		if (unlink(s->link) != 0 && errno != ENOENT) {
-			r = ML_ERR_IO;
+			r = ml_errf_sys(ML_ERR_IO, "%s", s->link);
 		}
 	} else {
 		if (realpath(image_path, abs) == NULL) {
-			r = ML_ERR_NOT_FOUND;
+			r = ml_errf_sys(ML_ERR_NOT_FOUND, "chip image %s",
+			    image_path);
 			goto out;
 		}
 		snprintf(tmp, sizeof(tmp), "%s.new", s->link);
 		(void)unlink(tmp);
 		if (symlink(abs, tmp) != 0 || rename(tmp, s->link) != 0) {
+			r = ml_errf_sys(ML_ERR_IO, "%s", s->link);
 			(void)unlink(tmp);
-			r = ML_ERR_IO;
 			goto out;
 		}
 	}

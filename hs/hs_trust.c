@@ -295,8 +295,7 @@ hs_trust_reload_crl(struct hs_trust *t, const char *crl_path)
 	int r = ML_ERR_INTERNAL;
 
 	if ((crl = load_crl_file(crl_path)) == NULL) {
-		ml_err("trust: cannot load CRL %s", crl_path);
-		r = ML_ERR_CERT;
+		r = ml_errpre(ML_ERR_CERT, "CRL");	/* path + cause */
 		goto out;
 	}
 	ML_TRY(store_new(t->root, crl, &st));

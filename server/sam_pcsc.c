@@ -240,7 +240,7 @@ pcsc_sam_decode(void *ctx, const uint8_t *config, size_t config_len,
 			ml_warn("sam pcsc: SAM %s in %s failed a read (%s); "
 			    "retrying it on another SAM", p->s[i].serial[0] ?
 			    p->s[i].serial : "-", slot_name(p, i, name,
-			    sizeof(name)), ml_strerror(r));
+			    sizeof(name)), ml_errmsg(r));
 		}
 		last = r == ML_ERR_NOT_FOUND ? ML_ERR_IO : r;
 	}
@@ -291,7 +291,7 @@ pcsc_sam_open(const char *arg, void **ret_ctx)
 	pthread_cond_init(&p->cv, NULL);
 	if ((r = chiplink_open(spec, &p->link)) != 0) {
 		ml_err("sam pcsc: no PC/SC reader for \"%s\": %s", arg,
-		    ml_strerror(r));
+		    ml_errmsg(r));
 		goto out;
 	}
 	p->nslots = chiplink_nslots(p->link);

@@ -666,8 +666,8 @@ srv_reload_crl(struct srv *s)
 		return;
 	}
 	if ((r = hs_trust_reload_crl(s->trust, s->o.crl)) != 0) {
-		ml_err("SIGHUP: CRL %s not reloaded (%s); the old one stays",
-		    s->o.crl, ml_errname(r));
+		ml_err("SIGHUP: CRL not reloaded (%s); the old one stays",
+		    ml_errmsg(r));
 		return;
 	}
 	ml_log(ML_LOG_WARN, "SIGHUP: CRL %s reloaded", s->o.crl);

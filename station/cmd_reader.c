@@ -133,12 +133,17 @@ rd_listen(const char *path, int *ret_fd)
 	sa.sun_family = AF_UNIX;
 	ML_ENSURE(strlen(path) < sizeof(sa.sun_path), ML_ERR_TOO_LARGE);
 	memcpy(sa.sun_path, path, strlen(path) + 1);
-	ML_ENSURE((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0,
-	    ML_ERR_IO);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+		r = ml_errf_sys(ML_ERR_IO, "socket %s", path);
+		goto out;
+	}
 	(void)unlink(path);
 	/* only this user talks to the reader: personal data comes out */
-	ML_ENSURE(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-	    chmod(path, 0600) == 0 && listen(fd, 4) == 0, ML_ERR_IO);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    chmod(path, 0600) != 0 || listen(fd, 4) != 0) {
+		r = ml_errf_sys(ML_ERR_IO, "socket %s", path);
+		goto out;
+	}
 	*ret_fd = fd;
 	fd = -1;
 	r = 0;
@@ -178,8 +183,8 @@ cmd_reader(const struct st_opts *so, int argc, char **argv)
 	}
 	if (o.socket != NULL) {
 		if ((r = rd_listen(o.socket, &lfd)) != 0) {
-			fprintf(stderr, "mintline-station reader: %s: %s\n",
-			    o.socket, strerror(errno));
+			fprintf(stderr, "mintline-station reader: %s\n",
+			    ml_errmsg(r));
 			goto out;
 		}
 	} else {

@@ -121,7 +121,7 @@ note_journal_scan(struct note_journal *j, void (*fn)(void *, const char *,
 
 	if (sqlite3_prepare_v2(j->db, "SELECT note_id, chip_serial, state "
 	    "FROM issue_journal", -1, &st, NULL) != SQLITE_OK) {
-		return ML_ERR_IO;
+		return ml_errf(ML_ERR_IO, "journal: %s", sqlite3_errmsg(j->db));
 	}
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		fn(ctx, (const char *)sqlite3_column_text(st, 0),
@@ -129,7 +129,8 @@ note_journal_scan(struct note_journal *j, void (*fn)(void *, const char *,
 		    sqlite3_column_int(st, 2));
 	}
 	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : ML_ERR_IO;
+	return rc == SQLITE_DONE ? 0 : ml_errf(ML_ERR_IO, "journal: %s",
+	    sqlite3_errstr(rc));
 }
 
 /* Run one queued write inside the open transaction. */

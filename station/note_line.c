@@ -130,8 +130,7 @@ list_images(struct line *ln, const char *path)
 	size_t n;
 
 	if (stat(path, &st) != 0) {
-		ml_err("%s: cannot stat", path);
-		return ML_ERR_IO;
+		return ml_errf_sys(ML_ERR_IO, "chips %s", path);
 	}
 	if (!S_ISDIR(st.st_mode)) {
 		if ((ln->images = calloc(1, sizeof(char *))) == NULL ||
@@ -142,7 +141,7 @@ list_images(struct line *ln, const char *path)
 		return 0;
 	}
 	if ((d = opendir(path)) == NULL) {
-		return ML_ERR_IO;
+		return ml_errf_sys(ML_ERR_IO, "chips %s", path);
 	}
 	while ((de = readdir(d)) != NULL) {
 		n = strlen(de->d_name);

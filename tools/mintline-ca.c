@@ -74,9 +74,10 @@ next_certno(const char *dir, uint64_t *ret)
 
 	path(p, sizeof(p), dir, "serial");
 	if ((fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
-		return ML_ERR_IO;
+		return ml_errf_sys(ML_ERR_IO, "%s", p);
 	}
 	if (flock(fd, LOCK_EX) != 0) {
+		r = ml_errf_sys(ML_ERR_IO, "%s", p);
 		goto out;
 	}
 	k = read(fd, buf, sizeof(buf) - 1);
@@ -88,6 +89,7 @@ next_certno(const char *dir, uint64_t *ret)
 	if (lseek(fd, 0, SEEK_SET) != 0 || ftruncate(fd, 0) != 0 ||
 	    write(fd, buf, strlen(buf)) != (ssize_t)strlen(buf) ||
 	    fsync(fd) != 0) {
+		r = ml_errf_sys(ML_ERR_IO, "%s", p);
 		goto out;
 	}
 	*ret = v;
@@ -186,7 +188,10 @@ cmd_revoke(const struct ca_opts *o, int argc, char **argv)
 
 	ML_ENSURE(argc > 0, ML_ERR_ARG);
 	path(p, sizeof(p), o->dir, "revoked");
-	ML_ENSURE((f = fopen(p, "ae")) != NULL, ML_ERR_IO);
+	if ((f = fopen(p, "ae")) == NULL) {
+		r = ml_errf_sys(ML_ERR_IO, "%s", p);
+		goto out;
+	}
 	for (i = 0; i < argc; i++) {
 		if ((r = hs_chain_load(argv[i], &ch)) != 0) {
 			break;
@@ -201,7 +206,7 @@ cmd_revoke(const struct ca_opts *o, int argc, char **argv)
 		    ci.certno, ci.serial);
 	}
 	if (fclose(f) != 0 && r == 0) {
-		r = ML_ERR_IO;
+		r = ml_errf_sys(ML_ERR_IO, "%s", p);
 	}
 out:
 	return r;

@@ -222,7 +222,7 @@ main(int argc, char **argv)
 	}
 	if (r != 0) {
 		fprintf(stderr, "mintline-counterfeit %s: %s\n", argv[1],
-		    ml_strerror(r));
+		    ml_errmsg(r));
 		return 1;
 	}
 	return 0;

@@ -226,7 +226,10 @@ cmd_setup(void)
 	ML_TRY(hs_ca_load(kp, cp, &ca));
 	ML_TRY(reg_open(o.registry, &reg));
 	umask(077);
-	ML_ENSURE((f = fopen(o.out, "w")) != NULL, ML_ERR_IO);
+	if ((f = fopen(o.out, "w")) == NULL) {
+		r = ml_errf_sys(ML_ERR_IO, "%s", o.out);
+		goto out;
+	}
 	for (i = 0; i < o.readers; i++) {
 		uint8_t priv[ML_P256_PRIV_LEN], pub[ML_P256_PUB_LEN], *der = NULL;
 		size_t len;
@@ -252,7 +255,7 @@ cmd_setup(void)
 		snprintf(rd.factory, sizeof(rd.factory), "mintline-load");
 		if ((r = reg_reader_put(reg, &rd)) != 0) {
 			fprintf(stderr, "mintline-load: enrol %s: %s\n", serial,
-			    ml_strerror(r));
+			    ml_errmsg(r));
 			free(der);
 			ml_wipe(priv, sizeof(priv));
 			goto out;
@@ -289,7 +292,10 @@ load_bundle(void)
 
 	ML_ENSURE(o.bundle && o.ca, ML_ERR_ARG);
 	ML_TRY(hs_trust_load(o.ca, NULL, &trust));
-	ML_ENSURE((f = fopen(o.bundle, "r")) != NULL, ML_ERR_IO);
+	if ((f = fopen(o.bundle, "r")) == NULL) {
+		r = ml_errf_sys(ML_ERR_IO, "%s", o.bundle);
+		goto out;
+	}
 	while (getline(&line, &cap, f) > 0) {
 		cnt++;
 	}
@@ -715,7 +721,7 @@ cmd_reg(void)
 	}
 	if (r != 0) {
 		fprintf(stderr, "mintline-load: registry %s: %s\n", o.registry,
-		    ml_strerror(r));
+		    ml_errmsg(r));
 		return r;
 	}
 	o.seconds = 3600;
@@ -847,7 +853,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 	if (r != 0) {
-		fprintf(stderr, "mintline-load: %s\n", ml_strerror(r));
+		fprintf(stderr, "mintline-load: %s\n", ml_errmsg(r));
 		return 1;
 	}
 	return 0;

@@ -198,7 +198,10 @@ mk_read_photo(const char *path, struct idc_info *info)
 	size_t n;
 	int r = ML_ERR_INTERNAL;
 
-	ML_ENSURE((f = fopen(path, "rb")) != NULL, ML_ERR_IO);
+	if ((f = fopen(path, "rb")) == NULL) {
+		r = ml_errf_sys(ML_ERR_IO, "photo %s", path);
+		goto out;
+	}
 	n = fread(info->photo, 1, IDC_PHOTO_MAX, f);
 	if (ferror(f) || n == 0 || fgetc(f) != EOF) {
 		fprintf(stderr, "mintline-mkidcard: %s: a photo is 1..%d "

@@ -101,7 +101,7 @@ ms_run(const char *key_path, const char *serial, const char *image)
 	}
 	if ((r = chip_manufacture(image, CHIP_KIND_SAM, serial)) != 0) {
 		fprintf(stderr, "mintline-mksam: %s: %s\n", image,
-		    ml_strerror(r));
+		    ml_errmsg(r));
 		goto out;
 	}
 	made = true;
@@ -163,7 +163,7 @@ main(int argc, char **argv)
 	}
 	if ((r = ms_run(key, serial, argv[optind])) != 0) {
 		fprintf(stderr, "mintline-mksam: %s: failed: %s\n",
-		    argv[optind], ml_strerror(r));
+		    argv[optind], ml_errmsg(r));
 		return 1;
 	}
 	if (!quiet) {
