@@ -1,7 +1,7 @@
 /*
  * libFuzzer harness: the banknote registration records that mintline-server
  * decodes from a station's channel (server/reg_note.c, note/note_proto.h):
- * NOTE_REC_ENROL, NOTE_REC_UPLOAD and NOTE_REC_QUERY bodies through
+ * NOTE_REC_ENROL, NOTE_REC_UPLOAD, NOTE_REC_QUERY and NOTE_REC_CHECK bodies through
  * reg_note_handle(), and the station's reply decoder note_reply_parse().
  * The registry is an in-memory SQLite (note_db_open(":memory:")), reopened
  * every RESET_EVERY inputs so that it does not grow without bound; the
@@ -217,8 +217,8 @@ make_feature(const uint8_t *p, size_t n, char f[FEATURE_MAX_LEN + 1],
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const unsigned types[3] = { NOTE_REC_ENROL, NOTE_REC_UPLOAD,
-	    NOTE_REC_QUERY };
+	static const unsigned types[4] = { NOTE_REC_ENROL, NOTE_REC_UPLOAD,
+	    NOTE_REC_QUERY, NOTE_REC_CHECK };
 	uint8_t inner[NOTE_REQ_MAX], up[NOTE_REQ_MAX + 256];
 	struct ml_wr wi = ML_WR_FIXED(inner, sizeof(inner));
 	struct ml_wr wu = ML_WR_FIXED(up, sizeof(up));
@@ -233,7 +233,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (++nruns % RESET_EVERY == 0) {
 		registry_open();
 	}
-	mode = data[0] % 7;
+	mode = data[0] % 8;
 	data++;
 	size--;
 	switch (mode) {
@@ -266,6 +266,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    make_upload(wi.p, wi.len, &wu) == 0) {
 			handle_with(rn_keyed, NOTE_REC_UPLOAD, wu.p, wu.len);
 		}
+		break;
+	case 7:
+		handle(types[3], size ? data : NULL, size);
 		break;
 	}
 	return 0;

@@ -4,7 +4,9 @@
  * answered the same; tampered, unknown-chip, unauthorised-writer,
  * replayed-authorisation and duplicate-serial uploads are refused with the
  * exact reason and register nothing; the desk query tells genuine,
- * altered, unregistered and two-chip cases apart.
+ * altered, unregistered and two-chip cases apart.  The issuance pre-check
+ * (OP-3) answers unknown chip, key mismatch, registered elsewhere and
+ * reserved for another chip exactly, and promises a serial to one chip.
  */
 #include <check.h>
 #include <stdio.h>
@@ -446,6 +448,60 @@ START_TEST(enrol_conflict_and_malformed)
 }
 END_TEST
 
+/* The OP-3 pre-check for note TS<serial> on chip with key pub. */
+static struct note_reply
+check_req(const char *chip, const uint8_t pub[ML_P256_PUB_LEN],
+    const char *note)
+{
+	uint8_t req[160];
+	struct ml_wr w = ML_WR_FIXED(req, sizeof(req));
+
+	ck_assert_int_eq(ml_tlv_put(&w, TAG_ENROL_SERIAL, chip, CHIP_SERIAL_LEN), 0);
+	ck_assert_int_eq(ml_tlv_put(&w, TAG_ENROL_PUB, pub, ML_P256_PUB_LEN), 0);
+	ck_assert_int_eq(ml_tlv_put(&w, TAG_REPLY_NOTE, note, strlen(note)), 0);
+	return call(NOTE_REC_CHECK, w.p, w.len);
+}
+
+START_TEST(precheck)
+{
+	struct chipcmd cc;
+	char a[CHIP_SERIAL_LEN + 1], b[CHIP_SERIAL_LEN + 1];
+	uint8_t pa[65], pb[65], s[NOTE_SEALED_MAX];
+	struct note_reply rep;
+	size_t n;
+
+	new_chip(&cc, &station, &server, b, pb);
+	enrol(b, pb);
+	new_chip(&cc, &station, &server, a, pa);
+	/* not enrolled: nothing may be written on it */
+	rep = check_req(a, pa, "TS00000050");
+	ck_assert_int_eq(rep.status, NOTE_ST_REJECT);
+	ck_assert_int_eq(rep.reason, NOTE_R_UNKNOWN_CHIP);
+	enrol(a, pa);
+	/* enrolled, but the station read another key from it */
+	rep = check_req(a, pb, "TS00000050");
+	ck_assert_int_eq(rep.reason, NOTE_R_CHIP_MISMATCH);
+	/* free: promised to a; asking again for a renews, b is refused */
+	ck_assert_int_eq(check_req(a, pa, "TS00000050").status, NOTE_ST_OK);
+	ck_assert_int_eq(check_req(a, pa, "TS00000050").status, NOTE_ST_OK);
+	rep = check_req(b, pb, "TS00000050");
+	ck_assert_int_eq(rep.status, NOTE_ST_REJECT);
+	ck_assert_int_eq(rep.reason, NOTE_R_RESERVED);
+	/* registered on a: a is told "again", b "registered elsewhere" */
+	n = write_note(&cc, &station, a, pa, "00000050", s, sizeof(s));
+	ck_assert_int_eq(call(NOTE_REC_UPLOAD, s, n).status, NOTE_ST_OK);
+	ck_assert_int_eq(check_req(a, pa, "TS00000050").status, NOTE_ST_AGAIN);
+	rep = check_req(b, pb, "TS00000050");
+	ck_assert_int_eq(rep.reason, NOTE_R_DUP_SERIAL);
+	/* malformed: no note id, a note id with bad characters */
+	rep = call(NOTE_REC_CHECK, (const uint8_t *)"\xE0\x00", 2);
+	ck_assert_int_eq(rep.reason, NOTE_R_MALFORMED);
+	rep = check_req(b, pb, "ts-1");
+	ck_assert_int_eq(rep.reason, NOTE_R_MALFORMED);
+	ck_assert_uint_eq(count_notes(), 1);
+}
+END_TEST
+
 static Suite *
 reg_suite(void)
 {
@@ -463,6 +519,7 @@ reg_suite(void)
 	tcase_add_test(tc, duplicate_serial_flags_both);
 	tcase_add_test(tc, desk_query);
 	tcase_add_test(tc, enrol_conflict_and_malformed);
+	tcase_add_test(tc, precheck);
 	suite_add_tcase(s, tc);
 	return s;
 }
