@@ -466,7 +466,7 @@ cmd_run(struct cli *cl)
 		if (!ml_errctx_has(r)) {
 			(void)ml_errpre(r, "%s", s->o.registry);
 		}
-		ml_err("cannot open registry: %s", ml_errmsg(r));
+		(void)ml_errpre(r, "registry");
 		goto out;
 	}
 	s->hscfg.cred.key = s->key;

@@ -350,9 +350,12 @@ reg_sqlite_open(const char *path, struct reg **ret_reg)
 	s->base.ops = &reg_sqlite_ops;
 	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
-		ml_err("registry: cannot open %s: %s", path,
-		    s->db ? sqlite3_errmsg(s->db) : "no memory");
-		r = ML_ERR_IO;
+		/* sqlite3's text, and the system's (errno) behind it */
+		r = ml_errf(ML_ERR_IO, "%s: %s%s%s", path,
+		    s->db ? sqlite3_errmsg(s->db) : "out of memory",
+		    s->db && sqlite3_system_errno(s->db) ? ": " : "",
+		    s->db && sqlite3_system_errno(s->db) ?
+		    strerror(sqlite3_system_errno(s->db)) : "");
 		goto out;
 	}
 	sqlite3_busy_timeout(s->db, 5000);

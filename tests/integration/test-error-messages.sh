@@ -159,6 +159,8 @@ else
 	}
 	expect "server: --cert missing" 1 "certificate chain: /nope-srv.pem: $ENOENT" -- \
 	    srv --listen "127.0.0.1:$NE_PORT" --cert /nope-srv.pem
+	expect "server: registry in a missing directory" 1 "registry: /nope-dir/r.db" "$ENOENT" -- \
+	    srv --listen "127.0.0.1:$NE_PORT" --registry /nope-dir/r.db
 	expect "server: key pin-source missing" 1 "pin-source /nope-srv.pin: $ENOENT" -- \
 	    srv --listen "127.0.0.1:$NE_PORT" \
 	    --key "pkcs11:token=mintline-server;object=channel;type=private?pin-source=file:/nope-srv.pin"
