@@ -93,6 +93,9 @@ expect "--line directory missing" 1 "/nope-line: $ENOENT" -- \
     "$S" verify --line inproc:/nope-line --offline --issuer-pub "$W/issuer.pem"
 expect "--line transport unknown" 1 "chip link 'usb:x'" "inproc:DIR" -- \
     "$S" verify --line usb:x --offline --issuer-pub "$W/issuer.pem"
+expect "--line pcsc: without pcscd" 1 "pcscd: SCardEstablishContext: " "(0x8010001D)" -- \
+    env PCSCLITE_CSOCK_NAME="$W/no-pcscd.sock" "$S" verify --line pcsc:x \
+    --offline --issuer-pub "$W/issuer.pem"
 expect "--server bare IPv6" 1 "'::1:7443'" "[v6-address]:port" -- \
     issue --feature-key "$W/feature.key" --server ::1:7443
 expect "--server bad port" 1 "'[::1]:99999'" "1 to 65535" -- \
