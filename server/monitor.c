@@ -22,6 +22,8 @@
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +48,9 @@
 #define MON_ONCE	(1u << 2)	/* at most once per session */
 #define MON_STARTUP	(1u << 3)	/* only before the first session */
 #define MON_NOSESS	(1u << 4)	/* session id must be 0 */
+#define MON_KEYOP	(1u << 5)	/* the HSM call runs outside m->mu */
+
+#define MON_THREADS	16		/* request threads (HSM calls at once) */
 
 enum sess_state { SESS_FREE = 0, SESS_PREAUTH, SESS_POSTAUTH };
 
@@ -66,6 +71,10 @@ struct mon {
 	bool		 hello_done;
 	uint64_t	 n_ok[MON_TYPE_MAX];
 	uint64_t	 n_refused[MON_TYPE_MAX];
+	/* the session table, max_id, hello_done and the counters; never held
+	 * across an HSM call (MON_KEYOP) */
+	pthread_mutex_t	 mu;
+	atomic_bool	 stop;		/* the worker is gone: threads end */
 };
 
 static int mon_answer_hello(struct mon *, struct mon_sess *, struct ml_rd *,
@@ -97,13 +106,13 @@ static const struct mon_req {
 	    mon_answer_hello },
 	{ MON_PUBKEY,		MON_NOSESS | MON_STARTUP, "pubkey",
 	    mon_answer_pubkey },
-	{ MON_SIGN_TRANSCRIPT,	MON_PREAUTH | MON_ONCE,	"sign_transcript",
+	{ MON_SIGN_TRANSCRIPT,	MON_PREAUTH | MON_ONCE | MON_KEYOP, "sign_transcript",
 	    mon_answer_sign },				/* ID-2 server auth */
-	{ MON_DECRYPT_KEYX,	MON_PREAUTH | MON_ONCE,	"decrypt_keyx",
+	{ MON_DECRYPT_KEYX,	MON_PREAUTH | MON_ONCE | MON_KEYOP, "decrypt_keyx",
 	    mon_answer_keyx },				/* ID-4 R2 */
 	{ MON_SESS_AUTH,	MON_PREAUTH,		"sess_auth",
 	    mon_answer_auth },
-	{ MON_DECRYPT_FEATURE,	MON_POSTAUTH,		"decrypt_feature",
+	{ MON_DECRYPT_FEATURE,	MON_POSTAUTH | MON_KEYOP, "decrypt_feature",
 	    mon_answer_feature },			/* BN-7 */
 	{ 0, 0, NULL, NULL },
 };
@@ -298,7 +307,13 @@ out:
 	return r;
 }
 
-/* One request packet in, one reply packet out. */
+/*
+ * One request packet in, one reply packet out.  Every check and every
+ * change of the session table runs under m->mu; a MON_KEYOP request's HSM
+ * call runs outside it (its handler touches only the immutable keys), so
+ * requests of other sessions go on meanwhile.  MON_ONCE is spent before
+ * the call, so a concurrent duplicate of the same request is refused.
+ */
 static void
 mon_dispatch(struct mon *m, const uint8_t *p, size_t n, struct ml_wr *w)
 {
@@ -309,6 +324,7 @@ mon_dispatch(struct mon *m, const uint8_t *p, size_t n, struct ml_wr *w)
 	uint64_t id = 0;
 	int r = ML_ERR_INTERNAL;
 
+	pthread_mutex_lock(&m->mu);
 	ML_TRY(ml_wr_reserve(w, 4, &rc));
 	ML_TRY(ml_rd_u8(&rd, &type));
 	ML_TRY(ml_rd_u64be(&rd, &id));
@@ -331,8 +347,15 @@ mon_dispatch(struct mon *m, const uint8_t *p, size_t n, struct ml_wr *w)
 		ML_ENSURE((s->once & (1u << type)) == 0, ML_ERR_STATE);
 		s->once |= (uint8_t)(1u << type);
 	}
-	r = q->answer(m, s, &rd, w);
-	if (r == 0 && (q->flags & MON_ONCE)) {
+	if (q->flags & MON_KEYOP) {
+		pthread_mutex_unlock(&m->mu);
+		r = q->answer(m, s, &rd, w);
+		pthread_mutex_lock(&m->mu);
+	} else {
+		r = q->answer(m, s, &rd, w);
+	}
+	/* the slot may hold a newer session by now: mark only our own */
+	if (r == 0 && (q->flags & MON_ONCE) && s->id == id) {
 		s->used |= (uint8_t)(1u << type);
 	}
 out:
@@ -343,6 +366,7 @@ out:
 			m->n_refused[type]++;
 		}
 	}
+	pthread_mutex_unlock(&m->mu);
 	if (r != 0) {
 		ml_warn("monitor: %s for session %llu refused: %s",
 		    q != NULL ? q->name : "unknown request",
@@ -366,14 +390,15 @@ mon_close_note(struct mon *m, const uint8_t *p, size_t n)
 	uint64_t id;
 
 	if (ml_rd_u8(&rd, &type) != 0 || type != MON_SESS_CLOSE ||
-	    ml_rd_u64be(&rd, &id) != 0 || ml_rd_end(&rd) != 0 || id == 0 ||
-	    id > m->max_id) {
+	    ml_rd_u64be(&rd, &id) != 0 || ml_rd_end(&rd) != 0 || id == 0) {
 		return;
 	}
+	pthread_mutex_lock(&m->mu);
 	s = &m->sess[id % MON_SESS_SLOTS];
-	if (s->id == id) {
+	if (id <= m->max_id && s->id == id) {
 		s->state = SESS_FREE;
 	}
+	pthread_mutex_unlock(&m->mu);
 }
 
 static void
@@ -390,28 +415,48 @@ mon_log_counts(const struct mon *m)
 	    (unsigned long long)key_p11_reconnects(m->key));
 }
 
-static int
-mon_loop(struct mon *m, int nchan)
+/* One monitor thread: the request channels first, first + step, ... and,
+ * for thread 0, the notify channel. */
+struct mon_thread {
+	struct mon	*m;
+	int		 nchan;
+	int		 first;
+	int		 step;
+	pthread_t	 th;
+};
+
+static void *
+mon_serve(void *arg)
 {
+	struct mon_thread *t = arg;
+	struct mon *m = t->m;
 	struct pollfd pfd[MON_MAX_CHANNELS + 1];
 	uint8_t in[MON_MAX_MSG], out[MON_MAX_MSG];
 	struct ml_wr w;
+	nfds_t npfd = 0;
 	ssize_t k;
-	int i, n;
+	int c, n;
+	nfds_t i;
 
-	for (i = 0; i <= nchan; i++) {
-		pfd[i].fd = MON_FD_BASE + i;
-		pfd[i].events = POLLIN;
+	for (c = t->first; c < t->nchan; c += t->step) {
+		pfd[npfd++] = (struct pollfd){ .fd = MON_FD_BASE + c,
+		    .events = POLLIN };
 	}
-	for (;;) {
-		n = poll(pfd, (nfds_t)nchan + 1, -1);
+	if (t->first == 0) {
+		pfd[npfd++] = (struct pollfd){ .fd = MON_FD_BASE + t->nchan,
+		    .events = POLLIN };
+	}
+	while (!atomic_load(&m->stop)) {
+		/* a bounded wait: a sibling's EOF (the worker is gone) ends
+		 * this thread too */
+		n = poll(pfd, npfd, 250);
 		if (n < 0 && errno == EINTR) {
 			continue;
 		}
 		if (n < 0) {
-			return ML_ERR_IO;
+			break;
 		}
-		for (i = 0; i <= nchan; i++) {
+		for (i = 0; i < npfd && n > 0; i++) {
 			if (pfd[i].revents == 0) {
 				continue;
 			}
@@ -421,10 +466,10 @@ mon_loop(struct mon *m, int nchan)
 			}
 			if (k <= 0) {
 				/* the worker is gone (exit, crash, kill) */
-				ml_info("monitor: worker closed the channels");
-				return 0;
+				atomic_store(&m->stop, true);
+				break;
 			}
-			if (i == nchan) {
+			if (pfd[i].fd == MON_FD_BASE + t->nchan) {
 				if ((size_t)k <= sizeof(in)) {
 					mon_close_note(m, in, (size_t)k);
 				}
@@ -438,12 +483,54 @@ mon_loop(struct mon *m, int nchan)
 			}
 			ml_wipe(in, sizeof(in));
 			if (send(pfd[i].fd, w.p, w.len, MSG_NOSIGNAL) < 0) {
-				ml_wipe(out, sizeof(out));
-				return 0;
+				atomic_store(&m->stop, true);
 			}
 			ml_wipe(out, sizeof(out));
 		}
 	}
+	ml_wipe(in, sizeof(in));
+	ml_wipe(out, sizeof(out));
+	return NULL;
+}
+
+/*
+ * Serve the channels with min(nchan, MON_THREADS) threads, channel c on
+ * thread c % nthreads: requests on different channels (different worker
+ * threads) reach the HSM at the same time, each on a session of libp11's
+ * per-slot pool (keys/key_p11.c), instead of one after the other.
+ */
+static int
+mon_loop(struct mon *m, int nchan)
+{
+	struct mon_thread t[MON_THREADS];
+	int i, nth = nchan < MON_THREADS ? nchan : MON_THREADS, started = 0;
+
+	for (i = 0; i < nth; i++) {
+		t[i] = (struct mon_thread){ .m = m, .nchan = nchan, .first = i,
+		    .step = nth };
+		if (i > 0 && pthread_create(&t[i].th, NULL, mon_serve,
+		    &t[i]) != 0) {
+			ml_warn("monitor: %d threads, not %d", started + 1, nth);
+			break;
+		}
+		started += i > 0;
+	}
+	if (started + 1 < nth) {
+		/* fewer threads than planned: thread 0 takes every channel */
+		atomic_store(&m->stop, true);
+		for (i = 1; i <= started; i++) {
+			pthread_join(t[i].th, NULL);
+		}
+		atomic_store(&m->stop, false);
+		started = 0;
+		t[0].step = 1;
+	}
+	mon_serve(&t[0]);
+	for (i = 1; i <= started; i++) {
+		pthread_join(t[i].th, NULL);
+	}
+	ml_info("monitor: worker closed the channels");
+	return 0;
 }
 
 static const struct option long_opts[] = {
@@ -477,6 +564,7 @@ main(int argc, char **argv)
 	signal(SIGUSR1, SIG_IGN);
 	ml_log_set_ident("mintline-monitor");
 	memset(&m, 0, sizeof(m));
+	pthread_mutex_init(&m.mu, NULL);
 	while ((c = getopt_long(argc, argv, "n:m:k:v", long_opts, NULL)) != -1) {
 		switch (c) {
 		case 'n':
@@ -530,5 +618,6 @@ main(int argc, char **argv)
 	key_free(m.seal);
 	key_free(m.key);
 	free(m.sess);
+	pthread_mutex_destroy(&m.mu);
 	return r == 0 ? 0 : 1;
 }

@@ -200,6 +200,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	m.module = "/dev/null";
 	m.prov = stub_prov;
 	m.sess = sess_table;
+	pthread_mutex_init(&m.mu, NULL);
 	off = 1;
 	while (off + 2 <= size && nt < MAX_PKTS) {
 		const uint8_t *p;
@@ -296,5 +297,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (i = 0; i < nt; i++) {
 		sess_table[touched[i]] = (struct mon_sess){ 0 };
 	}
+	pthread_mutex_destroy(&m.mu);
 	return 0;
 }

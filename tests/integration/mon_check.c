@@ -13,6 +13,7 @@
  * Prints one "ok"/"FAIL" line per check; exit 0 when all passed.
  */
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -89,6 +90,47 @@ reconnect_check(const char *module, const char *uri)
 	dlclose(h);
 }
 
+/* Signatures from several worker threads at once (the monitor serves its
+ * channels on several threads, HSM calls outside its lock). */
+#define RACERS	8
+
+struct racer {
+	const struct key	*k;
+	uint64_t		 sess;
+	pthread_t		 th;
+	int			 rc;
+};
+
+static void *
+racer_main(void *arg)
+{
+	struct racer *a = arg;
+	uint8_t md[ML_SHA256_LEN] = { 7 }, sig[ML_P256_SIG_LEN];
+
+	mon_bind(a->sess, MON_PHASE_PREAUTH);
+	a->rc = key_sign(a->k, md, sig);
+	return NULL;
+}
+
+/* n racers, on sessions first, first + step, ...; returns how many got a
+ * signature. */
+static int
+race(const struct key *k, uint64_t first, uint64_t step)
+{
+	struct racer a[RACERS];
+	int i, nok = 0;
+
+	for (i = 0; i < RACERS; i++) {
+		a[i] = (struct racer){ .k = k, .sess = first + (uint64_t)i * step };
+		pthread_create(&a[i].th, NULL, racer_main, &a[i]);
+	}
+	for (i = 0; i < RACERS; i++) {
+		pthread_join(a[i].th, NULL);
+		nok += a[i].rc == 0;
+	}
+	return nok;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -105,7 +147,7 @@ main(int argc, char **argv)
 	}
 	expect(mon_start(argv[1], 2, argv[2], "pkcs11:token=x?pin-value=1",
 	    0, &m), ML_ERR_ARG, "a key URI with pin-value is refused");
-	if ((r = mon_start(argv[1], 2, argv[2], argv[3], 0, &m)) != 0) {
+	if ((r = mon_start(argv[1], RACERS, argv[2], argv[3], 0, &m)) != 0) {
 		printf("FAIL - monitor did not start: %s\n", ml_errname(r));
 		return 1;
 	}
@@ -155,6 +197,10 @@ main(int argc, char **argv)
 		expect(mon_sess_auth(m, 4), ML_ERR_STATE,
 		    "session 4: SESS_AUTH after only a refused key op refused");
 	}
+	expect(race(ko, 100, 1) == RACERS ? 0 : ML_ERR_STATE, 0,
+	    "8 sessions sign at once from 8 threads: all answered");
+	expect(race(ko, 200, 0) == 1 ? 0 : ML_ERR_STATE, 0,
+	    "8 threads race one session's SIGN_TRANSCRIPT: exactly one answered");
 	mon_bind(0, MON_PHASE_PREAUTH);
 	expect(key_sign(ko, md, sig), ML_ERR_STATE, "session id 0 refused");
 
