@@ -26,6 +26,7 @@
 #   MINTLINE_JOBS=N        parallel tests per pass (default: nproc)
 #   MINTLINE_DEMO=0        skip the demo
 #   MINTLINE_DEMO_NOTES=N  the demo's batch size (default 20)
+#   MINTLINE_WERROR=1      compiler warnings are errors (CI sets it)
 #
 # Fuzzing for longer than CI does: tests/fuzz/run-fuzzers.sh BUILD SECONDS.
 # No `set -e`: a failed pass is counted and the others still run.  A
@@ -41,6 +42,8 @@ do_asan=${MINTLINE_ASAN:-1}
 do_vg=${MINTLINE_VALGRIND:-1}
 do_fuzz=${MINTLINE_FUZZ:-1}
 do_demo=${MINTLINE_DEMO:-1}
+werror=-Dwerror=false
+[ "${MINTLINE_WERROR:-0}" = 1 ] && werror=-Dwerror=true
 if [ "${MINTLINE_QUICK:-0}" = 1 ]; then
 	do_asan=0 do_vg=0 do_fuzz=0
 fi
@@ -172,7 +175,7 @@ fi
 # 1. The normal build, every suite.
 t0=$SECONDS
 main_built=0
-if BUILD_DIR=$BUILD_DIR "$top/scripts/build.sh" -Dtest_hooks=true; then
+if BUILD_DIR=$BUILD_DIR "$top/scripts/build.sh" -Dtest_hooks=true "$werror"; then
 	main_built=1
 	run_meson tests "$BUILD_DIR" testlog.json "$@"
 else
@@ -183,7 +186,7 @@ fi
 #    (tests/meson.build says why).
 if [ "$do_asan" = 1 ]; then
 	t0=$SECONDS
-	if setup_dir "$ASAN_BUILD_DIR" -Dtest_hooks=true -Db_sanitize=address,undefined \
+	if setup_dir "$ASAN_BUILD_DIR" -Dtest_hooks=true "$werror" -Db_sanitize=address,undefined \
 	    -Db_lundef=false -Dc_args=-fno-sanitize-recover=all &&
 	    build "$ASAN_BUILD_DIR"; then
 		run_meson asan "$ASAN_BUILD_DIR" testlog-sanitize.json \
@@ -211,7 +214,7 @@ if [ "$do_fuzz" = 1 ]; then
 	t0=$SECONDS
 	if ! command -v clang >/dev/null; then
 		record fuzz "" 77 0 "clang not installed"
-	elif ! CC=clang setup_dir "$FUZZ_BUILD_DIR" -Dfuzz=true -Dtest_hooks=true \
+	elif ! CC=clang setup_dir "$FUZZ_BUILD_DIR" -Dfuzz=true -Dtest_hooks=true "$werror" \
 	    -Db_sanitize=address,undefined -Db_lundef=false ||
 	    ! ninja -C "$FUZZ_BUILD_DIR" build.ninja >/dev/null; then
 		record fuzz "" 1 $((SECONDS - t0)) "fuzz configure failed"
