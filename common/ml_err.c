@@ -35,6 +35,10 @@ ml_errname(int r)
 	return "ML_ERR_?";
 }
 
+static void	errctx_set(const char *fn, int r, const char *suffix,
+		    const char *fmt, va_list ap)
+		    __attribute__((format(printf, 4, 0)));
+
 static void
 errctx_set(const char *fn, int r, const char *suffix, const char *fmt,
     va_list ap)

@@ -63,6 +63,9 @@ srv_metrics_record(struct srv *s, uint8_t type, int r, uint8_t rtype,
 	}
 }
 
+static int	put(struct ml_wr *w, const char *fmt, ...)
+		    __attribute__((format(printf, 2, 3)));
+
 static int
 put(struct ml_wr *w, const char *fmt, ...)
 {

@@ -152,7 +152,7 @@ static void
 tls_party(struct tls_party *t, struct hs_ca *issuer, const char *role,
     const char *serial, uint64_t certno)
 {
-	uint8_t pub[65], *der;
+	uint8_t pub[65], *der = NULL;
 	size_t n, len;
 	struct hs_ca_req req = { .pub = pub, .role = role, .serial = serial,
 	    .certno = certno, .backdate_s = 60, .valid_s = 86400 };
@@ -313,7 +313,7 @@ cmd_inproc(int n)
 	struct result ra, rb, rfa, rfb, rt, rtf;
 	uint8_t *der;
 	size_t len;
-	X509 *root;
+	X509 *root = NULL;
 
 	setup_fixture();
 	tls_party(&ts, ca, "server", NULL, 100);

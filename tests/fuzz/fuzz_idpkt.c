@@ -187,14 +187,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fz_reassemble(data + 1, size - 1);
 		break;
 	case 10: {
-		struct ml_rd rd = ML_RD_INIT(data + 1, size - 1);
+		struct ml_rd br = ML_RD_INIT(data + 1, size - 1);
 		const uint8_t *pk;
 		uint8_t cnt, i;
 		size_t pl;
 
-		if (idr_burst_begin(&rd, &cnt) == 0) {
+		if (idr_burst_begin(&br, &cnt) == 0) {
 			for (i = 0; i < cnt; i++) {
-				if (idr_burst_next(&rd, &pk, &pl) != 0) {
+				if (idr_burst_next(&br, &pk, &pl) != 0) {
 					break;
 				}
 				if (pl > IDR_PKT_MAX + IDR_PKT_OVERHEAD) {

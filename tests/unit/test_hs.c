@@ -46,8 +46,8 @@ reg_add(const struct fx_party *p, int kind, int flagged)
 static void
 fixture(void)
 {
-	uint8_t *der, *crl;
-	size_t len, crl_len;
+	uint8_t *der, *crl = NULL;
+	size_t len, crl_len = 0;
 	uint64_t revoked[] = { 0x66 };
 
 	if (hs_ca_create("mintline test root", 30, &ca) != 0 ||
