@@ -122,12 +122,14 @@ check $? 0 "station 1 resumed through server B"
 again=$(cat "$W"/s1-*.jsonl | grep -c '"result":"already_registered"\|"result":"completed"')
 ok "in-doubt or repeated uploads answered with the first registration: $again"
 
-# the same serials on other chips, through B: refused, both chips flagged
+# the same serials on other chips, through B: the pre-check (OP-3) refuses
+# them before AUTHORIZE WRITE, so the chips stay blank and nothing needs
+# flagging (flags are for a serial found on two written chips)
 ne_batch 5 MA 1 > "$W/dup.csv"
 issue s3 "$PB" "$W/dup.csv" > "$W/s3.jsonl" 2> "$W/s3.err"
 check "$(grep -c '"result":"issued"' "$W/s3.jsonl")" 0 "duplicate serials on other chips: none issued"
-check "$(pg_psql "SELECT count(DISTINCT note_id) FROM note_flag WHERE note_id LIKE 'MA%'")" 5 "duplicate serials flagged"
-check "$(pg_psql "SELECT count(*) FROM note_flag WHERE note_id LIKE 'MA%'")" 10 "both chips flagged for each"
+check "$(grep -c '"result":"registered_elsewhere".*chip left blank' "$W/s3.jsonl")" 5 "duplicate serials refused before writing, chips left blank"
+check "$(pg_psql "SELECT count(*) FROM note_flag WHERE note_id LIKE 'MA%'")" 0 "no chip written, so none flagged"
 
 check "$(pg_psql 'SELECT count(*) FROM note')" $((2 * NOTES)) "every note registered"
 check "$(pg_psql 'SELECT count(*) - count(DISTINCT note_id) FROM note')" 0 "registered exactly once"
