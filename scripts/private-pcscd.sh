@@ -18,7 +18,8 @@
 # either a mount namespace (root, or unprivileged user namespaces) or no
 # system pcscd running.  The mechanics are those of the integration tests
 # (tests/integration/pcsc-env.sh); exit 77 when it cannot run here.
-set -euo pipefail
+set -Eeuo pipefail
+trap 'err_rc=$?; [ "$BASH_SUBSHELL" -gt 0 ] || printf "%s: line %s: %s: exit %s\n" "${BASH_SOURCE[0]##*/}" "$LINENO" "${BASH_COMMAND%%[[:cntrl:]]*}" "$err_rc" >&2' ERR
 
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=../tests/integration/pcsc-env.sh
@@ -30,7 +31,7 @@ usage() {
 }
 
 if [[ ${1:-} == -h || ${1:-} == --help ]]; then
-	sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+	sed -n '2,/^set -/p' "$0" | sed '$d; s/^# \{0,1\}//'
 	exit 0
 fi
 [[ $# -ge 2 ]] || usage

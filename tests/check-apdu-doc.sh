@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # docs/apdu.md embeds the INS tables printed by mintline-apdu-doc; fail when
 # they differ, so the reference cannot drift from the dispatcher's tables.
-set -euo pipefail
+set -Eeuo pipefail
+trap 'err_rc=$?; [ "$BASH_SUBSHELL" -gt 0 ] || printf "%s: line %s: %s: exit %s\n" "${BASH_SOURCE[0]##*/}" "$LINENO" "${BASH_COMMAND%%[[:cntrl:]]*}" "$err_rc" >&2' ERR
 gen=$1
 doc=$2
 want=$("$gen")

@@ -9,7 +9,8 @@
 #        BUILD_DIR is a -Dfuzz=true build (set up with clang if absent)
 #        TARGET is the name after fuzz_ (apdu, tlv, store, chip, ...);
 #        default: every fuzz_* target built in BUILD_DIR
-set -eu
+set -Eeu
+trap 'err_rc=$?; [ "$BASH_SUBSHELL" -gt 0 ] || printf "%s: line %s: %s: exit %s\n" "${BASH_SOURCE[0]##*/}" "$LINENO" "${BASH_COMMAND%%[[:cntrl:]]*}" "$err_rc" >&2' ERR
 
 if [ $# -lt 2 ]; then
 	echo "usage: $0 BUILD_DIR SECONDS [TARGET...]" >&2
@@ -23,7 +24,7 @@ top=$(cd "$here/../.." && pwd)
 # A build directory that does not exist yet is set up here, so that one
 # command does everything: clang, libFuzzer, ASan + UBSan.
 if [ ! -f "$build/build.ninja" ]; then
-	CC=clang meson setup "$build" "$top" -Dfuzz=true \
+	CC=clang meson setup "$build" "$top" -Dfuzz=true -Dtest_hooks=true \
 	    -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
 	for t in ${*:-apdu tlv store chip}; do
 		ninja -C "$build" "tests/fuzz/fuzz_$t" >/dev/null
