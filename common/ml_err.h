@@ -28,7 +28,8 @@
 	X(ML_ERR_REMOVED,	-19, "chip removed")			\
 	X(ML_ERR_TIMEOUT,	-20, "timed out")			\
 	X(ML_ERR_UNSUPPORTED,	-21, "not supported")			\
-	X(ML_ERR_REJECTED,	-22, "rejected")
+	X(ML_ERR_REJECTED,	-22, "rejected")				\
+	X(ML_ERR_DISK_FULL,	-23, "disk full")
 
 enum ml_err {
 #define ML_ERR_ENUM(name, value, text) name = (value),

@@ -86,17 +86,29 @@ prep(sqlite3 *db, const char *sql, sqlite3_stmt **ret)
 	return 0;
 }
 
+/*
+ * A failed statement: one log line, and the error.  A full disk is
+ * ML_ERR_DISK_FULL, not ML_ERR_IO, so that the station can say the server
+ * answered and why (docs/operations.md, "Disk full").
+ */
+static int
+db_fail(sqlite3 *db, const char *what)
+{
+	if ((sqlite3_errcode(db) & 0xff) == SQLITE_FULL) {
+		ml_err("registry %s: %s: write failed: disk full",
+		    sqlite3_db_filename(db, "main"), what);
+		return ML_ERR_DISK_FULL;
+	}
+	ml_err("registry %s: %s: %s", sqlite3_db_filename(db, "main"), what,
+	    sqlite3_errmsg(db));
+	return ML_ERR_IO;
+}
+
 static int
 exec(sqlite3 *db, const char *sql)
 {
-	char *msg = NULL;
-
-	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-		ml_err("registry: %s", msg != NULL ? msg : "exec failed");
-		sqlite3_free(msg);
-		return ML_ERR_IO;
-	}
-	return 0;
+	return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 :
+	    db_fail(db, sql);
 }
 
 int
@@ -240,7 +252,8 @@ note_db_enrol(struct note_db *d, const char *serial,
 	sqlite3_bind_text(d->enrol_put, 1, serial, -1, SQLITE_STATIC);
 	sqlite3_bind_blob(d->enrol_put, 2, pub, ML_P256_PUB_LEN, SQLITE_STATIC);
 	sqlite3_bind_int64(d->enrol_put, 3, (sqlite3_int64)time(NULL));
-	r = sqlite3_step(d->enrol_put) == SQLITE_DONE ? 0 : ML_ERR_IO;
+	r = sqlite3_step(d->enrol_put) == SQLITE_DONE ? 0 :
+	    db_fail(d->db, "enrolment");
 	done(d->enrol_put);
 out:
 	pthread_mutex_unlock(&d->mu);
@@ -313,7 +326,8 @@ flag_locked(struct note_db *d, const char *note_id, const char *chip,
 	sqlite3_bind_text(d->flag_put, 2, chip, -1, SQLITE_STATIC);
 	sqlite3_bind_text(d->flag_put, 3, reason, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(d->flag_put, 4, (sqlite3_int64)time(NULL));
-	r = sqlite3_step(d->flag_put) == SQLITE_DONE ? 0 : ML_ERR_IO;
+	r = sqlite3_step(d->flag_put) == SQLITE_DONE ? 0 :
+	    db_fail(d->db, "flag");
 	done(d->flag_put);
 	return r;
 }
@@ -362,12 +376,12 @@ register_one(struct note_db *d, const struct note_reg *nr, uint64_t *ret_reg_id)
 	sqlite3_bind_blob(d->note_put, 6, nr->issuer_pub, sizeof(nr->issuer_pub),
 	    SQLITE_STATIC);
 	sqlite3_bind_int64(d->note_put, 7, (sqlite3_int64)time(NULL));
-	rc = sqlite3_step(d->note_put);
-	done(d->note_put);
-	if (rc != SQLITE_DONE) {
-		ml_err("registry: insert: %s", sqlite3_errmsg(d->db));
-		return ML_ERR_IO;
+	if ((rc = sqlite3_step(d->note_put)) != SQLITE_DONE) {
+		r = db_fail(d->db, "registration");
+		done(d->note_put);
+		return r;
 	}
+	done(d->note_put);
 	*ret_reg_id = (uint64_t)sqlite3_last_insert_rowid(d->db);
 	return 0;
 }
@@ -381,22 +395,33 @@ commit_group(struct note_db *d, struct reg_req *g)
 
 	pthread_mutex_lock(&d->mu);
 	r = exec(d->db, "BEGIN IMMEDIATE");
-	for (q = g; q != NULL; q = q->next) {
-		if (r != 0) {
-			q->r = r;
-			continue;
+	for (q = g; q != NULL && r == 0; q = q->next) {
+		if ((r = exec(d->db, "SAVEPOINT one")) != 0) {
+			break;
 		}
-		(void)exec(d->db, "SAVEPOINT one");
 		q->r = register_one(d, q->nr, &q->reg_id);
+		if (sqlite3_get_autocommit(d->db)) {
+			/* SQLite rolled the whole transaction back itself (a
+			 * full disk, an I/O error): nothing to undo, nothing
+			 * of the group is durable */
+			r = q->r < 0 ? q->r : ML_ERR_IO;
+			break;
+		}
 		if (q->r < 0) {
 			(void)exec(d->db, "ROLLBACK TO one");
 		}
 		(void)exec(d->db, "RELEASE one");
 	}
-	if (r == 0 && exec(d->db, "COMMIT") != 0) {
-		(void)exec(d->db, "ROLLBACK");
+	if (r == 0 && (r = exec(d->db, "COMMIT")) != 0 &&
+	    !sqlite3_get_autocommit(d->db)) {
+		(void)sqlite3_exec(d->db, "ROLLBACK", NULL, NULL, NULL);
+	}
+	if (r != 0) {
+		if (!sqlite3_get_autocommit(d->db)) {
+			(void)sqlite3_exec(d->db, "ROLLBACK", NULL, NULL, NULL);
+		}
 		for (q = g; q != NULL; q = q->next) {
-			q->r = ML_ERR_IO;	/* nothing of the group is durable */
+			q->r = r;	/* nothing of the group is durable */
 		}
 	}
 	pthread_mutex_unlock(&d->mu);
@@ -478,7 +503,8 @@ note_db_count_reject(struct note_db *d, const char *reason)
 
 	pthread_mutex_lock(&d->mu);
 	sqlite3_bind_text(d->reject_put, 1, reason, -1, SQLITE_STATIC);
-	r = sqlite3_step(d->reject_put) == SQLITE_DONE ? 0 : ML_ERR_IO;
+	r = sqlite3_step(d->reject_put) == SQLITE_DONE ? 0 :
+	    db_fail(d->db, "refusal count");
 	done(d->reject_put);
 	pthread_mutex_unlock(&d->mu);
 	return r;

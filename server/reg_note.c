@@ -20,6 +20,12 @@
 #include "reg_note.h"
 
 #define SEAL_MAX	(NOTE_REQ_MAX)
+/*
+ * The registry could not answer or not write (down, I/O error, disk
+ * full): no verdict, the server answers HS_REC_ERROR with the code and
+ * the station keeps the note in doubt (a refusal would be final).
+ */
+#define NO_VERDICT(r)	((r) == ML_ERR_IO || (r) == ML_ERR_DISK_FULL)
 
 /*
  * Serials promised by a pre-check (OP-3) to one chip, for RESERVE_SECS:
@@ -190,10 +196,14 @@ handle_enrol(struct reg_note *rn, const uint8_t *req, size_t len,
 		return refuse(rn, w, "enrolment", chip, NULL,
 		    NOTE_R_ENROL_CONFLICT, 0);
 	}
-	if (r == ML_ERR_IO) {
-		/* registry unavailable: no verdict, the station retries */
-		ml_warn("enrolment of chip %s: registry unavailable", chip);
-		return ML_ERR_IO;
+	if (NO_VERDICT(r)) {
+		/* registry unavailable: no verdict, the station retries (a
+		 * full disk was logged by the registry already) */
+		if (r == ML_ERR_IO) {
+			ml_warn("enrolment of chip %s: registry unavailable",
+			    chip);
+		}
+		return r;
 	}
 	if (r < 0) {
 		return refuse(rn, w, "enrolment", chip, NULL, NOTE_R_INTERNAL, 0);
@@ -309,7 +319,7 @@ handle_check(struct reg_note *rn, const uint8_t *req, size_t len,
 	}
 	nid[i] = '\0';
 	r = note_db_chip_pub(rn->cfg.db, chip, enrolled);
-	if (r == ML_ERR_IO) {
+	if (NO_VERDICT(r)) {
 		return ML_ERR_IO;
 	}
 	if (r == ML_ERR_NOT_FOUND) {
@@ -322,7 +332,7 @@ handle_check(struct reg_note *rn, const uint8_t *req, size_t len,
 		return reply(w, NOTE_ST_REJECT, NOTE_R_CHIP_MISMATCH, nid, 0, 0);
 	}
 	r = note_db_lookup(rn->cfg.db, nid, &row);
-	if (r == ML_ERR_IO) {
+	if (NO_VERDICT(r)) {
 		return ML_ERR_IO;
 	}
 	if (r == 0) {
@@ -393,7 +403,7 @@ handle_upload(struct reg_note *rn, const uint8_t *req, size_t len,
 		goto out;
 	}
 	r = note_db_chip_pub(rn->cfg.db, chip, chip_pub);
-	if (r == ML_ERR_IO) {
+	if (NO_VERDICT(r)) {
 		/*
 		 * Registry unavailable: answer no verdict (the
 		 * server sends HS_REC_ERROR) so that the station keeps the
@@ -472,6 +482,8 @@ handle_upload(struct reg_note *rn, const uint8_t *req, size_t len,
 	} else if (r == ML_ERR_IO) {
 		ml_warn("note %s on chip %s: registry unavailable, not "
 		    "registered", nid, chip);	/* no verdict: see above */
+	} else if (r == ML_ERR_DISK_FULL) {
+		/* the registry logged the full disk; no verdict either */
 	} else if (r >= 100) {
 		r = refuse(rn, w, "upload", chip, nid, r - 100,
 		    r - 100 == NOTE_R_DUP_SERIAL ? NOTE_F_TWO_CHIPS : 0);
@@ -517,7 +529,7 @@ handle_query(struct reg_note *rn, const uint8_t *req, size_t len,
 	if (r == ML_ERR_NOT_FOUND) {
 		return reply(w, NOTE_ST_REJECT, NOTE_R_UNREGISTERED, nid, 0, 0);
 	}
-	if (r == ML_ERR_IO) {
+	if (NO_VERDICT(r)) {
 		return ML_ERR_IO;	/* registry unavailable: no verdict */
 	}
 	if (r != 0) {

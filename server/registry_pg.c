@@ -281,6 +281,7 @@ enum pg_outcome {
 	PG_CONSTRAINT,		/* unique/foreign key violation (23xxx) */
 	PG_FAILED,		/* other SQL error; connection fine */
 	PG_LOST,		/* the connection is gone */
+	PG_DISK_FULL,		/* 53100: the server's disk is full */
 };
 
 /*
@@ -323,6 +324,12 @@ pg_run(struct pg_slot *s, const char *sql, const struct pg_params *pp,
 		ml_err("registry: PostgreSQL going away (%s)", state);
 		PQclear(res);
 		return PG_LOST;
+	}
+	if (state != NULL && strcmp(state, "53100") == 0) {
+		ml_err("registry: PostgreSQL: write failed: disk full "
+		    "(SQLSTATE 53100)");
+		PQclear(res);
+		return PG_DISK_FULL;
 	}
 	ml_err("registry: PostgreSQL: %s (SQLSTATE %s)",
 	    res != NULL ? PQresultErrorMessage(res) : "no result",
@@ -409,6 +416,8 @@ outcome_err(enum pg_outcome o, bool *lost)
 	case PG_LOST:
 		*lost = true;
 		return ML_ERR_IO;
+	case PG_DISK_FULL:
+		return ML_ERR_DISK_FULL;
 	default:
 		return ML_ERR_IO;
 	}

@@ -55,17 +55,25 @@ struct reg_sqlite {
 	sqlite3		*db;
 };
 
+/* One log line for a failed statement; a full disk is ML_ERR_DISK_FULL. */
+static int
+db_fail(sqlite3 *db, const char *what)
+{
+	if ((sqlite3_errcode(db) & 0xff) == SQLITE_FULL) {
+		ml_err("registry %s: %s: write failed: disk full",
+		    sqlite3_db_filename(db, "main"), what);
+		return ML_ERR_DISK_FULL;
+	}
+	ml_err("registry %s: %s: %s", sqlite3_db_filename(db, "main"), what,
+	    sqlite3_errmsg(db));
+	return ML_ERR_IO;
+}
+
 static int
 db_exec(sqlite3 *db, const char *sql)
 {
-	char *err = NULL;
-
-	if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
-		ml_err("registry: %s", err != NULL ? err : "sqlite error");
-		sqlite3_free(err);
-		return ML_ERR_IO;
-	}
-	return 0;
+	return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 :
+	    db_fail(db, sql);
 }
 
 static int
@@ -298,9 +306,10 @@ sq_event_add_many(struct reg *r, const struct reg_event_rec *evs, size_t n)
 	if (n == 0) {
 		return 0;
 	}
-	if (db_exec(s->db, "BEGIN IMMEDIATE") != 0) {
-		return ML_ERR_IO;
+	if ((ret = db_exec(s->db, "BEGIN IMMEDIATE")) != 0) {
+		return ret;
 	}
+	ret = ML_ERR_IO;
 	if (sqlite3_prepare_v2(s->db, "INSERT INTO reader_events (serial, kind, "
 	    "at, detail) VALUES (?1, ?2, ?3, ?4)", -1, &st, NULL) != SQLITE_OK) {
 		goto out;
@@ -312,20 +321,23 @@ sq_event_add_many(struct reg *r, const struct reg_event_rec *evs, size_t n)
 		    (int64_t)time(NULL));
 		sqlite3_bind_text(st, 4, evs[i].detail, -1, SQLITE_STATIC);
 		rc = sqlite3_step(st);
-		sqlite3_reset(st);
 		if (rc != SQLITE_DONE) {
+			ret = db_fail(s->db, "risk records");
 			goto out;
 		}
+		sqlite3_reset(st);
 	}
 	sqlite3_finalize(st);
 	st = NULL;
-	if (db_exec(s->db, "COMMIT") != 0) {
+	if ((ret = db_exec(s->db, "COMMIT")) != 0) {
 		goto out;
 	}
 	return 0;
 out:
 	sqlite3_finalize(st);
-	(void)!db_exec(s->db, "ROLLBACK");
+	if (!sqlite3_get_autocommit(s->db)) {	/* SQLite may have rolled back */
+		(void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	}
 	return ret;
 }
 

@@ -26,6 +26,7 @@ struct srv_events {
 	bool			 stop;
 	size_t			 head, n;
 	uint64_t		 dropped;
+	uint64_t		 lost;		/* writes failing: since when */
 	struct reg_event_rec	 q[EV_QUEUE];
 	struct reg_event_rec	 batch[EV_BATCH];
 };
@@ -60,9 +61,21 @@ writer(void *arg)
 		e->n -= k;
 		stop = e->stop && e->n == 0;
 		pthread_mutex_unlock(&e->mu);
+		/*
+		 * A registry that keeps failing (a full disk) is logged once
+		 * when it starts and once when it ends, not per batch.
+		 */
 		if (k > 0 && (r = reg_event_add_many(e->reg, e->batch, k)) != 0) {
-			ml_warn("registry: %zu risk records lost: %s", k,
-			    ml_errname(r));
+			if (e->lost == 0) {
+				ml_warn("registry: risk records lost: %s; "
+				    "counting until writes succeed again",
+				    ml_strerror(r));
+			}
+			e->lost += k;
+		} else if (k > 0 && e->lost != 0) {
+			ml_log(ML_LOG_WARN, "registry: risk records written "
+			    "again; %llu lost", (unsigned long long)e->lost);
+			e->lost = 0;
 		}
 		if (stop) {
 			return NULL;

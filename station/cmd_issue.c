@@ -289,9 +289,27 @@ bury(struct iss *s, size_t w)
 	s->up[w] = NULL;
 }
 
+/*
+ * What a failed server call means for the operator: the server answered
+ * without a verdict (a full registry disk, another registry failure), or
+ * it could not be reached.
+ */
+static const char *
+server_fail_text(int r)
+{
+	switch (r) {
+	case ML_ERR_DISK_FULL:
+		return "server refused: registry write failed (disk full)";
+	case ML_ERR_REJECTED:
+		return "server refused: registry write failed";
+	default:
+		return "server unreachable";
+	}
+}
+
 /* The line stops writing and says so once, with the cause (OP-3). */
 static void
-line_pause(struct iss *s, const char *why)
+line_pause(struct iss *s, const char *why, int r)
 {
 	pthread_mutex_lock(&s->mu);
 	if (!s->paused) {
@@ -300,9 +318,17 @@ line_pause(struct iss *s, const char *why)
 		if (s->o.progress) {
 			fputs("\r\033[K", stderr);
 		}
-		fprintf(stderr, "issue: line paused: server %s unreachable (%s); "
-		    "no chip is written until it is back, retrying\n",
-		    s->chan != NULL ? note_chan_server(s->chan) : "", why);
+		if (r == ML_ERR_DISK_FULL || r == ML_ERR_REJECTED) {
+			fprintf(stderr, "issue: line paused: %s (server %s); "
+			    "no chip is written until it accepts again, "
+			    "retrying\n", server_fail_text(r),
+			    s->chan != NULL ? note_chan_server(s->chan) : "");
+		} else {
+			fprintf(stderr, "issue: line paused: server %s "
+			    "unreachable (%s); no chip is written until it is "
+			    "back, retrying\n", s->chan != NULL ?
+			    note_chan_server(s->chan) : "", why);
+		}
 		if (s->o.json) {
 			printf("{\"event\":\"paused\",\"reason\":\"%s\"}\n", why);
 			fflush(stdout);
@@ -335,8 +361,10 @@ line_resume(struct iss *s)
  * One request to the server and its reply, reconnecting while the server
  * is away: the line pauses (line_pause), retries with back-off (0.2 s
  * doubling to 5 s) and resumes by itself.  Every issuance request is
- * idempotent, so a repeat is harmless.  Gives up with ML_ERR_TIMEOUT
- * after retry_secs (never with --follow, until the line is stopped).
+ * idempotent, so a repeat is harmless.  Gives up after retry_secs (never
+ * with --follow, until the line is stopped) with ML_ERR_TIMEOUT, or with
+ * ML_ERR_DISK_FULL / ML_ERR_REJECTED when the server kept answering
+ * without a verdict (server_fail_text).
  */
 static int
 server_call(struct iss *s, size_t w, unsigned type, const uint8_t *req,
@@ -366,21 +394,25 @@ server_call(struct iss *s, size_t w, unsigned type, const uint8_t *req,
 			if (s->local != NULL) {
 				return r;
 			}
-			snprintf(why, sizeof(why), "connection lost: %s%s",
-			    ml_errmsg(r), r == ML_ERR_REJECTED ?
-			    " (the server gave no verdict)" : "");
-			bury(s, w);
+			snprintf(why, sizeof(why), "connection lost: %s",
+			    ml_errmsg(r));
+			if (r != ML_ERR_REJECTED && r != ML_ERR_DISK_FULL) {
+				bury(s, w);	/* the channel is gone */
+			}
 		}
-		if (r != ML_ERR_IO && r != ML_ERR_TIMEOUT && r != ML_ERR_REJECTED) {
+		if (r != ML_ERR_IO && r != ML_ERR_TIMEOUT &&
+		    r != ML_ERR_REJECTED && r != ML_ERR_DISK_FULL) {
 			return r;
 		}
-		line_pause(s, why);
+		line_pause(s, why, r);
 		if (note_line_stopping()) {
-			return ML_ERR_TIMEOUT;
+			return r == ML_ERR_DISK_FULL || r == ML_ERR_REJECTED ? r :
+			    ML_ERR_TIMEOUT;
 		}
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (!s->o.follow && elapsed(&t0, &now) > s->o.retry_secs) {
-			return ML_ERR_TIMEOUT;
+			return r == ML_ERR_DISK_FULL || r == ML_ERR_REJECTED ? r :
+			    ML_ERR_TIMEOUT;
 		}
 		usleep(backoff);
 		if (backoff < 5 * 1000 * 1000) {
@@ -426,6 +458,7 @@ seal_and_upload(struct iss *s, size_t w, struct chipcmd *cc,
 {
 	uint8_t sealed[NOTE_SEALED_MAX];
 	struct note_reply rep;
+	char msg[128];
 	size_t n;
 	int r;
 
@@ -435,8 +468,9 @@ seal_and_upload(struct iss *s, size_t w, struct chipcmd *cc,
 		return 0;
 	}
 	if ((r = upload(s, w, sealed, n, &rep)) != 0) {
-		report(s, nt, chip, "error", "server unreachable: note left in "
-		    "doubt for the next run", 0);
+		snprintf(msg, sizeof(msg), "%s: note left in doubt for the "
+		    "next run", server_fail_text(r));
+		report(s, nt, chip, "error", msg, 0);
 		bump(s, &s->errors);
 		return r;	/* the line stops: nothing can be acknowledged */
 	}
@@ -614,6 +648,7 @@ issue_blank(struct iss *s, size_t w, struct chipcmd *cc, const char *chip)
 	uint8_t pub[ML_P256_PUB_LEN];
 	struct note_reply rep;
 	struct inote *nt;
+	char msg[128];
 	bool stop;
 	int r;
 
@@ -636,8 +671,9 @@ issue_blank(struct iss *s, size_t w, struct chipcmd *cc, const char *chip)
 		}
 		if ((r = precheck(s, w, chip, pub, nt, &rep)) != 0) {
 			unpick(s, nt);
-			report(s, NULL, chip, "left_blank", "server unreachable: "
-			    "chip not written", 0);
+			snprintf(msg, sizeof(msg), "%s: chip not written",
+			    server_fail_text(r));
+			report(s, NULL, chip, "left_blank", msg, 0);
 			bump(s, &s->offline);
 			return note_line_stopping() ? 1 : r;
 		}
@@ -965,10 +1001,12 @@ issue_run(int argc, char **argv, const struct note_server *local)
 			    s->refused, s->rejected, s->offline, s->held, s->errors,
 			    notissued, elapsed(&s->t0, &t1));
 		}
-		if (r == ML_ERR_TIMEOUT) {
-			fprintf(stderr, "issue: server unreachable for %u s: line "
-			    "stopped (unwritten chips left blank; notes in doubt "
-			    "are completed by a re-run)\n", s->o.retry_secs);
+		if (r == ML_ERR_TIMEOUT || r == ML_ERR_DISK_FULL ||
+		    r == ML_ERR_REJECTED) {
+			fprintf(stderr, "issue: %s for %u s: line stopped "
+			    "(unwritten chips left blank; notes in doubt are "
+			    "completed by a re-run)\n", server_fail_text(r),
+			    s->o.retry_secs);
 			goto out;
 		}
 		if (r != 0) {

@@ -84,9 +84,21 @@ chan_call(void *ctx, unsigned type, const uint8_t *req, size_t len,
 		 * issuance request is idempotent). */
 		return r == ML_ERR_TOO_LARGE ? r : ML_ERR_IO;
 	}
+	if (rtype == HS_REC_ERROR) {
+		/* the server answered, without a verdict: its i32be ML_ERR_*
+		 * says why; a full registry disk is told apart (the station
+		 * reports it as such, never as "unreachable") */
+		int32_t code = *ret_len == 4 ? (int32_t)((uint32_t)resp[0] << 24 |
+		    (uint32_t)resp[1] << 16 | (uint32_t)resp[2] << 8 |
+		    resp[3]) : ML_ERR_INTERNAL;
+
+		ml_debug("server refused the request: %s", ml_strerror(code));
+		return code == ML_ERR_DISK_FULL ? ML_ERR_DISK_FULL :
+		    ML_ERR_REJECTED;
+	}
 	if (rtype != NOTE_REC_REPLY) {
 		ml_warn("server answered record type 0x%02x", rtype);
-		return rtype == HS_REC_ERROR ? ML_ERR_REJECTED : ML_ERR_FORMAT;
+		return ML_ERR_FORMAT;
 	}
 	return 0;
 }
