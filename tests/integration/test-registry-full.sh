@@ -36,12 +36,13 @@ source "$top/scripts/issuance-env.sh"
 # shellcheck source=tests/integration/pg-lib.sh
 source "$here/pg-lib.sh"
 MOUNTS=()
-cleanup() {
+cleanup() {	# the cluster holds files on its tablespace: stop it first
 	ne_server_stop
-	[ -n "${PG_DIR:-}" ] && { pg_stop immediate; pg_cleanup; }
+	[ -n "${PG_DIR:-}" ] && pg_stop immediate
 	for m in "${MOUNTS[@]}"; do
 		umount "$m" 2>/dev/null
 	done
+	[ -n "${PG_DIR:-}" ] && pg_cleanup
 }
 trap cleanup EXIT
 fail=0
@@ -127,6 +128,7 @@ W=$W0/pg
 NE_PORT=
 ne_init "$W" "$B" 4 || exit 77
 pg_init "$W/db" || { bad "cannot start PostgreSQL"; exit 1; }
+trap cleanup EXIT	# pg_init set its own
 small_fs "$PG_DIR/full" "${PG_RUNAS:-nobody}" || { bad "tmpfs for the tablespace"; exit 1; }
 ne_keys || { echo "key ceremony failed"; exit 1; }
 "$NE_SRV" enroll --registry "$PG_URL" --factory "mint line 1" "$W/station.pem" >/dev/null ||
