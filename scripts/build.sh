@@ -8,7 +8,15 @@ trap 'err_rc=$?; [ "$BASH_SUBSHELL" -gt 0 ] || printf "%s: line %s: %s: exit %s\
 top=$(cd "$(dirname "$0")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$top/build}
 if [ ! -f "$BUILD_DIR/build.ninja" ]; then
-	meson setup "$BUILD_DIR" "$top" "$@"
+	# the whole output on failure; on success only meson's summary()
+	setup_log=$(mktemp "${TMPDIR:-/tmp}/mintline-setup.XXXXXX")
+	if ! meson setup "$BUILD_DIR" "$top" "$@" >"$setup_log" 2>&1; then
+		cat "$setup_log" >&2
+		rm -f "$setup_log"
+		exit 1
+	fi
+	sed -n '/^mintline [0-9]/,/^Found ninja/p' "$setup_log" | sed '$d'
+	rm -f "$setup_log"
 elif [ $# -gt 0 ]; then
 	meson configure "$BUILD_DIR" "$@" >/dev/null
 fi
