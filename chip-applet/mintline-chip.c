@@ -45,6 +45,7 @@
 #include <unistd.h>
 
 #include "chip.h"
+#include "chip_latency.h"
 #include "ml_err.h"
 #include "ml_log.h"
 #include "ml_rd.h"
@@ -69,12 +70,14 @@ struct mc_opts {
 	const char	*host;
 	const char	*port;
 	const char	*image;
+	const char	*latency;	/* profile spec, NULL: instant */
 	int		 verbose;
 };
 
 /* One running card: the chip and its two message buffers. */
 struct mc {
 	struct chip	*chip;
+	struct chip_latency *lat;	/* --latency; NULL: instant */
 	uint8_t		 in[VPCD_MAX_MSG];
 	uint8_t		 out[VPCD_HDR_LEN + VPCD_MAX_MSG];
 	unsigned long	 napdu;
@@ -96,13 +99,17 @@ static void
 mc_usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: mintline-chip [--host ADDR] --port N [--verbose] IMAGE\n"
+	    "usage: mintline-chip [--host ADDR] --port N [--latency PROFILE]\n"
+	    "                     [--verbose] IMAGE\n"
 	    "\n"
 	    "Run the chip image IMAGE as a virtual card in the vpcd reader slot\n"
 	    "listening on ADDR:N (default ADDR 127.0.0.1).\n"
 	    "\n"
 	    "  -H, --host ADDR   vpcd host (default 127.0.0.1)\n"
 	    "  -p, --port N      vpcd slot port (required)\n"
+	    "  -L, --latency PROFILE\n"
+	    "                    answer as slowly as a real chip: 'default' (a\n"
+	    "                    contactless secure element) or a profile file\n"
 	    "  -v, --verbose     log more (twice: per-APDU debug lines)\n"
 	    "  -h, --help        this text\n");
 }
@@ -117,6 +124,7 @@ mc_parse_args(int argc, char **argv, struct mc_opts *ret)
 	static const struct option longopts[] = {
 		{ "host",	required_argument,	NULL, 'H' },
 		{ "port",	required_argument,	NULL, 'p' },
+		{ "latency",	required_argument,	NULL, 'L' },
 		{ "verbose",	no_argument,		NULL, 'v' },
 		{ "help",	no_argument,		NULL, 'h' },
 		{ NULL,		0,			NULL, 0 },
@@ -126,7 +134,7 @@ mc_parse_args(int argc, char **argv, struct mc_opts *ret)
 	char *end;
 	int ch;
 
-	while ((ch = getopt_long(argc, argv, "H:p:vh", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "H:p:L:vh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'H':
 			o.host = optarg;
@@ -141,6 +149,9 @@ mc_parse_args(int argc, char **argv, struct mc_opts *ret)
 				return ML_ERR_ARG;
 			}
 			o.port = optarg;
+			break;
+		case 'L':
+			o.latency = optarg;
 			break;
 		case 'v':
 			o.verbose++;
@@ -379,9 +390,11 @@ mc_apdu(struct mc *m, struct ml_rd *msg, size_t *ret_len)
 	const uint8_t *cmd;
 	size_t cmd_len = ml_rd_left(msg);
 	size_t resp_len = 0;
+	struct timespec t0;
 	int r = ML_ERR_INTERNAL;
 	int cr;
 
+	chip_latency_start(&t0);
 	ML_TRY(ml_rd_bytes(msg, cmd_len, &cmd));
 	ML_TRY(ml_rd_end(msg));
 	/* Header only: the body may carry a PIN. */
@@ -402,6 +415,8 @@ mc_apdu(struct mc *m, struct ml_rd *msg, size_t *ret_len)
 	ml_debug("sw %02x%02x, %zu bytes",
 	    m->out[VPCD_HDR_LEN + resp_len - 2],
 	    m->out[VPCD_HDR_LEN + resp_len - 1], resp_len);
+	/* the answer leaves when a real chip would have sent it */
+	chip_latency_wait(m->lat, &t0, cmd, cmd_len, resp_len);
 	*ret_len = resp_len;
 	r = 0;
 out:
@@ -527,6 +542,11 @@ main(int argc, char **argv)
 		    ml_strerror(r));
 		goto out;
 	}
+	if (o.latency != NULL && (r = chip_latency_load(o.latency,
+	    &m->lat)) != 0) {
+		ml_err("--latency: %s", ml_errmsg(r));
+		goto out;
+	}
 	ml_info("chip %s (%s) from %s", chip_serial(m->chip),
 	    chip_kind_name(chip_kind(m->chip)), o.image);
 	if ((r = mc_run(m, &o)) != 0) {
@@ -536,6 +556,7 @@ main(int argc, char **argv)
 	ex = 0;
 out:
 	if (m != NULL) {
+		chip_latency_free(m->lat);
 		chip_close(m->chip);
 		ml_freezero(m, sizeof(*m));
 	}

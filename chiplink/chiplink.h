@@ -11,6 +11,8 @@
  *				a chip image; present while the symlink exists.
  *				Positions: the count of DIR/pos-* entries at open
  *				time or the "positions" file in DIR (one number).
+ *				A "latency" file in DIR makes every chip take
+ *				the times of that profile (chip_latency.h).
  *				The applet code runs in this process.
  *   "pcsc:" / "pcsc:FILTER"	every PC/SC reader (whose name contains
  *				FILTER) through libpcsclite; the chip is a real

@@ -25,6 +25,7 @@
 
 #include "ml_log.h"
 #include "chip.h"
+#include "chip_latency.h"
 #include "chiplink.h"
 #include "link_impl.h"
 
@@ -59,6 +60,7 @@ struct inproc {
 	int		 ino_fd;
 	unsigned	 fork_seen;		/* fork_count when ino_fd was made */
 	_Atomic uint64_t events;
+	struct chip_latency *lat;	/* DIR/latency; NULL: instant chips */
 };
 
 /*
@@ -197,6 +199,23 @@ count_positions(const char *dir)
 	return n > 0 ? n : INPROC_DEFAULT_POSITIONS;
 }
 
+/*
+ * DIR/latency, when present, is a chip latency profile (chip_latency.h):
+ * every chip of this line then takes as long as the profile says.
+ */
+static int
+inproc_latency_load(struct inproc *ip)
+{
+	char path[PATH_MAX];
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/latency", ip->dir) >=
+	    sizeof(path) || access(path, F_OK) != 0) {
+		return 0;
+	}
+	return ml_errpre(chip_latency_load(path, &ip->lat), "chip line %s",
+	    ip->dir);
+}
+
 static int
 inproc_open(const char *arg, void **ret_state)
 {
@@ -205,6 +224,7 @@ inproc_open(const char *arg, void **ret_state)
 	char abs[PATH_MAX];
 	struct stat sb;
 	size_t i;
+	int r;
 
 	if (arg == NULL || arg[0] == '\0' || strlen(arg) >= PATH_MAX - 16) {
 		return ML_ERR_ARG;
@@ -224,7 +244,12 @@ inproc_open(const char *arg, void **ret_state)
 	}
 	memcpy(ip->dir, abs, strlen(abs) + 1);
 	ip->nslots = count_positions(ip->dir);
+	if ((r = inproc_latency_load(ip)) != 0) {
+		free(ip);
+		return r;
+	}
 	if ((ip->slots = calloc(ip->nslots, sizeof(*ip->slots))) == NULL) {
+		chip_latency_free(ip->lat);
 		free(ip);
 		return ML_ERR_NOMEM;
 	}
@@ -262,6 +287,14 @@ inproc_close(void *state)
 
 	if (ip == NULL) {
 		return;
+	}
+	if (ip->lat != NULL) {
+		uint64_t n, ns;
+
+		chip_latency_totals(ip->lat, &n, &ns);
+		ml_info("chip line %s: latency model: %llu APDUs, %.3f s of "
+		    "chip time", ip->dir, (unsigned long long)n, (double)ns / 1e9);
+		chip_latency_free(ip->lat);
 	}
 	for (i = 0; i < ip->nslots; i++) {
 		chip_close(ip->slots[i].chip);
@@ -309,6 +342,7 @@ inproc_transmit(void *state, size_t slot, uint64_t generation,
 {
 	struct inproc *ip = state;
 	struct inproc_slot *s;
+	struct timespec t0;
 	int r;
 
 	if (slot >= ip->nslots) {
@@ -332,7 +366,12 @@ inproc_transmit(void *state, size_t slot, uint64_t generation,
 		}
 		goto out;
 	}
+	chip_latency_start(&t0);
 	r = chip_transmit(s->chip, cmd, cmd_len, resp, resp_cap, ret_len);
+	if (r == 0) {
+		/* the chip stays busy (slot locked) for its modelled time */
+		chip_latency_wait(ip->lat, &t0, cmd, cmd_len, *ret_len);
+	}
 out:
 	pthread_mutex_unlock(&s->lock);
 	return r;
