@@ -2,8 +2,8 @@
  * libFuzzer target: the whole card OS through chip_transmit -- the APDU
  * codec, the dispatcher and every profile's handlers.
  *
- * At start-up six chip images are made in a scratch directory (on
- * /dev/shm when it is writable): each kind (reader, note, idcard), blank
+ * At start-up eight chip images are made in a scratch directory (on
+ * /dev/shm when it is writable): each kind (reader, note, idcard, sam), blank
  * and personalised, and their bytes kept in memory.  Every input starts
  * from the image as made: the copies are written back over the image and
  * the chip powered on afresh.  That costs a little per input but makes
@@ -13,7 +13,7 @@
  * then scans the heap each time, at 30 ms a run).
  *
  * Input:
- *	byte 0		bits 0-2: chip (mod 6: kind = i / 2 + 1, personalised = i & 1)
+ *	byte 0		bits 0-2: chip (kind = i / 2 + 1, personalised = i & 1)
  *			bit 5: log the user in first; bit 6: SELECT first;
  *			bit 7: a host with a 258-byte response buffer
  *	then chunks	u16be length L, then L bytes sent as one command APDU
@@ -28,7 +28,7 @@
  *
  * Oracle, besides the sanitizers: every answer has a status word and fits
  * the host's buffer, and no answer carries a private scalar, a volatile
- * secret key or the reader's random cache key.
+ * secret key, the reader's random cache key or the SAM key.
  */
 #include <fcntl.h>
 #include <stdbool.h>
@@ -55,7 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 	fprintf(stderr, "fuzz_chip: check failed: %s (line %d)\n", #cond, \
 	    __LINE__); abort(); } } while (0)
 
-#define NCHIPS		6
+#define NCHIPS		8
 #define MAX_APDUS	64
 #define SO_PIN		"87654321"
 #define USER_PIN	"1234"
@@ -125,6 +125,9 @@ check_no_secrets(const struct chip *c, const uint8_t *r, size_t n)
 		if (c->secrets[i].used) {
 			CHECK(!leaked(r, n, c->secrets[i].key, ML_AES256_KEY_LEN));
 		}
+	}
+	if (c->st.has_sam_key) {
+		CHECK(!leaked(r, n, c->st.sam_key, sizeof(c->st.sam_key)));
 	}
 	if (c->has_cache_key) {
 		CHECK(!leaked(r, n, c->cache_key, ML_AES256_KEY_LEN));
@@ -247,8 +250,16 @@ personalise(struct chip *c)
 		    CHIP_MAX_RESP, NULL));
 		break;
 	}
-	case CHIP_KIND_SAM:
-		break;		/* fuzzed blank: its key comes from mintline-mksam */
+	case CHIP_KIND_SAM: {
+		uint8_t key[IDC_SAM_KEY_LEN];
+
+		memset(key, 0x5A, sizeof(key));	/* as mintline-mksam keys it */
+		step("PUT SAM KEY", cmd(c, CLA_PROP, INS_SAM_PUT_KEY, 0, 0, key,
+		    sizeof(key), 0, CHIP_MAX_RESP, NULL));
+		step("LOCK", cmd(c, CLA_PROP, INS_LOCK, 0, 0, NULL, 0, 0,
+		    CHIP_MAX_RESP, NULL));
+		break;
+	}
 	}
 }
 

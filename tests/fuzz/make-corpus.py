@@ -149,7 +149,7 @@ def select(kind):
 
 
 def chip(i):
-    return i            # 0/1 reader blank/perso, 2/3 note, 4/5 idcard
+    return i            # 0/1 reader blank/perso, 2/3 note, 4/5 idcard, 6/7 sam
 
 
 write("chip", "reader-blank-perso", seq(chip(0),
@@ -213,6 +213,17 @@ write("chip", "idcard-read", seq(chip(5) | SEL | SMALL,
     apdu(0x00, 0xB0, 0x00, 0x10, ne=65536),
     apdu(0x00, 0xCA, 0x03, 0x00, ne=256),
     apdu(0x00, 0xCA, 0x01, 0x00, ne=256)))
+write("chip", "sam-perso", seq(chip(6) | SEL,
+    apdu(0x80, 0xD0, 0, 0, lv8(IDC_CONFIG) + bytes(64), 65536),
+    apdu(0x80, 0xD8, 0, 0, bytes(31)),
+    apdu(0x80, 0xD8, 0, 0, bytes(32)),
+    apdu(0x80, 0x74, 0, 0)))
+write("chip", "sam-decode", seq(chip(7) | SEL,
+    apdu(0x80, 0xD0, 0, 0, lv8(IDC_CONFIG) + bytes(12) + bytes(200) + bytes(16),
+         65536),
+    apdu(0x80, 0xD0, 0, 0, lv8(IDC_CONFIG), 65536),
+    apdu(0x80, 0xD0, 0, 0, b"\xff" + IDC_CONFIG, 256),
+    apdu(0x80, 0xD8, 0, 0, bytes(32))))
 
 
 # ------------------------------------------------ registration, monitor
