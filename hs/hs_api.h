@@ -236,6 +236,7 @@ struct hs_handler {
 };
 
 struct reg;		/* server/registry.h */
+struct srv_opts;	/* server/srv.h */
 
 /* What the server hands an application at start. */
 struct hs_app_env {
@@ -249,6 +250,9 @@ struct hs_app_env {
 	const struct key_provider *keys;
 	const uint8_t		*server_pub;	/* its public point, 65 bytes */
 	const struct hs_trust	*trust;
+	/* mintline-server's configuration (server/srv.h): every setting an
+	 * application takes comes from here, none from the environment */
+	const struct srv_opts	*opts;
 };
 
 /*

@@ -1,19 +1,23 @@
 /*
- * mintline-server's configuration: one file of "key = value" lines
- * (default /etc/mintline/server.conf; man/mintline-server.8 and
- * docs/operations.md list every key), the same names as the long command
- * line options, which override the file.  Everything has a default that
+ * mintline-server's configuration, its ONE channel (OP-3): one file of
+ * "key = value" lines (default /etc/mintline/server.conf;
+ * man/mintline-server.8 and docs/operations.md list every key), the same
+ * names as the long command line options, which override the file.  No
+ * setting is read from the environment.  Everything has a default that
  * runs out of the box on one machine except the four paths a server
- * cannot guess (ca, cert, key, registry).
+ * cannot guess (ca, cert, key, registry).  `mintline-server
+ * --print-config` prints the effective configuration (srv_config_print).
  *
  * Syntax: '#' starts a comment line; blank lines are skipped; a key is
  * [a-z0-9-]+; the value is the rest of the line with surrounding blanks
  * removed (it may contain '=' and '#').  A line over CONF_MAX_LINE bytes,
- * a NUL byte, an unknown key or a bad value is an error naming the line;
- * the value itself is never echoed (it may be a key URI).
+ * a NUL byte, an unknown key or a bad value is an error naming the file,
+ * the line and the key; the value itself is never echoed (it may be a key
+ * URI).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +25,7 @@
 #include <unistd.h>
 
 #include "ml_log.h"
+#include "idpkt.h"
 #include "ml_rd.h"
 #include "srv.h"
 
@@ -70,6 +75,13 @@ static const struct conf_key {
 	I("drain-timeout",	drain_timeout_ms, 0, 600000,	true),
 	E("log-format",		log_format,	log_formats,	true),
 	E("log-level",		log_level,	log_levels,	true),
+	I("registry-pool",	registry_pool,	1, REG_PG_POOL_MAX, false),
+	S("note-issuers",	note_issuers,	false),
+	S("note-feature-key",	note_feature_key, false),
+	S("note-seal-key",	note_seal_key,	false),
+	S("sam",		sam,		false),
+	I("idread-deadline",	idread_deadline_ms, 1, 600000,	false),
+	I("idread-max-rounds",	idread_max_rounds, 1, 64,	false),
 #undef S
 #undef I
 #undef E
@@ -91,6 +103,10 @@ srv_opts_default(struct srv_opts *o)
 	o->drain_timeout_ms = 10000;
 	o->log_format = ML_LOG_FMT_TEXT;
 	o->log_level = -1;		/* unset: ML_LOG_LEVEL, else warn */
+	o->registry_pool = REG_PG_POOL_DEFAULT;
+	snprintf(o->sam, sizeof(o->sam), "%s", SRV_DEFAULT_SAM);
+	o->idread_deadline_ms = IDR_DEADLINE_MS;
+	o->idread_max_rounds = IDR_MAX_ROUNDS;
 }
 
 static const struct conf_key *
@@ -162,6 +178,12 @@ srv_config_set(struct srv_opts *o, const char *key, const char *val)
 	return set_value(k, o, val, strlen(val));
 }
 
+const char *
+srv_config_key(size_t i)
+{
+	return i < ML_NELEM(conf_keys) ? conf_keys[i].name : NULL;
+}
+
 bool
 srv_config_reloadable(const char *key)
 {
@@ -176,9 +198,10 @@ is_blank(uint8_t c)
 	return c == ' ' || c == '\t' || c == '\r';
 }
 
-/* One line (without its '\n'). */
+/* One line (without its '\n'); *ret_key: the key named, if any. */
 static int
-parse_line(struct ml_rd *ln, struct srv_opts *o, const char **ret_why)
+parse_line(struct ml_rd *ln, struct srv_opts *o, const char **ret_why,
+    const struct conf_key **ret_key, char ret_unknown[static 64])
 {
 	const uint8_t *p = ml_rd_ptr(ln);
 	size_t n = ml_rd_left(ln), i = 0, ks, ke, vs, ve;
@@ -218,9 +241,13 @@ parse_line(struct ml_rd *ln, struct srv_opts *o, const char **ret_why)
 		ve--;
 	}
 	if ((k = key_find((const char *)p + ks, ke - ks)) == NULL) {
+		/* [a-z0-9-] only: safe to print */
+		snprintf(ret_unknown, 64, "%.*s", (int)(ke - ks),
+		    (const char *)p + ks);
 		*ret_why = "unknown key";
 		return ML_ERR_NOT_FOUND;
 	}
+	*ret_key = k;
 	if ((r = set_value(k, o, (const char *)p + vs, ve - vs)) != 0) {
 		*ret_why = r == ML_ERR_TOO_LARGE ? "value too long" :
 		    "bad value";
@@ -230,19 +257,22 @@ parse_line(struct ml_rd *ln, struct srv_opts *o, const char **ret_why)
 }
 
 int
-srv_config_parse(const uint8_t *buf, size_t len, struct srv_opts *o,
-    char *err, size_t errlen)
+srv_config_parse(const uint8_t *buf, size_t len, const char *name,
+    struct srv_opts *o, char *err, size_t errlen)
 {
 	struct ml_rd rd = ML_RD_INIT(buf, len), ln;
 	struct srv_opts tmp = *o;
+	const struct conf_key *k = NULL;
 	const uint8_t *p, *nl;
 	const char *why = NULL;
+	char unknown[64] = "";
 	unsigned lineno = 0;
 	size_t n;
 	int r = ML_ERR_INTERNAL;
 
 	if (len > CONF_MAX_FILE) {
-		snprintf(err, errlen, "file over %u bytes", CONF_MAX_FILE);
+		snprintf(err, errlen, "%s: file over %u bytes", name,
+		    CONF_MAX_FILE);
 		return ML_ERR_TOO_LARGE;
 	}
 	while (ml_rd_left(&rd) > 0) {
@@ -259,7 +289,8 @@ srv_config_parse(const uint8_t *buf, size_t len, struct srv_opts *o,
 		if (nl != NULL) {
 			ML_TRY(ml_rd_bytes(&rd, 1, NULL));
 		}
-		if ((r = parse_line(&ln, &tmp, &why)) != 0) {
+		k = NULL;
+		if ((r = parse_line(&ln, &tmp, &why, &k, unknown)) != 0) {
 			goto out;
 		}
 	}
@@ -267,7 +298,9 @@ srv_config_parse(const uint8_t *buf, size_t len, struct srv_opts *o,
 	r = 0;
 out:
 	if (r != 0) {
-		snprintf(err, errlen, "line %u: %s", lineno,
+		snprintf(err, errlen, "%s:%u: %s%s%s", name, lineno,
+		    k != NULL ? k->name : unknown,
+		    k != NULL || unknown[0] != '\0' ? ": " : "",
 		    why != NULL ? why : ml_strerror(r));
 	}
 	return r;
@@ -280,7 +313,7 @@ srv_config_load(const char *path, bool must_exist, struct srv_opts *o,
 	uint8_t *buf = NULL;
 	size_t len = 0;
 	ssize_t k;
-	char why[128];
+	char why[PATH_MAX + 160];
 	int fd, r = ML_ERR_INTERNAL;
 
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
@@ -306,11 +339,101 @@ srv_config_load(const char *path, bool must_exist, struct srv_opts *o,
 		}
 		len += (size_t)k;
 	}
-	if ((r = srv_config_parse(buf, len, o, why, sizeof(why))) != 0) {
-		snprintf(err, errlen, "%s: %s", path, why);
+	if ((r = srv_config_parse(buf, len, path, o, why, sizeof(why))) != 0) {
+		snprintf(err, errlen, "%s", why);
 	}
 out:
 	close(fd);
 	free(buf);
 	return r;
+}
+
+/*
+ * Copy v into buf with the secrets it may carry replaced by "(elided)":
+ * the value of every "pin-value=" and "password=" parameter (pkcs11: URI
+ * query, libpq conninfo or URI query) up to the next '&', ';' or blank,
+ * and the password of a URI's "user:password@".
+ */
+static void
+elide(const char *v, char *buf, size_t len)
+{
+	static const char *const params[] = { "pin-value=", "password=" };
+	static const char mark[] = "(elided)";
+	const char *at, *colon, *slash;
+	size_t o = 0, i, n;
+
+	if (len == 0) {
+		return;
+	}
+	while (*v != '\0' && o + 1 < len) {
+		for (i = 0; i < ML_NELEM(params); i++) {
+			n = strlen(params[i]);
+			if (strncmp(v, params[i], n) == 0) {
+				break;
+			}
+		}
+		if (i < ML_NELEM(params)) {
+			o += (size_t)snprintf(buf + o, len - o, "%s%s",
+			    params[i], mark);
+			v += n;
+			v += strcspn(v, "&; \t");
+			continue;
+		}
+		/* scheme://user:password@host */
+		if (strncmp(v, "://", 3) == 0 &&
+		    (at = strchr(v + 3, '@')) != NULL &&
+		    (colon = memchr(v + 3, ':', (size_t)(at - v - 3))) != NULL &&
+		    ((slash = strchr(v + 3, '/')) == NULL || slash > at)) {
+			o += (size_t)snprintf(buf + o, len - o, "%.*s%s",
+			    (int)(colon + 1 - v), v, mark);
+			v = at;
+			continue;
+		}
+		buf[o++] = *v++;
+	}
+	buf[o < len ? o : len - 1] = '\0';
+}
+
+void
+srv_config_value(const struct srv_opts *o, const char *key, char *buf,
+    size_t len)
+{
+	const struct conf_key *k = key_find(key, strlen(key));
+	const int *ip;
+	char tmp[32];
+
+	if (len == 0) {
+		return;
+	}
+	buf[0] = '\0';
+	if (k == NULL) {
+		return;
+	}
+	ip = (const int *)(const void *)((const char *)o + k->off);
+	switch (k->kind) {
+	case CK_STR:
+		elide((const char *)o + k->off, buf, len);
+		break;
+	case CK_INT:
+		snprintf(tmp, sizeof(tmp), "%d", *ip);
+		snprintf(buf, len, "%s", tmp);
+		break;
+	case CK_ENUM:
+		/* log-level unset (-1): the default, warn */
+		snprintf(buf, len, "%s", *ip >= 0 ? k->names[*ip] :
+		    k->names[ML_LOG_WARN]);
+		break;
+	}
+}
+
+void
+srv_config_print(const struct srv_opts *o, FILE *f)
+{
+	char v[CONF_MAX_LINE + 1];
+	size_t i;
+
+	for (i = 0; i < ML_NELEM(conf_keys); i++) {
+		srv_config_value(o, conf_keys[i].name, v, sizeof(v));
+		fprintf(f, "%-19s = %s\n", conf_keys[i].name, v);
+	}
 }

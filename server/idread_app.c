@@ -4,11 +4,11 @@
  * shared by every reader connection, and a read record per reader in the
  * registry for risk control.
  *
- * The SAM comes from MINTLINE_SAM ("emul:/etc/mintline/sam.key", the
- * default), read with secure_getenv at start-up; upload limits from
- * MINTLINE_IDR_DEADLINE_MS and MINTLINE_IDR_MAX_ROUNDS.  When no SAM can be
- * opened the server still starts and every ID read is answered
- * ML_ERR_UNSUPPORTED (logged once at start).
+ * The SAM comes from the "sam" setting (server/config.c; default
+ * "emul:/etc/mintline/sam.key"), the upload limits from "idread-deadline"
+ * and "idread-max-rounds".  When no SAM can be opened the server still
+ * starts and every ID read is answered ML_ERR_UNSUPPORTED (logged once at
+ * start).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +20,7 @@
 #include "idr_srv.h"
 #include "registry.h"
 #include "sam.h"
-
-#define IDR_SAM_DEFAULT	"emul:/etc/mintline/sam.key"
+#include "srv.h"
 
 struct idr_app {
 	struct reg	*reg;
@@ -50,31 +49,14 @@ idr_app_record(void *ctx, const struct hs_peer *peer, int ev,
 	}
 }
 
-static uint32_t
-env_u32(const char *name, uint32_t dflt, uint32_t max)
-{
-	const char *v = secure_getenv(name);
-	char *end;
-	unsigned long x;
-
-	if (v == NULL || *v == '\0') {
-		return dflt;
-	}
-	x = strtoul(v, &end, 10);
-	return (*end != '\0' || x == 0 || x > max) ? dflt : (uint32_t)x;
-}
-
 static int
 idr_app_init(const struct hs_app_env *env, void **ret_ctx)
 {
 	struct idr_srv_cfg cfg;
 	struct idr_app *a = NULL;
-	const char *spec = secure_getenv("MINTLINE_SAM");
+	const char *spec = env->opts->sam;
 	int r;
 
-	if (spec == NULL || *spec == '\0') {
-		spec = IDR_SAM_DEFAULT;
-	}
 	ML_ENSURE((a = calloc(1, sizeof(*a))) != NULL, ML_ERR_NOMEM);
 	a->reg = env->registry;
 	if ((r = sam_open(spec, &a->sam)) != 0) {
@@ -87,8 +69,8 @@ idr_app_init(const struct hs_app_env *env, void **ret_ctx)
 		goto out;
 	}
 	memset(&cfg, 0, sizeof(cfg));
-	cfg.deadline_ms = env_u32("MINTLINE_IDR_DEADLINE_MS", 0, 600000);
-	cfg.max_rounds = (uint8_t)env_u32("MINTLINE_IDR_MAX_ROUNDS", 0, 64);
+	cfg.deadline_ms = (uint32_t)env->opts->idread_deadline_ms;
+	cfg.max_rounds = (uint8_t)env->opts->idread_max_rounds;
 	cfg.record = idr_app_record;
 	cfg.record_ctx = a;
 	ML_TRY(idr_srv_new(&cfg, a->sam, &a->srv));

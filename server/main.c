@@ -6,6 +6,7 @@
  *	mintline-server enroll --registry DB [--factory TEXT] CERT.pem...
  *	mintline-server flag   --registry DB [--clear] SERIAL
  *	mintline-server show   --registry DB SERIAL
+ *	mintline-server import-notes --registry DB OLD-NOTES.db
  */
 #include <errno.h>
 #include <getopt.h>
@@ -24,6 +25,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "idpkt.h"
 #include "ml_log.h"
 #include "ml_parse.h"
 #include "ml_wipe.h"
@@ -35,41 +37,41 @@
 
 enum {
 	OPT_CONF = 256,		/* a configuration key: srv_config_set() */
-	OPT_FACTORY, OPT_CLEAR, OPT_CONFIG, OPT_CHECK,
+	OPT_FACTORY, OPT_CLEAR, OPT_CONFIG, OPT_CHECK, OPT_PRINT,
 };
 
-/* Every configuration key (config.c) is also a long option. */
-static const struct option long_opts[] = {
-	{ "listen",		required_argument, NULL, 'l' },
-	{ "ca",			required_argument, NULL, 'a' },
-	{ "crl",		required_argument, NULL, 'r' },
-	{ "cert",		required_argument, NULL, 'c' },
-	{ "key",		required_argument, NULL, 'k' },
-	{ "module",		required_argument, NULL, 'm' },
-	{ "registry",		required_argument, NULL, 'g' },
-	{ "workers",		required_argument, NULL, 'w' },
-	{ "read-timeout",	required_argument, NULL, OPT_CONF },
-	{ "idle-timeout",	required_argument, NULL, OPT_CONF },
-	{ "max-conns",		required_argument, NULL, OPT_CONF },
-	{ "max-unauth",		required_argument, NULL, OPT_CONF },
-	{ "max-unauth-per-addr", required_argument, NULL, OPT_CONF },
-	{ "r1-lifetime",	required_argument, NULL, OPT_CONF },
-	{ "stats-interval",	required_argument, NULL, OPT_CONF },
-	{ "drain-timeout",	required_argument, NULL, OPT_CONF },
-	{ "monitor",		required_argument, NULL, OPT_CONF },
-	{ "user",		required_argument, NULL, OPT_CONF },
-	{ "chroot",		required_argument, NULL, OPT_CONF },
-	{ "metrics-listen",	required_argument, NULL, OPT_CONF },
-	{ "log-format",		required_argument, NULL, OPT_CONF },
-	{ "log-level",		required_argument, NULL, OPT_CONF },
+/* Options that are not configuration keys. */
+static const struct option cmd_opts[] = {
 	{ "config",		required_argument, NULL, OPT_CONFIG },
 	{ "check-config",	no_argument,	   NULL, OPT_CHECK },
+	{ "print-config",	no_argument,	   NULL, OPT_PRINT },
 	{ "factory",		required_argument, NULL, OPT_FACTORY },
 	{ "clear",		no_argument,	   NULL, OPT_CLEAR },
 	{ "verbose",		no_argument,	   NULL, 'v' },
 	{ "help",		no_argument,	   NULL, 'h' },
-	{ NULL, 0, NULL, 0 },
 };
+
+/*
+ * Every configuration key (config.c) is a long option of the same name,
+ * taken from the one table; then cmd_opts; then the terminator.
+ */
+static struct option long_opts[64 + ML_NELEM(cmd_opts) + 1];
+
+static void
+long_opts_build(void)
+{
+	const char *k;
+	size_t i, n = 0;
+
+	for (i = 0; (k = srv_config_key(i)) != NULL && n < 64; i++) {
+		long_opts[n++] = (struct option){ k, required_argument, NULL,
+		    OPT_CONF };
+	}
+	for (i = 0; i < ML_NELEM(cmd_opts); i++) {
+		long_opts[n++] = cmd_opts[i];
+	}
+	long_opts[n] = (struct option){ NULL, 0, NULL, 0 };
+}
 
 struct cli {
 	struct srv_opts	 o;
@@ -77,6 +79,7 @@ struct cli {
 	char		 factory[REG_MAX_FACTORY + 1];
 	bool		 clear;
 	bool		 check;
+	bool		 print;
 	int		 verbose;
 };
 
@@ -92,6 +95,7 @@ usage(FILE *f)
 "       mintline-server enroll --registry DB [--factory TEXT] CERT.pem...\n"
 "       mintline-server flag --registry DB [--clear] SERIAL\n"
 "       mintline-server show --registry DB SERIAL\n"
+"       mintline-server import-notes --registry DB OLD-NOTES.db\n"
 "\n"
 "Options override the configuration file (%s, or --config FILE);\n"
 "each has a key of the same name there (man mintline-server).\n"
@@ -102,7 +106,9 @@ usage(FILE *f)
 "  --cert FILE            server certificate chain (PEM, leaf first)\n"
 "  --key URI              server key: pkcs11:token=..;object=..?pin-source=file:..\n"
 "  --module PATH          PKCS#11 module for --key (%s)\n"
-"  --registry PATH        registry (sqlite:PATH, PATH or postgresql:...)\n"
+"  --registry PATH        the registry: readers, chips, notes\n"
+"                         (sqlite:PATH, PATH or postgresql:...)\n"
+"  --registry-pool N      PostgreSQL connections (%d)\n"
 "  --workers N            worker threads for crypto/HSM/registry (4)\n"
 "  --read-timeout MS      every read during a handshake (5000)\n"
 "  --idle-timeout MS      established channel between records (300000)\n"
@@ -118,11 +124,20 @@ usage(FILE *f)
 "  --chroot DIR           and chroot the network process to DIR\n"
 "  --log-format F         text, kv (key=value) or json\n"
 "  --log-level L          error, warn, info, debug (warn)\n"
+"  --note-issuers LIST    authorised issuer keys (pkcs11: URIs or PEM\n"
+"                         files, blank separated); unset: notes refused\n"
+"  --note-feature-key F   the issuer's feature key file (keyed codes)\n"
+"  --note-seal-key URI    separate seal key (default: the --key key)\n"
+"  --sam SPEC             SAM back-end for ID reads (%s)\n"
+"  --idread-deadline MS   ID upload, BEGIN to RESULT (%d)\n"
+"  --idread-max-rounds N  ID upload retransmission rounds (%d)\n"
 "  --config FILE          configuration file (must exist)\n"
 "  --check-config         parse the configuration and exit\n"
+"  --print-config         print the effective configuration and exit\n"
 "  -v, --verbose          log every handshake (twice: debug)\n"
-"  -h, --help\n", SRV_DEFAULT_CONFIG, SRV_DEFAULT_MODULE, HS_R1_LIFETIME_MS,
-	    ML_MONITOR_PATH);
+"  -h, --help\n", SRV_DEFAULT_CONFIG, SRV_DEFAULT_MODULE, REG_PG_POOL_DEFAULT,
+	    HS_R1_LIFETIME_MS, ML_MONITOR_PATH, SRV_DEFAULT_SAM,
+	    IDR_DEADLINE_MS, IDR_MAX_ROUNDS);
 }
 
 static const char *
@@ -184,6 +199,8 @@ cli_parse(int argc, char **argv, bool run, struct cli *cl)
 			continue;
 		} else if (c == OPT_CHECK) {
 			cl->check = true;
+		} else if (c == OPT_PRINT) {
+			cl->print = true;
 		} else if (c == OPT_FACTORY) {
 			snprintf(cl->factory, sizeof(cl->factory), "%s", optarg);
 		} else if (c == OPT_CLEAR) {
@@ -352,7 +369,7 @@ apps_init(struct srv *s)
 {
 	struct hs_app_env env = {
 		.registry = s->reg, .server_key = s->key, .keys = &s->keys,
-		.server_pub = s->pub, .trust = s->trust,
+		.server_pub = s->pub, .trust = s->trust, .opts = &s->o,
 	};
 	const struct hs_app *const *ap;
 	size_t i;
@@ -399,6 +416,25 @@ apps_fini(struct srv *s)
 	}
 }
 
+/* The registry named by the configuration, with its back-end settings. */
+static int
+open_registry(const struct srv_opts *o, struct reg **ret)
+{
+	struct reg_cfg rc = { .pg_pool = o->registry_pool };
+	char shown[sizeof(o->registry)];
+	int r;
+
+	if ((r = reg_open(o->registry, &rc, ret)) != 0) {
+		/* the target as --print-config shows it: no password */
+		srv_config_value(o, "registry", shown, sizeof(shown));
+		if (!ml_errctx_has(r)) {
+			(void)ml_errpre(r, "%s", shown);
+		}
+		(void)ml_errpre(r, "registry");	/* printed at the top */
+	}
+	return r;
+}
+
 static int
 cmd_run(struct cli *cl)
 {
@@ -437,7 +473,7 @@ cmd_run(struct cli *cl)
 		    "kv" : "json", 1);
 	}
 	if ((r = mon_start(monitor, s->o.workers + 2, s->o.module, s->o.key,
-	    cl->verbose, &s->mon)) != 0) {
+	    s->o.note_seal_key, cl->verbose, &s->mon)) != 0) {
 		ml_err("cannot start the HSM monitor: %s", ml_errmsg(r));
 		goto out;
 	}
@@ -462,11 +498,7 @@ cmd_run(struct cli *cl)
 		r = ML_ERR_CERT;
 		goto out;
 	}
-	if ((r = reg_open(s->o.registry, &s->reg)) != 0) {
-		if (!ml_errctx_has(r)) {
-			(void)ml_errpre(r, "%s", s->o.registry);
-		}
-		(void)ml_errpre(r, "registry");
+	if ((r = open_registry(&s->o, &s->reg)) != 0) {
 		goto out;
 	}
 	s->hscfg.cred.key = s->key;
@@ -529,7 +561,7 @@ cmd_enroll(struct cli *cl, int argc, char **argv)
 	int i, r = ML_ERR_INTERNAL;
 
 	ML_ENSURE(cl->o.registry[0] && argc > 0, ML_ERR_ARG);
-	ML_TRY(reg_open(cl->o.registry, &reg));
+	ML_TRY(open_registry(&cl->o, &reg));
 	for (i = 0; i < argc; i++) {
 		if ((r = hs_chain_load(argv[i], &ch)) != 0) {
 			fprintf(stderr, "mintline-server: %s: not a certificate\n",
@@ -568,7 +600,7 @@ cmd_flag(struct cli *cl, int argc, char **argv)
 	int r = ML_ERR_INTERNAL;
 
 	ML_ENSURE(cl->o.registry[0] && argc == 1, ML_ERR_ARG);
-	ML_TRY(reg_open(cl->o.registry, &reg));
+	ML_TRY(open_registry(&cl->o, &reg));
 	ML_TRY(reg_reader_flag(reg, argv[0], !cl->clear));
 	ML_TRY(reg_event_add(reg, argv[0], REG_EV_REPORT,
 	    cl->clear ? "flag cleared" : "flagged by risk control"));
@@ -587,7 +619,7 @@ cmd_show(struct cli *cl, int argc, char **argv)
 	int i, r = ML_ERR_INTERNAL;
 
 	ML_ENSURE(cl->o.registry[0] && argc == 1, ML_ERR_ARG);
-	ML_TRY(reg_open(cl->o.registry, &reg));
+	ML_TRY(open_registry(&cl->o, &reg));
 	ML_TRY(reg_reader_get(reg, argv[0], &rd));
 	for (i = 1; i <= 6; i++) {
 		ML_TRY(reg_event_count(reg, argv[0], (enum reg_event)i, &n[i]));
@@ -605,6 +637,35 @@ out:
 	return r;
 }
 
+/*
+ * One-shot upgrade of a deployment that kept notes in a separate SQLite
+ * file (docs/operations.md, "Upgrading: one registry"): copy its chips,
+ * notes, flags and refusal counts into the registry.
+ */
+static int
+cmd_import_notes(struct cli *cl, int argc, char **argv)
+{
+	struct reg *reg = NULL;
+	struct reg_import_counts c;
+	int r = ML_ERR_INTERNAL;
+
+	ML_ENSURE(cl->o.registry[0] && argc == 1, ML_ERR_ARG);
+	ML_TRY(open_registry(&cl->o, &reg));
+	if ((r = reg_notes_import(reg, argv[0], &c)) != 0) {
+		fprintf(stderr, "mintline-server: import-notes %s: %s "
+		    "(nothing imported)\n", argv[0], ml_errmsg(r));
+		r = 1;
+		goto out;
+	}
+	printf("imported from %s: %llu chip(s), %llu note(s), %llu flag(s), "
+	    "%llu refusal reason(s)\n", argv[0], (unsigned long long)c.chips,
+	    (unsigned long long)c.notes, (unsigned long long)c.flags,
+	    (unsigned long long)c.rejects);
+out:
+	reg_close(reg);
+	return r;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -616,6 +677,7 @@ main(int argc, char **argv)
 	(void)prctl(PR_SET_DUMPABLE, 0);
 	(void)setrlimit(RLIMIT_CORE, &(struct rlimit){ 0, 0 });
 	ml_log_set_ident("mintline-server");
+	long_opts_build();
 	if (argc > 1 && argv[1][0] != '-') {
 		cmd = argv[1];
 		argc--;
@@ -634,6 +696,11 @@ main(int argc, char **argv)
 	if (cl->o.log_level >= 0) {
 		ml_log_set_level((enum ml_log_level)cl->o.log_level);
 	}
+	if (cl->print) {
+		srv_config_print(&cl->o, stdout);
+		free(cl);
+		return 0;
+	}
 	if (cl->check) {
 		printf("configuration ok\n");
 		free(cl);
@@ -647,6 +714,12 @@ main(int argc, char **argv)
 		r = cmd_flag(cl, argc - optind, argv + optind);
 	} else if (strcmp(cmd, "show") == 0) {
 		r = cmd_show(cl, argc - optind, argv + optind);
+	} else if (strcmp(cmd, "import-notes") == 0) {
+		r = cmd_import_notes(cl, argc - optind, argv + optind);
+		if (r == 1) {
+			free(cl);
+			return 1;
+		}
 	} else {
 		usage(stderr);
 		free(cl);

@@ -1,13 +1,20 @@
 /*
- * Registry schema migrations (ID-3, BN-7): one list per back-end, applied in
- * order at start-up inside a transaction each, recorded in a
- * schema_version table (version, what, applied_at).  Applying is
- * idempotent: a version already in schema_version is skipped, so every
- * server of a fleet may run the list at once (the PostgreSQL back-end
- * serialises them with an advisory lock).
+ * The registry schema: ONE list of migrations for every back-end
+ * (migrations.c), applied in order at open, each in its own transaction,
+ * and recorded in a schema_version table (version, what, applied_at).
+ * Applying is idempotent: a version already recorded is skipped, so every
+ * server of a fleet may run the list at once (SQLite takes the write lock
+ * first, PostgreSQL an advisory lock).
+ *
+ * Each migration carries the same logical change in two dialects: the
+ * tables, columns, keys and constraints are the same on SQLite and on
+ * PostgreSQL; only the types differ (INTEGER/BLOB there, bigint/bytea
+ * here; times are unix seconds in both, so that dumps compare).
  *
  * Rules: append a row, never edit or reorder an applied one; a migration
- * is plain SQL for its back-end and must not COMMIT by itself.
+ * is plain SQL and must not COMMIT by itself.  A table that must never
+ * lose or change a row (an audit trail) gets, in the same migration,
+ * triggers refusing UPDATE and DELETE on both back-ends.
  */
 #ifndef ML_MIGRATIONS_H
 #define ML_MIGRATIONS_H
@@ -17,12 +24,15 @@
 struct reg_migration {
 	int		 version;	/* 1, 2, ... strictly increasing */
 	const char	*what;		/* for the log and schema_version */
-	const char	*sql;
+	const char	*sqlite;	/* SQLite dialect */
+	const char	*pg;		/* PostgreSQL dialect */
 };
 
-/* PostgreSQL (registry_pg.c). */
-extern const struct reg_migration	 reg_pg_migrations[];
-extern const size_t			 reg_pg_nmigrations;
+extern const struct reg_migration	 reg_migrations[];
+extern const size_t			 reg_nmigrations;
+
+/* The newest schema version this build knows. */
+#define REG_SCHEMA_VERSION	2
 
 /* The advisory lock key that serialises migrations across servers. */
 #define REG_PG_MIGRATION_LOCK	0x6d696e746c696e65LL	/* "mintline" */

@@ -304,17 +304,18 @@ mon_pubkey(struct mon *m, const char *uri, uint8_t ret_pub[ML_P256_PUB_LEN])
 
 int
 mon_start(const char *monitor, int nchan, const char *module, const char *key,
-    int verbose, struct mon **ret)
+    const char *seal, int verbose, struct mon **ret)
 {
 	struct mon *m = NULL;
 	int sv[MON_MAX_CHANNELS + 1][2];
-	char nbuf[16], *argv[12];
+	char nbuf[16], *argv[14];
 	uint8_t hello[1 + 2 * ML_P256_PUB_LEN];
 	size_t hl = 0;
 	int i, a = 0, nopen = 0, r = ML_ERR_INTERNAL;
 
 	ML_ENSURE(nchan >= 1 && nchan <= MON_MAX_CHANNELS, ML_ERR_ARG);
-	if (strstr(key, "pin-value=") != NULL) {
+	if (strstr(key, "pin-value=") != NULL ||
+	    (seal != NULL && strstr(seal, "pin-value=") != NULL)) {
 		ml_err("the key URI carries its PIN (pin-value): with privilege "
 		    "separation the network process must not see the PIN; "
 		    "use pin-source=file:...");
@@ -343,6 +344,10 @@ mon_start(const char *monitor, int nchan, const char *module, const char *key,
 	argv[a++] = (char *)module;
 	argv[a++] = (char *)"--key";
 	argv[a++] = (char *)key;
+	if (seal != NULL && *seal != '\0') {
+		argv[a++] = (char *)"--seal-key";
+		argv[a++] = (char *)seal;
+	}
 	if (verbose > 0) {
 		argv[a++] = (char *)(verbose > 1 ? "-vv" : "-v");
 	}

@@ -27,11 +27,12 @@ struct mon;
  * Start the monitor: `monitor` is the executable, nchan the number of
  * request channels (worker threads + 1 is right).  The monitor opens the
  * key itself; key must name its PIN by pin-source (a pin-value would put
- * the PIN in this process: ML_ERR_ARG).  Then MON_HELLO fetches the
+ * the PIN in this process: ML_ERR_ARG).  seal ("" or NULL: none) is the
+ * note seal key's URI, under the same rule.  Then MON_HELLO fetches the
  * public key(s).  Returns 0 and *ret, or ML_ERR_*.
  */
 ML_MUST_CHECK int mon_start(const char *monitor, int nchan, const char *module,
-    const char *key, int verbose, struct mon **ret);
+    const char *key, const char *seal, int verbose, struct mon **ret);
 /* Close the channels (the monitor exits) and reap it.  NULL-safe. */
 void	mon_stop(struct mon *m);
 pid_t	mon_pid(const struct mon *m);

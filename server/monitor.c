@@ -1,7 +1,7 @@
 /*
  * mintline-monitor: the only process of mintline-server that loads the
  * PKCS#11 module, knows the HSM PIN and holds the server's private key
- * (and the note seal key, MINTLINE_NOTE_SEAL_KEY).  mintline-server (the
+ * (and the note seal key, --seal-key).  mintline-server (the
  * network-facing "worker") execs it at start-up, before it reads anything
  * from the network, with the monitor channels on fds MON_FD_BASE ..; the
  * monitor answers the short, fixed list of requests in mon_reqs[] below
@@ -63,7 +63,7 @@ struct mon_sess {
 
 struct mon {
 	struct key	*key;		/* the server key */
-	struct key	*seal;		/* MINTLINE_NOTE_SEAL_KEY, or NULL */
+	struct key	*seal;		/* --seal-key, or NULL */
 	const char	*module;
 	struct key_provider prov;	/* libp11 with module: MON_PUBKEY */
 	struct mon_sess	*sess;		/* MON_SESS_SLOTS */
@@ -537,6 +537,7 @@ static const struct option long_opts[] = {
 	{ "channels",	required_argument, NULL, 'n' },
 	{ "module",	required_argument, NULL, 'm' },
 	{ "key",	required_argument, NULL, 'k' },
+	{ "seal-key",	required_argument, NULL, 's' },
 	{ "verbose",	no_argument,	   NULL, 'v' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -545,7 +546,7 @@ int
 main(int argc, char **argv)
 {
 	struct mon m;
-	const char *key = NULL, *seal;
+	const char *key = NULL, *seal = NULL;
 	int c, nchan = 0, verbose = 0, r;
 
 	/* first: no core file, no ptrace by the same uid, no setuid gain */
@@ -565,7 +566,7 @@ main(int argc, char **argv)
 	ml_log_set_ident("mintline-monitor");
 	memset(&m, 0, sizeof(m));
 	pthread_mutex_init(&m.mu, NULL);
-	while ((c = getopt_long(argc, argv, "n:m:k:v", long_opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "n:m:k:s:v", long_opts, NULL)) != -1) {
 		switch (c) {
 		case 'n':
 			if (ml_parse_int(optarg, "--channels", 1,
@@ -579,6 +580,9 @@ main(int argc, char **argv)
 			break;
 		case 'k':
 			key = optarg;
+			break;
+		case 's':
+			seal = optarg;
 			break;
 		case 'v':
 			verbose++;
@@ -605,7 +609,6 @@ main(int argc, char **argv)
 		ml_err("cannot open server key: %s", ml_errmsg(r));
 		return 1;
 	}
-	seal = secure_getenv("MINTLINE_NOTE_SEAL_KEY");
 	if (seal != NULL && *seal != '\0' &&
 	    (r = key_open(&m.prov, seal, &m.seal)) != 0) {
 		ml_err("cannot open the note seal key: %s", ml_errmsg(r));

@@ -4,20 +4,17 @@
  * hs record handlers on the worker threads.  The logic is reg_note.c;
  * this file binds it to the server.
  *
- * Configuration (environment, like the other applications):
- *   MINTLINE_NOTE_DB		the note registry: a SQLite file, a PostgreSQL
- *				URL, or "registry" for the server's own
- *				--registry (PostgreSQL) (required —
- *				without it the application refuses every
- *				record)
- *   MINTLINE_NOTE_ISSUERS	authorised issuer keys, whitespace separated:
- *				pkcs11: URIs (public key objects) or PEM files
- *   MINTLINE_NOTE_FEATURE_KEY	optional: the feature key file, to check the
- *				keyed identification codes as well
- *   MINTLINE_NOTE_SEAL_KEY	optional: pkcs11: URI (with module-path and
- *				pin-source) of a separate seal key in the HSM;
- *				without it the server's channel key (its
- *				certificate key) is the seal key too
+ * Configuration (server/config.c, keys of the configuration file and
+ * options of the same name):
+ *   note-issuers	authorised issuer keys, blank separated: pkcs11:
+ *			URIs (public key objects) or PEM files; unset: the
+ *			application refuses every record
+ *   note-feature-key	optional: the feature key file, to check the keyed
+ *			identification codes as well
+ *   note-seal-key	optional: pkcs11: URI of a separate seal key in the
+ *			HSM (the monitor opens it); without it the server's
+ *			channel key (its certificate key) is the seal key too
+ * Chips and notes live in the server's one registry (--registry).
  *
  * The chips are personalised with the seal key's public key; ECDH runs
  * inside the token.  Only peers whose certificate says "station" may send
@@ -30,28 +27,23 @@
 #include "feature.h"
 #include "ml_log.h"
 #include "ml_wipe.h"
-#include "note_db.h"
-#include "note_db_reg.h"
 #include "note_proto.h"
 #include "reg_note.h"
 #include "registry.h"
 #include "srv.h"
 
 struct note_app {
-	struct reg	*registry;	/* the server's: per-station risk records */
-	struct note_db	*db;
+	struct reg	*registry;	/* the server's: chips, notes, risk records */
 	struct reg_note	*rn;
-	struct key	*seal;		/* MINTLINE_NOTE_SEAL_KEY, or NULL */
-	struct reg	*own_reg;	/* MINTLINE_NOTE_DB=postgresql://.. */
+	struct key	*seal;		/* note-seal-key, or NULL */
 };
 
 static int
 note_app_init(const struct hs_app_env *env, void **ret_ctx)
 {
-	const char *db = secure_getenv("MINTLINE_NOTE_DB");
-	const char *iss = secure_getenv("MINTLINE_NOTE_ISSUERS");
-	const char *fk = secure_getenv("MINTLINE_NOTE_FEATURE_KEY");
-	const char *sk = secure_getenv("MINTLINE_NOTE_SEAL_KEY");
+	const char *iss = env->opts->note_issuers;
+	const char *fk = env->opts->note_feature_key;
+	const char *sk = env->opts->note_seal_key;
 	struct reg_note_cfg cfg;
 	struct note_app *a = NULL;
 	uint8_t fkey[FEATURE_KEY_LEN];
@@ -60,11 +52,11 @@ note_app_init(const struct hs_app_env *env, void **ret_ctx)
 
 	ML_ENSURE((a = calloc(1, sizeof(*a))) != NULL, ML_ERR_NOMEM);
 	a->registry = env->registry;
-	if (db == NULL || *db == '\0' || iss == NULL || *iss == '\0' ||
+	if (*iss == '\0' || env->registry == NULL ||
 	    env->server_key == NULL || env->keys == NULL ||
 	    env->server_pub == NULL) {
-		ml_warn("note: MINTLINE_NOTE_DB / MINTLINE_NOTE_ISSUERS not set: "
-		    "banknote records will be refused");
+		ml_warn("note: note-issuers not set: banknote records will be "
+		    "refused");
 		*ret_ctx = a;
 		a = NULL;
 		r = 0;
@@ -82,30 +74,15 @@ note_app_init(const struct hs_app_env *env, void **ret_ctx)
 		}
 		cfg.nissuers++;
 	}
-	if (fk != NULL && *fk != '\0') {
+	if (*fk != '\0') {
 		if ((r = feature_key_load(fk, fkey)) != 0) {
 			ml_err("note: feature key: %s", ml_errmsg(r));
 			goto out;
 		}
 		cfg.feature_key = fkey;
 	}
-	if (strcmp(db, "registry") == 0) {
-		/* in the server's --registry (PostgreSQL: shared) */
-		if ((r = note_db_reg_open(env->registry, &a->db)) != 0) {
-			ml_err("note: the server registry cannot hold notes "
-			    "(%s): use a PostgreSQL registry or a file",
-			    ml_errmsg(r));
-			goto out;
-		}
-	} else if (reg_target_is_pg(db)) {
-		/* a PostgreSQL database of its own */
-		ML_TRY(reg_open(db, &a->own_reg));
-		ML_TRY(note_db_reg_open(a->own_reg, &a->db));
-	} else {
-		ML_TRY(note_db_open(db, &a->db));
-	}
-	cfg.db = a->db;
-	if (sk != NULL && *sk != '\0') {
+	cfg.reg = env->registry;
+	if (*sk != '\0') {
 		/* through the server's provider: the monitor holds it */
 		if ((r = key_open(env->keys, sk, &a->seal)) != 0) {
 			ml_err("note: seal key: %s", ml_errmsg(r));
@@ -118,7 +95,8 @@ note_app_init(const struct hs_app_env *env, void **ret_ctx)
 		memcpy(cfg.server_pub, env->server_pub, ML_P256_PUB_LEN);
 	}
 	ML_TRY(reg_note_new(&cfg, &a->rn));
-	ml_info("note: registry %s, %zu issuer key(s)%s, %s", db, cfg.nissuers,
+	ml_info("note: registry %s, %zu issuer key(s)%s, %s",
+	    env->registry->ops->name, cfg.nissuers,
 	    cfg.feature_key ? ", keyed codes checked" : "",
 	    a->seal != NULL ? "separate seal key" : "seal key = channel key");
 	*ret_ctx = a;
@@ -127,8 +105,6 @@ note_app_init(const struct hs_app_env *env, void **ret_ctx)
 out:
 	if (a != NULL) {
 		reg_note_free(a->rn);
-		note_db_close(a->db);
-		reg_close(a->own_reg);
 		key_free(a->seal);
 		free(a);
 	}
@@ -146,8 +122,6 @@ note_app_fini(void *ctx)
 		return;
 	}
 	reg_note_free(a->rn);
-	note_db_close(a->db);
-	reg_close(a->own_reg);
 	key_free(a->seal);
 	free(a);
 }

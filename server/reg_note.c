@@ -59,7 +59,7 @@ reg_note_new(const struct reg_note_cfg *cfg, struct reg_note **ret)
 	size_t i;
 	int r;
 
-	ML_ENSURE(cfg->db != NULL && cfg->server_key != NULL &&
+	ML_ENSURE(cfg->reg != NULL && cfg->server_key != NULL &&
 	    cfg->nissuers <= REG_NOTE_MAX_ISSUERS, ML_ERR_ARG);
 	ML_ENSURE((rn = calloc(1, sizeof(*rn))) != NULL, ML_ERR_NOMEM);
 	rn->cfg = *cfg;
@@ -150,7 +150,7 @@ refuse(struct reg_note *rn, struct ml_wr *w, const char *what,
 	pthread_mutex_lock(&rn->mu);
 	rn->st.rejected[reason & 31]++;
 	pthread_mutex_unlock(&rn->mu);
-	if (note_db_count_reject(rn->cfg.db, note_reason_name(reason)) != 0) {
+	if (reg_notes_count_reject(rn->cfg.reg, note_reason_name(reason)) != 0) {
 		ml_err("registry: reject counter not updated");
 	}
 	return reply(w, NOTE_ST_REJECT, reason, note_id, 0, flags);
@@ -191,7 +191,7 @@ handle_enrol(struct reg_note *rn, const uint8_t *req, size_t len,
 	    ml_p256_check_pub(ml_rd_ptr(&pub), ml_rd_left(&pub)) != 0) {
 		return refuse(rn, w, "enrolment", NULL, NULL, NOTE_R_MALFORMED, 0);
 	}
-	r = note_db_enrol(rn->cfg.db, chip, ml_rd_ptr(&pub));
+	r = reg_notes_enrol(rn->cfg.reg, chip, ml_rd_ptr(&pub));
 	if (r == ML_ERR_EXISTS) {
 		return refuse(rn, w, "enrolment", chip, NULL,
 		    NOTE_R_ENROL_CONFLICT, 0);
@@ -318,7 +318,7 @@ handle_check(struct reg_note *rn, const uint8_t *req, size_t len,
 		nid[i] = c;
 	}
 	nid[i] = '\0';
-	r = note_db_chip_pub(rn->cfg.db, chip, enrolled);
+	r = reg_notes_chip_pub(rn->cfg.reg, chip, enrolled);
 	if (NO_VERDICT(r)) {
 		return ML_ERR_IO;
 	}
@@ -331,7 +331,7 @@ handle_check(struct reg_note *rn, const uint8_t *req, size_t len,
 	if (!ml_ct_eq(enrolled, ml_rd_ptr(&pub), ML_P256_PUB_LEN)) {
 		return reply(w, NOTE_ST_REJECT, NOTE_R_CHIP_MISMATCH, nid, 0, 0);
 	}
-	r = note_db_lookup(rn->cfg.db, nid, &row);
+	r = reg_notes_lookup(rn->cfg.reg, nid, &row);
 	if (NO_VERDICT(r)) {
 		return ML_ERR_IO;
 	}
@@ -402,7 +402,7 @@ handle_upload(struct reg_note *rn, const uint8_t *req, size_t len,
 		r = refuse(rn, w, "upload", NULL, NULL, NOTE_R_MALFORMED, 0);
 		goto out;
 	}
-	r = note_db_chip_pub(rn->cfg.db, chip, chip_pub);
+	r = reg_notes_chip_pub(rn->cfg.reg, chip, chip_pub);
 	if (NO_VERDICT(r)) {
 		/*
 		 * Registry unavailable: answer no verdict (the
@@ -470,23 +470,27 @@ handle_upload(struct reg_note *rn, const uint8_t *req, size_t len,
 	memcpy(nr.challenge, ml_rd_ptr(&chal), sizeof(nr.challenge));
 	memcpy(nr.station_sig, ml_rd_ptr(&ssig), sizeof(nr.station_sig));
 	memcpy(nr.issuer_pub, rn->cfg.issuers[issuer], sizeof(nr.issuer_pub));
-	r = note_db_register(rn->cfg.db, &nr, &reg_id);
-	if (r == 0 || r == 1) {
+	r = reg_notes_register(rn->cfg.reg, &nr, &reg_id);
+	if (r == REG_NOTE_NEW || r == REG_NOTE_AGAIN) {
 		reserve_drop(rn, nid);
-		count(rn, r == 0 ? &rn->st.registered : &rn->st.again);
+		count(rn, r == REG_NOTE_NEW ? &rn->st.registered :
+		    &rn->st.again);
 		ml_debug("note %s on chip %s: %s (reg %llu)", nid, chip,
-		    r == 0 ? "registered" : "already registered",
+		    r == REG_NOTE_NEW ? "registered" : "already registered",
 		    (unsigned long long)reg_id);
-		r = reply(w, r == 0 ? NOTE_ST_OK : NOTE_ST_AGAIN, NOTE_R_NONE, nid,
-		    reg_id, 0);
+		r = reply(w, r == REG_NOTE_NEW ? NOTE_ST_OK : NOTE_ST_AGAIN,
+		    NOTE_R_NONE, nid, reg_id, 0);
 	} else if (r == ML_ERR_IO) {
 		ml_warn("note %s on chip %s: registry unavailable, not "
 		    "registered", nid, chip);	/* no verdict: see above */
 	} else if (r == ML_ERR_DISK_FULL) {
 		/* the registry logged the full disk; no verdict either */
-	} else if (r >= 100) {
-		r = refuse(rn, w, "upload", chip, nid, r - 100,
-		    r - 100 == NOTE_R_DUP_SERIAL ? NOTE_F_TWO_CHIPS : 0);
+	} else if (r == REG_NOTE_DUP_SERIAL) {
+		r = refuse(rn, w, "upload", chip, nid, NOTE_R_DUP_SERIAL,
+		    NOTE_F_TWO_CHIPS);
+	} else if (r == REG_NOTE_CHIP_USED || r == REG_NOTE_UNKNOWN_CHIP) {
+		r = refuse(rn, w, "upload", chip, nid, r == REG_NOTE_CHIP_USED ?
+		    NOTE_R_CHIP_USED : NOTE_R_UNKNOWN_CHIP, 0);
 	} else {
 		r = refuse(rn, w, "upload", chip, nid, NOTE_R_INTERNAL, 0);
 	}
@@ -525,7 +529,7 @@ handle_query(struct reg_note *rn, const uint8_t *req, size_t len,
 		return reply(w, NOTE_ST_REJECT, NOTE_R_BAD_FEATURE, NULL, 0, 0);
 	}
 	note_id_str(&id, nid);
-	r = note_db_lookup(rn->cfg.db, nid, &row);
+	r = reg_notes_lookup(rn->cfg.reg, nid, &row);
 	if (r == ML_ERR_NOT_FOUND) {
 		return reply(w, NOTE_ST_REJECT, NOTE_R_UNREGISTERED, nid, 0, 0);
 	}
@@ -537,9 +541,9 @@ handle_query(struct reg_note *rn, const uint8_t *req, size_t len,
 	}
 	if (strcmp(row.chip_serial, chip) != 0) {
 		/* One serial, two chips: flag both. */
-		if (note_db_flag(rn->cfg.db, nid, row.chip_serial,
+		if (reg_notes_flag(rn->cfg.reg, nid, row.chip_serial,
 		    "serial presented by two chips") != 0 ||
-		    note_db_flag(rn->cfg.db, nid, chip,
+		    reg_notes_flag(rn->cfg.reg, nid, chip,
 		    "serial presented by two chips") != 0) {
 			ml_err("registry: flag not recorded for %s", nid);
 		}
@@ -548,11 +552,11 @@ handle_query(struct reg_note *rn, const uint8_t *req, size_t len,
 		return reply(w, NOTE_ST_REJECT, NOTE_R_CHIP_MISMATCH, nid, 0,
 		    NOTE_F_TWO_CHIPS);
 	}
-	if ((r = note_db_chip_pub(rn->cfg.db, chip, enrolled)) == ML_ERR_IO) {
+	if ((r = reg_notes_chip_pub(rn->cfg.reg, chip, enrolled)) == ML_ERR_IO) {
 		return ML_ERR_IO;	/* not a clone: the registry is away */
 	}
 	if (r != 0 || !ml_ct_eq(enrolled, ml_rd_ptr(&pub), ML_P256_PUB_LEN)) {
-		if (note_db_flag(rn->cfg.db, nid, chip,
+		if (reg_notes_flag(rn->cfg.reg, nid, chip,
 		    "chip key differs from the enrolled key") != 0) {
 			ml_err("registry: flag not recorded for %s", nid);
 		}
@@ -562,7 +566,7 @@ handle_query(struct reg_note *rn, const uint8_t *req, size_t len,
 	    !ml_ct_eq(row.feature, ml_rd_ptr(&feat), row.feature_len)) {
 		return reply(w, NOTE_ST_REJECT, NOTE_R_FEATURE_MISMATCH, nid, 0, 0);
 	}
-	if ((fl = note_db_flagged(rn->cfg.db, nid)) == 1) {
+	if ((fl = reg_notes_flagged(rn->cfg.reg, nid)) == 1) {
 		flags |= NOTE_F_TWO_CHIPS;
 	}
 	return reply(w, NOTE_ST_OK, NOTE_R_NONE, nid, row.reg_id, flags);

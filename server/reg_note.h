@@ -33,13 +33,13 @@
 #include "ml_err.h"
 #include "ml_ossl.h"
 #include "ml_wr.h"
-#include "note_db.h"
 #include "note_uplink.h"
+#include "registry.h"
 
 #define REG_NOTE_MAX_ISSUERS	8
 
 struct reg_note_cfg {
-	struct note_db		*db;		/* borrowed */
+	struct reg		*reg;		/* borrowed: chips, notes */
 	const struct key	*server_key;	/* ecdh with the seal key */
 	uint8_t			 server_pub[ML_P256_PUB_LEN];
 	uint8_t			 issuers[REG_NOTE_MAX_ISSUERS][ML_P256_PUB_LEN];

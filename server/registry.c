@@ -4,7 +4,7 @@
 #include "registry.h"
 
 int
-reg_open(const char *target, struct reg **ret_reg)
+reg_open(const char *target, const struct reg_cfg *cfg, struct reg **ret_reg)
 {
 	if (target == NULL || ret_reg == NULL) {
 		return ML_ERR_ARG;
@@ -13,7 +13,7 @@ reg_open(const char *target, struct reg **ret_reg)
 		return reg_sqlite_open(target + 7, ret_reg);
 	}
 	if (reg_target_is_pg(target)) {
-		return reg_pg_open(target, ret_reg);	/* PostgreSQL */
+		return reg_pg_open(target, cfg, ret_reg);
 	}
 	return reg_sqlite_open(target, ret_reg);
 }
@@ -68,7 +68,7 @@ reg_event_add_many(struct reg *r, const struct reg_event_rec *evs, size_t n)
 	return REG_CALL(r, event_add_many, evs, n);
 }
 
-/* Banknote registry (BN-7, BN-8): see registry.h. */
+/* Chips and notes (BN-7, BN-8). */
 int
 reg_notes_enrol(struct reg *r, const char *chip_serial,
     const uint8_t pub[static ML_P256_PUB_LEN])
@@ -119,4 +119,17 @@ int
 reg_notes_count(struct reg *r, uint64_t *ret_n)
 {
 	return REG_CALL(r, note_count, ret_n);
+}
+
+int
+reg_notes_import(struct reg *r, const char *sqlite_path,
+    struct reg_import_counts *ret)
+{
+	return REG_CALL(r, note_import, sqlite_path, ret);
+}
+
+int
+reg_schema_version(struct reg *r, int *ret_version)
+{
+	return REG_CALL(r, schema_version, ret_version);
 }

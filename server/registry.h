@@ -1,34 +1,43 @@
 /*
- * The server's registry: reader/station serial <-> certificate-number
- * mapping, per-reader risk records and flagged status (ID-3), and note
- * registrations (BN-7, BN-8).
+ * The server's registry: ONE interface, ONE schema, ONE database.
  *
- * Back-ends implement struct reg_ops; SQLite (registry_sqlite.c) is the
- * default, PostgreSQL (registry_pg.c) serves several servers
- * sharing one database.  Callers use the reg_* wrappers only.  Every back-end is thread-safe: workers call it
- * concurrently.
+ *   readers	reader/station serial <-> certificate number, kind, risk flag,
+ *		factory data (ID-3, ID-5)
+ *   risk records	per-reader events: reads, errors, reports, transactions,
+ *		handshakes, refusals (ID-3)
+ *   chips	enrolled note-chip keys (BN-7)
+ *   notes	registered notes, flags and refusal counts (BN-7, BN-8)
  *
- * Schema changes go into each back-end's migrations list
- * (reg_sqlite_migrations[] in registry_sqlite.c, reg_pg_migrations[] in
- * migrations_pg.c): append a row, never edit an applied one; both record
- * the applied versions in a schema_version table.  To add an operation (e.g. note registration), add a
- * function pointer to struct reg_ops, a wrapper below, and the SQLite
- * implementation; a back-end may leave it NULL (the wrapper then returns
- * ML_ERR_UNSUPPORTED).
+ * Back-ends implement struct reg_ops: SQLite (registry_sqlite.c, one file)
+ * and PostgreSQL (registry_pg.c, one database shared by a fleet).  Both
+ * apply the one list of migrations in migrations.c at open.  Callers use
+ * the reg_* wrappers only; every back-end is thread-safe (workers call it
+ * concurrently).  docs/architecture.md says where a new back-end goes.
  *
  * Functions return 0 or a negative ML_ERR_*; ret_ outputs are untouched on
- * failure.  ML_ERR_NOT_FOUND for a missing row.
+ * failure.  ML_ERR_NOT_FOUND for a missing row.  A back-end may leave an
+ * operation NULL: the wrapper then returns ML_ERR_UNSUPPORTED.
  */
 #ifndef ML_REGISTRY_H
 #define ML_REGISTRY_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "hs_api.h"
+#include "ml_err.h"
+#include "ml_ossl.h"
 
 #define REG_MAX_FACTORY		512	/* factory data, free text */
 #define REG_MAX_DETAIL		256	/* event detail, free text */
+
+#define NOTE_CHIP_SERIAL_LEN	16
+#define NOTE_DB_ID_MAX		32
+#define NOTE_DB_FEATURE_MAX	1024
+
+#define REG_PG_POOL_DEFAULT	8	/* PostgreSQL connections */
+#define REG_PG_POOL_MAX		64
 
 struct reg_reader {
 	char		 serial[HS_MAX_SERIAL + 1];
@@ -57,32 +66,60 @@ struct reg_event_rec {
 	int64_t		 at;			/* unix seconds */
 };
 
+/* A note registration request (BN-7): what the sealed upload proved. */
+struct note_reg {
+	char		 note_id[NOTE_DB_ID_MAX + 1];
+	char		 chip_serial[NOTE_CHIP_SERIAL_LEN + 1];
+	const uint8_t	*feature;
+	size_t		 feature_len;
+	uint8_t		 challenge[16];
+	uint8_t		 station_sig[ML_P256_SIG_LEN];
+	uint8_t		 issuer_pub[ML_P256_PUB_LEN];
+};
+
+/* A registered note, as the desk query needs it (BN-8). */
+struct note_row {
+	uint64_t	 reg_id;
+	char		 chip_serial[NOTE_CHIP_SERIAL_LEN + 1];
+	uint8_t		 feature[NOTE_DB_FEATURE_MAX];
+	size_t		 feature_len;
+};
+
+/*
+ * reg_notes_register() results besides ML_ERR_*: the registry's verdict,
+ * which the note application maps to its wire reasons.
+ */
+enum reg_note_result {
+	REG_NOTE_NEW = 0,		/* registered now: *ret_reg_id new */
+	REG_NOTE_AGAIN = 1,		/* same note, chip, feature: first id */
+	REG_NOTE_DUP_SERIAL = 2,	/* note_id on another chip: both flagged */
+	REG_NOTE_CHIP_USED = 3,		/* the chip carries another note */
+	REG_NOTE_UNKNOWN_CHIP = 4,	/* the chip is not enrolled */
+};
+
+/* What reg_notes_import() copied. */
+struct reg_import_counts {
+	uint64_t	 chips, notes, flags, rejects;
+};
+
 struct reg;
-struct note_reg;	/* note_db.h */
-struct note_row;
 
 struct reg_ops {
-	const char	*name;		/* "sqlite" */
+	const char	*name;		/* "sqlite", "postgresql" */
 	void		(*close)(struct reg *r);
+	/* readers and risk records (ID-3) */
 	int		(*reader_get)(struct reg *r, const char *serial,
 			    struct reg_reader *ret);
-	/* Insert or replace the mapping (certificate renewal). */
 	int		(*reader_put)(struct reg *r, const struct reg_reader *rd);
 	int		(*reader_flag)(struct reg *r, const char *serial,
 			    bool flagged);
 	int		(*event_add)(struct reg *r, const char *serial,
 			    enum reg_event ev, const char *detail);
-	/* Number of events of this kind (0 = any) for serial. */
 	int		(*event_count)(struct reg *r, const char *serial,
 			    enum reg_event ev, uint64_t *ret_n);
-	/* n records in one transaction (one fsync). */
 	int		(*event_add_many)(struct reg *r,
 			    const struct reg_event_rec *evs, size_t n);
-	/*
-	 * The banknote registry (BN-7, BN-8; semantics and return values: see
-	 * note_db.h, whose structs these take).  The PostgreSQL back-end
-	 * implements them; SQLite deployments use note_db.c.
-	 */
+	/* chips and notes (BN-7, BN-8) */
 	int		(*note_enrol)(struct reg *r, const char *chip_serial,
 			    const uint8_t pub[static ML_P256_PUB_LEN]);
 	int		(*note_chip_pub)(struct reg *r, const char *chip_serial,
@@ -96,6 +133,10 @@ struct reg_ops {
 	int		(*note_flagged)(struct reg *r, const char *note_id);
 	int		(*note_count_reject)(struct reg *r, const char *reason);
 	int		(*note_count)(struct reg *r, uint64_t *ret_n);
+	int		(*note_import)(struct reg *r, const char *sqlite_path,
+			    struct reg_import_counts *ret);
+	/* the schema version the database is at */
+	int		(*schema_version)(struct reg *r, int *ret_version);
 };
 
 /* Every back-end's handle starts with this. */
@@ -103,44 +144,74 @@ struct reg {
 	const struct reg_ops	*ops;
 };
 
+/* Back-end settings (mintline-server's configuration). */
+struct reg_cfg {
+	int		 pg_pool;	/* PostgreSQL connections; 0: default */
+};
+
 /*
- * Open a registry.  target: "sqlite:PATH" or a plain PATH (SQLite; the
- * database is created and migrated; WAL, synchronous=FULL), or a
- * PostgreSQL URI / "pg:CONNINFO" (reg_pg_open() below).
+ * Open the registry.  target: "sqlite:PATH" or a plain PATH (SQLite; the
+ * file is created and migrated; WAL, synchronous=FULL), or a PostgreSQL
+ * URI / "pg:CONNINFO" (reg_pg_open() below).  cfg may be NULL (defaults).
+ * The schema is migrated to REG_SCHEMA_VERSION before this returns.
  */
-ML_MUST_CHECK int reg_open(const char *target, struct reg **ret_reg);
+ML_MUST_CHECK int reg_open(const char *target, const struct reg_cfg *cfg,
+    struct reg **ret_reg);
 void	reg_close(struct reg *r);			/* NULL-safe */
 
 ML_MUST_CHECK int reg_reader_get(struct reg *r, const char *serial,
     struct reg_reader *ret);
+/* Insert or replace the mapping (certificate renewal); ML_ERR_EXISTS when
+ * certno belongs to another serial. */
 ML_MUST_CHECK int reg_reader_put(struct reg *r, const struct reg_reader *rd);
 ML_MUST_CHECK int reg_reader_flag(struct reg *r, const char *serial,
     bool flagged);
 ML_MUST_CHECK int reg_event_add(struct reg *r, const char *serial,
     enum reg_event ev, const char *detail);
+/* n records in one transaction (one fsync). */
 ML_MUST_CHECK int reg_event_add_many(struct reg *r,
     const struct reg_event_rec *evs, size_t n);
+/* Number of events of this kind (0 = any) for serial. */
 ML_MUST_CHECK int reg_event_count(struct reg *r, const char *serial,
     enum reg_event ev, uint64_t *ret_n);
 
 /*
- * Banknote registry wrappers (BN-7, BN-8; semantics of the note_db_* function
- * of the same name in note_db.h: note_register returns 0 new, 1 the same
- * note again, 100 + NOTE_R_* refused, or a negative ML_ERR_*).
+ * Enrol a chip key.  0 when new, 1 when the same key was already enrolled,
+ * ML_ERR_EXISTS when the serial is enrolled with another key.
  */
 ML_MUST_CHECK int reg_notes_enrol(struct reg *r, const char *chip_serial,
     const uint8_t pub[static ML_P256_PUB_LEN]);
+/* ML_ERR_NOT_FOUND when the chip is not enrolled. */
 ML_MUST_CHECK int reg_notes_chip_pub(struct reg *r, const char *chip_serial,
     uint8_t ret_pub[static ML_P256_PUB_LEN]);
+/*
+ * Register a note, exactly once (BN-7): an enum reg_note_result or a
+ * negative ML_ERR_*.  Durable before REG_NOTE_NEW is returned.
+ */
 ML_MUST_CHECK int reg_notes_register(struct reg *r, const struct note_reg *nr,
     uint64_t *ret_reg_id);
+/* The note registered under note_id.  ML_ERR_NOT_FOUND if none. */
 ML_MUST_CHECK int reg_notes_lookup(struct reg *r, const char *note_id,
     struct note_row *ret);
+/* Record that note_id was presented by chip_serial in a conflicting way. */
 ML_MUST_CHECK int reg_notes_flag(struct reg *r, const char *note_id,
     const char *chip_serial, const char *reason);
+/* 1 if note_id has flags, 0 if not. */
 ML_MUST_CHECK int reg_notes_flagged(struct reg *r, const char *note_id);
+/* Count one refusal under its reason name. */
 ML_MUST_CHECK int reg_notes_count_reject(struct reg *r, const char *reason);
 ML_MUST_CHECK int reg_notes_count(struct reg *r, uint64_t *ret_n);
+/*
+ * One-shot import of an older server's separate SQLite note database
+ * (tables note_chip, note, note_flag, note_reject) into this registry, in
+ * one transaction, rows unchanged (registration ids and times kept).
+ * ML_ERR_EXISTS (nothing copied) when the registry holds notes or chips
+ * already; ML_ERR_FORMAT when the file is not a note database.
+ */
+ML_MUST_CHECK int reg_notes_import(struct reg *r, const char *sqlite_path,
+    struct reg_import_counts *ret);
+
+ML_MUST_CHECK int reg_schema_version(struct reg *r, int *ret_version);
 
 /* SQLite back-end (registry_sqlite.c). */
 ML_MUST_CHECK int reg_sqlite_open(const char *path, struct reg **ret_reg);
@@ -148,11 +219,13 @@ ML_MUST_CHECK int reg_sqlite_open(const char *path, struct reg **ret_reg);
 /*
  * PostgreSQL back-end (registry_pg.c).  target: a libpq URI
  * ("postgresql://..." or "postgres://...") or "pg:" (also "postgresql:")
- * + a keyword/value conninfo ("pg:host=/run/postgresql dbname=mintline").  Migrates the schema (migrations_pg.c) before returning.  A
- * lost database makes operations fail fast with ML_ERR_IO ("registry
- * unavailable") while the back-end reconnects with backoff by itself.
+ * + a keyword/value conninfo ("pg:host=/run/postgresql dbname=mintline").
+ * Migrates the schema before returning.  A lost database makes operations
+ * fail fast with ML_ERR_IO ("registry unavailable") while the back-end
+ * reconnects with backoff by itself.
  */
-ML_MUST_CHECK int reg_pg_open(const char *target, struct reg **ret_reg);
+ML_MUST_CHECK int reg_pg_open(const char *target, const struct reg_cfg *cfg,
+    struct reg **ret_reg);
 /* True when target names the PostgreSQL back-end. */
 bool	reg_target_is_pg(const char *target);
 

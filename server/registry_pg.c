@@ -1,9 +1,10 @@
 /*
- * The PostgreSQL registry back-end (ID-3, BN-7): the same struct reg_ops as
- * registry_sqlite.c, plus the banknote registry operations (note_db.h
- * semantics), for several mintline-server instances sharing one database.
+ * The PostgreSQL registry back-end (ID-3, BN-7): the same struct reg_ops and the same
+ * schema (migrations.c) as registry_sqlite.c, for several mintline-server
+ * instances sharing one database.
  *
- * Connections: a small pool (REG_PG_POOL, or MINTLINE_REGISTRY_POOL), each
+ * Connections: a small pool (REG_PG_POOL_DEFAULT, or the server's
+ * "registry-pool" setting), each
  * connection used by one thread at a time, opened lazily.  Every statement
  * runs in autocommit unless stated: PostgreSQL's default
  * synchronous_commit=on makes a row durable (WAL flushed) before the call
@@ -28,21 +29,19 @@
 #include <arpa/inet.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include <libpq-fe.h>
+#include <sqlite3.h>
 
 #include "migrations.h"
 #include "ml_log.h"
-#include "note_db.h"
-#include "note_proto.h"
 #include "registry.h"
 
-#define REG_PG_POOL		8
-#define REG_PG_MAX_POOL		64
 #define REG_PG_BACKOFF_MIN_MS	250
 #define REG_PG_BACKOFF_MAX_MS	5000
 #define REG_PG_CONNECT_TIMEOUT	"3"		/* seconds */
@@ -58,7 +57,7 @@ struct reg_pg {
 	char		*conninfo;
 	pthread_mutex_t	 mu;
 	pthread_cond_t	 cv;
-	struct pg_slot	 slot[REG_PG_MAX_POOL];
+	struct pg_slot	 slot[REG_PG_POOL_MAX];
 	int		 nslot;
 	bool		 down;		/* last connection attempt failed */
 	int		 backoff_ms;
@@ -223,7 +222,7 @@ slot_put(struct reg_pg *p, struct pg_slot *s, bool broken)
 static void
 pool_flush_idle(struct reg_pg *p)
 {
-	PGconn *drop[REG_PG_MAX_POOL];
+	PGconn *drop[REG_PG_POOL_MAX];
 	int i, n = 0;
 
 	pthread_mutex_lock(&p->mu);
@@ -466,8 +465,8 @@ pg_migrate(PGconn *c)
 	    (r = exec_simple(c, "COMMIT")) != 0) {
 		goto fail;
 	}
-	for (i = 0; i < reg_pg_nmigrations; i++) {
-		const struct reg_migration *m = &reg_pg_migrations[i];
+	for (i = 0; i < reg_nmigrations; i++) {
+		const struct reg_migration *m = &reg_migrations[i];
 		const char *pv[2];
 		char ver[16];
 		bool have;
@@ -492,7 +491,7 @@ pg_migrate(PGconn *c)
 			ML_TRY(exec_simple(c, "COMMIT"));
 			continue;
 		}
-		if ((r = exec_simple(c, m->sql)) != 0) {
+		if ((r = exec_simple(c, m->pg)) != 0) {
 			goto fail;
 		}
 		pv[1] = m->what;
@@ -931,11 +930,11 @@ pg_note_flag(struct reg *rg, const char *note_id, const char *chip,
 }
 
 /*
- * BN-7 exactly once.  Returns 0 (new, a->n = reg_id), 1 (the same note,
- * chip and feature were registered before: its reg_id), 100 +
- * NOTE_R_DUP_SERIAL (note_id registered to another chip or with another
- * feature: both chips flagged), 100 + NOTE_R_CHIP_USED (the chip carries
- * another note), or ML_ERR_*.
+ * BN-7 exactly once.  Returns REG_NOTE_NEW (a->n = reg_id), REG_NOTE_AGAIN
+ * (the same note, chip and feature were registered before: its reg_id),
+ * REG_NOTE_DUP_SERIAL (note_id registered to another chip or with another
+ * feature: both chips flagged), REG_NOTE_CHIP_USED (the chip carries
+ * another note), REG_NOTE_UNKNOWN_CHIP, or ML_ERR_*.
  */
 static int
 op_register(struct pg_slot *s, void *arg, bool *lost)
@@ -962,7 +961,7 @@ op_register(struct pg_slot *s, void *arg, bool *lost)
 		/* only the foreign key can fire here: chip not enrolled */
 		ml_warn("registry: note %s: chip %s not enrolled", nr->note_id,
 		    nr->chip_serial);
-		return 100 + NOTE_R_UNKNOWN_CHIP;
+		return REG_NOTE_UNKNOWN_CHIP;
 	}
 	if (r != 0) {
 		return r;
@@ -970,7 +969,7 @@ op_register(struct pg_slot *s, void *arg, bool *lost)
 	if (PQntuples(res) == 1) {
 		a->n = (uint64_t)col_int(res, 0, 0);
 		PQclear(res);
-		return 0;
+		return REG_NOTE_NEW;
 	}
 	PQclear(res);
 	/* A conflict: on note_id (again, or a second chip) or chip_serial. */
@@ -980,7 +979,7 @@ op_register(struct pg_slot *s, void *arg, bool *lost)
 		    row.feature_len == nr->feature_len &&
 		    memcmp(row.feature, nr->feature, nr->feature_len) == 0) {
 			a->n = row.reg_id;
-			return 1;
+			return REG_NOTE_AGAIN;
 		}
 		/* One serial, two chips: flag both (BN-8). */
 		if ((r = flag_two(s, nr->note_id, row.chip_serial,
@@ -988,12 +987,12 @@ op_register(struct pg_slot *s, void *arg, bool *lost)
 		    lost)) != 0) {
 			return r;
 		}
-		return 100 + NOTE_R_DUP_SERIAL;
+		return REG_NOTE_DUP_SERIAL;
 	}
 	if (r != ML_ERR_NOT_FOUND) {
 		return r;
 	}
-	return 100 + NOTE_R_CHIP_USED;
+	return REG_NOTE_CHIP_USED;
 }
 
 static int
@@ -1091,6 +1090,182 @@ pg_note_count(struct reg *rg, uint64_t *ret_n)
 	return r;
 }
 
+static int
+op_schema_version(struct pg_slot *s, void *arg, bool *lost)
+{
+	struct a_note *a = arg;
+	PGresult *res = NULL;
+	int r;
+
+	if ((r = outcome_err(pg_run(s, "SELECT coalesce(max(version), 0) "
+	    "FROM schema_version", NULL, &res), lost)) != 0) {
+		return r;
+	}
+	a->n = (uint64_t)col_int(res, 0, 0);
+	PQclear(res);
+	return 0;
+}
+
+static int
+pg_schema_version(struct reg *rg, int *ret_version)
+{
+	struct a_note a = { 0 };
+	int r;
+
+	if ((r = pg_do((struct reg_pg *)rg, op_schema_version, &a, true)) == 0) {
+		*ret_version = (int)a.n;
+	}
+	return r;
+}
+
+/* ---------------------------------------------------------------- import */
+
+/*
+ * The import (registry.h): the older server's SQLite note file, read
+ * read-only, its rows inserted in one PostgreSQL transaction with their
+ * ids and times; the note id sequence moves past the highest id copied.
+ */
+static const struct pg_import_table {
+	const char	*select;	/* from the SQLite file */
+	const char	*insert;	/* into PostgreSQL, $1.. in that order */
+	int		 ncol;
+	unsigned	 blobs;		/* bit i: column i is binary */
+	size_t		 counter;	/* offset in struct reg_import_counts */
+} pg_import_tables[] = {
+	{ "SELECT chip_serial, chip_pub, enrolled_at FROM note_chip",
+	  "INSERT INTO note_chip (chip_serial, chip_pub, enrolled_at) "
+	  "VALUES ($1, $2, $3)", 3, 1u << 1,
+	  offsetof(struct reg_import_counts, chips) },
+	{ "SELECT reg_id, note_id, chip_serial, feature, challenge, "
+	  "station_sig, issuer_pub, registered_at FROM note",
+	  "INSERT INTO note (reg_id, note_id, chip_serial, feature, challenge, "
+	  "station_sig, issuer_pub, registered_at) VALUES ($1, $2, $3, $4, "
+	  "$5, $6, $7, $8)", 8, (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6),
+	  offsetof(struct reg_import_counts, notes) },
+	{ "SELECT note_id, chip_serial, reason, at FROM note_flag",
+	  "INSERT INTO note_flag (note_id, chip_serial, reason, at) VALUES "
+	  "($1, $2, $3, $4) ON CONFLICT DO NOTHING", 4, 0,
+	  offsetof(struct reg_import_counts, flags) },
+	{ "SELECT reason, count FROM note_reject",
+	  "INSERT INTO note_reject (reason, count) VALUES ($1, $2) ON CONFLICT "
+	  "(reason) DO UPDATE SET count = note_reject.count + excluded.count",
+	  2, 0, offsetof(struct reg_import_counts, rejects) },
+};
+
+struct a_import {
+	sqlite3				*old;
+	const char			*path;
+	struct reg_import_counts	 c;
+};
+
+/* Copy one table; inside the transaction. */
+static int
+import_table(struct pg_slot *s, struct a_import *a,
+    const struct pg_import_table *t, bool *lost)
+{
+	sqlite3_stmt *st = NULL;
+	struct pg_params pp;
+	PGresult *res = NULL;
+	uint64_t *cnt = (uint64_t *)(void *)((char *)&a->c + t->counter);
+	int i, rc, r = ML_ERR_INTERNAL;
+
+	if (sqlite3_prepare_v2(a->old, t->select, -1, &st, NULL) != SQLITE_OK) {
+		ml_err("registry: import %s: not a note database (%s)",
+		    a->path, sqlite3_errmsg(a->old));
+		return ML_ERR_FORMAT;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		memset(&pp, 0, sizeof(pp));
+		for (i = 0; i < t->ncol; i++) {
+			if ((t->blobs & (1u << i)) != 0) {
+				par_bytes(&pp, sqlite3_column_blob(st, i),
+				    (size_t)sqlite3_column_bytes(st, i));
+			} else {
+				par_text(&pp, (const char *)
+				    sqlite3_column_text(st, i));
+			}
+		}
+		if ((r = outcome_err(pg_run(s, t->insert, &pp, &res),
+		    lost)) != 0) {
+			ml_err("registry: import %s: row %llu of \"%s\" refused",
+			    a->path, (unsigned long long)*cnt + 1, t->select);
+			goto out;
+		}
+		PQclear(res);
+		res = NULL;
+		(*cnt)++;
+	}
+	ML_ENSURE(rc == SQLITE_DONE, ML_ERR_IO);
+	r = 0;
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
+static int
+op_import(struct pg_slot *s, void *arg, bool *lost)
+{
+	struct a_import *a = arg;
+	PGresult *res = NULL;
+	size_t i;
+	int r = ML_ERR_INTERNAL;
+
+	ML_TRY(outcome_err(pg_run(s, "BEGIN", NULL, &res), lost));
+	PQclear(res);
+	res = NULL;
+	ML_TRY(outcome_err(pg_run(s, "LOCK TABLE note_chip, note IN EXCLUSIVE "
+	    "MODE", NULL, &res), lost));
+	PQclear(res);
+	res = NULL;
+	ML_TRY(outcome_err(pg_run(s, "SELECT (SELECT count(*) FROM note_chip) "
+	    "+ (SELECT count(*) FROM note)", NULL, &res), lost));
+	if (col_int(res, 0, 0) != 0) {
+		ml_err("registry: import %s: the registry already holds %lld "
+		    "chip(s) or note(s); import only into an empty note "
+		    "registry", a->path, (long long)col_int(res, 0, 0));
+		r = ML_ERR_EXISTS;
+		goto out;
+	}
+	for (i = 0; i < ML_NELEM(pg_import_tables); i++) {
+		ML_TRY(import_table(s, a, &pg_import_tables[i], lost));
+	}
+	PQclear(res);
+	res = NULL;
+	ML_TRY(outcome_err(pg_run(s, "SELECT setval(pg_get_serial_sequence("
+	    "'note', 'reg_id'), (SELECT coalesce(max(reg_id), 0) + 1 FROM "
+	    "note), false)", NULL, &res), lost));
+	PQclear(res);
+	res = NULL;
+	ML_TRY(outcome_err(pg_run(s, "COMMIT", NULL, &res), lost));
+	r = 0;
+out:
+	PQclear(res);
+	if (r != 0 && !*lost && pg_run(s, "ROLLBACK", NULL, &res) == PG_OK) {
+		PQclear(res);
+	}
+	return r;
+}
+
+static int
+pg_note_import(struct reg *rg, const char *path, struct reg_import_counts *ret)
+{
+	struct a_import a = { .path = path };
+	int r;
+
+	if (sqlite3_open_v2(path, &a.old, SQLITE_OPEN_READONLY, NULL) !=
+	    SQLITE_OK) {
+		ml_err("registry: import %s: %s", path, a.old != NULL ?
+		    sqlite3_errmsg(a.old) : "cannot open");
+		sqlite3_close(a.old);
+		return ML_ERR_IO;
+	}
+	if ((r = pg_do((struct reg_pg *)rg, op_import, &a, false)) == 0) {
+		*ret = a.c;
+	}
+	sqlite3_close(a.old);
+	return r;
+}
+
 /* ---------------------------------------------------------------- open/close */
 
 static void
@@ -1125,13 +1300,15 @@ static const struct reg_ops reg_pg_ops = {
 	.note_flagged = pg_note_flagged,
 	.note_count_reject = pg_note_count_reject,
 	.note_count = pg_note_count,
+	.note_import = pg_note_import,
+	.schema_version = pg_schema_version,
 };
 
 int
-reg_pg_open(const char *target, struct reg **ret_reg)
+reg_pg_open(const char *target, const struct reg_cfg *cfg,
+    struct reg **ret_reg)
 {
 	struct reg_pg *p = NULL;
-	const char *env;
 	PGconn *c = NULL;
 	int r = ML_ERR_INTERNAL;
 
@@ -1148,11 +1325,10 @@ reg_pg_open(const char *target, struct reg **ret_reg)
 		p->conninfo = strdup(strchr(target, ':') + 1);
 	}
 	ML_ENSURE(p->conninfo != NULL, ML_ERR_NOMEM);
-	p->nslot = REG_PG_POOL;
-	if ((env = secure_getenv("MINTLINE_REGISTRY_POOL")) != NULL &&
-	    atoi(env) > 0) {
-		p->nslot = atoi(env) > REG_PG_MAX_POOL ? REG_PG_MAX_POOL :
-		    atoi(env);
+	p->nslot = REG_PG_POOL_DEFAULT;
+	if (cfg != NULL && cfg->pg_pool > 0) {
+		p->nslot = cfg->pg_pool > REG_PG_POOL_MAX ? REG_PG_POOL_MAX :
+		    cfg->pg_pool;
 	}
 	/* At start-up the database must be there: the schema is checked. */
 	ML_ENSURE((c = pg_connect(p)) != NULL, ML_ERR_IO);

@@ -16,9 +16,11 @@ reg_target_is_pg(const char *t)
 }
 
 int
-reg_pg_open(const char *target, struct reg **ret_reg)
+reg_pg_open(const char *target, const struct reg_cfg *cfg,
+    struct reg **ret_reg)
 {
 	(void)target;
+	(void)cfg;
 	(void)ret_reg;
 	ml_err("registry: this build has no PostgreSQL support (libpq-dev)");
 	return ML_ERR_UNSUPPORTED;

@@ -1,12 +1,27 @@
 /*
- * The SQLite registry back-end: one connection in serialized mode
- * (SQLITE_OPEN_FULLMUTEX), WAL journal, synchronous=FULL (a registered
- * reader or note survives a power cut once the call returned).
+ * The SQLite registry back-end: readers, risk records, chips and notes in
+ * ONE file.  One connection guarded by one mutex (every statement and
+ * every transaction runs under it, so a transaction never interleaves
+ * with another thread's statement); WAL journal, synchronous=FULL (a
+ * registered reader or note survives a power cut once the call returned).
  *
- * Schema: reg_sqlite_migrations[], applied in order and recorded in
- * PRAGMA user_version.  Append new rows; never edit
- * an applied one.
+ * Schema: reg_migrations[] (migrations.c), applied in order at open and
+ * recorded in PRAGMA user_version and in schema_version.
+ *
+ * Note registration uses group commit: the first thread to find no commit
+ * running becomes the leader, takes every waiting request, runs them in
+ * one transaction (each as it would alone, in a savepoint: a later one
+ * sees the earlier ones' inserts) and commits once (one fsync), then wakes
+ * the others.  Nothing is acknowledged before its commit; a failed commit
+ * fails every request of the group.
+ *
+ * Exactly-once (BN-7): note_id and chip_serial are each UNIQUE in note, so
+ * a note is registered once and a chip carries one note whatever the
+ * retries; a retry of the same (note, chip, feature) answers the first
+ * registration.
  */
+#include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,47 +30,37 @@
 
 #include <sqlite3.h>
 
+#include "migrations.h"
 #include "ml_log.h"
 #include "registry.h"
 
-struct reg_sqlite_migration {
-	int		 version;
-	const char	*what;
-	const char	*sql;
-};
-
-/*
- *= REQ ID-3
- *# The server stores the serial <-> certificate-number mapping and uses it
- *# for risk control: factory data, read history, error history, report
- *# history, transaction history per reader.
- */
-static const struct reg_sqlite_migration reg_sqlite_migrations[] = {
-	{ 1, "readers and risk records (ID-3)",
-	  "CREATE TABLE readers ("
-	  "  serial   TEXT PRIMARY KEY NOT NULL,"
-	  "  certno   TEXT NOT NULL,"
-	  "  kind     INTEGER NOT NULL,"
-	  "  flagged  INTEGER NOT NULL DEFAULT 0,"
-	  "  factory  TEXT NOT NULL DEFAULT '',"
-	  "  created  INTEGER NOT NULL);"
-	  "CREATE UNIQUE INDEX readers_certno ON readers(certno);"
-	  "CREATE TABLE reader_events ("
-	  "  id       INTEGER PRIMARY KEY,"
-	  "  serial   TEXT NOT NULL,"
-	  "  kind     INTEGER NOT NULL,"	/* enum reg_event */
-	  "  at       INTEGER NOT NULL,"
-	  "  detail   TEXT NOT NULL DEFAULT '');"
-	  "CREATE INDEX reader_events_serial ON reader_events(serial, kind);" },
-	/* SQLite keeps the note tables in note_db.c's own file (BN-7) */
+/* A registration waiting for the group commit. */
+struct sq_req {
+	const struct note_reg	*nr;
+	uint64_t		 reg_id;
+	int			 r;
+	bool			 done;
+	struct sq_req		*next;
 };
 
 struct reg_sqlite {
 	struct reg	 base;
+	pthread_mutex_t	 mu;		/* the connection */
+	pthread_mutex_t	 qmu;		/* the group-commit queue */
+	pthread_cond_t	 qcv;
+	struct sq_req	*queue, **qtail;
+	bool		 committing;
 	sqlite3		*db;
+	sqlite3_stmt	*enrol_get, *enrol_put, *note_by_id, *note_by_chip,
+			*note_put, *flag_put, *flag_get, *reject_put, *count,
+			*ev_put;
 };
 
-/* One log line for a failed statement; a full disk is ML_ERR_DISK_FULL. */
+/*
+ * A failed statement: one log line, and the error.  A full disk is
+ * ML_ERR_DISK_FULL, not ML_ERR_IO, so that the station can say the server
+ * answered and why (docs/operations.md, "Disk full").
+ */
 static int
 db_fail(sqlite3 *db, const char *what)
 {
@@ -76,6 +81,35 @@ db_exec(sqlite3 *db, const char *sql)
 	    db_fail(db, sql);
 }
 
+/* Undo an open transaction, unless SQLite already rolled it back itself
+ * (a full disk, an I/O error). */
+static void
+db_rollback(sqlite3 *db)
+{
+	if (!sqlite3_get_autocommit(db)) {
+		(void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	}
+}
+
+static int
+prep(sqlite3 *db, const char *sql, sqlite3_stmt **ret)
+{
+	if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, ret,
+	    NULL) != SQLITE_OK) {
+		ml_err("registry: prepare: %s", sqlite3_errmsg(db));
+		return ML_ERR_IO;
+	}
+	return 0;
+}
+
+/* Reset a persistent statement for its next use. */
+static void
+done(sqlite3_stmt *st)
+{
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+}
+
 static int
 user_version(sqlite3 *db, int *ret)
 {
@@ -94,17 +128,24 @@ user_version(sqlite3 *db, int *ret)
 /*
  * Apply the migrations not yet applied.  PRAGMA user_version is the
  * authority; each version is also recorded in schema_version (version,
- * what, applied_at), as on PostgreSQL.  The version is read
- * under the write lock (BEGIN IMMEDIATE), so servers starting together on
- * one file apply each migration once.
+ * what, applied_at), as on PostgreSQL.  The version is read under the
+ * write lock (BEGIN IMMEDIATE), so servers starting together on one file
+ * apply each migration once.  A file of a newer schema than this build
+ * knows is refused (an older binary must not write into it).
  */
 static int
-migrate(sqlite3 *db)
+migrate(sqlite3 *db, const char *path)
 {
 	size_t i;
 	int have = 0, r = ML_ERR_INTERNAL;
 	char sql[64], *ins = NULL;
 
+	ML_TRY(user_version(db, &have));
+	if (have > REG_SCHEMA_VERSION) {
+		ml_err("registry %s: schema version %d is newer than this "
+		    "program's (%d)", path, have, REG_SCHEMA_VERSION);
+		return ML_ERR_UNSUPPORTED;
+	}
 	/* under the write lock: a deferred one can fail with SQLITE_BUSY */
 	ML_TRY(db_exec(db, "BEGIN IMMEDIATE"));
 	if ((r = db_exec(db, "CREATE TABLE IF NOT EXISTS schema_version ("
@@ -113,8 +154,8 @@ migrate(sqlite3 *db)
 	    (r = db_exec(db, "COMMIT")) != 0) {
 		goto fail;
 	}
-	for (i = 0; i < ML_NELEM(reg_sqlite_migrations); i++) {
-		const struct reg_sqlite_migration *m = &reg_sqlite_migrations[i];
+	for (i = 0; i < reg_nmigrations; i++) {
+		const struct reg_migration *m = &reg_migrations[i];
 
 		ML_TRY(db_exec(db, "BEGIN IMMEDIATE"));
 		if ((r = user_version(db, &have)) != 0) {
@@ -123,7 +164,7 @@ migrate(sqlite3 *db)
 		if (m->version > have) {
 			snprintf(sql, sizeof(sql), "PRAGMA user_version = %d",
 			    m->version);
-			if ((r = db_exec(db, m->sql)) != 0 ||
+			if ((r = db_exec(db, m->sqlite)) != 0 ||
 			    (r = db_exec(db, sql)) != 0) {
 				goto fail;
 			}
@@ -142,8 +183,8 @@ migrate(sqlite3 *db)
 		sqlite3_free(ins);
 		ins = NULL;
 		if (m->version > have) {
-			ml_info("registry: migrated to %d (%s)", m->version,
-			    m->what);
+			ml_info("registry %s: migrated to %d (%s)", path,
+			    m->version, m->what);
 		}
 	}
 	r = 0;
@@ -151,7 +192,7 @@ out:
 	sqlite3_free(ins);
 	return r;
 fail:
-	(void)!db_exec(db, "ROLLBACK");
+	db_rollback(db);
 	sqlite3_free(ins);
 	return r;
 }
@@ -161,9 +202,36 @@ sq_close(struct reg *r)
 {
 	struct reg_sqlite *s = (struct reg_sqlite *)r;
 
+	sqlite3_finalize(s->enrol_get);
+	sqlite3_finalize(s->enrol_put);
+	sqlite3_finalize(s->note_by_id);
+	sqlite3_finalize(s->note_by_chip);
+	sqlite3_finalize(s->note_put);
+	sqlite3_finalize(s->flag_put);
+	sqlite3_finalize(s->flag_get);
+	sqlite3_finalize(s->reject_put);
+	sqlite3_finalize(s->count);
+	sqlite3_finalize(s->ev_put);
 	sqlite3_close(s->db);
+	pthread_mutex_destroy(&s->mu);
+	pthread_mutex_destroy(&s->qmu);
+	pthread_cond_destroy(&s->qcv);
 	free(s);
 }
+
+static int
+sq_schema_version(struct reg *rg, int *ret)
+{
+	struct reg_sqlite *s = (struct reg_sqlite *)rg;
+	int r;
+
+	pthread_mutex_lock(&s->mu);
+	r = user_version(s->db, ret);
+	pthread_mutex_unlock(&s->mu);
+	return r;
+}
+
+/* ---------------------------------------------------------------- readers */
 
 static int
 sq_reader_get(struct reg *rg, const char *serial, struct reg_reader *ret)
@@ -174,10 +242,12 @@ sq_reader_get(struct reg *rg, const char *serial, struct reg_reader *ret)
 	int rc, r = ML_ERR_INTERNAL;
 
 	memset(&rd, 0, sizeof(rd));
+	pthread_mutex_lock(&s->mu);
 	if (sqlite3_prepare_v2(s->db, "SELECT serial, certno, kind, flagged, "
 	    "factory, created FROM readers WHERE serial = ?1", -1, &st,
 	    NULL) != SQLITE_OK) {
-		return ML_ERR_IO;
+		r = ML_ERR_IO;
+		goto out;
 	}
 	sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
@@ -199,6 +269,7 @@ sq_reader_get(struct reg *rg, const char *serial, struct reg_reader *ret)
 	r = 0;
 out:
 	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->mu);
 	return r;
 }
 
@@ -207,22 +278,24 @@ sq_reader_put(struct reg *r, const struct reg_reader *rd)
 {
 	struct reg_sqlite *s = (struct reg_sqlite *)r;
 	sqlite3_stmt *st = NULL;
-	int rc;
+	int rc = SQLITE_ERROR;
 
+	pthread_mutex_lock(&s->mu);
 	if (sqlite3_prepare_v2(s->db, "INSERT INTO readers (serial, certno, "
 	    "kind, flagged, factory, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
 	    "ON CONFLICT(serial) DO UPDATE SET certno = ?2, kind = ?3, "
-	    "flagged = ?4, factory = ?5", -1, &st, NULL) != SQLITE_OK) {
-		return ML_ERR_IO;
+	    "flagged = ?4, factory = ?5", -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, rd->serial, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, rd->certno, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 3, (int)rd->kind);
+		sqlite3_bind_int(st, 4, rd->flagged ? 1 : 0);
+		sqlite3_bind_text(st, 5, rd->factory, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 6, rd->created ? rd->created :
+		    (int64_t)time(NULL));
+		rc = sqlite3_step(st);
 	}
-	sqlite3_bind_text(st, 1, rd->serial, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, rd->certno, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 3, (int)rd->kind);
-	sqlite3_bind_int(st, 4, rd->flagged ? 1 : 0);
-	sqlite3_bind_text(st, 5, rd->factory, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 6, rd->created ? rd->created : (int64_t)time(NULL));
-	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->mu);
 	if (rc == SQLITE_CONSTRAINT) {
 		return ML_ERR_EXISTS;		/* certno used by another serial */
 	}
@@ -234,20 +307,42 @@ sq_reader_flag(struct reg *r, const char *serial, bool flagged)
 {
 	struct reg_sqlite *s = (struct reg_sqlite *)r;
 	sqlite3_stmt *st = NULL;
-	int rc;
+	int rc = SQLITE_ERROR, changes = 0;
 
+	pthread_mutex_lock(&s->mu);
 	if (sqlite3_prepare_v2(s->db, "UPDATE readers SET flagged = ?2 "
-	    "WHERE serial = ?1", -1, &st, NULL) != SQLITE_OK) {
-		return ML_ERR_IO;
+	    "WHERE serial = ?1", -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 2, flagged ? 1 : 0);
+		rc = sqlite3_step(st);
+		changes = sqlite3_changes(s->db);
 	}
-	sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 2, flagged ? 1 : 0);
-	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->mu);
 	if (rc != SQLITE_DONE) {
 		return ML_ERR_IO;
 	}
-	return sqlite3_changes(s->db) == 1 ? 0 : ML_ERR_NOT_FOUND;
+	return changes == 1 ? 0 : ML_ERR_NOT_FOUND;
+}
+
+/* ---------------------------------------------------------------- risk records */
+
+/* One risk record with the persistent statement; caller holds mu. */
+static int
+event_put_locked(struct reg_sqlite *s, const char *serial, enum reg_event ev,
+    const char *detail, int64_t at)
+{
+	int rc, r;
+
+	sqlite3_bind_text(s->ev_put, 1, serial, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s->ev_put, 2, (int)ev);
+	sqlite3_bind_int64(s->ev_put, 3, at != 0 ? at : (int64_t)time(NULL));
+	sqlite3_bind_text(s->ev_put, 4, detail != NULL ? detail : "", -1,
+	    SQLITE_STATIC);
+	rc = sqlite3_step(s->ev_put);
+	r = rc == SQLITE_DONE ? 0 : db_fail(s->db, "risk record");
+	done(s->ev_put);
+	return r;
 }
 
 static int
@@ -255,21 +350,12 @@ sq_event_add(struct reg *r, const char *serial, enum reg_event ev,
     const char *detail)
 {
 	struct reg_sqlite *s = (struct reg_sqlite *)r;
-	sqlite3_stmt *st = NULL;
-	int rc;
+	int ret;
 
-	if (sqlite3_prepare_v2(s->db, "INSERT INTO reader_events (serial, kind, "
-	    "at, detail) VALUES (?1, ?2, ?3, ?4)", -1, &st, NULL) != SQLITE_OK) {
-		return ML_ERR_IO;
-	}
-	sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 2, (int)ev);
-	sqlite3_bind_int64(st, 3, (int64_t)time(NULL));
-	sqlite3_bind_text(st, 4, detail != NULL ? detail : "", -1,
-	    SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : ML_ERR_IO;
+	pthread_mutex_lock(&s->mu);
+	ret = event_put_locked(s, serial, ev, detail, 0);
+	pthread_mutex_unlock(&s->mu);
+	return ret;
 }
 
 static int
@@ -278,20 +364,21 @@ sq_event_count(struct reg *r, const char *serial, enum reg_event ev,
 {
 	struct reg_sqlite *s = (struct reg_sqlite *)r;
 	sqlite3_stmt *st = NULL;
-	int rc;
+	int rc = SQLITE_ERROR;
 
+	pthread_mutex_lock(&s->mu);
 	if (sqlite3_prepare_v2(s->db, "SELECT count(*) FROM reader_events "
 	    "WHERE serial = ?1 AND (?2 = 0 OR kind = ?2)", -1, &st,
-	    NULL) != SQLITE_OK) {
-		return ML_ERR_IO;
-	}
-	sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 2, (int)ev);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		*ret_n = (uint64_t)sqlite3_column_int64(st, 0);
+	    NULL) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 2, (int)ev);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			*ret_n = (uint64_t)sqlite3_column_int64(st, 0);
+		}
 	}
 	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->mu);
 	return rc == SQLITE_ROW ? 0 : ML_ERR_IO;
 }
 
@@ -299,46 +386,461 @@ static int
 sq_event_add_many(struct reg *r, const struct reg_event_rec *evs, size_t n)
 {
 	struct reg_sqlite *s = (struct reg_sqlite *)r;
-	sqlite3_stmt *st = NULL;
 	size_t i;
-	int rc = SQLITE_OK, ret = ML_ERR_IO;
+	int ret;
 
 	if (n == 0) {
 		return 0;
 	}
+	pthread_mutex_lock(&s->mu);
 	if ((ret = db_exec(s->db, "BEGIN IMMEDIATE")) != 0) {
-		return ret;
-	}
-	ret = ML_ERR_IO;
-	if (sqlite3_prepare_v2(s->db, "INSERT INTO reader_events (serial, kind, "
-	    "at, detail) VALUES (?1, ?2, ?3, ?4)", -1, &st, NULL) != SQLITE_OK) {
 		goto out;
 	}
 	for (i = 0; i < n; i++) {
-		sqlite3_bind_text(st, 1, evs[i].serial, -1, SQLITE_STATIC);
-		sqlite3_bind_int(st, 2, (int)evs[i].ev);
-		sqlite3_bind_int64(st, 3, evs[i].at ? evs[i].at :
-		    (int64_t)time(NULL));
-		sqlite3_bind_text(st, 4, evs[i].detail, -1, SQLITE_STATIC);
-		rc = sqlite3_step(st);
-		if (rc != SQLITE_DONE) {
-			ret = db_fail(s->db, "risk records");
+		if ((ret = event_put_locked(s, evs[i].serial, evs[i].ev,
+		    evs[i].detail, evs[i].at)) != 0) {
+			db_rollback(s->db);
 			goto out;
 		}
-		sqlite3_reset(st);
 	}
-	sqlite3_finalize(st);
-	st = NULL;
 	if ((ret = db_exec(s->db, "COMMIT")) != 0) {
+		db_rollback(s->db);
 		goto out;
 	}
-	return 0;
 out:
-	sqlite3_finalize(st);
-	if (!sqlite3_get_autocommit(s->db)) {	/* SQLite may have rolled back */
-		(void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-	}
+	pthread_mutex_unlock(&s->mu);
 	return ret;
+}
+
+/* ---------------------------------------------------------------- chips */
+
+/* Look up a chip key; caller holds mu. */
+static int
+chip_pub_locked(struct reg_sqlite *s, const char *serial,
+    uint8_t ret_pub[static ML_P256_PUB_LEN])
+{
+	int rc, r;
+
+	sqlite3_bind_text(s->enrol_get, 1, serial, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s->enrol_get);
+	if (rc == SQLITE_ROW &&
+	    sqlite3_column_bytes(s->enrol_get, 0) == ML_P256_PUB_LEN) {
+		memcpy(ret_pub, sqlite3_column_blob(s->enrol_get, 0),
+		    ML_P256_PUB_LEN);
+		r = 0;
+	} else {
+		r = rc == SQLITE_DONE ? ML_ERR_NOT_FOUND : ML_ERR_IO;
+	}
+	done(s->enrol_get);
+	return r;
+}
+
+static int
+sq_note_enrol(struct reg *rg, const char *serial,
+    const uint8_t pub[static ML_P256_PUB_LEN])
+{
+	struct reg_sqlite *s = (struct reg_sqlite *)rg;
+	uint8_t have[ML_P256_PUB_LEN];
+	int r;
+
+	pthread_mutex_lock(&s->mu);
+	r = chip_pub_locked(s, serial, have);
+	if (r == 0) {
+		r = memcmp(have, pub, ML_P256_PUB_LEN) == 0 ? 1 : ML_ERR_EXISTS;
+		goto out;
+	}
+	if (r != ML_ERR_NOT_FOUND) {
+		goto out;
+	}
+	sqlite3_bind_text(s->enrol_put, 1, serial, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(s->enrol_put, 2, pub, ML_P256_PUB_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(s->enrol_put, 3, (sqlite3_int64)time(NULL));
+	r = sqlite3_step(s->enrol_put) == SQLITE_DONE ? 0 :
+	    db_fail(s->db, "enrolment");
+	done(s->enrol_put);
+out:
+	pthread_mutex_unlock(&s->mu);
+	return r;
+}
+
+static int
+sq_note_chip_pub(struct reg *rg, const char *serial,
+    uint8_t ret_pub[static ML_P256_PUB_LEN])
+{
+	struct reg_sqlite *s = (struct reg_sqlite *)rg;
+	int r;
+
+	pthread_mutex_lock(&s->mu);
+	r = chip_pub_locked(s, serial, ret_pub);
+	pthread_mutex_unlock(&s->mu);
+	return r;
+}
+
+/* ---------------------------------------------------------------- notes */
+
+static int
+lookup_locked(struct reg_sqlite *s, const char *note_id, struct note_row *ret)
+{
+	int rc, r;
+	size_t n;
+
+	sqlite3_bind_text(s->note_by_id, 1, note_id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s->note_by_id);
+	if (rc == SQLITE_ROW) {
+		const unsigned char *cs = sqlite3_column_text(s->note_by_id, 1);
+
+		n = (size_t)sqlite3_column_bytes(s->note_by_id, 2);
+		memset(ret, 0, sizeof(*ret));
+		ret->reg_id = (uint64_t)sqlite3_column_int64(s->note_by_id, 0);
+		snprintf(ret->chip_serial, sizeof(ret->chip_serial), "%s",
+		    cs != NULL ? (const char *)cs : "");
+		if (n > sizeof(ret->feature)) {
+			n = sizeof(ret->feature);
+		}
+		if (n > 0) {
+			memcpy(ret->feature,
+			    sqlite3_column_blob(s->note_by_id, 2), n);
+		}
+		ret->feature_len = n;
+		r = 0;
+	} else {
+		r = rc == SQLITE_DONE ? ML_ERR_NOT_FOUND : ML_ERR_IO;
+	}
+	done(s->note_by_id);
+	return r;
+}
+
+static int
+sq_note_lookup(struct reg *rg, const char *note_id, struct note_row *ret)
+{
+	struct reg_sqlite *s = (struct reg_sqlite *)rg;
+	int r;
+
+	pthread_mutex_lock(&s->mu);
+	r = lookup_locked(s, note_id, ret);
+	pthread_mutex_unlock(&s->mu);
+	return r;
+}
+
+static int
+flag_locked(struct reg_sqlite *s, const char *note_id, const char *chip,
+    const char *reason)
+{
+	int r;
+
+	sqlite3_bind_text(s->flag_put, 1, note_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s->flag_put, 2, chip, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s->flag_put, 3, reason, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s->flag_put, 4, (sqlite3_int64)time(NULL));
+	r = sqlite3_step(s->flag_put) == SQLITE_DONE ? 0 :
+	    db_fail(s->db, "flag");
+	done(s->flag_put);
+	return r;
+}
+
+/* One registration inside the open transaction; caller holds mu. */
+static int
+register_one(struct reg_sqlite *s, const struct note_reg *nr,
+    uint64_t *ret_reg_id)
+{
+	struct note_row row;
+	uint8_t pub[ML_P256_PUB_LEN];
+	int rc, r;
+
+	r = lookup_locked(s, nr->note_id, &row);
+	if (r == 0) {
+		if (strcmp(row.chip_serial, nr->chip_serial) == 0 &&
+		    row.feature_len == nr->feature_len &&
+		    memcmp(row.feature, nr->feature, nr->feature_len) == 0) {
+			*ret_reg_id = row.reg_id;
+			return REG_NOTE_AGAIN;
+		}
+		/* One serial, two chips: flag both (BN-8). */
+		if ((r = flag_locked(s, nr->note_id, row.chip_serial,
+		    "serial presented by two chips")) != 0 ||
+		    (r = flag_locked(s, nr->note_id, nr->chip_serial,
+		    "serial presented by two chips")) != 0) {
+			return r;
+		}
+		return REG_NOTE_DUP_SERIAL;
+	}
+	if (r != ML_ERR_NOT_FOUND) {
+		return r;
+	}
+	sqlite3_bind_text(s->note_by_chip, 1, nr->chip_serial, -1,
+	    SQLITE_STATIC);
+	rc = sqlite3_step(s->note_by_chip);
+	done(s->note_by_chip);
+	if (rc == SQLITE_ROW) {
+		return REG_NOTE_CHIP_USED;
+	}
+	if ((r = chip_pub_locked(s, nr->chip_serial, pub)) != 0) {
+		return r == ML_ERR_NOT_FOUND ? REG_NOTE_UNKNOWN_CHIP : r;
+	}
+	sqlite3_bind_text(s->note_put, 1, nr->note_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s->note_put, 2, nr->chip_serial, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(s->note_put, 3, nr->feature, (int)nr->feature_len,
+	    SQLITE_STATIC);
+	sqlite3_bind_blob(s->note_put, 4, nr->challenge, sizeof(nr->challenge),
+	    SQLITE_STATIC);
+	sqlite3_bind_blob(s->note_put, 5, nr->station_sig,
+	    sizeof(nr->station_sig), SQLITE_STATIC);
+	sqlite3_bind_blob(s->note_put, 6, nr->issuer_pub, sizeof(nr->issuer_pub),
+	    SQLITE_STATIC);
+	sqlite3_bind_int64(s->note_put, 7, (sqlite3_int64)time(NULL));
+	if ((rc = sqlite3_step(s->note_put)) != SQLITE_DONE) {
+		r = db_fail(s->db, "registration");
+		done(s->note_put);
+		return r;
+	}
+	done(s->note_put);
+	*ret_reg_id = (uint64_t)sqlite3_last_insert_rowid(s->db);
+	return REG_NOTE_NEW;
+}
+
+/* The leader: run a group in one transaction and commit it. */
+static void
+commit_group(struct reg_sqlite *s, struct sq_req *g)
+{
+	struct sq_req *q;
+	int r;
+
+	pthread_mutex_lock(&s->mu);
+	r = db_exec(s->db, "BEGIN IMMEDIATE");
+	for (q = g; q != NULL && r == 0; q = q->next) {
+		if ((r = db_exec(s->db, "SAVEPOINT one")) != 0) {
+			break;
+		}
+		q->r = register_one(s, q->nr, &q->reg_id);
+		if (sqlite3_get_autocommit(s->db)) {
+			/* SQLite rolled the whole transaction back itself (a
+			 * full disk, an I/O error): nothing to undo, nothing
+			 * of the group is durable */
+			r = q->r < 0 ? q->r : ML_ERR_IO;
+			break;
+		}
+		if (q->r < 0) {
+			(void)db_exec(s->db, "ROLLBACK TO one");
+		}
+		(void)db_exec(s->db, "RELEASE one");
+	}
+	if (r == 0) {
+		r = db_exec(s->db, "COMMIT");
+	}
+	if (r != 0) {
+		db_rollback(s->db);
+		for (q = g; q != NULL; q = q->next) {
+			q->r = r;	/* nothing of the group is durable */
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+}
+
+static int
+sq_note_register(struct reg *rg, const struct note_reg *nr,
+    uint64_t *ret_reg_id)
+{
+	struct reg_sqlite *s = (struct reg_sqlite *)rg;
+	struct sq_req me = { .nr = nr }, *g, *q, *next;
+
+	if (nr == NULL || nr->feature_len > NOTE_DB_FEATURE_MAX) {
+		return ML_ERR_ARG;
+	}
+	pthread_mutex_lock(&s->qmu);
+	*s->qtail = &me;
+	s->qtail = &me.next;
+	while (!me.done) {
+		if (s->committing) {
+			pthread_cond_wait(&s->qcv, &s->qmu);
+			continue;
+		}
+		/* Lead: take the whole queue (it includes me). */
+		s->committing = true;
+		g = s->queue;
+		s->queue = NULL;
+		s->qtail = &s->queue;
+		pthread_mutex_unlock(&s->qmu);
+		commit_group(s, g);
+		pthread_mutex_lock(&s->qmu);
+		for (q = g; q != NULL; q = next) {
+			next = q->next;
+			q->done = true;	/* q may be gone once done is seen */
+		}
+		s->committing = false;
+		pthread_cond_broadcast(&s->qcv);
+	}
+	pthread_mutex_unlock(&s->qmu);
+	if (me.r == REG_NOTE_NEW || me.r == REG_NOTE_AGAIN) {
+		*ret_reg_id = me.reg_id;
+	}
+	return me.r;
+}
+
+static int
+sq_note_flag(struct reg *rg, const char *note_id, const char *chip,
+    const char *reason)
+{
+	struct reg_sqlite *s = (struct reg_sqlite *)rg;
+	int r;
+
+	pthread_mutex_lock(&s->mu);
+	r = flag_locked(s, note_id, chip, reason);
+	pthread_mutex_unlock(&s->mu);
+	return r;
+}
+
+static int
+sq_note_flagged(struct reg *rg, const char *note_id)
+{
+	struct reg_sqlite *s = (struct reg_sqlite *)rg;
+	int rc;
+
+	pthread_mutex_lock(&s->mu);
+	sqlite3_bind_text(s->flag_get, 1, note_id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s->flag_get);
+	done(s->flag_get);
+	pthread_mutex_unlock(&s->mu);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : ML_ERR_IO;
+}
+
+static int
+sq_note_count_reject(struct reg *rg, const char *reason)
+{
+	struct reg_sqlite *s = (struct reg_sqlite *)rg;
+	int r;
+
+	pthread_mutex_lock(&s->mu);
+	sqlite3_bind_text(s->reject_put, 1, reason, -1, SQLITE_STATIC);
+	r = sqlite3_step(s->reject_put) == SQLITE_DONE ? 0 :
+	    db_fail(s->db, "refusal count");
+	done(s->reject_put);
+	pthread_mutex_unlock(&s->mu);
+	return r;
+}
+
+static int
+sq_note_count(struct reg *rg, uint64_t *ret_n)
+{
+	struct reg_sqlite *s = (struct reg_sqlite *)rg;
+	int r = ML_ERR_IO;
+
+	pthread_mutex_lock(&s->mu);
+	if (sqlite3_step(s->count) == SQLITE_ROW) {
+		*ret_n = (uint64_t)sqlite3_column_int64(s->count, 0);
+		r = 0;
+	}
+	done(s->count);
+	pthread_mutex_unlock(&s->mu);
+	return r;
+}
+
+/* ---------------------------------------------------------------- import */
+
+/* The single integer a query answers; caller holds mu. */
+static int
+query_int(sqlite3 *db, const char *sql, int64_t *ret)
+{
+	sqlite3_stmt *st = NULL;
+	int r = ML_ERR_IO;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW) {
+		*ret = sqlite3_column_int64(st, 0);
+		r = 0;
+	} else {
+		ml_err("registry: %s", sqlite3_errmsg(db));
+	}
+	sqlite3_finalize(st);
+	return r;
+}
+
+/*
+ * The older server kept notes in a file of their own (the same four
+ * tables, created by the same SQL as migration 2).  Copy them with their
+ * ids and times into the empty note tables, in one transaction: all or
+ * nothing.  The old file is attached read-only and never written.
+ */
+static int
+sq_note_import(struct reg *rg, const char *path,
+    struct reg_import_counts *ret)
+{
+	static const char *const tables[] = {
+		"note_chip", "note", "note_flag", "note_reject",
+	};
+	struct reg_sqlite *s = (struct reg_sqlite *)rg;
+	struct reg_import_counts c;
+	char *sql = NULL, *uri = NULL;
+	int64_t n = 0, *cnt[4] = { NULL };
+	size_t i;
+	bool attached = false, began = false;
+	int r = ML_ERR_INTERNAL;
+
+	memset(&c, 0, sizeof(c));
+	cnt[0] = (int64_t *)&c.chips;
+	cnt[1] = (int64_t *)&c.notes;
+	cnt[2] = (int64_t *)&c.flags;
+	cnt[3] = (int64_t *)&c.rejects;
+	if (access(path, R_OK) != 0) {
+		ml_err("registry: import %s: %s", path, strerror(errno));
+		return ML_ERR_IO;
+	}
+	pthread_mutex_lock(&s->mu);
+	ML_ENSURE((uri = sqlite3_mprintf("file:%s?mode=ro", path)) != NULL &&
+	    (sql = sqlite3_mprintf("ATTACH DATABASE %Q AS old", uri)) != NULL,
+	    ML_ERR_NOMEM);
+	ML_TRY(db_exec(s->db, sql));
+	attached = true;
+	for (i = 0; i < ML_NELEM(tables); i++) {
+		sqlite3_free(sql);
+		ML_ENSURE((sql = sqlite3_mprintf("SELECT count(*) FROM "
+		    "old.sqlite_schema WHERE type = 'table' AND name = %Q",
+		    tables[i])) != NULL, ML_ERR_NOMEM);
+		ML_TRY(query_int(s->db, sql, &n));
+		if (n != 1) {
+			ml_err("registry: import %s: not a note database (no "
+			    "table %s)", path, tables[i]);
+			r = ML_ERR_FORMAT;
+			goto out;
+		}
+	}
+	ML_TRY(db_exec(s->db, "BEGIN IMMEDIATE"));
+	began = true;
+	ML_TRY(query_int(s->db, "SELECT (SELECT count(*) FROM main.note_chip) "
+	    "+ (SELECT count(*) FROM main.note)", &n));
+	if (n != 0) {
+		ml_err("registry: import %s: the registry already holds %lld "
+		    "chip(s) or note(s); import only into an empty note "
+		    "registry", path, (long long)n);
+		r = ML_ERR_EXISTS;
+		goto out;
+	}
+	for (i = 0; i < ML_NELEM(tables); i++) {
+		sqlite3_free(sql);
+		/* refusals counted before the import add up */
+		ML_ENSURE((sql = sqlite3_mprintf("INSERT %s INTO main.%s "
+		    "SELECT * FROM old.%s WHERE true %s",
+		    i == 2 ? "OR IGNORE" : "", tables[i], tables[i],
+		    i == 3 ? "ON CONFLICT (reason) DO UPDATE SET "
+		    "count = count + excluded.count" : "")) != NULL,
+		    ML_ERR_NOMEM);
+		ML_TRY(db_exec(s->db, sql));
+		*cnt[i] = (int64_t)sqlite3_changes(s->db);
+	}
+	ML_TRY(db_exec(s->db, "COMMIT"));
+	began = false;
+	*ret = c;
+	r = 0;
+out:
+	if (began) {
+		db_rollback(s->db);
+	}
+	if (attached) {
+		(void)!db_exec(s->db, "DETACH DATABASE old");
+	}
+	pthread_mutex_unlock(&s->mu);
+	sqlite3_free(sql);
+	sqlite3_free(uri);
+	return r;
 }
 
 static const struct reg_ops reg_sqlite_ops = {
@@ -350,7 +852,49 @@ static const struct reg_ops reg_sqlite_ops = {
 	.event_add = sq_event_add,
 	.event_count = sq_event_count,
 	.event_add_many = sq_event_add_many,
+	.note_enrol = sq_note_enrol,
+	.note_chip_pub = sq_note_chip_pub,
+	.note_register = sq_note_register,
+	.note_lookup = sq_note_lookup,
+	.note_flag = sq_note_flag,
+	.note_flagged = sq_note_flagged,
+	.note_count_reject = sq_note_count_reject,
+	.note_count = sq_note_count,
+	.note_import = sq_note_import,
+	.schema_version = sq_schema_version,
 };
+
+/* The persistent statements of the hot paths. */
+static int
+prepare_all(struct reg_sqlite *s)
+{
+	int r = ML_ERR_INTERNAL;
+
+	ML_TRY(prep(s->db, "SELECT chip_pub FROM note_chip WHERE "
+	    "chip_serial = ?", &s->enrol_get));
+	ML_TRY(prep(s->db, "INSERT INTO note_chip (chip_serial, chip_pub, "
+	    "enrolled_at) VALUES (?, ?, ?)", &s->enrol_put));
+	ML_TRY(prep(s->db, "SELECT reg_id, chip_serial, feature FROM note "
+	    "WHERE note_id = ?", &s->note_by_id));
+	ML_TRY(prep(s->db, "SELECT reg_id FROM note WHERE chip_serial = ?",
+	    &s->note_by_chip));
+	ML_TRY(prep(s->db, "INSERT INTO note (note_id, chip_serial, feature, "
+	    "challenge, station_sig, issuer_pub, registered_at) "
+	    "VALUES (?, ?, ?, ?, ?, ?, ?)", &s->note_put));
+	ML_TRY(prep(s->db, "INSERT OR IGNORE INTO note_flag (note_id, "
+	    "chip_serial, reason, at) VALUES (?, ?, ?, ?)", &s->flag_put));
+	ML_TRY(prep(s->db, "SELECT 1 FROM note_flag WHERE note_id = ? LIMIT 1",
+	    &s->flag_get));
+	ML_TRY(prep(s->db, "INSERT INTO note_reject (reason, count) VALUES "
+	    "(?, 1) ON CONFLICT (reason) DO UPDATE SET count = count + 1",
+	    &s->reject_put));
+	ML_TRY(prep(s->db, "SELECT count(*) FROM note", &s->count));
+	ML_TRY(prep(s->db, "INSERT INTO reader_events (serial, kind, at, "
+	    "detail) VALUES (?1, ?2, ?3, ?4)", &s->ev_put));
+	r = 0;
+out:
+	return r;
+}
 
 int
 reg_sqlite_open(const char *path, struct reg **ret_reg)
@@ -360,8 +904,14 @@ reg_sqlite_open(const char *path, struct reg **ret_reg)
 
 	ML_ENSURE((s = calloc(1, sizeof(*s))) != NULL, ML_ERR_NOMEM);
 	s->base.ops = &reg_sqlite_ops;
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_mutex_init(&s->qmu, NULL);
+	pthread_cond_init(&s->qcv, NULL);
+	s->qtail = &s->queue;
+	/* URI names allowed: the import attaches "file:PATH?mode=ro" */
 	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE |
-	    SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI,
+	    NULL) != SQLITE_OK) {
 		/* sqlite3's text, and the system's (errno) behind it */
 		r = ml_errf(ML_ERR_IO, "%s: %s%s%s", path,
 		    s->db ? sqlite3_errmsg(s->db) : "out of memory",
@@ -370,7 +920,7 @@ reg_sqlite_open(const char *path, struct reg **ret_reg)
 		    strerror(sqlite3_system_errno(s->db)) : "");
 		goto out;
 	}
-	sqlite3_busy_timeout(s->db, 5000);
+	sqlite3_busy_timeout(s->db, 10000);
 	/*
 	 * Switching a new file to WAL takes an exclusive lock and does not
 	 * wait on the busy handler: when several processes create the
@@ -380,17 +930,21 @@ reg_sqlite_open(const char *path, struct reg **ret_reg)
 	    NULL, NULL)) == SQLITE_BUSY && i < 100; i++) {
 		usleep(20000);
 	}
-	ML_ENSURE(r == SQLITE_OK, ML_ERR_IO);
+	if (r != SQLITE_OK) {
+		ml_err("registry: %s: %s", path, sqlite3_errmsg(s->db));
+		r = ML_ERR_IO;
+		goto out;
+	}
 	ML_TRY(db_exec(s->db, "PRAGMA synchronous = FULL"));
 	ML_TRY(db_exec(s->db, "PRAGMA foreign_keys = ON"));
-	ML_TRY(migrate(s->db));
+	ML_TRY(migrate(s->db, path));
+	ML_TRY(prepare_all(s));
 	*ret_reg = &s->base;
 	s = NULL;
 	r = 0;
 out:
 	if (s != NULL) {
-		sqlite3_close(s->db);
-		free(s);
+		sq_close(&s->base);
 	}
 	return r;
 }

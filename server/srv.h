@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "hs.h"
 #include "mon_client.h"
@@ -18,6 +19,7 @@
 #define SRV_DEFAULT_MODULE	"/usr/lib/softhsm/libsofthsm2.so"
 #endif
 #define SRV_DEFAULT_CONFIG	"/etc/mintline/server.conf"
+#define SRV_DEFAULT_SAM		"emul:/etc/mintline/sam.key"
 
 /* Every option; config.c has the table of names (= long options). */
 struct srv_opts {
@@ -43,17 +45,28 @@ struct srv_opts {
 	int	 drain_timeout_ms;	/* SIGTERM: how long in-flight work gets */
 	int	 log_format;		/* enum ml_log_format */
 	int	 log_level;		/* enum ml_log_level; -1: unset */
+	int	 registry_pool;		/* PostgreSQL connections */
+	/* the banknote application (BN-7, BN-8); off without note-issuers */
+	char	 note_issuers[4096];	/* pkcs11: URIs / PEM files, blank
+					 * separated */
+	char	 note_feature_key[512];	/* feature key file, optional */
+	char	 note_seal_key[1024];	/* pkcs11: URI; "" = the channel key */
+	/* ID reading (ID-7, ID-10) */
+	char	 sam[512];		/* SAM back-end: "emul:KEYFILE" */
+	int	 idread_deadline_ms;	/* BEGIN .. RESULT */
+	int	 idread_max_rounds;	/* END/RETX rounds */
 };
 
 /* config.c */
 void	srv_opts_default(struct srv_opts *o);
 /*
- * Parse configuration text into *o (which holds the defaults or earlier
- * values); on failure *o is untouched and err gets "line N: reason" (the
- * value is never quoted).
+ * Parse configuration text named `name` (the file path, for messages)
+ * into *o (which holds the defaults or earlier values); on failure *o is
+ * untouched and err gets "NAME:LINE: KEY: reason" ("NAME:LINE: reason"
+ * when the line has no key).  The value is never quoted.
  */
 ML_MUST_CHECK int srv_config_parse(const uint8_t *buf, size_t len,
-    struct srv_opts *o, char *err, size_t errlen);
+    const char *name, struct srv_opts *o, char *err, size_t errlen);
 /* The same from a file; a missing file is fine unless must_exist. */
 ML_MUST_CHECK int srv_config_load(const char *path, bool must_exist,
     struct srv_opts *o, char *err, size_t errlen);
@@ -61,6 +74,17 @@ ML_MUST_CHECK int srv_config_load(const char *path, bool must_exist,
 ML_MUST_CHECK int srv_config_set(struct srv_opts *o, const char *key,
     const char *val);
 bool	srv_config_reloadable(const char *key);
+/* The i-th key of the table (= long option name), NULL past the end. */
+const char *srv_config_key(size_t i);
+/*
+ * The effective configuration as a configuration file: every key, in
+ * table order, "key = value", secrets in values (pin-value=, password=,
+ * a URI's password) replaced by "(elided)".
+ */
+void	srv_config_print(const struct srv_opts *o, FILE *f);
+/* One key's value as --print-config shows it (elided); "" if unset. */
+void	srv_config_value(const struct srv_opts *o, const char *key, char *buf,
+	    size_t len);
 
 /* Latency histogram: upper bounds in microseconds, plus +Inf. */
 #define SRV_HIST_BUCKETS	12

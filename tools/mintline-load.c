@@ -22,9 +22,10 @@
  *	send PING records round robin (one in flight per thread).
  *   mintline-load reg --registry TARGET [--threads T] [--count N]
  *		[--seconds S] [--first K]
+ *	[--registry-pool P]
  *	note registrations through the registry back-end the server uses
- *	(SQLite: note_db.c with its group commit; PostgreSQL: registry_pg.c),
- *	chips enrolled first (not timed).
+ *	(SQLite: registry_sqlite.c with its group commit; PostgreSQL:
+ *	registry_pg.c with P connections), chips enrolled first (not timed).
  *   --server2 H:P (hs, idle): alternate connections between two servers.
  *
  * Bounds: every mode stops at --count operations or --seconds (default
@@ -52,7 +53,6 @@
 #include "ml_log.h"
 #include "ml_parse.h"
 #include "ml_wipe.h"
-#include "note_db.h"
 #include "note_proto.h"
 #include "registry.h"
 
@@ -62,7 +62,7 @@ struct opts {
 	const char	*cmd;
 	const char	*server, *server2, *ca, *bundle, *registry, *ca_dir;
 	const char	*out, *prefix;
-	unsigned	 readers, threads, conns, first;
+	unsigned	 readers, threads, conns, first, pool;
 	unsigned long	 count;
 	double		 seconds, hold;
 	unsigned long long certno_base;
@@ -224,7 +224,7 @@ cmd_setup(void)
 	snprintf(kp, sizeof(kp), "%s/root.key", o.ca_dir);
 	snprintf(cp, sizeof(cp), "%s/root.pem", o.ca_dir);
 	ML_TRY(hs_ca_load(kp, cp, &ca));
-	ML_TRY(reg_open(o.registry, &reg));
+	ML_TRY(reg_open(o.registry, NULL, &reg));
 	umask(077);
 	if ((f = fopen(o.out, "w")) == NULL) {
 		r = ml_errf_sys(ML_ERR_IO, "%s", o.out);
@@ -628,8 +628,7 @@ cmd_ping(void)
 
 /* ---------------------------------------------------------------- reg */
 
-static struct reg *lreg;		/* PostgreSQL (or any reg back-end) */
-static struct note_db *ldb;		/* SQLite note registry */
+static struct reg *lreg;
 
 struct fake_note {
 	struct note_reg	 nr;
@@ -668,8 +667,7 @@ enrol_worker(void *p)
 		note_of(o.first + i, &fn);
 		memset(pub, (int)(i & 0xff), sizeof(pub));
 		pub[0] = 0x04;
-		r = ldb != NULL ? note_db_enrol(ldb, fn.nr.chip_serial, pub) :
-		    reg_notes_enrol(lreg, fn.nr.chip_serial, pub);
+		r = reg_notes_enrol(lreg, fn.nr.chip_serial, pub);
 		atomic_fetch_add(r >= 0 ? &ops_ok : &ops_err, 1);
 	}
 	(void)w;
@@ -691,9 +689,8 @@ reg_worker(void *p)
 
 		note_of(o.first + i, &fn);
 		t0 = now_s();
-		r = ldb != NULL ? note_db_register(ldb, &fn.nr, &id) :
-		    reg_notes_register(lreg, &fn.nr, &id);
-		if (r == 0 || r == 1) {
+		r = reg_notes_register(lreg, &fn.nr, &id);
+		if (r == REG_NOTE_NEW || r == REG_NOTE_AGAIN) {
 			lat_add(&w->lat, now_s() - t0);
 			atomic_fetch_add(&ops_ok, 1);
 		} else {
@@ -713,13 +710,8 @@ cmd_reg(void)
 	if (o.registry == NULL) {
 		return ML_ERR_ARG;
 	}
-	if (reg_target_is_pg(o.registry)) {
-		r = reg_open(o.registry, &lreg);
-	} else {
-		r = note_db_open(strncmp(o.registry, "sqlite:", 7) == 0 ?
-		    o.registry + 7 : o.registry, &ldb);
-	}
-	if (r != 0) {
+	if ((r = reg_open(o.registry, &(struct reg_cfg){ .pg_pool =
+	    (int)o.pool }, &lreg)) != 0) {
 		fprintf(stderr, "mintline-load: registry %s: %s\n", o.registry,
 		    ml_errmsg(r));
 		return r;
@@ -733,10 +725,9 @@ cmd_reg(void)
 	atomic_store(&ops_ok, 0);
 	atomic_store(&ops_err, 0);
 	snprintf(what, sizeof(what), "registrations backend=%s threads=%u",
-	    ldb != NULL ? "sqlite" : "postgresql", o.threads);
+	    lreg->ops->name, o.threads);
 	r = run_workers(reg_worker, what);
 out:
-	note_db_close(ldb);
 	reg_close(lreg);
 	return r;
 }
@@ -753,7 +744,7 @@ usage(FILE *f)
 "       mintline-load idle  --server H:P --ca ROOT --bundle BUNDLE --conns N\n"
 "                           [--hold S] [--server-pid PID]\n"
 "       mintline-load ping  --server H:P --ca ROOT --bundle BUNDLE --conns N\n"
-"       mintline-load reg   --registry TARGET [--first K]\n"
+"       mintline-load reg   --registry TARGET [--first K] [--registry-pool P]\n"
 "  common: --threads T (8) --count N (1000) --seconds S (60) [--server2 H:P]\n");
 }
 
@@ -779,6 +770,7 @@ main(int argc, char **argv)
 		{ "server-pid", required_argument, NULL, 'p' },
 		{ "flow", required_argument, NULL, 'f' },
 		{ "first", required_argument, NULL, 'F' },
+		{ "registry-pool", required_argument, NULL, 'G' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -820,6 +812,8 @@ main(int argc, char **argv)
 		    &i64); o.server_pid = (long)i64; break;
 		case 'F': r = ml_parse_uint(optarg, "--first", 0, UINT_MAX,
 		    &o.first); break;
+		case 'G': r = ml_parse_uint(optarg, "--registry-pool", 1,
+		    REG_PG_POOL_MAX, &o.pool); break;
 		case 'f':
 			o.flow = optarg[0] == 'B' || optarg[0] == 'b' ?
 			    HS_FLOW_B : HS_FLOW_A;

@@ -108,7 +108,7 @@ if pg_find >/dev/null && pg_init "$W/pg" >/dev/null 2>&1; then
 	trap '[ -n "$SP" ] && kill $SP 2>/dev/null; pg_stop immediate; pg_cleanup' EXIT
 	"$LOAD" reg --registry "$PG_URL" --count "$REGS" --threads "$THREADS" |
 	    grep '^result: registrations'
-	MINTLINE_REGISTRY_POOL=1 "$LOAD" reg --registry "$PG_URL" --count "$REGS" \
+	"$LOAD" reg --registry-pool 1 --registry "$PG_URL" --count "$REGS" \
 	    --first 1000000 --threads "$THREADS" | grep '^result: registrations' |
 	    sed 's/$/ (pool=1 connection)/'
 	pg_stop fast

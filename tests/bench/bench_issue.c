@@ -30,8 +30,8 @@
 #include "ml_tlv.h"
 #include "ml_wr.h"
 #include "note_chip.h"
-#include "note_db.h"
 #include "key_p11.h"
+#include "registry.h"
 #include "note_proto.h"
 #include "reg_note.h"
 
@@ -133,15 +133,15 @@ run_par(struct par *p, size_t threads)
 
 static struct reg_note *
 new_reg(const char *dbpath, struct key *srv, const uint8_t *issuer_pub,
-    const uint8_t *fkey, struct note_db **ret_db)
+    const uint8_t *fkey, struct reg **ret_db)
 {
 	struct reg_note_cfg cfg = { 0 };
 	struct reg_note *rn = NULL;
 
-	if (note_db_open(dbpath, ret_db) != 0) {
+	if (reg_open(dbpath, NULL, ret_db) != 0) {
 		exit(1);
 	}
-	cfg.db = *ret_db;
+	cfg.reg = *ret_db;
 	cfg.server_key = srv;
 	if (key_pub(srv, cfg.server_pub) != 0) {
 		exit(1);
@@ -179,7 +179,7 @@ main(int argc, char **argv)
 	uint8_t issuer_pub[65], fkey[FEATURE_KEY_LEN], pub[65];
 	struct key *srv = NULL;
 	struct key_provider prov;
-	struct note_db *db = NULL, *db2 = NULL;
+	struct reg *db = NULL, *db2 = NULL;
 	struct reg_note *rn, *rn2;
 	struct note_server ns;
 	struct chiplink *l = NULL;
@@ -341,8 +341,8 @@ main(int argc, char **argv)
 	    lat[n / 2], lat[(n * 99) / 100]);
 	reg_note_free(rn);
 	reg_note_free(rn2);
-	note_db_close(db);
-	note_db_close(db2);
+	reg_close(db);
+	reg_close(db2);
 	chiplink_close(l);
 	key_free(srv);
 	(void)argc;

@@ -27,7 +27,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	srv_opts_default(&dflt);
 	o = dflt;
-	r = srv_config_parse(data, size, &o, err, sizeof(err));
+	r = srv_config_parse(data, size, "fuzz", &o, err, sizeof(err));
 	if (r != 0) {
 		CHECK(r < 0);
 		CHECK(memcmp(&o, &dflt, sizeof(o)) == 0);
@@ -53,7 +53,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CHECK(o.log_format >= 0 && o.log_format <= 2);
 	CHECK(o.log_level >= -1 && o.log_level <= 3);
 	o2 = dflt;
-	CHECK(srv_config_parse(data, size, &o2, err, sizeof(err)) == 0);
+	CHECK(srv_config_parse(data, size, "fuzz", &o2, err, sizeof(err)) == 0);
 	CHECK(memcmp(&o, &o2, sizeof(o)) == 0);
 	return 0;
 }

@@ -3,7 +3,7 @@
  * decodes from a station's channel (server/reg_note.c, note/note_proto.h):
  * NOTE_REC_ENROL, NOTE_REC_UPLOAD, NOTE_REC_QUERY and NOTE_REC_CHECK bodies through
  * reg_note_handle(), and the station's reply decoder note_reply_parse().
- * The registry is an in-memory SQLite (note_db_open(":memory:")), reopened
+ * The registry is an in-memory SQLite (reg_open(":memory:")), reopened
  * every RESET_EVERY inputs so that it does not grow without bound; the
  * server and issuer keys are software keys made at start-up.
  *
@@ -42,7 +42,7 @@
 #include "ml_ossl.h"
 #include "ml_tlv.h"
 #include "ml_wr.h"
-#include "note_db.h"
+#include "registry.h"
 #include "note_msg.h"
 #include "note_proto.h"
 #include "reg_note.h"
@@ -57,7 +57,7 @@ static struct key server_key;
 static uint8_t server_pub[ML_P256_PUB_LEN], issuer_pub[ML_P256_PUB_LEN];
 static uint8_t chip_pub[ML_P256_PUB_LEN];
 static const char fz_serial[] = "FUZZCHIP00000001";
-static struct note_db *db;
+static struct reg *db;
 static struct reg_note *rn, *rn_keyed;
 static const uint8_t fkey[FEATURE_KEY_LEN] = {
 	0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17,
@@ -88,13 +88,13 @@ registry_open(void)
 
 	reg_note_free(rn);
 	reg_note_free(rn_keyed);
-	note_db_close(db);
+	reg_close(db);
 	rn = rn_keyed = NULL;
-	if (note_db_open(":memory:", &db) != 0 ||
-	    note_db_enrol(db, fz_serial, chip_pub) < 0) {
+	if (reg_open(":memory:", NULL, &db) != 0 ||
+	    reg_notes_enrol(db, fz_serial, chip_pub) < 0) {
 		abort();
 	}
-	cfg.db = db;
+	cfg.reg = db;
 	key_soft_init(&server_key, server_k);
 	cfg.server_key = &server_key;
 	memcpy(cfg.server_pub, server_pub, ML_P256_PUB_LEN);

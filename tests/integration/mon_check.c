@@ -145,9 +145,9 @@ main(int argc, char **argv)
 		fprintf(stderr, "usage: mon_check MONITOR MODULE KEY_URI\n");
 		return 2;
 	}
-	expect(mon_start(argv[1], 2, argv[2], "pkcs11:token=x?pin-value=1",
+	expect(mon_start(argv[1], 2, argv[2], "pkcs11:token=x?pin-value=1", NULL,
 	    0, &m), ML_ERR_ARG, "a key URI with pin-value is refused");
-	if ((r = mon_start(argv[1], RACERS, argv[2], argv[3], 0, &m)) != 0) {
+	if ((r = mon_start(argv[1], RACERS, argv[2], argv[3], NULL, 0, &m)) != 0) {
 		printf("FAIL - monitor did not start: %s\n", ml_errname(r));
 		return 1;
 	}

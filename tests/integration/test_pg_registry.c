@@ -35,7 +35,6 @@
 #include <unistd.h>
 
 #include "ml_log.h"
-#include "note_db.h"
 #include "note_proto.h"
 #include "registry.h"
 
@@ -110,7 +109,7 @@ open_or_die(const char *url)
 	struct reg *reg = NULL;
 	int r;
 
-	if ((r = reg_open(url, &reg)) != 0) {
+	if ((r = reg_open(url, NULL, &reg)) != 0) {
 		fprintf(stderr, "FAIL: reg_open: %s\n", ml_strerror(r));
 		exit(1);
 	}
@@ -249,7 +248,7 @@ cmd_race(const char *url, unsigned notes)
 		CHECK(f != NULL, "%s", path[p]);
 		while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
 			if (sscanf(line, "DUP %63s %d", nid, &r) == 2) {
-				CHECK(r == 100 + NOTE_R_DUP_SERIAL,
+				CHECK(r == REG_NOTE_DUP_SERIAL,
 				    "second chip for %s: %d", nid, r);
 				n_dup++;
 				CHECK(reg_notes_flagged(reg, nid) == 1,
@@ -300,10 +299,10 @@ cmd_race(const char *url, unsigned notes)
 		note_of(notes + 5, 0, &fn);
 		chip_of(0, fn.nr.chip_serial, 0);
 		r = reg_notes_register(reg, &fn.nr, &id);
-		CHECK(r == 100 + NOTE_R_CHIP_USED, "used chip: %d", r);
+		CHECK(r == REG_NOTE_CHIP_USED, "used chip: %d", r);
 		note_of(notes + 6, 7, &fn);	/* never enrolled */
 		r = reg_notes_register(reg, &fn.nr, &id);
-		CHECK(r == 100 + NOTE_R_UNKNOWN_CHIP, "unknown chip: %d", r);
+		CHECK(r == REG_NOTE_UNKNOWN_CHIP, "unknown chip: %d", r);
 	}
 	printf("race: %u notes, 2 processes x 4 threads: %u new, %u repeats "
 	    "(same reg_id), %u duplicate serials refused and flagged\n",

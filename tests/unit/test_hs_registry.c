@@ -60,7 +60,7 @@ START_TEST(mapping_flag_events)
 	    got;
 	uint64_t n = 99;
 
-	ck_assert_r(reg_open(dbpath, &r), 0);
+	ck_assert_r(reg_open(dbpath, NULL, &r), 0);
 	ck_assert_r(reg_reader_get(r, "RDR-1", &got), ML_ERR_NOT_FOUND);
 	ck_assert_r(reg_reader_put(r, &a), 0);
 	ck_assert_r(reg_reader_get(r, "RDR-1", &got), 0);
@@ -101,7 +101,7 @@ START_TEST(mapping_flag_events)
 	}
 	reg_close(r);
 	/* reopen: migrations do not run twice, data is there */
-	ck_assert_r(reg_open(dbpath, &r), 0);
+	ck_assert_r(reg_open(dbpath, NULL, &r), 0);
 	ck_assert_r(reg_reader_get(r, "RDR-1", &got), 0);
 	ck_assert(got.flagged);
 	reg_close(r);
@@ -112,8 +112,8 @@ START_TEST(open_errors)
 {
 	struct reg *r = NULL;
 
-	ck_assert_r(reg_open("/nonexistent-dir/x.db", &r), ML_ERR_IO);
-	ck_assert_r(reg_open(NULL, &r), ML_ERR_ARG);
+	ck_assert_r(reg_open("/nonexistent-dir/x.db", NULL, &r), ML_ERR_IO);
+	ck_assert_r(reg_open(NULL, NULL, &r), ML_ERR_ARG);
 }
 END_TEST
 

@@ -23,7 +23,7 @@
 #include "ml_tlv.h"
 #include "ml_wr.h"
 #include "note_chip.h"
-#include "note_db.h"
+#include "registry.h"
 #include "note_proto.h"
 #include "reg_note.h"
 #include "sw.h"
@@ -38,7 +38,7 @@ static char dir[64];
 static struct chiplink *line;
 static struct soft station, rogue, server, server2;
 static uint8_t fkey[FEATURE_KEY_LEN];
-static struct note_db *db;
+static struct reg *db;
 static struct reg_note *rn;
 static int nchips;
 
@@ -58,7 +58,7 @@ new_reg(const struct soft *srv)
 	struct reg_note_cfg cfg = { 0 };
 	struct reg_note *r = NULL;
 
-	cfg.db = db;
+	cfg.reg = db;
 	cfg.server_key = &srv->ko;
 	memcpy(cfg.server_pub, srv->pub, ML_P256_PUB_LEN);
 	memcpy(cfg.issuers[0], station.pub, ML_P256_PUB_LEN);
@@ -87,8 +87,8 @@ setup(void)
 	soft_new(&server);
 	soft_new(&server2);
 	ck_assert_int_eq(ml_rand(fkey, sizeof(fkey)), 0);
-	snprintf(path, sizeof(path), "%s/notes.db", dir);
-	ck_assert_int_eq(note_db_open(path, &db), 0);
+	snprintf(path, sizeof(path), "%s/registry.db", dir);
+	ck_assert_int_eq(reg_open(path, NULL, &db), 0);
 	rn = new_reg(&server);
 }
 
@@ -98,7 +98,7 @@ teardown(void)
 	char cmd[160];
 
 	reg_note_free(rn);
-	note_db_close(db);
+	reg_close(db);
 	chiplink_close(line);
 	ml_p256_key_free(station.k);
 	ml_p256_key_free(rogue.k);
@@ -178,7 +178,7 @@ count_notes(void)
 {
 	uint64_t n = 0;
 
-	ck_assert_int_eq(note_db_count_notes(db, &n), 0);
+	ck_assert_int_eq(reg_notes_count(db, &n), 0);
 	return n;
 }
 
@@ -362,7 +362,7 @@ START_TEST(duplicate_serial_flags_both)
 	ck_assert_int_eq(rep.reason, NOTE_R_DUP_SERIAL);
 	ck_assert_uint_eq(rep.flags & NOTE_F_TWO_CHIPS, NOTE_F_TWO_CHIPS);
 	ck_assert_uint_eq(count_notes(), 1);
-	ck_assert_int_eq(note_db_flagged(db, "TS00000007"), 1);
+	ck_assert_int_eq(reg_notes_flagged(db, "TS00000007"), 1);
 }
 END_TEST
 
