@@ -46,7 +46,7 @@ ne_init() {
 	NE_CONN=(--server "127.0.0.1:$NE_PORT" --ca "$NE_WORK/ca/root.pem"
 	    --cert "$NE_WORK/station.pem" --module "$NE_MODULE"
 	    --key "pkcs11:token=mintline-station;object=channel?pin-source=file:$NE_WORK/pins/station.pin")
-	NE_DB=$NE_WORK/registry.db
+	NE_DB=$NE_WORK/registry.db	# the server's one registry: readers, chips, notes
 	NE_JOURNAL=$NE_WORK/journal.db
 	NE_FKEY=$NE_WORK/pins/feature.key
 	NE_SOPIN=$NE_WORK/pins/chip-so.pin
@@ -96,7 +96,7 @@ ne_keys() {
 	"$NE_CA" issue --dir "$NE_WORK/ca" --role station --serial STN-0001 \
 	    --p11 "pkcs11:token=mintline-station;object=channel?pin-source=file:$NE_WORK/pins/station.pin" \
 	    --module "$NE_MODULE" --out "$NE_WORK/station.pem" >/dev/null &&
-	"$NE_SRV" enroll --registry "$NE_WORK/server-registry.db" \
+	"$NE_SRV" enroll --registry "$NE_DB" \
 	    --factory "mint line 1" "$NE_WORK/station.pem" >/dev/null
 }
 
@@ -125,11 +125,11 @@ ne_server_start() {
 	# the log is appended to: wait for a "listening" line of this start
 	local started
 	started=$(ne_listening)
-	MINTLINE_NOTE_DB=$NE_DB MINTLINE_NOTE_ISSUERS=$NE_ISSUER_PUB \
-	MINTLINE_NOTE_FEATURE_KEY=$NE_FKEY MINTLINE_NOTE_SEAL_KEY=$NE_SERVER_KEY \
 	"$NE_SRV" --listen "127.0.0.1:$NE_PORT" --ca "$NE_WORK/ca/root.pem" \
 	    --cert "$NE_WORK/server.pem" --key "$NE_SERVER_KEY_HS" \
-	    --module "$NE_MODULE" --registry "$NE_WORK/server-registry.db" \
+	    --module "$NE_MODULE" --registry "$NE_DB" \
+	    --note-issuers "$NE_ISSUER_PUB" --note-feature-key "$NE_FKEY" \
+	    --note-seal-key "$NE_SERVER_KEY" \
 	    --workers "${NE_SRV_WORKERS:-4}" "$@" >>"$NE_WORK/server.log" 2>&1 &
 	NE_SERVER_PID=$!
 	local j

@@ -56,9 +56,9 @@ done
 "$SERVER" enroll --registry reg.db readers/r*.pem >/dev/null || exit 1
 "$MKIDCARD" --sam-key sam.key --seed 5 -q card.img || exit 1
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-MINTLINE_SAM="emul:$W/sam.key" "$SERVER" --listen 127.0.0.1:$PORT \
+"$SERVER" --listen 127.0.0.1:$PORT \
     --ca ca/root.pem --cert srv.pem --key "$SRVKEY" --module "$MODULE" \
-    --registry reg.db --workers 4 > server.log 2>&1 &
+    --registry reg.db --sam "emul:$W/sam.key" --workers 4 > server.log 2>&1 &
 SRV_PID=$!
 for i in $(seq 50); do grep -q listening server.log 2>/dev/null && break; sleep 0.1; done
 echo "== mintline-server over loopback TCP (handshake A every first read) =="

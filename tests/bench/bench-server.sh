@@ -5,7 +5,7 @@
 #   1. idle authenticated channels held and the server's RSS
 #      (goal: 10,000 in under 1 GiB)
 #   2. note registrations/s through the registry back-ends in the same run:
-#      SQLite (note_db.c, group commit) and PostgreSQL (registry_pg.c, a
+#      SQLite (registry_sqlite.c, group commit) and PostgreSQL (registry_pg.c, a
 #      private cluster, see tests/integration/pg-lib.sh)
 #   3. handshakes/s with 1 and 2 server worker threads (goal >= 1.8x on 2
 #      cores), with the server's own CPU per handshake from its stats line

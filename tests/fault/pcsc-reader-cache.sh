@@ -73,8 +73,8 @@ SRVKEY="pkcs11:token=server;object=srvkey?pin-source=file:$W/pin"
 "$MKIDCARD" --sam-key "$W/sam.key" --seed 11 -q "$W/cardA.img" || exit 1
 "$SERVER" enroll --registry reg.db chiprdr.pem >/dev/null || exit 1
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-MINTLINE_SAM="emul:$W/sam.key" "$SERVER" --listen 127.0.0.1:$PORT --ca ca/root.pem \
-    --cert srv.pem --key "$SRVKEY" --module "$MODULE" --registry reg.db -v \
+"$SERVER" --listen 127.0.0.1:$PORT --ca ca/root.pem \
+    --cert srv.pem --key "$SRVKEY" --module "$MODULE" --registry reg.db --sam "emul:$W/sam.key" -v \
     > server.log 2>&1 &
 SRV_PID=$!
 

@@ -143,9 +143,9 @@ tokens_backup "$W/tokens"
 
 PORT=$(free_port)
 server_start() {
-	MINTLINE_SAM="emul:$W/sam.key" "$SERVER" --listen 127.0.0.1:$PORT \
+	"$SERVER" --listen 127.0.0.1:$PORT \
 	    --ca ca/root.pem --cert srv.pem --key "$SRVKEY" --module "$MODULE" \
-	    --registry reg.db --workers 4 --read-timeout 1500 \
+	    --registry reg.db --sam "emul:$W/sam.key" --workers 4 --read-timeout 1500 \
 	    --idle-timeout 5000 -v >> server.log 2>&1 &
 	SRV_PID=$!
 	for _ in $(seq 100); do

@@ -43,7 +43,7 @@ KR="pkcs11:token=mintline-reader;object=channel?pin-source=file:$W/pins/reader.p
     --module "$NE_MODULE" --out "$W/station2.pem" >/dev/null || exit 1
 "$NE_CA" issue --dir "$W/ca" --role reader --serial RDR-R-0001 --p11 "$KR" \
     --module "$NE_MODULE" --out "$W/reader.pem" >/dev/null || exit 1
-"$NE_SRV" enroll --registry "$W/server-registry.db" "$W/station2.pem" \
+"$NE_SRV" enroll --registry "$NE_DB" "$W/station2.pem" \
     "$W/reader.pem" >/dev/null || exit 1
 resubmit() {	# IMAGE CERT KEY [extra]
 	"$RESUBMIT" "$1" --server "127.0.0.1:$NE_PORT" --ca "$W/ca/root.pem" \

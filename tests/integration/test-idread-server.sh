@@ -3,7 +3,7 @@
 # the server's key in a private SoftHSM2 token, the reader's key generated
 # inside the reader secure chip (in-process line) and certified by the test
 # CA, handshake A (and B once), the SAM emulator behind the server
-# (MINTLINE_SAM).  The scenarios are those of test-idread-loopback.sh
+# (--sam).  The scenarios are those of test-idread-loopback.sh
 # (idread-lib.sh), plus the per-reader read records in the registry (ID-3).
 #
 # Needs: softhsm2-util, pkcs11-tool, python3, sqlite3 (else 77 = skipped).
@@ -60,9 +60,9 @@ free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 PORT=$(free_port)
-MINTLINE_SAM="emul:$W/sam.key" "$SERVER" --listen 127.0.0.1:$PORT \
+"$SERVER" --listen 127.0.0.1:$PORT \
     --ca ca/root.pem --cert srv.pem --key "$SRVKEY" --module "$MODULE" \
-    --registry reg.db --workers 4 -v > server.log 2>&1 &
+    --registry reg.db --sam "emul:$W/sam.key" --workers 4 -v > server.log 2>&1 &
 SRV_PID=$!
 for i in $(seq 50); do
 	grep -q listening server.log 2>/dev/null && break

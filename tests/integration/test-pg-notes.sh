@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # BN-7, BN-8: banknote registration through two mintline-server instances that
-# share one PostgreSQL registry (--registry postgresql://..,
-# MINTLINE_NOTE_DB=registry).  Two stations issue two batches at once, one
+# share one PostgreSQL registry (readers, chips and notes in one database;
+# the note settings in a configuration file).  Two stations issue two batches at once, one
 # through each server; a third station tries serials already issued, on
 # other chips, through the other server; one server is killed (-9) under
 # load and its station resumes through the OTHER server.  Then: every note
@@ -36,14 +36,24 @@ ne_keys || { echo "key ceremony failed"; exit 1; }
 "$NE_SRV" enroll --registry "$URL" --factory "mint line 1" "$W/station.pem" >/dev/null ||
     { echo "enroll in PostgreSQL failed"; exit 1; }
 
+# what both servers share: one configuration file
+cat >"$W/server.conf" <<CONF
+ca               = $W/ca/root.pem
+cert             = $W/server.pem
+key              = $NE_SERVER_KEY_HS
+module           = $NE_MODULE
+registry         = $URL
+registry-pool    = 4
+workers          = 2
+note-issuers     = $NE_ISSUER_PUB
+note-feature-key = $NE_FKEY
+note-seal-key    = $NE_SERVER_KEY
+CONF
 start_srv() {	# name port
 	local n0
 	n0=$(grep -c "listening on 127.0.0.1:$2" "$W/$1.log" 2>/dev/null)
-	MINTLINE_NOTE_DB=registry MINTLINE_NOTE_ISSUERS=$NE_ISSUER_PUB \
-	MINTLINE_NOTE_FEATURE_KEY=$NE_FKEY MINTLINE_NOTE_SEAL_KEY=$NE_SERVER_KEY \
-	"$NE_SRV" --listen "127.0.0.1:$2" --ca "$W/ca/root.pem" \
-	    --cert "$W/server.pem" --key "$NE_SERVER_KEY_HS" --module "$NE_MODULE" \
-	    --registry "$URL" --workers 2 >>"$W/$1.log" 2>&1 &
+	"$NE_SRV" --config "$W/server.conf" --listen "127.0.0.1:$2" \
+	    >>"$W/$1.log" 2>&1 &
 	eval "PID_$1=$!"
 	PIDS+=($!)
 	for _ in $(seq 100); do

@@ -50,7 +50,7 @@ fi
 
 # 1b. the same for the SQLite back-end (schema_version there too)
 if "$T" migrate "$W/sq.db" 6 > migrate-sq.log 2>&1 &&
-    [ "$(sqlite3 "$W/sq.db" 'SELECT group_concat(version) FROM schema_version')" = 1 ]; then
+    [ "$(sqlite3 "$W/sq.db" 'SELECT group_concat(version) FROM (SELECT version FROM schema_version ORDER BY version)')" = 1,2 ]; then
 	ok "SQLite: 6 concurrent start-ups migrate once (schema_version, user_version $(sqlite3 "$W/sq.db" 'PRAGMA user_version'))"
 else
 	cat migrate-sq.log; bad "SQLite concurrent migrations"
@@ -129,6 +129,44 @@ else
 		echo "# servers part skipped: $(grep '^skip' servers.log)"
 	else
 		cat servers.log; bad "two mintline-server instances (rc $rc)"
+	fi
+fi
+
+# 7. the one-shot import of an older server's SQLite note file into a
+# PostgreSQL registry (docs/operations.md, "Upgrading: one registry")
+if [ -x "$SERVER" ]; then
+	psql -q -h "$PG_DIR/sock" -p "$PG_PORT" -U mintline -d postgres \
+	    -c "CREATE DATABASE mintline_import" >/dev/null
+	URL2=${URL%/mintline}/mintline_import
+	rm -f old-notes.db
+	sqlite3 old-notes.db "
+	  CREATE TABLE note_chip (chip_serial TEXT PRIMARY KEY, chip_pub BLOB NOT NULL CHECK (length(chip_pub) = 65), enrolled_at INTEGER NOT NULL);
+	  CREATE TABLE note (reg_id INTEGER PRIMARY KEY, note_id TEXT NOT NULL UNIQUE, chip_serial TEXT NOT NULL UNIQUE REFERENCES note_chip, feature BLOB NOT NULL, challenge BLOB NOT NULL, station_sig BLOB NOT NULL, issuer_pub BLOB NOT NULL, registered_at INTEGER NOT NULL);
+	  CREATE TABLE note_flag (note_id TEXT NOT NULL, chip_serial TEXT NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (note_id, chip_serial));
+	  CREATE TABLE note_reject (reason TEXT PRIMARY KEY, count INTEGER NOT NULL);
+	  INSERT INTO note_chip VALUES ('CIMP000000000001', zeroblob(65), 10), ('CIMP000000000002', zeroblob(65), 11);
+	  INSERT INTO note VALUES (7, 'IM00000007', 'CIMP000000000001', x'0a0b', zeroblob(16), zeroblob(64), zeroblob(65), 20);
+	  INSERT INTO note_flag VALUES ('IM00000007', 'CIMP000000000002', 'serial presented by two chips', 30);
+	  INSERT INTO note_reject VALUES ('chip_sig', 5);"
+	out=$("$SERVER" import-notes --registry "$URL2" old-notes.db 2>&1)
+	q() { psql -qAt -h "$PG_DIR/sock" -p "$PG_PORT" -U mintline -d mintline_import -c "$1"; }
+	if echo "$out" | grep -q "2 chip(s), 1 note(s), 1 flag(s), 1 refusal" &&
+	   [ "$(q "SELECT reg_id || ' ' || registered_at || ' ' || encode(feature, 'hex') FROM note")" = "7 20 0a0b" ] &&
+	   [ "$(q "SELECT count FROM note_reject WHERE reason = 'chip_sig'")" = 5 ]; then
+		ok "import-notes into PostgreSQL: ids, times and rows kept ($out)"
+	else
+		bad "import-notes into PostgreSQL: $out"
+	fi
+	# the sequence moved past the imported ids; a second import is refused
+	[ "$(q "SELECT nextval(pg_get_serial_sequence('note', 'reg_id'))")" = 8 ] &&
+	    ok "import-notes: the reg_id sequence continues after the imported ids" ||
+	    bad "reg_id sequence not moved"
+	if out=$("$SERVER" import-notes --registry "$URL2" old-notes.db 2>&1); then
+		bad "second import accepted: $out"
+	else
+		[ "$(q "SELECT count(*) FROM note")" = 1 ] &&
+		    ok "a second import-notes is refused and changes nothing" ||
+		    bad "second import changed the registry"
 	fi
 fi
 

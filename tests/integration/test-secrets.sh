@@ -88,9 +88,9 @@ fi
 "$SERVER" enroll --registry reg.db $ENROLL >/dev/null || exit 1
 
 PORT=$(free_port)
-MINTLINE_TEST_KEYLOG=$W/srv.keys MINTLINE_SAM="emul:$W/sam.key" \
+MINTLINE_TEST_KEYLOG=$W/srv.keys \
     "$SERVER" --listen 127.0.0.1:$PORT --ca ca/root.pem --cert srv.pem \
-    --key "$SRVKEY" --module "$MODULE" --registry reg.db --workers 2 -v \
+    --key "$SRVKEY" --module "$MODULE" --registry reg.db --sam "emul:$W/sam.key" --workers 2 -v \
     > server.log 2>&1 &
 SRV_PID=$!
 for _ in $(seq 100); do grep -q listening server.log 2>/dev/null && break; sleep 0.05; done

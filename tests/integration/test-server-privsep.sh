@@ -123,13 +123,40 @@ workers = 2
 read-timeout = soon
 CONF
 out=$("$SERVER" --config bad.conf --check-config 2>&1)
-echo "$out" | grep -q "bad.conf: line 5: bad value" && ok "config error names the line ($out)" || bad "config error: $out"
+echo "$out" | grep -q "bad.conf:5: read-timeout: bad value" && ok "config error names the file, line and key ($out)" || bad "config error: $out"
 printf 'listen = 127.0.0.1:1\nno-such-key = 1\n' > bad2.conf
 out=$("$SERVER" --config bad2.conf --check-config 2>&1)
-echo "$out" | grep -q "line 2: unknown key" && ok "unknown key: line 2" || bad "unknown key: $out"
+echo "$out" | grep -q "bad2.conf:2: no-such-key: unknown key" && ok "unknown key: file, line 2, the key" || bad "unknown key: $out"
+# one configuration channel: every setting is a key (and an option), the
+# environment variables of older servers are not read, and --print-config
+# shows the effective configuration with the PIN elided
+cat > print.conf <<CONF
+note-issuers = /etc/mintline/issuer.pem
+sam = emul:/srv/sam.key
+key = pkcs11:token=t;object=k?pin-value=SECRET77
+CONF
+out=$(MINTLINE_NOTE_ISSUERS=/env.pem MINTLINE_SAM=emul:/env.key MINTLINE_REGISTRY_POOL=3 \
+    "$SERVER" --config print.conf --registry-pool 5 --print-config 2>&1)
+if echo "$out" | grep -qx "note-issuers *= /etc/mintline/issuer.pem" &&
+   echo "$out" | grep -qx "sam *= emul:/srv/sam.key" &&
+   echo "$out" | grep -qx "registry-pool *= 5" &&
+   echo "$out" | grep -q "pin-value=(elided)" && ! echo "$out" | grep -q "SECRET77" &&
+   ! echo "$out" | grep -q "/env"; then
+	ok "--print-config: file and options, environment ignored, PIN elided"
+else
+	bad "--print-config: $out"
+fi
+for k in listen registry registry-pool note-issuers note-feature-key note-seal-key sam idread-deadline idread-max-rounds; do
+	echo "$out" | grep -q "^$k " || bad "--print-config lacks $k"
+done
+for v in MINTLINE_NOTE_DB MINTLINE_NOTE_ISSUERS MINTLINE_NOTE_FEATURE_KEY MINTLINE_NOTE_SEAL_KEY MINTLINE_SAM MINTLINE_REGISTRY_POOL; do
+	for exe in "$SERVER" "$(dirname "$SERVER")/mintline-monitor"; do
+		if strings "$exe" | grep -q "$v"; then bad "$exe still names $v"; fi
+	done
+done
 printf 'key pkcs11:token=a?pin-value=SECRET99\n' > bad3.conf
 out=$("$SERVER" --config bad3.conf --check-config 2>&1)
-echo "$out" | grep -q "line 1" && ! echo "$out" | grep -q SECRET99 && ok "malformed line reported without echoing the value" || bad "bad3: $out"
+echo "$out" | grep -q "bad3.conf:1: " && ! echo "$out" | grep -q SECRET99 && ok "malformed line reported without echoing the value" || bad "bad3: $out"
 "$SERVER" --config /nonexistent.conf --check-config >/dev/null 2>&1 && bad "missing --config accepted" || ok "missing --config refused"
 "$SERVER" --check-config >/dev/null 2>&1 && ok "no configuration file: defaults run" || bad "defaults refused"
 
@@ -348,7 +375,7 @@ PY
 printf 'bogus line\n' >> server.conf
 kill -HUP "$SRV_PID"
 wait_log "configuration not reloaded" server.log && ok "SIGHUP with a broken file: old configuration stays" || bad "broken reload"
-grep -q 'line [0-9]*: expected' server.log && ok "reload error names the line" || bad "reload error without line"
+grep -q 'server.conf:[0-9]*: expected' server.log && ok "reload error names the file and line" || bad "reload error without line"
 kill -0 "$SRV_PID" && ok "server still running" || bad "server died on a bad reload"
 sed -i '/^bogus line$/d' server.conf
 

@@ -35,7 +35,6 @@
 #include <unistd.h>
 
 #include "ml_log.h"
-#include "note_proto.h"
 #include "registry.h"
 
 static int failures;
