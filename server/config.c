@@ -1,5 +1,5 @@
 /*
- * mintline-server's configuration, its ONE channel (OP-3): one file of
+ * mintline-server's configuration, its one channel: one file of
  * "key = value" lines (default /etc/mintline/server.conf;
  * man/mintline-server.8 and docs/operations.md list every key), the same
  * names as the long command line options, which override the file.  No

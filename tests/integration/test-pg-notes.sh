@@ -5,8 +5,8 @@
 # through each server; a third station tries serials already issued, on
 # other chips, through the other server; one server is killed (-9) under
 # load and its station resumes through the OTHER server.  Then: every note
-# registered exactly once, none on two chips, the duplicates refused and
-# both chips flagged, every issued note GENUINE online.
+# registered exactly once, none on two chips, the duplicates refused
+# before any chip is written, every issued note GENUINE online.
 # Exit 77 (skipped) without postgresql, SoftHSM2, OpenSC.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
