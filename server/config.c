@@ -437,3 +437,36 @@ srv_config_print(const struct srv_opts *o, FILE *f)
 		fprintf(f, "%-19s = %s\n", conf_keys[i].name, v);
 	}
 }
+
+size_t
+srv_config_reload(struct srv_opts *cur, const struct srv_opts *next,
+    char *changed, size_t len)
+{
+	const struct conf_key *k;
+	size_t i, n = 0, o = 0, sz;
+
+	if (len > 0) {
+		changed[0] = '\0';
+	}
+	for (i = 0; i < ML_NELEM(conf_keys); i++) {
+		k = &conf_keys[i];
+		sz = k->kind == CK_STR ? k->size : sizeof(int);
+		if (k->kind == CK_STR ? strcmp((const char *)cur + k->off,
+		    (const char *)next + k->off) == 0 :
+		    memcmp((const char *)cur + k->off,
+		    (const char *)next + k->off, sz) == 0) {
+			continue;
+		}
+		if (k->reload) {
+			memcpy((char *)cur + k->off, (const char *)next + k->off,
+			    sz);
+			continue;
+		}
+		n++;
+		if (o < len) {
+			o += (size_t)snprintf(changed + o, len - o, "%s%s",
+			    o > 0 ? ", " : "", k->name);
+		}
+	}
+	return n;
+}

@@ -74,6 +74,13 @@ ML_MUST_CHECK int srv_config_load(const char *path, bool must_exist,
 ML_MUST_CHECK int srv_config_set(struct srv_opts *o, const char *key,
     const char *val);
 bool	srv_config_reloadable(const char *key);
+/*
+ * SIGHUP: copy into *cur the keys that reload ("reload" in the table) and
+ * differ in *next; the others stay.  Returns how many of those others
+ * differ, their names, comma separated, in changed (they need a restart).
+ */
+size_t	srv_config_reload(struct srv_opts *cur, const struct srv_opts *next,
+	    char *changed, size_t len);
 /* The i-th key of the table (= long option name), NULL past the end. */
 const char *srv_config_key(size_t i);
 /*

@@ -675,9 +675,9 @@ srv_reload_crl(struct srv *s)
 
 /*
  * SIGHUP: the configuration file again (then the command line over it).
- * Timeouts, limits, log settings and the CRL path apply at once; a
- * changed listener, key, certificate, registry, worker count, user or
- * chroot needs a restart and is only reported.
+ * The keys marked "reload" in server/config.c (timeouts, limits, log
+ * settings, the CRL path) apply at once; any other changed key needs a
+ * restart and is only reported, by name.
  */
 static void
 srv_reload(struct srv *s)
@@ -689,34 +689,20 @@ srv_reload(struct srv *s)
 			ml_err("SIGHUP: configuration not reloaded; the old one "
 			    "stays");
 		} else {
-#define SAME_STR(f) (strcmp(no.f, s->o.f) == 0)
-			if (!SAME_STR(listen) || !SAME_STR(ca) ||
-			    !SAME_STR(cert) || !SAME_STR(key) ||
-			    !SAME_STR(module) || !SAME_STR(registry) ||
-			    !SAME_STR(user) || !SAME_STR(chroot_dir) ||
-			    !SAME_STR(metrics) || !SAME_STR(monitor) ||
-			    no.workers != s->o.workers) {
-				ml_warn("SIGHUP: listen, ca, cert, key, module, "
-				    "registry, workers, user, chroot, monitor "
-				    "and metrics-listen changes need a restart");
+			char changed[512];
+
+			/* the table says which keys reload (server/config.c) */
+			if (srv_config_reload(&s->o, &no, changed,
+			    sizeof(changed)) > 0) {
+				ml_warn("SIGHUP: %s changed: these need a "
+				    "restart; the running values stay",
+				    changed);
 			}
-#undef SAME_STR
-			memcpy(s->o.crl, no.crl, sizeof(s->o.crl));
-			s->o.read_timeout_ms = no.read_timeout_ms;
-			s->o.idle_timeout_ms = no.idle_timeout_ms;
-			s->o.max_conns = no.max_conns;
-			s->o.max_unauth = no.max_unauth;
-			s->o.max_unauth_per_addr = no.max_unauth_per_addr;
-			s->o.r1_lifetime_ms = no.r1_lifetime_ms;
-			s->hscfg.r1_lifetime_ms = (uint32_t)no.r1_lifetime_ms;
-			s->o.stats_interval_s = no.stats_interval_s;
-			s->o.drain_timeout_ms = no.drain_timeout_ms;
-			s->o.log_format = no.log_format;
-			s->o.log_level = no.log_level;
-			ml_log_set_format((enum ml_log_format)no.log_format);
-			if (no.log_level >= 0) {
+			s->hscfg.r1_lifetime_ms = (uint32_t)s->o.r1_lifetime_ms;
+			ml_log_set_format((enum ml_log_format)s->o.log_format);
+			if (s->o.log_level >= 0) {
 				ml_log_set_level(
-				    (enum ml_log_level)no.log_level);
+				    (enum ml_log_level)s->o.log_level);
 			}
 			ml_log(ML_LOG_WARN, "SIGHUP: configuration reloaded");
 		}

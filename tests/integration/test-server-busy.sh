@@ -93,7 +93,7 @@ stats() {	# the stats: line after SIGUSR1
 }
 
 ne_keys || { echo "key ceremony failed"; exit 1; }
-"$LOAD" setup --ca-dir "$W/ca" --registry "$W/server-registry.db" \
+"$LOAD" setup --ca-dir "$W/ca" --registry "$NE_DB" \
     --readers 4 --out "$W/good.bundle" >/dev/null || { echo "load setup failed"; exit 1; }
 MPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 ne_server_start --max-conns 12 --max-unauth 8 --max-unauth-per-addr 4 \

@@ -40,7 +40,7 @@ bad() { echo "FAIL - $*"; fail=1; }
 field() { sed -n "s/.*[ :]$1=\([0-9.]*\).*/\1/p" <<<"$2" | tail -1; }
 
 ne_keys || { echo "key ceremony failed"; exit 1; }
-"$LOAD" setup --ca-dir "$W/ca" --registry "$W/server-registry.db" \
+"$LOAD" setup --ca-dir "$W/ca" --registry "$NE_DB" \
     --readers 8 --out "$W/good.bundle" >/dev/null || { echo "load setup failed"; exit 1; }
 "$NE_CA" init --dir "$W/rogue-ca" --cn "mintline demo root" >/dev/null &&
 "$LOAD" setup --ca-dir "$W/rogue-ca" --registry "$W/rogue-registry.db" \

@@ -288,6 +288,34 @@ START_TEST(conf_env_not_read)
 }
 END_TEST
 
+/* SIGHUP takes the keys the table marks "reload" and names the others. */
+START_TEST(conf_reload)
+{
+	struct srv_opts cur, next;
+	char changed[256];
+
+	srv_opts_default(&cur);
+	ck_assert_r(srv_config_set(&cur, "listen", "0.0.0.0:7443"), 0);
+	ck_assert_r(srv_config_set(&cur, "listen", "a:1"), 0);
+	srv_opts_default(&next);
+	ck_assert_r(srv_config_set(&next, "listen", "a:1"), 0);
+	ck_assert_uint_eq(srv_config_reload(&cur, &next, changed,
+	    sizeof(changed)), 0);			/* bytes after the NUL */
+	ck_assert_str_eq(changed, "");
+	ck_assert_r(srv_config_set(&next, "read-timeout", "777"), 0);
+	ck_assert_r(srv_config_set(&next, "crl", "/new.crl"), 0);
+	ck_assert_r(srv_config_set(&next, "note-issuers", "/other.pem"), 0);
+	ck_assert_r(srv_config_set(&next, "workers", "9"), 0);
+	ck_assert_uint_eq(srv_config_reload(&cur, &next, changed,
+	    sizeof(changed)), 2);
+	ck_assert_str_eq(changed, "workers, note-issuers");
+	ck_assert_int_eq(cur.read_timeout_ms, 777);
+	ck_assert_str_eq(cur.crl, "/new.crl");
+	ck_assert_str_eq(cur.note_issuers, "");		/* needs a restart */
+	ck_assert_int_eq(cur.workers, 4);
+}
+END_TEST
+
 static Suite *
 conf_suite(void)
 {
@@ -300,6 +328,7 @@ conf_suite(void)
 	tcase_add_test(tc, conf_print_round_trip);
 	tcase_add_test(tc, conf_print_elides_secrets);
 	tcase_add_test(tc, conf_env_not_read);
+	tcase_add_test(tc, conf_reload);
 	suite_add_tcase(s, tc);
 	return s;
 }
