@@ -250,7 +250,7 @@ prov_open(void *ctx, const char *uri, struct key **ret)
 	if (!m->has_seal) {
 		return ml_errf(ML_ERR_NOT_FOUND, "%s: the monitor holds no such "
 		    "key (a seal key must be set when mintline-server starts: "
-		    "MINTLINE_NOTE_SEAL_KEY)", uri);
+		    "note-seal-key)", uri);
 	}
 	return key_new(&mon_seal_class, m, m->seal_pub, ret);
 }

@@ -53,7 +53,7 @@ bool	mon_has_seal(const struct mon *m);
  *     MON_SIGN_TRANSCRIPT and whose ecdh is MON_DECRYPT_KEYX during a
  *     handshake and MON_DECRYPT_FEATURE after it;
  *   - for any other URI, when the monitor opened a seal key
- *     (MINTLINE_NOTE_SEAL_KEY, read by the monitor itself): the seal key,
+ *     (the `seal` of mon_start, opened by the monitor itself): the seal key,
  *     ecdh only, MON_DECRYPT_FEATURE; else ML_ERR_NOT_FOUND.
  * ret->pub(uri) is MON_PUBKEY (start-up only).  m must outlive the keys.
  */
