@@ -98,23 +98,19 @@ scenario() {	# NAME FULL
 	[ $fail = 0 ] || { echo "# server log (tail):"; tail -8 "$W/server.log"; }
 }
 
-# ---- SQLite: both registry files on the small file system ----
+# ---- SQLite: the server's one registry file on the small file system ----
 W=$W0/sqlite
 ne_init "$W" "$B" 4 || exit 77
 small_fs "$W/full" || { echo "skip: cannot mount a tmpfs here"; exit 77; }
 ln -s full/registry.db "$W/registry.db"
-ln -s full/server-registry.db "$W/server-registry.db"
 ne_keys || { echo "key ceremony failed"; exit 1; }
 ne_chips "$N" || exit 1
 ne_batch "$N" >"$W/batch.csv"
 ne_server_start || { echo "server did not start"; exit 1; }
 ne_provision "$W/chips" >/dev/null 2>"$W/provision.err" ||
     { echo "provision failed"; cat "$W/provision.err"; exit 1; }
-count_notes() {	# the note registry: its own file, or the server's
-	local db=$W/full/registry.db
-	sqlite3 "$W/full/server-registry.db" 'select 1 from note limit 0' \
-	    2>/dev/null && db=$W/full/server-registry.db
-	sqlite3 "$db" 'select count(*), count(distinct note_id) from note' | tr '|' ' '
+count_notes() {
+	sqlite3 "$W/full/registry.db" 'select count(*), count(distinct note_id) from note' | tr '|' ' '
 }
 scenario sqlite "$W/full"
 ne_server_stop
@@ -135,7 +131,7 @@ ne_keys || { echo "key ceremony failed"; exit 1; }
     { bad "enroll in PostgreSQL"; exit 1; }
 ne_chips "$N" || exit 1
 ne_batch "$N" >"$W/batch.csv"
-NE_DB=registry ne_server_start --registry "$PG_URL" || { echo "server did not start"; exit 1; }
+ne_server_start --registry "$PG_URL" || { echo "server did not start"; exit 1; }
 ne_provision "$W/chips" >/dev/null 2>"$W/provision.err" ||
     { echo "provision failed"; cat "$W/provision.err"; exit 1; }
 pg_psql "CREATE TABLESPACE small LOCATION '$PG_DIR/full'" &&
