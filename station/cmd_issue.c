@@ -48,7 +48,7 @@
 #include "note_uplink.h"
 #include "sw.h"
 
-#define MAX_WORKERS	64
+#define MAX_WORKERS	256	/* positions: as many as a line has (inproc: 256) */
 
 struct issue_opts {
 	const char	*line;

@@ -48,7 +48,7 @@
 #include "note_proto.h"
 #include "note_uplink.h"
 
-#define MAX_WORKERS	64
+#define MAX_WORKERS	256	/* positions: as many as a line has (inproc: 256) */
 #define MAX_ISSUERS	8
 
 struct verify_opts {
