@@ -8,7 +8,7 @@
 # same server.  Prints per row: notes/s, the ideal rate (positions / chip
 # time per note, the chip time being what the profile charged, as the
 # line's own log reports it), their ratio, and the host CPU per note
-# (station + server + monitor, user + system).
+# (user + system: the station process; mintline-server and its monitor).
 #   POSITIONS="8 64 256" ROUNDS=3 PROFILE=default tests/bench/bench-line.sh [BUILD_DIR]
 # ROUNDS chips per position per row; keep each row well under a minute.
 # shellcheck disable=SC2119
@@ -65,14 +65,14 @@ row() {	# row WHAT P NOTES "wall st srv" CHIPSECS
 	    'BEGIN { split(tt, t, " ");
 		rate = n / t[1]; ideal = (c > 0) ? p / (c / n) : 0;
 		ratio = (ideal > 0) ? 100 * rate / ideal : 0;
-		printf "| %-7s | %4d | %-7s | %5d | %8.1f | %8.1f | %5.0f%% | %10.0f us | %11.1f ms |\n",
-		    what, p, prof, n, rate, ideal, ratio,
-		    1e6 * (t[2] + t[3]) / n, (c > 0) ? 1000 * c / n : 0 }'
+		printf "| %-7s | %4d | %-7s | %5d | %8.1f | %8.1f | %5.0f%% | %6.0f + %6.0f us | %11.1f ms |\n",
+		    what, p, prof, n, rate, ideal, ratio, 1e6 * t[2] / n,
+		    1e6 * t[3] / n, (c > 0) ? 1000 * c / n : 0 }'
 }
 
 echo "bench-line: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), profile $PROFILE, $ROUNDS chips per position"
-echo "| job     |    P | profile | notes |  notes/s |  ideal/s | ratio | host CPU/note | chip time/note |"
-echo "| ---     | ---: | ---     | ---:  |     ---: |     ---: |  ---: |          ---: |           ---: |"
+echo "| job     |    P | profile | notes |  notes/s |  ideal/s | ratio | CPU/note station + server | chip time/note |"
+echo "| ---     | ---: | ---     | ---:  |     ---: |     ---: |  ---: |                      ---: |           ---: |"
 first=1
 for P in $POSITIONS; do
 	n=$((P * ROUNDS))
