@@ -34,6 +34,8 @@
 #include "sw.h"
 
 #define SAM_PCSC_REST_MS	1000	/* a failed SAM sits out this long */
+#define SAM_PCSC_OTHER_MS	10000	/* a slot without a SAM: looked at
+					 * again after this long */
 #define SAM_PCSC_MAX_CMD	(1 + IDC_CONFIG_MAX + IDCARD_MAX_DATA)
 
 struct sam_slot {
@@ -186,17 +188,25 @@ slot_take(struct sam_pcsc *p, const bool *tried)
 	return cand;
 }
 
+enum slot_outcome { SLOT_DONE, SLOT_FAILED, SLOT_NO_SAM };
+
 static void
-slot_give(struct sam_pcsc *p, size_t i, bool failed)
+slot_give(struct sam_pcsc *p, size_t i, enum slot_outcome o)
 {
 	pthread_mutex_lock(&p->mu);
 	p->s[i].busy = false;
-	if (failed) {
+	switch (o) {
+	case SLOT_DONE:
+		p->s[i].decodes++;
+		break;
+	case SLOT_FAILED:
 		p->s[i].rest_until_ms = now_ms() + SAM_PCSC_REST_MS;
 		p->s[i].gen = 0;	/* check it again when it is back */
 		p->s[i].failed = true;
-	} else {
-		p->s[i].decodes++;
+		break;
+	case SLOT_NO_SAM:	/* another card, or none: not a failure */
+		p->s[i].rest_until_ms = now_ms() + SAM_PCSC_OTHER_MS;
+		break;
 	}
 	pthread_cond_broadcast(&p->cv);
 	pthread_mutex_unlock(&p->mu);
@@ -209,8 +219,8 @@ pcsc_sam_decode(void *ctx, const uint8_t *config, size_t config_len,
 	struct sam_pcsc *p = ctx;
 	struct chipcmd cc;
 	struct ml_wr cmd = ml_wr_dyn(SAM_PCSC_MAX_CMD);
-	bool *tried = NULL;
-	char name[CHIPLINK_NAME_MAX];
+	bool *tried = NULL, again;
+	char name[CHIPLINK_NAME_MAX], serial[CHIP_SERIAL_LEN + 1];
 	size_t i;
 	int r = ML_ERR_INTERNAL, last = ML_ERR_IO;
 
@@ -231,18 +241,25 @@ pcsc_sam_decode(void *ctx, const uint8_t *config, size_t config_len,
 		chiplink_unlock(p->link, i);
 		if (r == 0 || r == ML_ERR_AUTH || r == ML_ERR_FORMAT ||
 		    r == ML_ERR_NOMEM) {
-			slot_give(p, i, false);
+			slot_give(p, i, SLOT_DONE);
 			goto out;
 		}
-		/* this SAM failed the read: the read goes to another one */
-		slot_give(p, i, true);
-		if (r != ML_ERR_NOT_FOUND || p->s[i].serial[0] != '\0') {
-			ml_warn("sam pcsc: SAM %s in %s failed a read (%s); "
-			    "retrying it on another SAM", p->s[i].serial[0] ?
-			    p->s[i].serial : "-", slot_name(p, i, name,
-			    sizeof(name)), ml_errmsg(r));
+		if (r == ML_ERR_NOT_FOUND) {	/* no SAM in this slot now */
+			slot_give(p, i, SLOT_NO_SAM);
+			continue;
 		}
-		last = r == ML_ERR_NOT_FOUND ? ML_ERR_IO : r;
+		/* this SAM failed the read: the read goes to another one
+		 * (the serial copied while the slot is still ours) */
+		memcpy(serial, p->s[i].serial, sizeof(serial));
+		again = p->s[i].failed;
+		slot_give(p, i, SLOT_FAILED);
+		if (!again) {	/* said once until it is back in service */
+			ml_warn("sam pcsc: SAM %s in %s failed a read (%s); "
+			    "retrying it on another SAM", serial[0] != '\0' ?
+			    serial : "-", slot_name(p, i, name, sizeof(name)),
+			    ml_errmsg(r));
+		}
+		last = r;
 	}
 	ml_err("sam pcsc: no SAM could take the read (%zu slot(s)): %s",
 	    p->nslots, ml_strerror(last));
