@@ -42,10 +42,10 @@ SEAMS=(
 	"+test_cut_after"	# chip power-cut hook (chip-applet/store.c)
 	"+test_remove_after"	# card removal hook (idread/idr_reader.c)
 	"note_uplink_local"	# the in-process note server (benchmark)
-	"hs_soft_keyops"	# software private keys (tests, benchmarks)
-	"key_soft_"
+	"key_soft_"		# in-memory private keys (keys/key_soft.c:
+				# tests, benchmarks, tools)
 )
-# Installed programs allowed to hold software keys: the load generator's
+# Installed programs allowed to hold in-memory keys: the load generator's
 # simulated readers (docs/operations.md).
 SOFT_KEY_PROGRAMS="mintline-load"
 
@@ -203,7 +203,7 @@ for t in json.load(open(sys.argv[1])):
 			b=${bins[$i]}
 			[ -f "$tmp/$i" ] || continue
 			case "$want" in
-			hs_soft*|key_soft*)
+			key_soft*)
 				[[ " $SOFT_KEY_PROGRAMS " == *" ${b##*/} "* ]] && continue ;;
 			esac
 			if grep -qF -- "$want" "$tmp/$i"; then
