@@ -30,8 +30,10 @@
 #include "hs_api.h"
 #include "key_p11.h"
 #include "idpkt.h"
-#include "idr_srv.h"		/* server/: loopback seam only */
-#include "sam.h"		/* server/: loopback seam only */
+#ifdef ML_TEST_HOOKS	/* server/: the loopback seam only */
+#include "idr_srv.h"
+#include "sam.h"
+#endif
 
 #include "cmd_idread.h"
 #include "st.h"
