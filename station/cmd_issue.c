@@ -206,7 +206,10 @@ iss_event(void *ctx, const struct note_line_event *ev)
 	struct iss *s = ctx;
 
 	pthread_mutex_lock(&s->mu);
-	if (ev->position < s->npos) {
+	if (ev->position < MAX_WORKERS) {
+		while (s->npos <= ev->position) {
+			s->pos[s->npos++] = '.';	/* a reader plugged in */
+		}
 		s->pos[ev->position] = mark[ev->state];
 	}
 	if (s->o.json && s->o.follow) {

@@ -15,6 +15,9 @@
 #include "note_line.h"
 
 #define FOLLOW_NAP_MS	200	/* follow mode: look for new images this often */
+/* Follow mode on PC/SC: readers plugged in while the line runs. */
+#define FOLLOW_MAX_ADDED	32
+#define FOLLOW_RESCAN_MS	1000
 
 static volatile sig_atomic_t nl_stop;
 
@@ -65,6 +68,9 @@ struct line {
 	struct chiplink		*link;
 	bool			 inproc;
 	struct chiplink_watch	*watch;		/* follow mode */
+	struct chiplink		*xlink[FOLLOW_MAX_ADDED];	/* readers added */
+	struct chiplink_watch	*xwatch[FOLLOW_MAX_ADDED];
+	size_t			 nx;
 	const char		*dir;		/* follow + inproc: images */
 	char			**images;
 	char			**seen;		/* follow: names fed, sorted */
@@ -75,9 +81,14 @@ struct line {
 };
 
 struct worker {
-	struct line	*ln;
-	size_t		 idx;
+	struct line		*ln;
+	size_t			 idx;	/* the position: the job's worker index */
+	struct chiplink		*link;	/* the link and slot of the position */
+	struct chiplink_watch	*watch;
+	size_t			 slot;
+	char			 name[CHIPLINK_NAME_MAX];
 };
+
 
 static int
 cmp_str(const void *a, const void *b)
@@ -224,9 +235,10 @@ emit(struct line *ln, size_t pos, enum note_line_state st, const char *name)
  * on it once, wait for it to be taken off, again, until the line stops.
  */
 static int
-follow_position(struct line *ln, size_t idx)
+follow_position(struct line *ln, const struct worker *w)
 {
 	const struct note_line_cfg *cfg = ln->cfg;
+	size_t idx = w->idx;
 	struct chiplink_slot_info si;
 	struct chipcmd cc;
 	uint64_t last = 0;
@@ -234,12 +246,12 @@ follow_position(struct line *ln, size_t idx)
 	int r;
 
 	while (!nl_stop && !ln->stop) {
-		r = chiplink_watch_arrival(ln->watch, idx, last,
+		r = chiplink_watch_arrival(w->watch, w->slot, last,
 		    CHIPLINK_WATCH_RECHECK_MS, &si);
 		if (r == ML_ERR_TIMEOUT) {
 			if (!waiting) {
 				emit(ln, idx, NL_WAITING,
-				    chiplink_slot_info(ln->link, idx, &si) == 0 ?
+				    chiplink_slot_info(w->link, w->slot, &si) == 0 ?
 				    si.name : NULL);
 				waiting = true;
 			}
@@ -260,7 +272,7 @@ follow_position(struct line *ln, size_t idx)
 		pthread_mutex_lock(&ln->mu);
 		ln->fed++;
 		pthread_mutex_unlock(&ln->mu);
-		if ((r = chipcmd_begin(&cc, ln->link, idx)) == 0) {
+		if ((r = chipcmd_begin(&cc, w->link, w->slot)) == 0) {
 			r = cfg->job(cfg->ctx, idx, &cc, NULL);
 		} else if (r != ML_ERR_REMOVED) {
 			ml_warn("%s: no answer from the chip (%s)", si.name,
@@ -272,7 +284,7 @@ follow_position(struct line *ln, size_t idx)
 		}
 		emit(ln, idx, NL_DONE, si.name);
 		while (!nl_stop && !ln->stop &&
-		    chiplink_watch_removal(ln->watch, idx, last,
+		    chiplink_watch_removal(w->watch, w->slot, last,
 		    CHIPLINK_WATCH_RECHECK_MS) == ML_ERR_TIMEOUT) {
 		}
 	}
@@ -304,8 +316,8 @@ worker_main(void *arg)
 		fail(ln, r);
 		return NULL;
 	}
-	if (ln->watch != NULL) {
-		if ((r = follow_position(ln, w->idx)) != 0) {
+	if (w->watch != NULL) {
+		if ((r = follow_position(ln, w)) != 0) {
 			fail(ln, r);
 		}
 		goto out;
@@ -372,13 +384,86 @@ note_line_positions(const char *spec, size_t *ret_n)
 	return 0;
 }
 
+/* A position name already has a worker (plugged in before, or gone). */
+static bool
+known_reader(const struct worker *ws, size_t n, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (strcmp(ws[i].name, name) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * Follow mode on PC/SC: look for readers plugged in since the line
+ * started and give each its own link (one reader), watch and worker.  A
+ * reader unplugged keeps its worker, which reports it gone and picks it
+ * up again when it comes back under the same name.
+ */
+static void
+add_readers(struct line *ln, struct worker *ws, pthread_t *th, size_t *n,
+    size_t cap)
+{
+	struct chiplink_slot_info si;
+	struct chiplink *all = NULL, *one = NULL;
+	struct chiplink_watch *wa = NULL;
+	char spec[CHIPLINK_NAME_MAX + 8];
+	size_t j, k;
+
+	if (chiplink_open(ln->cfg->link_spec, &all) != 0) {
+		return;		/* no reader at all right now */
+	}
+	for (j = 0; j < chiplink_nslots(all) && *n < cap &&
+	    ln->nx < FOLLOW_MAX_ADDED; j++) {
+		if (chiplink_slot_info(all, j, &si) != 0 ||
+		    known_reader(ws, *n, si.name)) {
+			continue;
+		}
+		snprintf(spec, sizeof(spec), "pcsc:%s", si.name);
+		if (chiplink_open(spec, &one) != 0) {
+			continue;
+		}
+		for (k = 0; k < chiplink_nslots(one); k++) {
+			struct chiplink_slot_info s2;
+
+			if (chiplink_slot_info(one, k, &s2) == 0 &&
+			    strcmp(s2.name, si.name) == 0) {
+				break;
+			}
+		}
+		if (k == chiplink_nslots(one) ||
+		    chiplink_watch_new(one, &wa) != 0) {
+			chiplink_close(one);
+			continue;
+		}
+		ws[*n] = (struct worker){ .ln = ln, .idx = *n, .link = one,
+		    .watch = wa, .slot = k };
+		snprintf(ws[*n].name, sizeof(ws[*n].name), "%s", si.name);
+		ml_info("reader plugged in: %s (position %zu)", si.name, *n);
+		if (pthread_create(&th[*n], NULL, worker_main, &ws[*n]) != 0) {
+			chiplink_watch_free(wa);
+			chiplink_close(one);
+			break;
+		}
+		ln->xlink[ln->nx] = one;
+		ln->xwatch[ln->nx++] = wa;
+		(*n)++;
+	}
+	chiplink_close(all);
+}
+
 int
 note_line_run(const struct note_line_cfg *cfg, size_t *ret_chips)
 {
 	struct line ln = { .cfg = cfg };
 	struct worker *ws = NULL;
 	pthread_t *th = NULL;
-	size_t i, n, started = 0;
+	size_t i, n, cap, started = 0;
+	bool hotplug;
 	int r;
 
 	pthread_mutex_init(&ln.mu, NULL);
@@ -410,15 +495,39 @@ note_line_run(const struct note_line_cfg *cfg, size_t *ret_chips)
 		ln.inproc = false;
 		ML_TRY(chiplink_watch_new(ln.link, &ln.watch));
 	}
-	ML_ENSURE((ws = calloc(n, sizeof(*ws))) != NULL, ML_ERR_NOMEM);
-	ML_ENSURE((th = calloc(n, sizeof(*th))) != NULL, ML_ERR_NOMEM);
+	hotplug = cfg->follow && !ln.inproc;
+	cap = hotplug ? (cfg->workers != 0 ? cfg->workers : n) : n;
+	if (cap < n) {
+		cap = n;
+	}
+	ML_ENSURE((ws = calloc(cap, sizeof(*ws))) != NULL, ML_ERR_NOMEM);
+	ML_ENSURE((th = calloc(cap, sizeof(*th))) != NULL, ML_ERR_NOMEM);
 	for (i = 0; i < n; i++) {
-		ws[i] = (struct worker){ &ln, i };
+		struct chiplink_slot_info si;
+
+		ws[i] = (struct worker){ .ln = &ln, .idx = i, .link = ln.link,
+		    .watch = ln.watch, .slot = i };
+		if (chiplink_slot_info(ln.link, i, &si) == 0) {
+			snprintf(ws[i].name, sizeof(ws[i].name), "%s", si.name);
+		}
 		if (pthread_create(&th[i], NULL, worker_main, &ws[i]) != 0) {
 			fail(&ln, ML_ERR_NOMEM);
 			break;
 		}
 		started++;
+	}
+	/* PC/SC follow mode: the main thread looks for new readers. */
+	while (hotplug && started == n && !nl_stop && !ln.stop) {
+		const struct timespec nap = { 0, 100 * 1000000L };
+
+		for (i = 0; i < FOLLOW_RESCAN_MS / 100 && !nl_stop && !ln.stop;
+		    i++) {
+			nanosleep(&nap, NULL);
+		}
+		if (!nl_stop && !ln.stop) {
+			add_readers(&ln, ws, th, &started, cap);
+			n = started;
+		}
 	}
 	for (i = 0; i < started; i++) {
 		pthread_join(th[i], NULL);
@@ -429,6 +538,10 @@ note_line_run(const struct note_line_cfg *cfg, size_t *ret_chips)
 	}
 out:
 	chiplink_watch_free(ln.watch);
+	for (i = 0; i < ln.nx; i++) {
+		chiplink_watch_free(ln.xwatch[i]);
+		chiplink_close(ln.xlink[i]);
+	}
 	for (i = 0; i < ln.nimages; i++) {
 		free(ln.images[i]);
 	}

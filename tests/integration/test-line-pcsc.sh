@@ -11,7 +11,10 @@
 #   3. verify --follow: one note after another, BLANK for a blank chip;
 #   4. chips pulled (SIGKILL of the card) in the middle of issuance, again
 #      and again: the store keeps each chip blank or written, the journal
-#      agrees, a re-presented chip is completed, no serial twice.
+#      agrees, a re-presented chip is completed, no serial twice;
+#   5. readers plugged in and out while issue --follow runs (pcscd
+#      restarted with 6 readers, then 4): new readers become positions,
+#      a reader gone is reported and the others go on.
 # Exit 77 (skipped) without SoftHSM2 / OpenSC / sqlite3 / pcscd + vpcd.
 # shellcheck disable=SC2119
 set -uo pipefail
@@ -64,7 +67,9 @@ remove() {	# remove READER [SIGNAL]: the card goes away, the reader sees it
 	    bad "reader $1 still sees a chip"
 }
 
-pcsc_env_start "$W/pcsc" "$NR" || { echo "private pcscd did not start"; exit 1; }
+# six readers' ports held from the start (section 5 restarts pcscd on them)
+pcsc_env_start "$W/pcsc" 6 || { echo "private pcscd did not start"; exit 1; }
+port0=$PCSC_ENV_PORT_FIRST
 NE_LINE=pcsc:mintline-vpcd
 ne_keys || { echo "key ceremony failed"; exit 1; }
 ne_server_start || { echo "server did not start"; exit 1; }
@@ -212,4 +217,39 @@ check "$(sqlite3 "$NE_DB" "select count(distinct chip_serial) from note where no
 check "$(sqlite3 "$W/j-tr.db" 'select count(*) from issue_journal where state = 2')" "$reg" "pulled chips: journal acknowledged = registered ($reg)"
 check "$(sqlite3 "$W/j-tr.db" 'select count(*) from issue_journal where state = 1')" 0 "pulled chips: nothing left in doubt after re-presenting"
 echo "# pulled chips: $reg of 12 issued, $(count '"result":"completed"' "$W/tr.jsonl") completed on re-presentation"
+
+# ---- 5. readers plugged in and out ----
+# the line starts with 4 readers; then pcscd comes back with 6, then 4
+pcsc_env_stop
+PCSC_ENV_PORT_BASE=$port0 pcsc_env_start "$W/pcsc" 4 || bad "pcscd restart with 4 readers"
+ne_batch 6 HP >"$W/hp.csv"
+"$NE_STATION" issue --follow --line "$NE_LINE" --issuer-key "$NE_ISSUER_KEY" \
+    --feature-key "$NE_FKEY" "${NE_CONN[@]}" --journal "$W/j-hp.db" \
+    --batch "$W/hp.csv" --json >"$W/hp.jsonl" 2>"$W/hp.err" &
+hp=$!; bg+=("$hp")
+wait_for 20 grep -qs '"event":"waiting"' "$W/hp.jsonl" || bad "hotplug: no waiting event"
+hp_present() {	# hp_present READER CHIPNO
+	local before; printf -v s 'NOTE%012d' "$2"
+	before=$(count '"result"' "$W/hp.jsonl")
+	insert "$1" "$W/chips/$s.chip"
+	wait_for 30 more '"result"' "$W/hp.jsonl" "$before" || bad "hotplug: no result for $s at reader $1"
+	remove "$1"
+}
+hp_present 1 22
+pcsc_env_stop
+wait_for 20 grep -qs '"event":"gone"' "$W/hp.jsonl" || bad "hotplug: readers gone not reported"
+PCSC_ENV_PORT_BASE=$port0 pcsc_env_start "$W/pcsc" 6 || bad "pcscd restart with 6 readers"
+wait_for 20 grep -qs '"event":"waiting","position":5' "$W/hp.jsonl" ||
+    bad "hotplug: the readers plugged in did not become positions 4 and 5"
+hp_present 5 23
+hp_present 0 24
+pcsc_env_stop
+PCSC_ENV_PORT_BASE=$port0 pcsc_env_start "$W/pcsc" 4 || bad "pcscd restart with 4 readers"
+hp_present 2 25
+kill -TERM "$hp"; wait "$hp"
+check "$(count '"result":"issued"' "$W/hp.jsonl")" 4 "hotplug: 4 chips issued across pcscd restarts, on an added reader too"
+check "$(grep -c '"chip":"NOTE000000000023","result":"issued"' "$W/hp.jsonl")" 1 "hotplug: the chip on the added reader 5 issued"
+check "$(grep -o '"event":"waiting","position":[45],"reader":"mintline-vpcd-2 00 0[01]"' "$W/hp.jsonl" | sort -u | wc -l)" 2 "hotplug: the two readers plugged in became positions 4 and 5"
+check "$(grep -c '"event":"gone","position":[45]}' "$W/hp.jsonl")" 2 "hotplug: the two readers unplugged reported gone"
+check "$(sqlite3 "$W/j-hp.db" 'select count(*) from issue_journal where state = 1')" 0 "hotplug: journal: nothing in doubt"
 exit $fail
