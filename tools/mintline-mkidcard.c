@@ -8,7 +8,7 @@
  * (UID, application data, ISO14443B at 106 kbit/s, 256-byte frames) and
  * realistic ID information (idcard_format.h) encrypted under the SAM test
  * key, so that the server's SAM emulator can open it.  The SAM key file is
- * read (exactly 32 bytes) or, if missing, created with a fresh random key
+ * read (32 bytes as 64 hex digits) or, if missing, created with a fresh random key
  * (mode 0600).  Exit status: 0 made, 1 failed, 2 usage.
  */
 #include <errno.h>

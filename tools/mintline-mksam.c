@@ -5,8 +5,8 @@
  *	mintline-mksam --sam-key FILE [--serial S] [-q] IMAGE
  *
  * The image is a chip of kind "sam" (chip-applet/applet_sam.c) holding the
- * SAM key read from FILE (exactly 32 bytes, the key the ID cards were
- * made with: mintline-mkidcard --sam-key), locked.  Served by
+ * SAM key read from FILE (32 bytes as 64 hex digits, the key the ID cards
+ * were made with: mintline-mkidcard --sam-key), locked.  Served by
  * mintline-chip behind pcscd, it is what the server's pcsc: SAM back-end
  * talks to.  Exit status: 0 made, 1 failed, 2 usage.
  */
@@ -36,8 +36,8 @@ ms_usage(FILE *f)
 	fprintf(f, "usage: mintline-mksam --sam-key FILE [--serial S] [-q] "
 	    "IMAGE\n\n"
 	    "Make a SAM module image (chip kind sam) keyed with the 32-byte\n"
-	    "SAM key in FILE, and lock it.\n\n"
-	    "  -k, --sam-key FILE   the SAM key (exactly 32 bytes)\n"
+	    "SAM key in FILE (64 hex digits), and lock it.\n\n"
+	    "  -k, --sam-key FILE   the SAM key (64 hex digits, mode 0600)\n"
 	    "  -s, --serial S       chip serial (default: SAM- and 8 random hex)\n"
 	    "  -q, --quiet          print nothing on success\n"
 	    "  -h, --help\n");
