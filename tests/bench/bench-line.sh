@@ -14,7 +14,7 @@
 # shellcheck disable=SC2119
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
-B=${1:-${MINTLINE_BUILD_DIR:-$top/build}}
+B=$(cd "${1:-${MINTLINE_BUILD_DIR:-$top/build}}" && pwd) || exit 1
 W=$B/tests/bench-line
 POSITIONS=${POSITIONS:-8 64 256}
 ROUNDS=${ROUNDS:-4}
