@@ -691,6 +691,8 @@ core_get_data(struct chip *c, const struct apdu *a, struct ml_wr *resp)
 	ML_TRY(ml_tlv_put_u16(resp, TAG_INFO_VERSION,
 	    (CHIP_VERSION_MAJOR << 8) | CHIP_VERSION_MINOR));
 	ML_TRY(ml_tlv_put_u8(resp, TAG_INFO_LOGIN, (uint8_t)c->login));
+	ML_TRY(ml_tlv_put_u32(resp, TAG_INFO_STORE_GEN,
+	    store_generation(c->store)));
 	if (c->st.kind == CHIP_KIND_READER) {
 		ML_TRY(ml_tlv_put_u8(resp, TAG_INFO_MODE, c->st.cache_mode));
 	}
@@ -1280,8 +1282,8 @@ fit(uint32_t ne, size_t resp_cap)
 	return (resp_cap - 2 < ne) ? (uint32_t)(resp_cap - 2) : ne;
 }
 
-int
-chip_transmit(struct chip *c, const uint8_t *cmd, size_t cmd_len,
+static int
+chip_exec(struct chip *c, const uint8_t *cmd, size_t cmd_len,
     uint8_t *resp, size_t resp_cap, size_t *ret_resp_len)
 {
 	const struct chip_profile *prof = chip_profile_for(c->st.kind);
@@ -1372,4 +1374,65 @@ done:
 	resp[out + 1] = (uint8_t)sw;
 	*ret_resp_len = out + 2;
 	return 0;
+}
+
+/*
+ * Another host sharing the image committed (store locked): take its
+ * persistent state; this host's RAM (selection, login, challenges, volatile
+ * keys) stays, as each host has its own logical view of the chip.
+ */
+static int
+chip_sync(struct chip *c)
+{
+	struct chip_state st;
+	uint8_t *payload = NULL;
+	size_t len = 0;
+	int r;
+
+	if ((r = store_sync(c->store, &payload, &len)) != 0) {
+		return r == 1 ? 0 : r;
+	}
+	if ((r = chip_state_parse(payload, len, &st)) != 0) {
+		ml_freezero(payload, len);
+		return r;
+	}
+	chip_state_clear(&c->st);
+	c->st = st;
+	ml_freezero(c->last, c->last_len);
+	c->last = payload;
+	c->last_len = len;
+	c->dead = false;
+	return 0;
+}
+
+/*
+ * One command, exclusive against every other host of this image for its
+ * duration (OP-3: one chip shared by several processes, the way PC/SC
+ * shares a card): lock, take the newest store copy, run, unlock.
+ */
+int
+chip_transmit(struct chip *c, const uint8_t *cmd, size_t cmd_len,
+    uint8_t *resp, size_t resp_cap, size_t *ret_resp_len)
+{
+	int r;
+
+	if (resp_cap < 2) {
+		return ML_ERR_ARG;
+	}
+	if ((r = store_lock(c->store)) != 0) {
+		return r;
+	}
+	if ((r = chip_sync(c)) != 0) {
+		/* The image no longer verifies: answer as a failing memory. */
+		ml_warn("chip %s: store reload failed: %s", c->st.serial,
+		    ml_strerror(r));
+		resp[0] = (uint8_t)(SW_MEMORY_FAILURE >> 8);
+		resp[1] = (uint8_t)SW_MEMORY_FAILURE;
+		*ret_resp_len = 2;
+		r = 0;
+	} else {
+		r = chip_exec(c, cmd, cmd_len, resp, resp_cap, ret_resp_len);
+	}
+	store_unlock(c->store);
+	return r;
 }

@@ -59,6 +59,7 @@
 #define TAG_INFO_VERSION	0xC8	/* 2 bytes: major, minor */
 #define TAG_INFO_LOGIN		0xC9	/* 1 byte: 0 none, 1 user, 2 SO */
 #define TAG_INFO_MODE		0xCA	/* reader: 1 multi-card, 2 single-card */
+#define TAG_INFO_STORE_GEN	0xCB	/* 4 bytes: store change counter */
 
 #define INFO_F_INITIALIZED	0x0001	/* INIT TOKEN done (SO PIN set) */
 #define INFO_F_USER_PIN_SET	0x0002	/* RESET RETRY (C_InitPIN) done */
@@ -92,7 +93,7 @@
 #define OBJ_F_CHIPKEY		0x08	/* note: the chip authentication key */
 #define OBJ_F_READONLY		0x10	/* UPDATE/DELETE refused */
 
-#define OBJ_MAX_ATTRS		4096	/* attribute blob limit */
+#define OBJ_MAX_ATTRS		12288	/* attribute blob: an 8 KB certificate fits */
 #define OBJ_MAX_COUNT		1024
 #define STORE_MAX_PAYLOAD	(256 * 1024)
 

@@ -249,27 +249,18 @@ out:
 	return r;
 }
 
-int
-store_open(const char *path, struct store **ret_store, uint8_t **ret_payload,
-    size_t *ret_len)
+/*
+ * Load the newest copy that verifies into *ret_payload and make it the
+ * store's current one.  ML_ERR_FORMAT if none verifies.
+ */
+static int
+store_load(struct store *s, uint8_t **ret_payload, size_t *ret_len)
 {
-	struct store *s = NULL;
 	uint8_t *pl[2] = { NULL, NULL };
-	size_t len[2] = { 0, 0 }, got;
+	size_t len[2] = { 0, 0 };
 	uint32_t gen[2] = { 0, 0 };
-	int ok[2], kfd = -1, i, best, r;
-	char *kp = NULL;
+	int ok[2], i, best, r;
 
-	ML_ENSURE((s = calloc(1, sizeof(*s))) != NULL, ML_ERR_NOMEM);
-	s->fd = -1;
-	s->cut_after = -1;
-	ML_ENSURE((kp = key_path(path)) != NULL, ML_ERR_NOMEM);
-	ML_ENSURE((kfd = open(kp, O_RDONLY | O_CLOEXEC)) >= 0, ML_ERR_IO);
-	ML_TRY(read_all(kfd, s->key, sizeof(s->key), 0, &got));
-	ML_ENSURE(got == sizeof(s->key), ML_ERR_FORMAT);
-	ML_ENSURE((s->fd = open(path, O_RDWR | O_CLOEXEC)) >= 0, ML_ERR_IO);
-	ML_ENSURE(flock(s->fd, LOCK_EX | LOCK_NB) == 0,
-	    errno == EWOULDBLOCK ? ML_ERR_EXISTS : ML_ERR_IO);
 	for (i = 0; i < 2; i++) {
 		ok[i] = slot_load(s, i, &gen[i], &pl[i], &len[i]) == 0;
 	}
@@ -285,12 +276,43 @@ store_open(const char *path, struct store **ret_store, uint8_t **ret_payload,
 	*ret_payload = pl[best];
 	*ret_len = len[best];
 	pl[best] = NULL;
-	*ret_store = s;
-	s = NULL;
 	r = 0;
 out:
 	for (i = 0; i < 2; i++) {
 		ml_freezero(pl[i], len[i]);
+	}
+	return r;
+}
+
+int
+store_open(const char *path, struct store **ret_store, uint8_t **ret_payload,
+    size_t *ret_len)
+{
+	struct store *s = NULL;
+	size_t got;
+	int kfd = -1, r;
+	bool locked = false;
+	char *kp = NULL;
+
+	ML_ENSURE((s = calloc(1, sizeof(*s))) != NULL, ML_ERR_NOMEM);
+	s->fd = -1;
+	s->cut_after = -1;
+	ML_ENSURE((kp = key_path(path)) != NULL, ML_ERR_NOMEM);
+	ML_ENSURE((kfd = open(kp, O_RDONLY | O_CLOEXEC)) >= 0, ML_ERR_IO);
+	ML_TRY(read_all(kfd, s->key, sizeof(s->key), 0, &got));
+	ML_ENSURE(got == sizeof(s->key), ML_ERR_FORMAT);
+	ML_ENSURE((s->fd = open(path, O_RDWR | O_CLOEXEC)) >= 0, ML_ERR_IO);
+	ML_TRY(store_lock(s));
+	locked = true;
+	ML_TRY(store_load(s, ret_payload, ret_len));
+	*ret_store = s;
+	r = 0;
+out:
+	if (locked) {
+		store_unlock(s);
+	}
+	if (r == 0) {
+		s = NULL;
 	}
 	if (kfd >= 0) {
 		close(kfd);
@@ -298,6 +320,53 @@ out:
 	free(kp);
 	store_close(s);
 	return r;
+}
+
+int
+store_lock(struct store *s)
+{
+	while (flock(s->fd, LOCK_EX) != 0) {
+		if (errno != EINTR) {
+			return ML_ERR_IO;
+		}
+	}
+	return 0;
+}
+
+void
+store_unlock(struct store *s)
+{
+	(void)flock(s->fd, LOCK_UN);
+}
+
+/* The generation a slot's header claims (0: no magic, unreadable). */
+static uint32_t
+slot_header_gen(struct store *s, int slot)
+{
+	uint8_t hdr[8];
+	size_t got = 0;
+
+	if (read_all(s->fd, hdr, sizeof(hdr), (off_t)slot * STORE_SLOT_SIZE,
+	    &got) != 0 || got != sizeof(hdr) ||
+	    (((uint32_t)hdr[0] << 24) | ((uint32_t)hdr[1] << 16) |
+	    ((uint32_t)hdr[2] << 8) | hdr[3]) != STORE_MAGIC) {
+		return 0;
+	}
+	return ((uint32_t)hdr[4] << 24) | ((uint32_t)hdr[5] << 16) |
+	    ((uint32_t)hdr[6] << 8) | hdr[7];
+}
+
+int
+store_sync(struct store *s, uint8_t **ret_payload, size_t *ret_len)
+{
+	uint32_t cur = slot_header_gen(s, s->cur);
+	uint32_t other = slot_header_gen(s, 1 - s->cur);
+
+	/* Our copy is still the newest: nothing to read (two small reads). */
+	if (cur == s->gen && (other == 0 || (int32_t)(other - s->gen) <= 0)) {
+		return 1;
+	}
+	return store_load(s, ret_payload, ret_len);
 }
 
 int
@@ -329,7 +398,7 @@ store_close(struct store *s)
 		return;
 	}
 	if (s->fd >= 0) {
-		close(s->fd);	/* releases the flock */
+		close(s->fd);	/* releases a flock still held */
 	}
 	ml_wipe(s->key, sizeof(s->key));
 	free(s);

@@ -34,16 +34,32 @@ ML_MUST_CHECK int store_create(const char *path, const uint8_t *payload,
 /*
  * Open path and load the newest valid copy.  *ret_payload is malloc'd (the
  * caller wipes and frees it with ml_freezero(p, len)).  ML_ERR_FORMAT if no
- * copy verifies, ML_ERR_IO on I/O errors.  The file is locked (flock
- * exclusive, non-blocking): ML_ERR_EXISTS if another process has it open.
+ * copy verifies, ML_ERR_IO on I/O errors.
+ *
+ * Several processes may have one store open (a chip shared by several
+ * hosts, OP-3).  Each command runs between store_lock() and
+ * store_unlock() (flock exclusive on the image: a process that dies
+ * holding it releases it) and starts with store_sync().
  */
 ML_MUST_CHECK int store_open(const char *path, struct store **ret_store,
     uint8_t **ret_payload, size_t *ret_len);
+/* Block until this host has the store to itself.  ML_ERR_IO. */
+ML_MUST_CHECK int store_lock(struct store *s);
+void		 store_unlock(struct store *s);
+/*
+ * Locked: has another host committed since our copy?  1: no.  0: yes,
+ * and the newest copy is in *ret_payload (as store_open).  ML_ERR_*.
+ */
+ML_MUST_CHECK int store_sync(struct store *s, uint8_t **ret_payload,
+    size_t *ret_len);
 
-/* Commit a new copy.  ML_ERR_TOO_LARGE over STORE_MAX_PAYLOAD, ML_ERR_IO. */
+/* Commit a new copy (locked, after store_sync).  ML_ERR_TOO_LARGE over
+ * STORE_MAX_PAYLOAD, ML_ERR_IO. */
 ML_MUST_CHECK int store_commit(struct store *s, const uint8_t *payload,
     size_t len);
 
+/* The current copy's generation: it changes with every commit by any
+ * host (GET DATA 01 tag CB, the store change counter). */
 uint32_t	 store_generation(const struct store *s);
 void		 store_close(struct store *s);	/* NULL-safe; wipes the key */
 

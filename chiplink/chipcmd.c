@@ -118,8 +118,8 @@ name_slot(struct chipcmd *cc, int r)
 	return r;
 }
 
-int
-chipcmd_send(struct chipcmd *cc, uint8_t cla, uint8_t ins, uint8_t p1,
+static int
+chipcmd_exchange(struct chipcmd *cc, uint8_t cla, uint8_t ins, uint8_t p1,
     uint8_t p2, const void *data, size_t data_len, uint32_t ne, uint8_t *out,
     size_t cap, size_t *ret_len, uint16_t *ret_sw)
 {
@@ -179,6 +179,54 @@ out:
 	return r;
 }
 
+/* SELECT the applet again and, with a PIN, VERIFY it (OP-3). */
+static int
+chipcmd_restore(struct chipcmd *cc)
+{
+	static const uint8_t aid[CHIP_AID_PREFIX_LEN] = CHIP_AID_PREFIX;
+	uint8_t fci[256];
+	size_t n = 0;
+	uint16_t sw = 0;
+	int r;
+
+	if ((r = chipcmd_exchange(cc, CLA_ISO, INS_SELECT, 0x04, 0x00, aid,
+	    sizeof(aid), 256, fci, sizeof(fci), &n, &sw)) != 0) {
+		return r;
+	}
+	if (sw != SW_OK) {
+		return chipcmd_sw_err(sw);
+	}
+	if (cc->pin == NULL) {
+		return 0;
+	}
+	if ((r = chipcmd_exchange(cc, CLA_ISO, INS_VERIFY, 0, cc->pin_ref,
+	    cc->pin, cc->pin_len, 0, fci, sizeof(fci), &n, &sw)) != 0) {
+		return r;
+	}
+	return chipcmd_sw_err(sw);
+}
+
+int
+chipcmd_send(struct chipcmd *cc, uint8_t cla, uint8_t ins, uint8_t p1,
+    uint8_t p2, const void *data, size_t data_len, uint32_t ne, uint8_t *out,
+    size_t cap, size_t *ret_len, uint16_t *ret_sw)
+{
+	int r, rr;
+
+	r = chipcmd_exchange(cc, cla, ins, p1, p2, data, data_len, ne, out,
+	    cap, ret_len, ret_sw);
+	if (r == ML_ERR_RESET || (r == 0 && *ret_sw ==
+	    SW_SECURITY_NOT_SATISFIED && cc->pin != NULL &&
+	    !(cla == CLA_ISO && ins == INS_VERIFY))) {
+		if ((rr = chipcmd_restore(cc)) != 0) {
+			return r != 0 ? r : 0;	/* the first answer stands */
+		}
+		r = chipcmd_exchange(cc, cla, ins, p1, p2, data, data_len, ne,
+		    out, cap, ret_len, ret_sw);
+	}
+	return r;
+}
+
 int
 chipcmd_ok(struct chipcmd *cc, uint8_t cla, uint8_t ins, uint8_t p1,
     uint8_t p2, const void *data, size_t data_len, uint32_t ne, uint8_t *out,
@@ -220,6 +268,8 @@ chipcmd_begin(struct chipcmd *cc, struct chiplink *l, size_t slot)
 	cc->link = l;
 	cc->slot = slot;
 	cc->generation = si.generation;
+	cc->pin = NULL;
+	cc->pin_len = 0;
 	r = chipcmd_ok(cc, CLA_ISO, INS_SELECT, 0x04, 0x00, aid, sizeof(aid),
 	    256, fci, sizeof(fci), &n);
 	ML_TRY(r);

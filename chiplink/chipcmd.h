@@ -18,6 +18,15 @@ struct chipcmd {
 	struct chiplink	*link;
 	size_t		 slot;
 	uint64_t	 generation;	/* the chip this session talks to */
+	/*
+	 * Optional (NULL: none): the PIN the caller logged in with and its
+	 * reference (PIN_USER, PIN_SO).  A chip shared with other clients
+	 * may be reset or logged out under us (OP-3); chipcmd_send() then
+	 * selects the applet again, repeats the VERIFY and the command once.
+	 */
+	const uint8_t	*pin;
+	size_t		 pin_len;
+	uint8_t		 pin_ref;
 };
 
 struct chip_info {
@@ -43,6 +52,10 @@ ML_MUST_CHECK int chipcmd_begin(struct chipcmd *cc, struct chiplink *l,
  * One command; response data (after GET RESPONSE chaining) into out (cap
  * bytes), the final status word into *ret_sw.  Returns 0 whatever the SW,
  * or ML_ERR_REMOVED / ML_ERR_IO / ML_ERR_TOO_LARGE for transport trouble.
+ * After a reset by another client (ML_ERR_RESET from the link) the applet
+ * is selected again and, with cc->pin, the login restored, then the
+ * command is sent once more; so is a command refused with 6982 although
+ * cc->pin is set (another client logged the shared chip out).
  */
 ML_MUST_CHECK int chipcmd_send(struct chipcmd *cc, uint8_t cla, uint8_t ins,
     uint8_t p1, uint8_t p2, const void *data, size_t data_len, uint32_t ne,

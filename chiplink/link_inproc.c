@@ -5,9 +5,10 @@
  * a chip is an atomic rename of a new symlink, so another process (a
  * feeder, pkcs11-tool) sees arrivals and removals as a reader would.
  *
- * The chip image is opened (and flock'ed: one host per chip, as one reader
- * per physical chip) on first use after arrival, and closed (power off) on
- * removal or when the link closes.
+ * The chip image is opened on first use after arrival, and closed (power
+ * off) on removal or when the link closes.  Other processes may have the
+ * same image open: each command locks the image for its duration and sees
+ * their writes (chip-applet/store.h), as PC/SC clients share a card.
  */
 #include <errno.h>
 #include <limits.h>

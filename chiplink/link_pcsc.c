@@ -17,8 +17,9 @@
  * removal.  A slot's generation bumps when a chip is seen present and it
  * was not present before, or the counter moved since we last looked (a swap
  * between two looks).  A reset of the card by another PC/SC client
- * (SCARD_W_RESET_CARD) also bumps it: the chip's volatile state (selection,
- * login) is gone, which for a caller is the same as a new chip.
+ * (SCARD_W_RESET_CARD) does not: the handle is reconnected and the
+ * exchange answers ML_ERR_RESET, after which chipcmd_send() selects the
+ * applet, restores the login and repeats the command (OP-3).
  *
  * Sections.  chiplink_lock() takes the slot's recursive mutex and, at the
  * outermost level, a PC/SC transaction (SCardBeginTransaction), so another
@@ -297,6 +298,32 @@ pcsc_slot_drop(struct pcsc_slot *s)
 	s->connected = false;
 }
 
+/*
+ * Another client reset the card (SCARD_W_RESET_CARD): take the handle
+ * back without resetting it again (slot lock held).  The chip is the same;
+ * its RAM (selection, login) is not.  0, or an error: then the caller
+ * treats the chip as gone.
+ */
+static int
+pcsc_slot_reset(struct pcsc_slot *s)
+{
+	DWORD proto = 0;
+	LONG rv;
+
+	s->in_txn = false;
+	rv = SCardReconnect(s->card, SCARD_SHARE_SHARED,
+	    SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1, SCARD_LEAVE_CARD, &proto);
+	if (rv != SCARD_S_SUCCESS) {
+		return pcsc_fail(rv, "SCardReconnect", s->reader);
+	}
+	s->proto = proto;
+	if (s->depth > 0 && SCardBeginTransaction(s->card) ==
+	    SCARD_S_SUCCESS) {
+		s->in_txn = true;
+	}
+	return 0;
+}
+
 /* Inside a chiplink_lock() section: hold a PC/SC transaction too. */
 static void
 pcsc_slot_begin(struct pcsc_slot *s)
@@ -566,6 +593,12 @@ pcsc_transmit(void *state, size_t slot, uint64_t generation,
 	    NULL, resp, &rlen);
 	if (rv != SCARD_S_SUCCESS) {
 		r = pcsc_fail(rv, "SCardTransmit", s->reader);
+		if (rv == SCARD_W_RESET_CARD && pcsc_slot_reset(s) == 0) {
+			/* Same chip, fresh RAM: the caller restores the
+			 * selection and login (chipcmd_send). */
+			r = ML_ERR_RESET;
+			goto out;
+		}
 		if (rv == SCARD_W_RESET_CARD) {
 			pcsc_bump_gen(l, s);
 		}

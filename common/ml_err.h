@@ -29,7 +29,8 @@
 	X(ML_ERR_TIMEOUT,	-20, "timed out")			\
 	X(ML_ERR_UNSUPPORTED,	-21, "not supported")			\
 	X(ML_ERR_REJECTED,	-22, "rejected")				\
-	X(ML_ERR_DISK_FULL,	-23, "disk full")
+	X(ML_ERR_DISK_FULL,	-23, "disk full")				\
+	X(ML_ERR_RESET,		-24, "chip reset by another client")
 
 enum ml_err {
 #define ML_ERR_ENUM(name, value, text) name = (value),

@@ -24,6 +24,8 @@ ml_err_to_ckr(int r)
 		return CKR_HOST_MEMORY;
 	case ML_ERR_REMOVED:
 		return CKR_DEVICE_REMOVED;
+	case ML_ERR_RESET:
+		return CKR_DEVICE_ERROR;
 	case ML_ERR_SHORT:
 	case ML_ERR_FORMAT:
 	case ML_ERR_TRAILING:
@@ -170,6 +172,13 @@ p11m_chip_apdu(struct p11m_slot *sl, uint8_t cla, uint8_t ins, uint8_t p1,
 	cc.link = sl->tr->link;
 	cc.slot = sl->pos;
 	cc.generation = sl->gen;
+	cc.pin = NULL;
+	cc.pin_len = 0;
+	if (sl->pin_len > 0 && sl->login != (CK_USER_TYPE)-1) {
+		cc.pin = sl->pin;
+		cc.pin_len = sl->pin_len;
+		cc.pin_ref = sl->login == CKU_SO ? PIN_SO : PIN_USER;
+	}
 	/* One exchange, GET RESPONSE chaining included: chipcmd_send().
 	 * An answer longer than resp_cap is the chip's fault here. */
 	r = chipcmd_send(&cc, cla, ins, p1, p2, data, data_len, ne, resp,
@@ -187,6 +196,7 @@ p11m_chip_apdu(struct p11m_slot *sl, uint8_t cla, uint8_t ins, uint8_t p1,
 		 */
 		__atomic_store_n(&sl->gen, 0, __ATOMIC_RELEASE);
 		sl->login = (CK_USER_TYPE)-1;
+		p11m_slot_pin_forget(sl);
 	}
 	return rv;
 }

@@ -687,6 +687,7 @@ p11m_objset_load(struct p11m_slot *sl)
 	free(os->list);
 	os->list = list;
 	os->list_len = n;
+	os->store_gen = sl->store_gen;
 	list = NULL;
 out:
 	p11m_chip_unlock(sl);
@@ -740,6 +741,30 @@ p11m_objset_list_note(struct p11m_slot *sl, uint16_t id, uint8_t cls,
 	e[3] = flags;
 	e[4] = (uint8_t)(attrs_len >> 8);
 	e[5] = (uint8_t)attrs_len;
+}
+
+CK_RV
+p11m_objset_sync(struct p11m_slot *sl)
+{
+	struct p11m_objset *os = &sl->objs;
+	CK_RV rv;
+
+	if (!os->loaded || os->list == NULL) {
+		return CKR_OK;
+	}
+	p11m_chip_lock(sl);
+	rv = p11m_slot_read_info(sl);
+	p11m_chip_unlock(sl);
+	if (rv != CKR_OK) {
+		return rv;
+	}
+	if (sl->has_store_gen && sl->store_gen == os->store_gen) {
+		return CKR_OK;
+	}
+	if ((rv = p11m_objset_revalidate(sl)) == CKR_OK) {
+		os->store_gen = sl->store_gen;
+	}
+	return rv;
 }
 
 CK_RV

@@ -639,7 +639,8 @@ p11m_find_init(struct p11m_session *s, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n)
 		return rv;
 	}
 	if ((rv = p11m_slot_check(sl)) != CKR_OK ||
-	    (rv = p11m_objset_load(sl)) != CKR_OK) {
+	    (rv = p11m_objset_load(sl)) != CKR_OK ||
+	    (rv = p11m_objset_sync(sl)) != CKR_OK) {
 		goto out;
 	}
 	op->nfound = op->next = 0;

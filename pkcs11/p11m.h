@@ -210,6 +210,7 @@ struct p11m_objset {
 	size_t		  npending;
 	uint8_t		 *list;		/* LIST OBJECTS answer of the load */
 	size_t		  list_len;
+	uint32_t	  store_gen;	/* the chip's change counter then */
 };
 
 struct p11m_slot;
@@ -232,6 +233,12 @@ CK_RV		 p11m_objset_load(struct p11m_slot *sl);
  * the token objects if it differs (their handles change).  Slot locked.
  */
 CK_RV		 p11m_objset_revalidate(struct p11m_slot *sl);
+/*
+ * Before answering from the cache (C_FindObjectsInit): read the chip's
+ * store change counter (GET DATA 01) and revalidate only if it moved since
+ * the cache was checked (another process or host wrote).  Slot locked.
+ */
+CK_RV		 p11m_objset_sync(struct p11m_slot *sl);
 /* Keep that LIST snapshot equal to the chip after our own writes:
  * add (or update) the entry of id, or remove it (cls = 0xff). */
 void		 p11m_objset_list_note(struct p11m_slot *sl, uint16_t id,
@@ -308,8 +315,15 @@ struct p11m_slot {
 	uint16_t	 state;		/* INFO_F_* */
 	uint8_t		 user_tries, so_tries, max_tries;
 	uint32_t	 free_bytes;
+	uint32_t	 store_gen;	/* store change counter (GET DATA 01) */
+	bool		 has_store_gen;	/* ... which the chip reports */
 	uint8_t		 ver_major, ver_minor;
 	CK_USER_TYPE	 login;		/* (CK_ULONG)-1: nobody */
+	/* The PIN of that login, kept until it ends so that the login can
+	 * be restored after another client reset or logged out the shared
+	 * chip (OP-3, chipcmd_send); wiped by p11m_slot_pin_forget(). */
+	uint8_t		 pin[PIN_MAX_LEN];
+	size_t		 pin_len;
 	unsigned	 nsessions, nro;
 	struct p11m_objset objs;
 };
@@ -375,6 +389,10 @@ CK_RV	p11m_slot_check(struct p11m_slot *sl);
 CK_RV	p11m_slot_read_info(struct p11m_slot *sl);
 /* Forget token state (slot locked). */
 void	p11m_slot_forget(struct p11m_slot *sl);
+/* Keep / wipe the PIN of the slot's login (slot locked). */
+void	p11m_slot_pin_keep(struct p11m_slot *sl, const uint8_t *pin,
+    size_t len);
+void	p11m_slot_pin_forget(struct p11m_slot *sl);
 CK_OBJECT_HANDLE p11m_next_object_handle(void);
 
 /* ---- chip connection (chipconn.c) ---- */

@@ -199,7 +199,7 @@ p11m_open_session(CK_SLOT_ID id, CK_FLAGS flags, CK_SESSION_HANDLE_PTR ret)
 		goto out;
 	}
 	/* Another host may have written the chip since the cache was built. */
-	if ((rv = p11m_objset_revalidate(sl)) != CKR_OK) {
+	if ((rv = p11m_objset_sync(sl)) != CKR_OK) {
 		pthread_mutex_unlock(&sl->lock);
 		goto out;
 	}
@@ -235,6 +235,7 @@ slot_logout(struct p11m_slot *sl)
 		return;
 	}
 	p11m_objset_drop_private(sl);
+	p11m_slot_pin_forget(sl);
 	(void)p11m_chip_cmd(sl, P11M_CTX_DEFAULT, CLA_PROP, INS_LOGOUT, 0, 0,
 	    NULL, 0, 0, NULL, 0, NULL);
 	sl->login = NO_LOGIN;
@@ -411,6 +412,7 @@ p11m_login(struct p11m_session *s, CK_USER_TYPE who, CK_UTF8CHAR_PTR pin,
 	    who == CKU_SO ? PIN_SO : PIN_USER, pin, pin_len, 0, NULL, 0, NULL);
 	if (rv == CKR_OK) {
 		sl->login = who;
+		p11m_slot_pin_keep(sl, pin, pin_len);
 		if (who == CKU_USER) {
 			/* Private objects become visible. */
 			rv = p11m_objset_load_private(sl);
@@ -503,6 +505,9 @@ p11m_set_pin(struct p11m_session *s, CK_UTF8CHAR_PTR old, CK_ULONG old_len,
 	    NULL);
 	if (rv == CKR_USER_PIN_NOT_INITIALIZED && sl->login == CKU_SO) {
 		rv = CKR_PIN_INCORRECT;
+	}
+	if (rv == CKR_OK && sl->login != NO_LOGIN) {
+		p11m_slot_pin_keep(sl, pin, pin_len);	/* the login's PIN now */
 	}
 	if (rv != CKR_DEVICE_REMOVED) {
 		(void)p11m_slot_read_info(sl);

@@ -331,6 +331,7 @@ transport_open(struct p11m_module *m, size_t ti)
 		sl->tr = tr;
 		sl->pos = i;
 		sl->login = (CK_USER_TYPE)-1;
+		p11m_slot_pin_forget(sl);
 		/* Events are changes after C_Initialize. */
 		{
 			struct chiplink_slot_info si;
@@ -369,6 +370,7 @@ module_free(struct p11m_module *m)
 				    0, NULL);
 			}
 			p11m_objset_clear(&sl->objs);
+			p11m_slot_pin_forget(sl);
 			pthread_mutex_destroy(&sl->lock);
 		}
 		free(tr->slots);
@@ -536,8 +538,26 @@ p11m_slot_get(CK_SLOT_ID id, struct p11m_slot **ret)
 }
 
 void
+p11m_slot_pin_keep(struct p11m_slot *sl, const uint8_t *pin, size_t len)
+{
+	p11m_slot_pin_forget(sl);
+	if (len <= sizeof(sl->pin)) {
+		memcpy(sl->pin, pin, len);
+		sl->pin_len = len;
+	}
+}
+
+void
+p11m_slot_pin_forget(struct p11m_slot *sl)
+{
+	ml_wipe(sl->pin, sizeof(sl->pin));
+	sl->pin_len = 0;
+}
+
+void
 p11m_slot_forget(struct p11m_slot *sl)
 {
+	p11m_slot_pin_forget(sl);
 	p11m_objset_clear(&sl->objs);
 	__atomic_store_n(&sl->gen, 0, __ATOMIC_RELEASE);
 	sl->nsessions = sl->nro = 0;
@@ -604,6 +624,10 @@ p11m_slot_read_info(struct p11m_slot *sl)
 			sl->ver_major = (uint8_t)(u16 >> 8);
 			sl->ver_minor = (uint8_t)u16;
 			break;
+		case TAG_INFO_STORE_GEN:
+			ML_TRY(ml_rd_u32be(&v, &sl->store_gen));
+			sl->has_store_gen = true;
+			break;
 		default:
 			break;
 		}
@@ -658,6 +682,7 @@ p11m_slot_refresh(struct p11m_slot *sl)
 	}
 	sl->recognized = true;
 	sl->login = (CK_USER_TYPE)-1;
+	p11m_slot_pin_forget(sl);
 out:
 	p11m_chip_unlock(sl);
 	return rv;
@@ -676,6 +701,7 @@ p11m_slot_check(struct p11m_slot *sl)
 		/* As a failed transmit would: the sessions are dead now. */
 		__atomic_store_n(&sl->gen, 0, __ATOMIC_RELEASE);
 		sl->login = (CK_USER_TYPE)-1;
+		p11m_slot_pin_forget(sl);
 		return CKR_DEVICE_REMOVED;
 	}
 	return CKR_OK;
@@ -914,6 +940,7 @@ p11m_init_token(CK_SLOT_ID id, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len,
 		/* Every object is gone (or the retry counter moved). */
 		p11m_objset_clear(&sl->objs);
 		sl->login = (CK_USER_TYPE)-1;
+		p11m_slot_pin_forget(sl);
 		(void)p11m_slot_read_info(sl);
 	}
 	p11m_chip_unlock(sl);

@@ -12,6 +12,8 @@
 #			p11-kit-proxy.so
 #   libp11		openssl pkeyutl -engine pkcs11 signs with a chip key;
 #			plain openssl verifies against the exported key
+#   sharing		-L, --sign and --verify while another process (and
+#			its forked child) holds a session and signs in a loop
 #
 # inproc: chips on an in-process line in the build tree.  pcsc: the same
 # chips behind a private pcscd + vpcd (tests/integration/pcsc-env.sh).
@@ -28,6 +30,7 @@ MODULE=${MINTLINE_PKCS11_MODULE:-$build/pkcs11/mintline-pkcs11.so}
 MKCHIP=${MINTLINE_MKCHIP:-$build/tools/mintline-mkchip}
 CHIP=${MINTLINE_CHIP:-$build/chip-applet/mintline-chip}
 CHECK=${PCSC_LINK_CHECK:-$build/tests/integration/pcsc_link_check}
+HOLD=${P11_HOLD:-$build/tests/integration/test_pkcs11_negative}
 
 SO_PIN=87654321
 PIN=123456
@@ -43,7 +46,7 @@ skip() { echo "SKIP: $*" >&2; exit 77; }
 
 command -v pkcs11-tool >/dev/null || skip "pkcs11-tool (OpenSC) not installed"
 command -v openssl >/dev/null || skip "openssl not installed"
-for x in "$MODULE" "$MKCHIP"; do
+for x in "$MODULE" "$MKCHIP" "$HOLD"; do
 	[[ -e $x ]] || die "$x not built (set MINTLINE_BUILD_DIR)"
 done
 
@@ -205,6 +208,35 @@ t "openssl verifies the chip's ECDSA" openssl pkeyutl -verify -pubin -inkey "$wo
 t "--sign ECDSA raw" $P "${L[@]}" --sign -m ECDSA --id 01 -i "$work/msg.sha256" -o "$work/sig3.raw"
 t "--verify ECDSA" $P "${R[@]}" --verify -m ECDSA --id 01 -i "$work/msg.sha256" --signature-file "$work/sig3.raw" &&
     expect "verify ECDSA valid" "Signature is valid"
+
+# ---- one chip, several processes (OP-3) ----
+# One process holds a logged-in session and signs in a loop (and forks a
+# child that initialises the module and signs too) while pkcs11-tool -L
+# and --sign run against the same chip.
+rm -f "$work/hold.ready" "$work/hold.stop"
+"$HOLD" "$MODULE" hold "Reader A" "$NEW_PIN" key1 "$work/hold.ready" \
+    "$work/hold.stop" >"$work/hold.log" 2>&1 &
+holdpid=$!
+for _ in $(seq 100); do
+	[[ -e $work/hold.ready ]] && break
+	kill -0 $holdpid 2>/dev/null || break
+	sleep 0.1
+done
+[[ -e $work/hold.ready ]] && pass "shared: a process holds a session and signs" ||
+    fail "shared: the holding process never signed ($(cat "$work/hold.log"))"
+t "shared: -L beside it" $P -L && expect "shared: -L shows the token" "token label +: Reader A"
+t "shared: --sign beside it" $P "${L[@]}" --sign -m ECDSA-SHA256 --id 01 -i "$work/msg.bin" -o "$work/sig5.raw"
+t "shared: --verify beside it" $P "${R[@]}" --verify -m ECDSA-SHA256 --id 01 -i "$work/msg.bin" --signature-file "$work/sig5.raw" &&
+    expect "shared: signature valid" "Signature is valid"
+sleep 0.5
+touch "$work/hold.stop"
+if wait $holdpid; then
+	pass "shared: the holder and its forked child signed throughout ($(tail -1 "$work/hold.log"))"
+else
+	fail "shared: the holder or its child failed"
+	sed 's/^/    | /' "$work/hold.log" >&2
+fi
+
 printf 'x' | dd of="$work/sig3.raw" bs=1 seek=10 conv=notrunc 2>/dev/null
 if $P "${R[@]}" --verify -m ECDSA --id 01 -i "$work/msg.sha256" --signature-file "$work/sig3.raw" 2>&1 | grep -q "Signature is valid"; then
 	fail "tampered signature verified"

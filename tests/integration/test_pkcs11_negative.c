@@ -5,9 +5,11 @@
  * truthful, a chip pulled out mid-operation gives CKR_DEVICE_REMOVED and
  * the next chip in that slot works, fork is detected, two threads sign
  * at once, the module is silent unless asked to log.  With "stress":
- * C_Finalize while 8 threads are inside the module (test_stress).
+ * C_Finalize while 8 threads are inside the module (test_stress).  With
+ * "hold": one process of the sharing test of test-pkcs11-tool.sh (hold).
  *
  *	test_pkcs11_negative MODULE.so [stress]
+ *	test_pkcs11_negative MODULE.so hold TOKEN PIN KEYLABEL READY STOP
  *
  * Exit 0 pass, 1 fail.
  */
@@ -24,6 +26,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <p11-kit/pkcs11.h>
 
 #include "chip.h"
@@ -274,6 +279,47 @@ test_pins(CK_SLOT_ID slot)
 	EXPECT(f->C_CloseSession(s), CKR_OK);
 }
 
+/*
+ * A self-signed P-256 certificate of at least 8 KB (a long
+ * subjectAltName), DER in *ret (OPENSSL_free); its length.
+ */
+static int
+big_cert(uint8_t **ret)
+{
+	EVP_PKEY *k = EVP_EC_gen("P-256");
+	X509 *x = X509_new();
+	X509_EXTENSION *ext = NULL;
+	X509_NAME *nm;
+	char san[16000];
+	size_t o = 0;
+	int i, n = -1;
+
+	*ret = NULL;
+	for (i = 0; i < 400; i++) {
+		o += (size_t)snprintf(san + o, sizeof(san) - o,
+		    "%sDNS:host%03d.mintline.example", i ? "," : "", i);
+	}
+	if (k == NULL || x == NULL || !X509_set_version(x, 2) ||
+	    !ASN1_INTEGER_set(X509_get_serialNumber(x), 1) ||
+	    X509_gmtime_adj(X509_getm_notBefore(x), 0) == NULL ||
+	    X509_gmtime_adj(X509_getm_notAfter(x), 3600) == NULL ||
+	    !X509_set_pubkey(x, k) || (nm = X509_get_subject_name(x)) == NULL ||
+	    !X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC,
+	    (const unsigned char *)"mintline-big", -1, -1, 0) ||
+	    !X509_set_issuer_name(x, nm) ||
+	    (ext = X509V3_EXT_conf_nid(NULL, NULL, NID_subject_alt_name,
+	    san)) == NULL || !X509_add_ext(x, ext, -1) ||
+	    !X509_sign(x, k, EVP_sha256())) {
+		goto out;
+	}
+	n = i2d_X509(x, ret);
+out:
+	X509_EXTENSION_free(ext);
+	X509_free(x);
+	EVP_PKEY_free(k);
+	return n;
+}
+
 static void
 test_objects(CK_SLOT_ID slot)
 {
@@ -305,6 +351,30 @@ test_objects(CK_SLOT_ID slot)
 		    CKR_USER_NOT_LOGGED_IN);
 	}
 	EXPECT(f->C_Login(rw, CKU_USER, (CK_UTF8CHAR_PTR)"123456", 6), CKR_OK);
+	{
+		/* An 8 KB certificate fits one token object. */
+		CK_CERTIFICATE_TYPE x509 = CKC_X_509;
+		uint8_t *der = NULL, *back = NULL;
+		int dlen = big_cert(&der);
+		CK_ATTRIBUTE t[] = { { CKA_CLASS, &cert, sizeof(cert) },
+		    { CKA_CERTIFICATE_TYPE, &x509, sizeof(x509) },
+		    { CKA_TOKEN, &yes, 1 }, { CKA_LABEL, (char *)"big", 3 },
+		    { CKA_VALUE, der, (CK_ULONG)dlen } };
+		CK_ATTRIBUTE g[] = { { CKA_VALUE, NULL, 0 } };
+
+		TRUTH(dlen >= 8192);
+		EXPECT(f->C_CreateObject(rw, t, 5, &h), CKR_OK);
+		EXPECT(f->C_GetAttributeValue(rw, h, g, 1), CKR_OK);
+		TRUTH(g[0].ulValueLen == (CK_ULONG)dlen);
+		if ((back = malloc(g[0].ulValueLen)) != NULL) {
+			g[0].pValue = back;
+			EXPECT(f->C_GetAttributeValue(rw, h, g, 1), CKR_OK);
+			TRUTH(memcmp(back, der, (size_t)dlen) == 0);
+		}
+		EXPECT(f->C_DestroyObject(rw, h), CKR_OK);
+		free(back);
+		OPENSSL_free(der);
+	}
 	{
 		CK_ATTRIBUTE t[] = { { CKA_CLASS, &data, sizeof(data) },
 		    { CKA_TOKEN, &yes, 4 } };
@@ -1188,6 +1258,157 @@ test_stress(CK_SLOT_ID slot)
 	EXPECT(f->C_Finalize(NULL), CKR_OK);
 }
 
+/* The first slot whose token label starts with prefix; -1 if none. */
+static long
+slot_by_label(const char *prefix)
+{
+	CK_SLOT_ID slots[16];
+	CK_TOKEN_INFO ti;
+	CK_ULONG n = 16, i;
+
+	if (f->C_GetSlotList(CK_TRUE, slots, &n) != CKR_OK) {
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		if (f->C_GetTokenInfo(slots[i], &ti) == CKR_OK &&
+		    memcmp(ti.label, prefix, strlen(prefix)) == 0) {
+			return (long)slots[i];
+		}
+	}
+	return -1;
+}
+
+/* Open a session, log in, find the private key labelled key, sign once.
+ * 0 if every step answered CKR_OK and the signature verifies. */
+static int
+hold_sign_once(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key,
+    CK_OBJECT_HANDLE pub)
+{
+	CK_MECHANISM m = { CKM_ECDSA, NULL, 0 };
+	CK_BYTE md[32], sig[64];
+	CK_ULONG n = sizeof(sig);
+	CK_RV rv;
+	int step = 0;
+
+	memset(md, 0x42, sizeof(md));
+	if ((rv = f->C_SignInit(s, &m, key)) != CKR_OK ||
+	    (step++, rv = f->C_Sign(s, md, sizeof(md), sig, &n)) != CKR_OK ||
+	    (step++, rv = f->C_VerifyInit(s, &m, pub)) != CKR_OK ||
+	    (step++, rv = f->C_Verify(s, md, sizeof(md), sig, n)) != CKR_OK) {
+		fprintf(stderr, "hold %ld: %s: 0x%lx\n", (long)getpid(),
+		    (const char *[]){ "C_SignInit", "C_Sign", "C_VerifyInit",
+		    "C_Verify" }[step], (unsigned long)rv);
+		return 1;
+	}
+	return 0;
+}
+
+static int
+hold_session(const char *token, const char *pin, const char *label,
+    CK_SESSION_HANDLE *ret_s, CK_OBJECT_HANDLE *ret_key,
+    CK_OBJECT_HANDLE *ret_pub)
+{
+	CK_OBJECT_CLASS pc = CKO_PRIVATE_KEY, uc = CKO_PUBLIC_KEY;
+	CK_ATTRIBUTE q[] = { { CKA_CLASS, &pc, sizeof(pc) },
+	    { CKA_LABEL, (void *)label, strlen(label) } };
+	CK_ATTRIBUTE qp[] = { { CKA_CLASS, &uc, sizeof(uc) },
+	    { CKA_LABEL, (void *)label, strlen(label) } };
+	CK_ULONG n = 0;
+	CK_RV rv;
+	long slot;
+
+	if ((slot = slot_by_label(token)) < 0) {
+		fprintf(stderr, "hold: no token \"%s\"\n", token);
+		return 1;
+	}
+	if ((rv = f->C_OpenSession((CK_SLOT_ID)slot, CKF_SERIAL_SESSION, NULL,
+	    NULL, ret_s)) != CKR_OK) {
+		fprintf(stderr, "hold: C_OpenSession: 0x%lx\n", rv);
+		return 1;
+	}
+	rv = f->C_Login(*ret_s, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin));
+	if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
+		fprintf(stderr, "hold: C_Login: 0x%lx\n", rv);
+		return 1;
+	}
+	if (f->C_FindObjectsInit(*ret_s, q, 2) != CKR_OK ||
+	    f->C_FindObjects(*ret_s, ret_key, 1, &n) != CKR_OK || n != 1 ||
+	    f->C_FindObjectsFinal(*ret_s) != CKR_OK ||
+	    f->C_FindObjectsInit(*ret_s, qp, 2) != CKR_OK ||
+	    f->C_FindObjects(*ret_s, ret_pub, 1, &n) != CKR_OK || n != 1 ||
+	    f->C_FindObjectsFinal(*ret_s) != CKR_OK) {
+		fprintf(stderr, "hold: key \"%s\" not found\n", label);
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * Sharing (OP-3): hold a session on the token whose label starts with
+ * TOKEN and sign in a loop until STOPFILE exists, while other processes
+ * (the test script's pkcs11-tool -L and --sign) use the same chip; a
+ * forked child initialises the module again and signs too.  READYFILE is
+ * created after the first signature.  Exit 0 if every signature of this
+ * process and of the child succeeded.
+ */
+static int
+hold(const char *token, const char *pin, const char *label,
+    const char *ready, const char *stop)
+{
+	CK_SESSION_HANDLE s;
+	CK_OBJECT_HANDLE key, pub;
+	unsigned ok = 0, bad = 0;
+	time_t end = time(NULL) + 120;
+	pid_t child = -1;
+	int st = 0, fd;
+
+	if (f->C_Initialize(NULL) != CKR_OK ||
+	    hold_session(token, pin, label, &s, &key, &pub) != 0) {
+		return 1;
+	}
+	while (access(stop, F_OK) != 0 && time(NULL) < end) {
+		if (hold_sign_once(s, key, pub) != 0) {
+			bad++;
+		} else {
+			ok++;
+		}
+		if (ok == 1 && (fd = open(ready, O_WRONLY | O_CREAT, 0600)) >= 0) {
+			close(fd);
+		}
+		if (ok == 5 && child < 0) {
+			fflush(NULL);
+			if ((child = fork()) == 0) {
+				CK_SESSION_HANDLE cs;
+				CK_OBJECT_HANDLE ck, cp;
+				int i, cbad = 0;
+
+				if (f->C_Initialize(NULL) != CKR_OK ||
+				    hold_session(token, pin, label, &cs, &ck,
+				    &cp) != 0) {
+					_exit(2);
+				}
+				for (i = 0; i < 20; i++) {
+					cbad += hold_sign_once(cs, ck, cp);
+				}
+				f->C_Finalize(NULL);
+				_exit(cbad == 0 ? 0 : 3);
+			}
+		}
+	}
+	if (child > 0 && (waitpid(child, &st, 0) != child ||
+	    !WIFEXITED(st) || WEXITSTATUS(st) != 0)) {
+		fprintf(stderr, "hold: forked child failed: status 0x%x\n", st);
+		bad++;
+	}
+	if (child <= 0) {
+		fprintf(stderr, "hold: too few signatures to fork a child\n");
+		bad++;
+	}
+	printf("hold: %u signatures, %u failed\n", ok, bad);
+	f->C_Finalize(NULL);
+	return bad == 0 && ok > 0 ? 0 : 1;
+}
+
 static void
 test_interfaces(void *lib)
 {
@@ -1226,8 +1447,19 @@ main(int argc, char **argv)
 	char spec[512], path[512];
 	void *lib;
 
+	if (argc == 8 && strcmp(argv[2], "hold") == 0) {
+		if ((lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL)) == NULL ||
+		    (gfl = (CK_C_GetFunctionList)dlsym(lib,
+		    "C_GetFunctionList")) == NULL || gfl(&f) != CKR_OK) {
+			fprintf(stderr, "cannot load %s\n", argv[1]);
+			return 1;
+		}
+		return hold(argv[3], argv[4], argv[5], argv[6], argv[7]);
+	}
 	if (argc != 2 && (argc != 3 || strcmp(argv[2], "stress") != 0)) {
-		fprintf(stderr, "usage: %s MODULE.so [stress]\n", argv[0]);
+		fprintf(stderr, "usage: %s MODULE.so [stress]\n"
+		    "       %s MODULE.so hold TOKEN PIN KEYLABEL READYFILE "
+		    "STOPFILE\n", argv[0], argv[0]);
 		return 2;
 	}
 	snprintf(dir, sizeof(dir), "%s/p11neg-XXXXXX",

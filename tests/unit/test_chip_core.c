@@ -468,7 +468,7 @@ create_obj(uint8_t cls, uint8_t flags, const void *attrs, size_t n,
 static uint16_t
 read_attrs(uint16_t id, uint8_t *attrs, size_t cap, size_t *ret_n)
 {
-	static uint8_t obj[8192];
+	static uint8_t obj[OBJ_MAX_ATTRS + 256];
 	struct ml_rd rd, v;
 	size_t n;
 	uint16_t sw;
@@ -491,7 +491,7 @@ read_attrs(uint16_t id, uint8_t *attrs, size_t cap, size_t *ret_n)
 
 START_TEST(objects_and_login)
 {
-	uint8_t got[4200], big[OBJ_MAX_ATTRS + 1];
+	uint8_t got[OBJ_MAX_ATTRS + 100], big[OBJ_MAX_ATTRS + 1];
 	uint16_t pub, priv, ro, bigid, id;
 	size_t n;
 

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -344,23 +345,51 @@ START_TEST(store_bad_files)
 }
 END_TEST
 
-START_TEST(store_locked)
+START_TEST(store_shared)
 {
-	uint8_t pl[3] = { 1, 2, 3 };
+	uint8_t pl[3] = { 1, 2, 3 }, *p, *p2 = NULL, *p3 = NULL;
 	struct store *s, *s2 = NULL;
-	uint8_t *p, *p2 = NULL;
-	size_t len, len2 = 0;
+	size_t len, len2 = 0, len3 = 0;
+	int fd;
 
+	/* Two hosts open one image (OP-3); neither holds it between
+	 * commands. */
 	ck_assert_r(store_create(path, pl, sizeof(pl)), 0);
 	ck_assert_r(store_open(path, &s, &p, &len), 0);
 	ml_freezero(p, len);
-	ck_assert_r(store_open(path, &s2, &p2, &len2), ML_ERR_EXISTS);
-	ck_assert_ptr_null(s2);
-	ck_assert_ptr_null(p2);
+	ck_assert_r(store_open(path, &s2, &p2, &len2), 0);
+	ml_freezero(p2, len2);
+	/* While one holds the lock, nobody else gets it... */
+	ck_assert_r(store_lock(s), 0);
+	ck_assert_int_ge(fd = open(path, O_RDONLY), 0);
+	ck_assert_int_ne(flock(fd, LOCK_EX | LOCK_NB), 0);
+	ck_assert_int_eq(errno, EWOULDBLOCK);
+	ck_assert_r(store_sync(s, &p3, &len3), 1);	/* nothing new */
 	ck_assert_r(store_commit(s, pl, 2), 0);
-	ck_assert_r(store_open(path, &s2, &p2, &len2), ML_ERR_EXISTS);
+	store_unlock(s);
+	ck_assert_int_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
+	ck_assert_int_eq(flock(fd, LOCK_UN), 0);
+	/* ... and the other host sees the commit at its next command. */
+	ck_assert_r(store_lock(s2), 0);
+	ck_assert_r(store_sync(s2, &p3, &len3), 0);
+	ck_assert_uint_eq(len3, 2);
+	ck_assert_mem_eq(p3, pl, 2);
+	ml_freezero(p3, len3);
+	ck_assert_uint_eq(store_generation(s2), store_generation(s));
+	ck_assert_r(store_commit(s2, pl, 1), 0);
+	store_unlock(s2);
+	ck_assert_r(store_lock(s), 0);
+	ck_assert_r(store_sync(s, &p3, &len3), 0);
+	ck_assert_uint_eq(len3, 1);
+	ml_freezero(p3, len3);
+	store_unlock(s);
+	/* A host that dies holding the lock releases it (close). */
+	ck_assert_r(store_lock(s2), 0);
+	store_close(s2);
+	ck_assert_int_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
+	close(fd);
 	store_close(s);
-	expect_payload(pl, 2, "after the lock is released");
+	expect_payload(pl, 1, "after both hosts wrote");
 	store_close(NULL);
 }
 END_TEST
@@ -656,7 +685,7 @@ store_suite(void)
 	tcase_add_test(tc, store_generations);
 	tcase_add_test(tc, store_wrong_key);
 	tcase_add_test(tc, store_bad_files);
-	tcase_add_test(tc, store_locked);
+	tcase_add_test(tc, store_shared);
 	tcase_add_test(tc, store_oversize);
 	suite_add_tcase(s, tc);
 
