@@ -14,6 +14,8 @@ PKGS=(
 	pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools
 	sqlite3 libsqlite3-dev libpq-dev postgresql
 	python3 xxd
+	libmicrohttpd-dev
+	chromium chromium-driver python3-selenium
 )
 
 missing=()

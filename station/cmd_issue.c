@@ -19,6 +19,11 @@
  * chip that has not come back is reserved for that chip and never issued
  * on another (docs/issuance.md: crash safety).
  *
+ * --follow --ui ADDR serves the line supervisor's page (ui_http.h, OP-1):
+ * positions, results, counters, the server connection, and the page's
+ * pause and resume (an operator hold: no job starts while it lasts, so no
+ * chip is authorised or written; a job already running finishes).
+ *
  * Exit: 0 every note of the batch issued; 2 some notes not issued
  * (reported: malformed line, reject-write, refused, in doubt); 1 error.
  */
@@ -47,6 +52,7 @@
 #include "note_proto.h"
 #include "note_uplink.h"
 #include "sw.h"
+#include "ui_http.h"
 
 #define MAX_WORKERS	256	/* positions: as many as a line has (inproc: 256) */
 
@@ -63,6 +69,7 @@ struct issue_opts {
 	bool		 json;
 	bool		 progress;
 	bool		 follow;	/* run until SIGINT/SIGTERM */
+	const char	*ui, *ui_cert, *ui_key;	/* --ui: the line's page */
 };
 
 struct inote {
@@ -104,6 +111,10 @@ struct iss {
 	/* --follow: what each position is doing (live status, events) */
 	char			 pos[MAX_WORKERS];
 	size_t			 npos;
+	struct ui_http		*ui;		/* --ui */
+	bool			 hold;		/* the page's pause */
+	int			 server_seen;	/* --ui: first answer shown */
+	pthread_cond_t		 hold_cv;
 };
 
 static double
@@ -154,11 +165,35 @@ progress(struct iss *s, bool final)
 	}
 }
 
-/* One report line for a note (JSON lines with --json). */
+/* The counters on the page (--ui).  Caller holds mu. */
 static void
-report(struct iss *s, const struct inote *nt, const char *chip,
+publish_stats(struct iss *s)
+{
+	if (s->ui == NULL) {
+		return;
+	}
+	ui_http_publish(s->ui, "{\"type\":\"stats\",\"t\":%lld,\"notes\":%zu,"
+	    "\"issued\":%zu,\"repeated\":%zu,\"skipped\":%zu,\"refused\":%zu,"
+	    "\"reject_write\":%zu,\"off_line\":%zu,\"held\":%zu,"
+	    "\"errors\":%zu,\"server_away\":%s,\"paused\":%s}", ui_now_ms(),
+	    s->n, s->issued, s->again, s->skipped, s->refused, s->rejected,
+	    s->offline, s->held, s->errors, s->paused ? "true" : "false",
+	    s->hold ? "true" : "false");
+}
+
+/* One report line for a note (JSON lines with --json); the page gets it
+ * as a result event of position w. */
+static void
+report(struct iss *s, size_t w, const struct inote *nt, const char *chip,
     const char *result, const char *why, uint64_t reg_id)
 {
+	char jn[64], jc[96], jw[256];
+
+	ui_http_publish(s->ui, "{\"type\":\"result\",\"t\":%lld,"
+	    "\"position\":%zu,\"note\":%s,\"chip\":%s,\"result\":\"%s\","
+	    "\"reason\":%s}", ui_now_ms(), w, ui_json_str(nt ? nt->name : NULL,
+	    jn, sizeof(jn)), ui_json_str(chip, jc, sizeof(jc)), result,
+	    ui_json_str(why, jw, sizeof(jw)));
 	pthread_mutex_lock(&s->mu);
 	if (s->o.json) {
 		if (nt != NULL) {
@@ -194,6 +229,7 @@ bump(struct iss *s, size_t *ctr)
 {
 	pthread_mutex_lock(&s->mu);
 	(*ctr)++;
+	publish_stats(s);
 	pthread_mutex_unlock(&s->mu);
 }
 
@@ -204,7 +240,14 @@ iss_event(void *ctx, const struct note_line_event *ev)
 	static const char mark[] = { [NL_WAITING] = '.', [NL_WORKING] = '*',
 	    [NL_DONE] = 'v', [NL_RESULT] = '*', [NL_GONE] = 'x' };
 	struct iss *s = ctx;
+	char name[160];
 
+	if (s->ui != NULL) {
+		ui_http_publish(s->ui, "{\"type\":\"position\",\"t\":%lld,"
+		    "\"position\":%zu,\"name\":%s,\"state\":\"%s\"}",
+		    ui_now_ms(), ev->position, ui_json_str(ev->name, name,
+		    sizeof(name)), note_line_state_name(ev->state));
+	}
 	pthread_mutex_lock(&s->mu);
 	if (ev->position < MAX_WORKERS) {
 		while (s->npos <= ev->position) {
@@ -336,6 +379,14 @@ line_pause(struct iss *s, const char *why, int r)
 			printf("{\"event\":\"paused\",\"reason\":\"%s\"}\n", why);
 			fflush(stdout);
 		}
+		if (s->ui != NULL) {
+			char jw[256];
+
+			ui_http_publish(s->ui, "{\"type\":\"server\",\"t\":%lld,"
+			    "\"state\":\"lost\",\"why\":%s}", ui_now_ms(),
+			    ui_json_str(why, jw, sizeof(jw)));
+			publish_stats(s);
+		}
 	}
 	pthread_mutex_unlock(&s->mu);
 }
@@ -356,6 +407,15 @@ line_resume(struct iss *s)
 			    elapsed(&s->paused_at, &now));
 			fflush(stdout);
 		}
+		if (s->ui != NULL) {
+			ui_http_publish(s->ui, "{\"type\":\"server\",\"t\":%lld,"
+			    "\"state\":\"connected\",\"why\":null}", ui_now_ms());
+			publish_stats(s);
+		}
+	} else if (s->ui != NULL && s->server_seen == 0) {
+		s->server_seen = 1;	/* first answer: the page shows it */
+		ui_http_publish(s->ui, "{\"type\":\"server\",\"t\":%lld,"
+		    "\"state\":\"connected\",\"why\":null}", ui_now_ms());
 	}
 	pthread_mutex_unlock(&s->mu);
 }
@@ -466,14 +526,14 @@ seal_and_upload(struct iss *s, size_t w, struct chipcmd *cc,
 	int r;
 
 	if ((r = note_chip_sealed(cc, sealed, sizeof(sealed), &n)) != 0) {
-		report(s, nt, chip, "error", "GET SEALED failed", 0);
+		report(s, w, nt, chip, "error", "GET SEALED failed", 0);
 		bump(s, &s->errors);
 		return 0;
 	}
 	if ((r = upload(s, w, sealed, n, &rep)) != 0) {
 		snprintf(msg, sizeof(msg), "%s: note left in doubt for the "
 		    "next run", server_fail_text(r));
-		report(s, nt, chip, "error", msg, 0);
+		report(s, w, nt, chip, "error", msg, 0);
 		bump(s, &s->errors);
 		return r;	/* the line stops: nothing can be acknowledged */
 	}
@@ -482,14 +542,14 @@ seal_and_upload(struct iss *s, size_t w, struct chipcmd *cc,
 		    rep.reason)) != 0) {
 			return r;
 		}
-		report(s, nt, chip, "refused", note_reason_str(rep.reason), 0);
+		report(s, w, nt, chip, "refused", note_reason_str(rep.reason), 0);
 		bump(s, &s->refused);
 		return 0;
 	}
 	if ((r = note_journal_done(s->j, nt->name, J_ACKED, rep.reg_id, 0)) != 0) {
 		return r;
 	}
-	report(s, nt, chip, completing ? "completed" :
+	report(s, w, nt, chip, completing ? "completed" :
 	    rep.status == NOTE_ST_AGAIN ? "already_registered" : "issued", NULL,
 	    rep.reg_id);
 	bump(s, rep.status == NOTE_ST_AGAIN || completing ? &s->again :
@@ -508,7 +568,7 @@ issue_one(struct iss *s, size_t w, struct chipcmd *cc, struct inote *nt,
 	int r;
 
 	if ((r = feature_derive(s->fkey, &nt->id, pub, feat, &flen)) != 0) {
-		report(s, nt, chip, "error", ml_errmsg(r), 0);
+		report(s, w, nt, chip, "error", ml_errmsg(r), 0);
 		bump(s, &s->errors);
 		return 0;
 	}
@@ -519,7 +579,7 @@ issue_one(struct iss *s, size_t w, struct chipcmd *cc, struct inote *nt,
 	}
 	if ((r = note_chip_authorize(cc, s->key, chip, (const uint8_t *)feat,
 	    flen, &sw)) != 0) {
-		report(s, nt, chip, "error", ml_errmsg(r), 0);
+		report(s, w, nt, chip, "error", ml_errmsg(r), 0);
 		bump(s, &s->errors);
 		return 0;
 	}
@@ -529,12 +589,12 @@ issue_one(struct iss *s, size_t w, struct chipcmd *cc, struct inote *nt,
 		if ((r = note_journal_done(s->j, nt->name, J_REJECTED, 0, 0)) != 0) {
 			return r;
 		}
-		report(s, nt, chip, "reject_write", why, 0);
+		report(s, w, nt, chip, "reject_write", why, 0);
 		bump(s, &s->rejected);
 		return 0;
 	}
 	if ((r = note_chip_write(cc, (const uint8_t *)feat, flen)) != 0) {
-		report(s, nt, chip, "error", "WRITE FEATURE failed: note left in "
+		report(s, w, nt, chip, "error", "WRITE FEATURE failed: note left in "
 		    "doubt", 0);
 		bump(s, &s->errors);
 		return 0;
@@ -555,7 +615,7 @@ reconcile(struct iss *s, size_t w, struct chipcmd *cc, const char *chip)
 
 	if ((r = note_chip_record(cc, &rec)) != 0 ||
 	    feature_parse(rec.feature, rec.feature_len, &id) != 0) {
-		report(s, NULL, chip, "skipped", "written chip with an unreadable "
+		report(s, w, NULL, chip, "skipped", "written chip with an unreadable "
 		    "record", 0);
 		bump(s, &s->foreign);
 		return 0;
@@ -573,7 +633,7 @@ reconcile(struct iss *s, size_t w, struct chipcmd *cc, const char *chip)
 	}
 	pthread_mutex_unlock(&s->mu);
 	if (nt == NULL) {
-		report(s, NULL, chip, "skipped", "written chip of another batch", 0);
+		report(s, w, NULL, chip, "skipped", "written chip of another batch", 0);
 		bump(s, &s->foreign);
 		return 0;
 	}
@@ -656,7 +716,7 @@ issue_blank(struct iss *s, size_t w, struct chipcmd *cc, const char *chip)
 	int r;
 
 	if ((r = note_chip_pub(cc, pub)) != 0) {
-		report(s, NULL, chip, "error", "chip key unreadable (GET DATA)", 0);
+		report(s, w, NULL, chip, "error", "chip key unreadable (GET DATA)", 0);
 		bump(s, &s->errors);
 		return 0;
 	}
@@ -666,7 +726,7 @@ issue_blank(struct iss *s, size_t w, struct chipcmd *cc, const char *chip)
 		pthread_mutex_unlock(&s->mu);
 		if (nt == NULL) {
 			if (s->o.follow) {
-				report(s, NULL, chip, "left_blank", "no note of the "
+				report(s, w, NULL, chip, "left_blank", "no note of the "
 				    "batch left for it", 0);
 				return 0;
 			}
@@ -676,7 +736,7 @@ issue_blank(struct iss *s, size_t w, struct chipcmd *cc, const char *chip)
 			unpick(s, nt);
 			snprintf(msg, sizeof(msg), "%s: chip not written",
 			    server_fail_text(r));
-			report(s, NULL, chip, "left_blank", msg, 0);
+			report(s, w, NULL, chip, "left_blank", msg, 0);
 			bump(s, &s->offline);
 			return note_line_stopping() ? 1 : r;
 		}
@@ -691,7 +751,7 @@ issue_blank(struct iss *s, size_t w, struct chipcmd *cc, const char *chip)
 				return r;
 			}
 			nt->state = J_REFUSED;
-			report(s, nt, chip, "registered_elsewhere", "serial "
+			report(s, w, nt, chip, "registered_elsewhere", "serial "
 			    "registered to another chip (chip left blank)", 0);
 			bump(s, &s->refused);
 			continue;
@@ -701,13 +761,13 @@ issue_blank(struct iss *s, size_t w, struct chipcmd *cc, const char *chip)
 			nt->elsewhere = true;
 			pthread_mutex_unlock(&s->mu);
 			unpick(s, nt);
-			report(s, nt, chip, "held", note_reason_str(rep.reason), 0);
+			report(s, w, nt, chip, "held", note_reason_str(rep.reason), 0);
 			bump(s, &s->held);
 			continue;
 		}
 		/* Unknown or mismatched chip: take it off the line, blank. */
 		unpick(s, nt);
-		report(s, NULL, chip, "off_line", rep.reason == NOTE_R_UNKNOWN_CHIP ?
+		report(s, w, NULL, chip, "off_line", rep.reason == NOTE_R_UNKNOWN_CHIP ?
 		    "chip not enrolled (run mintline-station enroll); chip left "
 		    "blank" : note_reason_str(rep.reason), 0);
 		bump(s, &s->offline);
@@ -720,20 +780,70 @@ iss_job(void *ctx, size_t w, struct chipcmd *cc, const char *image)
 {
 	struct iss *s = ctx;
 	struct chip_info ci;
+	struct timespec until;
 	int r;
 
+	/* The page's pause: nothing is sent to this chip until resumed. */
+	pthread_mutex_lock(&s->mu);
+	while (s->hold && !note_line_stopping()) {
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 200 * 1000 * 1000;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		(void)pthread_cond_timedwait(&s->hold_cv, &s->mu, &until);
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (note_line_stopping()) {
+		return 1;
+	}
 	if ((r = chipcmd_info(cc, &ci)) != 0 || ci.kind != CHIP_KIND_NOTE) {
-		report(s, NULL, image, "skipped", "not a note chip", 0);
+		report(s, w, NULL, image, "skipped", "not a note chip", 0);
 		return 0;
 	}
 	if ((ci.state & INFO_F_LOCKED) == 0) {
-		report(s, NULL, ci.serial, "skipped", "chip not personalised", 0);
+		report(s, w, NULL, ci.serial, "skipped", "chip not personalised", 0);
 		return 0;
 	}
 	if (ci.state & INFO_F_WRITTEN) {
 		return reconcile(s, w, cc, ci.serial);
 	}
 	return issue_blank(s, w, cc, ci.serial);
+}
+
+/* POST /api/pause, /api/resume from the line's page. */
+static int
+iss_control(void *ctx, const char *action)
+{
+	struct iss *s = ctx;
+	bool hold;
+
+	if (strcmp(action, "pause") == 0) {
+		hold = true;
+	} else if (strcmp(action, "resume") == 0) {
+		hold = false;
+	} else {
+		return ML_ERR_ARG;
+	}
+	pthread_mutex_lock(&s->mu);
+	if (s->hold != hold) {
+		s->hold = hold;
+		pthread_cond_broadcast(&s->hold_cv);
+		if (s->o.progress) {
+			fputs("\r\033[K", stderr);
+		}
+		fprintf(stderr, "issue: line %s from the page\n", hold ? "paused" :
+		    "resumed");
+		if (s->o.json) {
+			printf("{\"event\":\"%s\",\"by\":\"page\"}\n", hold ?
+			    "hold" : "release");
+			fflush(stdout);
+		}
+		publish_stats(s);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return 0;
 }
 
 static void
@@ -744,7 +854,7 @@ usage(FILE *f)
 	    "           --issuer-key URI --feature-key FILE --journal FILE\n"
 	    "           --server HOST:PORT --ca FILE --cert FILE --key URI [...]\n"
 	    "           [--batch FILE|-] [--workers N] [--retry-secs N] [--json]\n"
-	    "           [--no-progress] [--follow]\n"
+	    "           [--no-progress] [--follow [--ui ADDR [--ui-cert F --ui-key F]]]\n"
 	    "\n"
 	    "  --issuer-key URI   the station's issuer key (signs write\n"
 	    "                     authorisations): pkcs11: URI with\n"
@@ -757,6 +867,11 @@ usage(FILE *f)
 	    "                     (PC/SC readers; in-process positions, or new\n"
 	    "                     images in --chips DIR), issue each blank chip\n"
 	    "                     the batch allows, until SIGINT/SIGTERM\n"
+	    "  --ui ADDR          with --follow: serve the line's page at ADDR\n"
+	    "                     (127.0.0.1:8080): positions, counters, pause and\n"
+	    "                     resume; any non-loopback address needs\n"
+	    "  --ui-cert FILE     a certificate and\n"
+	    "  --ui-key FILE      key (PEM): HTTPS\n"
 	    "  --retry-secs N     give up after N s without the server (default\n"
 	    "                     30; never with --follow): the line pauses, no\n"
 	    "                     chip is written while the server is away\n"
@@ -779,6 +894,9 @@ parse_opts(int argc, char **argv, struct issue_opts *o)
 		{ "json", no_argument, NULL, 'j' },
 		{ "no-progress", no_argument, NULL, 'q' },
 		{ "follow", no_argument, NULL, 'F' },
+		{ "ui", required_argument, NULL, 'U' },
+		{ "ui-cert", required_argument, NULL, 'C' },
+		{ "ui-key", required_argument, NULL, 'K' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -818,6 +936,9 @@ parse_opts(int argc, char **argv, struct issue_opts *o)
 		case 'j': o->json = true; break;
 		case 'q': o->progress = false; break;
 		case 'F': o->follow = true; break;
+		case 'U': o->ui = optarg; break;
+		case 'C': o->ui_cert = optarg; break;
+		case 'K': o->ui_key = optarg; break;
 		case 'h': usage(stdout); return 2;
 		default:
 			if (c >= ST_CONN_OPT_BASE &&
@@ -831,6 +952,12 @@ parse_opts(int argc, char **argv, struct issue_opts *o)
 	}
 	if (o->json) {
 		o->progress = false;
+	}
+	if ((o->ui != NULL || o->ui_cert != NULL || o->ui_key != NULL) &&
+	    (!o->follow || o->ui == NULL)) {
+		fprintf(stderr, "issue: --ui ADDR is for a running line (--follow); "
+		    "--ui-cert and --ui-key go with --ui\n");
+		return 1;
 	}
 	if (o->line == NULL || o->key == NULL || o->feature_key == NULL ||
 	    !has_conn || o->journal == NULL ||
@@ -859,6 +986,7 @@ issue_run(int argc, char **argv, const struct note_server *local)
 		return ST_EXIT_ERROR;
 	}
 	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->hold_cv, NULL);
 	s->local = local;
 	if ((r = parse_opts(argc, argv, &s->o)) != 0) {
 		rc = r == 2 ? ST_EXIT_OK : ST_EXIT_ERROR;
@@ -951,6 +1079,27 @@ issue_run(int argc, char **argv, const struct note_server *local)
 			memset(s->pos, '.', s->npos);
 		}
 	}
+	if (s->o.ui != NULL) {
+		struct ui_http_cfg uc = { .listen = s->o.ui, .cert = s->o.ui_cert,
+		    .key = s->o.ui_key, .page = "line", .control = iss_control,
+		    .ctx = s };
+		char jb[160], jl[160], js[160];
+
+		if ((r = ui_http_start(&uc, &s->ui)) != 0) {
+			fprintf(stderr, "issue: %s\n", ml_errmsg(r));
+			goto out;
+		}
+		ui_http_publish(s->ui, "{\"type\":\"config\",\"t\":%lld,"
+		    "\"batch\":%s,\"line\":%s,\"server\":%s,\"notes\":%zu,"
+		    "\"positions\":%zu,\"malformed\":%zu}", ui_now_ms(),
+		    ui_json_str(bname, jb, sizeof(jb)),
+		    ui_json_str(s->o.line, jl, sizeof(jl)),
+		    ui_json_str(s->chan != NULL ? note_chan_server(s->chan) :
+		    "in-process", js, sizeof(js)), s->n, s->npos, s->b.nerr);
+		pthread_mutex_lock(&s->mu);
+		publish_stats(s);
+		pthread_mutex_unlock(&s->mu);
+	}
 	r = note_line_run(&lc, &chips);
 	for (i = 0; i < MAX_WORKERS; i++) {
 		size_t k;
@@ -1030,6 +1179,8 @@ out:
 	free(s->notes);
 	free(s->byname);
 	ml_wipe(s->fkey, sizeof(s->fkey));
+	ui_http_stop(s->ui);
+	pthread_cond_destroy(&s->hold_cv);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
 	return rc;

@@ -24,7 +24,11 @@
  * could be given).
  *
  * --follow: a desk clerk presents one note after another (note_line.h
- * follow mode); each verdict is also an NL_RESULT event.
+ * follow mode); each verdict is also an NL_RESULT event.  --ui ADDR serves
+ * the desk's page (ui_http.h, OP-1): every verdict with the note's public
+ * feature fields (prefix, serial, check code, chip key fingerprint — never
+ * the keyed code), the positions, and the server connection, probed every
+ * second.
  */
 #include <getopt.h>
 #include <pthread.h>
@@ -47,6 +51,7 @@
 #include "key_p11.h"
 #include "note_proto.h"
 #include "note_uplink.h"
+#include "ui_http.h"
 
 #define MAX_WORKERS	256	/* positions: as many as a line has (inproc: 256) */
 #define MAX_ISSUERS	8
@@ -63,6 +68,7 @@ struct verify_opts {
 	bool		 follow;	/* a desk: one note after another */
 	bool		 beep;		/* terminal bell on COUNTERFEIT */
 	size_t		 workers;
+	const char	*ui, *ui_cert, *ui_key;	/* --ui: the desk's page */
 };
 
 struct ver {
@@ -77,6 +83,10 @@ struct ver {
 	size_t			 genuine, counterfeit, blank, errors;
 	double			*lat;
 	size_t			 nlat, latcap;
+	struct ui_http		*ui;		/* --ui */
+	pthread_t		 probe;		/* --ui online: server watch */
+	bool			 probing;
+	int			 server_up;	/* -1 unknown, 0 lost, 1 up */
 };
 
 enum verdict_reason {
@@ -107,7 +117,14 @@ static void
 ver_event(void *ctx, const struct note_line_event *ev)
 {
 	struct ver *v = ctx;
+	char name[160];
 
+	if (v->ui != NULL && ev->state != NL_RESULT) {
+		ui_http_publish(v->ui, "{\"type\":\"position\",\"t\":%lld,"
+		    "\"position\":%zu,\"name\":%s,\"state\":\"%s\"}",
+		    ui_now_ms(), ev->position, ui_json_str(ev->name, name,
+		    sizeof(name)), note_line_state_name(ev->state));
+	}
 	if (!v->o.follow || ev->state == NL_RESULT) {
 		return;		/* verdicts are printed by print_verdict() */
 	}
@@ -122,6 +139,62 @@ ver_event(void *ctx, const struct note_line_event *ev)
 	}
 	fflush(stdout);
 	pthread_mutex_unlock(&v->mu);
+}
+
+/* The page's server connection state, published when it changes. */
+static void
+server_state(struct ver *v, bool up, const char *why)
+{
+	char j[256];
+	bool changed;
+
+	pthread_mutex_lock(&v->mu);
+	changed = v->server_up != (int)up;
+	v->server_up = up;
+	pthread_mutex_unlock(&v->mu);
+	if (changed) {
+		ui_http_publish(v->ui, "{\"type\":\"server\",\"t\":%lld,"
+		    "\"state\":\"%s\",\"why\":%s}", ui_now_ms(),
+		    up ? "connected" : "lost", ui_json_str(why, j, sizeof(j)));
+	}
+}
+
+/* --ui online: is the server there?  Probed every second, so that the
+ * page shows a lost connection before the next note. */
+static void *
+probe_main(void *arg)
+{
+	struct ver *v = arg;
+	char why[128];
+	int i;
+
+	while (!note_line_stopping()) {
+		bool up = st_server_reachable(note_chan_server(v->chan), 900,
+		    why, sizeof(why)) == 0;
+
+		server_state(v, up, up ? NULL : why);
+		for (i = 0; i < 10 && !note_line_stopping(); i++) {
+			usleep(100 * 1000);
+		}
+	}
+	return NULL;
+}
+
+/* A note that got no verdict: the page says so, with what to do. */
+static void
+no_verdict(struct ver *v, size_t w, const char *chip, const char *why)
+{
+	char c[96], y[256];
+
+	if (v->ui == NULL) {
+		return;
+	}
+	server_state(v, false, why);
+	ui_http_publish(v->ui, "{\"type\":\"check\",\"t\":%lld,"
+	    "\"position\":%zu,\"chip\":%s,\"verdict\":\"ERROR\","
+	    "\"reason\":\"server unreachable\",\"detail\":%s,"
+	    "\"online\":true}", ui_now_ms(), w, ui_json_str(chip, c, sizeof(c)),
+	    ui_json_str(why, y, sizeof(y)));
 }
 
 static int
@@ -198,6 +271,47 @@ verdict_name(int reason)
  * One verdict: the terminal line or JSON line, the counters, and the
  * line's event subscriber (NL_RESULT) for anything watching the desk.
  */
+/*
+ * The verdict on the page: the note's public feature fields a clerk can
+ * compare with the printed note ("ML1|prefix|serial|chk|mac|kfp": all but
+ * the keyed mac).
+ */
+static void
+publish_verdict(struct ver *v, size_t w, const char *chip, int reason,
+    const char *detail, unsigned flags, double ms, const char *feat)
+{
+	char f[6][FEATURE_MAX_LEN + 1], e[7][96], dj[160];
+	const char *p = feat;
+	size_t i, n;
+
+	if (v->ui == NULL) {
+		return;
+	}
+	memset(f, 0, sizeof(f));
+	for (i = 0; p != NULL && *p != '\0' && i < 6; i++) {
+		n = strcspn(p, "|");
+		snprintf(f[i], sizeof(f[i]), "%.*s", (int)n, p);
+		p += n;
+		p += *p == '|';
+	}
+	if (strcmp(f[0], "ML1") != 0) {
+		memset(f, 0, sizeof(f));
+	}
+	ui_http_publish(v->ui, "{\"type\":\"check\",\"t\":%lld,"
+	    "\"position\":%zu,\"chip\":%s,\"verdict\":\"%s\",\"reason\":%s,"
+	    "\"detail\":%s,\"prefix\":%s,\"serial\":%s,\"chk\":%s,"
+	    "\"kfp\":%s,\"two_chips\":%s,\"online\":%s,\"ms\":%.1f}",
+	    ui_now_ms(), w, ui_json_str(chip, e[0], sizeof(e[0])),
+	    verdict_name(reason), ui_json_str(reason == V_GENUINE ? NULL :
+	    vreason[reason], e[1], sizeof(e[1])), ui_json_str(detail, dj,
+	    sizeof(dj)), ui_json_str(f[1][0] ? f[1] : NULL, e[2], sizeof(e[2])),
+	    ui_json_str(f[2][0] ? f[2] : NULL, e[3], sizeof(e[3])),
+	    ui_json_str(f[3][0] ? f[3] : NULL, e[4], sizeof(e[4])),
+	    ui_json_str(f[5][0] ? f[5] : NULL, e[5], sizeof(e[5])),
+	    (flags & NOTE_F_TWO_CHIPS) ? "true" : "false",
+	    v->chan != NULL || v->local != NULL ? "true" : "false", ms);
+}
+
 static void
 print_verdict(struct ver *v, size_t w, const char *note, const char *chip,
     int reason, const char *detail, unsigned flags, double ms)
@@ -270,7 +384,7 @@ ver_job(void *ctx, size_t w, struct chipcmd *cc, const char *image)
 	struct note_reply rep = { .status = NOTE_ST_OK };
 	struct note_id id;
 	uint8_t pub[ML_P256_PUB_LEN];
-	char note[NOTE_ID_MAX + 1] = "";
+	char note[NOTE_ID_MAX + 1] = "", feat[NOTE_MAX_FEATURE + 1] = "";
 	const char *detail = NULL;
 	int reason = V_GENUINE, r;
 	bool online, parsed, writer;
@@ -288,6 +402,7 @@ ver_job(void *ctx, size_t w, struct chipcmd *cc, const char *image)
 		pthread_mutex_unlock(&v->mu);
 		ml_err("position %zu: no verdict: the registry is unreachable",
 		    w);
+		no_verdict(v, w, NULL, "the registry server cannot be reached");
 		return v->o.follow ? 0 : ML_ERR_IO;
 	}
 	if ((r = chipcmd_info(cc, &ci)) != 0 || ci.kind != CHIP_KIND_NOTE) {
@@ -308,6 +423,8 @@ ver_job(void *ctx, size_t w, struct chipcmd *cc, const char *image)
 	parsed = feature_parse(rec.feature, rec.feature_len, &id) == 0;
 	if (parsed) {
 		note_id_str(&id, note);
+		snprintf(feat, sizeof(feat), "%.*s", (int)rec.feature_len,
+		    (const char *)rec.feature);
 	}
 	/* The chip proves the key it reports, over a fresh challenge. */
 	if (note_chip_pub(cc, pub) != 0 ||
@@ -329,6 +446,8 @@ ver_job(void *ctx, size_t w, struct chipcmd *cc, const char *image)
 		pthread_mutex_unlock(&v->mu);
 		ml_err("chip %s: no verdict: registry query: %s", ci.serial,
 		    ml_errmsg(r));
+		no_verdict(v, w, ci.serial, r == ML_ERR_IO ? "the connection "
+		    "to the registry server was lost" : ml_errmsg(r));
 		if (v->o.follow && r == ML_ERR_IO) {
 			/* reconnect for the next note; closed at the end
 			 * (libp11: see below) */
@@ -377,6 +496,9 @@ verdict:
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	print_verdict(v, w, note, ci.serial, reason, detail, rep.flags,
 	    ((t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec)) / 1e6);
+	publish_verdict(v, w, ci.serial, reason, detail, rep.flags,
+	    ((t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec)) / 1e6,
+	    feat);
 	(void)image;
 	return 0;
 }
@@ -395,7 +517,7 @@ usage(FILE *f)
 	fprintf(f,
 	    "usage: mintline-station verify --line SPEC [--chips DIR|IMAGE]\n"
 	    "           [--issuer-pub SPEC ...] [--workers N] [--json]\n"
-	    "           [--follow [--beep]]\n"
+	    "           [--follow [--beep] [--ui ADDR [--ui-cert F --ui-key F]]]\n"
 	    "           (--offline | --server HOST:PORT --ca F --cert F --key URI ...)\n"
 	    "\n"
 	    "  --issuer-pub SPEC  authorised issuer key (pkcs11: URI or PEM); needed\n"
@@ -406,6 +528,10 @@ usage(FILE *f)
 	    "  --follow           a desk: wait for a note, print its verdict, wait\n"
 	    "                     for its removal, the next ... until SIGINT/SIGTERM\n"
 	    "  --beep             terminal bell on COUNTERFEIT\n"
+	    "  --ui ADDR          with --follow: serve the desk's page at ADDR\n"
+	    "                     (127.0.0.1:8080; loopback only, unless...)\n"
+	    "  --ui-cert FILE     ... a certificate and\n"
+	    "  --ui-key FILE      key (PEM) are given: HTTPS on any address\n"
 	    ST_CONN_USAGE
 	    "verdicts: GENUINE, COUNTERFEIT (with the reason), BLANK (a chip with\n"
 	    "no note written)\n"
@@ -428,6 +554,9 @@ verify_run(int argc, char **argv, const struct note_server *local)
 		{ "json", no_argument, NULL, 'j' },
 		{ "follow", no_argument, NULL, 'F' },
 		{ "beep", no_argument, NULL, 'B' },
+		{ "ui", required_argument, NULL, 'U' },
+		{ "ui-cert", required_argument, NULL, 'C' },
+		{ "ui-key", required_argument, NULL, 'K' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -468,6 +597,9 @@ verify_run(int argc, char **argv, const struct note_server *local)
 		case 'j': v->o.json = true; break;
 		case 'F': v->o.follow = true; break;
 		case 'B': v->o.beep = true; break;
+		case 'U': v->o.ui = optarg; break;
+		case 'C': v->o.ui_cert = optarg; break;
+		case 'K': v->o.ui_key = optarg; break;
 		case 'h': usage(stdout); rc = 0; goto out;
 		default:
 			if (c >= ST_CONN_OPT_BASE &&
@@ -484,6 +616,12 @@ verify_run(int argc, char **argv, const struct note_server *local)
 	    (!v->o.offline && !v->o.has_conn &&
 	    local == NULL)) {
 		usage(stderr);
+		goto out;
+	}
+	if ((v->o.ui != NULL || v->o.ui_cert != NULL || v->o.ui_key != NULL) &&
+	    (!v->o.follow || v->o.ui == NULL)) {
+		fprintf(stderr, "verify: --ui ADDR is for a desk (--follow); "
+		    "--ui-cert and --ui-key go with --ui\n");
 		goto out;
 	}
 	key_p11_provider(&prov, NULL);
@@ -507,7 +645,39 @@ verify_run(int argc, char **argv, const struct note_server *local)
 	if (v->o.follow) {
 		note_line_stop_on_signals();
 	}
+	v->server_up = -1;
+	if (v->o.ui != NULL) {
+		struct ui_http_cfg uc = { .listen = v->o.ui, .cert = v->o.ui_cert,
+		    .key = v->o.ui_key, .page = "desk" };
+		char a[160], srv[160];
+		size_t np = 0;
+
+		if ((r = ui_http_start(&uc, &v->ui)) != 0) {
+			fprintf(stderr, "verify: %s\n", ml_errmsg(r));
+			goto out;
+		}
+		if (note_line_positions(v->o.line, &np) != 0) {
+			np = 0;
+		}
+		ui_http_publish(v->ui, "{\"type\":\"config\",\"t\":%lld,"
+		    "\"mode\":\"%s\",\"server\":%s,\"line\":%s,"
+		    "\"positions\":%zu,\"issuers\":%zu}", ui_now_ms(),
+		    v->o.offline ? "offline" : "online",
+		    ui_json_str(v->chan != NULL ? note_chan_server(v->chan) :
+		    v->o.offline ? NULL : "in-process", srv, sizeof(srv)),
+		    ui_json_str(v->o.line, a, sizeof(a)), np, v->o.nissuers);
+		if (v->chan != NULL && pthread_create(&v->probe, NULL, probe_main,
+		    v) == 0) {
+			v->probing = true;
+		}
+	}
 	r = note_line_run(&lc, &chips);
+	if (v->probing) {
+		note_line_stop();	/* the line is over: so is the probe */
+		pthread_join(v->probe, NULL);
+	}
+	ui_http_stop(v->ui);
+	v->ui = NULL;
 	/* Closed only now: closing an hs link finalises the PKCS#11 module
 	 * for the whole process (libp11). */
 	for (i = 0; i < MAX_WORKERS; i++) {

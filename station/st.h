@@ -80,6 +80,15 @@ ML_MUST_CHECK int st_server_connect(const char *server,
     const struct hs_client_cfg *cfg, struct hs_chan **ret_chan,
     int *ret_alert);
 
+/*
+ * Is anything listening at server ("host:port")?  A TCP connect, closed at
+ * once, within timeout_ms: the pages' view of the server connection
+ * (OP-1), much cheaper than a handshake.  0, or ML_ERR_IO / ML_ERR_TIMEOUT
+ * with the cause in why ("Connection refused").
+ */
+ML_MUST_CHECK int st_server_reachable(const char *server, int timeout_ms,
+    char *why, size_t cap);
+
 /* An open link: the channel plus what it borrows (key, trust, chain). */
 struct st_link {
 	struct hs_chan	*chan;

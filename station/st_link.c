@@ -1,5 +1,10 @@
 /* The station's link to mintline-server (st.h). */
 #include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,6 +110,59 @@ st_server_connect(const char *server, const struct hs_client_cfg *cfg,
 	if (ret_alert != NULL) {
 		*ret_alert = alert;
 	}
+	return r;
+}
+
+int
+st_server_reachable(const char *server, int timeout_ms, char *why, size_t cap)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
+	struct pollfd pfd;
+	char host[256], port[ML_PORT_STRLEN];
+	socklen_t len = sizeof(int);
+	int fd = -1, err = 0, r;
+
+	snprintf(why, cap, "bad address");
+	if (ml_hostport_split(server, host, sizeof(host), port) != 0) {
+		return ML_ERR_ARG;
+	}
+	if ((r = getaddrinfo(host, port, &hints, &ai)) != 0) {
+		snprintf(why, cap, "%s", gai_strerror(r));
+		return ML_ERR_IO;
+	}
+	r = ML_ERR_IO;
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(why, cap, "%s", strerror(errno));
+		goto out;
+	}
+	if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+		r = 0;
+		goto out;
+	}
+	if (errno != EINPROGRESS) {
+		snprintf(why, cap, "%s", strerror(errno));
+		goto out;
+	}
+	pfd = (struct pollfd){ .fd = fd, .events = POLLOUT };
+	if (poll(&pfd, 1, timeout_ms) != 1) {
+		snprintf(why, cap, "no answer in %d ms", timeout_ms);
+		r = ML_ERR_TIMEOUT;
+		goto out;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
+		snprintf(why, cap, "%s", strerror(err ? err : errno));
+		goto out;
+	}
+	r = 0;
+out:
+	if (r == 0) {
+		snprintf(why, cap, "reachable");
+	}
+	if (fd >= 0) {
+		close(fd);
+	}
+	freeaddrinfo(ai);
 	return r;
 }
 
