@@ -40,6 +40,7 @@
 struct reservation {
 	char		 note_id[NOTE_ID_MAX + 1];
 	char		 chip[NOTE_CHIP_SERIAL_LEN + 1];
+	char		 station[HS_MAX_SERIAL + 1];	/* who asked ("" unknown) */
 	time_t		 until;
 };
 
@@ -217,9 +218,14 @@ handle_enrol(struct reg_note *rn, const uint8_t *req, size_t len,
  * Reserve note_id for chip (OP-3).  0 when reserved (or already reserved
  * for this chip: the time is renewed), ML_ERR_EXISTS when another chip
  * holds it, ML_ERR_TOO_LARGE when the table is full of live promises.
+ * The same station asking for the note on another chip takes the promise
+ * over: its own journal keeps a note it may have written reserved for that
+ * chip, so a second ask means the first chip was never written (a station
+ * that died between the check and its journal entry).
  */
 static int
-reserve(struct reg_note *rn, const char *note_id, const char *chip)
+reserve(struct reg_note *rn, const char *note_id, const char *chip,
+    const char *station)
 {
 	struct reservation *free_slot = NULL, *e;
 	time_t now = time(NULL);
@@ -239,7 +245,8 @@ reserve(struct reg_note *rn, const char *note_id, const char *chip)
 			continue;
 		}
 		if (strcmp(e->note_id, note_id) == 0) {
-			if (strcmp(e->chip, chip) != 0) {
+			if (strcmp(e->chip, chip) != 0 && (station[0] == '\0' ||
+			    strcmp(e->station, station) != 0)) {
 				r = ML_ERR_EXISTS;
 				goto out;
 			}
@@ -251,6 +258,8 @@ reserve(struct reg_note *rn, const char *note_id, const char *chip)
 		snprintf(free_slot->note_id, sizeof(free_slot->note_id), "%s",
 		    note_id);
 		memcpy(free_slot->chip, chip, sizeof(free_slot->chip));
+		snprintf(free_slot->station, sizeof(free_slot->station), "%s",
+		    station);
 		free_slot->until = now + RESERVE_SECS;
 		r = 0;
 	}
@@ -288,8 +297,8 @@ reserve_drop(struct reg_note *rn, const char *note_id)
  *# chip enrolled, serial free).
  */
 static int
-handle_check(struct reg_note *rn, const uint8_t *req, size_t len,
-    struct ml_wr *w)
+handle_check(struct reg_note *rn, const char *peer, const uint8_t *req,
+    size_t len, struct ml_wr *w)
 {
 	struct ml_rd rd = ML_RD_INIT(req, len), ser, pub, nv;
 	uint8_t enrolled[ML_P256_PUB_LEN];
@@ -343,7 +352,7 @@ handle_check(struct reg_note *rn, const uint8_t *req, size_t len,
 	if (r != ML_ERR_NOT_FOUND) {
 		return reply(w, NOTE_ST_REJECT, NOTE_R_INTERNAL, nid, 0, 0);
 	}
-	r = reserve(rn, nid, chip);
+	r = reserve(rn, nid, chip, peer != NULL ? peer : "");
 	if (r == ML_ERR_EXISTS) {
 		return reply(w, NOTE_ST_REJECT, NOTE_R_RESERVED, nid, 0, 0);
 	}
@@ -576,6 +585,13 @@ int
 reg_note_handle(struct reg_note *rn, unsigned type, const uint8_t *req,
     size_t len, struct ml_wr *w)
 {
+	return reg_note_handle_from(rn, NULL, type, req, len, w);
+}
+
+int
+reg_note_handle_from(struct reg_note *rn, const char *peer, unsigned type,
+    const uint8_t *req, size_t len, struct ml_wr *w)
+{
 	if (req == NULL && len != 0) {
 		return ML_ERR_ARG;
 	}
@@ -587,7 +603,7 @@ reg_note_handle(struct reg_note *rn, unsigned type, const uint8_t *req,
 	case NOTE_REC_QUERY:
 		return handle_query(rn, req, len, w);
 	case NOTE_REC_CHECK:
-		return handle_check(rn, req, len, w);
+		return handle_check(rn, peer, req, len, w);
 	default:
 		return ML_ERR_UNSUPPORTED;
 	}

@@ -66,6 +66,13 @@ void		 reg_note_free(struct reg_note *rn);	/* NULL-safe */
  */
 ML_MUST_CHECK int reg_note_handle(struct reg_note *rn, unsigned type,
     const uint8_t *req, size_t len, struct ml_wr *reply);
+/*
+ * The same, for a request from the authenticated station peer (its
+ * certificate serial, or NULL): the pre-check's serial promise is per
+ * station (see reg_note.c, reserve()).
+ */
+ML_MUST_CHECK int reg_note_handle_from(struct reg_note *rn, const char *peer,
+    unsigned type, const uint8_t *req, size_t len, struct ml_wr *reply);
 
 void		 reg_note_get_stats(struct reg_note *rn,
     struct reg_note_stats *ret);

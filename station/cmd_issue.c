@@ -348,6 +348,8 @@ server_fail_text(int r)
 		return "server refused: registry write failed (disk full)";
 	case ML_ERR_REJECTED:
 		return "server refused: registry write failed";
+	case ML_ERR_PERM:
+		return "server refused this station's channel (handshake)";
 	default:
 		return "server unreachable";
 	}
@@ -444,6 +446,12 @@ server_call(struct iss *s, size_t w, unsigned type, const uint8_t *req,
 	for (;;) {
 		if (s->up[w] == NULL) {
 			r = note_chan_connect(s->chan, &s->up[w], why, sizeof(why));
+			if (r == ML_ERR_REJECTED || r == ML_ERR_CERT) {
+				/* the server or its certificate said no to us:
+				 * retrying does not change that */
+				ml_err("%s", why);
+				return ML_ERR_PERM;
+			}
 		} else {
 			r = 0;
 		}
@@ -1159,6 +1167,12 @@ issue_run(int argc, char **argv, const struct note_server *local)
 			    "(unwritten chips left blank; notes in doubt are "
 			    "completed by a re-run)\n", server_fail_text(r),
 			    s->o.retry_secs);
+			goto out;
+		}
+		if (r == ML_ERR_PERM) {
+			fprintf(stderr, "issue: %s: line stopped, nothing written "
+			    "(the station's certificate, enrolment or the server's "
+			    "certificate; see above)\n", server_fail_text(r));
 			goto out;
 		}
 		if (r != 0) {

@@ -448,18 +448,30 @@ START_TEST(enrol_conflict_and_malformed)
 }
 END_TEST
 
-/* The OP-3 pre-check for note TS<serial> on chip with key pub. */
+/* The OP-3 pre-check for note on chip with key pub, from station peer. */
 static struct note_reply
-check_req(const char *chip, const uint8_t pub[ML_P256_PUB_LEN],
-    const char *note)
+check_from(const char *peer, const char *chip,
+    const uint8_t pub[ML_P256_PUB_LEN], const char *note)
 {
-	uint8_t req[160];
+	uint8_t req[160], buf[NOTE_REPLY_MAX];
 	struct ml_wr w = ML_WR_FIXED(req, sizeof(req));
+	struct ml_wr rw = ML_WR_FIXED(buf, sizeof(buf));
+	struct note_reply rep;
 
 	ck_assert_int_eq(ml_tlv_put(&w, TAG_ENROL_SERIAL, chip, CHIP_SERIAL_LEN), 0);
 	ck_assert_int_eq(ml_tlv_put(&w, TAG_ENROL_PUB, pub, ML_P256_PUB_LEN), 0);
 	ck_assert_int_eq(ml_tlv_put(&w, TAG_REPLY_NOTE, note, strlen(note)), 0);
-	return call(NOTE_REC_CHECK, w.p, w.len);
+	ck_assert_int_eq(reg_note_handle_from(rn, peer, NOTE_REC_CHECK, w.p,
+	    w.len, &rw), 0);
+	ck_assert_int_eq(note_reply_parse(rw.p, rw.len, &rep), 0);
+	return rep;
+}
+
+static struct note_reply
+check_req(const char *chip, const uint8_t pub[ML_P256_PUB_LEN],
+    const char *note)
+{
+	return check_from(NULL, chip, pub, note);
 }
 
 START_TEST(precheck)
@@ -487,6 +499,18 @@ START_TEST(precheck)
 	rep = check_req(b, pb, "TS00000050");
 	ck_assert_int_eq(rep.status, NOTE_ST_REJECT);
 	ck_assert_int_eq(rep.reason, NOTE_R_RESERVED);
+	/* per station: station S1 holds TS00000051 for a; S2 is refused it
+	 * for b, S1 itself may move it to b (it never wrote a) */
+	ck_assert_int_eq(check_from("S1", a, pa, "TS00000051").status,
+	    NOTE_ST_OK);
+	ck_assert_int_eq(check_from("S2", b, pb, "TS00000051").reason,
+	    NOTE_R_RESERVED);
+	ck_assert_int_eq(check_from("S1", b, pb, "TS00000051").status,
+	    NOTE_ST_OK);
+	ck_assert_int_eq(check_from("S1", a, pa, "TS00000051").status,
+	    NOTE_ST_OK);
+	ck_assert_int_eq(check_from("S2", b, pb, "TS00000051").reason,
+	    NOTE_R_RESERVED);
 	/* registered on a: a is told "again", b "registered elsewhere" */
 	n = write_note(&cc, &station, a, pa, "00000050", s, sizeof(s));
 	ck_assert_int_eq(call(NOTE_REC_UPLOAD, s, n).status, NOTE_ST_OK);
