@@ -6,6 +6,10 @@
  *# for risk control: factory data, read history, error history, report
  *# history, transaction history per reader.
  *
+ *= MISSION OP-5
+ *# who did what: a tamper-evident trail of enrolments, registrations,
+ *# refusals, reader transactions and desk checks (the audit table)
+ *
  *= MISSION BN-7
  *# exactly-once registration: note_id and chip_serial are each UNIQUE, so
  *# concurrent servers cannot register a note twice or put two notes on
@@ -97,6 +101,54 @@ const struct reg_migration reg_migrations[] = {
 	  "CREATE TABLE note_reject ("
 	  "  reason      text PRIMARY KEY,"
 	  "  count       bigint NOT NULL);" },
+	/*
+	 * The audit trail (OP-5): append-only, enforced by the schema itself
+	 * (triggers refuse UPDATE and DELETE, and TRUNCATE on PostgreSQL);
+	 * ids are given by the writer (the next after the last, under a
+	 * lock) because the hash chain covers them.
+	 */
+	{ 3, "audit trail",
+	  "CREATE TABLE audit ("
+	  "  id           INTEGER PRIMARY KEY,"
+	  "  at           INTEGER NOT NULL,"
+	  "  action       TEXT NOT NULL,"
+	  "  actor        TEXT NOT NULL DEFAULT '',"
+	  "  actor_certno TEXT NOT NULL DEFAULT '',"
+	  "  subject_kind TEXT NOT NULL DEFAULT '',"
+	  "  subject      TEXT NOT NULL DEFAULT '',"
+	  "  outcome      TEXT NOT NULL DEFAULT '',"
+	  "  detail       TEXT NOT NULL DEFAULT '',"
+	  "  prev_hash    BLOB NOT NULL CHECK (length(prev_hash) = 32),"
+	  "  hash         BLOB NOT NULL CHECK (length(hash) = 32));"
+	  "CREATE INDEX audit_subject ON audit(subject_kind, subject, at);"
+	  "CREATE INDEX audit_actor ON audit(actor, at);"
+	  "CREATE INDEX audit_at ON audit(at);"
+	  "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit "
+	  "BEGIN SELECT RAISE(ABORT, 'audit rows are append-only'); END;"
+	  "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit "
+	  "BEGIN SELECT RAISE(ABORT, 'audit rows are append-only'); END;",
+	  "CREATE TABLE audit ("
+	  "  id           bigint PRIMARY KEY,"
+	  "  at           bigint NOT NULL,"
+	  "  action       text NOT NULL,"
+	  "  actor        text NOT NULL DEFAULT '',"
+	  "  actor_certno text NOT NULL DEFAULT '',"
+	  "  subject_kind text NOT NULL DEFAULT '',"
+	  "  subject      text NOT NULL DEFAULT '',"
+	  "  outcome      text NOT NULL DEFAULT '',"
+	  "  detail       text NOT NULL DEFAULT '',"
+	  "  prev_hash    bytea NOT NULL CHECK (length(prev_hash) = 32),"
+	  "  hash         bytea NOT NULL CHECK (length(hash) = 32));"
+	  "CREATE INDEX audit_subject ON audit(subject_kind, subject, at);"
+	  "CREATE INDEX audit_actor ON audit(actor, at);"
+	  "CREATE INDEX audit_at ON audit(at);"
+	  "CREATE FUNCTION audit_append_only() RETURNS trigger "
+	  "LANGUAGE plpgsql AS $$ BEGIN "
+	  "RAISE EXCEPTION 'audit rows are append-only'; END $$;"
+	  "CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit "
+	  "FOR EACH ROW EXECUTE FUNCTION audit_append_only();"
+	  "CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit "
+	  "FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();" },
 };
 
 const size_t reg_nmigrations =

@@ -32,9 +32,11 @@ extern const struct reg_migration	 reg_migrations[];
 extern const size_t			 reg_nmigrations;
 
 /* The newest schema version this build knows. */
-#define REG_SCHEMA_VERSION	2
+#define REG_SCHEMA_VERSION	3
 
 /* The advisory lock key that serialises migrations across servers. */
 #define REG_PG_MIGRATION_LOCK	0x6d696e746c696e65LL	/* "mintline" */
+/* The advisory lock that serialises audit appends (one hash chain). */
+#define REG_PG_AUDIT_LOCK	0x6d6c2d6175646974LL	/* "ml-audit" */
 
 #endif

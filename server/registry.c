@@ -1,6 +1,8 @@
 /* The back-end-neutral registry wrappers (registry.h). */
 #include <string.h>
 
+#include "ml_wipe.h"
+#include "ml_wr.h"
 #include "registry.h"
 
 int
@@ -132,4 +134,128 @@ int
 reg_schema_version(struct reg *r, int *ret_version)
 {
 	return REG_CALL(r, schema_version, ret_version);
+}
+
+/* ---------------------------------------------------------------- audit */
+
+#define REG_AUDIT_DOMAIN	"mintline audit v1"
+
+/* Every text field of a row with its limit, in hash order. */
+static int
+audit_fields_ok(const struct reg_audit *a)
+{
+	return strnlen(a->action, sizeof(a->action)) < sizeof(a->action) &&
+	    strnlen(a->actor, sizeof(a->actor)) < sizeof(a->actor) &&
+	    strnlen(a->actor_certno, sizeof(a->actor_certno)) <
+	    sizeof(a->actor_certno) &&
+	    strnlen(a->subject_kind, sizeof(a->subject_kind)) <
+	    sizeof(a->subject_kind) &&
+	    strnlen(a->subject, sizeof(a->subject)) < sizeof(a->subject) &&
+	    strnlen(a->outcome, sizeof(a->outcome)) < sizeof(a->outcome) &&
+	    strnlen(a->detail, sizeof(a->detail)) < sizeof(a->detail) &&
+	    a->action[0] != '\0';
+}
+
+int
+reg_audit_hash(const struct reg_audit *a, uint8_t ret[static ML_SHA256_LEN])
+{
+	const char *const text[] = {
+		a->action, a->actor, a->actor_certno, a->subject_kind,
+		a->subject, a->outcome, a->detail,
+	};
+	uint8_t buf[sizeof(REG_AUDIT_DOMAIN) + ML_SHA256_LEN + 16 +
+	    ML_NELEM(text) * 2 + sizeof(struct reg_audit)];
+	struct ml_wr w = ML_WR_FIXED(buf, sizeof(buf));
+	size_t i;
+	int r = ML_ERR_INTERNAL;
+
+	ML_ENSURE(audit_fields_ok(a), ML_ERR_TOO_LARGE);
+	ML_TRY(ml_wr_bytes(&w, REG_AUDIT_DOMAIN, sizeof(REG_AUDIT_DOMAIN) - 1));
+	ML_TRY(ml_wr_bytes(&w, a->prev_hash, ML_SHA256_LEN));
+	ML_TRY(ml_wr_u64be(&w, (uint64_t)a->id));
+	ML_TRY(ml_wr_u64be(&w, (uint64_t)a->at));
+	for (i = 0; i < ML_NELEM(text); i++) {
+		ML_TRY(ml_wr_lv16(&w, text[i], strlen(text[i])));
+	}
+	r = ml_sha256(w.p, w.len, ret);
+out:
+	return r;
+}
+
+int
+reg_audit_append(struct reg *r, struct reg_audit *io)
+{
+	if (io == NULL || !audit_fields_ok(io)) {
+		return io == NULL || io->action[0] == '\0' ? ML_ERR_ARG :
+		    ML_ERR_TOO_LARGE;
+	}
+	return REG_CALL(r, audit_append, io);
+}
+
+int
+reg_audit_list(struct reg *r, const struct reg_audit_filter *f,
+    reg_audit_fn fn, void *ctx)
+{
+	static const struct reg_audit_filter all;
+
+	if (fn == NULL) {
+		return ML_ERR_ARG;
+	}
+	return REG_CALL(r, audit_list, f != NULL ? f : &all, fn, ctx);
+}
+
+struct audit_check {
+	uint8_t		 prev[ML_SHA256_LEN];
+	int64_t		 last_id;
+	uint64_t	 rows;
+	int64_t		 bad_id;
+	const char	*why;
+};
+
+static int
+audit_check_row(void *ctx, const struct reg_audit *row)
+{
+	struct audit_check *c = ctx;
+	uint8_t h[ML_SHA256_LEN];
+
+	if (row->id != c->last_id + 1) {
+		c->why = c->last_id + 1 < row->id ? "rows missing before it" :
+		    "ids out of order";
+	} else if (!ml_ct_eq(row->prev_hash, c->prev, ML_SHA256_LEN)) {
+		c->why = "its previous-row hash is not the hash of the row "
+		    "before (a row before it was changed, removed or added)";
+	} else if (reg_audit_hash(row, h) != 0 ||
+	    !ml_ct_eq(h, row->hash, ML_SHA256_LEN)) {
+		c->why = "its hash does not match its contents (the row was "
+		    "changed)";
+	}
+	if (c->why != NULL) {
+		c->bad_id = row->id;
+		return ML_ERR_AUTH;
+	}
+	memcpy(c->prev, row->hash, ML_SHA256_LEN);
+	c->last_id = row->id;
+	c->rows++;
+	return 0;
+}
+
+int
+reg_audit_verify(struct reg *r, uint64_t *ret_rows, int64_t *ret_bad_id)
+{
+	struct audit_check c;
+	int rc;
+
+	memset(&c, 0, sizeof(c));
+	rc = reg_audit_list(r, NULL, audit_check_row, &c);
+	if (rc == ML_ERR_AUTH && c.why != NULL) {
+		if (ret_bad_id != NULL) {
+			*ret_bad_id = c.bad_id;
+		}
+		return ml_errf(ML_ERR_AUTH, "audit row %lld: %s",
+		    (long long)c.bad_id, c.why);
+	}
+	if (rc == 0 && ret_rows != NULL) {
+		*ret_rows = c.rows;
+	}
+	return rc;
 }

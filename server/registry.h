@@ -102,6 +102,44 @@ struct reg_import_counts {
 	uint64_t	 chips, notes, flags, rejects;
 };
 
+/*
+ * The audit trail (OP-5): one append-only table, who did what to what.
+ * Rows are never changed or deleted (the schema refuses it on both
+ * back-ends) and each carries a SHA-256 hash chain over the one before
+ * (reg_audit_hash()), so that reg_audit_verify() finds an edited, removed
+ * or inserted row.
+ */
+#define REG_AUDIT_WORD_MAX	32	/* action, outcome */
+#define REG_AUDIT_KIND_MAX	16	/* subject_kind */
+#define REG_AUDIT_SUBJECT_MAX	64
+
+struct reg_audit {
+	int64_t		 id;			/* set by the registry: 1, 2, ... */
+	int64_t		 at;			/* unix seconds; 0: now */
+	char		 action[REG_AUDIT_WORD_MAX + 1];	/* "register" */
+	char		 actor[HS_MAX_SERIAL + 1];	/* station/reader serial */
+	char		 actor_certno[HS_MAX_CERTNO + 1];
+	char		 subject_kind[REG_AUDIT_KIND_MAX + 1];	/* "note" */
+	char		 subject[REG_AUDIT_SUBJECT_MAX + 1];
+	char		 outcome[REG_AUDIT_WORD_MAX + 1];	/* "ok", reason */
+	char		 detail[REG_MAX_DETAIL + 1];
+	uint8_t		 prev_hash[ML_SHA256_LEN];	/* set by the registry */
+	uint8_t		 hash[ML_SHA256_LEN];		/* set by the registry */
+};
+
+/* Which rows reg_audit_list() gives: "" / 0 fields match everything. */
+struct reg_audit_filter {
+	const char	*subject_kind;
+	const char	*subject;
+	const char	*actor;
+	int64_t		 since, until;		/* at, inclusive; 0: open */
+	int64_t		 after_id;		/* paging: rows with id > this */
+	uint32_t	 limit;			/* 0: no limit */
+};
+
+/* Called once per row, in id order; nonzero stops the listing with it. */
+typedef int (*reg_audit_fn)(void *ctx, const struct reg_audit *row);
+
 struct reg;
 
 struct reg_ops {
@@ -135,6 +173,11 @@ struct reg_ops {
 	int		(*note_count)(struct reg *r, uint64_t *ret_n);
 	int		(*note_import)(struct reg *r, const char *sqlite_path,
 			    struct reg_import_counts *ret);
+	/* the audit trail */
+	int		(*audit_append)(struct reg *r, struct reg_audit *io);
+	int		(*audit_list)(struct reg *r,
+			    const struct reg_audit_filter *f, reg_audit_fn fn,
+			    void *ctx);
 	/* the schema version the database is at */
 	int		(*schema_version)(struct reg *r, int *ret_version);
 };
@@ -212,6 +255,30 @@ ML_MUST_CHECK int reg_notes_import(struct reg *r, const char *sqlite_path,
     struct reg_import_counts *ret);
 
 ML_MUST_CHECK int reg_schema_version(struct reg *r, int *ret_version);
+
+/*
+ * Append one audit row.  The caller fills at (or 0) and the text fields
+ * (over-long ones are ML_ERR_TOO_LARGE); the registry sets id, prev_hash
+ * and hash, in one transaction with the previous row read under a lock,
+ * so that concurrent servers append one chain.  Durable when it returns 0.
+ */
+ML_MUST_CHECK int reg_audit_append(struct reg *r, struct reg_audit *io);
+/* The rows that match f, in id order, through fn.  fn's nonzero return
+ * ends the listing and is returned. */
+ML_MUST_CHECK int reg_audit_list(struct reg *r, const struct reg_audit_filter *f,
+    reg_audit_fn fn, void *ctx);
+/*
+ * Check the whole chain: every row's prev_hash is the hash of the row
+ * before (zeros for the first), ids run 1, 2, ... without a gap, and
+ * every hash is reg_audit_hash() of its row.  0 and *ret_rows, or
+ * ML_ERR_AUTH (context: the first bad row and why; *ret_bad_id set).
+ */
+ML_MUST_CHECK int reg_audit_verify(struct reg *r, uint64_t *ret_rows,
+    int64_t *ret_bad_id);
+/* SHA-256("mintline audit v1", prev_hash, id, at, every text field with a
+ * length prefix): what a row's hash must be. */
+ML_MUST_CHECK int reg_audit_hash(const struct reg_audit *a,
+    uint8_t ret[static ML_SHA256_LEN]);
 
 /* SQLite back-end (registry_sqlite.c). */
 ML_MUST_CHECK int reg_sqlite_open(const char *path, struct reg **ret_reg);

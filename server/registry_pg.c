@@ -243,10 +243,10 @@ pool_flush_idle(struct reg_pg *p)
 /* Parameters for one statement: text or binary, by value. */
 struct pg_params {
 	int		 n;
-	const char	*v[8];
-	int		 len[8];
-	int		 fmt[8];
-	char		 num[8][24];	/* storage for integers as text */
+	const char	*v[12];
+	int		 len[12];
+	int		 fmt[12];
+	char		 num[12][24];	/* storage for integers as text */
 };
 
 static void
@@ -419,6 +419,29 @@ outcome_err(enum pg_outcome o, bool *lost)
 		return ML_ERR_DISK_FULL;
 	default:
 		return ML_ERR_IO;
+	}
+}
+
+/* A statement whose result is not needed (BEGIN, an INSERT, COMMIT). */
+static int
+pg_cmd(struct pg_slot *s, const char *sql, const struct pg_params *pp,
+    bool *lost)
+{
+	PGresult *res = NULL;
+	int r = outcome_err(pg_run(s, sql, pp, &res), lost);
+
+	PQclear(res);
+	return r;
+}
+
+/* End a transaction that failed, unless the connection went with it. */
+static void
+pg_abort(struct pg_slot *s, bool lost)
+{
+	PGresult *res = NULL;
+
+	if (!lost && pg_run(s, "ROLLBACK", NULL, &res) == PG_OK) {
+		PQclear(res);
 	}
 }
 
@@ -1210,13 +1233,9 @@ op_import(struct pg_slot *s, void *arg, bool *lost)
 	size_t i;
 	int r = ML_ERR_INTERNAL;
 
-	ML_TRY(outcome_err(pg_run(s, "BEGIN", NULL, &res), lost));
-	PQclear(res);
-	res = NULL;
-	ML_TRY(outcome_err(pg_run(s, "LOCK TABLE note_chip, note IN EXCLUSIVE "
-	    "MODE", NULL, &res), lost));
-	PQclear(res);
-	res = NULL;
+	ML_TRY(pg_cmd(s, "BEGIN", NULL, lost));
+	ML_TRY(pg_cmd(s, "LOCK TABLE note_chip, note IN EXCLUSIVE MODE", NULL,
+	    lost));
 	ML_TRY(outcome_err(pg_run(s, "SELECT (SELECT count(*) FROM note_chip) "
 	    "+ (SELECT count(*) FROM note)", NULL, &res), lost));
 	if (col_int(res, 0, 0) != 0) {
@@ -1229,19 +1248,15 @@ op_import(struct pg_slot *s, void *arg, bool *lost)
 	for (i = 0; i < ML_NELEM(pg_import_tables); i++) {
 		ML_TRY(import_table(s, a, &pg_import_tables[i], lost));
 	}
-	PQclear(res);
-	res = NULL;
-	ML_TRY(outcome_err(pg_run(s, "SELECT setval(pg_get_serial_sequence("
-	    "'note', 'reg_id'), (SELECT coalesce(max(reg_id), 0) + 1 FROM "
-	    "note), false)", NULL, &res), lost));
-	PQclear(res);
-	res = NULL;
-	ML_TRY(outcome_err(pg_run(s, "COMMIT", NULL, &res), lost));
+	ML_TRY(pg_cmd(s, "SELECT setval(pg_get_serial_sequence('note', "
+	    "'reg_id'), (SELECT coalesce(max(reg_id), 0) + 1 FROM note), "
+	    "false)", NULL, lost));
+	ML_TRY(pg_cmd(s, "COMMIT", NULL, lost));
 	r = 0;
 out:
 	PQclear(res);
-	if (r != 0 && !*lost && pg_run(s, "ROLLBACK", NULL, &res) == PG_OK) {
-		PQclear(res);
+	if (r != 0) {
+		pg_abort(s, *lost);
 	}
 	return r;
 }
@@ -1263,6 +1278,170 @@ pg_note_import(struct reg *rg, const char *path, struct reg_import_counts *ret)
 		*ret = a.c;
 	}
 	sqlite3_close(a.old);
+	return r;
+}
+
+/* ---------------------------------------------------------------- audit */
+
+/*
+ * Append: one transaction holding an advisory lock, so that the servers
+ * of a fleet append one chain: read the last row, insert the next.  Not
+ * retried after a lost connection (the row may have been committed): the
+ * caller sees ML_ERR_IO.
+ */
+static int
+op_audit_append(struct pg_slot *s, void *arg, bool *lost)
+{
+	struct reg_audit *a = arg;
+	struct pg_params pp = { 0 };
+	PGresult *res = NULL;
+	char lock[80];
+	int r = ML_ERR_INTERNAL;
+
+	snprintf(lock, sizeof(lock), "SELECT pg_advisory_xact_lock(%lld)",
+	    (long long)REG_PG_AUDIT_LOCK);
+	ML_TRY(pg_cmd(s, "BEGIN", NULL, lost));
+	ML_TRY(pg_cmd(s, lock, NULL, lost));
+	ML_TRY(outcome_err(pg_run(s, "SELECT id, hash FROM audit ORDER BY id "
+	    "DESC LIMIT 1", NULL, &res), lost));
+	if (PQntuples(res) == 1 && PQgetlength(res, 0, 1) == ML_SHA256_LEN) {
+		a->id = col_int(res, 0, 0) + 1;
+		memcpy(a->prev_hash, PQgetvalue(res, 0, 1), ML_SHA256_LEN);
+	} else {
+		ML_ENSURE(PQntuples(res) == 0, ML_ERR_IO);
+		a->id = 1;
+		memset(a->prev_hash, 0, sizeof(a->prev_hash));
+	}
+	ML_TRY(reg_audit_hash(a, a->hash));
+	par_int(&pp, a->id);
+	par_int(&pp, a->at);
+	par_text(&pp, a->action);
+	par_text(&pp, a->actor);
+	par_text(&pp, a->actor_certno);
+	par_text(&pp, a->subject_kind);
+	par_text(&pp, a->subject);
+	par_text(&pp, a->outcome);
+	par_text(&pp, a->detail);
+	par_bytes(&pp, a->prev_hash, ML_SHA256_LEN);
+	par_bytes(&pp, a->hash, ML_SHA256_LEN);
+	ML_TRY(pg_cmd(s, "INSERT INTO audit (id, at, action, actor, "
+	    "actor_certno, subject_kind, subject, outcome, detail, prev_hash, "
+	    "hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)", &pp,
+	    lost));
+	ML_TRY(pg_cmd(s, "COMMIT", NULL, lost));
+	r = 0;
+out:
+	PQclear(res);
+	if (r != 0) {
+		pg_abort(s, *lost);
+	}
+	return r;
+}
+
+static int
+pg_audit_append(struct reg *rg, struct reg_audit *io)
+{
+	struct reg_audit a = *io;
+	int r;
+
+	if (a.at == 0) {
+		a.at = (int64_t)time(NULL);
+	}
+	if ((r = pg_do((struct reg_pg *)rg, op_audit_append, &a, false)) == 0) {
+		*io = a;
+	}
+	return r;
+}
+
+#define PG_AUDIT_BATCH	512
+
+struct a_audit_list {
+	const struct reg_audit_filter	*f;
+	int64_t				 after_id;
+	uint32_t			 limit;
+	struct reg_audit		*rows;	/* PG_AUDIT_BATCH */
+	int				 n;
+};
+
+/* One batch of rows into a->rows (the slot is not held while fn runs). */
+static int
+op_audit_list(struct pg_slot *s, void *arg, bool *lost)
+{
+	struct a_audit_list *a = arg;
+	const struct reg_audit_filter *f = a->f;
+	struct pg_params pp = { 0 };
+	PGresult *res = NULL;
+	struct reg_audit *row;
+	int i, r;
+
+	par_text(&pp, f->subject_kind != NULL ? f->subject_kind : "");
+	par_text(&pp, f->subject != NULL ? f->subject : "");
+	par_text(&pp, f->actor != NULL ? f->actor : "");
+	par_int(&pp, f->since);
+	par_int(&pp, f->until);
+	par_int(&pp, a->after_id);
+	par_int(&pp, a->limit);
+	if ((r = outcome_err(pg_run(s, "SELECT id, at, action, actor, "
+	    "actor_certno, subject_kind, subject, outcome, detail, prev_hash, "
+	    "hash FROM audit WHERE ($1 = '' OR subject_kind = $1) AND "
+	    "($2 = '' OR subject = $2) AND ($3 = '' OR actor = $3) AND "
+	    "at >= $4::bigint AND ($5::bigint = 0 OR at <= $5::bigint) AND "
+	    "id > $6::bigint ORDER BY id LIMIT $7::bigint", &pp, &res),
+	    lost)) != 0) {
+		return r;
+	}
+	a->n = PQntuples(res);
+	for (i = 0; i < a->n; i++) {
+		row = &a->rows[i];
+		memset(row, 0, sizeof(*row));
+		row->id = col_int(res, i, 0);
+		row->at = col_int(res, i, 1);
+		col_text(res, i, 2, row->action, sizeof(row->action));
+		col_text(res, i, 3, row->actor, sizeof(row->actor));
+		col_text(res, i, 4, row->actor_certno, sizeof(row->actor_certno));
+		col_text(res, i, 5, row->subject_kind, sizeof(row->subject_kind));
+		col_text(res, i, 6, row->subject, sizeof(row->subject));
+		col_text(res, i, 7, row->outcome, sizeof(row->outcome));
+		col_text(res, i, 8, row->detail, sizeof(row->detail));
+		if (PQgetlength(res, i, 9) == ML_SHA256_LEN) {
+			memcpy(row->prev_hash, PQgetvalue(res, i, 9),
+			    ML_SHA256_LEN);
+		}
+		if (PQgetlength(res, i, 10) == ML_SHA256_LEN) {
+			memcpy(row->hash, PQgetvalue(res, i, 10), ML_SHA256_LEN);
+		}
+	}
+	PQclear(res);
+	return 0;
+}
+
+static int
+pg_audit_list(struct reg *rg, const struct reg_audit_filter *f,
+    reg_audit_fn fn, void *ctx)
+{
+	struct a_audit_list a = { .f = f, .after_id = f->after_id };
+	uint64_t left = f->limit != 0 ? f->limit : UINT64_MAX;
+	int i, r = 0;
+
+	if ((a.rows = calloc(PG_AUDIT_BATCH, sizeof(*a.rows))) == NULL) {
+		return ML_ERR_NOMEM;
+	}
+	while (left > 0) {
+		a.limit = left < PG_AUDIT_BATCH ? (uint32_t)left : PG_AUDIT_BATCH;
+		if ((r = pg_do((struct reg_pg *)rg, op_audit_list, &a,
+		    true)) != 0) {
+			break;
+		}
+		for (i = 0; i < a.n && r == 0; i++) {
+			r = fn(ctx, &a.rows[i]);
+		}
+		if (r != 0 || a.n < (int)a.limit) {
+			break;
+		}
+		a.after_id = a.rows[a.n - 1].id;
+		left -= (uint64_t)a.n;
+	}
+	free(a.rows);
 	return r;
 }
 
@@ -1301,6 +1480,8 @@ static const struct reg_ops reg_pg_ops = {
 	.note_count_reject = pg_note_count_reject,
 	.note_count = pg_note_count,
 	.note_import = pg_note_import,
+	.audit_append = pg_audit_append,
+	.audit_list = pg_audit_list,
 	.schema_version = pg_schema_version,
 };
 

@@ -843,6 +843,155 @@ out:
 	return r;
 }
 
+/* ---------------------------------------------------------------- audit */
+
+/*
+ * Append under the connection mutex, in a write transaction: the last
+ * row's id and hash are read and the new row inserted with the next id,
+ * so that the chain has one successor per row even with several
+ * processes on the file (BEGIN IMMEDIATE takes the file's write lock).
+ */
+static int
+sq_audit_append(struct reg *rg, struct reg_audit *io)
+{
+	struct reg_sqlite *s = (struct reg_sqlite *)rg;
+	struct reg_audit a = *io;
+	sqlite3_stmt *st = NULL;
+	bool began = false;
+	int rc, r = ML_ERR_INTERNAL;
+
+	if (a.at == 0) {
+		a.at = (int64_t)time(NULL);
+	}
+	pthread_mutex_lock(&s->mu);
+	ML_TRY(db_exec(s->db, "BEGIN IMMEDIATE"));
+	began = true;
+	if (sqlite3_prepare_v2(s->db, "SELECT id, hash FROM audit ORDER BY id "
+	    "DESC LIMIT 1", -1, &st, NULL) != SQLITE_OK) {
+		r = db_fail(s->db, "audit");
+		goto out;
+	}
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW && sqlite3_column_bytes(st, 1) == ML_SHA256_LEN) {
+		a.id = sqlite3_column_int64(st, 0) + 1;
+		memcpy(a.prev_hash, sqlite3_column_blob(st, 1), ML_SHA256_LEN);
+	} else if (rc == SQLITE_DONE) {
+		a.id = 1;
+		memset(a.prev_hash, 0, sizeof(a.prev_hash));
+	} else {
+		r = db_fail(s->db, "audit");
+		goto out;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	ML_TRY(reg_audit_hash(&a, a.hash));
+	if (sqlite3_prepare_v2(s->db, "INSERT INTO audit (id, at, action, "
+	    "actor, actor_certno, subject_kind, subject, outcome, detail, "
+	    "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", -1,
+	    &st, NULL) != SQLITE_OK) {
+		r = db_fail(s->db, "audit");
+		goto out;
+	}
+	sqlite3_bind_int64(st, 1, a.id);
+	sqlite3_bind_int64(st, 2, a.at);
+	sqlite3_bind_text(st, 3, a.action, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, a.actor, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, a.actor_certno, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, a.subject_kind, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 7, a.subject, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 8, a.outcome, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 9, a.detail, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 10, a.prev_hash, ML_SHA256_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 11, a.hash, ML_SHA256_LEN, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_DONE) {
+		r = db_fail(s->db, "audit");
+		goto out;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	ML_TRY(db_exec(s->db, "COMMIT"));
+	began = false;
+	*io = a;
+	r = 0;
+out:
+	sqlite3_finalize(st);
+	if (began) {
+		db_rollback(s->db);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return r;
+}
+
+/* Copy column i (text) into a fixed field; over-long text is cut there and
+ * then fails the hash check, as a changed row should. */
+static void
+col_copy(sqlite3_stmt *st, int i, char *buf, size_t cap)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+
+	snprintf(buf, cap, "%s", t != NULL ? (const char *)t : "");
+}
+
+static int
+sq_audit_list(struct reg *rg, const struct reg_audit_filter *f,
+    reg_audit_fn fn, void *ctx)
+{
+	struct reg_sqlite *s = (struct reg_sqlite *)rg;
+	struct reg_audit a;
+	sqlite3_stmt *st = NULL;
+	int rc, r = ML_ERR_INTERNAL;
+
+	/* fn runs under the connection mutex: it must not call the registry */
+	pthread_mutex_lock(&s->mu);
+	if (sqlite3_prepare_v2(s->db, "SELECT id, at, action, actor, "
+	    "actor_certno, subject_kind, subject, outcome, detail, prev_hash, "
+	    "hash FROM audit WHERE (?1 = '' OR subject_kind = ?1) AND "
+	    "(?2 = '' OR subject = ?2) AND (?3 = '' OR actor = ?3) AND "
+	    "at >= ?4 AND (?5 = 0 OR at <= ?5) AND id > ?6 ORDER BY id "
+	    "LIMIT ?7", -1, &st, NULL) != SQLITE_OK) {
+		r = db_fail(s->db, "audit");
+		goto out;
+	}
+	sqlite3_bind_text(st, 1, f->subject_kind ? f->subject_kind : "", -1,
+	    SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, f->subject ? f->subject : "", -1,
+	    SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, f->actor ? f->actor : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, f->since);
+	sqlite3_bind_int64(st, 5, f->until);
+	sqlite3_bind_int64(st, 6, f->after_id);
+	sqlite3_bind_int64(st, 7, f->limit != 0 ? (int64_t)f->limit : -1);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		memset(&a, 0, sizeof(a));
+		a.id = sqlite3_column_int64(st, 0);
+		a.at = sqlite3_column_int64(st, 1);
+		col_copy(st, 2, a.action, sizeof(a.action));
+		col_copy(st, 3, a.actor, sizeof(a.actor));
+		col_copy(st, 4, a.actor_certno, sizeof(a.actor_certno));
+		col_copy(st, 5, a.subject_kind, sizeof(a.subject_kind));
+		col_copy(st, 6, a.subject, sizeof(a.subject));
+		col_copy(st, 7, a.outcome, sizeof(a.outcome));
+		col_copy(st, 8, a.detail, sizeof(a.detail));
+		if (sqlite3_column_bytes(st, 9) == ML_SHA256_LEN) {
+			memcpy(a.prev_hash, sqlite3_column_blob(st, 9),
+			    ML_SHA256_LEN);
+		}
+		if (sqlite3_column_bytes(st, 10) == ML_SHA256_LEN) {
+			memcpy(a.hash, sqlite3_column_blob(st, 10),
+			    ML_SHA256_LEN);
+		}
+		if ((r = fn(ctx, &a)) != 0) {
+			goto out;
+		}
+	}
+	ML_ENSURE(rc == SQLITE_DONE, db_fail(s->db, "audit"));
+	r = 0;
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->mu);
+	return r;
+}
+
 static const struct reg_ops reg_sqlite_ops = {
 	.name = "sqlite",
 	.close = sq_close,
@@ -861,6 +1010,8 @@ static const struct reg_ops reg_sqlite_ops = {
 	.note_count_reject = sq_note_count_reject,
 	.note_count = sq_note_count,
 	.note_import = sq_note_import,
+	.audit_append = sq_audit_append,
+	.audit_list = sq_audit_list,
 	.schema_version = sq_schema_version,
 };
 
