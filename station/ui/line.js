@@ -11,6 +11,7 @@
     done: { icon: '✔', word: 'Done — take the chip off' },
     refused: { icon: '✖', word: 'Refused — take the chip off' },
     gone: { icon: '⚠', word: 'Reader not answering' },
+    held: { icon: '❚❚', word: 'Held — line paused' },
   };
   /* results that leave the chip off the line (with their reason) */
   const OFF = { refused: 1, reject_write: 1, off_line: 1, left_blank: 1,
@@ -44,7 +45,9 @@
   function drawPos(p) {
     const s = pos[p];
     const c = card(p);
-    const key = s.state === 'done' && s.refused ? 'refused' : s.state;
+    /* a chip that arrived while paused waits untouched */
+    const key = s.state === 'done' && s.refused ? 'refused'
+      : s.state === 'working' && s.last === 'Chip arrived' && stats && stats.paused ? 'held' : s.state;
     const d = STATE[key] || STATE.waiting;
     c.className = 'pos ' + key;
     /* a reader's name; in-process, the image's file name */
@@ -161,7 +164,12 @@
       if (!pos[p]) { pos[p] = { state: 'waiting' }; drawPos(p); }
     }
   });
-  M.on('stats', (s) => { stats = s; drawStats(); });
+  M.on('stats', (s) => {
+    const was = stats && stats.paused;
+    stats = s;
+    drawStats();
+    if (was !== s.paused) Object.keys(pos).forEach((p) => drawPos(Number(p)));
+  });
   M.on('server', (s) => {
     if (s.state === 'connected') M.pill('st-server', 'ok', '✔', 'Server connected');
     else M.pill('st-server', 'bad', '✖', 'Server connection lost' + (s.why ? ' (' + s.why + ')' : ''));

@@ -281,7 +281,7 @@ def line(d):
           "line: resume enabled, pause disabled")
     rows = journal_rows()
     feed(["NOTE000000000104", "NOTE000000000105", "NOTE000000000106"])
-    check(wait(lambda: sum("working" in (e.get_attribute("class") or "")
+    check(wait(lambda: sum("held" in (e.get_attribute("class") or "")
                            for e in d.find_elements(By.CSS_SELECTOR, "#pos li")) >= 3, 10),
           "line: the new chips are at their positions, held")
     time.sleep(3)
