@@ -100,8 +100,8 @@ expect "--server bare IPv6" 1 "'::1:7443'" "[v6-address]:port" -- \
     issue --feature-key "$W/feature.key" --server ::1:7443
 expect "--server bad port" 1 "'[::1]:99999'" "1 to 65535" -- \
     issue --feature-key "$W/feature.key" --server '[::1]:99999'
-expect "--workers out of range" 1 "--workers: '99'" "from 0 to 64" -- \
-    issue --feature-key "$W/feature.key" --workers 99 "${DUMMY[@]}"
+expect "--workers out of range" 1 "--workers: '999'" "from 0 to 256" -- \
+    issue --feature-key "$W/feature.key" --workers 999 "${DUMMY[@]}"
 expect "--timeout not a number" 1 "--timeout: '10s'" -- \
     issue --feature-key "$W/feature.key" --timeout 10s "${DUMMY[@]}"
 
