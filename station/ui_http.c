@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,7 @@ struct ui_http {
 	char			*ev[UI_HTTP_EVENTS];
 	unsigned long long	 nseq;		/* events published */
 	bool			 closing;
+	unsigned		 port;		/* bound */
 };
 
 /* One event stream (GET /events). */
@@ -240,7 +242,7 @@ events(struct ui_http *ui, struct MHD_Connection *c)
 	struct MHD_Response *resp;
 	struct sse *s;
 	const char *last;
-	unsigned long long id;
+	uint64_t id;
 	enum MHD_Result ret;
 
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
@@ -249,8 +251,9 @@ events(struct ui_http *ui, struct MHD_Connection *c)
 	s->ui = ui;
 	/* a reconnecting page goes on after the last event it has */
 	last = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
-	if (last != NULL && sscanf(last, "%llu", &id) == 1) {
-		s->next = id;
+	if (last != NULL && ml_parse_u64(last, "Last-Event-ID", 0, UINT64_MAX,
+	    &id) == 0) {
+		s->next = id;	/* malformed: the whole session again */
 	}
 	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024,
 	    sse_read, s, free);
@@ -520,6 +523,7 @@ ui_http_start(const struct ui_http_cfg *cfg, struct ui_http **ret)
 	}
 	info = MHD_get_daemon_info(ui->d, MHD_DAEMON_INFO_BIND_PORT);
 	bound = info != NULL ? info->port : (unsigned short)atoi(port);
+	ui->port = bound;
 	snprintf(show, sizeof(show), v6 ? "[%s]:%u" : "%s:%u", host, bound);
 	snprintf(ui->hosts[0], sizeof(ui->hosts[0]), "%s", show);
 	snprintf(ui->hosts[1], sizeof(ui->hosts[1]), "localhost:%u", bound);
@@ -534,6 +538,12 @@ ui_http_start(const struct ui_http_cfg *cfg, struct ui_http **ret)
 fail:
 	ui_free(ui);
 	return r;
+}
+
+unsigned
+ui_http_port(const struct ui_http *ui)
+{
+	return ui->port;
 }
 
 void

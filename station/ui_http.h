@@ -54,6 +54,8 @@ struct ui_http_cfg {
  */
 ML_MUST_CHECK int ui_http_start(const struct ui_http_cfg *cfg,
     struct ui_http **ret);
+/* The port served (the one picked for port 0). */
+unsigned	 ui_http_port(const struct ui_http *ui);
 /* Stop serving: open event streams end.  NULL-safe. */
 void		 ui_http_stop(struct ui_http *ui);
 
