@@ -231,6 +231,11 @@ def desk(d):
     d.find_element(By.ID, "csv").send_keys(Keys.ENTER)	# the button works by keyboard
     time.sleep(0.3)
     shot(d, "desk-tablet.png", (768, 1024))
+    # a page opened late or reloaded gets the whole session again
+    d.refresh()
+    check(wait(lambda: len(d.find_elements(By.CSS_SELECTOR, "#hist tbody tr")) == 6, 10),
+          "desk: reloaded page shows the whole history again")
+    check(text(d, "#c-COUNTERFEIT") == "3", "desk: reloaded page: counts again")
     secret = d.page_source.lower()
     check("pin" not in secret.replace("spinner", "") and "begin" not in secret,
           "desk: no PIN or key material on the page")
