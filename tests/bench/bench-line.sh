@@ -9,7 +9,7 @@
 # time per note, the chip time being what the profile charged, as the
 # line's own log reports it), their ratio, and the host CPU per note
 # (user + system: the station process; mintline-server and its monitor).
-#   POSITIONS="8 64 256" ROUNDS=3 PROFILE=default tests/bench/bench-line.sh [BUILD_DIR]
+#   POSITIONS="8 64 256" ROUNDS=6 PROFILE=default tests/bench/bench-line.sh [BUILD_DIR]
 # ROUNDS chips per position per row; keep each row well under a minute.
 # shellcheck disable=SC2119
 set -uo pipefail
@@ -17,7 +17,7 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 B=$(cd "${1:-${MINTLINE_BUILD_DIR:-$top/build}}" && pwd) || exit 1
 W=$B/tests/bench-line
 POSITIONS=${POSITIONS:-8 64 256}
-ROUNDS=${ROUNDS:-4}
+ROUNDS=${ROUNDS:-6}
 PROFILE=${PROFILE:-default}
 rm -rf "$W"
 # shellcheck source=scripts/issuance-env.sh
