@@ -74,9 +74,8 @@ ml_log_set_format(enum ml_log_format fmt)
 	log_format = fmt;
 }
 
-/* Quote msg for a key=value or JSON line: \" \\ and control bytes. */
-static void
-log_quote(char *dst, size_t cap, const char *src)
+void
+ml_log_quote(char *dst, size_t cap, const char *src)
 {
 	size_t o = 0;
 
@@ -120,7 +119,7 @@ ml_log(enum ml_log_level lvl, const char *fmt, ...)
 	snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
 	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
 	    tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000) % 1000);
-	log_quote(q, sizeof(q), line);
+	ml_log_quote(q, sizeof(q), line);
 	if (log_format == ML_LOG_FMT_JSON) {
 		fprintf(out, "{\"ts\":\"%s\",\"level\":\"%s\",\"prog\":"
 		    "\"%s\",\"msg\":\"%s\"}\n", ts, names[lvl], log_ident, q);

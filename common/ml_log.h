@@ -31,6 +31,11 @@ void	 ml_log_set_output(FILE *f);
 /* Set the program name shown in each line (not copied; keep it static). */
 void	 ml_log_set_ident(const char *ident);
 int	 ml_log_enabled(enum ml_log_level lvl);
+/*
+ * src quoted for the inside of a JSON (or key=value) string: \" \\ and
+ * control bytes escaped; cut short rather than overflow dst (cap >= 8).
+ */
+void	 ml_log_quote(char *dst, size_t cap, const char *src);
 void	 ml_log(enum ml_log_level lvl, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
 

@@ -7,6 +7,7 @@
  *	mintline-server flag   --registry DB [--clear] SERIAL
  *	mintline-server show   --registry DB SERIAL
  *	mintline-server import-notes --registry DB OLD-NOTES.db
+ *	mintline-server audit  --registry DB [filters] [--json] | --verify
  */
 #include <errno.h>
 #include <getopt.h>
@@ -38,6 +39,8 @@
 enum {
 	OPT_CONF = 256,		/* a configuration key: srv_config_set() */
 	OPT_FACTORY, OPT_CLEAR, OPT_CONFIG, OPT_CHECK, OPT_PRINT,
+	OPT_NOTE, OPT_CHIP, OPT_ACTOR, OPT_SINCE, OPT_UNTIL, OPT_JSON,
+	OPT_VERIFY,
 };
 
 /* Options that are not configuration keys. */
@@ -47,6 +50,14 @@ static const struct option cmd_opts[] = {
 	{ "print-config",	no_argument,	   NULL, OPT_PRINT },
 	{ "factory",		required_argument, NULL, OPT_FACTORY },
 	{ "clear",		no_argument,	   NULL, OPT_CLEAR },
+	{ "note",		required_argument, NULL, OPT_NOTE },
+	{ "chip",		required_argument, NULL, OPT_CHIP },
+	{ "station",		required_argument, NULL, OPT_ACTOR },
+	{ "reader",		required_argument, NULL, OPT_ACTOR },
+	{ "since",		required_argument, NULL, OPT_SINCE },
+	{ "until",		required_argument, NULL, OPT_UNTIL },
+	{ "json",		no_argument,	   NULL, OPT_JSON },
+	{ "verify",		no_argument,	   NULL, OPT_VERIFY },
 	{ "verbose",		no_argument,	   NULL, 'v' },
 	{ "help",		no_argument,	   NULL, 'h' },
 };
@@ -81,6 +92,12 @@ struct cli {
 	bool		 check;
 	bool		 print;
 	int		 verbose;
+	/* audit */
+	char		 subject_kind[REG_AUDIT_KIND_MAX + 1];
+	char		 subject[REG_AUDIT_SUBJECT_MAX + 1];
+	char		 actor[HS_MAX_SERIAL + 1];
+	int64_t		 since, until;
+	bool		 json, verify;
 };
 
 /* The command line, kept for SIGHUP (file first, then these over it). */
@@ -96,6 +113,9 @@ usage(FILE *f)
 "       mintline-server flag --registry DB [--clear] SERIAL\n"
 "       mintline-server show --registry DB SERIAL\n"
 "       mintline-server import-notes --registry DB OLD-NOTES.db\n"
+"       mintline-server audit --registry DB [--note ID | --chip SERIAL |\n"
+"           --station SERIAL | --reader SERIAL] [--since T] [--until T]\n"
+"           [--json] | --verify\n"
 "\n"
 "Options override the configuration file (%s, or --config FILE);\n"
 "each has a key of the same name there (man mintline-server).\n"
@@ -205,6 +225,24 @@ cli_parse(int argc, char **argv, bool run, struct cli *cl)
 			snprintf(cl->factory, sizeof(cl->factory), "%s", optarg);
 		} else if (c == OPT_CLEAR) {
 			cl->clear = true;
+		} else if (c == OPT_NOTE || c == OPT_CHIP) {
+			snprintf(cl->subject_kind, sizeof(cl->subject_kind),
+			    "%s", c == OPT_NOTE ? "note" : "chip");
+			snprintf(cl->subject, sizeof(cl->subject), "%s",
+			    optarg);
+		} else if (c == OPT_ACTOR) {
+			snprintf(cl->actor, sizeof(cl->actor), "%s", optarg);
+		} else if (c == OPT_SINCE || c == OPT_UNTIL) {
+			if ((r = srv_audit_time(optarg, c == OPT_SINCE ?
+			    &cl->since : &cl->until)) != 0) {
+				fprintf(stderr, "mintline-server: %s\n",
+				    ml_errmsg(r));
+				return 2;
+			}
+		} else if (c == OPT_JSON) {
+			cl->json = true;
+		} else if (c == OPT_VERIFY) {
+			cl->verify = true;
 		} else if (c == 'v') {
 			cl->verbose++;
 		} else if (c == 'h') {
@@ -666,6 +704,26 @@ out:
 	return r;
 }
 
+/* The audit trail (OP-5): a history, or the hash chain's check. */
+static int
+cmd_audit(struct cli *cl, int argc, char **argv)
+{
+	struct reg *reg = NULL;
+	struct reg_audit_filter f = {
+		.subject_kind = cl->subject_kind, .subject = cl->subject,
+		.actor = cl->actor, .since = cl->since, .until = cl->until,
+	};
+	int r = ML_ERR_INTERNAL;
+
+	(void)argv;
+	ML_ENSURE(cl->o.registry[0] && argc == 0, ML_ERR_ARG);
+	ML_TRY(open_registry(&cl->o, &reg));
+	r = srv_audit_run(reg, &f, cl->json, cl->verify, stdout);
+out:
+	reg_close(reg);
+	return r;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -714,6 +772,8 @@ main(int argc, char **argv)
 		r = cmd_flag(cl, argc - optind, argv + optind);
 	} else if (strcmp(cmd, "show") == 0) {
 		r = cmd_show(cl, argc - optind, argv + optind);
+	} else if (strcmp(cmd, "audit") == 0) {
+		r = cmd_audit(cl, argc - optind, argv + optind);
 	} else if (strcmp(cmd, "import-notes") == 0) {
 		r = cmd_import_notes(cl, argc - optind, argv + optind);
 		if (r == 1) {

@@ -93,6 +93,14 @@ void	srv_config_print(const struct srv_opts *o, FILE *f);
 void	srv_config_value(const struct srv_opts *o, const char *key, char *buf,
 	    size_t len);
 
+/* audit_cmd.c: `mintline-server audit` (OP-5). */
+/* Unix seconds, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC). */
+ML_MUST_CHECK int srv_audit_time(const char *s, int64_t *ret);
+/* The rows that match f to out (text, or one JSON object a line), or with
+ * verify the chain check's verdict. */
+ML_MUST_CHECK int srv_audit_run(struct reg *reg,
+    const struct reg_audit_filter *f, bool json, bool verify, FILE *out);
+
 /* Latency histogram: upper bounds in microseconds, plus +Inf. */
 #define SRV_HIST_BUCKETS	12
 struct srv_hist {

@@ -154,6 +154,25 @@ for v in MINTLINE_NOTE_DB MINTLINE_NOTE_ISSUERS MINTLINE_NOTE_FEATURE_KEY MINTLI
 		if strings "$exe" | grep -q "$v"; then bad "$exe still names $v"; fi
 	done
 done
+# the audit command (OP-5): the history of a note or a station, as text
+# and JSON lines, with time filters; --verify finds a row that was not
+# appended through the registry (its hash does not match)
+"$SERVER" audit --registry audit.db --verify | grep -q "0 row(s), hash chain intact" &&
+    ok "audit --verify on an empty trail" || bad "audit --verify, empty"
+sqlite3 audit.db "INSERT INTO audit VALUES (1, 1765123200, 'register', 'STN-0001', '1A', 'note', 'MX00000001', 'ok', 'reg 7', zeroblob(32), zeroblob(32));
+    INSERT INTO audit VALUES (2, 1765209600, 'refuse', 'STN-0002', '2B', 'note', 'MX00000001', 'dup_serial', 'a \"quote\"', zeroblob(32), zeroblob(32));
+    INSERT INTO audit VALUES (3, 1765209601, 'enrol', 'STN-0002', '2B', 'chip', 'NOTE000000000001', 'ok', '', zeroblob(32), zeroblob(32));"
+[ "$("$SERVER" audit --registry audit.db --note MX00000001 | wc -l)" = 2 ] &&
+    ok "audit --note: the note's 2 rows" || bad "audit --note"
+"$SERVER" audit --registry audit.db --station STN-0002 --since 2025-12-08 --json |
+    python3 -c 'import json,sys; r=[json.loads(l) for l in sys.stdin]; assert [x["id"] for x in r]==[2,3] and r[0]["detail"]=="a \"quote\""' &&
+    ok "audit --station --since --json: JSON lines" || bad "audit --json"
+[ -z "$("$SERVER" audit --registry audit.db --until 2025-12-06)" ] &&
+    ok "audit --until before every row: nothing" || bad "audit --until"
+out=$("$SERVER" audit --registry audit.db --verify 2>&1) &&
+    bad "audit --verify accepted rows with wrong hashes" ||
+    { echo "$out" | grep -q "audit row 1: its hash does not match" &&
+      ok "audit --verify names the bad row ($out)" || bad "audit --verify: $out"; }
 printf 'key pkcs11:token=a?pin-value=SECRET99\n' > bad3.conf
 out=$("$SERVER" --config bad3.conf --check-config 2>&1)
 echo "$out" | grep -q "bad3.conf:1: " && ! echo "$out" | grep -q SECRET99 && ok "malformed line reported without echoing the value" || bad "bad3: $out"
