@@ -931,23 +931,27 @@ srv_log_metrics(struct srv *s)
 	    (unsigned long long)atomic_load(&s->m.frames_oversize), buf);
 }
 
-int
-srv_run(struct srv *s)
+/*
+ * srv_run's set-up: the signals it handles come through a signalfd
+ * (blocked in this thread; workers were started with them blocked), and
+ * one epoll set watches the listener, the job-done eventfd, the signalfd,
+ * the metrics listener and the monitor.  n is zeroed first so that
+ * run_free can undo a set-up that stopped half way.
+ */
+static int
+run_setup(struct srv *s, struct net *n, int *sfdp)
 {
-	struct net n;
-	struct epoll_event ev[64], e;
-	struct signalfd_siginfo si;
+	struct epoll_event e;
 	sigset_t mask;
-	uint64_t last_stats = hs_now_ms();
-	int sfd = -1, i, k, r = ML_ERR_INTERNAL;
+	int i, r = 0;
 
-	memset(&n, 0, sizeof(n));
-	n.srv = s;
-	n.ep = -1;
+	memset(n, 0, sizeof(*n));
+	n->srv = s;
+	n->ep = -1;
 	for (i = 0; i < METRICS_MAX_CONNS; i++) {
-		n.mc[i].fd = -1;
+		n->mc[i].fd = -1;
 	}
-	pthread_mutex_init(&n.done_mu, NULL);
+	pthread_mutex_init(&n->done_mu, NULL);
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);
@@ -955,62 +959,79 @@ srv_run(struct srv *s)
 	sigaddset(&mask, SIGHUP);
 	/* block in this thread; workers were started with these blocked */
 	pthread_sigmask(SIG_BLOCK, &mask, NULL);
-	ML_ENSURE((sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) >= 0,
+	ML_ENSURE((*sfdp = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) >= 0,
 	    ML_ERR_IO);
-	ML_ENSURE((n.ep = epoll_create1(EPOLL_CLOEXEC)) >= 0, ML_ERR_IO);
+	ML_ENSURE((n->ep = epoll_create1(EPOLL_CLOEXEC)) >= 0, ML_ERR_IO);
 	e.events = EPOLLIN;
 	e.data.ptr = TAG_LISTEN;
-	ML_ENSURE(epoll_ctl(n.ep, EPOLL_CTL_ADD, s->listen_fd, &e) == 0,
+	ML_ENSURE(epoll_ctl(n->ep, EPOLL_CTL_ADD, s->listen_fd, &e) == 0,
 	    ML_ERR_IO);
 	e.data.ptr = TAG_EVENT;
-	ML_ENSURE(epoll_ctl(n.ep, EPOLL_CTL_ADD, s->done_efd, &e) == 0,
+	ML_ENSURE(epoll_ctl(n->ep, EPOLL_CTL_ADD, s->done_efd, &e) == 0,
 	    ML_ERR_IO);
 	e.data.ptr = TAG_SIGNAL;
-	ML_ENSURE(epoll_ctl(n.ep, EPOLL_CTL_ADD, sfd, &e) == 0, ML_ERR_IO);
+	ML_ENSURE(epoll_ctl(n->ep, EPOLL_CTL_ADD, *sfdp, &e) == 0, ML_ERR_IO);
 	if (s->metrics_fd >= 0) {
 		e.data.ptr = TAG_METRICS;
-		ML_ENSURE(epoll_ctl(n.ep, EPOLL_CTL_ADD, s->metrics_fd, &e) == 0,
-		    ML_ERR_IO);
+		ML_ENSURE(epoll_ctl(n->ep, EPOLL_CTL_ADD, s->metrics_fd,
+		    &e) == 0, ML_ERR_IO);
 	}
 	if (s->mon != NULL) {
 		/* no input ever comes this way: EPOLLHUP = monitor gone */
 		e.events = 0;
 		e.data.ptr = TAG_MONITOR;
-		ML_ENSURE(epoll_ctl(n.ep, EPOLL_CTL_ADD, mon_watch_fd(s->mon),
+		ML_ENSURE(epoll_ctl(n->ep, EPOLL_CTL_ADD, mon_watch_fd(s->mon),
 		    &e) == 0, ML_ERR_IO);
 	}
+out:
+	return r;
+}
+
+/*
+ * srv_run's loop: one epoll round per TICK_MS, then timeouts, the BUSY log,
+ * metrics connections past their deadline and the periodic stats line.
+ * Returns 0 once a drain (stop, SIGTERM/SIGINT, monitor lost) has finished,
+ * ML_ERR_IO if epoll_wait fails.
+ */
+static int
+run_loop(struct net *n, int sfd)
+{
+	struct srv *s = n->srv;
+	struct epoll_event ev[64];
+	struct signalfd_siginfo si;
+	uint64_t last_stats = hs_now_ms();
+	int i, k;
 
 	for (;;) {
 		if (s->stop) {
-			drain_begin(&n, "stop");
+			drain_begin(n, "stop");
 		}
-		if (n.shutting && drain_step(&n)) {
+		if (n->shutting && drain_step(n)) {
 			break;
 		}
-		k = epoll_wait(n.ep, ev, (int)ML_NELEM(ev), TICK_MS);
+		k = epoll_wait(n->ep, ev, (int)ML_NELEM(ev), TICK_MS);
 		if (k < 0 && errno != EINTR) {
-			r = ML_ERR_IO;
-			goto out;
+			return ML_ERR_IO;
 		}
 		for (i = 0; i < k; i++) {
 			void *tag = ev[i].data.ptr;
 
 			if (tag == TAG_LISTEN) {
-				if (!n.shutting) {
-					accept_all(&n);
+				if (!n->shutting) {
+					accept_all(n);
 				}
 			} else if (tag == TAG_EVENT) {
-				jobs_done(&n);
+				jobs_done(n);
 			} else if (tag == TAG_METRICS) {
-				metrics_accept(&n);
+				metrics_accept(n);
 			} else if (tag == TAG_MONITOR) {
-				(void)epoll_ctl(n.ep, EPOLL_CTL_DEL,
+				(void)epoll_ctl(n->ep, EPOLL_CTL_DEL,
 				    mon_watch_fd(s->mon), NULL);
 				mon_lost(s->mon);
 				ml_err("the monitor (HSM key) exited: no new "
 				    "handshakes; draining, then exit status 1");
 				s->exit_code = 1;
-				drain_begin(&n, "monitor lost");
+				drain_begin(n, "monitor lost");
 			} else if (tag == TAG_SIGNAL) {
 				while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
 					if (si.ssi_signo == SIGUSR1) {
@@ -1018,50 +1039,50 @@ srv_run(struct srv *s)
 					} else if (si.ssi_signo == SIGHUP) {
 						srv_reload(s);
 					} else {
-						drain_begin(&n, si.ssi_signo ==
+						drain_begin(n, si.ssi_signo ==
 						    SIGTERM ? "SIGTERM" :
 						    "SIGINT");
 					}
 				}
-			} else if (is_mconn(&n, tag)) {
-				mconn_event(&n, tag, ev[i].events);
+			} else if (is_mconn(n, tag)) {
+				mconn_event(n, tag, ev[i].events);
 			} else {
 				struct conn *c = tag;
 
 				if (c->draining) {
-					conn_readable(&n, c);
+					conn_readable(n, c);
 					continue;
 				}
 				if (ev[i].events & (EPOLLOUT)) {
 					if (!conn_flush(c)) {
-						conn_free(&n, c);
+						conn_free(n, c);
 						continue;
 					}
 					c->last_ms = hs_now_ms();
 					if (c->closing && c->wbuf.len == 0 &&
 					    !c->busy) {
-						conn_drain(&n, c);
+						conn_drain(n, c);
 						continue;
 					}
-					conn_update(&n, c);
+					conn_update(n, c);
 				}
 				if (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
 					if (c->busy || c->closing) {
 						if (ev[i].events & (EPOLLHUP | EPOLLERR)) {
-							set_interest(&n, c, 0);
+							set_interest(n, c, 0);
 						}
 						continue;
 					}
-					conn_readable(&n, c);
+					conn_readable(n, c);
 				}
 			}
 		}
-		sweep_timeouts(&n);
-		busy_log(&n, false);
+		sweep_timeouts(n);
+		busy_log(n, false);
 		for (i = 0; i < METRICS_MAX_CONNS; i++) {
-			if (n.mc[i].fd >= 0 &&
-			    n.mc[i].deadline_ms <= hs_now_ms()) {
-				mconn_free(&n, &n.mc[i]);
+			if (n->mc[i].fd >= 0 &&
+			    n->mc[i].deadline_ms <= hs_now_ms()) {
+				mconn_free(n, &n->mc[i]);
 			}
 		}
 		if (s->o.stats_interval_s > 0 && hs_now_ms() - last_stats >=
@@ -1070,50 +1091,78 @@ srv_run(struct srv *s)
 			last_stats = hs_now_ms();
 		}
 	}
-	busy_log(&n, true);
-	if (n.nconns > 0) {
+	return 0;
+}
+
+/* srv_run's report once the drain ended: BUSY refusals not yet logged, and
+ * whether every connection finished before the deadline. */
+static void
+run_report(struct net *n)
+{
+	busy_log(n, true);
+	if (n->nconns > 0) {
 		ml_warn("drain: %d connection(s) still open at the deadline: "
-		    "closed", n.nconns);
+		    "closed", n->nconns);
 	} else {
 		ml_log(ML_LOG_WARN, "drain: all connections finished");
 	}
-	r = 0;
-out:
+}
+
+/* Frees what run_setup and run_loop left, after the worker pool has let
+ * its in-flight jobs finish (they still point at their connections). */
+static void
+run_free(struct net *n, int sfd)
+{
+	struct srv *s = n->srv;
+	int i;
+
 	/* let in-flight jobs finish before freeing their connections */
 	srv_pool_free(s->pool);
 	s->pool = NULL;
 	{
 		struct conn_job *j;
 
-		while ((j = n.done) != NULL) {
-			n.done = j->done_next;
+		while ((j = n->done) != NULL) {
+			n->done = j->done_next;
 			ml_wr_free(&j->out);
 			ml_freezero(j->body, j->len);
 			free(j);
 		}
 	}
-	while (n.conns != NULL) {
-		conn_free(&n, n.conns);
+	while (n->conns != NULL) {
+		conn_free(n, n->conns);
 	}
 	for (i = 0; i < METRICS_MAX_CONNS; i++) {
-		if (n.mc[i].fd >= 0) {
-			mconn_free(&n, &n.mc[i]);
+		if (n->mc[i].fd >= 0) {
+			mconn_free(n, &n->mc[i]);
 		}
 	}
 	for (i = 0; i < ADDR_BUCKETS; i++) {
 		struct addr_ent *a;
 
-		while ((a = n.addr_tab[i]) != NULL) {
-			n.addr_tab[i] = a->next;
+		while ((a = n->addr_tab[i]) != NULL) {
+			n->addr_tab[i] = a->next;
 			free(a);
 		}
 	}
 	if (sfd >= 0) {
 		close(sfd);
 	}
-	if (n.ep >= 0) {
-		close(n.ep);
+	if (n->ep >= 0) {
+		close(n->ep);
 	}
-	pthread_mutex_destroy(&n.done_mu);
+	pthread_mutex_destroy(&n->done_mu);
+}
+
+int
+srv_run(struct srv *s)
+{
+	struct net n;
+	int sfd = -1, r;
+
+	if ((r = run_setup(s, &n, &sfd)) == 0 && (r = run_loop(&n, sfd)) == 0) {
+		run_report(&n);
+	}
+	run_free(&n, sfd);
 	return r;
 }
