@@ -37,6 +37,7 @@
 struct inproc_slot {
 	pthread_mutex_t	 lock;
 	char		 link[PATH_MAX + 16];	/* DIR/pos-NN */
+	char		 name[CHIPLINK_NAME_MAX];	/* as slot_info shows it */
 	/* identity of the chip currently seen: symlink inode + target */
 	bool		 present;
 	ino_t		 ino;
@@ -273,6 +274,8 @@ inproc_open(const char *arg, void **ret_state)
 		    sizeof(ip->slots[i].link)) {
 			ip->slots[i].link[0] = '\0';
 		}
+		snprintf(ip->slots[i].name, sizeof(ip->slots[i].name),
+		    "mintline line position %02zu", i);
 		slot_refresh(ip, &ip->slots[i]);
 	}
 	pthread_mutexattr_destroy(&ma);
@@ -326,10 +329,10 @@ inproc_slot_info(void *state, size_t slot, struct chiplink_slot_info *ret)
 	}
 	s = &ip->slots[slot];
 	pthread_mutex_lock(&s->lock);
-	slot_refresh(ip, s);
-	memset(ret, 0, sizeof(*ret));
-	snprintf(ret->name, sizeof(ret->name), "mintline line position %02zu",
-	    slot);
+	if (slot_stale(ip, s)) {
+		slot_refresh(ip, s);
+	}
+	memcpy(ret->name, s->name, sizeof(ret->name));
 	ret->present = s->present;
 	ret->generation = s->present ? s->generation : 0;
 	pthread_mutex_unlock(&s->lock);

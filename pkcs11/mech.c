@@ -409,10 +409,21 @@ p11m_verify_init(struct p11m_session *s, CK_MECHANISM_PTR m,
 	p11m_op_end(op);
 	op->mech = m->mechanism;
 	op->key = key;
-	if ((r = ml_p256_key_from_pub(point, sizeof(point), &op->vkey)) != 0) {
-		p11m_op_end(op);
-		return CKR_KEY_HANDLE_INVALID;
+	/* The session keeps the last verification key (with its reused
+	 * OpenSSL context): decoding a point costs more than a verify. */
+	if (s->vkey == NULL || memcmp(s->vkey_point, point,
+	    sizeof(point)) != 0) {
+		ml_p256_key_free(s->vkey);
+		s->vkey = NULL;
+		if ((r = ml_p256_key_from_pub(point, sizeof(point),
+		    &s->vkey)) != 0) {
+			p11m_op_end(op);
+			return CKR_KEY_HANDLE_INVALID;
+		}
+		memcpy(s->vkey_point, point, sizeof(point));
 	}
+	op->vkey = s->vkey;
+	op->vkey_borrowed = true;
 	if (op->mech == CKM_ECDSA_SHA256 &&
 	    (op->sha = ml_sha256_new()) == NULL) {
 		p11m_op_end(op);
@@ -1370,24 +1381,13 @@ out:
 	return rv;
 }
 
-CK_RV
-p11m_generate_random(struct p11m_session *s, CK_BYTE_PTR out, CK_ULONG n)
+/* GET CHALLENGE into out until n bytes (slot and chip locked). */
+static CK_RV
+chip_random(struct p11m_slot *sl, uint8_t *out, size_t n)
 {
-	struct p11m_slot *sl = s->slot;
-	size_t got, chunk, max = 256;
-	CK_ULONG off = 0;
-	CK_RV rv;
+	size_t got, chunk, max = 256, off = 0;
+	CK_RV rv = CKR_OK;
 
-	if ((rv = p11m_session_lock_slot(s)) != CKR_OK) {
-		return rv;
-	}
-	p11m_chip_lock(sl);
-	/*
-	 * The chip's own random source.
-	 *
-	 *= REQ ID-2 (handshake A)
-	 *# Server makes a fresh, never-repeated random factor R1
-	 */
 	while (off < n) {
 		uint16_t sw;
 
@@ -1417,7 +1417,54 @@ p11m_generate_random(struct p11m_session *s, CK_BYTE_PTR out, CK_ULONG n)
 		}
 		off += chunk;
 	}
-	p11m_chip_unlock(sl);
+	return rv;
+}
+
+CK_RV
+p11m_generate_random(struct p11m_session *s, CK_BYTE_PTR out, CK_ULONG n)
+{
+	struct p11m_slot *sl = s->slot;
+	size_t take;
+	CK_RV rv = CKR_OK;
+
+	if ((rv = p11m_session_lock_slot(s)) != CKR_OK) {
+		return rv;
+	}
+	/*
+	 * The chip's own random source.
+	 *
+	 *= REQ ID-2 (handshake A)
+	 *# Server makes a fresh, never-repeated random factor R1
+	 *
+	 * Small requests are served from a pool the chip filled (one GET
+	 * CHALLENGE of 256 bytes for eight 32-byte requests); every byte is
+	 * handed out once and wiped.  Not on a note: its GET CHALLENGE arms
+	 * the write challenge, so each call must reach the chip.
+	 */
+	if (sl->kind == CHIP_KIND_NOTE || n > sizeof(sl->rnd)) {
+		p11m_chip_lock(sl);
+		rv = chip_random(sl, out, n);
+		p11m_chip_unlock(sl);
+		goto out;
+	}
+	while (n > 0 && rv == CKR_OK) {
+		if (sl->rnd_len == 0) {
+			p11m_chip_lock(sl);
+			rv = chip_random(sl, sl->rnd, sizeof(sl->rnd));
+			p11m_chip_unlock(sl);
+			if (rv != CKR_OK) {
+				break;
+			}
+			sl->rnd_len = sizeof(sl->rnd);
+		}
+		take = n < sl->rnd_len ? n : sl->rnd_len;
+		sl->rnd_len -= take;
+		memcpy(out, sl->rnd + sl->rnd_len, take);
+		ml_wipe(sl->rnd + sl->rnd_len, take);
+		out += take;
+		n -= take;
+	}
+out:
 	p11m_session_unlock_slot(s);
 	return rv;
 }

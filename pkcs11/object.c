@@ -155,6 +155,9 @@ p11m_objset_add(struct p11m_slot *sl, struct p11m_obj *o)
 	o->next_class = os->by_class[b];
 	os->by_class[b] = o;
 	index_names(os, o);
+	if (!o->token) {
+		os->nsession++;
+	}
 	return CKR_OK;
 }
 
@@ -169,6 +172,9 @@ p11m_objset_remove(struct p11m_slot *sl, struct p11m_obj *o)
 	chain_unlink(&os->by_class[class_bucket(o->cls)], o,
 	    offsetof(struct p11m_obj, next_class));
 	unindex_names(os, o);
+	if (!o->token && os->nsession > 0) {
+		os->nsession--;
+	}
 	os->v[pos] = os->v[--os->n];
 	os->v[pos]->pos = pos;
 	p11m_obj_free(o);
@@ -887,7 +893,8 @@ p11m_objset_drop_session(struct p11m_slot *sl, CK_SESSION_HANDLE owner)
 	struct p11m_objset *os = &sl->objs;
 	size_t i;
 
-	for (i = os->n; i > 0; i--) {
+	/* Most sessions made no object: no walk over the token's. */
+	for (i = os->nsession > 0 ? os->n : 0; i > 0; i--) {
 		struct p11m_obj *o = os->v[i - 1];
 
 		if (!o->token && o->owner == owner) {

@@ -206,6 +206,7 @@ struct p11m_objset {
 	struct p11m_obj	 *by_id[P11M_NBUCKETS];
 	struct p11m_obj	 *by_class[P11M_NCLASSES];
 	bool		  loaded;	/* chip objects listed */
+	size_t		  nsession;	/* session objects among v */
 	uint16_t	 *pending;	/* private chip objects not yet read */
 	size_t		  npending;
 	uint8_t		 *list;		/* LIST OBJECTS answer of the load */
@@ -326,6 +327,10 @@ struct p11m_slot {
 	size_t		 pin_len;
 	unsigned	 nsessions, nro;
 	struct p11m_objset objs;
+	/* Chip randomness not handed out yet (C_GenerateRandom); the unused
+	 * part is rnd[0..rnd_len), wiped as it goes and with the slot. */
+	uint8_t		 rnd[256];
+	size_t		 rnd_len;
 };
 
 struct p11m_transport {
@@ -338,6 +343,7 @@ struct p11m_transport {
 
 struct p11m_module {
 	pid_t		 pid;
+	unsigned	 forks;		/* fork count at C_Initialize */
 	pthread_mutex_t	 lock;
 	pthread_cond_t	 cond;
 	struct p11m_transport tr[P11M_MAX_TRANSPORTS];
@@ -460,6 +466,7 @@ struct p11m_op {
 	bool			 single;	/* a single-part call (or size query) */
 	struct ml_sha256	*sha;
 	struct ml_p256_key	*vkey;		/* verify */
+	bool			 vkey_borrowed;	/* ... the session's vkey */
 	uint8_t			 secret[P11M_MAX_SECRET_LEN];
 	size_t			 secret_len;
 	uint8_t			*iv;
@@ -482,6 +489,8 @@ struct p11m_session {
 	unsigned		 refs;
 	bool			 closed;
 	struct p11m_op		 op[P11M_OP_MAX];
+	struct ml_p256_key	*vkey;		/* last C_VerifyInit key */
+	uint8_t			 vkey_point[ML_P256_PUB_LEN];
 	struct p11m_session	*next;
 };
 

@@ -26,7 +26,9 @@ void
 p11m_op_end(struct p11m_op *op)
 {
 	ml_sha256_free(op->sha);
-	ml_p256_key_free(op->vkey);
+	if (!op->vkey_borrowed) {
+		ml_p256_key_free(op->vkey);
+	}
 	ml_wipe(op->secret, sizeof(op->secret));
 	ml_freezero(op->iv, op->iv_len);
 	ml_freezero(op->aad, op->aad_len);
@@ -36,14 +38,29 @@ p11m_op_end(struct p11m_op *op)
 	op->chip_secret = -1;
 }
 
+/* End every operation of a session that has one going or holds
+ * something (an ended op is already wiped and empty: skipped). */
 static void
-session_free(struct p11m_session *s)
+session_ops_end(struct p11m_session *s)
 {
 	size_t i;
 
 	for (i = 0; i < P11M_OP_MAX; i++) {
-		p11m_op_end(&s->op[i]);
+		struct p11m_op *op = &s->op[i];
+
+		if (op->active || op->sha != NULL || op->vkey != NULL ||
+		    op->iv != NULL || op->aad != NULL || op->buf.p != NULL ||
+		    op->found != NULL || op->secret_len != 0) {
+			p11m_op_end(op);
+		}
 	}
+}
+
+static void
+session_free(struct p11m_session *s)
+{
+	session_ops_end(s);
+	ml_p256_key_free(s->vkey);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 }
@@ -189,18 +206,20 @@ p11m_open_session(CK_SLOT_ID id, CK_FLAGS flags, CK_SESSION_HANDLE_PTR ret)
 	s->slot = sl;
 	s->flags = flags & (CKF_SERIAL_SESSION | CKF_RW_SESSION);
 	pthread_mutex_lock(&sl->lock);
-	if ((rv = p11m_slot_refresh(sl)) != CKR_OK) {
+	/*
+	 * A token whose state is current opens without asking the link
+	 * (no system call): a removal or swap since is noticed by the next
+	 * call that uses the chip or the cache (CKR_DEVICE_REMOVED), as
+	 * for a session that was open already.
+	 */
+	if ((sl->gen == 0 || !sl->recognized) &&
+	    (rv = p11m_slot_refresh(sl)) != CKR_OK) {
 		pthread_mutex_unlock(&sl->lock);
 		goto out;
 	}
 	if (!(flags & CKF_RW_SESSION) && sl->login == CKU_SO) {
 		pthread_mutex_unlock(&sl->lock);
 		rv = CKR_SESSION_READ_WRITE_SO_EXISTS;
-		goto out;
-	}
-	/* Another host may have written the chip since the cache was built. */
-	if ((rv = p11m_objset_sync(sl)) != CKR_OK) {
-		pthread_mutex_unlock(&sl->lock);
 		goto out;
 	}
 	s->gen = sl->gen;
@@ -247,7 +266,7 @@ p11m_close_session(CK_SESSION_HANDLE h)
 	struct p11m_module *m = p11m_mod();
 	struct p11m_session *s, **pp;
 	struct p11m_slot *sl;
-	size_t i;
+	bool chip;
 
 	if (m == NULL) {
 		return CKR_CRYPTOKI_NOT_INITIALIZED;
@@ -271,7 +290,14 @@ p11m_close_session(CK_SESSION_HANDLE h)
 	sl = s->slot;
 	pthread_mutex_lock(&sl->lock);
 	if (s->gen == sl->gen) {
-		p11m_chip_lock(sl);
+		/* The chip is needed only for session objects it holds and
+		 * for the logout after the last session (PC/SC: a
+		 * transaction each time). */
+		chip = sl->objs.nsession > 0 ||
+		    (sl->nsessions <= 1 && sl->login != NO_LOGIN);
+		if (chip) {
+			p11m_chip_lock(sl);
+		}
 		p11m_objset_drop_session(sl, s->h);
 		if (sl->nsessions > 0) {
 			sl->nsessions--;
@@ -283,12 +309,12 @@ p11m_close_session(CK_SESSION_HANDLE h)
 		if (sl->nsessions == 0) {
 			slot_logout(sl);
 		}
-		p11m_chip_unlock(sl);
+		if (chip) {
+			p11m_chip_unlock(sl);
+		}
 	}
 	pthread_mutex_unlock(&sl->lock);
-	for (i = 0; i < P11M_OP_MAX; i++) {
-		p11m_op_end(&s->op[i]);
-	}
+	session_ops_end(s);
 	p11m_session_leave(s);
 	return CKR_OK;
 }

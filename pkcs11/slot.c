@@ -29,6 +29,25 @@ static pthread_mutex_t p11m_init_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct p11m_module *p11m_g;
 static struct p11m_module *volatile p11m_abandoned;	/* after fork */
 
+/*
+ * Forks so far (a child's handler bumps it, and does nothing else): the
+ * fork check of every call without a getpid() system call.
+ */
+static unsigned p11m_forks;
+static pthread_once_t p11m_atfork_once = PTHREAD_ONCE_INIT;
+
+static void
+atfork_child(void)
+{
+	__atomic_add_fetch(&p11m_forks, 1, __ATOMIC_RELAXED);
+}
+
+static void
+atfork_register(void)
+{
+	(void)pthread_atfork(NULL, NULL, atfork_child);
+}
+
 struct p11m_module *
 p11m_mod(void)
 {
@@ -39,7 +58,8 @@ p11m_mod(void)
 	 * had been called.  Its inherited state is abandoned, not freed: the
 	 * parent's threads may have held its locks at fork time.
 	 */
-	if (m != NULL && m->pid != getpid()) {
+	if (m != NULL && m->forks != __atomic_load_n(&p11m_forks,
+	    __ATOMIC_RELAXED)) {
 		return NULL;
 	}
 	return m;
@@ -371,6 +391,7 @@ module_free(struct p11m_module *m)
 			}
 			p11m_objset_clear(&sl->objs);
 			p11m_slot_pin_forget(sl);
+			ml_wipe(sl->rnd, sizeof(sl->rnd));
 			pthread_mutex_destroy(&sl->lock);
 		}
 		free(tr->slots);
@@ -428,6 +449,8 @@ p11m_initialize(CK_VOID_PTR args)
 		goto out;
 	}
 	m->pid = getpid();
+	pthread_once(&p11m_atfork_once, atfork_register);
+	m->forks = __atomic_load_n(&p11m_forks, __ATOMIC_RELAXED);
 	pthread_mutex_init(&m->lock, NULL);
 	pthread_cond_init(&m->cond, NULL);
 	/* Handles go on from the last module's: a handle a thread kept
@@ -558,6 +581,8 @@ void
 p11m_slot_forget(struct p11m_slot *sl)
 {
 	p11m_slot_pin_forget(sl);
+	ml_wipe(sl->rnd, sizeof(sl->rnd));
+	sl->rnd_len = 0;
 	p11m_objset_clear(&sl->objs);
 	__atomic_store_n(&sl->gen, 0, __ATOMIC_RELEASE);
 	sl->nsessions = sl->nro = 0;
