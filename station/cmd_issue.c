@@ -976,46 +976,43 @@ parse_opts(int argc, char **argv, struct issue_opts *o)
 	return 0;
 }
 
-/* Shared by cmd_issue() and the benchmark (local != NULL: in-process
- * server, only when compiled with ML_TEST_HOOKS as the benchmark is). */
-int	 issue_run(int argc, char **argv, const struct note_server *local);
-
-int
-issue_run(int argc, char **argv, const struct note_server *local)
+/*
+ * issue_run's set-up: options, the feature key, the batch (its malformed
+ * lines printed), the journal (a re-run resumes: notes done are skipped,
+ * notes in doubt stay reserved for their chip), the issuer key, the
+ * channel, the start time and, for a running line, its positions and the
+ * line page.  Returns false with *rc the exit status if the run stops here.
+ */
+static bool
+issue_setup(struct iss *s, int argc, char **argv, FILE **bfp,
+    const char **bnamep, int *rc)
 {
-	struct iss *s;
-	struct note_line_cfg lc;
-	FILE *bf = NULL;
-	size_t i, chips = 0, notissued;
 	const char *bname;
-	int r, rc = ST_EXIT_ERROR;
+	size_t i;
+	int r;
 
-	if ((s = calloc(1, sizeof(*s))) == NULL) {
-		return ST_EXIT_ERROR;
-	}
-	pthread_mutex_init(&s->mu, NULL);
-	pthread_cond_init(&s->hold_cv, NULL);
-	s->local = local;
+	*rc = ST_EXIT_ERROR;
 	if ((r = parse_opts(argc, argv, &s->o)) != 0) {
-		rc = r == 2 ? ST_EXIT_OK : ST_EXIT_ERROR;
-		goto out;
+		*rc = r == 2 ? ST_EXIT_OK : ST_EXIT_ERROR;
+		return false;
 	}
 	if ((r = feature_key_load(s->o.feature_key, s->fkey)) != 0) {
 		fprintf(stderr, "issue: feature key: %s\n", ml_errmsg(r));
-		goto out;
+		return false;
 	}
 	bname = s->o.batch == NULL || strcmp(s->o.batch, "-") == 0 ?
 	    "(stdin)" : s->o.batch;
-	bf = s->o.batch == NULL || strcmp(s->o.batch, "-") == 0 ? stdin :
+	*bnamep = bname;
+	*bfp = s->o.batch == NULL || strcmp(s->o.batch, "-") == 0 ? stdin :
 	    fopen(s->o.batch, "re");
-	if (bf == NULL) {
+	if (*bfp == NULL) {
 		r = ml_errf_sys(ML_ERR_IO, "%s", bname);
-	} else if ((r = batch_read(&s->b, bf)) != 0) {
+	} else if ((r = batch_read(&s->b, *bfp)) != 0) {
 		(void)ml_errpre(r, "%s", bname);
 	}
 	if (r != 0) {
 		fprintf(stderr, "issue: batch: %s\n", ml_errmsg(r));
-		goto out;
+		return false;
 	}
 	for (i = 0; i < s->b.nerr; i++) {
 		const struct batch_error *e = &s->b.err[i];
@@ -1032,12 +1029,12 @@ issue_run(int argc, char **argv, const struct note_server *local)
 		 * failed), not a finished batch */
 		fprintf(stderr, "issue: batch: %s: no notes in it (%zu "
 		    "malformed line(s))\n", bname, s->b.nerr);
-		goto out;
+		return false;
 	}
 	s->n = s->b.n;
 	if ((s->notes = calloc(s->n + 1, sizeof(*s->notes))) == NULL ||
 	    (s->byname = calloc(s->n + 1, sizeof(size_t))) == NULL) {
-		goto out;
+		return false;
 	}
 	for (i = 0; i < s->n; i++) {
 		s->notes[i].id = s->b.v[i].id;
@@ -1052,7 +1049,7 @@ issue_run(int argc, char **argv, const struct note_server *local)
 			(void)ml_errpre(r, "%s", s->o.journal);
 		}
 		fprintf(stderr, "issue: journal: %s\n", ml_errmsg(r));
-		goto out;
+		return false;
 	}
 	for (i = 0; i < s->n; i++) {
 		if (s->notes[i].state == J_ACKED || s->notes[i].state == J_REFUSED) {
@@ -1067,17 +1064,13 @@ issue_run(int argc, char **argv, const struct note_server *local)
 	}
 	if ((r = key_p11_open(NULL, s->o.key, &s->key)) != 0) {
 		fprintf(stderr, "issue: issuer key: %s\n", ml_errmsg(r));
-		goto out;
+		return false;
 	}
-	if (local == NULL && (r = note_chan_new(&s->o.conn, &s->chan)) != 0) {
+	if (s->local == NULL && (r = note_chan_new(&s->o.conn, &s->chan)) != 0) {
 		fprintf(stderr, "issue: channel: %s\n", ml_errmsg(r));
-		goto out;
+		return false;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &s->t0);
-	lc = (struct note_line_cfg){ .link_spec = s->o.line, .chips = s->o.chips,
-	    .workers = s->o.workers ? s->o.workers : MAX_WORKERS,
-	    .job = iss_job, .start = iss_start, .ctx = s,
-	    .follow = s->o.follow, .event = iss_event };
 	if (s->o.follow) {
 		size_t np = 0;
 
@@ -1095,7 +1088,7 @@ issue_run(int argc, char **argv, const struct note_server *local)
 
 		if ((r = ui_http_start(&uc, &s->ui)) != 0) {
 			fprintf(stderr, "issue: %s\n", ml_errmsg(r));
-			goto out;
+			return false;
 		}
 		ui_http_publish(s->ui, "{\"type\":\"config\",\"t\":%lld,"
 		    "\"batch\":%s,\"line\":%s,\"server\":%s,\"notes\":%zu,"
@@ -1108,7 +1101,23 @@ issue_run(int argc, char **argv, const struct note_server *local)
 		publish_stats(s);
 		pthread_mutex_unlock(&s->mu);
 	}
-	r = note_line_run(&lc, &chips);
+	return true;
+}
+
+/* issue_run's loop: the line runs iss_job on every chip until the batch is
+ * done (with --follow, until a signal); then the uplinks are closed. */
+static int
+issue_loop(struct iss *s, size_t *chips)
+{
+	struct note_line_cfg lc;
+	size_t i;
+	int r;
+
+	lc = (struct note_line_cfg){ .link_spec = s->o.line, .chips = s->o.chips,
+	    .workers = s->o.workers ? s->o.workers : MAX_WORKERS,
+	    .job = iss_job, .start = iss_start, .ctx = s,
+	    .follow = s->o.follow, .event = iss_event };
+	r = note_line_run(&lc, chips);
 	for (i = 0; i < MAX_WORKERS; i++) {
 		size_t k;
 
@@ -1117,72 +1126,104 @@ issue_run(int argc, char **argv, const struct note_server *local)
 			note_uplink_close(s->dead[i][k]);
 		}
 	}
-	{
-		struct timespec t1;
+	return r;
+}
 
-		clock_gettime(CLOCK_MONOTONIC, &t1);
-		pthread_mutex_lock(&s->mu);
-		progress(s, true);
-		pthread_mutex_unlock(&s->mu);
-		notissued = 0;
-		for (i = 0; i < s->n; i++) {
-			struct inote *nt = &s->notes[i];
+/* issue_run's report: the notes not issued (--json: a line each), the
+ * summary, and why the line stopped if it did; returns the exit status. */
+static int
+issue_report(struct iss *s, size_t chips, int r)
+{
+	size_t i, notissued;
+	struct timespec t1;
 
-			if (!nt->taken && nt->state != J_ACKED &&
-			    nt->state != J_REFUSED) {
-				notissued++;
-				if (s->o.json) {
-					printf("{\"note\":\"%s\",\"line\":%lu,"
-					    "\"result\":\"not_issued\",\"reason\":"
-					    "\"%s\"}\n", nt->name, nt->lineno,
-					    nt->state == J_INTENT ? "in doubt: its "
-					    "chip did not come back" : nt->elsewhere ?
-					    "being issued by another station" :
-					    "no blank chip left");
-				}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	pthread_mutex_lock(&s->mu);
+	progress(s, true);
+	pthread_mutex_unlock(&s->mu);
+	notissued = 0;
+	for (i = 0; i < s->n; i++) {
+		struct inote *nt = &s->notes[i];
+
+		if (!nt->taken && nt->state != J_ACKED &&
+		    nt->state != J_REFUSED) {
+			notissued++;
+			if (s->o.json) {
+				printf("{\"note\":\"%s\",\"line\":%lu,"
+				    "\"result\":\"not_issued\",\"reason\":"
+				    "\"%s\"}\n", nt->name, nt->lineno,
+				    nt->state == J_INTENT ? "in doubt: its "
+				    "chip did not come back" : nt->elsewhere ?
+				    "being issued by another station" :
+				    "no blank chip left");
 			}
 		}
-		fprintf(stderr, "issue: %zu note(s) in batch (%zu malformed "
-		    "line(s)), %zu chip(s) seen: %zu issued, %zu completed/repeated, "
-		    "%zu skipped (done before), %zu refused, %zu reject-write, "
-		    "%zu chip(s) off the line or left blank, %zu held by another "
-		    "station, %zu error(s), %zu not issued; %.2f s, %.0f notes/s\n",
-		    s->n, s->b.nerr, chips, s->issued, s->again, s->skipped,
-		    s->refused, s->rejected, s->offline, s->held, s->errors,
-		    notissued, elapsed(&s->t0, &t1),
-		    s->issued / (elapsed(&s->t0, &t1) + 1e-9));
-		if (s->o.json) {
-			printf("{\"summary\":{\"notes\":%zu,\"malformed\":%zu,"
-			    "\"chips\":%zu,\"issued\":%zu,\"repeated\":%zu,"
-			    "\"skipped\":%zu,\"refused\":%zu,\"reject_write\":%zu,"
-			    "\"off_line\":%zu,\"held\":%zu,\"errors\":%zu,"
-			    "\"not_issued\":%zu,\"seconds\":%.3f}}\n", s->n,
-			    s->b.nerr, chips, s->issued, s->again, s->skipped,
-			    s->refused, s->rejected, s->offline, s->held, s->errors,
-			    notissued, elapsed(&s->t0, &t1));
-		}
-		if (r == ML_ERR_TIMEOUT || r == ML_ERR_DISK_FULL ||
-		    r == ML_ERR_REJECTED) {
-			fprintf(stderr, "issue: %s for %u s: line stopped "
-			    "(unwritten chips left blank; notes in doubt are "
-			    "completed by a re-run)\n", server_fail_text(r),
-			    s->o.retry_secs);
-			goto out;
-		}
-		if (r == ML_ERR_PERM) {
-			fprintf(stderr, "issue: %s: line stopped, nothing written "
-			    "(the station's certificate, enrolment or the server's "
-			    "certificate; see above)\n", server_fail_text(r));
-			goto out;
-		}
-		if (r != 0) {
-			fprintf(stderr, "issue: %s\n", ml_errmsg(r));
-			goto out;
-		}
-		rc = (s->b.nerr || s->refused || s->rejected || s->errors ||
-		    notissued) ? ST_EXIT_PARTIAL : ST_EXIT_OK;
 	}
-out:
+	fprintf(stderr, "issue: %zu note(s) in batch (%zu malformed "
+	    "line(s)), %zu chip(s) seen: %zu issued, %zu completed/repeated, "
+	    "%zu skipped (done before), %zu refused, %zu reject-write, "
+	    "%zu chip(s) off the line or left blank, %zu held by another "
+	    "station, %zu error(s), %zu not issued; %.2f s, %.0f notes/s\n",
+	    s->n, s->b.nerr, chips, s->issued, s->again, s->skipped,
+	    s->refused, s->rejected, s->offline, s->held, s->errors,
+	    notissued, elapsed(&s->t0, &t1),
+	    s->issued / (elapsed(&s->t0, &t1) + 1e-9));
+	if (s->o.json) {
+		printf("{\"summary\":{\"notes\":%zu,\"malformed\":%zu,"
+		    "\"chips\":%zu,\"issued\":%zu,\"repeated\":%zu,"
+		    "\"skipped\":%zu,\"refused\":%zu,\"reject_write\":%zu,"
+		    "\"off_line\":%zu,\"held\":%zu,\"errors\":%zu,"
+		    "\"not_issued\":%zu,\"seconds\":%.3f}}\n", s->n,
+		    s->b.nerr, chips, s->issued, s->again, s->skipped,
+		    s->refused, s->rejected, s->offline, s->held, s->errors,
+		    notissued, elapsed(&s->t0, &t1));
+	}
+	if (r == ML_ERR_TIMEOUT || r == ML_ERR_DISK_FULL ||
+	    r == ML_ERR_REJECTED) {
+		fprintf(stderr, "issue: %s for %u s: line stopped "
+		    "(unwritten chips left blank; notes in doubt are "
+		    "completed by a re-run)\n", server_fail_text(r),
+		    s->o.retry_secs);
+		return ST_EXIT_ERROR;
+	}
+	if (r == ML_ERR_PERM) {
+		fprintf(stderr, "issue: %s: line stopped, nothing written "
+		    "(the station's certificate, enrolment or the server's "
+		    "certificate; see above)\n", server_fail_text(r));
+		return ST_EXIT_ERROR;
+	}
+	if (r != 0) {
+		fprintf(stderr, "issue: %s\n", ml_errmsg(r));
+		return ST_EXIT_ERROR;
+	}
+	return (s->b.nerr || s->refused || s->rejected || s->errors ||
+	    notissued) ? ST_EXIT_PARTIAL : ST_EXIT_OK;
+}
+
+/* Shared by cmd_issue() and the benchmark (local != NULL: in-process
+ * server, only when compiled with ML_TEST_HOOKS as the benchmark is). */
+int	 issue_run(int argc, char **argv, const struct note_server *local);
+
+int
+issue_run(int argc, char **argv, const struct note_server *local)
+{
+	struct iss *s;
+	FILE *bf = NULL;
+	size_t chips = 0;
+	const char *bname = NULL;
+	int rc = ST_EXIT_ERROR;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		return ST_EXIT_ERROR;
+	}
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->hold_cv, NULL);
+	s->local = local;
+	if (issue_setup(s, argc, argv, &bf, &bname, &rc)) {
+		int r = issue_loop(s, &chips);
+
+		rc = issue_report(s, chips, r);
+	}
 	if (bf != NULL && bf != stdin) {
 		fclose(bf);
 	}
