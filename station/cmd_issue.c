@@ -522,6 +522,23 @@ out:
 	return r;
 }
 
+/*
+ * The chip went away (or stopped answering) after the intent was
+ * journaled: the note may be on it or not.  Keep the note for that chip
+ * only, as a re-run does from the journal: when the chip comes back it is
+ * completed (written) or issued (still blank); no other chip gets it.
+ */
+static void
+hold_for_chip(struct iss *s, struct inote *nt, const char *chip)
+{
+	pthread_mutex_lock(&s->mu);
+	nt->state = J_INTENT;
+	snprintf(nt->jchip, sizeof(nt->jchip), "%s", chip);
+	nt->taken = false;
+	s->indoubt++;
+	pthread_mutex_unlock(&s->mu);
+}
+
 /* GET SEALED, upload, journal the outcome, report. */
 static int
 seal_and_upload(struct iss *s, size_t w, struct chipcmd *cc,
@@ -534,8 +551,11 @@ seal_and_upload(struct iss *s, size_t w, struct chipcmd *cc,
 	int r;
 
 	if ((r = note_chip_sealed(cc, sealed, sizeof(sealed), &n)) != 0) {
-		report(s, w, nt, chip, "error", "GET SEALED failed", 0);
+		report(s, w, nt, chip, "error", "GET SEALED failed (chip "
+		    "removed?): note held for this chip, completed when it comes "
+		    "back", 0);
 		bump(s, &s->errors);
+		hold_for_chip(s, nt, chip);
 		return 0;
 	}
 	if ((r = upload(s, w, sealed, n, &rep)) != 0) {
@@ -543,6 +563,7 @@ seal_and_upload(struct iss *s, size_t w, struct chipcmd *cc,
 		    "next run", server_fail_text(r));
 		report(s, w, nt, chip, "error", msg, 0);
 		bump(s, &s->errors);
+		hold_for_chip(s, nt, chip);
 		return r;	/* the line stops: nothing can be acknowledged */
 	}
 	if (rep.status == NOTE_ST_REJECT) {
@@ -570,7 +591,7 @@ static int
 issue_one(struct iss *s, size_t w, struct chipcmd *cc, struct inote *nt,
     const char *chip, const uint8_t pub[static ML_P256_PUB_LEN])
 {
-	char feat[FEATURE_MAX_LEN + 1], why[64];
+	char feat[FEATURE_MAX_LEN + 1], why[160];
 	size_t flen;
 	uint16_t sw;
 	int r;
@@ -587,8 +608,11 @@ issue_one(struct iss *s, size_t w, struct chipcmd *cc, struct inote *nt,
 	}
 	if ((r = note_chip_authorize(cc, s->key, chip, (const uint8_t *)feat,
 	    flen, &sw)) != 0) {
-		report(s, w, nt, chip, "error", ml_errmsg(r), 0);
+		snprintf(why, sizeof(why), "AUTHORIZE WRITE failed (%s): chip "
+		    "not written; note held for this chip", ml_errmsg(r));
+		report(s, w, nt, chip, "error", why, 0);
 		bump(s, &s->errors);
+		hold_for_chip(s, nt, chip);
 		return 0;
 	}
 	if (sw != SW_OK) {
@@ -602,9 +626,12 @@ issue_one(struct iss *s, size_t w, struct chipcmd *cc, struct inote *nt,
 		return 0;
 	}
 	if ((r = note_chip_write(cc, (const uint8_t *)feat, flen)) != 0) {
-		report(s, w, nt, chip, "error", "WRITE FEATURE failed: note left in "
-		    "doubt", 0);
+		/* the chip's store keeps it blank or written (tear-safe) */
+		report(s, w, nt, chip, "error", "WRITE FEATURE interrupted (chip "
+		    "removed?): the chip is blank or written; note held for this "
+		    "chip, completed or issued when it comes back", 0);
 		bump(s, &s->errors);
+		hold_for_chip(s, nt, chip);
 		return 0;
 	}
 	return seal_and_upload(s, w, cc, nt, chip, false);

@@ -14,7 +14,12 @@
 #      agrees, a re-presented chip is completed, no serial twice;
 #   5. readers plugged in and out while issue --follow runs (pcscd
 #      restarted with 6 readers, then 4): new readers become positions,
-#      a reader gone is reported and the others go on.
+#      a reader gone is reported and the others go on;
+#   6. a chip pulled exactly during WRITE FEATURE (after the write, before
+#      the answer: mintline-chip --latency holds the answer) and one pulled
+#      during AUTHORIZE WRITE: the station reports it, keeps the note for
+#      that chip, completes the written one and issues the blank one when
+#      they come back; the journal agrees, nothing twice.
 # Exit 77 (skipped) without SoftHSM2 / OpenSC / sqlite3 / pcscd + vpcd.
 # shellcheck disable=SC2119
 set -uo pipefail
@@ -252,4 +257,51 @@ check "$(grep -c '"chip":"NOTE000000000023","result":"issued"' "$W/hp.jsonl")" 1
 check "$(grep -o '"event":"waiting","position":[45],"reader":"mintline-vpcd-2 00 0[01]"' "$W/hp.jsonl" | sort -u | wc -l)" 2 "hotplug: the two readers plugged in became positions 4 and 5"
 check "$(grep -c '"event":"gone","position":[45]}' "$W/hp.jsonl")" 2 "hotplug: the two readers unplugged reported gone"
 check "$(sqlite3 "$W/j-hp.db" 'select count(*) from issue_journal where state = 1')" 0 "hotplug: journal: nothing in doubt"
+
+# ---- 6. pulled during WRITE FEATURE and during AUTHORIZE WRITE ----
+printf '7A 3000000\n' >"$W/slow-write.lat"	# INS 7A answers after 3 s
+printf '78 3000000\n' >"$W/slow-auth.lat"	# INS 78 answers after 3 s
+ne_batch 4 MW >"$W/mw.csv"
+"$NE_STATION" issue --follow --line "$NE_LINE" --issuer-key "$NE_ISSUER_KEY" \
+    --feature-key "$NE_FKEY" "${NE_CONN[@]}" --journal "$W/j-mw.db" \
+    --batch "$W/mw.csv" --json >"$W/mw.jsonl" 2>"$W/mw.err" &
+mw=$!; bg+=("$mw")
+wait_for 20 grep -qs '"event":"waiting"' "$W/mw.jsonl" || bad "mid-write: no waiting event"
+intents() { sqlite3 "$W/j-mw.db" 'select count(*) from issue_journal where state = 1' 2>/dev/null; }
+intents_are() { [ "$(intents)" = "$1" ]; }	# for wait_for (evaluated each time)
+pull_during() {	# pull_during CHIPNO PROFILE: insert slow, pull once it is at it
+	local s before
+	printf -v s 'NOTE%012d' "$1"
+	before=$(count '"result":"error"' "$W/mw.jsonl")
+	"$CHIP" -p "$VPCD_PORT_0" --latency "$2" "$W/chips/$s.chip" 2>>"$W/chip.log" &
+	card[0]=$!
+	wait_for 20 intents_are 1 || bad "mid-write: no intent for $s"
+	sleep 1	# inside the 3 s the chip holds its answer
+	remove 0 KILL
+	wait_for 20 more '"result":"error"' "$W/mw.jsonl" "$before" ||
+	    bad "mid-write: the pull of $s not reported"
+	wait_for 10 intents_are 1 || bad "mid-write: $s not in doubt"
+}
+again() {	# again CHIPNO RESULT: re-present, expect RESULT for its note
+	local s before
+	printf -v s 'NOTE%012d' "$1"
+	before=$(count "\"result\":\"$2\"" "$W/mw.jsonl")
+	insert 1 "$W/chips/$s.chip"
+	wait_for 30 more "\"result\":\"$2\"" "$W/mw.jsonl" "$before" ||
+	    bad "mid-write: $s not $2 when re-presented"
+	remove 1
+}
+pull_during 26 "$W/slow-write.lat"
+check "$(grep -c '"chip":"NOTE000000000026","result":"error","reason":"WRITE FEATURE interrupted' "$W/mw.jsonl")" 1 "pulled during WRITE FEATURE: reported"
+again 26 completed
+check "$(grep -c '"note":"MW00000001".*"chip":"NOTE000000000026","result":"completed"' "$W/mw.jsonl")" 1 "pulled during WRITE: the written chip completed with its note"
+pull_during 27 "$W/slow-auth.lat"
+check "$(grep -c '"chip":"NOTE000000000027","result":"error","reason":"AUTHORIZE WRITE failed' "$W/mw.jsonl")" 1 "pulled during AUTHORIZE WRITE: reported"
+again 27 issued
+check "$(grep -c '"note":"MW00000002".*"chip":"NOTE000000000027","result":"issued"' "$W/mw.jsonl")" 1 "pulled during AUTHORIZE: the blank chip issued its held note on return"
+kill -TERM "$mw"; wait "$mw"
+check "$(sqlite3 "$NE_DB" "select count(*) from note where note_id like 'MW%'")" 2 "mid-write: 2 notes registered"
+check "$(sqlite3 "$NE_DB" "select count(distinct chip_serial) from note where note_id like 'MW%'")" 2 "mid-write: on 2 chips, once each"
+check "$(sqlite3 "$W/j-mw.db" 'select count(*) from issue_journal where state = 2')" 2 "mid-write: journal agrees (2 acknowledged)"
+check "$(sqlite3 "$W/j-mw.db" 'select count(*) from issue_journal where state = 1')" 0 "mid-write: nothing left in doubt"
 exit $fail
