@@ -258,13 +258,18 @@ struct hs_app_env {
 /*
  * An application served over the channel: mintline-server lists them in
  * server/apps.c (`srv_apps[]`, one line per application).  init runs once
- * at start-up on the main thread (may be NULL); fini at shutdown.
+ * at start-up on the main thread (may be NULL); fini at shutdown; reload
+ * on every SIGHUP.
  */
 struct hs_app {
 	const char		*name;
 	int			(*init)(const struct hs_app_env *env,
 				    void **ret_app_ctx);
 	void			(*fini)(void *app_ctx);
+	/* SIGHUP, on the I/O thread, after env->opts took the reloadable
+	 * keys: apply them while the handlers keep running (may be NULL). */
+	void			(*reload)(void *app_ctx,
+				    const struct hs_app_env *env);
 	const struct hs_handler	*handlers;
 	size_t			 nhandlers;
 };

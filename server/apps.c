@@ -50,3 +50,29 @@ const struct hs_app *const srv_apps[] = {
 	&srv_app_note,		/* BN-6..BN-8 */
 	NULL,
 };
+
+void
+srv_app_env(struct srv *s, struct hs_app_env *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	ret->registry = s->reg;
+	ret->server_key = s->key;
+	ret->keys = &s->keys;
+	ret->server_pub = s->pub;
+	ret->trust = s->trust;
+	ret->opts = &s->o;
+}
+
+void
+srv_apps_reload(struct srv *s)
+{
+	struct hs_app_env env;
+	size_t i;
+
+	srv_app_env(s, &env);
+	for (i = 0; i < s->napps; i++) {
+		if (s->apps[i].app->reload != NULL) {
+			s->apps[i].app->reload(s->apps[i].ctx, &env);
+		}
+	}
+}

@@ -405,14 +405,12 @@ listen_on(const char *hostport, int *ret_fd)
 static int
 apps_init(struct srv *s)
 {
-	struct hs_app_env env = {
-		.registry = s->reg, .server_key = s->key, .keys = &s->keys,
-		.server_pub = s->pub, .trust = s->trust, .opts = &s->o,
-	};
+	struct hs_app_env env;
 	const struct hs_app *const *ap;
 	size_t i;
 	int r;
 
+	srv_app_env(s, &env);
 	for (ap = srv_apps; *ap != NULL; ap++) {
 		const struct hs_app *a = *ap;
 		void *ctx = NULL;

@@ -8,7 +8,10 @@
  * options of the same name):
  *   note-issuers	authorised issuer keys, blank separated: pkcs11:
  *			URIs (public key objects) or PEM files; unset: the
- *			application refuses every record
+ *			application refuses every record.  Re-read on SIGHUP
+ *			(BN-4): a key added writes at once, a key removed is
+ *			retired (its notes stay registered and verify, its new
+ *			uploads are refused); each change is an audit row
  *   note-feature-key	optional: the feature key file, to check the keyed
  *			identification codes as well
  *   note-seal-key	optional: pkcs11: URI of a separate seal key in the
@@ -36,7 +39,123 @@ struct note_app {
 	struct reg	*registry;	/* the server's: chips, notes, risk records */
 	struct reg_note	*rn;
 	struct key	*seal;		/* note-seal-key, or NULL */
+	/* the issuer keys in force (SIGHUP compares the new list with it) */
+	uint8_t		 issuers[REG_NOTE_MAX_ISSUERS][ML_P256_PUB_LEN];
+	char		*specs[REG_NOTE_MAX_ISSUERS];	/* their names */
+	size_t		 nissuers;
 };
+
+/*
+ * The note-issuers list: each pkcs11: URI or PEM file's public point, and
+ * the names (ret_specs, strdup'd).  A name already in specs (the keys in
+ * force) takes its known point: the monitor answers pkcs11: public keys at
+ * start-up only, so on SIGHUP a key named by URI can stay or be retired,
+ * and a new one is a PEM file (or a restart).
+ */
+static int
+issuers_load(const struct key_provider *keys, const char *iss,
+    char *const *specs, const uint8_t (*pubs)[ML_P256_PUB_LEN], size_t npubs,
+    uint8_t (*ret)[ML_P256_PUB_LEN], char **ret_specs, size_t *ret_n)
+{
+	char *list = NULL, *tok, *save = NULL;
+	size_t n = 0, i;
+	int r;
+
+	ML_ENSURE((list = strdup(iss)) != NULL, ML_ERR_NOMEM);
+	for (tok = strtok_r(list, " \t\n", &save); tok != NULL;
+	    tok = strtok_r(NULL, " \t\n", &save)) {
+		ML_ENSURE(n < REG_NOTE_MAX_ISSUERS, ML_ERR_TOO_LARGE);
+		for (i = 0; i < npubs; i++) {
+			if (specs[i] != NULL && strcmp(specs[i], tok) == 0) {
+				break;
+			}
+		}
+		if (i < npubs) {
+			memcpy(ret[n], pubs[i], ML_P256_PUB_LEN);
+		} else if ((r = key_pub_load(keys, tok, ret[n])) != 0) {
+			ml_err("note: issuer key %zu (%s): %s%s", n + 1, tok,
+			    ml_errmsg(r), r == ML_ERR_STATE ? " (a pkcs11: "
+			    "key new since start-up: name it by its PEM "
+			    "file, or restart)" : "");
+			goto out;
+		}
+		ML_ENSURE((ret_specs[n] = strdup(tok)) != NULL, ML_ERR_NOMEM);
+		n++;
+	}
+	*ret_n = n;
+	r = 0;
+out:
+	if (r != 0) {
+		for (i = 0; i < n; i++) {
+			free(ret_specs[i]);
+			ret_specs[i] = NULL;
+		}
+	}
+	free(list);
+	return r;
+}
+
+static void
+specs_free(char **specs)
+{
+	size_t i;
+
+	for (i = 0; i < REG_NOTE_MAX_ISSUERS; i++) {
+		free(specs[i]);
+		specs[i] = NULL;
+	}
+}
+
+static bool
+issuer_in(const uint8_t (*set)[ML_P256_PUB_LEN], size_t n,
+    const uint8_t pub[static ML_P256_PUB_LEN])
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (memcmp(set[i], pub, ML_P256_PUB_LEN) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * One audit row per issuer key change (OP-5): action issuer-add or
+ * issuer-retire, subject kind "issuer", subject the SHA-256 of the public
+ * point in hex.  A registry that cannot take it is logged; the key change
+ * stands.
+ */
+static void
+issuer_audit(struct reg *reg, const char *action,
+    const uint8_t pub[static ML_P256_PUB_LEN])
+{
+	static const char hx[] = "0123456789abcdef";
+	uint8_t md[ML_SHA256_LEN];
+	struct reg_audit a;
+	size_t i;
+	int r;
+
+	memset(&a, 0, sizeof(a));
+	snprintf(a.action, sizeof(a.action), "%s", action);
+	snprintf(a.actor, sizeof(a.actor), "server");
+	snprintf(a.subject_kind, sizeof(a.subject_kind), "issuer");
+	snprintf(a.outcome, sizeof(a.outcome), "ok");
+	snprintf(a.detail, sizeof(a.detail), "SIGHUP: note-issuers");
+	if (ml_sha256(pub, ML_P256_PUB_LEN, md) != 0) {
+		return;
+	}
+	for (i = 0; i < sizeof(md) && 2 * i + 1 < sizeof(a.subject); i++) {
+		a.subject[2 * i] = hx[md[i] >> 4];
+		a.subject[2 * i + 1] = hx[md[i] & 15];
+	}
+	ml_log(ML_LOG_WARN, "note: SIGHUP: issuer key %.16s... %s", a.subject,
+	    strcmp(action, "issuer-add") == 0 ? "added" : "retired");
+	if ((r = reg_audit_append(reg, &a)) != 0) {
+		ml_err("note: audit row for issuer key %.16s...: %s",
+		    a.subject, ml_errmsg(r));
+	}
+}
 
 static int
 note_app_init(const struct hs_app_env *env, void **ret_ctx)
@@ -47,7 +166,6 @@ note_app_init(const struct hs_app_env *env, void **ret_ctx)
 	struct reg_note_cfg cfg;
 	struct note_app *a = NULL;
 	uint8_t fkey[FEATURE_KEY_LEN];
-	char *list = NULL, *tok, *save = NULL;
 	int r;
 
 	ML_ENSURE((a = calloc(1, sizeof(*a))) != NULL, ML_ERR_NOMEM);
@@ -63,17 +181,10 @@ note_app_init(const struct hs_app_env *env, void **ret_ctx)
 		goto out;
 	}
 	memset(&cfg, 0, sizeof(cfg));
-	ML_ENSURE((list = strdup(iss)) != NULL, ML_ERR_NOMEM);
-	for (tok = strtok_r(list, " \t\n", &save); tok != NULL;
-	    tok = strtok_r(NULL, " \t\n", &save)) {
-		ML_ENSURE(cfg.nissuers < REG_NOTE_MAX_ISSUERS, ML_ERR_TOO_LARGE);
-		if ((r = key_pub_load(env->keys, tok, cfg.issuers[cfg.nissuers])) != 0) {
-			ml_err("note: issuer key %zu: %s", cfg.nissuers + 1,
-			    ml_errmsg(r));
-			goto out;
-		}
-		cfg.nissuers++;
-	}
+	ML_TRY(issuers_load(env->keys, iss, NULL, NULL, 0, cfg.issuers,
+	    a->specs, &cfg.nissuers));
+	memcpy(a->issuers, cfg.issuers, sizeof(a->issuers));
+	a->nissuers = cfg.nissuers;
 	if (*fk != '\0') {
 		if ((r = feature_key_load(fk, fkey)) != 0) {
 			ml_err("note: feature key: %s", ml_errmsg(r));
@@ -106,9 +217,9 @@ out:
 	if (a != NULL) {
 		reg_note_free(a->rn);
 		key_free(a->seal);
+		specs_free(a->specs);
 		free(a);
 	}
-	free(list);
 	ml_wipe(fkey, sizeof(fkey));
 	return r;
 }
@@ -123,7 +234,68 @@ note_app_fini(void *ctx)
 	}
 	reg_note_free(a->rn);
 	key_free(a->seal);
+	specs_free(a->specs);
 	free(a);
+}
+
+/*
+ * SIGHUP (BN-4, OP-5): note-issuers again.  Keys added authorise writes at
+ * once; keys gone are retired.  A list that does not load, or an empty
+ * one, leaves the keys in force (retiring every key stops issuance: that
+ * is a restart without note-issuers).
+ */
+static void
+note_app_reload(void *ctx, const struct hs_app_env *env)
+{
+	struct note_app *a = ctx;
+	uint8_t next[REG_NOTE_MAX_ISSUERS][ML_P256_PUB_LEN];
+	char *specs[REG_NOTE_MAX_ISSUERS] = { NULL };
+	size_t n = 0, i;
+	int r;
+
+	if (a == NULL) {
+		return;
+	}
+	if (a->rn == NULL) {
+		if (env->opts->note_issuers[0] != '\0') {
+			ml_warn("note: SIGHUP: note-issuers set after a start "
+			    "without it: needs a restart");
+		}
+		return;
+	}
+	if (issuers_load(env->keys, env->opts->note_issuers, a->specs,
+	    (const uint8_t (*)[ML_P256_PUB_LEN])a->issuers, a->nissuers, next,
+	    specs, &n) != 0 || n == 0) {
+		ml_err("note: SIGHUP: note-issuers empty or not loaded; the "
+		    "%zu issuer key(s) in force stay", a->nissuers);
+		specs_free(specs);
+		return;
+	}
+	if ((r = reg_note_set_issuers(a->rn,
+	    (const uint8_t (*)[ML_P256_PUB_LEN])next, n)) != 0) {
+		ml_err("note: SIGHUP: issuer keys not replaced: %s",
+		    ml_errmsg(r));
+		specs_free(specs);
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		if (!issuer_in((const uint8_t (*)[ML_P256_PUB_LEN])a->issuers,
+		    a->nissuers, next[i])) {
+			issuer_audit(a->registry, "issuer-add", next[i]);
+		}
+	}
+	for (i = 0; i < a->nissuers; i++) {
+		if (!issuer_in((const uint8_t (*)[ML_P256_PUB_LEN])next, n,
+		    a->issuers[i])) {
+			issuer_audit(a->registry, "issuer-retire",
+			    a->issuers[i]);
+		}
+	}
+	memcpy(a->issuers, next, sizeof(a->issuers));
+	specs_free(a->specs);
+	memcpy(a->specs, specs, sizeof(a->specs));
+	a->nissuers = n;
+	ml_log(ML_LOG_WARN, "note: SIGHUP: %zu issuer key(s) in force", n);
 }
 
 static int
@@ -180,6 +352,7 @@ static const struct hs_handler note_app_handlers[] = {
 const struct hs_app srv_app_note = {
 	.name = "note",
 	.init = note_app_init,
+	.reload = note_app_reload,
 	.fini = note_app_fini,
 	.handlers = note_app_handlers,
 	.nhandlers = ML_NELEM(note_app_handlers),

@@ -47,7 +47,10 @@ struct reservation {
 struct reg_note {
 	struct reg_note_cfg	 cfg;
 	uint8_t			 fkey[FEATURE_KEY_LEN];
+	/* the authorised issuer keys (cfg.issuers, issuer): replaced whole by
+	 * reg_note_set_issuers() on SIGHUP while workers verify under ik */
 	struct ml_p256_key	*issuer[REG_NOTE_MAX_ISSUERS];
+	pthread_rwlock_t	 ik;
 	pthread_mutex_t		 mu;
 	struct reg_note_stats	 st;
 	struct reservation	 resv[RESERVE_MAX];	/* under mu */
@@ -65,6 +68,7 @@ reg_note_new(const struct reg_note_cfg *cfg, struct reg_note **ret)
 	ML_ENSURE((rn = calloc(1, sizeof(*rn))) != NULL, ML_ERR_NOMEM);
 	rn->cfg = *cfg;
 	pthread_mutex_init(&rn->mu, NULL);
+	pthread_rwlock_init(&rn->ik, NULL);
 	if (cfg->feature_key != NULL) {
 		memcpy(rn->fkey, cfg->feature_key, FEATURE_KEY_LEN);
 		rn->cfg.feature_key = rn->fkey;
@@ -92,8 +96,43 @@ reg_note_free(struct reg_note *rn)
 	for (i = 0; i < REG_NOTE_MAX_ISSUERS; i++) {
 		ml_p256_key_free(rn->issuer[i]);
 	}
+	pthread_rwlock_destroy(&rn->ik);
 	pthread_mutex_destroy(&rn->mu);
 	ml_freezero(rn, sizeof(*rn));
+}
+
+int
+reg_note_set_issuers(struct reg_note *rn,
+    const uint8_t (*pubs)[ML_P256_PUB_LEN], size_t n)
+{
+	struct ml_p256_key *k[REG_NOTE_MAX_ISSUERS] = { NULL };
+	size_t i;
+	int r;
+
+	ML_ENSURE(n <= REG_NOTE_MAX_ISSUERS, ML_ERR_TOO_LARGE);
+	for (i = 0; i < n; i++) {
+		ML_TRY(ml_p256_key_from_pub(pubs[i], ML_P256_PUB_LEN, &k[i]));
+	}
+	/* swap: an upload being checked finishes under the old set */
+	pthread_rwlock_wrlock(&rn->ik);
+	for (i = 0; i < REG_NOTE_MAX_ISSUERS; i++) {
+		struct ml_p256_key *old = rn->issuer[i];
+
+		rn->issuer[i] = k[i];
+		k[i] = old;
+	}
+	memset(rn->cfg.issuers, 0, sizeof(rn->cfg.issuers));
+	if (n > 0) {
+		memcpy(rn->cfg.issuers, pubs, n * ML_P256_PUB_LEN);
+	}
+	rn->cfg.nissuers = n;
+	pthread_rwlock_unlock(&rn->ik);
+	r = 0;
+out:
+	for (i = 0; i < REG_NOTE_MAX_ISSUERS; i++) {
+		ml_p256_key_free(k[i]);
+	}
+	return r;
 }
 
 void
@@ -363,11 +402,17 @@ handle_check(struct reg_note *rn, const char *peer, const uint8_t *req,
 	return reply(w, NOTE_ST_OK, NOTE_R_NONE, nid, 0, 0);
 }
 
-/* The station signature: which authorised issuer key made it, or -1. */
+/*
+ * The station signature: which authorised issuer key made it (its public
+ * point into ret_pub), or -1.  A key retired by SIGHUP is no longer in the
+ * set, so its new writes are refused (BN-4).
+ */
 static int
 station_sig_issuer(struct reg_note *rn, const char *chip,
-    const struct ml_rd *chal, const struct ml_rd *feat, const struct ml_rd *sig)
+    const struct ml_rd *chal, const struct ml_rd *feat, const struct ml_rd *sig,
+    uint8_t ret_pub[static ML_P256_PUB_LEN])
 {
+	int found = -1;
 	uint8_t msg[64 + CHIP_SERIAL_LEN + NOTE_CHALLENGE_LEN + NOTE_MAX_FEATURE];
 	struct ml_wr m = ML_WR_FIXED(msg, sizeof(msg));
 	size_t i;
@@ -377,13 +422,17 @@ station_sig_issuer(struct reg_note *rn, const char *chip,
 	    ml_rd_left(feat)) != 0) {
 		return -1;
 	}
+	pthread_rwlock_rdlock(&rn->ik);
 	for (i = 0; i < rn->cfg.nissuers; i++) {
 		if (ml_p256_verify(rn->issuer[i], m.p, m.len, ml_rd_ptr(sig),
 		    ml_rd_left(sig)) == 0) {
-			return (int)i;
+			memcpy(ret_pub, rn->cfg.issuers[i], ML_P256_PUB_LEN);
+			found = (int)i;
+			break;
 		}
 	}
-	return -1;
+	pthread_rwlock_unlock(&rn->ik);
+	return found;
 }
 
 static int
@@ -393,6 +442,7 @@ handle_upload(struct reg_note *rn, const uint8_t *req, size_t len,
 	struct ml_rd rd = ML_RD_INIT(req, len), ser, blob, csig;
 	struct ml_rd prd, pser, feat, chal, ssig;
 	uint8_t chip_pub[ML_P256_PUB_LEN], msg[SEAL_MAX + 64], pt[SEAL_MAX];
+	uint8_t issuer_pub[ML_P256_PUB_LEN];
 	struct ml_wr m = ML_WR_FIXED(msg, sizeof(msg));
 	char chip[NOTE_CHIP_SERIAL_LEN + 1], nid[NOTE_ID_MAX + 1] = "";
 	struct ml_p256_key *ck = NULL;
@@ -400,7 +450,7 @@ handle_upload(struct reg_note *rn, const uint8_t *req, size_t len,
 	struct note_reg nr;
 	uint64_t reg_id = 0;
 	size_t ptn = 0;
-	int r, issuer;
+	int r;
 
 	if (ml_tlv_find(&rd, TAG_FEAT_SERIAL, &ser) != 0 ||
 	    ml_tlv_find(&rd, TAG_SEAL_BLOB, &blob) != 0 ||
@@ -457,7 +507,7 @@ handle_upload(struct reg_note *rn, const uint8_t *req, size_t len,
 		r = refuse(rn, w, "upload", chip, NULL, NOTE_R_SERIAL_ID, 0);
 		goto out;
 	}
-	if ((issuer = station_sig_issuer(rn, chip, &chal, &feat, &ssig)) < 0) {
+	if (station_sig_issuer(rn, chip, &chal, &feat, &ssig, issuer_pub) < 0) {
 		r = refuse(rn, w, "upload", chip, NULL, NOTE_R_UNAUTHORIZED, 0);
 		goto out;
 	}
@@ -478,7 +528,7 @@ handle_upload(struct reg_note *rn, const uint8_t *req, size_t len,
 	nr.feature_len = ml_rd_left(&feat);
 	memcpy(nr.challenge, ml_rd_ptr(&chal), sizeof(nr.challenge));
 	memcpy(nr.station_sig, ml_rd_ptr(&ssig), sizeof(nr.station_sig));
-	memcpy(nr.issuer_pub, rn->cfg.issuers[issuer], sizeof(nr.issuer_pub));
+	memcpy(nr.issuer_pub, issuer_pub, sizeof(nr.issuer_pub));
 	r = reg_notes_register(rn->cfg.reg, &nr, &reg_id);
 	if (r == REG_NOTE_NEW || r == REG_NOTE_AGAIN) {
 		reserve_drop(rn, nid);

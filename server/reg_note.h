@@ -74,6 +74,15 @@ ML_MUST_CHECK int reg_note_handle(struct reg_note *rn, unsigned type,
 ML_MUST_CHECK int reg_note_handle_from(struct reg_note *rn, const char *peer,
     unsigned type, const uint8_t *req, size_t len, struct ml_wr *reply);
 
+/*
+ * Replace the authorised issuer keys (SIGHUP, BN-4): uploads signed by a
+ * key no longer listed are refused from now on; notes registered under it
+ * stay in the registry and verify as before (the registry keeps the
+ * issuer key of each note).  On error the old set stays.
+ */
+ML_MUST_CHECK int reg_note_set_issuers(struct reg_note *rn,
+    const uint8_t (*pubs)[ML_P256_PUB_LEN], size_t n);
+
 void		 reg_note_get_stats(struct reg_note *rn,
     struct reg_note_stats *ret);
 

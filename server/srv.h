@@ -171,6 +171,10 @@ struct srv {
 
 /* apps.c: NULL-terminated list of applications. */
 extern const struct hs_app *const srv_apps[];
+/* apps.c: what the applications see of s (init and reload). */
+void	srv_app_env(struct srv *s, struct hs_app_env *ret);
+/* apps.c: SIGHUP: each application's reload hook (issuer keys, BN-4). */
+void	srv_apps_reload(struct srv *s);
 
 /* srv_net.c: accept and serve until SIGINT/SIGTERM. */
 ML_MUST_CHECK int srv_run(struct srv *s);

@@ -676,8 +676,9 @@ srv_reload_crl(struct srv *s)
 /*
  * SIGHUP: the configuration file again (then the command line over it).
  * The keys marked "reload" in server/config.c (timeouts, limits, log
- * settings, the CRL path) apply at once; any other changed key needs a
- * restart and is only reported, by name.
+ * settings, the CRL path, the issuer keys) apply at once, the
+ * applications' through their reload hook; any other changed key needs a
+ * restart and is only reported, by name.  Established channels stay.
  */
 static void
 srv_reload(struct srv *s)
@@ -704,6 +705,7 @@ srv_reload(struct srv *s)
 				ml_log_set_level(
 				    (enum ml_log_level)s->o.log_level);
 			}
+			srv_apps_reload(s);
 			ml_log(ML_LOG_WARN, "SIGHUP: configuration reloaded");
 		}
 	}

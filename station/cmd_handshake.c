@@ -28,7 +28,9 @@ usage(FILE *f)
 	fprintf(f, "usage: mintline-station handshake [options]\n"
 	    ST_CONN_USAGE
 	    "  --count N            PING records to exchange (1)\n"
-	    "  --hold MS            keep the channel open this long (0)\n");
+	    "  --hold MS            keep the channel open this long (0)\n"
+	    "  --then-count N       PING records to exchange after the hold (0):\n"
+	    "                       an established channel still serves\n");
 }
 
 static int
@@ -43,6 +45,34 @@ exit_for(int r, int alert)
 	return 1;
 }
 
+/* n PING records from number `from` on; 0, or the failure (reported). */
+static int
+pings(struct st_link *l, int64_t from, int64_t n)
+{
+	uint8_t buf[256], type;
+	size_t len;
+	int64_t i;
+	int r;
+
+	for (i = from; i < from + n; i++) {
+		snprintf((char *)buf, sizeof(buf), "ping %" PRId64, i);
+		r = hs_chan_call(l->chan, HS_REC_PING, buf, strlen((char *)buf),
+		    &type, buf, sizeof(buf), &len);
+		if (r != 0 || type != HS_REC_PONG) {
+			if (r == ML_ERR_REJECTED) {
+				fprintf(stderr, "mintline-station: refused: %s "
+				    "(%s)\n", hs_alert_text(hs_chan_alert(l->chan)),
+				    hs_alert_name(hs_chan_alert(l->chan)));
+			} else {
+				fprintf(stderr, "mintline-station: ping failed: "
+				    "%s\n", ml_errmsg(r));
+			}
+			return r != 0 ? r : ML_ERR_FORMAT;
+		}
+	}
+	return 0;
+}
+
 int
 cmd_handshake(const struct st_opts *so, int argc, char **argv)
 {
@@ -50,6 +80,7 @@ cmd_handshake(const struct st_opts *so, int argc, char **argv)
 		ST_CONN_LONG_OPTS,
 		{ "count", required_argument, NULL, 'n' },
 		{ "hold", required_argument, NULL, 'H' },
+		{ "then-count", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -58,7 +89,7 @@ cmd_handshake(const struct st_opts *so, int argc, char **argv)
 	struct timespec t0, t1;
 	uint8_t buf[256], type;
 	size_t n;
-	int64_t count = 1, hold = 0, i;
+	int64_t count = 1, hold = 0, then = 0;
 	int opt, r;
 
 	st_conn_default(&c);
@@ -67,10 +98,11 @@ cmd_handshake(const struct st_opts *so, int argc, char **argv)
 		if (opt == 'h') {
 			usage(stdout);
 			return 0;
-		} else if (opt == 'n' || opt == 'H') {
+		} else if (opt == 'n' || opt == 'H' || opt == 'T') {
 			if (ml_parse_i64(optarg, opt == 'n' ? "--count" :
-			    "--hold", opt == 'n' ? 1 : 0, 86400000,
-			    opt == 'n' ? &count : &hold) != 0) {
+			    opt == 'H' ? "--hold" : "--then-count",
+			    opt == 'n' ? 1 : 0, 86400000, opt == 'n' ? &count :
+			    opt == 'H' ? &hold : &then) != 0) {
 				fprintf(stderr, "handshake: %s\n",
 				    ml_errmsg(ML_ERR_ARG));
 				return 1;
@@ -91,22 +123,9 @@ cmd_handshake(const struct st_opts *so, int argc, char **argv)
 	    (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
 	    (double)(t1.tv_nsec - t0.tv_nsec) / 1e6,
 	    hs_chan_peer(l->chan)->serial, hs_chan_peer(l->chan)->certno);
-	for (i = 0; i < count; i++) {
-		snprintf((char *)buf, sizeof(buf), "ping %ld", i);
-		r = hs_chan_call(l->chan, HS_REC_PING, buf, strlen((char *)buf),
-		    &type, buf, sizeof(buf), &n);
-		if (r != 0 || type != HS_REC_PONG) {
-			if (r == ML_ERR_REJECTED) {
-				fprintf(stderr, "mintline-station: refused: %s "
-				    "(%s)\n", hs_alert_text(hs_chan_alert(l->chan)),
-				    hs_alert_name(hs_chan_alert(l->chan)));
-			} else {
-				fprintf(stderr, "mintline-station: ping failed: "
-				    "%s\n", ml_errmsg(r));
-			}
-			st_link_close(l);
-			return exit_for(r, 0);
-		}
+	if ((r = pings(l, 0, count)) != 0) {
+		st_link_close(l);
+		return exit_for(r, 0);
 	}
 	/* what the server authenticated (ID-3) */
 	r = hs_chan_call(l->chan, APP_WHOAMI, NULL, 0, &type, buf, sizeof(buf),
@@ -131,6 +150,14 @@ cmd_handshake(const struct st_opts *so, int argc, char **argv)
 		struct timespec ts = { hold / 1000, (hold % 1000) * 1000000L };
 
 		nanosleep(&ts, NULL);
+	}
+	/* after the hold: the channel outlives a SIGHUP reload (ID-5) */
+	if (then > 0) {
+		if ((r = pings(l, count, then)) != 0) {
+			st_link_close(l);
+			return exit_for(r, 0);
+		}
+		printf("channel ok after hold: %" PRId64 " ping(s)\n", then);
 	}
 	st_link_close(l);
 	(void)so;

@@ -114,6 +114,7 @@ START_TEST(conf_values)
 	ck_assert_r(srv_config_set(&o, "no-such", "1"), ML_ERR_NOT_FOUND);
 	ck_assert(srv_config_reloadable("read-timeout"));
 	ck_assert(!srv_config_reloadable("key"));
+	ck_assert(srv_config_reloadable("note-issuers"));
 }
 END_TEST
 
@@ -305,13 +306,16 @@ START_TEST(conf_reload)
 	ck_assert_r(srv_config_set(&next, "read-timeout", "777"), 0);
 	ck_assert_r(srv_config_set(&next, "crl", "/new.crl"), 0);
 	ck_assert_r(srv_config_set(&next, "note-issuers", "/other.pem"), 0);
+	ck_assert_r(srv_config_set(&next, "note-seal-key", "pkcs11:object=s"), 0);
 	ck_assert_r(srv_config_set(&next, "workers", "9"), 0);
 	ck_assert_uint_eq(srv_config_reload(&cur, &next, changed,
 	    sizeof(changed)), 2);
-	ck_assert_str_eq(changed, "workers, note-issuers");
+	ck_assert_str_eq(changed, "workers, note-seal-key");
 	ck_assert_int_eq(cur.read_timeout_ms, 777);
 	ck_assert_str_eq(cur.crl, "/new.crl");
-	ck_assert_str_eq(cur.note_issuers, "");		/* needs a restart */
+	/* issuer keys reload (BN-4: retire and add without a restart) */
+	ck_assert_str_eq(cur.note_issuers, "/other.pem");
+	ck_assert_str_eq(cur.note_seal_key, "");	/* needs a restart */
 	ck_assert_int_eq(cur.workers, 4);
 }
 END_TEST

@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Key changes without downtime (ID-5, BN-4, OP-5), on the in-process line,
+# following docs/operations.md ("Revoking and rotating keys while running"):
+#   1. a station channel open before a SIGHUP keeps working after it; the
+#      same certificate, revoked in the new CRL, is refused at its next
+#      handshake; no restart (one server pid throughout);
+#   2. issuer-key rotation: chips personalised with the old issuer key get
+#      the new one added and the old one retired (mintline-station
+#      rotate-issuer, authorised by the old key's signature); the server's
+#      note-issuers changes to the new key on SIGHUP (audit rows
+#      issuer-add / issuer-retire);
+#   3. the old key can no longer write: the chip refuses its authorisation
+#      (reject-write, chip left blank) and the server refuses its uploads;
+#      the new key writes; the note written under the old key before the
+#      rotation still verifies GENUINE, online and offline.
+# Exit 77 (skipped) without SoftHSM2 / OpenSC / sqlite3.
+set -uo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+B=${MINTLINE_BUILD_DIR:-$top/build}
+W=$B/tests/issuer-rotate
+command -v sqlite3 >/dev/null || exit 77
+rm -rf "$W"
+# shellcheck source=scripts/issuance-env.sh
+source "$top/scripts/issuance-env.sh"
+ne_init "$W" "$B" 4 || exit 77
+SRV_PID=
+cleanup() { [ -n "$SRV_PID" ] && kill "$SRV_PID" 2>/dev/null; wait 2>/dev/null; }
+trap cleanup EXIT
+fail=0
+ok()  { echo "ok   - $*"; }
+bad() { echo "FAIL - $*"; fail=1; }
+check() { if [ "$1" = "$2" ]; then ok "$3"; else bad "$3 (got $1, want $2)"; fi; }
+count() { grep -c -- "$1" "$2" 2>/dev/null || true; }
+wait_for() {
+	local n=$(( $1 * 10 )); shift
+	while ((n-- > 0)); do "$@" && return 0; sleep 0.1; done
+	return 1
+}
+
+ne_keys || { echo "key ceremony failed"; exit 1; }
+# the new issuer key, in a token of its own
+ne_token mintline-issuer2 issuer --usage-sign
+M="module-path=$NE_MODULE"
+OLD_PUB=$NE_ISSUER_PUB
+OLD_KEY=$NE_ISSUER_KEY
+# on SIGHUP a new issuer key is a PEM file (the monitor reads pkcs11:
+# public keys at start-up only)
+pkcs11-tool --module "$NE_MODULE" --token-label mintline-issuer2 --read-object \
+    --type pubkey --label issuer -o "$W/issuer2.der" >/dev/null 2>&1 &&
+openssl pkey -pubin -inform DER -in "$W/issuer2.der" -out "$W/issuer2.pem" ||
+    { echo "new issuer public key"; exit 1; }
+NEW_PUB=$W/issuer2.pem
+NEW_KEY="pkcs11:token=mintline-issuer2;object=issuer;type=private?$M&pin-source=file:$W/pins/issuer2.pin"
+# a second station certificate (revoked below) and an empty CRL
+"$NE_CA" issue --dir "$W/ca" --role station --serial STN-0002 \
+    --p11 "pkcs11:token=mintline-station;object=channel?pin-source=file:$W/pins/station.pin" \
+    --module "$NE_MODULE" --out "$W/station2.pem" >/dev/null &&
+"$NE_SRV" enroll --registry "$NE_DB" --factory "mint line 2" "$W/station2.pem" >/dev/null &&
+"$NE_CA" crl --dir "$W/ca" --out "$W/crl.pem" >/dev/null || { echo "setup failed"; exit 1; }
+
+conf() {	# conf ISSUERS...: the server configuration file
+	cat >"$W/server.conf" <<CONF
+listen = 127.0.0.1:$NE_PORT
+ca = $W/ca/root.pem
+crl = $W/crl.pem
+cert = $W/server.pem
+key = $NE_SERVER_KEY_HS
+module = $NE_MODULE
+registry = $NE_DB
+note-issuers = $*
+note-feature-key = $NE_FKEY
+note-seal-key = $NE_SERVER_KEY
+workers = 2
+CONF
+}
+conf "$OLD_PUB"
+"$NE_SRV" --config "$W/server.conf" >>"$W/server.log" 2>&1 &
+SRV_PID=$!
+wait_for 10 grep -qs listening "$W/server.log" || { echo "server did not start"; cat "$W/server.log"; exit 1; }
+hup() {		# SIGHUP and wait for the server to say it reloaded
+	local n
+	n=$(count 'configuration reloaded' "$W/server.log")
+	kill -HUP "$SRV_PID"
+	wait_for 10 eval '[ "$(count "configuration reloaded" "$W/server.log")" -gt "$n" ]' ||
+	    bad "no reload after SIGHUP"
+	sleep 0.2
+}
+STN2=()
+for a in "${NE_CONN[@]}"; do
+	[ "$a" = "$W/station.pem" ] && a=$W/station2.pem
+	STN2+=("$a")
+done
+
+# ---- 1. revocation on SIGHUP; an established channel stays ----
+"$NE_STATION" handshake "${STN2[@]}" --kind station --timeout 5000 --hold 3000 \
+    --then-count 3 >"$W/held.out" 2>"$W/held.err" &
+held=$!
+wait_for 10 grep -qs 'channel ok' "$W/held.out" || bad "held channel: no handshake"
+"$NE_CA" revoke --dir "$W/ca" "$W/station2.pem" >/dev/null &&
+"$NE_CA" crl --dir "$W/ca" --out "$W/crl.pem" >/dev/null || bad "revoke STN-0002"
+hup
+"$NE_STATION" handshake "${STN2[@]}" --kind station --timeout 5000 >"$W/late.out" 2>"$W/late.err"
+check $? 4 "revoked station STN-0002 refused at its first message after SIGHUP"
+grep -q HS_ALERT_REVOKED "$W/server.log" && ok "... logged HS_ALERT_REVOKED" ||
+    bad "no HS_ALERT_REVOKED in the server log"
+wait "$held"
+check $? 0 "the channel STN-0002 opened before the SIGHUP keeps working after it"
+check "$(count 'channel ok after hold: 3' "$W/held.out")" 1 "... 3 pings after the reload"
+kill -0 "$SRV_PID" 2>/dev/null && ok "no restart: the same server process" || bad "server gone"
+
+# ---- 2. rotation: a note under the old key first, then the chips ----
+ne_chips 4 0 "$W/chips" || exit 1
+ne_provision "$W/chips" --issuer-pub "$NEW_PUB" >/dev/null 2>&1
+check $? 0 "4 chips personalised with the old and the new issuer key, enrolled"
+mkdir -p "$W/a" "$W/b" "$W/c"
+mv "$W/chips/NOTE000000000000.chip"* "$W/a/"
+mv "$W/chips/NOTE000000000001.chip"* "$W/b/"
+mv "$W/chips/NOTE000000000002.chip"* "$W/c/"
+ne_batch 1 OA >"$W/oa.csv"
+ne_issue --chips "$W/a" --journal "$W/j-a.db" --batch "$W/oa.csv" --json \
+    --no-progress >"$W/oa.jsonl" 2>"$W/oa.err"
+check $? 0 "old key: a note issued before the rotation"
+
+conf "$NEW_PUB"
+hup
+grep -q 'issuer key .* retired' "$W/server.log" && grep -q 'issuer key .* added' "$W/server.log" &&
+    ok "server: note-issuers re-read on SIGHUP (one key added, one retired)" ||
+    bad "server: no issuer key change logged after SIGHUP"
+check "$(sqlite3 "$NE_DB" "select count(*) from audit where action = 'issuer-add' and subject_kind = 'issuer'")" 1 "audit: one issuer-add row"
+check "$(sqlite3 "$NE_DB" "select count(*) from audit where action = 'issuer-retire' and subject_kind = 'issuer'")" 1 "audit: one issuer-retire row"
+
+# ---- 3. the old key cannot write; the new one can; old notes verify ----
+ne_batch 1 OB >"$W/ob.csv"
+"$NE_STATION" issue --line "$NE_LINE" --chips "$W/b" --issuer-key "$OLD_KEY" \
+    --feature-key "$NE_FKEY" "${NE_CONN[@]}" --journal "$W/j-b.db" \
+    --batch "$W/ob.csv" --json --no-progress >"$W/ob.jsonl" 2>"$W/ob.err"
+[ $? != 0 ] && ok "retired key: issue fails" || bad "retired key: issue succeeded"
+check "$(sqlite3 "$NE_DB" "select count(*) from note where note_id like 'OB%'")" 0 "retired key: no note registered"
+grep -q 'upload refused: chip NOTE000000000001: writer not authorised' "$W/server.log" &&
+    ok "server: upload signed by the retired key refused" ||
+    bad "server: no refusal for the retired key"
+ne_batch 1 NC >"$W/nc.csv"
+"$NE_STATION" issue --line "$NE_LINE" --chips "$W/c" --issuer-key "$NEW_KEY" \
+    --feature-key "$NE_FKEY" "${NE_CONN[@]}" --journal "$W/j-c.db" \
+    --batch "$W/nc.csv" --json --no-progress >"$W/nc.jsonl" 2>"$W/nc.err"
+check $? 0 "new key: a note issued after the rotation"
+ne_verify_online --chips "$W/a" --json >"$W/va.jsonl" 2>/dev/null
+check "$(count '"verdict":"GENUINE"' "$W/va.jsonl")" 1 "the note written under the retired key: GENUINE online"
+"$NE_STATION" verify --line "$NE_LINE" --issuer-pub "$OLD_PUB" --issuer-pub "$NEW_PUB" \
+    --offline --chips "$W/a" --json >"$W/va2.jsonl" 2>/dev/null
+check "$(count '"verdict":"GENUINE"' "$W/va2.jsonl")" 1 "... and offline (old and new key listed)"
+"$NE_STATION" verify --line "$NE_LINE" --issuer-pub "$OLD_PUB" --issuer-pub "$NEW_PUB" \
+    "${NE_CONN[@]}" --chips "$W/c" --json >"$W/vc.jsonl" 2>/dev/null
+check "$(count '"verdict":"GENUINE"' "$W/vc.jsonl")" 1 "the note written under the new key: GENUINE online"
+kill -0 "$SRV_PID" 2>/dev/null && ok "still the same server process" || bad "server gone"
+
+[ $fail = 0 ] || { echo "--- server.log"; tail -40 "$W/server.log"; }
+exit $fail
