@@ -7,6 +7,7 @@
  *	pcsc_link_check info SPEC SLOT
  *	pcsc_link_check burst SPEC SLOT SO_PIN MAX
  *	pcsc_link_check swap SPEC SLOT TIMEOUT_MS
+ *	pcsc_link_check reset READER-FILTER
  *
  * Exit status: 0 pass, 1 fail, 2 usage.  Output lines are key=value so
  * the shell test can pick them apart.
@@ -17,6 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#if MINTLINE_HAVE_PCSC
+#include <winscard.h>
+#endif
 
 #include "chip.h"
 #include "chip_proto.h"
@@ -436,6 +441,54 @@ cmd_swap(char **argv)
 	return plc_failures == 0 ? 0 : 1;
 }
 
+/*
+ * Another PC/SC client resets the card: connect to the first reader whose
+ * name contains FILTER, shared, and disconnect with SCARD_RESET_CARD.
+ * Every other client's next exchange then meets SCARD_W_RESET_CARD.
+ */
+static int
+cmd_reset(char **argv)
+{
+#if MINTLINE_HAVE_PCSC
+	SCARDCONTEXT ctx;
+	SCARDHANDLE card;
+	DWORD proto, len = 0;
+	char *readers = NULL, *rd;
+	LONG rv;
+	int ok = 0;
+
+	if (SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL, &ctx) !=
+	    SCARD_S_SUCCESS) {
+		plc_check(false, "reset: SCardEstablishContext", ML_ERR_IO);
+		return 1;
+	}
+	if (SCardListReaders(ctx, NULL, NULL, &len) == SCARD_S_SUCCESS &&
+	    (readers = calloc(1, len + 1)) != NULL &&
+	    SCardListReaders(ctx, NULL, readers, &len) == SCARD_S_SUCCESS) {
+		for (rd = readers; *rd != '\0'; rd += strlen(rd) + 1) {
+			if (strstr(rd, argv[0]) == NULL) {
+				continue;
+			}
+			rv = SCardConnect(ctx, rd, SCARD_SHARE_SHARED,
+			    SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1, &card,
+			    &proto);
+			ok = rv == SCARD_S_SUCCESS &&
+			    SCardDisconnect(card, SCARD_RESET_CARD) ==
+			    SCARD_S_SUCCESS;
+			break;
+		}
+	}
+	free(readers);
+	SCardReleaseContext(ctx);
+	plc_check(ok, "card reset by another client", ok ? 0 : ML_ERR_IO);
+	return ok ? 0 : 1;
+#else
+	(void)argv;
+	fprintf(stderr, "built without PC/SC\n");
+	return 77;
+#endif
+}
+
 static const struct plc_cmd {
 	const char	*name;
 	int		 nargs;
@@ -447,6 +500,7 @@ static const struct plc_cmd {
 	{ "info",	2, cmd_info,	 "SPEC SLOT" },
 	{ "burst",	4, cmd_burst,	 "SPEC SLOT SO_PIN MAX" },
 	{ "swap",	3, cmd_swap,	 "SPEC SLOT TIMEOUT_MS" },
+	{ "reset",	1, cmd_reset,	 "READER-FILTER" },
 };
 
 int

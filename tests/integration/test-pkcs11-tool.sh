@@ -225,6 +225,13 @@ done
 [[ -e $work/hold.ready ]] && pass "shared: a process holds a session and signs" ||
     fail "shared: the holding process never signed ($(cat "$work/hold.log"))"
 t "shared: -L beside it" $P -L && expect "shared: -L shows the token" "token label +: Reader A"
+if [[ $mode == pcsc ]]; then
+	# Another client resets the card twice: the holder re-selects and
+	# logs in again with the PIN its session keeps (SCARD_W_RESET_CARD).
+	t "shared: card reset by another client" "$CHECK" reset "$VPCD_READER_0" &&
+	    sleep 0.3 &&
+	    t "shared: second reset" "$CHECK" reset "$VPCD_READER_0"
+fi
 t "shared: --sign beside it" $P "${L[@]}" --sign -m ECDSA-SHA256 --id 01 -i "$work/msg.bin" -o "$work/sig5.raw"
 t "shared: --verify beside it" $P "${R[@]}" --verify -m ECDSA-SHA256 --id 01 -i "$work/msg.bin" --signature-file "$work/sig5.raw" &&
     expect "shared: signature valid" "Signature is valid"
