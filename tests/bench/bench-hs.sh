@@ -5,7 +5,8 @@
 # flow-A handshakes/s alone and under forged first messages at 10x, and
 # the server's own CPU accounting (stats line).
 #
-# Env: MINTLINE_BUILD_DIR, MINTLINE_BENCH_HS, MINTLINE_SERVER, MINTLINE_CA;
+# Env: MINTLINE_BUILD_DIR, MINTLINE_BENCH_HS, MINTLINE_SERVER, MINTLINE_CA,
+# MINTLINE_LOAD; BENCH_HS_LOAD_N (real-server handshakes, 1 thread, 1000);
 # BENCH_HS_N (in-process handshakes, 2000), BENCH_HS_SECONDS (per flood
 # phase, 5), BENCH_HS_WORKERS (server workers, 2).
 set -u
@@ -17,7 +18,9 @@ N=${BENCH_HS_N:-2000}
 SECS=${BENCH_HS_SECONDS:-5}
 WORKERS=${BENCH_HS_WORKERS:-2}
 
-"$BENCH" -n "$N" || exit 1
+OUT=$(mktemp)
+"$BENCH" -n "$N" >"$OUT" || { cat "$OUT"; exit 1; }
+cat "$OUT"
 
 for t in softhsm2-util pkcs11-tool; do
 	command -v "$t" >/dev/null 2>&1 || { echo "skip server rows: $t missing"; exit 0; }
@@ -32,6 +35,7 @@ W=$B/tests/hs-bench
 rm -rf "$W"
 mkdir -p "$W/tokens"
 cd "$W" || exit 1
+mv "$OUT" inproc.out
 printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$W" > softhsm2.conf
 export SOFTHSM2_CONF=$W/softhsm2.conf
 echo 1234 > pin
@@ -49,6 +53,28 @@ PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 SP=$!
 trap 'kill $SP 2>/dev/null' EXIT
 sleep 0.5
+# The real server's CPU per flow A handshake, worker and monitor (which
+# makes the HSM signature) apart, legitimate clients only: mintline-load,
+# 1 client thread, loopback; against the in-process server figure above.
+LOAD=${MINTLINE_LOAD:-$B/tools/mintline-load}
+if [ -x "$LOAD" ]; then
+	ticks() { cut -d' ' -f14,15 "/proc/$1/stat" 2>/dev/null | awk '{ print $1 + $2 }'; }
+	HZ=$(getconf CLK_TCK)
+	MP=$(pgrep -P $SP | head -1)
+	"$LOAD" setup --ca-dir ca --registry reg.db --readers 50 --out load.bundle >/dev/null 2>&1
+	s0=$(ticks $SP); m0=$(ticks "$MP")
+	"$LOAD" hs --server 127.0.0.1:$PORT --ca ca/root.pem --bundle load.bundle \
+	    --threads 1 --count "${BENCH_HS_LOAD_N:-1000}" --seconds 20 > load.out 2>&1
+	s1=$(ticks $SP); m1=$(ticks "$MP")
+	ok=$(sed -n 's/^result: .* ok=\([0-9]*\) .*/\1/p' load.out)
+	awk -v ok="${ok:-0}" -v s="$((s1 - s0))" -v m="$((m1 - m0))" -v hz="$HZ" \
+	    -v inproc="$(sed -n 's/^| mintline flow A | [0-9]* | \([0-9]*\) us .*/\1/p' inproc.out)" \
+	    'BEGIN { if (ok == 0) { print "real server per handshake: no handshake completed"; exit }
+		w = 1e6 * s / hz / ok; mo = 1e6 * m / hz / ok;
+		x = (inproc > 0) ? (w + mo) / inproc : 0;
+		printf "real server, flow A, 1 client thread, %d handshakes: server process %.0f us + monitor %.0f us = %.0f us of CPU per handshake; in process %s us: %.2fx\n",
+		    ok, w, mo, w + mo, inproc, x }'
+fi
 "$BENCH" flood --server 127.0.0.1:$PORT --ca ca/root.pem --cert rdr.pem \
     --key rdr.key --seconds "$SECS" --threads 2 --ratio 10
 kill -USR1 $SP
