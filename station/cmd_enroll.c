@@ -36,7 +36,6 @@
 #include "note_proto.h"
 #include "note_uplink.h"
 
-#define MAX_WORKERS	64
 
 int
 note_enrol_chip(struct chipcmd *cc, struct note_uplink *up,
@@ -69,7 +68,7 @@ struct enr {
 	size_t			 workers;
 	bool			 json;
 	struct note_chan	*chan;
-	struct note_uplink	*up[MAX_WORKERS];
+	struct note_uplink	*up[NL_MAX_WORKERS];
 	pthread_mutex_t		 mu;
 	size_t			 enrolled, again, unlocked, failed;
 };
@@ -196,7 +195,7 @@ cmd_enroll(const struct st_opts *so, int argc, char **argv)
 		case 'l': e->line = optarg; break;
 		case 'c': e->chips = optarg; break;
 		case 'w':
-			if (ml_parse_size(optarg, "--workers", 0, MAX_WORKERS,
+			if (ml_parse_size(optarg, "--workers", 0, NL_MAX_WORKERS,
 			    &e->workers) != 0) {
 				fprintf(stderr, "enroll: %s\n",
 				    ml_errmsg(ML_ERR_ARG));
@@ -215,7 +214,7 @@ cmd_enroll(const struct st_opts *so, int argc, char **argv)
 			goto out;
 		}
 	}
-	if (e->line == NULL || !has_conn || e->workers > MAX_WORKERS) {
+	if (e->line == NULL || !has_conn || e->workers > NL_MAX_WORKERS) {
 		usage(stderr);
 		goto out;
 	}
@@ -224,12 +223,12 @@ cmd_enroll(const struct st_opts *so, int argc, char **argv)
 		goto out;
 	}
 	lc = (struct note_line_cfg){ .link_spec = e->line, .chips = e->chips,
-	    .workers = e->workers ? e->workers : MAX_WORKERS, .job = enr_job,
+	    .workers = e->workers ? e->workers : NL_MAX_WORKERS, .job = enr_job,
 	    .start = enr_start, .ctx = e };
 	r = note_line_run(&lc, &chips);
 	/* Closed only now: closing an hs link finalises the PKCS#11 module
 	 * for the whole process (libp11). */
-	for (i = 0; i < MAX_WORKERS; i++) {
+	for (i = 0; i < NL_MAX_WORKERS; i++) {
 		note_uplink_close(e->up[i]);
 	}
 	fprintf(stderr, "enroll: %zu chip(s) seen: %zu enrolled, %zu already "

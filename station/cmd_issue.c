@@ -54,7 +54,6 @@
 #include "sw.h"
 #include "ui_http.h"
 
-#define MAX_WORKERS	256	/* positions: as many as a line has (inproc: 256) */
 
 struct issue_opts {
 	const char	*line;
@@ -93,12 +92,12 @@ struct iss {
 	struct key		*key;		/* the issuer key (BN-3) */
 	uint8_t			 fkey[FEATURE_KEY_LEN];
 	struct note_journal	*j;
-	struct note_uplink	*up[MAX_WORKERS];
+	struct note_uplink	*up[NL_MAX_WORKERS];
 	/* Broken connections, closed only after the line stops: closing an hs
 	 * link finalises the PKCS#11 module for the whole process (libp11),
 	 * which the issuer key of the other workers still uses. */
-	struct note_uplink	*dead[MAX_WORKERS][8];
-	size_t			 ndead[MAX_WORKERS];
+	struct note_uplink	*dead[NL_MAX_WORKERS][8];
+	size_t			 ndead[NL_MAX_WORKERS];
 	const struct note_server *local;	/* tests/bench: in-process server */
 	struct note_chan	*chan;		/* the channel key, CA, chain */
 	pthread_mutex_t		 mu;
@@ -109,7 +108,7 @@ struct iss {
 	bool			 paused;
 	struct timespec		 paused_at;
 	/* --follow: what each position is doing (live status, events) */
-	char			 pos[MAX_WORKERS];
+	char			 pos[NL_MAX_WORKERS];
 	size_t			 npos;
 	struct ui_http		*ui;		/* --ui */
 	bool			 hold;		/* the page's pause */
@@ -249,7 +248,7 @@ iss_event(void *ctx, const struct note_line_event *ev)
 		    sizeof(name)), note_line_state_name(ev->state));
 	}
 	pthread_mutex_lock(&s->mu);
-	if (ev->position < MAX_WORKERS) {
+	if (ev->position < NL_MAX_WORKERS) {
 		while (s->npos <= ev->position) {
 			s->pos[s->npos++] = '.';	/* a reader plugged in */
 		}
@@ -953,7 +952,7 @@ parse_opts(int argc, char **argv, struct issue_opts *o)
 		case 'J': o->journal = optarg; break;
 		case 'b': o->batch = optarg; break;
 		case 'w':
-			if (ml_parse_size(optarg, "--workers", 0, MAX_WORKERS,
+			if (ml_parse_size(optarg, "--workers", 0, NL_MAX_WORKERS,
 			    &o->workers) != 0) {
 				fprintf(stderr, "issue: %s\n",
 				    ml_errmsg(ML_ERR_ARG));
@@ -996,7 +995,7 @@ parse_opts(int argc, char **argv, struct issue_opts *o)
 	}
 	if (o->line == NULL || o->key == NULL || o->feature_key == NULL ||
 	    !has_conn || o->journal == NULL ||
-	    o->workers > MAX_WORKERS) {
+	    o->workers > NL_MAX_WORKERS) {
 		usage(stderr);
 		return 1;
 	}
@@ -1103,7 +1102,7 @@ issue_setup(struct iss *s, int argc, char **argv, FILE **bfp,
 
 		note_line_stop_on_signals();
 		if (note_line_positions(s->o.line, &np) == 0) {
-			s->npos = np < MAX_WORKERS ? np : MAX_WORKERS;
+			s->npos = np < NL_MAX_WORKERS ? np : NL_MAX_WORKERS;
 			memset(s->pos, '.', s->npos);
 		}
 	}
@@ -1141,11 +1140,11 @@ issue_loop(struct iss *s, size_t *chips)
 	int r;
 
 	lc = (struct note_line_cfg){ .link_spec = s->o.line, .chips = s->o.chips,
-	    .workers = s->o.workers ? s->o.workers : MAX_WORKERS,
+	    .workers = s->o.workers ? s->o.workers : NL_MAX_WORKERS,
 	    .job = iss_job, .start = iss_start, .ctx = s,
 	    .follow = s->o.follow, .event = iss_event };
 	r = note_line_run(&lc, chips);
-	for (i = 0; i < MAX_WORKERS; i++) {
+	for (i = 0; i < NL_MAX_WORKERS; i++) {
 		size_t k;
 
 		note_uplink_close(s->up[i]);

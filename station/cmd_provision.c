@@ -41,7 +41,6 @@
 #include "note_uplink.h"
 
 #define MAX_ISSUERS	NOTE_MAX_ISSUERS
-#define MAX_WORKERS	64
 
 struct prov_opts {
 	const char	*line;
@@ -61,7 +60,7 @@ struct prov {
 	uint8_t			 issuers[MAX_ISSUERS][ML_P256_PUB_LEN];
 	uint8_t			 server_pub[ML_P256_PUB_LEN];
 	char			 so_pin[PIN_MAX_LEN + 1];
-	struct note_uplink	*up[MAX_WORKERS];
+	struct note_uplink	*up[NL_MAX_WORKERS];
 	struct note_chan	*chan;		/* the channel key, CA, chain */
 	pthread_mutex_t		 mu;
 	size_t			 done, skipped, failed, enrolled;
@@ -272,7 +271,7 @@ cmd_provision(const struct st_opts *so, int argc, char **argv)
 		case 'P': p->o.server_pub = optarg; break;
 		case 'S': p->o.so_pin_source = optarg; break;
 		case 'w':
-			if (ml_parse_size(optarg, "--workers", 0, MAX_WORKERS,
+			if (ml_parse_size(optarg, "--workers", 0, NL_MAX_WORKERS,
 			    &p->o.workers) != 0) {
 				fprintf(stderr, "provision: %s\n",
 				    ml_errmsg(ML_ERR_ARG));
@@ -292,7 +291,7 @@ cmd_provision(const struct st_opts *so, int argc, char **argv)
 		}
 	}
 	if (p->o.line == NULL || p->o.nissuers == 0 || p->o.server_pub == NULL ||
-	    p->o.so_pin_source == NULL || p->o.workers > MAX_WORKERS) {
+	    p->o.so_pin_source == NULL || p->o.workers > NL_MAX_WORKERS) {
 		usage(stderr);
 		goto out;
 	}
@@ -318,12 +317,12 @@ cmd_provision(const struct st_opts *so, int argc, char **argv)
 		goto out;
 	}
 	lc = (struct note_line_cfg){ .link_spec = p->o.line, .chips = p->o.chips,
-	    .workers = p->o.workers ? p->o.workers : MAX_WORKERS, .job = prov_job,
-	    .start = prov_start, .ctx = p };
+	    .workers = p->o.workers ? p->o.workers : NL_MAX_WORKERS,
+	    .job = prov_job, .start = prov_start, .ctx = p };
 	r = note_line_run(&lc, &chips);
 	/* Closed only now: closing an hs link finalises the PKCS#11 module
 	 * for the whole process (libp11). */
-	for (i = 0; i < MAX_WORKERS; i++) {
+	for (i = 0; i < NL_MAX_WORKERS; i++) {
 		note_uplink_close(p->up[i]);
 	}
 	fprintf(stderr, "provision: %zu chip(s) seen: %zu personalised, %zu "

@@ -53,7 +53,6 @@
 #include "note_uplink.h"
 #include "ui_http.h"
 
-#define MAX_WORKERS	256	/* positions: as many as a line has (inproc: 256) */
 #define MAX_ISSUERS	8
 
 struct verify_opts {
@@ -74,9 +73,9 @@ struct verify_opts {
 struct ver {
 	struct verify_opts	 o;
 	struct ml_p256_key	*issuer[MAX_ISSUERS];
-	struct note_uplink	*up[MAX_WORKERS];
-	struct note_uplink	*dead[MAX_WORKERS][8];	/* --follow: broken */
-	size_t			 ndead[MAX_WORKERS];
+	struct note_uplink	*up[NL_MAX_WORKERS];
+	struct note_uplink	*dead[NL_MAX_WORKERS][8]; /* --follow: broken */
+	size_t			 ndead[NL_MAX_WORKERS];
 	const struct note_server *local;
 	struct note_chan	*chan;		/* the channel key, CA, chain */
 	pthread_mutex_t		 mu;
@@ -587,7 +586,7 @@ verify_run(int argc, char **argv, const struct note_server *local)
 			break;
 		case 'o': v->o.offline = true; break;
 		case 'w':
-			if (ml_parse_size(optarg, "--workers", 0, MAX_WORKERS,
+			if (ml_parse_size(optarg, "--workers", 0, NL_MAX_WORKERS,
 			    &v->o.workers) != 0) {
 				fprintf(stderr, "verify: %s\n",
 				    ml_errmsg(ML_ERR_ARG));
@@ -611,7 +610,7 @@ verify_run(int argc, char **argv, const struct note_server *local)
 			goto out;
 		}
 	}
-	if (v->o.line == NULL || v->o.workers > MAX_WORKERS ||
+	if (v->o.line == NULL || v->o.workers > NL_MAX_WORKERS ||
 	    (v->o.offline && v->o.nissuers == 0) ||
 	    (!v->o.offline && !v->o.has_conn &&
 	    local == NULL)) {
@@ -639,7 +638,7 @@ verify_run(int argc, char **argv, const struct note_server *local)
 		goto out;
 	}
 	lc = (struct note_line_cfg){ .link_spec = v->o.line, .chips = v->o.chips,
-	    .workers = v->o.workers ? v->o.workers : MAX_WORKERS,
+	    .workers = v->o.workers ? v->o.workers : NL_MAX_WORKERS,
 	    .job = ver_job, .start = ver_start, .ctx = v,
 	    .follow = v->o.follow, .event = ver_event };
 	if (v->o.follow) {
@@ -680,7 +679,7 @@ verify_run(int argc, char **argv, const struct note_server *local)
 	v->ui = NULL;
 	/* Closed only now: closing an hs link finalises the PKCS#11 module
 	 * for the whole process (libp11). */
-	for (i = 0; i < MAX_WORKERS; i++) {
+	for (i = 0; i < NL_MAX_WORKERS; i++) {
 		size_t k;
 
 		note_uplink_close(v->up[i]);

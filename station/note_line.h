@@ -64,6 +64,11 @@ typedef void (*note_line_event_fn)(void *ctx, const struct note_line_event *ev);
 /* "waiting", "working", "done", "result", "gone" */
 const char	*note_line_state_name(enum note_line_state st);
 
+/* The most worker threads, so positions served at once, one line runs (the
+ * in-process line has 256 positions): the commands size their per-worker
+ * state (uplinks, position marks) by it and bound --workers with it. */
+#define NL_MAX_WORKERS		256
+
 struct note_line_cfg {
 	const char	*link_spec;	/* "inproc:DIR", "pcsc:..." */
 	const char	*chips;		/* inproc: directory of images or one image */
