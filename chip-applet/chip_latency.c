@@ -62,21 +62,6 @@ chip_latency_default_text(void)
 	return lat_default_text;
 }
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9') {
-		return c - '0';
-	}
-	if (c >= 'a' && c <= 'f') {
-		return c - 'a' + 10;
-	}
-	if (c >= 'A' && c <= 'F') {
-		return c - 'A' + 10;
-	}
-	return -1;
-}
-
 /* One line's words (comment already cut): KEY FIXED_US [PER_BYTE_NS]. */
 static int
 lat_line(struct chip_latency *lat, char *line, const char *what,
@@ -108,8 +93,8 @@ lat_line(struct chip_latency *lat, char *line, const char *what,
 	}
 	if (strcmp(key, "apdu") == 0) {
 		e = &lat->apdu;
-	} else if (strlen(key) == 2 && (hi = hexval(key[0])) >= 0 &&
-	    (lo = hexval(key[1])) >= 0) {
+	} else if (strlen(key) == 2 && (hi = ml_hexdigit(key[0])) >= 0 &&
+	    (lo = ml_hexdigit(key[1])) >= 0) {
 		e = &lat->ins[hi << 4 | lo];
 	} else {
 		return ml_errf(ML_ERR_ARG, "%s line %u: '%s' is neither "

@@ -14,6 +14,21 @@ bad_number(const char *s, const char *what, const char *range)
 }
 
 int
+ml_hexdigit(char c)
+{
+	if (c >= '0' && c <= '9') {
+		return c - '0';
+	}
+	if (c >= 'a' && c <= 'f') {
+		return c - 'a' + 10;
+	}
+	if (c >= 'A' && c <= 'F') {
+		return c - 'A' + 10;
+	}
+	return -1;
+}
+
+int
 ml_parse_u64(const char *s, const char *what, uint64_t min, uint64_t max,
     uint64_t *ret)
 {

@@ -30,6 +30,10 @@ ML_MUST_CHECK int ml_parse_i64(const char *s, const char *what, int64_t min,
 ML_MUST_CHECK int ml_parse_int(const char *s, const char *what, int min,
 	    int max, int *ret);
 
+/* The value of one hexadecimal digit (0-9, a-f, A-F), or -1 for any other
+ * character.  Records no error context (key files use it too). */
+int	ml_hexdigit(char c);
+
 /*
  * Split a server address "host:port" or "[v6-address]:port" into its host
  * (brackets removed) and its port, a number from 1 to 65535.  A bare IPv6

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "ml_ossl.h"
+#include "ml_parse.h"
 #include "ml_secret.h"
 #include "ml_wipe.h"
 
@@ -141,21 +142,6 @@ out:
 	return r;
 }
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9') {
-		return c - '0';
-	}
-	if (c >= 'a' && c <= 'f') {
-		return c - 'a' + 10;
-	}
-	if (c >= 'A' && c <= 'F') {
-		return c - 'A' + 10;
-	}
-	return -1;
-}
-
 int
 ml_keyfile_read(const char *path, uint8_t *ret_key, size_t len)
 {
@@ -203,7 +189,8 @@ ml_keyfile_read(const char *path, uint8_t *ret_key, size_t len)
 		    buf[i] == '\t', ML_ERR_FORMAT);
 	}
 	for (i = 0; i < len; i++) {
-		int hi = hexval(buf[2 * i]), lo = hexval(buf[2 * i + 1]);
+		int hi = ml_hexdigit(buf[2 * i]);
+		int lo = ml_hexdigit(buf[2 * i + 1]);
 
 		ML_ENSURE(hi >= 0 && lo >= 0, ML_ERR_FORMAT);
 		key[i] = (uint8_t)(hi << 4 | lo);

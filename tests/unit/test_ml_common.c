@@ -275,6 +275,24 @@ START_TEST(hostport_vectors)
 }
 END_TEST
 
+/* Every byte value: digits and both letter cases give their value, the
+ * characters next to them in ASCII ('/', ':', '@', 'G', '`', 'g') -1. */
+START_TEST(hexdigit_all_bytes)
+{
+	int c, want;
+
+	for (c = -128; c < 128; c++) {
+		want = c >= '0' && c <= '9' ? c - '0' :
+		    c >= 'a' && c <= 'f' ? c - 'a' + 10 :
+		    c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+		ck_assert_int_eq(ml_hexdigit((char)c), want);
+	}
+	ck_assert_int_eq(ml_hexdigit('F'), 15);
+	ck_assert_int_eq(ml_hexdigit('g'), -1);
+	ck_assert_int_eq(ml_hexdigit(':'), -1);
+}
+END_TEST
+
 /* --- PIN reader ------------------------------------------------------ */
 
 START_TEST(pin_sources)
@@ -438,6 +456,7 @@ common_suite(void)
 	tcase_add_loop_test(tc, num_vectors, 0, ML_NELEM(num_vecs));
 	tcase_add_test(tc, num_narrow_and_signed);
 	tcase_add_loop_test(tc, hostport_vectors, 0, ML_NELEM(hp_vecs));
+	tcase_add_test(tc, hexdigit_all_bytes);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("secret");
