@@ -48,6 +48,7 @@
 #include "chip_latency.h"
 #include "ml_err.h"
 #include "ml_log.h"
+#include "ml_parse.h"
 #include "ml_rd.h"
 #include "ml_wipe.h"
 #include "ml_wr.h"
@@ -130,8 +131,7 @@ mc_parse_args(int argc, char **argv, struct mc_opts *ret)
 		{ NULL,		0,			NULL, 0 },
 	};
 	struct mc_opts o = { .host = "127.0.0.1" };
-	unsigned long port;
-	char *end;
+	unsigned port;
 	int ch;
 
 	while ((ch = getopt_long(argc, argv, "H:p:L:vh", longopts, NULL)) != -1) {
@@ -140,10 +140,8 @@ mc_parse_args(int argc, char **argv, struct mc_opts *ret)
 			o.host = optarg;
 			break;
 		case 'p':
-			errno = 0;
-			port = strtoul(optarg, &end, 10);
-			if (errno != 0 || end == optarg || *end != '\0' ||
-			    port == 0 || port > 65535) {
+			if (ml_parse_uint(optarg, "--port", 1, 65535,
+			    &port) != 0) {
 				fprintf(stderr, "mintline-chip: bad port: %s\n",
 				    optarg);
 				return ML_ERR_ARG;

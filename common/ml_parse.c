@@ -113,45 +113,61 @@ ml_parse_int(const char *s, const char *what, int min, int max, int *ret)
 	return r;
 }
 
-int
-ml_hostport_split(const char *s, char *ret_host, size_t hcap,
-    char ret_port[static ML_PORT_STRLEN])
+static int
+hostport_split(const char *s, const char *what, unsigned minport,
+    char *ret_host, size_t hcap, char ret_port[static ML_PORT_STRLEN])
 {
 	const char *colon, *host;
 	size_t hl;
 	unsigned port;
 
 	if (s == NULL || (colon = strrchr(s, ':')) == NULL || colon == s) {
-		return ml_errf(ML_ERR_ARG, "server address '%.128s': want "
-		    "host:port or [v6-address]:port", s != NULL ? s : "");
+		return ml_errf(ML_ERR_ARG, "%s '%.128s': want "
+		    "host:port or [v6-address]:port", what, s != NULL ? s : "");
 	}
 	host = s;
 	hl = (size_t)(colon - s);
 	if (s[0] == '[') {
 		if (hl < 3 || s[hl - 1] != ']') {
-			return ml_errf(ML_ERR_ARG, "server address '%.128s': "
-			    "want [v6-address]:port", s);
+			return ml_errf(ML_ERR_ARG, "%s '%.128s': "
+			    "want [v6-address]:port", what, s);
 		}
 		host = s + 1;
 		hl -= 2;
 	} else if (memchr(s, ':', hl) != NULL) {
-		return ml_errf(ML_ERR_ARG, "server address '%.128s': put an "
-		    "IPv6 address in brackets, [v6-address]:port", s);
+		return ml_errf(ML_ERR_ARG, "%s '%.128s': put an "
+		    "IPv6 address in brackets, [v6-address]:port", what, s);
 	}
 	if (memchr(host, '[', hl) != NULL || memchr(host, ']', hl) != NULL) {
-		return ml_errf(ML_ERR_ARG, "server address '%.128s': stray "
-		    "bracket", s);
+		return ml_errf(ML_ERR_ARG, "%s '%.128s': stray "
+		    "bracket", what, s);
 	}
-	if (ml_parse_uint(colon + 1, NULL, 1, 65535, &port) != 0) {
-		return ml_errf(ML_ERR_ARG, "server address '%.128s': port "
-		    "must be a number from 1 to 65535", s);
+	if (ml_parse_uint(colon + 1, NULL, minport, 65535, &port) != 0) {
+		return ml_errf(ML_ERR_ARG, "%s '%.128s': port must be a "
+		    "number from %u to 65535", what, s, minport);
 	}
 	if (hl >= hcap) {
-		return ml_errf(ML_ERR_TOO_LARGE, "server address '%.128s': "
-		    "host name longer than %zu characters", s, hcap - 1);
+		return ml_errf(ML_ERR_TOO_LARGE, "%s '%.128s': "
+		    "host name longer than %zu characters", what, s, hcap - 1);
 	}
 	memcpy(ret_host, host, hl);
 	ret_host[hl] = '\0';
 	snprintf(ret_port, ML_PORT_STRLEN, "%u", port);
 	return 0;
+}
+
+int
+ml_hostport_split(const char *s, char *ret_host, size_t hcap,
+    char ret_port[static ML_PORT_STRLEN])
+{
+	return hostport_split(s, "server address", 1, ret_host, hcap,
+	    ret_port);
+}
+
+int
+ml_listen_split(const char *s, char *ret_host, size_t hcap,
+    char ret_port[static ML_PORT_STRLEN])
+{
+	return hostport_split(s, "listen address", 0, ret_host, hcap,
+	    ret_port);
 }

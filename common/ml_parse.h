@@ -44,5 +44,9 @@ int	ml_hexdigit(char c);
 #define ML_PORT_STRLEN	6
 ML_MUST_CHECK int ml_hostport_split(const char *s, char *ret_host,
 	    size_t hcap, char ret_port[static ML_PORT_STRLEN]);
+/* The same for an address to listen on, where port 0 (any free port) is
+ * allowed too. */
+ML_MUST_CHECK int ml_listen_split(const char *s, char *ret_host,
+	    size_t hcap, char ret_port[static ML_PORT_STRLEN]);
 
 #endif

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "ml_log.h"
+#include "ml_parse.h"
 #include "idpkt.h"
 #include "ml_rd.h"
 #include "srv.h"
@@ -127,8 +128,7 @@ static int
 set_value(const struct conf_key *k, struct srv_opts *o, const char *v,
     size_t n)
 {
-	char num[24], *end;
-	long x;
+	char num[24];
 	int *ip = (int *)(void *)((char *)o + k->off);
 	size_t i;
 
@@ -146,14 +146,7 @@ set_value(const struct conf_key *k, struct srv_opts *o, const char *v,
 		}
 		memcpy(num, v, n);
 		num[n] = '\0';
-		errno = 0;
-		x = strtol(num, &end, 10);
-		if (errno != 0 || *end != '\0' || num[0] == '+' ||
-		    num[0] == ' ' || x < k->min || x > k->max) {
-			return ML_ERR_ARG;
-		}
-		*ip = (int)x;
-		return 0;
+		return ml_parse_int(num, k->name, (int)k->min, (int)k->max, ip);
 	case CK_ENUM:
 		for (i = 0; k->names[i] != NULL; i++) {
 			if (strlen(k->names[i]) == n &&

@@ -425,35 +425,27 @@ ui_http_start(const struct ui_http_cfg *cfg, struct ui_http **ret)
 	unsigned flags = MHD_USE_THREAD_PER_CONNECTION |
 	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
 	unsigned short bound;
+	unsigned pnum;
 	bool v6, tls = cfg->cert != NULL || cfg->key != NULL;
 	uint8_t tok[UI_TOKEN_LEN];
 	size_t i, clen = 0;
 	int r;
 
-	if (ml_hostport_split(cfg->listen, host, sizeof(host), port) != 0 &&
-	    strcmp(cfg->listen + strlen(cfg->listen) - 2, ":0") != 0) {
+	/* port 0: any free port (printed) */
+	if (ml_listen_split(cfg->listen, host, sizeof(host), port) != 0 ||
+	    ml_parse_uint(port, NULL, 0, 65535, &pnum) != 0) {
 		return ml_errf(ML_ERR_ARG, "--ui %s: give ADDRESS:PORT "
 		    "(127.0.0.1:8080, [::1]:8080)", cfg->listen);
-	}
-	if (strcmp(cfg->listen + strlen(cfg->listen) - 2, ":0") == 0) {
-		/* port 0: any free port (printed) */
-		snprintf(host, sizeof(host), "%.*s", (int)strlen(cfg->listen) - 2,
-		    cfg->listen);
-		if (host[0] == '[' && host[strlen(host) - 1] == ']') {
-			memmove(host, host + 1, strlen(host));
-			host[strlen(host) - 1] = '\0';
-		}
-		snprintf(port, sizeof(port), "0");
 	}
 	memset(&ss, 0, sizeof(ss));
 	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
 		v6 = false;
 		sin->sin_family = AF_INET;
-		sin->sin_port = htons((unsigned short)atoi(port));
+		sin->sin_port = htons((unsigned short)pnum);
 	} else if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
 		v6 = true;
 		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons((unsigned short)atoi(port));
+		sin6->sin6_port = htons((unsigned short)pnum);
 		flags |= MHD_USE_IPv6;
 	} else {
 		return ml_errf(ML_ERR_ARG, "--ui %s: %s is not a numeric IPv4 or "
@@ -522,7 +514,7 @@ ui_http_start(const struct ui_http_cfg *cfg, struct ui_http **ret)
 		goto fail;
 	}
 	info = MHD_get_daemon_info(ui->d, MHD_DAEMON_INFO_BIND_PORT);
-	bound = info != NULL ? info->port : (unsigned short)atoi(port);
+	bound = info != NULL ? info->port : (unsigned short)pnum;
 	ui->port = bound;
 	snprintf(show, sizeof(show), v6 ? "[%s]:%u" : "%s:%u", host, bound);
 	snprintf(ui->hosts[0], sizeof(ui->hosts[0]), "%s", show);

@@ -275,6 +275,30 @@ START_TEST(hostport_vectors)
 }
 END_TEST
 
+/* A listen address may ask for any free port (0); the rest as above. */
+START_TEST(listen_split)
+{
+	char host[32], port[ML_PORT_STRLEN];
+
+	ck_assert_r(ml_listen_split("127.0.0.1:0", host, sizeof(host), port),
+	    0);
+	ck_assert_str_eq(host, "127.0.0.1");
+	ck_assert_str_eq(port, "0");
+	ck_assert_r(ml_listen_split("[::1]:8080", host, sizeof(host), port),
+	    0);
+	ck_assert_str_eq(host, "::1");
+	ck_assert_str_eq(port, "8080");
+	ml_errclear();
+	ck_assert_r(ml_listen_split("::1:0", host, sizeof(host), port),
+	    ML_ERR_ARG);
+	ck_ctx(ML_ERR_ARG, "listen address '::1:0'");
+	ck_assert_r(ml_listen_split("host:65536", host, sizeof(host), port),
+	    ML_ERR_ARG);
+	ck_assert_r(ml_hostport_split("host:0", host, sizeof(host), port),
+	    ML_ERR_ARG);
+}
+END_TEST
+
 /* Every byte value: digits and both letter cases give their value, the
  * characters next to them in ASCII ('/', ':', '@', 'G', '`', 'g') -1. */
 START_TEST(hexdigit_all_bytes)
@@ -456,6 +480,7 @@ common_suite(void)
 	tcase_add_loop_test(tc, num_vectors, 0, ML_NELEM(num_vecs));
 	tcase_add_test(tc, num_narrow_and_signed);
 	tcase_add_loop_test(tc, hostport_vectors, 0, ML_NELEM(hp_vecs));
+	tcase_add_test(tc, listen_split);
 	tcase_add_test(tc, hexdigit_all_bytes);
 	suite_add_tcase(s, tc);
 
