@@ -57,6 +57,11 @@ ne_init() {
 	NE_ISSUER_KEY="pkcs11:token=mintline-station;object=issuer;type=private?$m&pin-source=file:$NE_WORK/pins/station.pin"
 	NE_ISSUER_PUB="pkcs11:token=mintline-station;object=issuer;type=public?$m"
 	NE_ROGUE_KEY="pkcs11:token=mintline-rogue;object=issuer;type=private?$m&pin-source=file:$NE_WORK/pins/rogue.pin"
+	# The server's copy of the authorised issuer key (BN-4): a PEM file,
+	# as a deployment has it -- the server never opens the station's
+	# token (SoftHSM2 rewrites token.object in place at a login, so a
+	# second process reading it at that instant finds no key).
+	NE_ISSUER_PEM=$NE_WORK/issuer-pub.pem
 }
 
 # ne_token LABEL KEYLABEL USAGE [KEYLABEL2 USAGE2]: a token with P-256
@@ -87,6 +92,11 @@ ne_keys() {
 	ne_token mintline-server seal --usage-derive channel "--usage-sign --usage-derive"
 	ne_token mintline-station issuer --usage-sign channel "--usage-sign --usage-derive"
 	ne_token mintline-rogue issuer --usage-sign
+	pkcs11-tool --module "$NE_MODULE" --token-label mintline-station \
+	    --read-object --type pubkey --label issuer \
+	    -o "$NE_WORK/issuer-pub.der" >/dev/null 2>&1 &&
+	openssl pkey -pubin -inform DER -in "$NE_WORK/issuer-pub.der" \
+	    -out "$NE_ISSUER_PEM" || return 1
 	(umask 077
 	 od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$NE_FKEY"; echo >>"$NE_FKEY"
 	 od -An -N8 -tx1 /dev/urandom | tr -d ' \n' >"$NE_SOPIN"; echo >>"$NE_SOPIN")
@@ -128,7 +138,7 @@ ne_server_start() {
 	"$NE_SRV" --listen "127.0.0.1:$NE_PORT" --ca "$NE_WORK/ca/root.pem" \
 	    --cert "$NE_WORK/server.pem" --key "$NE_SERVER_KEY_HS" \
 	    --module "$NE_MODULE" --registry "$NE_DB" \
-	    --note-issuers "$NE_ISSUER_PUB" --note-feature-key "$NE_FKEY" \
+	    --note-issuers "$NE_ISSUER_PEM" --note-feature-key "$NE_FKEY" \
 	    --note-seal-key "$NE_SERVER_KEY" \
 	    --workers "${NE_SRV_WORKERS:-4}" "$@" >>"$NE_WORK/server.log" 2>&1 &
 	NE_SERVER_PID=$!

@@ -45,7 +45,7 @@ module           = $NE_MODULE
 registry         = $URL
 registry-pool    = 4
 workers          = 2
-note-issuers     = $NE_ISSUER_PUB
+note-issuers     = $NE_ISSUER_PEM
 note-feature-key = $NE_FKEY
 note-seal-key    = $NE_SERVER_KEY
 CONF
