@@ -603,9 +603,102 @@ out:
 }
 
 /*
+ * CHANGE ISSUER: 80 76 P1 00 Lc point(65) [sig(64)].  IDLE, CHALLENGED
+ * and AUTHORIZED: a personalised chip that is not written yet.
+ * P1 = ISSUER_ADD installs the key, ISSUER_RETIRE removes it.
+ *
+ *= REQ BN-4
+ *# The chip checks it with the pre-installed *authorized* public key.
+ *
+ * Issuer-key rotation without re-personalisation: the authorised keys
+ * of chips waiting on a line change with the issuer's.  Authorised
+ * either by the SO (logged in; data = the point only) or by a current
+ * issuer key: data = point || ECDSA(key, NOTE_ISSUER_DOMAIN ||
+ * challenge(16) || serial || P1 || point) over the live write challenge
+ * (GET CHALLENGE, 16 bytes).  Like AUTHORIZE WRITE, the challenge is
+ * consumed first whatever the outcome, so a recorded change cannot be
+ * replayed, and any write authorisation is dropped (it was checked
+ * against the old set).  A key already installed (add) is 6985, one not
+ * installed (retire) 6A88, a full table 6A84; the last key cannot be
+ * retired (6985: the chip could never be written).  The new set reaches
+ * the store in one commit before 9000 (tear-safe: old set or new).
+ */
+static int
+note_change_issuer(struct chip *c, const struct apdu *a, struct ml_wr *resp)
+{
+	uint8_t challenge[NOTE_CHALLENGE_LEN], pub[ML_P256_PUB_LEN];
+	uint8_t msg_buf[64 + NOTE_CHALLENGE_LEN + CHIP_SERIAL_LEN + 1 +
+	    ML_P256_PUB_LEN];
+	struct ml_wr msg = ML_WR_FIXED(msg_buf, sizeof(msg_buf));
+	struct ml_rd rd = a->data;
+	struct ml_p256_key *k = NULL;
+	const uint8_t *sig;
+	bool live = c->challenge_live, ok = false;
+	size_t i, at;
+	int r = ML_ERR_INTERNAL;
+
+	/* Consume first: from here on this challenge is gone (freshness). */
+	memcpy(challenge, c->challenge, sizeof(challenge));
+	note_drop_challenge(c);
+	note_drop_auth(c);
+
+	ML_ENSURE(a->p2 == 0 && (a->p1 == ISSUER_ADD ||
+	    a->p1 == ISSUER_RETIRE), SW_INCORRECT_P1P2);
+	ML_ENSURE(ml_rd_left(&rd) == ML_P256_PUB_LEN ||
+	    ml_rd_left(&rd) == ML_P256_PUB_LEN + ML_P256_SIG_LEN, ML_ERR_SHORT);
+	ML_TRY(ml_rd_copy(&rd, pub, sizeof(pub)));
+	ML_ENSURE(ml_p256_check_pub(pub, sizeof(pub)) == 0, ML_ERR_FORMAT);
+	if (ml_rd_left(&rd) == 0) {
+		ML_TRY(chip_need_login(c, LOGIN_SO));
+	} else {
+		ML_TRY(ml_rd_bytes(&rd, ML_P256_SIG_LEN, &sig));
+		ML_ENSURE(live, ML_ERR_STATE);	/* no challenge to sign */
+		ML_TRY(note_msg_issuer(&msg, challenge, note_serial(c), a->p1,
+		    pub));
+		for (i = 0; i < c->st.nissuers && !ok; i++) {
+			ML_TRY(ml_p256_key_from_pub(c->st.issuers[i],
+			    ML_P256_PUB_LEN, &k));
+			ok = ml_p256_verify(k, msg.p, msg.len, sig,
+			    ML_P256_SIG_LEN) == 0;
+			ml_p256_key_free(k);
+			k = NULL;
+		}
+		ML_ENSURE(ok, ML_ERR_AUTH);
+	}
+	ML_TRY(ml_rd_end(&rd));
+	for (at = 0; at < c->st.nissuers; at++) {
+		if (memcmp(c->st.issuers[at], pub, sizeof(pub)) == 0) {
+			break;
+		}
+	}
+	if (a->p1 == ISSUER_ADD) {
+		ML_ENSURE(at == c->st.nissuers, ML_ERR_EXISTS);
+		ML_ENSURE(c->st.nissuers < NOTE_MAX_ISSUERS, ML_ERR_FULL);
+		memcpy(c->st.issuers[c->st.nissuers], pub, sizeof(pub));
+		c->st.nissuers++;
+	} else {
+		ML_ENSURE(at < c->st.nissuers, SW_DATA_NOT_FOUND);
+		ML_ENSURE(c->st.nissuers > 1, ML_ERR_STATE);
+		memmove(c->st.issuers[at], c->st.issuers[at + 1],
+		    (c->st.nissuers - at - 1) * ML_P256_PUB_LEN);
+		c->st.nissuers--;
+		memset(c->st.issuers[c->st.nissuers], 0, ML_P256_PUB_LEN);
+	}
+	/* On failure the core reloads st: the old set stays. */
+	ML_TRY(chip_commit(c));
+	r = 0;
+out:
+	ml_p256_key_free(k);
+	ml_wipe(challenge, sizeof(challenge));
+	return r;
+}
+
+/*
  * GET DATA: 00 CA P1 00 Le.  P1 = GD_CHIP_PUBKEY answers the chip
  * authentication key's public point (65 bytes; 6A88 before GEN KEYPAIR
- * P1=GENKEY_CHIPKEY); every other P1 is the core's GET DATA.
+ * P1=GENKEY_CHIPKEY); P1 = GD_NOTE_ISSUERS the installed issuer keys,
+ * n(1) || point(65) * n, in install order (the index a written record
+ * names); every other P1 is the core's GET DATA.
  */
 static int
 note_get_data(struct chip *c, const struct apdu *a, struct ml_wr *resp)
@@ -616,6 +709,19 @@ note_get_data(struct chip *c, const struct apdu *a, struct ml_wr *resp)
 	struct chip_obj *o;
 	int r = ML_ERR_INTERNAL;
 
+	if (a->p1 == GD_NOTE_ISSUERS) {
+		size_t i;
+
+		ML_ENSURE(a->p2 == 0, SW_INCORRECT_P1P2);
+		ML_TRY(ml_rd_end(&rd));
+		ML_TRY(ml_wr_u8(resp, (uint8_t)c->st.nissuers));
+		for (i = 0; i < c->st.nissuers; i++) {
+			ML_TRY(ml_wr_bytes(resp, c->st.issuers[i],
+			    ML_P256_PUB_LEN));
+		}
+		r = 0;
+		goto out;
+	}
 	if (a->p1 != GD_CHIP_PUBKEY) {
 		r = core_get_data(c, a, resp);
 		goto out;
@@ -649,6 +755,7 @@ out:
  *	READ FEATURE		  x	x    x    x	x  (6A88 if unwritten)
  *	GET SEALED					x
  *	INTERNAL AUTH			x    x    x	x
+ *	CHANGE ISSUER			x    x    x
  *	GET DATA		  x	x    x    x	x
  *
  * Anything else in a state without an x: 6985.
@@ -672,8 +779,10 @@ static const struct ins_entry note_ins[] = {
 	  note_get_sealed,	"GET SEALED (upload for the server)" },
 	{ CLA_ISO,  INS_INTERNAL_AUTH,	 NOTE_LOCKED,
 	  note_internal_auth,	"INTERNAL AUTHENTICATE (chip key proof)" },
+	{ CLA_PROP, INS_CHANGE_ISSUER,	 NOTE_ARMABLE,
+	  note_change_issuer,	"CHANGE ISSUER (add/retire; SO or issuer sig)" },
 	{ CLA_ISO,  INS_GET_DATA,	 NOTE_ANY,
-	  note_get_data,	"GET DATA (P1 02: chip public key)" },
+	  note_get_data,	"GET DATA (P1 02 chip key, 04 issuers)" },
 };
 
 const struct chip_profile chip_profile_note = {

@@ -120,6 +120,10 @@
 #define INS_READ_FEATURE	0x7C	/* 80 7C 00 00 Le -> TLV record */
 #define INS_GET_SEALED		0x7E	/* 80 7E 00 00 Le -> sealed upload */
 #define INS_INTERNAL_AUTH	0x88	/* 00 88 00 00 Lc challenge(16..64) Le -> sig */
+#define INS_CHANGE_ISSUER	0x76	/* 80 76 P1 00 Lc point(65) [sig(64)]: locked, unwritten */
+#define ISSUER_ADD		0x01	/* CHANGE ISSUER P1 */
+#define ISSUER_RETIRE		0x02
+#define GD_NOTE_ISSUERS		0x04	/* note GET DATA: n(1) || point(65) * n */
 
 #define NOTE_MAX_ISSUERS	4
 #define NOTE_CHALLENGE_LEN	16
@@ -137,6 +141,7 @@
 
 /* Domain-separation prefixes for what the chip signs or checks. */
 #define NOTE_AUTH_DOMAIN	"mintline note write v1"	/* station auth */
+#define NOTE_ISSUER_DOMAIN	"mintline note issuer v1"	/* key change */
 #define NOTE_SEAL_DOMAIN	"mintline note seal v1"		/* chip over seal */
 #define NOTE_PROVE_DOMAIN	"mintline note prove v1"	/* INTERNAL AUTH */
 

@@ -31,6 +31,25 @@ note_msg_auth(struct ml_wr *w, const uint8_t challenge[static NOTE_CHALLENGE_LEN
 }
 
 int
+note_msg_issuer(struct ml_wr *w,
+    const uint8_t challenge[static NOTE_CHALLENGE_LEN], const void *serial,
+    uint8_t op, const uint8_t point[static ML_P256_PUB_LEN])
+{
+	size_t save = w->len;
+	int r;
+
+	if ((r = ml_wr_bytes(w, NOTE_ISSUER_DOMAIN,
+	    strlen(NOTE_ISSUER_DOMAIN))) != 0 ||
+	    (r = ml_wr_bytes(w, challenge, NOTE_CHALLENGE_LEN)) != 0 ||
+	    (r = ml_wr_bytes(w, serial, CHIP_SERIAL_LEN)) != 0 ||
+	    (r = ml_wr_u8(w, op)) != 0 ||
+	    (r = ml_wr_bytes(w, point, ML_P256_PUB_LEN)) != 0) {
+		ml_wr_rewind(w, save);
+	}
+	return r;
+}
+
+int
 note_msg_seal(struct ml_wr *w, const void *serial, const uint8_t *blob,
     size_t blob_len)
 {

@@ -21,6 +21,12 @@ ML_MUST_CHECK int note_msg_auth(struct ml_wr *w,
     const uint8_t challenge[static NOTE_CHALLENGE_LEN], const void *serial,
     const uint8_t *feature, size_t feature_len);
 
+/* BN-4: "mintline note issuer v1" || challenge(16) || serial || op(1) ||
+ * point(65): a current issuer key authorises adding or retiring one */
+ML_MUST_CHECK int note_msg_issuer(struct ml_wr *w,
+    const uint8_t challenge[static NOTE_CHALLENGE_LEN], const void *serial,
+    uint8_t op, const uint8_t point[static ML_P256_PUB_LEN]);
+
 /* BN-6: "mintline note seal v1" || serial || blob */
 ML_MUST_CHECK int note_msg_seal(struct ml_wr *w, const void *serial,
     const uint8_t *blob, size_t blob_len);

@@ -32,6 +32,7 @@
 #include "chip.h"
 #include "chip_int.h"
 #include "chip_proto.h"
+#include "note_msg.h"
 #include "sw.h"
 #include "chiptest.h"
 
@@ -1287,6 +1288,275 @@ START_TEST(write_torn)
 }
 END_TEST
 
+/* ---- issuer-key rotation (CHANGE ISSUER, BN-4) ---------------------- */
+
+/* point || ECDSA(k, NOTE_ISSUER_DOMAIN || ch || serial || op || point). */
+static size_t
+make_change(const struct keypair *k, const uint8_t *ch, const uint8_t *serial,
+    uint8_t op, const uint8_t *point, uint8_t *out, size_t cap)
+{
+	struct ml_wr msg = ml_wr_dyn(256);
+	struct ml_wr w = ML_WR_FIXED(out, cap);
+	struct ml_p256_key *key = NULL;
+	uint8_t sig[ML_P256_SIG_LEN];
+
+	ck_assert_r(note_msg_issuer(&msg, ch, serial, op, point), 0);
+	ck_assert_r(ml_p256_key_from_priv(k->priv, &key), 0);
+	ck_assert_r(ml_p256_sign(key, msg.p, msg.len, sig), 0);
+	ml_p256_key_free(key);
+	ml_wr_free(&msg);
+	ck_assert_r(ml_wr_bytes(&w, point, ML_P256_PUB_LEN), 0);
+	ck_assert_r(ml_wr_bytes(&w, sig, sizeof(sig)), 0);
+	return w.len;
+}
+
+static uint16_t
+change(struct chip *c, uint8_t op, const uint8_t *d, size_t n)
+{
+	return xmit(c, CLA_PROP, INS_CHANGE_ISSUER, op, 0, d, n, 0);
+}
+
+/* GET CHALLENGE, then CHANGE ISSUER signed by k. */
+static uint16_t
+change_signed(struct chip *c, const struct keypair *k, uint8_t op,
+    const uint8_t *point)
+{
+	uint8_t ch[NOTE_CHALLENGE_LEN], d[256];
+	size_t n;
+
+	get_challenge(c, ch);
+	n = make_change(k, ch, serial_of(c), op, point, d, sizeof(d));
+	return change(c, op, d, n);
+}
+
+/* The installed issuer keys (GET DATA 04) are exactly want[0..n). */
+static void
+expect_issuers(struct chip *c, const struct keypair *const *want, size_t n)
+{
+	size_t i;
+
+	ck_assert_sw(xmit(c, CLA_ISO, INS_GET_DATA, GD_NOTE_ISSUERS, 0, NULL, 0,
+	    256), SW_OK);
+	ck_assert_uint_eq(R.len, 1 + n * ML_P256_PUB_LEN);
+	ck_assert_uint_eq(R.p[0], n);
+	for (i = 0; i < n; i++) {
+		ck_assert_mem_eq(R.p + 1 + i * ML_P256_PUB_LEN, want[i]->pub,
+		    ML_P256_PUB_LEN);
+	}
+}
+
+/* A current key adds a new one and retires the old: the old key's write
+ * authorisation is refused from then on, the new key's accepted. */
+START_TEST(rotate_by_issuer_key)
+{
+	const struct keypair *both[] = { &issuer, &issuer2 };
+	const struct keypair *three[] = { &issuer, &issuer2, &rogue };
+	const struct keypair *after[] = { &issuer2, &rogue };
+	uint8_t ch[NOTE_CHALLENGE_LEN], d[2048];
+	struct tchip t;
+	size_t n;
+
+	personalise(&t, "NOTEROT1");
+	chip_reopen(&t);			/* no SO login */
+	expect_issuers(t.c, both, 2);
+	ck_assert_sw(change_signed(t.c, &issuer, ISSUER_ADD, rogue.pub), SW_OK);
+	ck_assert_state(t.c, "IDLE");
+	expect_issuers(t.c, three, 3);
+	/* the key retires itself */
+	ck_assert_sw(change_signed(t.c, &issuer, ISSUER_RETIRE, issuer.pub),
+	    SW_OK);
+	expect_issuers(t.c, after, 2);
+	chip_reopen(&t);			/* committed */
+	expect_issuers(t.c, after, 2);
+	/* the retired key can no longer write; the new one can */
+	get_challenge(t.c, ch);
+	n = make_auth(&issuer, ch, serial_of(t.c), DOM(FEATURE), d, sizeof(d));
+	ck_assert_sw(authorize(t.c, d, n), SW_SECURITY_NOT_SATISFIED);
+	ck_assert_sw(change_signed(t.c, &issuer, ISSUER_ADD, issuer.pub),
+	    SW_SECURITY_NOT_SATISFIED);	/* nor add itself back */
+	authorize_ok(t.c, &rogue, DOM(FEATURE));
+	ck_assert_sw(write_feature(t.c, DOM(FEATURE)), SW_OK);
+	ck_assert_sw(xmit(t.c, CLA_PROP, INS_READ_FEATURE, 0, 0, NULL, 0, 256),
+	    SW_OK);
+	check_record(t.c, R.p, R.len, DOM(FEATURE), 1);	/* rogue: index 1 */
+	check_record_sig(R.p, R.len, &rogue);
+	chip_close(t.c);
+}
+END_TEST
+
+/* A key that is not installed, a signature over something else, no
+ * challenge: refused, nothing changes, the challenge is used up. */
+START_TEST(rotate_bad_signature)
+{
+	const struct keypair *both[] = { &issuer, &issuer2 };
+	uint8_t ch[NOTE_CHALLENGE_LEN], d[256];
+	struct keypair fresh;
+	struct tchip t;
+	size_t n;
+
+	make_key(&fresh);
+	personalise(&t, "NOTEROT2");
+	chip_reopen(&t);
+	ck_assert_sw(change_signed(t.c, &rogue, ISSUER_ADD, fresh.pub),
+	    SW_SECURITY_NOT_SATISFIED);
+	ck_assert_state(t.c, "IDLE");
+	/* signed for "add" but sent as "retire" (P1 is signed) */
+	get_challenge(t.c, ch);
+	n = make_change(&issuer, ch, serial_of(t.c), ISSUER_ADD, issuer2.pub,
+	    d, sizeof(d));
+	ck_assert_sw(change(t.c, ISSUER_RETIRE, d, n),
+	    SW_SECURITY_NOT_SATISFIED);
+	/* signed for another point */
+	get_challenge(t.c, ch);
+	n = make_change(&issuer, ch, serial_of(t.c), ISSUER_ADD, fresh.pub,
+	    d, sizeof(d));
+	memcpy(d, rogue.pub, ML_P256_PUB_LEN);
+	ck_assert_sw(change(t.c, ISSUER_ADD, d, n), SW_SECURITY_NOT_SATISFIED);
+	/* a signature for another chip's serial */
+	get_challenge(t.c, ch);
+	n = make_change(&issuer, ch, (const uint8_t *)"NOTEOTHER       ",
+	    ISSUER_ADD, fresh.pub, d, sizeof(d));
+	ck_assert_sw(change(t.c, ISSUER_ADD, d, n), SW_SECURITY_NOT_SATISFIED);
+	/* without the SO and without a signature */
+	ck_assert_sw(change(t.c, ISSUER_ADD, fresh.pub, ML_P256_PUB_LEN),
+	    SW_SECURITY_NOT_SATISFIED);
+	/* malformed: truncated signature, bad point, bad P1 */
+	ck_assert_sw(change(t.c, ISSUER_ADD, d, n - 1), SW_WRONG_LENGTH);
+	memset(d, 0x04, ML_P256_PUB_LEN);
+	ck_assert_sw(change(t.c, ISSUER_ADD, d, n), SW_WRONG_DATA);
+	ck_assert_sw(change(t.c, 3, fresh.pub, ML_P256_PUB_LEN),
+	    SW_INCORRECT_P1P2);
+	expect_issuers(t.c, both, 2);
+	chip_close(t.c);
+}
+END_TEST
+
+/* A recorded change replays onto nothing: not the same challenge again,
+ * not a later one. */
+START_TEST(rotate_replayed_challenge)
+{
+	const struct keypair *three[] = { &issuer, &issuer2, &rogue };
+	uint8_t ch[NOTE_CHALLENGE_LEN], ch2[NOTE_CHALLENGE_LEN], d[256];
+	struct tchip t;
+	size_t n;
+
+	personalise(&t, "NOTEROT3");
+	chip_reopen(&t);
+	get_challenge(t.c, ch);
+	n = make_change(&issuer, ch, serial_of(t.c), ISSUER_ADD, rogue.pub, d,
+	    sizeof(d));
+	ck_assert_sw(change(t.c, ISSUER_ADD, d, n), SW_OK);
+	/* again, no live challenge: 6985 */
+	ck_assert_sw(change(t.c, ISSUER_RETIRE, d, n),
+	    SW_CONDITIONS_NOT_SATISFIED);
+	/* again over a new challenge: the signature is for the old one */
+	get_challenge(t.c, ch2);
+	ck_assert_sw(change(t.c, ISSUER_ADD, d, n), SW_SECURITY_NOT_SATISFIED);
+	ck_assert_state(t.c, "IDLE");
+	expect_issuers(t.c, three, 3);
+	chip_close(t.c);
+}
+END_TEST
+
+/* The SO: add, retire; an existing key, an unknown one, the last one, a
+ * full table; a written chip refuses any change; a pending write
+ * authorisation is dropped by a change. */
+START_TEST(rotate_so_and_limits)
+{
+	const struct keypair *one[] = { &issuer2 };
+	struct keypair k3, k4;
+	struct tchip t, w;
+
+	make_key(&k3);
+	make_key(&k4);
+	personalise(&t, "NOTEROT4");		/* SO still logged in */
+	ck_assert_sw(change(t.c, ISSUER_ADD, issuer.pub, ML_P256_PUB_LEN),
+	    SW_CONDITIONS_NOT_SATISFIED);	/* already installed */
+	ck_assert_sw(change(t.c, ISSUER_ADD, k3.pub, ML_P256_PUB_LEN), SW_OK);
+	ck_assert_sw(change(t.c, ISSUER_ADD, k4.pub, ML_P256_PUB_LEN), SW_OK);
+	ck_assert_sw(change(t.c, ISSUER_ADD, rogue.pub, ML_P256_PUB_LEN),
+	    SW_NOT_ENOUGH_MEMORY);		/* 4 keys: full */
+	ck_assert_sw(change(t.c, ISSUER_RETIRE, rogue.pub, ML_P256_PUB_LEN),
+	    SW_DATA_NOT_FOUND);
+	ck_assert_sw(change(t.c, ISSUER_RETIRE, k3.pub, ML_P256_PUB_LEN), SW_OK);
+	ck_assert_sw(change(t.c, ISSUER_RETIRE, k4.pub, ML_P256_PUB_LEN), SW_OK);
+	/* an authorisation made before a change does not survive it */
+	authorize_ok(t.c, &issuer, DOM(FEATURE));
+	ck_assert_sw(change(t.c, ISSUER_RETIRE, issuer.pub, ML_P256_PUB_LEN),
+	    SW_OK);
+	ck_assert_state(t.c, "IDLE");
+	ck_assert_sw(write_feature(t.c, DOM(FEATURE)),
+	    SW_CONDITIONS_NOT_SATISFIED);
+	ck_assert_sw(change(t.c, ISSUER_RETIRE, issuer2.pub, ML_P256_PUB_LEN),
+	    SW_CONDITIONS_NOT_SATISFIED);	/* the last key stays */
+	expect_issuers(t.c, one, 1);
+	chip_close(t.c);
+
+	personalise(&w, "NOTEROT5");
+	issue(w.c, DOM(FEATURE));
+	ck_assert_sw(change(w.c, ISSUER_ADD, k3.pub, ML_P256_PUB_LEN),
+	    SW_CONDITIONS_NOT_SATISFIED);	/* written: never */
+	{
+		uint8_t ch[NOTE_CHALLENGE_LEN] = { 0 }, d[256];
+		size_t n = make_change(&issuer, ch, serial_of(w.c),
+		    ISSUER_RETIRE, issuer.pub, d, sizeof(d));
+
+		ck_assert_sw(change(w.c, ISSUER_RETIRE, d, n),
+		    SW_CONDITIONS_NOT_SATISFIED);
+	}
+	ck_assert_state(w.c, "WRITTEN");
+	chip_close(w.c);
+}
+END_TEST
+
+/*
+ * Power cut after byte k of the CHANGE ISSUER commit: not 9000, and after
+ * power-on the chip holds the old set or the new one, never a mix, and
+ * still writes under a key of the set it holds.
+ */
+START_TEST(rotate_torn)
+{
+	const struct keypair *old[] = { &issuer, &issuer2 };
+	const struct keypair *next[] = { &issuer2 };
+	struct tchip tmpl, t;
+	char name[32];
+	long k, step = 1;
+	int got_old = 0, got_new = 0;
+	bool done = false;
+
+	personalise(&tmpl, "NOTERTEAR");
+	chip_close(tmpl.c);
+	for (k = 0; !done; k += step) {
+		snprintf(name, sizeof(name), "rtear%ld", k);
+		chip_clone(&tmpl, &t, name);
+		chip_test_cut_after(t.c, k);
+		if (change_signed(t.c, &issuer, ISSUER_RETIRE, issuer.pub) ==
+		    SW_OK) {
+			done = true;
+		} else {
+			ck_assert_sw(R.sw, SW_MEMORY_FAILURE);
+		}
+		chip_reopen(&t);
+		ck_assert_sw(xmit(t.c, CLA_ISO, INS_GET_DATA, GD_NOTE_ISSUERS, 0,
+		    NULL, 0, 256), SW_OK);
+		if (R.p[0] == 2) {
+			got_old++;
+			expect_issuers(t.c, old, 2);
+			authorize_ok(t.c, &issuer, DOM(FEATURE));
+		} else {
+			got_new++;
+			expect_issuers(t.c, next, 1);
+			authorize_ok(t.c, &issuer2, DOM(FEATURE));
+		}
+		ck_assert_sw(write_feature(t.c, DOM(FEATURE)), SW_OK);
+		chip_close(t.c);
+		step = k < STORE_HDR_LEN + 8 ? 1 : 13;
+	}
+	ck_assert_int_gt(got_old, 0);
+	ck_assert_int_gt(got_new, 0);
+}
+END_TEST
+
 /* ---- the state table: every INS in every state ------------------- */
 
 enum { ST_BLANK, ST_IDLE, ST_CHALLENGED, ST_AUTHORIZED, ST_WRITTEN, ST_N };
@@ -1359,6 +1629,9 @@ static const struct table_row {
 	  { 0x6985, 0x6985, 0x6985, 0x6985, 0x9000 } },
 	{ INS_INTERNAL_AUTH,
 	  { 0x6985, 0x9000, 0x9000, 0x9000, 0x9000 } },
+	{ INS_CHANGE_ISSUER,
+	  { 0x6985, 0x9000, 0x9000, 0x9000, 0x6985 },
+	  { NULL, NULL, "IDLE", "IDLE" } },
 	{ INS_GET_DATA,
 	  { 0x9000, 0x9000, 0x9000, 0x9000, 0x9000 } },
 };
@@ -1467,6 +1740,10 @@ START_TEST(table_every_ins_every_state)
 	case INS_GET_DATA:
 		sw = xmit(t.c, CLA_ISO, INS_GET_DATA, GD_CHIP_PUBKEY, 0, NULL,
 		    0, 256);
+		break;
+	case INS_CHANGE_ISSUER:
+		make_key(&fresh);	/* the SO is logged in */
+		sw = change(t.c, ISSUER_ADD, fresh.pub, ML_P256_PUB_LEN);
 		break;
 	default:
 		ck_abort_msg("INS %02X: no canonical command", row->ins);
@@ -1578,12 +1855,18 @@ START_TEST(random_commands)
 			    (e->ins == INS_GET_CHALLENGE &&
 			    strcmp(state_name(t.c), "CHALLENGED") == 0) ||
 			    (e->ins == INS_LOCK &&
+			    strcmp(state_name(t.c), "IDLE") == 0) ||
+			    (e->ins == INS_CHANGE_ISSUER &&
 			    strcmp(state_name(t.c), "IDLE") == 0),
 			    "%s in %s: 9000 and now %s", e->name, before,
 			    state_name(t.c));
 		} else if (e->ins == INS_AUTHORIZE_WRITE &&
 		    strcmp(before, "CHALLENGED") == 0) {
 			ck_assert_state(t.c, "IDLE");
+		} else if (e->ins == INS_CHANGE_ISSUER &&
+		    (strcmp(before, "CHALLENGED") == 0 ||
+		    strcmp(before, "AUTHORIZED") == 0)) {
+			ck_assert_state(t.c, "IDLE");	/* consumed */
 		} else if (e->ins == INS_WRITE_FEATURE &&
 		    sw == SW_SECURITY_NOT_SATISFIED) {
 			ck_assert_str_eq(before, "AUTHORIZED");
@@ -1654,6 +1937,16 @@ note_suite(void)
 	tcase_add_test(tc, personalise_needs_so);
 	tcase_add_test(tc, lock_prerequisites);
 	tcase_add_test(tc, install_malformed);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("rotate");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, rotate_by_issuer_key);
+	tcase_add_test(tc, rotate_bad_signature);
+	tcase_add_test(tc, rotate_replayed_challenge);
+	tcase_add_test(tc, rotate_so_and_limits);
+	tcase_add_test(tc, rotate_torn);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("prove");
