@@ -1104,7 +1104,20 @@ struct stress {
 	CK_RV		 first_bad;
 };
 
-static volatile int stress_stop;
+/* Under a mutex, not an atomic: helgrind and DRD see the ordering. */
+static pthread_mutex_t stress_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool stress_stop;
+
+static bool
+stress_stopped(void)
+{
+	bool stop;
+
+	pthread_mutex_lock(&stress_lock);
+	stop = stress_stop;
+	pthread_mutex_unlock(&stress_lock);
+	return stop;
+}
 
 static bool
 stress_rv_ok(CK_RV rv)
@@ -1152,7 +1165,7 @@ stress_worker(void *arg)
 	CK_ULONG n;
 	CK_RV rv;
 
-	while (!__atomic_load_n(&stress_stop, __ATOMIC_ACQUIRE)) {
+	while (!stress_stopped()) {
 		s = CK_INVALID_HANDLE;
 		STRESS_CALL(t, f->C_OpenSession(t->slot, CKF_SERIAL_SESSION,
 		    NULL, NULL, &s));
@@ -1240,7 +1253,9 @@ test_stress(CK_SLOT_ID slot)
 		EXPECT(f->C_Finalize(NULL), CKR_OK);
 		EXPECT(f->C_Initialize(NULL), CKR_OK);
 	}
-	__atomic_store_n(&stress_stop, 1, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&stress_lock);
+	stress_stop = true;
+	pthread_mutex_unlock(&stress_lock);
 	for (i = 0; i < 8; i++) {
 		pthread_join(th[i], NULL);
 		kind_ok[t[i].kind] += t[i].ok;
