@@ -313,7 +313,7 @@ note_app_handle(void *ctx, const struct hs_peer *peer, uint8_t type,
 		ml_warn("note: record from reader %s refused", peer->serial);
 		return ML_ERR_PERM;	/* only stations issue or verify notes */
 	}
-	if ((r = reg_note_handle_from(a->rn, peer->serial, type, payload, len,
+	if ((r = reg_note_handle_from(a->rn, peer, type, payload, len,
 	    reply)) != 0) {
 		return r;
 	}

@@ -179,11 +179,50 @@ out:
 	return r;
 }
 
-/* A refusal: logged, counted (in memory and in the registry), answered. */
-static int
-refuse(struct reg_note *rn, struct ml_wr *w, const char *what,
-    const char *chip, const char *note_id, int reason, unsigned flags)
+/*
+ * Fill an audit row's actor (OP-5): the station's certificate serial and
+ * number, or "local" for an in-process caller without a channel.
+ */
+static void
+audit_row(struct reg_audit *a, const struct hs_peer *peer, const char *action,
+    const char *kind, const char *subject, const char *outcome)
 {
+	memset(a, 0, sizeof(*a));
+	snprintf(a->action, sizeof(a->action), "%s", action);
+	snprintf(a->actor, sizeof(a->actor), "%s",
+	    peer != NULL ? peer->serial : "local");
+	snprintf(a->actor_certno, sizeof(a->actor_certno), "%s",
+	    peer != NULL ? peer->certno : "");
+	snprintf(a->subject_kind, sizeof(a->subject_kind), "%s", kind);
+	snprintf(a->subject, sizeof(a->subject), "%s", subject);
+	snprintf(a->outcome, sizeof(a->outcome), "%s", outcome);
+}
+
+/* Append a; a registry that cannot take it is logged, the verdict stands. */
+static void
+audit_put(struct reg_note *rn, struct reg_audit *a)
+{
+	int r;
+
+	if ((r = reg_audit_append(rn->cfg.reg, a)) != 0) {
+		ml_err("registry: audit row %s %s %s by %s not written: %s",
+		    a->action, a->subject_kind, a->subject, a->actor,
+		    ml_errmsg(r));
+	}
+}
+
+/*
+ * A refusal: logged, counted (in memory and in the registry), one audit
+ * row (OP-5: the chip, the station's certificate serial and number, the
+ * reason, the time; the note in detail when known), answered.
+ */
+static int
+refuse(struct reg_note *rn, const struct hs_peer *peer, struct ml_wr *w,
+    const char *what, const char *chip, const char *note_id, int reason,
+    unsigned flags)
+{
+	struct reg_audit a;
+
 	ml_warn("%s refused: chip %.16s%s%s: %s", what,
 	    chip != NULL ? chip : "?", note_id != NULL ? " note " : "",
 	    note_id != NULL ? note_id : "", note_reason_str(reason));
@@ -193,6 +232,13 @@ refuse(struct reg_note *rn, struct ml_wr *w, const char *what,
 	if (reg_notes_count_reject(rn->cfg.reg, note_reason_name(reason)) != 0) {
 		ml_err("registry: reject counter not updated");
 	}
+	audit_row(&a, peer, strcmp(what, "enrolment") == 0 ? "enrol" :
+	    "register", "chip", chip != NULL ? chip : "?",
+	    note_reason_name(reason));
+	if (note_id != NULL) {
+		snprintf(a.detail, sizeof(a.detail), "note %s", note_id);
+	}
+	audit_put(rn, &a);
 	return reply(w, NOTE_ST_REJECT, reason, note_id, 0, flags);
 }
 
@@ -218,22 +264,23 @@ chip_serial_ok(const struct ml_rd *v, char ret[NOTE_CHIP_SERIAL_LEN + 1])
 }
 
 static int
-handle_enrol(struct reg_note *rn, const uint8_t *req, size_t len,
-    struct ml_wr *w)
+handle_enrol(struct reg_note *rn, const struct hs_peer *peer,
+    const uint8_t *req, size_t len, struct ml_wr *w)
 {
 	struct ml_rd rd = ML_RD_INIT(req, len), ser, pub;
 	char chip[NOTE_CHIP_SERIAL_LEN + 1];
+	struct reg_audit a;
 	int r;
 
 	if (ml_tlv_find(&rd, TAG_ENROL_SERIAL, &ser) != 0 ||
 	    ml_tlv_find(&rd, TAG_ENROL_PUB, &pub) != 0 ||
 	    !chip_serial_ok(&ser, chip) ||
 	    ml_p256_check_pub(ml_rd_ptr(&pub), ml_rd_left(&pub)) != 0) {
-		return refuse(rn, w, "enrolment", NULL, NULL, NOTE_R_MALFORMED, 0);
+		return refuse(rn, peer, w, "enrolment", NULL, NULL, NOTE_R_MALFORMED, 0);
 	}
 	r = reg_notes_enrol(rn->cfg.reg, chip, ml_rd_ptr(&pub));
 	if (r == ML_ERR_EXISTS) {
-		return refuse(rn, w, "enrolment", chip, NULL,
+		return refuse(rn, peer, w, "enrolment", chip, NULL,
 		    NOTE_R_ENROL_CONFLICT, 0);
 	}
 	if (NO_VERDICT(r)) {
@@ -246,9 +293,12 @@ handle_enrol(struct reg_note *rn, const uint8_t *req, size_t len,
 		return r;
 	}
 	if (r < 0) {
-		return refuse(rn, w, "enrolment", chip, NULL, NOTE_R_INTERNAL, 0);
+		return refuse(rn, peer, w, "enrolment", chip, NULL, NOTE_R_INTERNAL, 0);
 	}
 	count(rn, &rn->st.enrolled);
+	/* OP-5: which station (certificate serial and number) enrolled it */
+	audit_row(&a, peer, "enrol", "chip", chip, r == 0 ? "ok" : "again");
+	audit_put(rn, &a);
 	return reply(w, r == 0 ? NOTE_ST_OK : NOTE_ST_AGAIN, NOTE_R_NONE, NULL,
 	    0, 0);
 }
@@ -436,8 +486,8 @@ station_sig_issuer(struct reg_note *rn, const char *chip,
 }
 
 static int
-handle_upload(struct reg_note *rn, const uint8_t *req, size_t len,
-    struct ml_wr *w)
+handle_upload(struct reg_note *rn, const struct hs_peer *peer,
+    const uint8_t *req, size_t len, struct ml_wr *w)
 {
 	struct ml_rd rd = ML_RD_INIT(req, len), ser, blob, csig;
 	struct ml_rd prd, pser, feat, chal, ssig;
@@ -448,6 +498,7 @@ handle_upload(struct reg_note *rn, const uint8_t *req, size_t len,
 	struct ml_p256_key *ck = NULL;
 	struct note_id id;
 	struct note_reg nr;
+	struct reg_audit a;
 	uint64_t reg_id = 0;
 	size_t ptn = 0;
 	int r;
@@ -458,7 +509,7 @@ handle_upload(struct reg_note *rn, const uint8_t *req, size_t len,
 	    !chip_serial_ok(&ser, chip) ||
 	    ml_rd_left(&blob) <= ML_SEAL_OVERHEAD ||
 	    ml_rd_left(&blob) > SEAL_MAX) {
-		r = refuse(rn, w, "upload", NULL, NULL, NOTE_R_MALFORMED, 0);
+		r = refuse(rn, peer, w, "upload", NULL, NULL, NOTE_R_MALFORMED, 0);
 		goto out;
 	}
 	r = reg_notes_chip_pub(rn->cfg.reg, chip, chip_pub);
@@ -472,7 +523,7 @@ handle_upload(struct reg_note *rn, const uint8_t *req, size_t len,
 		goto out;
 	}
 	if (r != 0) {
-		r = refuse(rn, w, "upload", chip, NULL, r == ML_ERR_NOT_FOUND ?
+		r = refuse(rn, peer, w, "upload", chip, NULL, r == ML_ERR_NOT_FOUND ?
 		    NOTE_R_UNKNOWN_CHIP : NOTE_R_INTERNAL, 0);
 		goto out;
 	}
@@ -481,14 +532,14 @@ handle_upload(struct reg_note *rn, const uint8_t *req, size_t len,
 	    ml_p256_key_from_pub(chip_pub, sizeof(chip_pub), &ck) != 0 ||
 	    ml_p256_verify(ck, m.p, m.len, ml_rd_ptr(&csig),
 	    ml_rd_left(&csig)) != 0) {
-		r = refuse(rn, w, "upload", chip, NULL, NOTE_R_CHIP_SIG, 0);
+		r = refuse(rn, peer, w, "upload", chip, NULL, NOTE_R_CHIP_SIG, 0);
 		goto out;
 	}
 	/* BN-7: open with the HSM-held key; the wrong key cannot. */
 	if (ml_seal_open(rn->cfg.server_pub, key_ecdh_fn,
 	    (void *)rn->cfg.server_key, chip, CHIP_SERIAL_LEN, ml_rd_ptr(&blob),
 	    ml_rd_left(&blob), pt, sizeof(pt), &ptn) != 0) {
-		r = refuse(rn, w, "upload", chip, NULL, NOTE_R_TAMPERED, 0);
+		r = refuse(rn, peer, w, "upload", chip, NULL, NOTE_R_TAMPERED, 0);
 		goto out;
 	}
 	prd = ML_RD_INIT(pt, ptn);
@@ -499,16 +550,16 @@ handle_upload(struct reg_note *rn, const uint8_t *req, size_t len,
 	    ml_rd_left(&chal) != NOTE_CHALLENGE_LEN ||
 	    ml_rd_left(&ssig) != ML_P256_SIG_LEN ||
 	    ml_rd_left(&feat) > NOTE_MAX_FEATURE) {
-		r = refuse(rn, w, "upload", chip, NULL, NOTE_R_MALFORMED, 0);
+		r = refuse(rn, peer, w, "upload", chip, NULL, NOTE_R_MALFORMED, 0);
 		goto out;
 	}
 	if (ml_rd_left(&pser) != CHIP_SERIAL_LEN ||
 	    !ml_ct_eq(ml_rd_ptr(&pser), chip, CHIP_SERIAL_LEN)) {
-		r = refuse(rn, w, "upload", chip, NULL, NOTE_R_SERIAL_ID, 0);
+		r = refuse(rn, peer, w, "upload", chip, NULL, NOTE_R_SERIAL_ID, 0);
 		goto out;
 	}
 	if (station_sig_issuer(rn, chip, &chal, &feat, &ssig, issuer_pub) < 0) {
-		r = refuse(rn, w, "upload", chip, NULL, NOTE_R_UNAUTHORIZED, 0);
+		r = refuse(rn, peer, w, "upload", chip, NULL, NOTE_R_UNAUTHORIZED, 0);
 		goto out;
 	}
 	r = rn->cfg.feature_key != NULL ?
@@ -517,7 +568,7 @@ handle_upload(struct reg_note *rn, const uint8_t *req, size_t len,
 	    feature_parse(ml_rd_ptr(&feat), ml_rd_left(&feat), &id);
 	if (r != 0 || feature_check_chip(ml_rd_ptr(&feat), ml_rd_left(&feat),
 	    chip_pub) != 0) {
-		r = refuse(rn, w, "upload", chip, NULL, NOTE_R_BAD_FEATURE, 0);
+		r = refuse(rn, peer, w, "upload", chip, NULL, NOTE_R_BAD_FEATURE, 0);
 		goto out;
 	}
 	note_id_str(&id, nid);
@@ -529,6 +580,10 @@ handle_upload(struct reg_note *rn, const uint8_t *req, size_t len,
 	memcpy(nr.challenge, ml_rd_ptr(&chal), sizeof(nr.challenge));
 	memcpy(nr.station_sig, ml_rd_ptr(&ssig), sizeof(nr.station_sig));
 	memcpy(nr.issuer_pub, issuer_pub, sizeof(nr.issuer_pub));
+	/* OP-5: who registered it, written in the registration's transaction */
+	audit_row(&a, peer, "register", "note", nid, "");
+	snprintf(a.detail, sizeof(a.detail), "chip %s", chip);
+	nr.audit = &a;
 	r = reg_notes_register(rn->cfg.reg, &nr, &reg_id);
 	if (r == REG_NOTE_NEW || r == REG_NOTE_AGAIN) {
 		reserve_drop(rn, nid);
@@ -545,13 +600,13 @@ handle_upload(struct reg_note *rn, const uint8_t *req, size_t len,
 	} else if (r == ML_ERR_DISK_FULL) {
 		/* the registry logged the full disk; no verdict either */
 	} else if (r == REG_NOTE_DUP_SERIAL) {
-		r = refuse(rn, w, "upload", chip, nid, NOTE_R_DUP_SERIAL,
+		r = refuse(rn, peer, w, "upload", chip, nid, NOTE_R_DUP_SERIAL,
 		    NOTE_F_TWO_CHIPS);
 	} else if (r == REG_NOTE_CHIP_USED || r == REG_NOTE_UNKNOWN_CHIP) {
-		r = refuse(rn, w, "upload", chip, nid, r == REG_NOTE_CHIP_USED ?
+		r = refuse(rn, peer, w, "upload", chip, nid, r == REG_NOTE_CHIP_USED ?
 		    NOTE_R_CHIP_USED : NOTE_R_UNKNOWN_CHIP, 0);
 	} else {
-		r = refuse(rn, w, "upload", chip, nid, NOTE_R_INTERNAL, 0);
+		r = refuse(rn, peer, w, "upload", chip, nid, NOTE_R_INTERNAL, 0);
 	}
 out:
 	ml_wipe(pt, sizeof(pt));
@@ -565,7 +620,7 @@ out:
  * key, the chip serial and the feature are compared with the registry.
  */
 static int
-handle_query(struct reg_note *rn, const uint8_t *req, size_t len,
+query_verdict(struct reg_note *rn, const uint8_t *req, size_t len,
     struct ml_wr *w)
 {
 	struct ml_rd rd = ML_RD_INIT(req, len), ser, feat, pub;
@@ -631,6 +686,37 @@ handle_query(struct reg_note *rn, const uint8_t *req, size_t len,
 	return reply(w, NOTE_ST_OK, NOTE_R_NONE, nid, row.reg_id, flags);
 }
 
+/*
+ * The online desk check with its audit row (OP-5, BN-8): which desk, which
+ * note, the verdict ("ok" or the refusal reason; "two-chips" in detail
+ * when the note is flagged), the chip in detail.
+ */
+static int
+handle_query(struct reg_note *rn, const struct hs_peer *peer,
+    const uint8_t *req, size_t len, struct ml_wr *w)
+{
+	size_t at = w->len;
+	struct note_reply rep;
+	struct reg_audit a;
+	struct ml_rd rd = ML_RD_INIT(req, len), ser;
+	int r;
+
+	if ((r = query_verdict(rn, req, len, w)) != 0 ||
+	    note_reply_parse(w->p + at, w->len - at, &rep) != 0) {
+		return r;
+	}
+	audit_row(&a, peer, "desk-check", "note", rep.note_id,
+	    rep.status == NOTE_ST_OK ? "ok" : note_reason_name(rep.reason));
+	if (ml_tlv_find(&rd, TAG_FEAT_SERIAL, &ser) == 0 &&
+	    ml_rd_left(&ser) == CHIP_SERIAL_LEN) {
+		snprintf(a.detail, sizeof(a.detail), "chip %.*s%s",
+		    CHIP_SERIAL_LEN, (const char *)ml_rd_ptr(&ser),
+		    (rep.flags & NOTE_F_TWO_CHIPS) != 0 ? ", two-chips" : "");
+	}
+	audit_put(rn, &a);
+	return 0;
+}
+
 int
 reg_note_handle(struct reg_note *rn, unsigned type, const uint8_t *req,
     size_t len, struct ml_wr *w)
@@ -639,7 +725,8 @@ reg_note_handle(struct reg_note *rn, unsigned type, const uint8_t *req,
 }
 
 int
-reg_note_handle_from(struct reg_note *rn, const char *peer, unsigned type,
+reg_note_handle_from(struct reg_note *rn, const struct hs_peer *peer,
+    unsigned type,
     const uint8_t *req, size_t len, struct ml_wr *w)
 {
 	if (req == NULL && len != 0) {
@@ -647,13 +734,14 @@ reg_note_handle_from(struct reg_note *rn, const char *peer, unsigned type,
 	}
 	switch (type) {
 	case NOTE_REC_ENROL:
-		return handle_enrol(rn, req, len, w);
+		return handle_enrol(rn, peer, req, len, w);
 	case NOTE_REC_UPLOAD:
-		return handle_upload(rn, req, len, w);
+		return handle_upload(rn, peer, req, len, w);
 	case NOTE_REC_QUERY:
-		return handle_query(rn, req, len, w);
+		return handle_query(rn, peer, req, len, w);
 	case NOTE_REC_CHECK:
-		return handle_check(rn, peer, req, len, w);
+		return handle_check(rn, peer != NULL ? peer->serial : NULL,
+		    req, len, w);
 	default:
 		return ML_ERR_UNSUPPORTED;
 	}

@@ -67,12 +67,14 @@ void		 reg_note_free(struct reg_note *rn);	/* NULL-safe */
 ML_MUST_CHECK int reg_note_handle(struct reg_note *rn, unsigned type,
     const uint8_t *req, size_t len, struct ml_wr *reply);
 /*
- * The same, for a request from the authenticated station peer (its
- * certificate serial, or NULL): the pre-check's serial promise is per
- * station (see reg_note.c, reserve()).
+ * The same, for a request from the authenticated station peer (or NULL):
+ * the pre-check's serial promise is per station (see reg_note.c,
+ * reserve()), and the audit rows (OP-5) name its certificate serial and
+ * number ("local" without a peer).
  */
-ML_MUST_CHECK int reg_note_handle_from(struct reg_note *rn, const char *peer,
-    unsigned type, const uint8_t *req, size_t len, struct ml_wr *reply);
+ML_MUST_CHECK int reg_note_handle_from(struct reg_note *rn,
+    const struct hs_peer *peer, unsigned type, const uint8_t *req,
+    size_t len, struct ml_wr *reply);
 
 /*
  * Replace the authorised issuer keys (SIGHUP, BN-4): uploads signed by a

@@ -66,6 +66,8 @@ struct reg_event_rec {
 	int64_t		 at;			/* unix seconds */
 };
 
+struct reg_audit;
+
 /* A note registration request (BN-7): what the sealed upload proved. */
 struct note_reg {
 	char		 note_id[NOTE_DB_ID_MAX + 1];
@@ -75,6 +77,13 @@ struct note_reg {
 	uint8_t		 challenge[16];
 	uint8_t		 station_sig[ML_P256_SIG_LEN];
 	uint8_t		 issuer_pub[ML_P256_PUB_LEN];
+	/*
+	 * Who uploaded it (OP-5, ID-3), or NULL: the registry then writes, in
+	 * the registration's own transaction, this audit row (outcome set to
+	 * "ok" for REG_NOTE_NEW, "again" for REG_NOTE_AGAIN) and, for a new
+	 * note, a REG_EV_TRANSACTION risk record for audit->actor.
+	 */
+	const struct reg_audit *audit;
 };
 
 /* A registered note, as the desk query needs it (BN-8). */

@@ -960,9 +960,8 @@ pg_note_flag(struct reg *rg, const char *note_id, const char *chip,
  * another note), REG_NOTE_UNKNOWN_CHIP, or ML_ERR_*.
  */
 static int
-op_register(struct pg_slot *s, void *arg, bool *lost)
+register_body(struct pg_slot *s, struct a_note *a, bool *lost)
 {
-	struct a_note *a = arg;
 	const struct note_reg *nr = a->nr;
 	struct pg_params pp = { 0 };
 	struct note_row row;
@@ -1016,6 +1015,56 @@ op_register(struct pg_slot *s, void *arg, bool *lost)
 		return r;
 	}
 	return REG_NOTE_CHIP_USED;
+}
+
+static int audit_put(struct pg_slot *s, struct reg_audit *a, bool *lost);
+
+/*
+ * With nr->audit: the registration, the uploader's audit row and (new
+ * note) its transaction risk record in one transaction (OP-5, ID-3).  A
+ * refusal commits what it wrote (the flags of a duplicate serial); COMMIT
+ * after a failed statement rolls back.  Safe to retry after a lost
+ * connection: a committed registration comes back as REG_NOTE_AGAIN.
+ */
+static int
+op_register(struct pg_slot *s, void *arg, bool *lost)
+{
+	struct a_note *a = arg;
+	const struct note_reg *nr = a->nr;
+	struct pg_params pp = { 0 };
+	struct reg_audit au;
+	char detail[REG_MAX_DETAIL + 1];
+	int res, r = ML_ERR_INTERNAL;
+
+	if (nr->audit == NULL) {
+		return register_body(s, a, lost);
+	}
+	au = *nr->audit;
+	ML_TRY(pg_cmd(s, "BEGIN", NULL, lost));
+	res = register_body(s, a, lost);
+	ML_ENSURE(res >= 0, res);
+	if (res == REG_NOTE_NEW || res == REG_NOTE_AGAIN) {
+		snprintf(au.outcome, sizeof(au.outcome), "%s",
+		    res == REG_NOTE_NEW ? "ok" : "again");
+		ML_TRY(audit_put(s, &au, lost));
+	}
+	if (res == REG_NOTE_NEW) {
+		snprintf(detail, sizeof(detail), "note %s registered",
+		    nr->note_id);
+		par_text(&pp, au.actor);
+		par_int(&pp, (int64_t)REG_EV_TRANSACTION);
+		par_int(&pp, au.at);
+		par_text(&pp, detail);
+		ML_TRY(pg_cmd(s, "INSERT INTO reader_events (serial, kind, at, "
+		    "detail) VALUES ($1, $2, $3, $4)", &pp, lost));
+	}
+	ML_TRY(pg_cmd(s, "COMMIT", NULL, lost));
+	r = res;
+out:
+	if (r < 0) {
+		pg_abort(s, *lost);
+	}
+	return r;
 }
 
 static int
@@ -1284,23 +1333,23 @@ pg_note_import(struct reg *rg, const char *path, struct reg_import_counts *ret)
 /* ---------------------------------------------------------------- audit */
 
 /*
- * Append: one transaction holding an advisory lock, so that the servers
- * of a fleet append one chain: read the last row, insert the next.  Not
- * retried after a lost connection (the row may have been committed): the
- * caller sees ML_ERR_IO.
+ * Append one row inside the open transaction, under an advisory lock held
+ * to its end, so that the servers of a fleet append one chain: read the
+ * last row, insert the next.  a gets id, prev_hash and hash.
  */
 static int
-op_audit_append(struct pg_slot *s, void *arg, bool *lost)
+audit_put(struct pg_slot *s, struct reg_audit *a, bool *lost)
 {
-	struct reg_audit *a = arg;
 	struct pg_params pp = { 0 };
 	PGresult *res = NULL;
 	char lock[80];
 	int r = ML_ERR_INTERNAL;
 
+	if (a->at == 0) {
+		a->at = (int64_t)time(NULL);
+	}
 	snprintf(lock, sizeof(lock), "SELECT pg_advisory_xact_lock(%lld)",
 	    (long long)REG_PG_AUDIT_LOCK);
-	ML_TRY(pg_cmd(s, "BEGIN", NULL, lost));
 	ML_TRY(pg_cmd(s, lock, NULL, lost));
 	ML_TRY(outcome_err(pg_run(s, "SELECT id, hash FROM audit ORDER BY id "
 	    "DESC LIMIT 1", NULL, &res), lost));
@@ -1328,10 +1377,26 @@ op_audit_append(struct pg_slot *s, void *arg, bool *lost)
 	    "actor_certno, subject_kind, subject, outcome, detail, prev_hash, "
 	    "hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)", &pp,
 	    lost));
-	ML_TRY(pg_cmd(s, "COMMIT", NULL, lost));
 	r = 0;
 out:
 	PQclear(res);
+	return r;
+}
+
+/*
+ * One row in its own transaction.  Not retried after a lost connection
+ * (the row may have been committed): the caller sees ML_ERR_IO.
+ */
+static int
+op_audit_append(struct pg_slot *s, void *arg, bool *lost)
+{
+	struct reg_audit *a = arg;
+	int r = ML_ERR_INTERNAL;
+
+	ML_TRY(pg_cmd(s, "BEGIN", NULL, lost));
+	ML_TRY(audit_put(s, a, lost));
+	ML_TRY(pg_cmd(s, "COMMIT", NULL, lost));
+out:
 	if (r != 0) {
 		pg_abort(s, *lost);
 	}

@@ -53,7 +53,7 @@ struct reg_sqlite {
 	sqlite3		*db;
 	sqlite3_stmt	*enrol_get, *enrol_put, *note_by_id, *note_by_chip,
 			*note_put, *flag_put, *flag_get, *reject_put, *count,
-			*ev_put;
+			*ev_put, *audit_last, *audit_put;
 };
 
 /*
@@ -211,6 +211,8 @@ sq_close(struct reg *r)
 	sqlite3_finalize(s->flag_get);
 	sqlite3_finalize(s->reject_put);
 	sqlite3_finalize(s->count);
+	sqlite3_finalize(s->audit_last);
+	sqlite3_finalize(s->audit_put);
 	sqlite3_finalize(s->ev_put);
 	sqlite3_close(s->db);
 	pthread_mutex_destroy(&s->mu);
@@ -538,6 +540,41 @@ flag_locked(struct reg_sqlite *s, const char *note_id, const char *chip,
 	return r;
 }
 
+static int audit_put_locked(struct reg_sqlite *s, struct reg_audit *a);
+
+/*
+ * The uploader's audit row and, for a new note, its transaction risk
+ * record (OP-5, ID-3), in the registration's transaction: no fsync of
+ * their own.  Returns result, or the ML_ERR_* that undoes the
+ * registration with them.
+ */
+static int
+register_audit(struct reg_sqlite *s, const struct note_reg *nr, int result)
+{
+	struct reg_audit a;
+	char detail[REG_MAX_DETAIL + 1];
+	int r;
+
+	if (nr->audit == NULL) {
+		return result;
+	}
+	a = *nr->audit;
+	snprintf(a.outcome, sizeof(a.outcome), "%s",
+	    result == REG_NOTE_NEW ? "ok" : "again");
+	if ((r = audit_put_locked(s, &a)) != 0) {
+		return r;
+	}
+	if (result == REG_NOTE_NEW) {
+		snprintf(detail, sizeof(detail), "note %s registered",
+		    nr->note_id);
+		if ((r = event_put_locked(s, a.actor, REG_EV_TRANSACTION,
+		    detail, a.at)) != 0) {
+			return r;
+		}
+	}
+	return result;
+}
+
 /* One registration inside the open transaction; caller holds mu. */
 static int
 register_one(struct reg_sqlite *s, const struct note_reg *nr,
@@ -553,7 +590,7 @@ register_one(struct reg_sqlite *s, const struct note_reg *nr,
 		    row.feature_len == nr->feature_len &&
 		    memcmp(row.feature, nr->feature, nr->feature_len) == 0) {
 			*ret_reg_id = row.reg_id;
-			return REG_NOTE_AGAIN;
+			return register_audit(s, nr, REG_NOTE_AGAIN);
 		}
 		/* One serial, two chips: flag both (BN-8). */
 		if ((r = flag_locked(s, nr->note_id, row.chip_serial,
@@ -595,7 +632,7 @@ register_one(struct reg_sqlite *s, const struct note_reg *nr,
 	}
 	done(s->note_put);
 	*ret_reg_id = (uint64_t)sqlite3_last_insert_rowid(s->db);
-	return REG_NOTE_NEW;
+	return register_audit(s, nr, REG_NOTE_NEW);
 }
 
 /* The leader: run a group in one transaction and commit it. */
@@ -846,78 +883,72 @@ out:
 /* ---------------------------------------------------------------- audit */
 
 /*
- * Append under the connection mutex, in a write transaction: the last
- * row's id and hash are read and the new row inserted with the next id,
- * so that the chain has one successor per row even with several
- * processes on the file (BEGIN IMMEDIATE takes the file's write lock).
+ * Append one row inside the open write transaction (BEGIN IMMEDIATE holds
+ * the file's write lock, so the chain has one successor per row even with
+ * several processes on the file); caller holds mu.  a gets id, prev_hash
+ * and hash.
  */
+static int
+audit_put_locked(struct reg_sqlite *s, struct reg_audit *a)
+{
+	sqlite3_stmt *st = s->audit_last;
+	int rc, r = ML_ERR_INTERNAL;
+
+	if (a->at == 0) {
+		a->at = (int64_t)time(NULL);
+	}
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW && sqlite3_column_bytes(st, 1) == ML_SHA256_LEN) {
+		a->id = sqlite3_column_int64(st, 0) + 1;
+		memcpy(a->prev_hash, sqlite3_column_blob(st, 1), ML_SHA256_LEN);
+	} else if (rc == SQLITE_DONE) {
+		a->id = 1;
+		memset(a->prev_hash, 0, sizeof(a->prev_hash));
+	} else {
+		r = db_fail(s->db, "audit");
+		done(st);
+		return r;
+	}
+	done(st);
+	if ((r = reg_audit_hash(a, a->hash)) != 0) {
+		return r;
+	}
+	st = s->audit_put;
+	sqlite3_bind_int64(st, 1, a->id);
+	sqlite3_bind_int64(st, 2, a->at);
+	sqlite3_bind_text(st, 3, a->action, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, a->actor, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, a->actor_certno, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, a->subject_kind, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 7, a->subject, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 8, a->outcome, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 9, a->detail, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 10, a->prev_hash, ML_SHA256_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 11, a->hash, ML_SHA256_LEN, SQLITE_STATIC);
+	r = sqlite3_step(st) == SQLITE_DONE ? 0 : db_fail(s->db, "audit");
+	done(st);
+	return r;
+}
+
+/* One row in its own write transaction. */
 static int
 sq_audit_append(struct reg *rg, struct reg_audit *io)
 {
 	struct reg_sqlite *s = (struct reg_sqlite *)rg;
 	struct reg_audit a = *io;
-	sqlite3_stmt *st = NULL;
-	bool began = false;
-	int rc, r = ML_ERR_INTERNAL;
+	int r;
 
-	if (a.at == 0) {
-		a.at = (int64_t)time(NULL);
-	}
 	pthread_mutex_lock(&s->mu);
-	ML_TRY(db_exec(s->db, "BEGIN IMMEDIATE"));
-	began = true;
-	if (sqlite3_prepare_v2(s->db, "SELECT id, hash FROM audit ORDER BY id "
-	    "DESC LIMIT 1", -1, &st, NULL) != SQLITE_OK) {
-		r = db_fail(s->db, "audit");
+	if ((r = db_exec(s->db, "BEGIN IMMEDIATE")) != 0) {
 		goto out;
 	}
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW && sqlite3_column_bytes(st, 1) == ML_SHA256_LEN) {
-		a.id = sqlite3_column_int64(st, 0) + 1;
-		memcpy(a.prev_hash, sqlite3_column_blob(st, 1), ML_SHA256_LEN);
-	} else if (rc == SQLITE_DONE) {
-		a.id = 1;
-		memset(a.prev_hash, 0, sizeof(a.prev_hash));
-	} else {
-		r = db_fail(s->db, "audit");
-		goto out;
-	}
-	sqlite3_finalize(st);
-	st = NULL;
-	ML_TRY(reg_audit_hash(&a, a.hash));
-	if (sqlite3_prepare_v2(s->db, "INSERT INTO audit (id, at, action, "
-	    "actor, actor_certno, subject_kind, subject, outcome, detail, "
-	    "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", -1,
-	    &st, NULL) != SQLITE_OK) {
-		r = db_fail(s->db, "audit");
-		goto out;
-	}
-	sqlite3_bind_int64(st, 1, a.id);
-	sqlite3_bind_int64(st, 2, a.at);
-	sqlite3_bind_text(st, 3, a.action, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, a.actor, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, a.actor_certno, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 6, a.subject_kind, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 7, a.subject, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 8, a.outcome, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 9, a.detail, -1, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 10, a.prev_hash, ML_SHA256_LEN, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 11, a.hash, ML_SHA256_LEN, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_DONE) {
-		r = db_fail(s->db, "audit");
-		goto out;
-	}
-	sqlite3_finalize(st);
-	st = NULL;
-	ML_TRY(db_exec(s->db, "COMMIT"));
-	began = false;
-	*io = a;
-	r = 0;
-out:
-	sqlite3_finalize(st);
-	if (began) {
+	if ((r = audit_put_locked(s, &a)) != 0 ||
+	    (r = db_exec(s->db, "COMMIT")) != 0) {
 		db_rollback(s->db);
+		goto out;
 	}
+	*io = a;
+out:
 	pthread_mutex_unlock(&s->mu);
 	return r;
 }
@@ -1042,6 +1073,11 @@ prepare_all(struct reg_sqlite *s)
 	ML_TRY(prep(s->db, "SELECT count(*) FROM note", &s->count));
 	ML_TRY(prep(s->db, "INSERT INTO reader_events (serial, kind, at, "
 	    "detail) VALUES (?1, ?2, ?3, ?4)", &s->ev_put));
+	ML_TRY(prep(s->db, "SELECT id, hash FROM audit ORDER BY id DESC "
+	    "LIMIT 1", &s->audit_last));
+	ML_TRY(prep(s->db, "INSERT INTO audit (id, at, action, actor, "
+	    "actor_certno, subject_kind, subject, outcome, detail, prev_hash, "
+	    "hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", &s->audit_put));
 	r = 0;
 out:
 	return r;

@@ -457,12 +457,16 @@ check_from(const char *peer, const char *chip,
 	struct ml_wr w = ML_WR_FIXED(req, sizeof(req));
 	struct ml_wr rw = ML_WR_FIXED(buf, sizeof(buf));
 	struct note_reply rep;
+	struct hs_peer hp;
 
+	memset(&hp, 0, sizeof(hp));
+	hp.kind = HS_KIND_STATION;
+	snprintf(hp.serial, sizeof(hp.serial), "%s", peer != NULL ? peer : "");
 	ck_assert_int_eq(ml_tlv_put(&w, TAG_ENROL_SERIAL, chip, CHIP_SERIAL_LEN), 0);
 	ck_assert_int_eq(ml_tlv_put(&w, TAG_ENROL_PUB, pub, ML_P256_PUB_LEN), 0);
 	ck_assert_int_eq(ml_tlv_put(&w, TAG_REPLY_NOTE, note, strlen(note)), 0);
-	ck_assert_int_eq(reg_note_handle_from(rn, peer, NOTE_REC_CHECK, w.p,
-	    w.len, &rw), 0);
+	ck_assert_int_eq(reg_note_handle_from(rn, peer != NULL ? &hp : NULL,
+	    NOTE_REC_CHECK, w.p, w.len, &rw), 0);
 	ck_assert_int_eq(note_reply_parse(rw.p, rw.len, &rep), 0);
 	return rep;
 }
