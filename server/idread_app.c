@@ -10,6 +10,7 @@
  * starts and every ID read is answered ML_ERR_UNSUPPORTED (logged once at
  * start).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,23 +30,71 @@ struct idr_app {
 };
 
 /*
+ * The outcome and card of an ID read from its record detail
+ * ("idread ok card=C ...", "idread ML_ERR_X card=C ...", "idread aborted
+ * by reader: ...").
+ */
+static void
+read_outcome(const char *detail, struct reg_audit *a)
+{
+	const char *p = detail, *c;
+	size_t n;
+
+	if (strncmp(p, "idread ", 7) == 0) {
+		p += 7;
+	}
+	n = strcspn(p, " ");
+	snprintf(a->outcome, sizeof(a->outcome), "%.*s", (int)n, p);
+	if ((c = strstr(detail, "card=")) != NULL) {
+		c += 5;
+		n = strcspn(c, " ");
+		snprintf(a->subject, sizeof(a->subject), "%.*s", (int)n, c);
+	} else {
+		snprintf(a->subject, sizeof(a->subject), "?");
+	}
+}
+
+/*
  *= REQ ID-3 (reader identity)
  *# uses the mapping for risk control: ... read history, error history
+ *
+ * Every ended read (done, failed, aborted, expired) is also a reader
+ * transaction: a REG_EV_TRANSACTION risk record in the same registry
+ * transaction as the read or error record, and an audit row (OP-5) with
+ * the reader serial, its certificate number, the card and the outcome.
  */
 static void
 idr_app_record(void *ctx, const struct hs_peer *peer, int ev,
     const char *detail)
 {
 	struct idr_app *a = ctx;
+	struct reg_event_rec evs[2];
+	struct reg_audit au;
 	int r;
 
 	if (a->reg == NULL) {
 		return;
 	}
-	if ((r = reg_event_add(a->reg, peer->serial, (enum reg_event)ev,
-	    detail)) != 0) {
+	memset(evs, 0, sizeof(evs));
+	snprintf(evs[0].serial, sizeof(evs[0].serial), "%s", peer->serial);
+	evs[0].ev = (enum reg_event)ev;
+	snprintf(evs[0].detail, sizeof(evs[0].detail), "%s", detail);
+	evs[1] = evs[0];
+	evs[1].ev = REG_EV_TRANSACTION;
+	if ((r = reg_event_add_many(a->reg, evs, ML_NELEM(evs))) != 0) {
 		ml_warn("idread: cannot record event for %s: %s", peer->serial,
 		    ml_errname(r));
+	}
+	memset(&au, 0, sizeof(au));
+	snprintf(au.action, sizeof(au.action), "id-read");
+	snprintf(au.actor, sizeof(au.actor), "%s", peer->serial);
+	snprintf(au.actor_certno, sizeof(au.actor_certno), "%s", peer->certno);
+	snprintf(au.subject_kind, sizeof(au.subject_kind), "card");
+	read_outcome(detail, &au);
+	snprintf(au.detail, sizeof(au.detail), "%s", detail);
+	if ((r = reg_audit_append(a->reg, &au)) != 0) {
+		ml_warn("idread: audit row for %s not written: %s",
+		    peer->serial, ml_errname(r));
 	}
 }
 

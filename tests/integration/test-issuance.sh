@@ -6,7 +6,12 @@
 #      reject-write, nothing is written, nothing registered;
 #   3. SIGKILL the station and the server at random points of a batch,
 #      restart, resume: every note registered exactly once or reported
-#      not issued, none on two chips.
+#      not issued, none on two chips;
+#   4. the audit trail (OP-5): one row per registration naming the
+#      station, every enrolment, a refused enrolment naming chip, station
+#      and reason, one row per online desk check with its verdict, the
+#      station's transactions counted by `show`, `audit --verify` intact
+#      and failing on the row an edit of the SQLite file changed.
 # Exit 77 (skipped) without SoftHSM2 / OpenSC / sqlite3.
 # shellcheck disable=SC2119
 set -uo pipefail
@@ -95,5 +100,34 @@ check "$(grep -c '"verdict":"BLANK"' "$W/v1.jsonl")" \
     "$(grep -c '"reason":"blank chip"' "$W/v1.jsonl")" "every other chip BLANK"
 ne_verify --offline --chips "$W/chips" --json >"$W/v2.jsonl" 2>/dev/null
 check "$(grep -c '"verdict":"GENUINE"' "$W/v2.jsonl")" "$NOTES" "offline: every issued note GENUINE"
+
+# ---- 4: the audit trail ----
+q() { sqlite3 "$NE_DB" "$1"; }
+check "$(q "select count(*) from audit where action = 'register' and outcome = 'ok'")" "$NOTES" "audit: one register row per registered note"
+check "$(q "select count(*) from audit where action = 'register' and outcome = 'ok' and (actor <> 'STN-0001' or actor_certno = '')")" 0 "audit: every register row names station STN-0001 and its certificate number"
+check "$(q "select count(distinct subject) from audit a join note n on n.note_id = a.subject where a.action = 'register' and a.outcome = 'ok' and a.detail = 'chip ' || n.chip_serial")" "$NOTES" "audit: each register row names its note and chip"
+check "$(q "select count(*) from audit where action = 'enrol' and outcome = 'ok' and actor = 'STN-0001'")" $((NOTES + 30)) "audit: one enrol row per chip"
+check "$(q "select count(*) from audit where action = 'desk-check' and outcome = 'ok' and actor = 'STN-0001'")" "$NOTES" "audit: one desk-check row with verdict ok per GENUINE note"
+tx=$("$NE_SRV" show --registry "$NE_DB" STN-0001 | sed -n 's/^transactions //p')
+check "$tx" "$NOTES" "show STN-0001: one transaction per registration"
+first=$(q "select subject from audit where action = 'register' and outcome = 'ok' order by id limit 1")
+"$NE_SRV" audit --registry "$NE_DB" --note "$first" >"$W/audit-note.txt"
+check "$(grep -c " register by STN-0001.* note $first: ok" "$W/audit-note.txt")" 1 "audit --note $first: its registration"
+# a chip with an enrolled serial and another key: the enrolment is refused
+ne_chips 1 0 "$W/dup"
+ne_provision "$W/dup" --json >/dev/null 2>&1
+check "$(q "select count(*) from audit where action = 'enrol' and subject_kind = 'chip' and subject = 'NOTE000000000000' and outcome = 'enrol_conflict' and actor = 'STN-0001' and actor_certno <> '' and at > 0")" 1 "audit: refused enrolment names chip, station, certificate number and reason"
+"$NE_SRV" audit --registry "$NE_DB" --verify >"$W/verify.out" 2>&1
+check $? 0 "audit --verify: chain intact ($(cat "$W/verify.out"))"
+ne_server_stop
+# the schema refuses the edit; an attacker with the file drops the trigger
+q "update audit set outcome = 'forged' where id = 7" 2>/dev/null &&
+    bad "audit: the schema let an update through" ||
+    ok "audit: the schema refuses an update"
+q "drop trigger audit_no_update; update audit set outcome = 'forged' where id = 7"
+"$NE_SRV" audit --registry "$NE_DB" --verify >"$W/verify-bad.out" 2>&1
+check $? 1 "audit --verify fails after a tampered row"
+grep -q "audit row 7" "$W/verify-bad.out" && ok "audit --verify names row 7" ||
+    bad "audit --verify does not name row 7: $(cat "$W/verify-bad.out")"
 
 exit $fail
