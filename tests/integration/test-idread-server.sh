@@ -82,6 +82,23 @@ reads=$(sqlite3 reg.db "select count(*) from reader_events where serial='RDR-IDR
 errs=$(sqlite3 reg.db "select count(*) from reader_events where serial='RDR-IDR-0001' and kind=2 and detail like 'idread%'")
 [ "${reads:-0}" -ge 10 ] && ok "registry: $reads read records for the reader" || bad "registry: $reads read records"
 [ "${errs:-0}" -ge 2 ] && ok "registry: $errs error records (unknown card, lost packet, removal)" || bad "registry: $errs error records"
+# ID-3 transactions and the audit trail (OP-5): every ended read is one
+# transaction record and one audit row naming reader, certificate number,
+# card and outcome; `show` counts the transactions
+ended=$((reads + errs))
+tx=$("$SERVER" show --registry reg.db RDR-IDR-0001 | sed -n 's/^transactions //p')
+[ "$tx" = "$ended" ] && ok "show: $tx transactions, one per ended read" ||
+    bad "show: transactions $tx, want $ended"
+arows=$(sqlite3 reg.db "select count(*) from audit where action='id-read' and actor='RDR-IDR-0001' and actor_certno <> '' and subject_kind='card' and subject <> ''")
+[ "$arows" = "$ended" ] && ok "audit: $arows id-read rows" || bad "audit: $arows id-read rows, want $ended"
+okrows=$(sqlite3 reg.db "select count(*) from audit where action='id-read' and outcome='ok'")
+[ "$okrows" = "$reads" ] && ok "audit: $okrows id-read rows with outcome ok" ||
+    bad "audit: $okrows ok rows, want $reads"
+"$SERVER" audit --registry reg.db --reader RDR-IDR-0001 --json > audit.jsonl
+[ "$(grep -c '"action":"id-read"' audit.jsonl)" = "$ended" ] &&
+    ok "audit --reader lists the reads" || bad "audit --reader: $(head -2 audit.jsonl)"
+"$SERVER" audit --registry reg.db --verify >/dev/null && ok "audit --verify: chain intact" ||
+    bad "audit --verify failed"
 
 echo "# $pass passed, $fail failed"
 [ "$fail" = 0 ]
