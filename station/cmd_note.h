@@ -8,6 +8,7 @@
  *	{ "issue",	cmd_issue,	"write authorised feature data to note chips" },
  *	{ "verify",	cmd_verify,	"read notes and print a verdict" },
  *	{ "enroll",	cmd_enroll,	"enrol personalised chips with the server" },
+ *	{ "rotate-issuer", cmd_rotate_issuer, "add or retire issuer keys ..." },
  */
 #ifndef ST_CMD_NOTE_H
 #define ST_CMD_NOTE_H
@@ -21,6 +22,7 @@ int	 cmd_provision(const struct st_opts *so, int argc, char **argv);
 int	 cmd_issue(const struct st_opts *so, int argc, char **argv);
 int	 cmd_verify(const struct st_opts *so, int argc, char **argv);
 int	 cmd_enroll(const struct st_opts *so, int argc, char **argv);
+int	 cmd_rotate_issuer(const struct st_opts *so, int argc, char **argv);
 
 /* Exit codes shared by the three commands. */
 #define ST_EXIT_OK		0	/* done; verify: every note genuine */

@@ -29,6 +29,7 @@ static const struct st_cmd {
 	{ "issue",	cmd_issue,	"write authorised feature data to note chips" },	/* BN-2..BN-6 */
 	{ "verify",	cmd_verify,	"read notes and print a verdict" },	/* BN-8 */
 	{ "enroll",	cmd_enroll,	"enrol personalised note chips with the server" },	/* OP-4 */
+	{ "rotate-issuer", cmd_rotate_issuer, "add or retire issuer keys on unwritten note chips" },	/* BN-4 */
 };
 
 static void

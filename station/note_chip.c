@@ -109,6 +109,60 @@ out:
 }
 
 int
+note_chip_issuers(struct chipcmd *cc, uint8_t (*ret)[ML_P256_PUB_LEN],
+    size_t *ret_n)
+{
+	uint8_t buf[1 + NOTE_MAX_ISSUERS * ML_P256_PUB_LEN];
+	size_t n, i;
+	int r;
+
+	ML_TRY(chipcmd_ok(cc, CLA_ISO, INS_GET_DATA, GD_NOTE_ISSUERS, 0, NULL,
+	    0, 256, buf, sizeof(buf), &n));
+	ML_ENSURE(n >= 1 && buf[0] <= NOTE_MAX_ISSUERS &&
+	    n == 1 + (size_t)buf[0] * ML_P256_PUB_LEN, ML_ERR_FORMAT);
+	for (i = 0; i < buf[0]; i++) {
+		memcpy(ret[i], buf + 1 + i * ML_P256_PUB_LEN, ML_P256_PUB_LEN);
+	}
+	*ret_n = buf[0];
+	r = 0;
+out:
+	return r;
+}
+
+int
+note_chip_change_issuer(struct chipcmd *cc, const struct key *by,
+    const char *so_pin, const char *chip_serial, uint8_t op,
+    const uint8_t pub[static ML_P256_PUB_LEN])
+{
+	uint8_t chal[NOTE_CHALLENGE_LEN], sig[ML_P256_SIG_LEN], dg[ML_SHA256_LEN];
+	uint8_t msg[64 + NOTE_CHALLENGE_LEN + CHIP_SERIAL_LEN + 1 +
+	    ML_P256_PUB_LEN], cmd[ML_P256_PUB_LEN + ML_P256_SIG_LEN];
+	struct ml_wr m = ML_WR_FIXED(msg, sizeof(msg));
+	struct ml_wr w = ML_WR_FIXED(cmd, sizeof(cmd));
+	size_t len;
+	int r;
+
+	ML_TRY(ml_wr_bytes(&w, pub, ML_P256_PUB_LEN));
+	if (by == NULL) {
+		ML_TRY(chipcmd_ok(cc, CLA_ISO, INS_VERIFY, 0, PIN_SO, so_pin,
+		    strlen(so_pin), 0, NULL, 0, NULL));
+	} else {
+		ML_TRY(chipcmd_ok(cc, CLA_ISO, INS_GET_CHALLENGE, 0, 0, NULL, 0,
+		    NOTE_CHALLENGE_LEN, chal, sizeof(chal), &len));
+		ML_ENSURE(len == NOTE_CHALLENGE_LEN, ML_ERR_FORMAT);
+		ML_TRY(note_msg_issuer(&m, chal, chip_serial, op, pub));
+		ML_TRY(ml_sha256(m.p, m.len, dg));
+		ML_TRY(key_sign(by, dg, sig));
+		ML_TRY(ml_wr_bytes(&w, sig, sizeof(sig)));
+	}
+	ML_TRY(chipcmd_ok(cc, CLA_PROP, INS_CHANGE_ISSUER, op, 0, w.p, w.len,
+	    0, NULL, 0, NULL));
+	r = 0;
+out:
+	return r;
+}
+
+int
 note_chip_write(struct chipcmd *cc, const uint8_t *feature, size_t n)
 {
 	return chipcmd_ok(cc, CLA_PROP, INS_WRITE_FEATURE, 0, 0, feature, n, 0,

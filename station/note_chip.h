@@ -47,6 +47,24 @@ ML_MUST_CHECK int note_chip_perso(struct chipcmd *cc, const char *so_pin,
  * WRITE.  Returns 0 with the chip's answer in *ret_sw (9000 confirm-write,
  * 6982 reject-write), or a transport/signing error.
  */
+/*
+ * BN-4: the chip's installed issuer keys (GET DATA 04), at most
+ * NOTE_MAX_ISSUERS, in install order.
+ */
+ML_MUST_CHECK int note_chip_issuers(struct chipcmd *cc,
+    uint8_t (*ret)[ML_P256_PUB_LEN], size_t *ret_n);
+/*
+ * BN-4: CHANGE ISSUER op (ISSUER_ADD / ISSUER_RETIRE) of pub, authorised
+ * by the current issuer key `by` (GET CHALLENGE, signature over
+ * note_msg_issuer()), or by the SO PIN when by is NULL (VERIFY SO first).
+ * 0, or the chip's refusal as ML_ERR_* (ML_ERR_AUTH: the key is not a
+ * current one; ML_ERR_STATE: written, or already installed, or the last
+ * key; ML_ERR_NOT_FOUND: not installed).
+ */
+ML_MUST_CHECK int note_chip_change_issuer(struct chipcmd *cc,
+    const struct key *by, const char *so_pin, const char *chip_serial,
+    uint8_t op, const uint8_t pub[static ML_P256_PUB_LEN]);
+
 ML_MUST_CHECK int note_chip_authorize(struct chipcmd *cc,
     const struct key *issuer, const char *chip_serial,
     const uint8_t *feature, size_t n, uint16_t *ret_sw);

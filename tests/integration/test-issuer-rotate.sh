@@ -6,13 +6,15 @@
 #      handshake; no restart (one server pid throughout);
 #   2. issuer-key rotation: chips personalised with the old issuer key get
 #      the new one added and the old one retired (mintline-station
-#      rotate-issuer, authorised by the old key's signature); the server's
-#      note-issuers changes to the new key on SIGHUP (audit rows
-#      issuer-add / issuer-retire);
-#   3. the old key can no longer write: the chip refuses its authorisation
-#      (reject-write, chip left blank) and the server refuses its uploads;
-#      the new key writes; the note written under the old key before the
-#      rotation still verifies GENUINE, online and offline.
+#      rotate-issuer, authorised by the old key's signature, or the SO
+#      PIN; again: unchanged; a written note: never changed; a key not on
+#      the chip: refused); the server's note-issuers changes to the new key
+#      on SIGHUP (audit rows issuer-add / issuer-retire);
+#   3. the old key can no longer write: a rotated chip refuses its
+#      authorisation (reject-write, chip left blank), and the server
+#      refuses its upload from a chip that was not rotated; the new key
+#      writes; the note written under the old key before the rotation
+#      still verifies GENUINE, online and offline.
 # Exit 77 (skipped) without SoftHSM2 / OpenSC / sqlite3.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -41,7 +43,7 @@ ne_keys || { echo "key ceremony failed"; exit 1; }
 # the new issuer key, in a token of its own
 ne_token mintline-issuer2 issuer --usage-sign
 M="module-path=$NE_MODULE"
-OLD_PUB=$NE_ISSUER_PUB
+OLD_PUB=$NE_ISSUER_PEM
 OLD_KEY=$NE_ISSUER_KEY
 # on SIGHUP a new issuer key is a PEM file (the monitor reads pkcs11:
 # public keys at start-up only)
@@ -109,17 +111,37 @@ check "$(count 'channel ok after hold: 3' "$W/held.out")" 1 "... 3 pings after t
 kill -0 "$SRV_PID" 2>/dev/null && ok "no restart: the same server process" || bad "server gone"
 
 # ---- 2. rotation: a note under the old key first, then the chips ----
-ne_chips 4 0 "$W/chips" || exit 1
-ne_provision "$W/chips" --issuer-pub "$NEW_PUB" >/dev/null 2>&1
-check $? 0 "4 chips personalised with the old and the new issuer key, enrolled"
-mkdir -p "$W/a" "$W/b" "$W/c"
-mv "$W/chips/NOTE000000000000.chip"* "$W/a/"
-mv "$W/chips/NOTE000000000001.chip"* "$W/b/"
-mv "$W/chips/NOTE000000000002.chip"* "$W/c/"
+ne_chips 5 0 "$W/chips" || exit 1
+ne_provision "$W/chips" >/dev/null 2>&1
+check $? 0 "5 chips personalised with the old issuer key and enrolled"
+for x in a b c d e; do mkdir -p "$W/$x"; done
+mv "$W/chips/NOTE000000000000.chip"* "$W/a/"	# written under the old key
+mv "$W/chips/NOTE000000000001.chip"* "$W/b/"	# rotated: old key refused
+mv "$W/chips/NOTE000000000002.chip"* "$W/b/"	# rotated: new key writes
+mv "$W/chips/NOTE000000000003.chip"* "$W/d/"	# rotated with the SO PIN
+mv "$W/chips/NOTE000000000004.chip"* "$W/e/"	# not rotated
 ne_batch 1 OA >"$W/oa.csv"
 ne_issue --chips "$W/a" --journal "$W/j-a.db" --batch "$W/oa.csv" --json \
     --no-progress >"$W/oa.jsonl" 2>"$W/oa.err"
 check $? 0 "old key: a note issued before the rotation"
+
+rot() { "$NE_STATION" rotate-issuer --line "$NE_LINE" --json "$@"; }
+rot --chips "$W/b" --add "$NEW_PUB" --retire "$OLD_PUB" --issuer-key "$OLD_KEY" \
+    >"$W/rb.jsonl" 2>"$W/rb.err"
+check $? 0 "rotate-issuer (authorised by the old key): exit 0"
+check "$(count '"result":"rotated","added":1,"retired":1' "$W/rb.jsonl")" 2 "... 2 chips: new key added, old key retired"
+rot --chips "$W/b" --add "$NEW_PUB" --retire "$OLD_PUB" --issuer-key "$OLD_KEY" \
+    >"$W/rb2.jsonl" 2>/dev/null
+check "$(count '"result":"unchanged"' "$W/rb2.jsonl")" 2 "again: unchanged (idempotent)"
+rot --chips "$W/a" --add "$NEW_PUB" --issuer-key "$OLD_KEY" >"$W/ra.jsonl" 2>/dev/null
+check "$(count '"result":"written"' "$W/ra.jsonl")" 1 "a written note is never changed"
+rot --chips "$W/d" --add "$NEW_PUB" --retire "$OLD_PUB" --issuer-key "$NEW_KEY" \
+    >"$W/rd.jsonl" 2>/dev/null
+check $? 2 "a key not installed on the chip cannot rotate it (exit 2)"
+check "$(count '"result":"refused"' "$W/rd.jsonl")" 1 "... reported refused"
+rot --chips "$W/d" --add "$NEW_PUB" --retire "$OLD_PUB" \
+    --so-pin-source "file:$NE_SOPIN" >"$W/rd2.jsonl" 2>/dev/null
+check $? 0 "rotate-issuer with the SO PIN: exit 0"
 
 conf "$NEW_PUB"
 hup
@@ -130,28 +152,42 @@ check "$(sqlite3 "$NE_DB" "select count(*) from audit where action = 'issuer-add
 check "$(sqlite3 "$NE_DB" "select count(*) from audit where action = 'issuer-retire' and subject_kind = 'issuer'")" 1 "audit: one issuer-retire row"
 
 # ---- 3. the old key cannot write; the new one can; old notes verify ----
+written() {	# chips of DIR with a note written (offline desk)
+	"$NE_STATION" verify --line "$NE_LINE" --offline --chips "$1" --issuer-pub "$OLD_PUB" \
+	    --json 2>/dev/null | grep -vc '"verdict":"BLANK"'
+}
+mkdir -p "$W/b1" "$W/b2"
+mv "$W/b/NOTE000000000001.chip"* "$W/b1/"; mv "$W/b/NOTE000000000002.chip"* "$W/b2/"
 ne_batch 1 OB >"$W/ob.csv"
-"$NE_STATION" issue --line "$NE_LINE" --chips "$W/b" --issuer-key "$OLD_KEY" \
+"$NE_STATION" issue --line "$NE_LINE" --chips "$W/b1" --issuer-key "$OLD_KEY" \
     --feature-key "$NE_FKEY" "${NE_CONN[@]}" --journal "$W/j-b.db" \
     --batch "$W/ob.csv" --json --no-progress >"$W/ob.jsonl" 2>"$W/ob.err"
-[ $? != 0 ] && ok "retired key: issue fails" || bad "retired key: issue succeeded"
-check "$(sqlite3 "$NE_DB" "select count(*) from note where note_id like 'OB%'")" 0 "retired key: no note registered"
-grep -q 'upload refused: chip NOTE000000000001: writer not authorised' "$W/server.log" &&
-    ok "server: upload signed by the retired key refused" ||
+[ $? != 0 ] && ok "retired key on a rotated chip: issue fails" || bad "retired key: issue succeeded"
+check "$(count '"result":"reject_write"' "$W/ob.jsonl")" 1 "... the chip rejects the write (reject-write)"
+check "$(written "$W/b1")" 0 "... and stays blank"
+ne_batch 1 OE >"$W/oe.csv"
+"$NE_STATION" issue --line "$NE_LINE" --chips "$W/e" --issuer-key "$OLD_KEY" \
+    --feature-key "$NE_FKEY" "${NE_CONN[@]}" --journal "$W/j-e.db" \
+    --batch "$W/oe.csv" --json --no-progress >"$W/oe.jsonl" 2>"$W/oe.err"
+[ $? != 0 ] && ok "retired key on a chip not rotated: issue fails" || bad "retired key: issue succeeded"
+grep -q 'upload refused: chip NOTE000000000004: writer not authorised' "$W/server.log" &&
+    ok "... the server refuses the upload signed by the retired key" ||
     bad "server: no refusal for the retired key"
-ne_batch 1 NC >"$W/nc.csv"
-"$NE_STATION" issue --line "$NE_LINE" --chips "$W/c" --issuer-key "$NEW_KEY" \
+check "$(sqlite3 "$NE_DB" "select count(*) from note where note_id like 'OB%' or note_id like 'OE%'")" 0 "retired key: no note registered"
+ne_batch 2 NC >"$W/nc.csv"
+mv "$W/d/"* "$W/b2/"
+"$NE_STATION" issue --line "$NE_LINE" --chips "$W/b2" --issuer-key "$NEW_KEY" \
     --feature-key "$NE_FKEY" "${NE_CONN[@]}" --journal "$W/j-c.db" \
     --batch "$W/nc.csv" --json --no-progress >"$W/nc.jsonl" 2>"$W/nc.err"
-check $? 0 "new key: a note issued after the rotation"
+check $? 0 "new key: 2 notes issued after the rotation (key and SO rotated chips)"
 ne_verify_online --chips "$W/a" --json >"$W/va.jsonl" 2>/dev/null
 check "$(count '"verdict":"GENUINE"' "$W/va.jsonl")" 1 "the note written under the retired key: GENUINE online"
 "$NE_STATION" verify --line "$NE_LINE" --issuer-pub "$OLD_PUB" --issuer-pub "$NEW_PUB" \
     --offline --chips "$W/a" --json >"$W/va2.jsonl" 2>/dev/null
 check "$(count '"verdict":"GENUINE"' "$W/va2.jsonl")" 1 "... and offline (old and new key listed)"
 "$NE_STATION" verify --line "$NE_LINE" --issuer-pub "$OLD_PUB" --issuer-pub "$NEW_PUB" \
-    "${NE_CONN[@]}" --chips "$W/c" --json >"$W/vc.jsonl" 2>/dev/null
-check "$(count '"verdict":"GENUINE"' "$W/vc.jsonl")" 1 "the note written under the new key: GENUINE online"
+    "${NE_CONN[@]}" --chips "$W/b2" --json >"$W/vc.jsonl" 2>/dev/null
+check "$(count '"verdict":"GENUINE"' "$W/vc.jsonl")" 2 "the notes written under the new key: GENUINE online"
 kill -0 "$SRV_PID" 2>/dev/null && ok "still the same server process" || bad "server gone"
 
 [ $fail = 0 ] || { echo "--- server.log"; tail -40 "$W/server.log"; }
