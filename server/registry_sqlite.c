@@ -34,9 +34,10 @@
 #include "ml_log.h"
 #include "registry.h"
 
-/* A registration waiting for the group commit. */
+/* A registration or an audit row waiting for the group commit. */
 struct sq_req {
 	const struct note_reg	*nr;
+	struct reg_audit	*audit;		/* when nr is NULL */
 	uint64_t		 reg_id;
 	int			 r;
 	bool			 done;
@@ -648,7 +649,8 @@ commit_group(struct reg_sqlite *s, struct sq_req *g)
 		if ((r = db_exec(s->db, "SAVEPOINT one")) != 0) {
 			break;
 		}
-		q->r = register_one(s, q->nr, &q->reg_id);
+		q->r = q->nr != NULL ? register_one(s, q->nr, &q->reg_id) :
+		    audit_put_locked(s, q->audit);
 		if (sqlite3_get_autocommit(s->db)) {
 			/* SQLite rolled the whole transaction back itself (a
 			 * full disk, an I/O error): nothing to undo, nothing
@@ -673,20 +675,20 @@ commit_group(struct reg_sqlite *s, struct sq_req *g)
 	pthread_mutex_unlock(&s->mu);
 }
 
-static int
-sq_note_register(struct reg *rg, const struct note_reg *nr,
-    uint64_t *ret_reg_id)
+/*
+ * Queue me and wait until a group holding it is committed: the first
+ * waiter leads, the others' requests ride in its transaction (one fsync
+ * for all).  me->r is the request's result.
+ */
+static void
+group_run(struct reg_sqlite *s, struct sq_req *me)
 {
-	struct reg_sqlite *s = (struct reg_sqlite *)rg;
-	struct sq_req me = { .nr = nr }, *g, *q, *next;
+	struct sq_req *g, *q, *next;
 
-	if (nr == NULL || nr->feature_len > NOTE_DB_FEATURE_MAX) {
-		return ML_ERR_ARG;
-	}
 	pthread_mutex_lock(&s->qmu);
-	*s->qtail = &me;
-	s->qtail = &me.next;
-	while (!me.done) {
+	*s->qtail = me;
+	s->qtail = &me->next;
+	while (!me->done) {
 		if (s->committing) {
 			pthread_cond_wait(&s->qcv, &s->qmu);
 			continue;
@@ -707,6 +709,19 @@ sq_note_register(struct reg *rg, const struct note_reg *nr,
 		pthread_cond_broadcast(&s->qcv);
 	}
 	pthread_mutex_unlock(&s->qmu);
+}
+
+static int
+sq_note_register(struct reg *rg, const struct note_reg *nr,
+    uint64_t *ret_reg_id)
+{
+	struct reg_sqlite *s = (struct reg_sqlite *)rg;
+	struct sq_req me = { .nr = nr };
+
+	if (nr == NULL || nr->feature_len > NOTE_DB_FEATURE_MAX) {
+		return ML_ERR_ARG;
+	}
+	group_run(s, &me);
 	if (me.r == REG_NOTE_NEW || me.r == REG_NOTE_AGAIN) {
 		*ret_reg_id = me.reg_id;
 	}
@@ -930,27 +945,23 @@ audit_put_locked(struct reg_sqlite *s, struct reg_audit *a)
 	return r;
 }
 
-/* One row in its own write transaction. */
+/*
+ * One row through the group commit: concurrent appends (desk checks,
+ * refusals, ID reads on several workers) and registrations share one
+ * transaction and one fsync.
+ */
 static int
 sq_audit_append(struct reg *rg, struct reg_audit *io)
 {
 	struct reg_sqlite *s = (struct reg_sqlite *)rg;
 	struct reg_audit a = *io;
-	int r;
+	struct sq_req me = { .audit = &a };
 
-	pthread_mutex_lock(&s->mu);
-	if ((r = db_exec(s->db, "BEGIN IMMEDIATE")) != 0) {
-		goto out;
+	group_run(s, &me);
+	if (me.r == 0) {
+		*io = a;
 	}
-	if ((r = audit_put_locked(s, &a)) != 0 ||
-	    (r = db_exec(s->db, "COMMIT")) != 0) {
-		db_rollback(s->db);
-		goto out;
-	}
-	*io = a;
-out:
-	pthread_mutex_unlock(&s->mu);
-	return r;
+	return me.r;
 }
 
 /* Copy column i (text) into a fixed field; over-long text is cut there and

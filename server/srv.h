@@ -100,6 +100,14 @@ ML_MUST_CHECK int srv_audit_time(const char *s, int64_t *ret);
  * verify the chain check's verdict. */
 ML_MUST_CHECK int srv_audit_run(struct reg *reg,
     const struct reg_audit_filter *f, bool json, bool verify, FILE *out);
+/*
+ * One audit row (action "revoke", subject kind "certificate", subject the
+ * certificate number as handshakes name it, detail the CRL and the
+ * revocation time) for each certificate of the CRL at crl_path that has
+ * none yet; *ret_new says how many were written (OP-5, ID-5).
+ */
+ML_MUST_CHECK int srv_audit_crl(struct reg *reg, const char *crl_path,
+    unsigned *ret_new);
 
 /* Latency histogram: upper bounds in microseconds, plus +Inf. */
 #define SRV_HIST_BUCKETS	12

@@ -659,6 +659,7 @@ sweep_timeouts(struct net *n)
 static void
 srv_reload_crl(struct srv *s)
 {
+	unsigned n = 0;
 	int r;
 
 	if (s->o.crl[0] == '\0') {
@@ -669,6 +670,15 @@ srv_reload_crl(struct srv *s)
 		ml_err("SIGHUP: CRL not reloaded (%s); the old one stays",
 		    ml_errmsg(r));
 		return;
+	}
+	/* OP-5: each revocation seen for the first time is an audit row,
+	 * written before the reload is logged as done */
+	if (s->reg != NULL && (r = srv_audit_crl(s->reg, s->o.crl, &n)) != 0) {
+		ml_err("SIGHUP: revocations of CRL %s not in the audit trail: "
+		    "%s", s->o.crl, ml_errmsg(r));
+	} else if (n > 0) {
+		ml_log(ML_LOG_WARN, "SIGHUP: %u revoked certificate(s) new in "
+		    "the audit trail", n);
 	}
 	ml_log(ML_LOG_WARN, "SIGHUP: CRL %s reloaded", s->o.crl);
 }
