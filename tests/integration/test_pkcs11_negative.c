@@ -1092,7 +1092,8 @@ test_logging(void)
 /*
  * C_Finalize while other threads are inside the module (OP-3): 8 threads
  * sign, find objects and open/close sessions while the main thread
- * finalizes and re-initializes, P11NEG_STRESS_ROUNDS times (200).  Every
+ * finalizes and re-initializes, P11NEG_STRESS_ROUNDS times (200), after
+ * 1..3 times P11NEG_STRESS_MS (1) milliseconds each.  Every
  * call answers a CKR the spec allows for a module that went away under
  * it; nothing crashes (ASan), nothing hangs (the test's timeout), and the
  * lock order is one helgrind/DRD accept.
@@ -1214,7 +1215,9 @@ static void
 test_stress(CK_SLOT_ID slot)
 {
 	const char *env = getenv("P11NEG_STRESS_ROUNDS");
+	const char *ms = getenv("P11NEG_STRESS_MS");	/* slower under valgrind */
 	int rounds = env != NULL ? atoi(env) : 200, i;
+	long base = ms != NULL ? atol(ms) : 1;
 	struct stress t[8];
 	pthread_t th[8];
 	unsigned kind_ok[3] = { 0, 0, 0 };
@@ -1247,7 +1250,8 @@ test_stress(CK_SLOT_ID slot)
 		}
 	}
 	for (i = 0; i < rounds; i++) {
-		struct timespec ts = { 0, (long)(1 + i % 3) * 1000 * 1000 };
+		long pause = base * (1 + i % 3);
+		struct timespec ts = { pause / 1000, pause % 1000 * 1000000 };
 
 		nanosleep(&ts, NULL);
 		EXPECT(f->C_Finalize(NULL), CKR_OK);
