@@ -7,6 +7,7 @@
  * Also the chip side of token objects (read, write, create).  The calls
  * that create, copy and find objects are in object_ops.c.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -583,6 +584,59 @@ load_feature(struct p11m_slot *sl)
 }
 
 /*
+ * A note's installed issuer keys (GET DATA 04) as read-only public key
+ * objects labelled "issuer 0", "issuer 1", ... with CKA_ID the index (the
+ * one a written record names), so that pkcs11-tool -O shows which keys may
+ * authorise the note's write (BN-4); CHANGE ISSUER (mintline-station
+ * rotate-issuer) changes them, and the store's change counter reloads them.
+ */
+static CK_RV
+load_issuers(struct p11m_slot *sl)
+{
+	uint8_t buf[1 + NOTE_MAX_ISSUERS * ML_P256_PUB_LEN], id;
+	char label[16];
+	struct p11m_obj *o = NULL;
+	size_t n = 0, i;
+	CK_RV rv;
+
+	rv = p11m_chip_cmd(sl, P11M_CTX_DEFAULT, CLA_ISO, INS_GET_DATA,
+	    GD_NOTE_ISSUERS, 0, NULL, 0, 256, buf, sizeof(buf), &n);
+	if (rv != CKR_OK) {
+		return rv;
+	}
+	if (n < 1 || buf[0] > NOTE_MAX_ISSUERS ||
+	    n != 1 + (size_t)buf[0] * ML_P256_PUB_LEN) {
+		return CKR_DEVICE_ERROR;
+	}
+	for (i = 0; i < buf[0]; i++) {
+		if ((rv = p11m_obj_from_chip(0, OBJ_CLASS_PUBKEY, 0, NULL, 0,
+		    buf + 1 + i * ML_P256_PUB_LEN, &o)) != CKR_OK) {
+			return rv;
+		}
+		o->vendor = P11M_VOBJ_ISSUER;
+		id = (uint8_t)i;
+		snprintf(label, sizeof(label), "issuer %zu", i);
+		if ((rv = p11m_attrs_set(&o->a, CKA_LABEL, label,
+		    strlen(label))) != CKR_OK ||
+		    (rv = p11m_attrs_set(&o->a, CKA_ID, &id, 1)) != CKR_OK ||
+		    (rv = p11m_attrs_set_bool(&o->a, CKA_LOCAL, false)) !=
+		    CKR_OK ||
+		    (rv = p11m_attrs_set_bool(&o->a, CKA_MODIFIABLE, false)) !=
+		    CKR_OK ||
+		    (rv = p11m_attrs_set_bool(&o->a, CKA_DESTROYABLE, false)) !=
+		    CKR_OK ||
+		    (rv = p11m_attrs_set_bool(&o->a, CKA_COPYABLE, false)) !=
+		    CKR_OK ||
+		    (rv = p11m_objset_add(sl, o)) != CKR_OK) {
+			p11m_obj_free(o);
+			return rv;
+		}
+		o = NULL;
+	}
+	return CKR_OK;
+}
+
+/*
  * A note's chip authentication private key, shown without a login: the
  * chip answers INTERNAL AUTHENTICATE without one (a verification desk has
  * no PIN), so the object a desk needs for CKM_MINTLINE_INTERNAL_AUTH is
@@ -687,6 +741,9 @@ p11m_objset_load(struct p11m_slot *sl)
 	}
 	if (sl->kind == CHIP_KIND_NOTE && (sl->state & INFO_F_WRITTEN) &&
 	    (rv = load_feature(sl)) != CKR_OK) {
+		goto out;
+	}
+	if (sl->kind == CHIP_KIND_NOTE && (rv = load_issuers(sl)) != CKR_OK) {
 		goto out;
 	}
 	os->loaded = true;

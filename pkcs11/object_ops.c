@@ -222,7 +222,8 @@ obj_add(struct p11m_session *s, struct p11m_obj *o,
  * leaves *ret_rv alone) for every other object.  The SO must be logged in
  * on a R/W session; once the note is locked these are CKR_ACTION_PROHIBITED.
  * On success the object stays in the module's cache as a session object of
- * s (CKA_TOKEN false): the chip cannot list installed keys back.
+ * s (CKA_TOKEN false); an installed issuer key is listed back from the
+ * chip as the token object "issuer N" (GET DATA 04, object.c).
  */
 #define NOTE_LOCK_APP	"mintline-lock"
 

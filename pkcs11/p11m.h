@@ -192,6 +192,7 @@ enum {
 	P11M_VOBJ_NONE = 0,
 	P11M_VOBJ_FEATURE,	/* note: READ FEATURE as a CKO_DATA object */
 	P11M_VOBJ_CHIPPUB,	/* note: GET DATA 02 as a CKO_PUBLIC_KEY */
+	P11M_VOBJ_ISSUER,	/* note: GET DATA 04, one CKO_PUBLIC_KEY each */
 };
 
 #define P11M_NBUCKETS	1024

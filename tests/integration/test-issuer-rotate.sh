@@ -133,6 +133,20 @@ check "$(count '"result":"rotated","added":1,"retired":1' "$W/rb.jsonl")" 2 "...
 rot --chips "$W/b" --add "$NEW_PUB" --retire "$OLD_PUB" --issuer-key "$OLD_KEY" \
     >"$W/rb2.jsonl" 2>/dev/null
 check "$(count '"result":"unchanged"' "$W/rb2.jsonl")" 2 "again: unchanged (idempotent)"
+# pkcs11-tool -O lists a chip's issuer keys (GET DATA 04): the new one only
+hexpt() { tail -c 65 "$1" | od -An -tx1 | tr -d ' \n'; }
+{
+	mkdir -p "$W/p11line"; echo 1 >"$W/p11line/positions"
+	ln -sfn "$W/b/NOTE000000000001.chip" "$W/p11line/pos-00"
+	echo "transport inproc:$W/p11line" >"$W/p11.conf"
+	MINTLINE_PKCS11_CONF=$W/p11.conf pkcs11-tool --module "$B/pkcs11/mintline-pkcs11.so" \
+	    --slot-index 0 -O >"$W/p11.out" 2>&1
+	check "$(grep -c 'label: *issuer' "$W/p11.out")" 1 "pkcs11-tool -O: one issuer key on the rotated chip"
+	pkcs11-tool --module "$NE_MODULE" --token-label mintline-station --read-object \
+	    --type pubkey --label issuer -o "$W/issuer1.der" >/dev/null 2>&1
+	grep -q "$(hexpt "$W/issuer2.der")" "$W/p11.out" && ! grep -q "$(hexpt "$W/issuer1.der")" "$W/p11.out" &&
+	    ok "... the new key, not the old" || bad "pkcs11-tool -O: wrong issuer key listed"
+}
 rot --chips "$W/a" --add "$NEW_PUB" --issuer-key "$OLD_KEY" >"$W/ra.jsonl" 2>/dev/null
 check "$(count '"result":"written"' "$W/ra.jsonl")" 1 "a written note is never changed"
 rot --chips "$W/d" --add "$NEW_PUB" --retire "$OLD_PUB" --issuer-key "$NEW_KEY" \
