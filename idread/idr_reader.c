@@ -27,6 +27,10 @@ struct idr_reader {
 	struct chiplink		*link;
 	struct idr_reader_cfg	 cfg;
 	struct chipcmd		 rc;		/* the reader secure chip */
+	/* The user PIN of rc's login, kept (wiped at close) so that
+	 * chipcmd_send() can log in again after another PC/SC client reset
+	 * the shared reader chip (OP-3). */
+	uint8_t			 pin[PIN_MAX_LEN];
 
 	/* the card now in the field, as pre-read (ID-6) */
 	uint64_t		 card_gen;	/* 0: none */
@@ -125,11 +129,17 @@ idr_reader_open(struct chiplink *l, const struct idr_reader_cfg *cfg,
 		    NULL, 0, 0, NULL, 0, NULL));
 	}
 	ML_TRY(verify_pin(&r0->rc, PIN_USER, cfg->pin));
+	if (strlen(cfg->pin) <= sizeof(r0->pin)) {
+		memcpy(r0->pin, cfg->pin, strlen(cfg->pin));
+		r0->rc.pin = r0->pin;
+		r0->rc.pin_len = strlen(cfg->pin);
+		r0->rc.pin_ref = PIN_USER;
+	}
 	*ret = r0;
 	r0 = NULL;
 	r = 0;
 out:
-	free(r0);
+	ml_freezero(r0, sizeof(*r0));
 	return r;
 }
 
