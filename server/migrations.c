@@ -149,6 +149,23 @@ const struct reg_migration reg_migrations[] = {
 	  "FOR EACH ROW EXECUTE FUNCTION audit_append_only();"
 	  "CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit "
 	  "FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();" },
+	/*
+	 * Serial reservations of the issuance pre-check (OP-3): note_id is
+	 * the key, so that every server of a fleet on one database promises
+	 * a serial to one chip (reg_notes_reserve() takes it in one
+	 * INSERT ... ON CONFLICT), and a restart keeps the promises.
+	 */
+	{ 4, "serial reservations",
+	  "CREATE TABLE note_reservation ("
+	  "  note_id     TEXT PRIMARY KEY NOT NULL,"
+	  "  chip_serial TEXT NOT NULL,"
+	  "  station     TEXT NOT NULL DEFAULT '',"
+	  "  expires     INTEGER NOT NULL);",
+	  "CREATE TABLE note_reservation ("
+	  "  note_id     text PRIMARY KEY,"
+	  "  chip_serial text NOT NULL,"
+	  "  station     text NOT NULL DEFAULT '',"
+	  "  expires     bigint NOT NULL);" },
 };
 
 const size_t reg_nmigrations =

@@ -32,7 +32,26 @@ extern const struct reg_migration	 reg_migrations[];
 extern const size_t			 reg_nmigrations;
 
 /* The newest schema version this build knows. */
-#define REG_SCHEMA_VERSION	3
+#define REG_SCHEMA_VERSION	4
+
+/*
+ * Take or renew a serial reservation (reg_notes_reserve()) in one
+ * statement, the same on both back-ends but for the parameter markers
+ * (note_id, chip, station, until, now): the row is written when new, or
+ * when the existing promise ran out, is the same chip's or the same
+ * named station's; otherwise no row changes and the caller answers
+ * "reserved".  Atomic on both: SQLite under its write lock, PostgreSQL
+ * under the conflicting row's lock.
+ */
+#define RESV_PUT_SQL(nid, chip, st, until, now) \
+	"INSERT INTO note_reservation (note_id, chip_serial, station, " \
+	"expires) VALUES (" nid ", " chip ", " st ", " until ") " \
+	"ON CONFLICT (note_id) DO UPDATE SET chip_serial = " \
+	"excluded.chip_serial, station = excluded.station, expires = " \
+	"excluded.expires WHERE note_reservation.expires <= " now " OR " \
+	"note_reservation.chip_serial = excluded.chip_serial OR " \
+	"(excluded.station <> '' AND note_reservation.station = " \
+	"excluded.station)"
 
 /* The advisory lock key that serialises migrations across servers. */
 #define REG_PG_MIGRATION_LOCK	0x6d696e746c696e65LL	/* "mintline" */

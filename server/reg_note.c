@@ -32,17 +32,11 @@
  * a second station asking for the same serial on another chip in that
  * time is told "reserved" and leaves its chip blank.  The promise ends
  * when the note is registered or the time runs out (a station that
- * checked and then died).  In memory: two stations share one server.
+ * checked and then died).  In the registry (note_reservation): every
+ * server on one database keeps the same promises, and a restart keeps
+ * them.
  */
-#define RESERVE_MAX	4096
 #define RESERVE_SECS	600
-
-struct reservation {
-	char		 note_id[NOTE_ID_MAX + 1];
-	char		 chip[NOTE_CHIP_SERIAL_LEN + 1];
-	char		 station[HS_MAX_SERIAL + 1];	/* who asked ("" unknown) */
-	time_t		 until;
-};
 
 struct reg_note {
 	struct reg_note_cfg	 cfg;
@@ -53,7 +47,6 @@ struct reg_note {
 	pthread_rwlock_t	 ik;
 	pthread_mutex_t		 mu;
 	struct reg_note_stats	 st;
-	struct reservation	 resv[RESERVE_MAX];	/* under mu */
 };
 
 int
@@ -304,10 +297,8 @@ handle_enrol(struct reg_note *rn, const struct hs_peer *peer,
 }
 
 /*
- * Reserve note_id for chip (OP-3).  0 when reserved (or already reserved
- * for this chip: the time is renewed), ML_ERR_EXISTS when another chip
- * holds it, ML_ERR_TOO_LARGE when the table is full of live promises.
- * The same station asking for the note on another chip takes the promise
+ * Reserve note_id for chip (OP-3): reg_notes_reserve() says which.  The
+ * same station asking for the note on another chip takes the promise
  * over: its own journal keeps a note it may have written reserved for that
  * chip, so a second ask means the first chip was never written (a station
  * that died between the check and its journal entry).
@@ -316,70 +307,31 @@ static int
 reserve(struct reg_note *rn, const char *note_id, const char *chip,
     const char *station)
 {
-	struct reservation *free_slot = NULL, *e;
-	time_t now = time(NULL);
-	size_t i;
-	int r = ML_ERR_TOO_LARGE;
+	int64_t now = (int64_t)time(NULL);
 
-	pthread_mutex_lock(&rn->mu);
-	for (i = 0; i < RESERVE_MAX; i++) {
-		e = &rn->resv[i];
-		if (e->note_id[0] != '\0' && e->until <= now) {
-			e->note_id[0] = '\0';	/* expired */
-		}
-		if (e->note_id[0] == '\0') {
-			if (free_slot == NULL) {
-				free_slot = e;
-			}
-			continue;
-		}
-		if (strcmp(e->note_id, note_id) == 0) {
-			if (strcmp(e->chip, chip) != 0 && (station[0] == '\0' ||
-			    strcmp(e->station, station) != 0)) {
-				r = ML_ERR_EXISTS;
-				goto out;
-			}
-			free_slot = e;
-			break;
-		}
-	}
-	if (free_slot != NULL) {
-		snprintf(free_slot->note_id, sizeof(free_slot->note_id), "%s",
-		    note_id);
-		memcpy(free_slot->chip, chip, sizeof(free_slot->chip));
-		snprintf(free_slot->station, sizeof(free_slot->station), "%s",
-		    station);
-		free_slot->until = now + RESERVE_SECS;
-		r = 0;
-	}
-out:
-	pthread_mutex_unlock(&rn->mu);
-	return r;
+	return reg_notes_reserve(rn->cfg.reg, note_id, chip, station, now,
+	    now + RESERVE_SECS);
 }
 
-/* The note is registered: its promise is kept. */
+/* The note is registered: its promise is kept (a failure only leaves a
+ * promise that runs out by itself). */
 static void
 reserve_drop(struct reg_note *rn, const char *note_id)
 {
-	size_t i;
-
-	pthread_mutex_lock(&rn->mu);
-	for (i = 0; i < RESERVE_MAX; i++) {
-		if (strcmp(rn->resv[i].note_id, note_id) == 0) {
-			rn->resv[i].note_id[0] = '\0';
-			break;
-		}
+	if (reg_notes_unreserve(rn->cfg.reg, note_id,
+	    (int64_t)time(NULL)) != 0) {
+		ml_debug("note %s: reservation not dropped", note_id);
 	}
-	pthread_mutex_unlock(&rn->mu);
 }
 
 /*
  * Issuance pre-check (OP-3): before the station lets a chip be written,
  * can the server register note_id on this chip?  The chip must be
  * enrolled with the key the station read from it, and the serial free
- * (or already this chip's).  Nothing is written to the registry; the
- * serial is promised to the chip in memory (reserve()).  A registry that
- * does not answer gives no verdict (ML_ERR_IO): the station pauses.
+ * (or already this chip's).  No note is written; the serial is promised
+ * to the chip in the registry's reservations (reserve()), which every
+ * server on the database shares.  A registry that does not answer gives
+ * no verdict (ML_ERR_IO): the station pauses.
  *
  *= REQ OP-3
  *# No note is written unless the server can accept it now (reachable,
@@ -429,25 +381,37 @@ handle_check(struct reg_note *rn, const char *peer, const uint8_t *req,
 	if (!ml_ct_eq(enrolled, ml_rd_ptr(&pub), ML_P256_PUB_LEN)) {
 		return reply(w, NOTE_ST_REJECT, NOTE_R_CHIP_MISMATCH, nid, 0, 0);
 	}
-	r = reg_notes_lookup(rn->cfg.reg, nid, &row);
-	if (NO_VERDICT(r)) {
-		return ML_ERR_IO;
-	}
-	if (r == 0) {
-		return strcmp(row.chip_serial, chip) == 0 ?
-		    reply(w, NOTE_ST_AGAIN, NOTE_R_NONE, nid, row.reg_id, 0) :
-		    reply(w, NOTE_ST_REJECT, NOTE_R_DUP_SERIAL, nid, 0, 0);
-	}
-	if (r != ML_ERR_NOT_FOUND) {
-		return reply(w, NOTE_ST_REJECT, NOTE_R_INTERNAL, nid, 0, 0);
-	}
+	/*
+	 * Promise first, then look: a note registered by another server
+	 * drops its promise only after its row is committed, so a promise
+	 * taken here either was refused or is followed by a lookup that
+	 * sees that row.  Looking first would let the promise of a note
+	 * registered in between be taken again (the chip written, then
+	 * refused at upload).
+	 */
 	r = reserve(rn, nid, chip, peer != NULL ? peer : "");
 	if (r == ML_ERR_EXISTS) {
 		return reply(w, NOTE_ST_REJECT, NOTE_R_RESERVED, nid, 0, 0);
 	}
 	if (r != 0) {
-		ml_warn("pre-check of note %s: reservation table full", nid);
+		ml_warn("pre-check of note %s: reservation not taken: %s", nid,
+		    ml_strerror(r));
 		return ML_ERR_IO;	/* no verdict: the station waits */
+	}
+	r = reg_notes_lookup(rn->cfg.reg, nid, &row);
+	if (NO_VERDICT(r)) {
+		return ML_ERR_IO;
+	}
+	if (r == 0) {
+		reserve_drop(rn, nid);	/* registered: nothing to promise */
+		if (strcmp(row.chip_serial, chip) == 0) {
+			return reply(w, NOTE_ST_AGAIN, NOTE_R_NONE, nid,
+			    row.reg_id, 0);
+		}
+		return reply(w, NOTE_ST_REJECT, NOTE_R_DUP_SERIAL, nid, 0, 0);
+	}
+	if (r != ML_ERR_NOT_FOUND) {
+		return reply(w, NOTE_ST_REJECT, NOTE_R_INTERNAL, nid, 0, 0);
 	}
 	return reply(w, NOTE_ST_OK, NOTE_R_NONE, nid, 0, 0);
 }

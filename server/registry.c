@@ -124,6 +124,20 @@ reg_notes_count(struct reg *r, uint64_t *ret_n)
 }
 
 int
+reg_notes_reserve(struct reg *r, const char *note_id, const char *chip_serial,
+    const char *station, int64_t now, int64_t until)
+{
+	return REG_CALL(r, note_reserve, note_id, chip_serial, station, now,
+	    until);
+}
+
+int
+reg_notes_unreserve(struct reg *r, const char *note_id, int64_t now)
+{
+	return REG_CALL(r, note_unreserve, note_id, now);
+}
+
+int
 reg_notes_import(struct reg *r, const char *sqlite_path,
     struct reg_import_counts *ret)
 {

@@ -7,6 +7,7 @@
  *		handshakes, refusals (ID-3)
  *   chips	enrolled note-chip keys (BN-7)
  *   notes	registered notes, flags and refusal counts (BN-7, BN-8)
+ *   note_reservation	serials promised to a chip by a pre-check (OP-3)
  *
  * Back-ends implement struct reg_ops: SQLite (registry_sqlite.c, one file)
  * and PostgreSQL (registry_pg.c, one database shared by a fleet).  Both
@@ -182,6 +183,11 @@ struct reg_ops {
 	int		(*note_count)(struct reg *r, uint64_t *ret_n);
 	int		(*note_import)(struct reg *r, const char *sqlite_path,
 			    struct reg_import_counts *ret);
+	int		(*note_reserve)(struct reg *r, const char *note_id,
+			    const char *chip_serial, const char *station,
+			    int64_t now, int64_t until);
+	int		(*note_unreserve)(struct reg *r, const char *note_id,
+			    int64_t now);
 	/* the audit trail */
 	int		(*audit_append)(struct reg *r, struct reg_audit *io);
 	int		(*audit_list)(struct reg *r,
@@ -262,6 +268,20 @@ ML_MUST_CHECK int reg_notes_count(struct reg *r, uint64_t *ret_n);
  */
 ML_MUST_CHECK int reg_notes_import(struct reg *r, const char *sqlite_path,
     struct reg_import_counts *ret);
+
+/*
+ * Promise note_id to chip_serial until `until` (unix seconds), in one
+ * atomic statement (OP-3): 0 when taken, or renewed because the promise
+ * had run out (expires <= now), is this chip's, or is the same non-empty
+ * station's (it asks again for another chip: the first was never
+ * written); ML_ERR_EXISTS when another chip holds a live promise.  Every
+ * server on one database sees the same promises.
+ */
+ML_MUST_CHECK int reg_notes_reserve(struct reg *r, const char *note_id,
+    const char *chip_serial, const char *station, int64_t now, int64_t until);
+/* The note is registered: drop its promise, and every one run out by now. */
+ML_MUST_CHECK int reg_notes_unreserve(struct reg *r, const char *note_id,
+    int64_t now);
 
 ML_MUST_CHECK int reg_schema_version(struct reg *r, int *ret_version);
 

@@ -1527,6 +1527,66 @@ pg_close(struct reg *rg)
 	free(p);
 }
 
+/* ---------------------------------------------------------------- reservations */
+
+struct a_resv {
+	const char	*note_id, *chip, *station;
+	int64_t		 now, until;
+};
+
+static int
+op_reserve(struct pg_slot *s, void *arg, bool *lost)
+{
+	struct a_resv *a = arg;
+	struct pg_params pp = { 0 };
+	PGresult *res = NULL;
+	int r;
+
+	par_text(&pp, a->note_id);
+	par_text(&pp, a->chip);
+	par_text(&pp, a->station);
+	par_int(&pp, a->until);
+	par_int(&pp, a->now);
+	if ((r = outcome_err(pg_run(s, RESV_PUT_SQL("$1", "$2", "$3", "$4",
+	    "$5"), &pp, &res), lost)) != 0) {
+		return r;
+	}
+	/* no row: the conflict's WHERE kept another chip's promise */
+	r = strcmp(PQcmdTuples(res), "1") == 0 ? 0 : ML_ERR_EXISTS;
+	PQclear(res);
+	return r;
+}
+
+static int
+pg_note_reserve(struct reg *rg, const char *note_id, const char *chip,
+    const char *station, int64_t now, int64_t until)
+{
+	struct a_resv a = { note_id, chip, station, now, until };
+
+	/* idempotent: a retry after a lost connection renews this chip's */
+	return pg_do((struct reg_pg *)rg, op_reserve, &a, true);
+}
+
+static int
+op_unreserve(struct pg_slot *s, void *arg, bool *lost)
+{
+	struct a_resv *a = arg;
+	struct pg_params pp = { 0 };
+
+	par_text(&pp, a->note_id);
+	par_int(&pp, a->now);
+	return pg_cmd(s, "DELETE FROM note_reservation WHERE note_id = $1 "
+	    "OR expires <= $2", &pp, lost);
+}
+
+static int
+pg_note_unreserve(struct reg *rg, const char *note_id, int64_t now)
+{
+	struct a_resv a = { .note_id = note_id, .now = now };
+
+	return pg_do((struct reg_pg *)rg, op_unreserve, &a, true);
+}
+
 static const struct reg_ops reg_pg_ops = {
 	.name = "postgresql",
 	.close = pg_close,
@@ -1545,6 +1605,8 @@ static const struct reg_ops reg_pg_ops = {
 	.note_count_reject = pg_note_count_reject,
 	.note_count = pg_note_count,
 	.note_import = pg_note_import,
+	.note_reserve = pg_note_reserve,
+	.note_unreserve = pg_note_unreserve,
 	.audit_append = pg_audit_append,
 	.audit_list = pg_audit_list,
 	.schema_version = pg_schema_version,

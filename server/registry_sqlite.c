@@ -54,7 +54,7 @@ struct reg_sqlite {
 	sqlite3		*db;
 	sqlite3_stmt	*enrol_get, *enrol_put, *note_by_id, *note_by_chip,
 			*note_put, *flag_put, *flag_get, *reject_put, *count,
-			*ev_put, *audit_last, *audit_put;
+			*ev_put, *audit_last, *audit_put, *resv_put, *resv_del;
 };
 
 /*
@@ -215,6 +215,8 @@ sq_close(struct reg *r)
 	sqlite3_finalize(s->audit_last);
 	sqlite3_finalize(s->audit_put);
 	sqlite3_finalize(s->ev_put);
+	sqlite3_finalize(s->resv_put);
+	sqlite3_finalize(s->resv_del);
 	sqlite3_close(s->db);
 	pthread_mutex_destroy(&s->mu);
 	pthread_mutex_destroy(&s->qmu);
@@ -1034,6 +1036,48 @@ out:
 	return r;
 }
 
+/* ---------------------------------------------------------------- reservations */
+
+static int
+sq_note_reserve(struct reg *rg, const char *note_id, const char *chip,
+    const char *station, int64_t now, int64_t until)
+{
+	struct reg_sqlite *s = (struct reg_sqlite *)rg;
+	int r;
+
+	pthread_mutex_lock(&s->mu);
+	sqlite3_bind_text(s->resv_put, 1, note_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s->resv_put, 2, chip, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s->resv_put, 3, station, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s->resv_put, 4, (sqlite3_int64)until);
+	sqlite3_bind_int64(s->resv_put, 5, (sqlite3_int64)now);
+	if (sqlite3_step(s->resv_put) == SQLITE_DONE) {
+		/* no row changed: the conflict's WHERE kept another chip's */
+		r = sqlite3_changes(s->db) == 1 ? 0 : ML_ERR_EXISTS;
+	} else {
+		r = db_fail(s->db, "serial reservation");
+	}
+	done(s->resv_put);
+	pthread_mutex_unlock(&s->mu);
+	return r;
+}
+
+static int
+sq_note_unreserve(struct reg *rg, const char *note_id, int64_t now)
+{
+	struct reg_sqlite *s = (struct reg_sqlite *)rg;
+	int r;
+
+	pthread_mutex_lock(&s->mu);
+	sqlite3_bind_text(s->resv_del, 1, note_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s->resv_del, 2, (sqlite3_int64)now);
+	r = sqlite3_step(s->resv_del) == SQLITE_DONE ? 0 :
+	    db_fail(s->db, "serial reservation");
+	done(s->resv_del);
+	pthread_mutex_unlock(&s->mu);
+	return r;
+}
+
 static const struct reg_ops reg_sqlite_ops = {
 	.name = "sqlite",
 	.close = sq_close,
@@ -1052,6 +1096,8 @@ static const struct reg_ops reg_sqlite_ops = {
 	.note_count_reject = sq_note_count_reject,
 	.note_count = sq_note_count,
 	.note_import = sq_note_import,
+	.note_reserve = sq_note_reserve,
+	.note_unreserve = sq_note_unreserve,
 	.audit_append = sq_audit_append,
 	.audit_list = sq_audit_list,
 	.schema_version = sq_schema_version,
@@ -1089,6 +1135,10 @@ prepare_all(struct reg_sqlite *s)
 	ML_TRY(prep(s->db, "INSERT INTO audit (id, at, action, actor, "
 	    "actor_certno, subject_kind, subject, outcome, detail, prev_hash, "
 	    "hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", &s->audit_put));
+	ML_TRY(prep(s->db, RESV_PUT_SQL("?1", "?2", "?3", "?4", "?5"),
+	    &s->resv_put));
+	ML_TRY(prep(s->db, "DELETE FROM note_reservation WHERE note_id = ?1 "
+	    "OR expires <= ?2", &s->resv_del));
 	r = 0;
 out:
 	return r;

@@ -186,4 +186,55 @@ start_srv A "$PA" || bad "restart A"
 "$NE_STATION" verify --line "inproc:$W/s2" --issuer-pub "$NE_ISSUER_PUB" \
     $(conn "$PA") --chips "$W/s2-chips" --json > "$W/v2.jsonl" 2>/dev/null
 check "$(grep -c '"verdict":"GENUINE"' "$W/v2.jsonl")" "$NOTES" "notes registered through B verify GENUINE through A"
+
+# OP-3 across servers: two stations (STN-0001, STN-0002) issue the SAME
+# serials at once, one through A and one through B.  The pre-check's
+# serial reservation is a registry row, so each serial is promised to one
+# chip: the loser's chip stays blank (held), no chip is written and then
+# refused at upload, nothing flagged.  B restarted in between: the
+# promises survive a restart.
+"$NE_CA" issue --dir "$W/ca" --role station --serial STN-0002 \
+    --p11 "pkcs11:token=mintline-station;object=channel?pin-source=file:$W/pins/station.pin" \
+    --module "$NE_MODULE" --out "$W/station2.pem" >/dev/null &&
+"$NE_SRV" enroll --registry "$URL" --factory "mint line 2" "$W/station2.pem" >/dev/null ||
+    bad "second station certificate"
+M=40
+for n in s5 s6; do line $n; done
+ne_chips "$M" 400000 "$W/s5-chips" && ne_chips "$M" 500000 "$W/s6-chips" || exit 1
+# shellcheck disable=SC2046
+for n in s5:$PA s6:$PB; do
+	"$NE_STATION" provision --line "inproc:$W/${n%%:*}" --chips "$W/${n%%:*}-chips" \
+	    --issuer-pub "$NE_ISSUER_PUB" --server-pub "$NE_SERVER_PUB" \
+	    --so-pin-source "file:$NE_SOPIN" $(conn "${n#*:}") --json >/dev/null ||
+	    bad "provision ${n%%:*}"
+done
+ne_batch "$M" MD 1 > "$W/d.csv"
+issue s5 "$PA" "$W/d.csv" > "$W/s5.jsonl" 2> "$W/s5.err" &
+S5=$!
+# shellcheck disable=SC2046
+"$NE_STATION" issue --line "inproc:$W/s6" --chips "$W/s6-chips" \
+    --issuer-key "$NE_ISSUER_KEY" --feature-key "$NE_FKEY" \
+    $(conn "$PB" | sed "s|$W/station.pem|$W/station2.pem|") \
+    --journal "$W/s6.journal" --batch "$W/d.csv" --json --no-progress \
+    > "$W/s6.jsonl" 2> "$W/s6.err"
+wait "$S5"
+i5=$(grep -c '"result":"issued"' "$W/s5.jsonl"); i6=$(grep -c '"result":"issued"' "$W/s6.jsonl")
+check "$((i5 + i6))" "$M" "overlapping batches through A and B: each serial issued once ($i5 + $i6)"
+check "$(pg_psql "SELECT count(*) FROM note WHERE note_id LIKE 'MD%'")" "$M" "overlapping batches: every serial registered once"
+check "$(pg_psql "SELECT count(*) FROM note_flag WHERE note_id LIKE 'MD%'")" 0 "overlapping batches: no chip written then refused (none flagged)"
+check "$(cat "$W/s5.jsonl" "$W/s6.jsonl" | grep -vc '"result":"\(issued\|held\|not_issued\)"')" 0 "overlapping batches: every result issued, held or not issued"
+# a promise survives a server restart: reserve by hand, restart B, ask
+pg_psql "INSERT INTO note_reservation VALUES ('MD99999999', 'NOTE000000499999', 'STN-0009', extract(epoch from now())::bigint + 600)" >/dev/null
+kill "$PID_B"; wait "$PID_B" 2>/dev/null
+start_srv B "$PB" || bad "restart B"
+ne_batch 1 MD 99999999 > "$W/e.csv"
+line s7
+ne_chips 1 600000 "$W/s7-chips" || exit 1
+# shellcheck disable=SC2046
+"$NE_STATION" provision --line "inproc:$W/s7" --chips "$W/s7-chips" \
+    --issuer-pub "$NE_ISSUER_PUB" --server-pub "$NE_SERVER_PUB" \
+    --so-pin-source "file:$NE_SOPIN" $(conn "$PB") --json >"$W/s7-prov.jsonl" 2>&1 ||
+    { cat "$W/s7-prov.jsonl"; bad "provision s7"; }
+issue s7 "$PB" "$W/e.csv" > "$W/s7.jsonl" 2>/dev/null
+check "$(grep -c '"result":"held"' "$W/s7.jsonl")" 1 "a serial reserved before B restarted is still held for its chip"
 exit $fail

@@ -242,6 +242,55 @@ START_TEST(one_file)
 }
 END_TEST
 
+/*
+ * Serial reservations (OP-3) live in the registry: two servers on one
+ * file promise a serial to one chip, and a reopened registry (a restart)
+ * keeps the promise.
+ */
+START_TEST(reservations)
+{
+	char path[128];
+	struct reg *a = NULL, *b = NULL;
+	int64_t t = 1000000;
+
+	path_in(path, sizeof(path), "resv.db");
+	ck_assert_r(reg_open(path, NULL, &a), 0);
+	ck_assert_r(reg_open(path, NULL, &b), 0);
+	ck_assert_r(reg_notes_reserve(a, "MX01", "CHIPA", "STN-1", t, t + 600),
+	    0);
+	/* another station, another chip, on the other server: refused */
+	ck_assert_r(reg_notes_reserve(b, "MX01", "CHIPB", "STN-2", t, t + 600),
+	    ML_ERR_EXISTS);
+	ck_assert_r(reg_notes_reserve(b, "MX01", "CHIPB", "", t, t + 600),
+	    ML_ERR_EXISTS);
+	/* the same chip renews; the same station takes it over */
+	ck_assert_r(reg_notes_reserve(b, "MX01", "CHIPA", "STN-9", t + 1,
+	    t + 601), 0);
+	ck_assert_r(reg_notes_reserve(a, "MX01", "CHIPC", "STN-9", t + 2,
+	    t + 602), 0);
+	ck_assert_r(reg_notes_reserve(a, "MX01", "CHIPA", "STN-1", t + 3,
+	    t + 603), ML_ERR_EXISTS);
+	/* a restart keeps it */
+	reg_close(a);
+	ck_assert_r(reg_open(path, NULL, &a), 0);
+	ck_assert_r(reg_notes_reserve(a, "MX01", "CHIPB", "STN-2", t + 4,
+	    t + 604), ML_ERR_EXISTS);
+	/* run out: anyone may take it */
+	ck_assert_r(reg_notes_reserve(a, "MX01", "CHIPB", "STN-2", t + 602,
+	    t + 1202), 0);
+	ck_assert_r(reg_notes_reserve(b, "MX02", "CHIPD", "STN-2", t, t + 10),
+	    0);
+	/* registered: the promise goes, with every one that ran out */
+	ck_assert_r(reg_notes_unreserve(b, "MX01", t + 700), 0);
+	ck_assert_int_eq(sql_int(path, "SELECT count(*) FROM note_reservation"),
+	    0);
+	ck_assert_r(reg_notes_reserve(b, "MX01", "CHIPE", "STN-3", t + 701,
+	    t + 1301), 0);
+	reg_close(a);
+	reg_close(b);
+}
+END_TEST
+
 /* An older server's registry (version 1) is migrated in place. */
 START_TEST(migrate_old_file)
 {
@@ -267,7 +316,7 @@ START_TEST(migrate_old_file)
 	ck_assert_r(reg_notes_enrol(r, "CHIP000000000009", pub), 0);
 	reg_close(r);
 	/* versions 1 (back-filled) and 2 recorded */
-	ck_assert_int_eq(sql_int(path, "SELECT group_concat(version) = '1,2,3' "
+	ck_assert_int_eq(sql_int(path, "SELECT group_concat(version) = '1,2,3,4' "
 	    "FROM (SELECT version FROM schema_version ORDER BY version)"), 1);
 }
 END_TEST
@@ -360,6 +409,7 @@ registry_suite(void)
 	tcase_add_test(tc, migrations_list);
 	tcase_add_test(tc, migrate_new_file);
 	tcase_add_test(tc, one_file);
+	tcase_add_test(tc, reservations);
 	tcase_add_test(tc, migrate_old_file);
 	tcase_add_test(tc, refuse_newer_schema);
 	tcase_add_test(tc, import_old_notes);
