@@ -540,8 +540,9 @@ usage(FILE *f)
 
 int	 verify_run(int argc, char **argv, const struct note_server *local);
 
-int
-verify_run(int argc, char **argv, const struct note_server *local)
+/* verify_run's options into v->o: 0, 1 (usage printed) or 2 (--help). */
+static int
+verify_opts(struct ver *v, int argc, char **argv)
 {
 	static const struct option lo[] = {
 		{ "line", required_argument, NULL, 'l' },
@@ -559,18 +560,8 @@ verify_run(int argc, char **argv, const struct note_server *local)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct ver *v;
-	struct note_line_cfg lc;
-	uint8_t pub[ML_P256_PUB_LEN];
-	struct key_provider prov;
-	size_t i, chips = 0;
-	int c, r, rc = ST_EXIT_ERROR;
+	int c;
 
-	if ((v = calloc(1, sizeof(*v))) == NULL) {
-		return ST_EXIT_ERROR;
-	}
-	pthread_mutex_init(&v->mu, NULL);
-	v->local = local;
 	st_conn_default(&v->o.conn);
 	v->o.conn.kind = HS_KIND_STATION;
 	optind = 1;
@@ -580,7 +571,7 @@ verify_run(int argc, char **argv, const struct note_server *local)
 		case 'c': v->o.chips = optarg; break;
 		case 'i':
 			if (v->o.nissuers == MAX_ISSUERS) {
-				goto out;
+				return 1;
 			}
 			v->o.issuer[v->o.nissuers++] = optarg;
 			break;
@@ -590,7 +581,7 @@ verify_run(int argc, char **argv, const struct note_server *local)
 			    &v->o.workers) != 0) {
 				fprintf(stderr, "verify: %s\n",
 				    ml_errmsg(ML_ERR_ARG));
-				goto out;
+				return 1;
 			}
 			break;
 		case 'j': v->o.json = true; break;
@@ -599,7 +590,7 @@ verify_run(int argc, char **argv, const struct note_server *local)
 		case 'U': v->o.ui = optarg; break;
 		case 'C': v->o.ui_cert = optarg; break;
 		case 'K': v->o.ui_key = optarg; break;
-		case 'h': usage(stdout); rc = 0; goto out;
+		case 'h': usage(stdout); return 2;
 		default:
 			if (c >= ST_CONN_OPT_BASE &&
 			    st_conn_option(&v->o.conn, c, optarg) == 0) {
@@ -607,40 +598,52 @@ verify_run(int argc, char **argv, const struct note_server *local)
 				break;
 			}
 			usage(stderr);
-			goto out;
+			return 1;
 		}
 	}
 	if (v->o.line == NULL || v->o.workers > NL_MAX_WORKERS ||
 	    (v->o.offline && v->o.nissuers == 0) ||
 	    (!v->o.offline && !v->o.has_conn &&
-	    local == NULL)) {
+	    v->local == NULL)) {
 		usage(stderr);
-		goto out;
+		return 1;
 	}
 	if ((v->o.ui != NULL || v->o.ui_cert != NULL || v->o.ui_key != NULL) &&
 	    (!v->o.follow || v->o.ui == NULL)) {
 		fprintf(stderr, "verify: --ui ADDR is for a desk (--follow); "
 		    "--ui-cert and --ui-key go with --ui\n");
-		goto out;
+		return 1;
 	}
+	return 0;
+}
+
+/*
+ * verify_run's set-up: the issuer public keys (offline verdicts), the
+ * channel to the server (online), signals for a running desk and the desk
+ * page with its server probe.  Returns false after printing why.
+ */
+static bool
+verify_setup(struct ver *v)
+{
+	uint8_t pub[ML_P256_PUB_LEN];
+	struct key_provider prov;
+	size_t i;
+	int r;
+
 	key_p11_provider(&prov, NULL);
 	for (i = 0; i < v->o.nissuers; i++) {
 		if ((r = key_pub_load(&prov, v->o.issuer[i], pub)) != 0 ||
 		    (r = ml_p256_key_from_pub(pub, sizeof(pub), &v->issuer[i])) != 0) {
 			fprintf(stderr, "verify: issuer key %zu: %s\n", i + 1,
 			    ml_errmsg(r));
-			goto out;
+			return false;
 		}
 	}
-	if (!v->o.offline && v->o.has_conn && local == NULL &&
+	if (!v->o.offline && v->o.has_conn && v->local == NULL &&
 	    (r = note_chan_new(&v->o.conn, &v->chan)) != 0) {
 		fprintf(stderr, "verify: channel: %s\n", ml_errmsg(r));
-		goto out;
+		return false;
 	}
-	lc = (struct note_line_cfg){ .link_spec = v->o.line, .chips = v->o.chips,
-	    .workers = v->o.workers ? v->o.workers : NL_MAX_WORKERS,
-	    .job = ver_job, .start = ver_start, .ctx = v,
-	    .follow = v->o.follow, .event = ver_event };
 	if (v->o.follow) {
 		note_line_stop_on_signals();
 	}
@@ -653,7 +656,7 @@ verify_run(int argc, char **argv, const struct note_server *local)
 
 		if ((r = ui_http_start(&uc, &v->ui)) != 0) {
 			fprintf(stderr, "verify: %s\n", ml_errmsg(r));
-			goto out;
+			return false;
 		}
 		if (note_line_positions(v->o.line, &np) != 0) {
 			np = 0;
@@ -670,7 +673,24 @@ verify_run(int argc, char **argv, const struct note_server *local)
 			v->probing = true;
 		}
 	}
-	r = note_line_run(&lc, &chips);
+	return true;
+}
+
+/* verify_run's loop: the line runs ver_job on every chip until it is
+ * empty (with --follow, until a signal); then the probe, the page and the
+ * uplinks stop. */
+static int
+verify_loop(struct ver *v, size_t *chips)
+{
+	struct note_line_cfg lc;
+	size_t i;
+	int r;
+
+	lc = (struct note_line_cfg){ .link_spec = v->o.line, .chips = v->o.chips,
+	    .workers = v->o.workers ? v->o.workers : NL_MAX_WORKERS,
+	    .job = ver_job, .start = ver_start, .ctx = v,
+	    .follow = v->o.follow, .event = ver_event };
+	r = note_line_run(&lc, chips);
 	if (v->probing) {
 		note_line_stop();	/* the line is over: so is the probe */
 		pthread_join(v->probe, NULL);
@@ -687,6 +707,13 @@ verify_run(int argc, char **argv, const struct note_server *local)
 			note_uplink_close(v->dead[i][k]);
 		}
 	}
+	return r;
+}
+
+/* verify_run's report: the verdict counts and latency; the exit status. */
+static int
+verify_report(struct ver *v, int r)
+{
 	if (v->nlat > 0) {
 		qsort(v->lat, v->nlat, sizeof(double), cmp_dbl);
 		fprintf(stderr, "verify: %zu chip(s): %zu GENUINE, %zu COUNTERFEIT, "
@@ -697,11 +724,30 @@ verify_run(int argc, char **argv, const struct note_server *local)
 	}
 	if (r != 0 || v->errors != 0) {
 		fprintf(stderr, "verify: %s\n", ml_errmsg(r ? r : ML_ERR_IO));
-		goto out;
+		return ST_EXIT_ERROR;
 	}
-	rc = v->counterfeit ? ST_EXIT_COUNTERFEIT : v->blank ? ST_EXIT_PARTIAL :
-	    ST_EXIT_OK;
-out:
+	return v->counterfeit ? ST_EXIT_COUNTERFEIT : v->blank ?
+	    ST_EXIT_PARTIAL : ST_EXIT_OK;
+}
+
+int
+verify_run(int argc, char **argv, const struct note_server *local)
+{
+	struct ver *v;
+	size_t i, chips = 0;
+	int r, rc = ST_EXIT_ERROR;
+
+	if ((v = calloc(1, sizeof(*v))) == NULL) {
+		return ST_EXIT_ERROR;
+	}
+	pthread_mutex_init(&v->mu, NULL);
+	v->local = local;
+	if ((r = verify_opts(v, argc, argv)) != 0) {
+		rc = r == 2 ? ST_EXIT_OK : ST_EXIT_ERROR;
+	} else if (verify_setup(v)) {
+		r = verify_loop(v, &chips);
+		rc = verify_report(v, r);
+	}
 	for (i = 0; i < MAX_ISSUERS; i++) {
 		ml_p256_key_free(v->issuer[i]);
 	}
