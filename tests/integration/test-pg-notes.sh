@@ -6,7 +6,12 @@
 # other chips, through the other server; one server is killed (-9) under
 # load and its station resumes through the OTHER server.  Then: every note
 # registered exactly once, none on two chips, the duplicates refused
-# before any chip is written, every issued note GENUINE online.
+# before any chip is written, every issued note GENUINE online.  The
+# audit trail (OP-5) in the shared database: one row per registration
+# naming the station, across the kill and the outage; a refused enrolment
+# naming chip, station and reason; a row per online desk check;
+# `audit --verify` intact, and failing on the row edited with the trigger
+# disabled.
 # Exit 77 (skipped) without postgresql, SoftHSM2, OpenSC.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -237,4 +242,32 @@ ne_chips 1 600000 "$W/s7-chips" || exit 1
     { cat "$W/s7-prov.jsonl"; bad "provision s7"; }
 issue s7 "$PB" "$W/e.csv" > "$W/s7.jsonl" 2>/dev/null
 check "$(grep -c '"result":"held"' "$W/s7.jsonl")" 1 "a serial reserved before B restarted is still held for its chip"
+
+# ---- the audit trail, written by both servers into one chain ----
+check "$(pg_psql "SELECT count(*) FROM audit WHERE action = 'register' AND outcome = 'ok'")" \
+    "$(pg_psql 'SELECT count(*) FROM note')" "audit: one register row per registered note"
+check "$(pg_psql "SELECT count(*) FROM audit a JOIN note n ON n.note_id = a.subject WHERE a.action = 'register' AND a.outcome = 'ok' AND a.actor IN ('STN-0001', 'STN-0002') AND a.actor_certno <> '' AND a.detail = 'chip ' || n.chip_serial")" \
+    "$(pg_psql 'SELECT count(*) FROM note')" "audit: each names the station, its certificate number and the chip"
+check "$(pg_psql "SELECT count(*) FROM reader_events WHERE serial IN ('STN-0001', 'STN-0002') AND kind = 4")" \
+    "$(pg_psql 'SELECT count(*) FROM note')" "one transaction record per registration"
+check "$(pg_psql "SELECT count(*) FROM audit WHERE action = 'desk-check' AND outcome = 'ok' AND actor = 'STN-0001'")" "$NOTES" "audit: one desk-check row with verdict ok per GENUINE note"
+# a chip with an enrolled serial and another key: refused, one row
+line s8
+ne_chips 1 0 "$W/s8-chips" || exit 1
+# shellcheck disable=SC2046
+"$NE_STATION" provision --line "inproc:$W/s8" --chips "$W/s8-chips" \
+    --issuer-pub "$NE_ISSUER_PUB" --server-pub "$NE_SERVER_PUB" \
+    --so-pin-source "file:$NE_SOPIN" $(conn "$PA") --json >/dev/null 2>&1
+check "$(pg_psql "SELECT count(*) FROM audit WHERE action = 'enrol' AND subject_kind = 'chip' AND subject = 'NOTE000000000000' AND outcome = 'enrol_conflict' AND actor = 'STN-0001' AND actor_certno <> '' AND at > 0")" 1 \
+    "audit: refused enrolment names chip, station, certificate number and reason"
+"$NE_SRV" audit --registry "$URL" --verify > "$W/verify.out" 2>&1
+check $? 0 "audit --verify: $(cat "$W/verify.out")"
+pg_psql "UPDATE audit SET outcome = 'forged' WHERE id = 5" >/dev/null 2>&1 &&
+    bad "audit: the schema let an update through" || ok "audit: the schema refuses an update"
+pg_psql "ALTER TABLE audit DISABLE TRIGGER audit_no_change; UPDATE audit SET outcome = 'forged' WHERE id = 5; ALTER TABLE audit ENABLE TRIGGER audit_no_change" >/dev/null
+"$NE_SRV" audit --registry "$URL" --verify > "$W/verify-bad.out" 2>&1
+check $? 1 "audit --verify fails after a tampered row"
+grep -q "audit row 5" "$W/verify-bad.out" && ok "audit --verify names row 5" ||
+    bad "audit --verify does not name row 5: $(cat "$W/verify-bad.out")"
+
 exit $fail
