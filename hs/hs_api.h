@@ -150,6 +150,9 @@ struct hs_peer {
 #define HS_REC_PING	0x02	/* echo: the server replies HS_REC_PONG, same payload */
 #define HS_REC_PONG	0x03
 #define HS_REC_APP	0x10	/* first application type */
+/* The diagnostic echo (server/apps.c, station `handshake`): the reply is
+ * u8 flow, u8 kind, lv8 serial, lv8 certno of the authenticated peer. */
+#define HS_REC_WHOAMI	(HS_REC_APP + 0x00)
 
 struct hs_chan;		/* an established channel: keys, sequence numbers, fd */
 

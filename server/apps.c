@@ -10,10 +10,8 @@
 
 #include "srv.h"
 
-/* Echo for diagnostics: type HS_REC_APP + 0x00 ("whoami") replies with
- * the authenticated peer's serial, certificate number and flow. */
-#define APP_WHOAMI	(HS_REC_APP + 0x00)
-
+/* Echo for diagnostics: HS_REC_WHOAMI (hs_api.h) replies with the
+ * authenticated peer's flow, kind, serial and certificate number. */
 static int
 whoami(void *app_ctx, const struct hs_peer *peer, uint8_t type,
     const uint8_t *payload, size_t len, struct ml_wr *reply,
@@ -25,14 +23,14 @@ whoami(void *app_ctx, const struct hs_peer *peer, uint8_t type,
 	ML_TRY(ml_wr_u8(reply, (uint8_t)peer->kind));
 	ML_TRY(ml_wr_lv8(reply, peer->serial, strlen(peer->serial)));
 	ML_TRY(ml_wr_lv8(reply, peer->certno, strlen(peer->certno)));
-	*reply_type = APP_WHOAMI;
+	*reply_type = HS_REC_WHOAMI;
 	r = 0;
 out:
 	return r;
 }
 
 static const struct hs_handler whoami_handlers[] = {
-	{ APP_WHOAMI, whoami },
+	{ HS_REC_WHOAMI, whoami },
 };
 
 static const struct hs_app srv_app_whoami = {

@@ -20,7 +20,6 @@
 
 #define ST_EXIT_REFUSED		4
 #define ST_EXIT_BAD_SERVER	5
-#define APP_WHOAMI		(HS_REC_APP + 0x00)
 
 static void
 usage(FILE *f)
@@ -128,9 +127,9 @@ cmd_handshake(const struct st_opts *so, int argc, char **argv)
 		return exit_for(r, 0);
 	}
 	/* what the server authenticated (ID-3) */
-	r = hs_chan_call(l->chan, APP_WHOAMI, NULL, 0, &type, buf, sizeof(buf),
-	    &n);
-	if (r == 0 && type == APP_WHOAMI) {
+	r = hs_chan_call(l->chan, HS_REC_WHOAMI, NULL, 0, &type, buf,
+	    sizeof(buf), &n);
+	if (r == 0 && type == HS_REC_WHOAMI) {
 		struct ml_rd rd = ML_RD_INIT(buf, n), s1, s2;
 		uint8_t flow, kind;
 
