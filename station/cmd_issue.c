@@ -29,6 +29,7 @@
  */
 #include <getopt.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,6 +108,7 @@ struct iss {
 	/* OP-3: the server is away; no chip is written until it is back. */
 	bool			 paused;
 	struct timespec		 paused_at;
+	int			 pause_r;	/* why (server_fail_text) */
 	/* --follow: what each position is doing (live status, events) */
 	char			 pos[NL_MAX_WORKERS];
 	size_t			 npos;
@@ -122,7 +124,11 @@ elapsed(const struct timespec *a, const struct timespec *b)
 	return (double)(b->tv_sec - a->tv_sec) + (b->tv_nsec - a->tv_nsec) / 1e9;
 }
 
-/* Progress bar on stderr (a terminal only).  Caller holds mu. */
+/*
+ * The live status on stdout when stdout is a terminal (with --json the
+ * result lines are the status): per position with --follow, else a
+ * progress bar.  Caller holds mu.
+ */
 static void
 progress(struct iss *s, bool final)
 {
@@ -142,26 +148,28 @@ progress(struct iss *s, bool final)
 	if (s->o.follow) {
 		/* per position: . waiting  * working  v done (take it off)
 		 * x reader gone */
-		fprintf(stderr, "\r\033[K[%.*s] %s%zu issued, %zu refused, %zu "
+		fprintf(stdout, "\r\033[K[%.*s] %s%zu issued, %zu refused, %zu "
 		    "reject-write, %zu off the line, %.1f notes/s", (int)s->npos,
 		    s->pos, s->paused ? "PAUSED (server away) " : "", s->issued,
 		    s->refused, s->rejected, s->offline,
 		    s->issued / (elapsed(&s->t0, &now) + 1e-9));
 		if (final) {
-			fputc('\n', stderr);
+			fputc('\n', stdout);
 		}
+		fflush(stdout);
 		return;
 	}
 	fill = s->n ? (int)(40 * done / s->n) : 40;
-	fputs("\r[", stderr);
+	fputs("\r[", stdout);
 	for (i = 0; i < 40; i++) {
-		fputc(i < fill ? '#' : ' ', stderr);
+		fputc(i < fill ? '#' : ' ', stdout);
 	}
-	fprintf(stderr, "] %zu/%zu notes %.0f/s", done, s->n,
+	fprintf(stdout, "] %zu/%zu notes %.0f/s", done, s->n,
 	    (s->issued + s->again) / (elapsed(&s->t0, &now) + 1e-9));
 	if (final) {
-		fputc('\n', stderr);
+		fputc('\n', stdout);
 	}
+	fflush(stdout);
 }
 
 /* The counters on the page (--ui).  Caller holds mu. */
@@ -212,7 +220,8 @@ report(struct iss *s, size_t w, const struct inote *nt, const char *chip,
 		printf("}\n");
 	} else if (why != NULL) {
 		if (s->o.progress) {
-			fputs("\r\033[K", stderr);
+			fputs("\r\033[K", stdout);	/* the status line */
+			fflush(stdout);
 		}
 		printf("%s%s%s (chip %s): %s: %s\n", nt ? "note " : "",
 		    nt ? nt->name : "", nt ? "" : "chip", chip ? chip : "-",
@@ -361,9 +370,11 @@ line_pause(struct iss *s, const char *why, int r)
 	pthread_mutex_lock(&s->mu);
 	if (!s->paused) {
 		s->paused = true;
+		s->pause_r = r;
 		clock_gettime(CLOCK_MONOTONIC, &s->paused_at);
 		if (s->o.progress) {
-			fputs("\r\033[K", stderr);
+			fputs("\r\033[K", stdout);	/* the status line */
+			fflush(stdout);
 		}
 		if (r == ML_ERR_DISK_FULL || r == ML_ERR_REJECTED) {
 			fprintf(stderr, "issue: line paused: %s (server %s); "
@@ -865,7 +876,8 @@ iss_control(void *ctx, const char *action)
 		s->hold = hold;
 		pthread_cond_broadcast(&s->hold_cv);
 		if (s->o.progress) {
-			fputs("\r\033[K", stderr);
+			fputs("\r\033[K", stdout);	/* the status line */
+			fflush(stdout);
 		}
 		fprintf(stderr, "issue: line %s from the page\n", hold ? "paused" :
 		    "resumed");
@@ -941,7 +953,7 @@ parse_opts(int argc, char **argv, struct issue_opts *o)
 	st_conn_default(&o->conn);
 	o->conn.kind = HS_KIND_STATION;
 	o->retry_secs = 30;
-	o->progress = isatty(STDERR_FILENO);
+	o->progress = isatty(STDOUT_FILENO);
 	while ((c = getopt_long(argc, argv, "l:c:k:f:s:J:b:w:R:jqFh", lo,
 	    NULL)) != -1) {
 		switch (c) {
@@ -1162,6 +1174,7 @@ issue_report(struct iss *s, size_t chips, int r)
 {
 	size_t i, notissued;
 	struct timespec t1;
+	int sig;
 
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	pthread_mutex_lock(&s->mu);
@@ -1203,6 +1216,21 @@ issue_report(struct iss *s, size_t chips, int r)
 		    s->b.nerr, chips, s->issued, s->again, s->skipped,
 		    s->refused, s->rejected, s->offline, s->held, s->errors,
 		    notissued, elapsed(&s->t0, &t1));
+	}
+	if (note_line_stopping() && s->paused) {
+		/* stopped while paused: the signal ended the wait, not
+		 * --retry-secs */
+		sig = note_line_stop_signal();
+		fprintf(stderr, "issue: line stopped by %s while waiting for "
+		    "the server (%s for %.0f s; unwritten chips left blank; "
+		    "notes in doubt are completed by a re-run)\n",
+		    sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" :
+		    "a stop request", server_fail_text(s->pause_r),
+		    elapsed(&s->paused_at, &t1));
+		if (r == ML_ERR_TIMEOUT || r == ML_ERR_DISK_FULL ||
+		    r == ML_ERR_REJECTED) {
+			return ST_EXIT_ERROR;
+		}
 	}
 	if (r == ML_ERR_TIMEOUT || r == ML_ERR_DISK_FULL ||
 	    r == ML_ERR_REJECTED) {

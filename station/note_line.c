@@ -19,7 +19,7 @@
 #define FOLLOW_MAX_ADDED	32
 #define FOLLOW_RESCAN_MS	1000
 
-static volatile sig_atomic_t nl_stop;
+static volatile sig_atomic_t nl_stop, nl_sig;
 
 void
 note_line_stop(void)
@@ -36,8 +36,14 @@ note_line_stopping(void)
 static void
 on_signal(int sig)
 {
-	(void)sig;
+	nl_sig = sig;
 	nl_stop = 1;
+}
+
+int
+note_line_stop_signal(void)
+{
+	return nl_sig;
 }
 
 void

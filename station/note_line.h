@@ -96,5 +96,7 @@ void		 note_line_stop(void);
 void		 note_line_stop_on_signals(void);
 /* True once note_line_stop() was called. */
 bool		 note_line_stopping(void);
+/* The signal that stopped the lines (SIGINT, SIGTERM), or 0. */
+int		 note_line_stop_signal(void);
 
 #endif

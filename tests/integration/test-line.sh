@@ -64,6 +64,26 @@ check "$(count 'line paused' "$W/sd.err")" 1 "server down: the pause is said onc
 check "$(count 'Connection refused' "$W/sd.err")" 1 "server down: with the cause (connection refused)"
 check "$(count "handshake" "$W/sd.err")" 1 "server down: the connect error is not repeated per retry"
 check "$(sqlite3 "$W/j-sd.db" 'select count(*) from issue_journal where state = 1')" 0 "server down: no note in doubt"
+# the live status goes to stdout when stdout is a terminal (a pty from
+# script(1)), not to stderr
+script -qec "$(printf '%q ' "$NE_STATION" issue --line "$NE_LINE" --chips "$W/c1" \
+    --issuer-key "$NE_ISSUER_KEY" --feature-key "$NE_FKEY" "${NE_CONN[@]}" \
+    --journal "$W/j-sd.db" --batch "$W/sd.csv" --retry-secs 1) 2>$(printf '%q' "$W/tty.err")" \
+    "$W/tty.out" >/dev/null 2>&1 </dev/null
+more '] 0/3 notes' "$W/tty.out" 0 && ok "status line on stdout when it is a terminal" ||
+    bad "no status line on the terminal stdout"
+check "$(count '] 0/3 notes' "$W/tty.err")" 0 "... and none on stderr"
+# SIGTERM while the line waits for the server: it says so, not a timeout
+NE_EXEC=1 ne_issue --chips "$W/c1" --journal "$W/j-sd.db" --batch "$W/sd.csv" \
+    --json --no-progress --follow >/dev/null 2>"$W/sd-term.err" &
+st=$!
+wait_for 20 grep -qs 'line paused' "$W/sd-term.err" || bad "no pause reported"
+kill -TERM "$st"; wait "$st"
+check $? 2 "SIGTERM while paused: exit 2 (notes not issued)"
+check "$(count 'line stopped by SIGTERM while waiting for the server (server unreachable for' "$W/sd-term.err")" 1 \
+    "SIGTERM while paused: the stop is put down to the signal"
+check "$(count '^issue: server unreachable for' "$W/sd-term.err")" 0 "SIGTERM while paused: not reported as the retry time running out"
+check "$(written "$W/c1")" 0 "SIGTERM while paused: no chip written"
 # the server comes back while the line waits: it resumes by itself
 NE_EXEC=1 ne_issue --chips "$W/c1" --journal "$W/j-sd.db" --batch "$W/sd.csv" \
     --json --no-progress --retry-secs 60 >"$W/sd2.jsonl" 2>"$W/sd2.err" &
