@@ -201,10 +201,16 @@ out:
 	return r;
 }
 
-/* Release m: C_Finalize only when no other context of the process uses
- * the module (see p11_users). */
+/*
+ * Release m: C_Finalize only when no other context of the process uses
+ * the module (see p11_users).  keep: a public-key look-up's context is
+ * always kept -- libp11 0.4.12 loses the key list it made for
+ * PKCS11_enumerate_public_keys when its slots are released (a leak that
+ * LeakSanitizer reports on every look-up), while a kept context stays
+ * reachable and costs one slot list per look-up for the process's life.
+ */
 static void
-p11_mod_close(struct p11_mod *m)
+p11_mod_close(struct p11_mod *m, bool keep)
 {
 	struct p11_mod_kept *e;
 
@@ -213,7 +219,7 @@ p11_mod_close(struct p11_mod *m)
 		m->path = NULL;
 		return;
 	}
-	if (p11_users_add(m->path, -1) > 0) {
+	if (p11_users_add(m->path, -1) > 0 || keep) {
 		if ((e = calloc(1, sizeof(*e))) != NULL) {
 			e->mod = *m;
 			pthread_mutex_lock(&p11_users_lock);
@@ -395,7 +401,7 @@ p11_close(struct key_p11 *k)
 	k->pkey = NULL;
 	k->ec = NULL;
 	k->slot = NULL;
-	p11_mod_close(&k->mod);
+	p11_mod_close(&k->mod, false);
 }
 
 /*
@@ -737,7 +743,7 @@ out:
 	if (uri != NULL) {
 		p11_kit_uri_free(uri);
 	}
-	p11_mod_close(&m);
+	p11_mod_close(&m, true);
 	ERR_clear_error();
 	return r;
 }

@@ -37,7 +37,7 @@ struct idr_app {
 static void
 read_outcome(const char *detail, struct reg_audit *a)
 {
-	const char *p = detail, *c;
+	const char *p = detail != NULL ? detail : "", *c;
 	size_t n;
 
 	if (strncmp(p, "idread ", 7) == 0) {
@@ -45,7 +45,7 @@ read_outcome(const char *detail, struct reg_audit *a)
 	}
 	n = strcspn(p, " ");
 	snprintf(a->outcome, sizeof(a->outcome), "%.*s", (int)n, p);
-	if ((c = strstr(detail, "card=")) != NULL) {
+	if ((c = strstr(p, "card=")) != NULL) {
 		c += 5;
 		n = strcspn(c, " ");
 		snprintf(a->subject, sizeof(a->subject), "%.*s", (int)n, c);
