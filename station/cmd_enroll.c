@@ -77,6 +77,9 @@ static void
 enr_report(struct enr *e, const char *chip, const char *result,
     const char *why, size_t *ctr)
 {
+	char shown[CHIP_SERIAL_LEN + 1];
+
+	chip = note_chip_shown(chip, shown);
 	pthread_mutex_lock(&e->mu);
 	(*ctr)++;
 	if (e->json) {

@@ -194,8 +194,9 @@ static void
 report(struct iss *s, size_t w, const struct inote *nt, const char *chip,
     const char *result, const char *why, uint64_t reg_id)
 {
-	char jn[64], jc[96], jw[256];
+	char jn[64], jc[96], jw[256], shown[CHIP_SERIAL_LEN + 1];
 
+	chip = note_chip_shown(chip, shown);
 	ui_http_publish(s->ui, "{\"type\":\"result\",\"t\":%lld,"
 	    "\"position\":%zu,\"note\":%s,\"chip\":%s,\"result\":\"%s\","
 	    "\"reason\":%s}", ui_now_ms(), w, ui_json_str(nt ? nt->name : NULL,

@@ -80,6 +80,9 @@ prov_start(void *ctx, size_t w)
 static void
 report(struct prov *p, const char *chip, const char *result, const char *why)
 {
+	char shown[CHIP_SERIAL_LEN + 1];
+
+	chip = note_chip_shown(chip, shown);
 	pthread_mutex_lock(&p->mu);
 	if (p->o.json) {
 		printf("{\"chip\":\"%s\",\"result\":\"%s\"%s%s%s}\n", chip, result,

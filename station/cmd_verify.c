@@ -183,11 +183,12 @@ probe_main(void *arg)
 static void
 no_verdict(struct ver *v, size_t w, const char *chip, const char *why)
 {
-	char c[96], y[256];
+	char c[96], y[256], shown[CHIP_SERIAL_LEN + 1];
 
 	if (v->ui == NULL) {
 		return;
 	}
+	chip = note_chip_shown(chip, shown);
 	server_state(v, false, why);
 	ui_http_publish(v->ui, "{\"type\":\"check\",\"t\":%lld,"
 	    "\"position\":%zu,\"chip\":%s,\"verdict\":\"ERROR\","
@@ -280,12 +281,14 @@ publish_verdict(struct ver *v, size_t w, const char *chip, int reason,
     const char *detail, unsigned flags, double ms, const char *feat)
 {
 	char f[6][FEATURE_MAX_LEN + 1], e[7][96], dj[160];
+	char shown[CHIP_SERIAL_LEN + 1];
 	const char *p = feat;
 	size_t i, n;
 
 	if (v->ui == NULL) {
 		return;
 	}
+	chip = note_chip_shown(chip, shown);
 	memset(f, 0, sizeof(f));
 	for (i = 0; p != NULL && *p != '\0' && i < 6; i++) {
 		n = strcspn(p, "|");
@@ -315,8 +318,10 @@ static void
 print_verdict(struct ver *v, size_t w, const char *note, const char *chip,
     int reason, const char *detail, unsigned flags, double ms)
 {
+	char shown[CHIP_SERIAL_LEN + 1];
+	const char *c = note_chip_shown(chip, shown);
 	struct note_line_event ev = { .position = w, .state = NL_RESULT,
-	    .chip = chip, .result = verdict_name(reason),
+	    .chip = c, .result = verdict_name(reason),
 	    .detail = reason == V_GENUINE ? NULL : vreason[reason] };
 
 	pthread_mutex_lock(&v->mu);
@@ -341,7 +346,7 @@ print_verdict(struct ver *v, size_t w, const char *note, const char *chip,
 	}
 	if (v->o.json) {
 		printf("{\"chip\":\"%s\",\"note\":\"%s\",\"verdict\":\"%s\"",
-		    chip, note, verdict_name(reason));
+		    c, note, verdict_name(reason));
 		if (v->o.follow) {
 			printf(",\"position\":%zu", w);
 		}
@@ -356,12 +361,12 @@ print_verdict(struct ver *v, size_t w, const char *note, const char *chip,
 		}
 		printf(",\"ms\":%.3f}\n", ms);
 	} else if (reason == V_GENUINE) {
-		printf("GENUINE %s chip %s%s\n", note, chip,
+		printf("GENUINE %s chip %s%s\n", note, c,
 		    (flags & NOTE_F_TWO_CHIPS) ? " (flagged: serial also presented "
 		    "by another chip)" : "");
 	} else {
 		printf("%s %s chip %s: %s%s%s%s\n", verdict_name(reason),
-		    note[0] ? note : "-", chip, vreason[reason], detail ? " (" : "",
+		    note[0] ? note : "-", c, vreason[reason], detail ? " (" : "",
 		    detail ? detail : "", detail ? ")" : "");
 	}
 	if (v->o.beep && reason != V_GENUINE && reason != V_BLANK) {

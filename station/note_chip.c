@@ -234,3 +234,20 @@ out:
 	ml_p256_key_free(k);
 	return r;
 }
+
+const char *
+note_chip_shown(const char *serial, char buf[static CHIP_SERIAL_LEN + 1])
+{
+	size_t n;
+
+	if (serial == NULL) {
+		return NULL;
+	}
+	n = strnlen(serial, CHIP_SERIAL_LEN);
+	while (n > 0 && serial[n - 1] == ' ') {
+		n--;
+	}
+	memcpy(buf, serial, n);
+	buf[n] = '\0';
+	return buf;
+}

@@ -27,6 +27,15 @@ struct note_record {
 	uint8_t		 issuer;
 };
 
+/*
+ * A chip serial as shown to people (JSON and text lines, the line's page):
+ * without the trailing spaces that pad a PC/SC chip's fixed 16-byte serial
+ * ("PNOTE0000000000 ").  The padded serial stays what goes on the wire,
+ * in signatures and in the journal.  NULL stays NULL.
+ */
+const char	*note_chip_shown(const char *serial,
+    char buf[static CHIP_SERIAL_LEN + 1]);
+
 /* GET DATA 02: the chip authentication key. */
 ML_MUST_CHECK int note_chip_pub(struct chipcmd *cc,
     uint8_t ret_pub[static ML_P256_PUB_LEN]);

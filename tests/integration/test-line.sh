@@ -127,6 +127,21 @@ check "$(count '"verdict":"GENUINE"' "$W/ne-v.jsonl")" 2 "enrolled chips: GENUIN
 ne_verify --offline --chips "$W/c2" --json >"$W/ne-v2.jsonl" 2>/dev/null
 check "$(count '"verdict":"GENUINE"' "$W/ne-v2.jsonl")" 2 "enrolled chips: GENUINE offline"
 
+# ---- 2b. a serial shorter than 16 bytes (space-padded on the chip) is
+# shown without its padding in JSON and text lines ----
+mkdir -p "$W/cpad"
+"$NE_MKCHIP" note NOTE-PAD-01 "$W/cpad/pad.chip" >/dev/null || bad "mkchip NOTE-PAD-01"
+ne_provision "$W/cpad" --json >"$W/pad.jsonl" 2>/dev/null
+check "$(count '"chip":"NOTE-PAD-01","result":"personalised' "$W/pad.jsonl")" 1 "padded serial: provision JSON shows it trimmed"
+ne_verify --offline --chips "$W/cpad" --json >"$W/padv.jsonl" 2>/dev/null
+check "$(count '"chip":"NOTE-PAD-01","note":"","verdict":"BLANK"' "$W/padv.jsonl")" 1 "padded serial: verify JSON shows it trimmed"
+ne_verify --offline --chips "$W/cpad" >"$W/padv.txt" 2>/dev/null
+check "$(count 'chip NOTE-PAD-01: ' "$W/padv.txt")" 1 "padded serial: verify text shows it trimmed"
+ne_batch 1 PD >"$W/pd.csv"
+ne_issue --chips "$W/cpad" --journal "$W/j-pd.db" --batch "$W/pd.csv" --json \
+    --no-progress >"$W/pd.jsonl" 2>/dev/null
+check "$(count '"chip":"NOTE-PAD-01","result":"issued"' "$W/pd.jsonl")" 1 "padded serial: issued (the padded serial on the wire), shown trimmed"
+
 # ---- 3. issue --follow: chips put in and taken out while it runs ----
 L=$W/line
 rm -f "$L"/pos-*
