@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Key changes without downtime (ID-5, BN-4, OP-5), on the in-process line,
 # following docs/operations.md ("Revoking and rotating keys while running"):
-#   1. a station channel open before a SIGHUP keeps working after it; the
-#      same certificate, revoked in the new CRL, is refused at its next
-#      handshake; no restart (one server pid throughout);
+#   1. a station's and a reader's channels open before a SIGHUP keep
+#      working after it; the same certificates, revoked in the new CRL, are
+#      refused at their next handshake; no restart (one server pid);
 #   2. issuer-key rotation: chips personalised with the old issuer key get
 #      the new one added and the old one retired (mintline-station
 #      rotate-issuer, authorised by the old key's signature, or the SO
@@ -57,7 +57,11 @@ NEW_KEY="pkcs11:token=mintline-issuer2;object=issuer;type=private?$M&pin-source=
 "$NE_CA" issue --dir "$W/ca" --role station --serial STN-0002 \
     --p11 "pkcs11:token=mintline-station;object=channel?pin-source=file:$W/pins/station.pin" \
     --module "$NE_MODULE" --out "$W/station2.pem" >/dev/null &&
-"$NE_SRV" enroll --registry "$NE_DB" --factory "mint line 2" "$W/station2.pem" >/dev/null &&
+"$NE_CA" issue --dir "$W/ca" --role reader --serial RDR-0009 \
+    --p11 "pkcs11:token=mintline-station;object=channel?pin-source=file:$W/pins/station.pin" \
+    --module "$NE_MODULE" --out "$W/reader.pem" >/dev/null &&
+"$NE_SRV" enroll --registry "$NE_DB" --factory "mint line 2" "$W/station2.pem" \
+    "$W/reader.pem" >/dev/null &&
 "$NE_CA" crl --dir "$W/ca" --out "$W/crl.pem" >/dev/null || { echo "setup failed"; exit 1; }
 
 conf() {	# conf ISSUERS...: the server configuration file
@@ -87,27 +91,38 @@ hup() {		# SIGHUP and wait for the server to say it reloaded
 	    bad "no reload after SIGHUP"
 	sleep 0.2
 }
-STN2=()
+STN2=() RDR=()
 for a in "${NE_CONN[@]}"; do
-	[ "$a" = "$W/station.pem" ] && a=$W/station2.pem
+	b=$a
+	[ "$a" = "$W/station.pem" ] && a=$W/station2.pem && b=$W/reader.pem
 	STN2+=("$a")
+	RDR+=("$b")
 done
 
 # ---- 1. revocation on SIGHUP; an established channel stays ----
 "$NE_STATION" handshake "${STN2[@]}" --kind station --timeout 5000 --hold 3000 \
     --then-count 3 >"$W/held.out" 2>"$W/held.err" &
 held=$!
+"$NE_STATION" handshake "${RDR[@]}" --timeout 5000 --hold 3000 \
+    --then-count 3 >"$W/rheld.out" 2>"$W/rheld.err" &
+rheld=$!
 wait_for 10 grep -qs 'channel ok' "$W/held.out" || bad "held channel: no handshake"
-"$NE_CA" revoke --dir "$W/ca" "$W/station2.pem" >/dev/null &&
+wait_for 10 grep -qs 'channel ok' "$W/rheld.out" || bad "held reader channel: no handshake"
+"$NE_CA" revoke --dir "$W/ca" "$W/station2.pem" "$W/reader.pem" >/dev/null &&
 "$NE_CA" crl --dir "$W/ca" --out "$W/crl.pem" >/dev/null || bad "revoke STN-0002"
 hup
 "$NE_STATION" handshake "${STN2[@]}" --kind station --timeout 5000 >"$W/late.out" 2>"$W/late.err"
 check $? 4 "revoked station STN-0002 refused at its first message after SIGHUP"
+"$NE_STATION" handshake "${RDR[@]}" --timeout 5000 >"$W/rlate.out" 2>"$W/rlate.err"
+check $? 4 "revoked reader RDR-0009 refused at its first message after SIGHUP"
 grep -q HS_ALERT_REVOKED "$W/server.log" && ok "... logged HS_ALERT_REVOKED" ||
     bad "no HS_ALERT_REVOKED in the server log"
 wait "$held"
 check $? 0 "the channel STN-0002 opened before the SIGHUP keeps working after it"
 check "$(count 'channel ok after hold: 3' "$W/held.out")" 1 "... 3 pings after the reload"
+wait "$rheld"
+check $? 0 "the reader channel RDR-0009 opened before the SIGHUP keeps working after it"
+check "$(count 'channel ok after hold: 3' "$W/rheld.out")" 1 "... 3 pings after the reload"
 kill -0 "$SRV_PID" 2>/dev/null && ok "no restart: the same server process" || bad "server gone"
 
 # ---- 2. rotation: a note under the old key first, then the chips ----
