@@ -198,6 +198,18 @@ write("chip", "note-perso", seq(chip(2) | SEL,
     apdu(0x80, 0x72, 0, 0, P256_G),
     apdu(0x80, 0x74, 0, 0),
     apdu(0x00, 0x84, 0, 0, ne=16)))
+write("chip", "note-rotate", seq(chip(2) | SEL,
+    apdu(0x80, 0x50, 0, 0, lv8(SO_PIN) + lv8(b"note")),
+    0xFFFC,
+    apdu(0x80, 0x46, 0x01, 0x00, lv16(b"") + lv16(b""), 256),
+    apdu(0x80, 0x70, 0, 0, P256_G),
+    apdu(0x80, 0x72, 0, 0, P256_G),
+    apdu(0x80, 0x74, 0, 0),
+    apdu(0x00, 0xCA, 0x04, 0x00, ne=256),
+    apdu(0x80, 0x76, 0x01, 0x00, P256_G),
+    apdu(0x80, 0x76, 0x02, 0x00, P256_G),
+    apdu(0x00, 0x84, 0, 0, ne=16),
+    apdu(0x80, 0x76, 0x01, 0x00, P256_G + bytes(64))))
 IDC_CONFIG = tlv(0x80, b"IDC00002") + tlv(0x81, b"app") + tlv(0x82, b"ISO14443B") + \
     tlv(0x83, b"\x01\xa8") + tlv(0x84, b"\x01\x00")
 write("chip", "idcard-perso", seq(chip(4) | SEL,
