@@ -872,7 +872,10 @@ p11m_get_token_info(CK_SLOT_ID id, CK_TOKEN_INFO_PTR info)
 	p11m_pad(info->model, sizeof(info->model), model_name(sl->kind));
 	p11m_pad(info->serialNumber, sizeof(info->serialNumber), sl->serial);
 	info->flags = CKF_RNG | CKF_LOGIN_REQUIRED;
-	if (sl->state & INFO_F_INITIALIZED) {
+	/* A chip whose personalisation is closed is an initialised token
+	 * too: an ID card is locked at manufacture without an INIT TOKEN,
+	 * and pkcs11-tool -L called it "uninitialized". */
+	if (sl->state & (INFO_F_INITIALIZED | INFO_F_LOCKED)) {
 		info->flags |= CKF_TOKEN_INITIALIZED;
 	}
 	if (sl->state & INFO_F_USER_PIN_SET) {

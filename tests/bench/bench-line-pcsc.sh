@@ -103,8 +103,9 @@ for p in "${fpids[@]}"; do wait "$p" || ffail=1; done
 t1=$EPOCHREALTIME
 kill -TERM "$lp"; wait "$lp"
 issued=$(grep -c '"result":"issued"' "$W/lp.jsonl")
-[ "$ffail" = 0 ] && [ "$issued" = "$N" ] ||
-    die "issue --follow: $issued of $N issued (see $W/lp.jsonl, $W/lp.err)"
+if [ "$ffail" != 0 ] || [ "$issued" != "$N" ]; then
+	die "issue --follow: $issued of $N issued (see $W/lp.jsonl, $W/lp.err)"
+fi
 awk -v a="$t0" -v b="$t1" -v n="$N" -v r="$READERS" 'BEGIN {
 	printf "issue --follow, %d readers, chips arriving continuously: %d notes in %.2f s = %.2f notes/s (insertion, issuance, removal per chip: %.0f ms per reader)\n",
 	    r, n, b - a, n / (b - a), 1000 * (b - a) * r / n }'
@@ -119,12 +120,14 @@ while IFS= read -r l; do printf '%s %s\n' "$EPOCHREALTIME" "$l"; done <"$W/vf.pi
 bg+=($!)
 wait_for 30 seen '"event":"waiting"' "$W/vf.ts" || die "verify --follow did not start"
 : >"$W/lat.txt"
+verdicts() { grep -c "\"chip\":\"$s\",\"note\"" "$W/vf.ts"; }	# of chip $s
+new_verdict() { [ "$(verdicts)" -gt "$before" ]; }
 for ((d = 0; d < NOTES_DESK; d++)); do
 	c=$((d % N)); r=$((d % READERS)); s=$(chipname "$c")
-	before=$(grep -c "\"chip\":\"$s\",\"note\"" "$W/vf.ts")
+	before=$(verdicts)
 	ti=$EPOCHREALTIME
 	insert "$r" "$W/chips/$s.chip" || die "desk: reader $r does not see $s"
-	wait_for 30 eval '[ "$(grep -c "\"chip\":\"$s\",\"note\"" "$W/vf.ts")" -gt "$before" ]' ||
+	wait_for 30 new_verdict ||
 	    die "desk: no verdict for $s"
 	tv=$(grep "\"chip\":\"$s\",\"note\"" "$W/vf.ts" | tail -1 | cut -d' ' -f1)
 	grep "\"chip\":\"$s\",\"note\"" "$W/vf.ts" | tail -1 | grep -q '"verdict":"GENUINE"' ||

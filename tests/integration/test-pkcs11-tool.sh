@@ -396,5 +396,24 @@ else
 	echo "note: libp11 engine not installed; libp11 checks skipped"
 fi
 
+# An ID card (locked at manufacture, no INIT TOKEN) is an initialised
+# token, not "uninitialized", in -L: on its own in-process line.
+MKIDCARD=${MINTLINE_MKIDCARD:-$build/tools/mintline-mkidcard}
+if [[ $mode == inproc && -x $MKIDCARD ]]; then
+	mkdir -p "$work/idline"
+	"$MKIDCARD" --sam-key "$work/sam.key" "$work/idcard.img" >/dev/null 2>&1 ||
+	    die "mkidcard"
+	ln -s "$work/idcard.img" "$work/idline/pos-00"
+	echo 1 >"$work/idline/positions"
+	MINTLINE_PKCS11_TRANSPORT=inproc:$work/idline t "-L ID card" $P -L && {
+		expect "-L ID card: token initialized" "token flags +:.*token initialized"
+		if echo "$out" | grep -q "token state: +uninitialized"; then
+			fail "-L ID card: shown as uninitialized"
+		else
+			pass "-L ID card: not shown as uninitialized"
+		fi
+	}
+fi
+
 echo "$failures failure(s)"
 [[ $failures -eq 0 ]]
