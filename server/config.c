@@ -81,8 +81,8 @@ static const struct conf_key {
 	S("note-feature-key",	note_feature_key, false),
 	S("note-seal-key",	note_seal_key,	false),
 	S("sam",		sam,		false),
-	I("idread-deadline",	idread_deadline_ms, 1, 600000,	false),
-	I("idread-max-rounds",	idread_max_rounds, 1, 64,	false),
+	I("idread-deadline",	idread_deadline_ms, 1, 600000,	true),
+	I("idread-max-rounds",	idread_max_rounds, 1, 64,	true),
 #undef S
 #undef I
 #undef E

@@ -28,6 +28,7 @@ struct idr_sess {
 	char		 certno[HS_MAX_CERTNO + 1];
 	uint64_t	 deadline;	/* monotonic ms */
 	uint8_t		 rounds;	/* RETX sent */
+	uint8_t		 max_rounds;	/* what READY said (limits reload) */
 	int		 failed;	/* a limit broke: the RESULT status */
 	bool		 busy;		/* a worker holds it (table unlocked) */
 	struct idr_asm	 a;
@@ -41,6 +42,15 @@ struct idr_srv {
 	uint32_t		 nsess;
 	struct idr_srv_stats	 st;
 };
+
+void
+idr_srv_set_limits(struct idr_srv *s, uint32_t deadline_ms, uint8_t max_rounds)
+{
+	pthread_mutex_lock(&s->mu);
+	s->cfg.deadline_ms = deadline_ms != 0 ? deadline_ms : IDR_DEADLINE_MS;
+	s->cfg.max_rounds = max_rounds != 0 ? max_rounds : IDR_MAX_ROUNDS;
+	pthread_mutex_unlock(&s->mu);
+}
 
 int
 idr_srv_new(const struct idr_srv_cfg *cfg, struct sam *sam,
@@ -268,18 +278,22 @@ srv_begin(struct idr_srv *s, const struct hs_peer *peer, const uint8_t *p,
 	ML_ENSURE((x = calloc(1, sizeof(*x))) != NULL, ML_ERR_NOMEM);
 	snprintf(x->serial, sizeof(x->serial), "%s", peer->serial);
 	snprintf(x->certno, sizeof(x->certno), "%s", peer->certno);
-	x->deadline = now + s->cfg.deadline_ms;
+	/* the limits in force now (SIGHUP may change them), for this read */
+	pthread_mutex_lock(&s->mu);
+	rdy.deadline_ms = s->cfg.deadline_ms;
+	x->max_rounds = s->cfg.max_rounds;
+	pthread_mutex_unlock(&s->mu);
+	x->deadline = now + rdy.deadline_ms;
 	rdy.version = IDR_VERSION;
 	ML_TRY(ml_rand(rdy.upload_id, sizeof(rdy.upload_id)));
 	ML_TRY(ml_rand(rdy.key, sizeof(rdy.key)));
 	/* every packet may need up to max_rounds re-sends, plus slack */
-	max_pkts = (uint32_t)b.npkts * (s->cfg.max_rounds + 1u) + 16u;
+	max_pkts = (uint32_t)b.npkts * (x->max_rounds + 1u) + 16u;
 	if (max_pkts > 0xffffu) {
 		max_pkts = 0xffffu;
 	}
 	ML_TRY(idr_asm_init(&x->a, &b, rdy.upload_id, rdy.key, max_pkts));
-	rdy.max_rounds = s->cfg.max_rounds;
-	rdy.deadline_ms = s->cfg.deadline_ms;
+	rdy.max_rounds = x->max_rounds;
 	rdy.max_pkts = (uint16_t)max_pkts;
 	ML_TRY(idr_ready_encode(&rdy, reply));
 
@@ -436,7 +450,7 @@ srv_end(struct idr_srv *s, const struct hs_peer *peer, const uint8_t *p,
 		status = ML_ERR_TIMEOUT;
 	} else if (idr_asm_complete(&x->a)) {
 		status = srv_decode(s, x, &info);
-	} else if (x->rounds >= s->cfg.max_rounds) {
+	} else if (x->rounds >= x->max_rounds) {
 		status = ML_ERR_TIMEOUT;	/* a packet never arrived */
 	} else {
 		ML_ENSURE((ents = calloc(x->a.npkts, sizeof(*ents))) != NULL,

@@ -46,6 +46,13 @@ struct idr_srv;
 ML_MUST_CHECK int idr_srv_new(const struct idr_srv_cfg *cfg, struct sam *sam,
     struct idr_srv **ret_srv);
 void		 idr_srv_free(struct idr_srv *s);	/* NULL-safe, wipes */
+/*
+ * SIGHUP: new deadline and retransmission rounds (0: the defaults) for the
+ * reads that begin from now on; a read in progress keeps the limits its
+ * READY told the reader (ID-7).
+ */
+void		 idr_srv_set_limits(struct idr_srv *s, uint32_t deadline_ms,
+    uint8_t max_rounds);
 
 /*
  * The record handler (hs_handler_fn): BEGIN -> READY; PKT, BURST -> nothing;

@@ -148,6 +148,19 @@ idr_app_fini(void *ctx)
 	free(a);
 }
 
+/* SIGHUP: idread-deadline and idread-max-rounds for the next reads. */
+static void
+idr_app_reload(void *ctx, const struct hs_app_env *env)
+{
+	struct idr_app *a = ctx;
+
+	if (a == NULL || a->srv == NULL) {
+		return;
+	}
+	idr_srv_set_limits(a->srv, (uint32_t)env->opts->idread_deadline_ms,
+	    (uint8_t)env->opts->idread_max_rounds);
+}
+
 static int
 idr_app_handle(void *ctx, const struct hs_peer *peer, uint8_t type,
     const uint8_t *payload, size_t len, struct ml_wr *reply,
@@ -177,6 +190,7 @@ static const struct hs_handler idr_app_handlers[] = {
 const struct hs_app srv_app_idread = {
 	.name = "idread",
 	.init = idr_app_init,
+	.reload = idr_app_reload,
 	.fini = idr_app_fini,
 	.handlers = idr_app_handlers,
 	.nhandlers = ML_NELEM(idr_app_handlers),

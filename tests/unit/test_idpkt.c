@@ -569,6 +569,25 @@ START_TEST(upload_never_arrives)
 }
 END_TEST
 
+/* SIGHUP's new limits apply to the reads that begin afterwards. */
+START_TEST(upload_limits_reloaded)
+{
+	struct idr_faults f = { .never = 3 };
+	struct idr_srv_cfg sc = { .max_rounds = 4 };
+	struct idr_upload_stats st;
+	struct e2e e;
+
+	e2e_init(&e, &sc, false);
+	idr_srv_set_limits(e.t.srv, 0, 2);
+	ck_assert_r(e2e_upload(&e, &f, &st, NULL), ML_ERR_TIMEOUT);
+	ck_assert_uint_eq(st.rounds, 2);	/* the new limit, told in READY */
+	idr_srv_set_limits(e.t.srv, 0, 0);	/* 0: the default */
+	ck_assert_r(e2e_upload(&e, &f, &st, NULL), ML_ERR_TIMEOUT);
+	ck_assert_uint_eq(st.rounds, IDR_MAX_ROUNDS);
+	e2e_fini(&e);
+}
+END_TEST
+
 /* Deadline: an END after it gets ML_ERR_TIMEOUT. */
 static int
 slow_check(void *ctx)
@@ -821,6 +840,7 @@ idpkt_suite(void)
 	tcase_add_loop_test(te, upload_faults_recovered_pkt, 0,
 	    ML_NELEM(fault_vecs));
 	tcase_add_test(te, upload_never_arrives);
+	tcase_add_test(te, upload_limits_reloaded);
 	tcase_add_test(te, upload_big_packets);
 	tcase_add_test(te, upload_deadline);
 	tcase_add_test(te, upload_unknown_card);
