@@ -396,11 +396,12 @@ handle_check(struct reg_note *rn, const char *peer, const uint8_t *req,
 	if (r != 0) {
 		ml_warn("pre-check of note %s: reservation not taken: %s", nid,
 		    ml_strerror(r));
-		return ML_ERR_IO;	/* no verdict: the station waits */
+		/* no verdict: the station waits, told a full disk as such */
+		return r == ML_ERR_DISK_FULL ? r : ML_ERR_IO;
 	}
 	r = reg_notes_lookup(rn->cfg.reg, nid, &row);
 	if (NO_VERDICT(r)) {
-		return ML_ERR_IO;
+		return r;
 	}
 	if (r == 0) {
 		reserve_drop(rn, nid);	/* registered: nothing to promise */
