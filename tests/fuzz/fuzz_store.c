@@ -35,7 +35,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (chip_state_parse(data, size, &st) != 0) {
 		return 0;
 	}
-	CHECK(st.kind >= CHIP_KIND_READER && st.kind <= CHIP_KIND_IDCARD);
+	CHECK(st.kind >= CHIP_KIND_READER && st.kind <= CHIP_KIND_SAM);
 	CHECK(strlen(st.serial) <= CHIP_SERIAL_LEN && st.serial[0] != '\0');
 	CHECK(strlen(st.label) <= LABEL_MAX_LEN);
 	CHECK(st.nobjs <= OBJ_MAX_COUNT && st.nissuers <= NOTE_MAX_ISSUERS);

@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/usr/bin/env bash
 # Run the libFuzzer targets of a -Dfuzz=true build, each for SECONDS, on a
 # copy of its seed corpus (tests/fuzz/corpus/<target>), so the tree is
 # never written.  Fails if any target finds a crash, leak, timeout or
