@@ -206,23 +206,39 @@ chipcmd_restore(struct chipcmd *cc)
 	return chipcmd_sw_err(sw);
 }
 
+#define CHIPCMD_RESTORE_TRIES	4	/* resets in a row we ride out */
+
 int
 chipcmd_send(struct chipcmd *cc, uint8_t cla, uint8_t ins, uint8_t p1,
     uint8_t p2, const void *data, size_t data_len, uint32_t ne, uint8_t *out,
     size_t cap, size_t *ret_len, uint16_t *ret_sw)
 {
-	int r, rr;
+	int r, rr, tries;
 
 	r = chipcmd_exchange(cc, cla, ins, p1, p2, data, data_len, ne, out,
 	    cap, ret_len, ret_sw);
 	if (r == ML_ERR_RESET || (r == 0 && *ret_sw ==
 	    SW_SECURITY_NOT_SATISFIED && cc->pin != NULL &&
 	    !(cla == CLA_ISO && ins == INS_VERIFY))) {
-		if ((rr = chipcmd_restore(cc)) != 0) {
-			return r != 0 ? r : 0;	/* the first answer stands */
+		/*
+		 * Restore the selection and login, then repeat the command.
+		 * Another client may reset the card again while we restore
+		 * (two resets in a row): start the restore over, a bounded
+		 * number of times.
+		 */
+		for (tries = 0; tries < CHIPCMD_RESTORE_TRIES; tries++) {
+			if ((rr = chipcmd_restore(cc)) == ML_ERR_RESET) {
+				continue;
+			}
+			if (rr != 0) {
+				return r != 0 ? r : 0;	/* first answer stands */
+			}
+			r = chipcmd_exchange(cc, cla, ins, p1, p2, data,
+			    data_len, ne, out, cap, ret_len, ret_sw);
+			if (r != ML_ERR_RESET) {
+				break;
+			}
 		}
-		r = chipcmd_exchange(cc, cla, ins, p1, p2, data, data_len, ne,
-		    out, cap, ret_len, ret_sw);
 	}
 	return r;
 }
