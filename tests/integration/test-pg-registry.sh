@@ -113,9 +113,14 @@ else
 fi
 
 # 5. PostgreSQL stopped mid-run
-"$T" load "$URL" ack.c 300000 4000 4 > load.c.log 2>&1 &
+# (stopped once the load is under way: a fixed sleep let a quiet machine
+# finish the whole load before the stop)
+"$T" load "$URL" ack.c 300000 20000 4 > load.c.log 2>&1 &
 PC=$!
-sleep 1
+for _ in $(seq 200); do
+	[ "$(wc -l < ack.c 2>/dev/null || echo 0)" -ge 500 ] && break
+	sleep 0.05
+done
 pg_stop fast
 stopped_at=$(wc -l < ack.c)
 sleep 3
