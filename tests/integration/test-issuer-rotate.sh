@@ -103,10 +103,13 @@ done
 "$NE_STATION" handshake "${STN2[@]}" --kind station --timeout 5000 --hold 3000 \
     --then-count 3 >"$W/held.out" 2>"$W/held.err" &
 held=$!
+# one at a time: both log in to the station's SoftHSM2 token, which
+# rewrites token.object in place at a login, so a second process opening
+# it at that instant finds no token
+wait_for 10 grep -qs 'channel ok' "$W/held.out" || bad "held channel: no handshake"
 "$NE_STATION" handshake "${RDR[@]}" --timeout 5000 --hold 3000 \
     --then-count 3 >"$W/rheld.out" 2>"$W/rheld.err" &
 rheld=$!
-wait_for 10 grep -qs 'channel ok' "$W/held.out" || bad "held channel: no handshake"
 wait_for 10 grep -qs 'channel ok' "$W/rheld.out" || bad "held reader channel: no handshake"
 "$NE_CA" revoke --dir "$W/ca" "$W/station2.pem" "$W/reader.pem" >/dev/null &&
 "$NE_CA" crl --dir "$W/ca" --out "$W/crl.pem" >/dev/null || bad "revoke STN-0002"
