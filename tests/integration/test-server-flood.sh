@@ -45,6 +45,10 @@ ne_keys || { echo "key ceremony failed"; exit 1; }
 "$NE_CA" init --dir "$W/rogue-ca" --cn "mintline demo root" >/dev/null &&
 "$LOAD" setup --ca-dir "$W/rogue-ca" --registry "$W/rogue-registry.db" \
     --readers 8 --out "$W/rogue.bundle" >/dev/null || { echo "rogue setup failed"; exit 1; }
+# A server that dies under the flood leaves a core in $W for the backtrace
+# printed at the end (core_pattern "core": the process's directory).
+ulimit -c unlimited 2>/dev/null || true
+cd "$W" || exit 1
 ne_server_start || { echo "server did not start"; tail -5 "$W/server.log"; exit 1; }
 
 # the floods, bounded at 120 s, stopped when the legitimate runs are done
@@ -92,4 +96,9 @@ else
 fi
 kill -0 "$NE_SERVER_PID" 2>/dev/null && ok "server still running" || bad "server died"
 [ $fail = 0 ] || { echo "# server log (tail):"; tail -5 "$W/server.log"; echo "# rogue flood:"; tail -3 "$W/rogue.err" "$W/rogue.out"; }
+for core in "$W"/core*; do
+	[ -f "$core" ] && command -v gdb >/dev/null || continue
+	echo "# $core: backtrace"
+	gdb -q -batch -ex 'thread apply all bt 12' "$NE_SRV" "$core" 2>&1 | sed 's/^/#   /' | head -120
+done
 exit $fail
