@@ -80,6 +80,9 @@ struct conn {
 	uint8_t		 akey[AKEY_LEN];
 	uint64_t	 last_ms;	/* last input or output (SIGTERM drain) */
 	uint32_t	 events;	/* current epoll interest */
+	bool		 dead;		/* closed during an epoll batch: freed
+					 * after it (conn_free) */
+	struct conn	*dead_next;
 	struct srv_sess	*ss;
 };
 
@@ -98,6 +101,8 @@ struct conn_job {
 };
 
 struct net {
+	struct conn	*dead;		/* closed in this epoll batch */
+	bool		 batching;	/* inside an epoll batch */
 	struct srv	*srv;
 	int		 ep;
 	struct conn	*conns;
@@ -219,10 +224,26 @@ set_interest(struct net *n, struct conn *c, uint32_t ev)
 }
 
 static void
+conn_destroy(struct conn *c)
+{
+	srv_sess_free(c->ss);
+	ml_freezero(c->rbuf, c->rcap);
+	ml_wr_free(&c->wbuf);
+	free(c);
+}
+
+/*
+ * Close c.  Inside an epoll batch the memory stays until the batch ends
+ * (conn_reap): a later event of the same batch may name c (a job that
+ * finished closes a connection whose input is also in the batch), and
+ * must find it marked dead, not freed.
+ */
+static void
 conn_free(struct net *n, struct conn *c)
 {
 	(void)epoll_ctl(n->ep, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
+	c->fd = -1;
 	if (c->prev != NULL) {
 		c->prev->next = c->next;
 	} else {
@@ -234,10 +255,26 @@ conn_free(struct net *n, struct conn *c)
 	n->nconns--;
 	atomic_store(&n->srv->m.conns_open, n->nconns);
 	unauth_release(n, c);
-	srv_sess_free(c->ss);
-	ml_freezero(c->rbuf, c->rcap);
-	ml_wr_free(&c->wbuf);
-	free(c);
+	if (n->batching) {
+		c->dead = true;
+		c->dead_next = n->dead;
+		n->dead = c;
+		return;
+	}
+	conn_destroy(c);
+}
+
+/* The end of an epoll batch: free the connections closed during it. */
+static void
+conn_reap(struct net *n)
+{
+	struct conn *c;
+
+	n->batching = false;
+	while ((c = n->dead) != NULL) {
+		n->dead = c->dead_next;
+		conn_destroy(c);
+	}
 }
 
 static void
@@ -1025,6 +1062,7 @@ run_loop(struct net *n, int sfd)
 		if (k < 0 && errno != EINTR) {
 			return ML_ERR_IO;
 		}
+		n->batching = true;
 		for (i = 0; i < k; i++) {
 			void *tag = ev[i].data.ptr;
 
@@ -1061,6 +1099,9 @@ run_loop(struct net *n, int sfd)
 			} else {
 				struct conn *c = tag;
 
+				if (c->dead) {
+					continue;	/* closed earlier in this batch */
+				}
 				if (c->draining) {
 					conn_readable(n, c);
 					continue;
@@ -1089,6 +1130,7 @@ run_loop(struct net *n, int sfd)
 				}
 			}
 		}
+		conn_reap(n);
 		sweep_timeouts(n);
 		busy_log(n, false);
 		for (i = 0; i < METRICS_MAX_CONNS; i++) {
@@ -1141,6 +1183,7 @@ run_free(struct net *n, int sfd)
 			free(j);
 		}
 	}
+	conn_reap(n);		/* batching off: the frees below are at once */
 	while (n->conns != NULL) {
 		conn_free(n, n->conns);
 	}
