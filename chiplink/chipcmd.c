@@ -223,11 +223,14 @@ chipcmd_send(struct chipcmd *cc, uint8_t cla, uint8_t ins, uint8_t p1,
 		/*
 		 * Restore the selection and login, then repeat the command.
 		 * Another client may reset the card again while we restore
-		 * (two resets in a row): start the restore over, a bounded
-		 * number of times.
+		 * (two resets in a row), and a reader can answer an exchange
+		 * that meets the reset without a status word (ML_ERR_IO; the
+		 * link then reports ML_ERR_RESET on its fresh handle): start
+		 * the restore over, a bounded number of times.
 		 */
 		for (tries = 0; tries < CHIPCMD_RESTORE_TRIES; tries++) {
-			if ((rr = chipcmd_restore(cc)) == ML_ERR_RESET) {
+			rr = chipcmd_restore(cc);
+			if (rr == ML_ERR_RESET || rr == ML_ERR_IO) {
 				continue;
 			}
 			if (rr != 0) {

@@ -61,6 +61,7 @@ struct pcsc_slot {
 	uint64_t	 conn_gen;	/* the generation the handle talks to */
 	unsigned	 depth;		/* chiplink_lock() nesting */
 	bool		 in_txn;	/* SCardBeginTransaction held */
+	bool		 state_lost;	/* dropped mid-use: applet RAM unknown */
 
 	/* Under the link's state_mu. */
 	bool		 present;
@@ -587,6 +588,19 @@ pcsc_transmit(void *state, size_t slot, uint64_t generation,
 	ML_TRY(pcsc_slot_connect(l, s));
 	ML_ENSURE(generation == 0 || generation == s->conn_gen,
 	    ML_ERR_REMOVED);
+	if (s->state_lost) {
+		/*
+		 * The handle was dropped after a failed exchange (a reset by
+		 * another client can show as an answer without a status
+		 * word) and this one is new: the chip is the same but its
+		 * selection and login may be gone, and a fresh handle is not
+		 * told SCARD_W_RESET_CARD.  Say so before sending anything,
+		 * so that chipcmd_send() restores them (OP-3).
+		 */
+		s->state_lost = false;
+		r = ML_ERR_RESET;
+		goto out;
+	}
 	rlen = resp_cap > MAX_BUFFER_SIZE_EXTENDED ?
 	    MAX_BUFFER_SIZE_EXTENDED : (DWORD)resp_cap;
 	rv = SCardTransmit(s->card, pcsc_pci(s->proto), cmd, (DWORD)cmd_len,
@@ -605,6 +619,7 @@ pcsc_transmit(void *state, size_t slot, uint64_t generation,
 		if (r == ML_ERR_REMOVED || r == ML_ERR_IO) {
 			/* The next call starts over with a fresh handle. */
 			pcsc_slot_drop(s);
+			s->state_lost = true;
 			if (r == ML_ERR_REMOVED) {
 				(void)pcsc_refresh(l, s, NULL);
 			}
@@ -618,6 +633,7 @@ pcsc_transmit(void *state, size_t slot, uint64_t generation,
 		 * over next time; if the chip is gone or changed, say so.
 		 */
 		pcsc_slot_drop(s);
+		s->state_lost = true;
 		r = ML_ERR_IO;
 		if (pcsc_refresh(l, s, &gen) == 0 && (gen != s->conn_gen ||
 		    !pcsc_is_present(l, s))) {
