@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the Debian 12 packages mintline builds and tests with, when any is
-# missing.  Idempotent; uses sudo when not root.  Never touches running
+# missing (`--list` prints them instead).  Idempotent; uses sudo when not root.  Never touches running
 # system services: tests start their own pcscd, SoftHSM2 tokens and
 # PostgreSQL under the build tree.
 set -Eeuo pipefail
@@ -17,6 +17,12 @@ PKGS=(
 	libmicrohttpd-dev
 	chromium chromium-driver python3-selenium
 )
+
+# `deps.sh --list`: the list, one line (.ci/run installs it with apt-get).
+if [ "${1:-}" = --list ]; then
+	echo "${PKGS[*]}"
+	exit 0
+fi
 
 missing=()
 for p in "${PKGS[@]}"; do
