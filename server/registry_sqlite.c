@@ -8,11 +8,11 @@
  * Schema: reg_migrations[] (migrations.c), applied in order at open and
  * recorded in PRAGMA user_version and in schema_version.
  *
- * Note registration uses group commit: the first thread to find no commit
- * running becomes the leader, takes every waiting request, runs them in
- * one transaction (each as it would alone, in a savepoint: a later one
- * sees the earlier ones' inserts) and commits once (one fsync), then wakes
- * the others.  Nothing is acknowledged before its commit; a failed commit
+ * Note registration, audit rows and the pre-check's serial promises use
+ * group commit: the first thread to find no commit running becomes the
+ * leader, takes every waiting request, runs them in one transaction (each
+ * as it would alone, in a savepoint: a later one sees the earlier ones'
+ * inserts) and commits once (one fsync), then wakes the others.  Nothing is acknowledged before its commit; a failed commit
  * fails every request of the group.
  *
  * Exactly-once (BN-7): note_id and chip_serial are each UNIQUE in note, so
@@ -34,10 +34,14 @@
 #include "ml_log.h"
 #include "registry.h"
 
-/* A registration or an audit row waiting for the group commit. */
+struct sq_resv;
+
+/* A registration, an audit row or a serial's promise (taken or dropped)
+ * waiting for the group commit. */
 struct sq_req {
 	const struct note_reg	*nr;
 	struct reg_audit	*audit;		/* when nr is NULL */
+	const struct sq_resv	*resv;		/* when both are NULL */
 	uint64_t		 reg_id;
 	int			 r;
 	bool			 done;
@@ -54,7 +58,8 @@ struct reg_sqlite {
 	sqlite3		*db;
 	sqlite3_stmt	*enrol_get, *enrol_put, *note_by_id, *note_by_chip,
 			*note_put, *flag_put, *flag_get, *reject_put, *count,
-			*ev_put, *audit_last, *audit_put, *resv_put, *resv_del;
+			*ev_put, *audit_last, *audit_put, *resv_put, *resv_del,
+			*resv_get;
 };
 
 /*
@@ -217,6 +222,7 @@ sq_close(struct reg *r)
 	sqlite3_finalize(s->ev_put);
 	sqlite3_finalize(s->resv_put);
 	sqlite3_finalize(s->resv_del);
+	sqlite3_finalize(s->resv_get);
 	sqlite3_close(s->db);
 	pthread_mutex_destroy(&s->mu);
 	pthread_mutex_destroy(&s->qmu);
@@ -578,6 +584,63 @@ register_audit(struct reg_sqlite *s, const struct note_reg *nr, int result)
 	return result;
 }
 
+/*
+ * A serial's promise to one chip (OP-3), taken or dropped,
+ * in the group's transaction: a pre-check shares the fsync of the
+ * registrations running at the same time instead of committing alone
+ * under the connection's lock (BN-7 at scale: with many line positions
+ * the lone commits serialised every request).
+ */
+struct sq_resv {
+	const char	*note_id, *chip, *station;
+	int64_t		 now, until;
+	bool		 take;		/* false: drop the promise */
+};
+
+/* One promise taken or dropped inside the open transaction; caller holds
+ * mu.  0, ML_ERR_EXISTS (another chip's promise kept) or ML_ERR_*. */
+static int
+resv_one(struct reg_sqlite *s, const struct sq_resv *v)
+{
+	int r;
+
+	if (!v->take) {
+		sqlite3_bind_text(s->resv_del, 1, v->note_id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s->resv_del, 2, (sqlite3_int64)v->now);
+		r = sqlite3_step(s->resv_del) == SQLITE_DONE ? 0 :
+		    db_fail(s->db, "serial reservation");
+		done(s->resv_del);
+		return r;
+	}
+	sqlite3_bind_text(s->resv_put, 1, v->note_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s->resv_put, 2, v->chip, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s->resv_put, 3, v->station, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s->resv_put, 4, (sqlite3_int64)v->until);
+	sqlite3_bind_int64(s->resv_put, 5, (sqlite3_int64)v->now);
+	if (sqlite3_step(s->resv_put) == SQLITE_DONE) {
+		/* no row changed: the conflict's WHERE kept another chip's */
+		r = sqlite3_changes(s->db) == 1 ? 0 : ML_ERR_EXISTS;
+	} else {
+		r = db_fail(s->db, "serial reservation");
+	}
+	done(s->resv_put);
+	return r;
+}
+
+/*
+ * A registered note needs no promise: dropped in the registration's
+ * transaction, so that the caller's drop afterwards (reg_notes_unreserve)
+ * finds nothing to write.  A failure only leaves a promise that runs out
+ * by itself.
+ */
+static void
+drop_promise(struct reg_sqlite *s, const char *note_id)
+{
+	struct sq_resv v = { .note_id = note_id, .now = (int64_t)time(NULL) };
+
+	(void)resv_one(s, &v);
+}
+
 /* One registration inside the open transaction; caller holds mu. */
 static int
 register_one(struct reg_sqlite *s, const struct note_reg *nr,
@@ -593,6 +656,7 @@ register_one(struct reg_sqlite *s, const struct note_reg *nr,
 		    row.feature_len == nr->feature_len &&
 		    memcmp(row.feature, nr->feature, nr->feature_len) == 0) {
 			*ret_reg_id = row.reg_id;
+			drop_promise(s, nr->note_id);
 			return register_audit(s, nr, REG_NOTE_AGAIN);
 		}
 		/* One serial, two chips: flag both (BN-8). */
@@ -635,6 +699,7 @@ register_one(struct reg_sqlite *s, const struct note_reg *nr,
 	}
 	done(s->note_put);
 	*ret_reg_id = (uint64_t)sqlite3_last_insert_rowid(s->db);
+	drop_promise(s, nr->note_id);
 	return register_audit(s, nr, REG_NOTE_NEW);
 }
 
@@ -652,7 +717,8 @@ commit_group(struct reg_sqlite *s, struct sq_req *g)
 			break;
 		}
 		q->r = q->nr != NULL ? register_one(s, q->nr, &q->reg_id) :
-		    audit_put_locked(s, q->audit);
+		    q->audit != NULL ? audit_put_locked(s, q->audit) :
+		    resv_one(s, q->resv);
 		if (sqlite3_get_autocommit(s->db)) {
 			/* SQLite rolled the whole transaction back itself (a
 			 * full disk, an I/O error): nothing to undo, nothing
@@ -1042,40 +1108,33 @@ static int
 sq_note_reserve(struct reg *rg, const char *note_id, const char *chip,
     const char *station, int64_t now, int64_t until)
 {
-	struct reg_sqlite *s = (struct reg_sqlite *)rg;
-	int r;
+	struct sq_resv v = { .note_id = note_id, .chip = chip,
+	    .station = station, .now = now, .until = until, .take = true };
+	struct sq_req me = { .resv = &v };
 
-	pthread_mutex_lock(&s->mu);
-	sqlite3_bind_text(s->resv_put, 1, note_id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s->resv_put, 2, chip, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s->resv_put, 3, station, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s->resv_put, 4, (sqlite3_int64)until);
-	sqlite3_bind_int64(s->resv_put, 5, (sqlite3_int64)now);
-	if (sqlite3_step(s->resv_put) == SQLITE_DONE) {
-		/* no row changed: the conflict's WHERE kept another chip's */
-		r = sqlite3_changes(s->db) == 1 ? 0 : ML_ERR_EXISTS;
-	} else {
-		r = db_fail(s->db, "serial reservation");
-	}
-	done(s->resv_put);
-	pthread_mutex_unlock(&s->mu);
-	return r;
+	group_run((struct reg_sqlite *)rg, &me);
+	return me.r;
 }
 
 static int
 sq_note_unreserve(struct reg *rg, const char *note_id, int64_t now)
 {
 	struct reg_sqlite *s = (struct reg_sqlite *)rg;
-	int r;
+	struct sq_resv v = { .note_id = note_id, .now = now };
+	struct sq_req me = { .resv = &v };
+	int rc;
 
+	/* nothing promised (a registration dropped it): nothing to commit */
 	pthread_mutex_lock(&s->mu);
-	sqlite3_bind_text(s->resv_del, 1, note_id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s->resv_del, 2, (sqlite3_int64)now);
-	r = sqlite3_step(s->resv_del) == SQLITE_DONE ? 0 :
-	    db_fail(s->db, "serial reservation");
-	done(s->resv_del);
+	sqlite3_bind_text(s->resv_get, 1, note_id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s->resv_get);
+	done(s->resv_get);
 	pthread_mutex_unlock(&s->mu);
-	return r;
+	if (rc == SQLITE_DONE) {
+		return 0;
+	}
+	group_run(s, &me);
+	return me.r;
 }
 
 static const struct reg_ops reg_sqlite_ops = {
@@ -1139,6 +1198,8 @@ prepare_all(struct reg_sqlite *s)
 	    &s->resv_put));
 	ML_TRY(prep(s->db, "DELETE FROM note_reservation WHERE note_id = ?1 "
 	    "OR expires <= ?2", &s->resv_del));
+	ML_TRY(prep(s->db, "SELECT 1 FROM note_reservation WHERE note_id = ?1",
+	    &s->resv_get));
 	r = 0;
 out:
 	return r;
