@@ -62,6 +62,7 @@ struct pcsc_slot {
 	unsigned	 depth;		/* chiplink_lock() nesting */
 	bool		 in_txn;	/* SCardBeginTransaction held */
 	bool		 state_lost;	/* dropped mid-use: applet RAM unknown */
+	uint64_t	 lost_gen;	/* ... of the chip of this generation */
 
 	/* Under the link's state_mu. */
 	bool		 present;
@@ -588,6 +589,9 @@ pcsc_transmit(void *state, size_t slot, uint64_t generation,
 	ML_TRY(pcsc_slot_connect(l, s));
 	ML_ENSURE(generation == 0 || generation == s->conn_gen,
 	    ML_ERR_REMOVED);
+	if (s->state_lost && s->conn_gen != s->lost_gen) {
+		s->state_lost = false;	/* another chip: it starts afresh */
+	}
 	if (s->state_lost) {
 		/*
 		 * The handle was dropped after a failed exchange (a reset by
@@ -620,6 +624,7 @@ pcsc_transmit(void *state, size_t slot, uint64_t generation,
 			/* The next call starts over with a fresh handle. */
 			pcsc_slot_drop(s);
 			s->state_lost = true;
+			s->lost_gen = s->conn_gen;
 			if (r == ML_ERR_REMOVED) {
 				(void)pcsc_refresh(l, s, NULL);
 			}
@@ -634,6 +639,7 @@ pcsc_transmit(void *state, size_t slot, uint64_t generation,
 		 */
 		pcsc_slot_drop(s);
 		s->state_lost = true;
+		s->lost_gen = s->conn_gen;
 		r = ML_ERR_IO;
 		if (pcsc_refresh(l, s, &gen) == 0 && (gen != s->conn_gen ||
 		    !pcsc_is_present(l, s))) {
