@@ -86,6 +86,7 @@ struct ver {
 	pthread_t		 probe;		/* --ui online: server watch */
 	bool			 probing;
 	int			 server_up;	/* -1 unknown, 0 lost, 1 up */
+	struct timespec		 t0, tlast;	/* line start, last verdict */
 };
 
 enum verdict_reason {
@@ -344,6 +345,7 @@ print_verdict(struct ver *v, size_t w, const char *note, const char *chip,
 	if (v->nlat < v->latcap) {
 		v->lat[v->nlat++] = ms;
 	}
+	clock_gettime(CLOCK_MONOTONIC, &v->tlast);
 	if (v->o.json) {
 		printf("{\"chip\":\"%s\",\"note\":\"%s\",\"verdict\":\"%s\"",
 		    c, note, verdict_name(reason));
@@ -695,6 +697,7 @@ verify_loop(struct ver *v, size_t *chips)
 	    .workers = v->o.workers ? v->o.workers : NL_MAX_WORKERS,
 	    .job = ver_job, .start = ver_start, .ctx = v,
 	    .follow = v->o.follow, .event = ver_event };
+	clock_gettime(CLOCK_MONOTONIC, &v->t0);
 	r = note_line_run(&lc, chips);
 	if (v->probing) {
 		note_line_stop();	/* the line is over: so is the probe */
@@ -720,12 +723,20 @@ static int
 verify_report(struct ver *v, int r)
 {
 	if (v->nlat > 0) {
+		/* the line's own time: from its start (the positions' first
+		 * handshakes) to the last verdict, start-up and a desk's
+		 * idle wait after it not counted */
+		double secs = (v->tlast.tv_sec - v->t0.tv_sec) +
+		    (v->tlast.tv_nsec - v->t0.tv_nsec) / 1e9;
+
 		qsort(v->lat, v->nlat, sizeof(double), cmp_dbl);
 		fprintf(stderr, "verify: %zu chip(s): %zu GENUINE, %zu COUNTERFEIT, "
 		    "%zu BLANK, %zu error(s); verdict latency median %.2f ms, p99 "
-		    "%.2f ms\n", v->genuine + v->counterfeit + v->blank,
+		    "%.2f ms; %.2f s to the last verdict, %.0f verdicts/s\n",
+		    v->genuine + v->counterfeit + v->blank,
 		    v->genuine, v->counterfeit, v->blank, v->errors,
-		    v->lat[v->nlat / 2], v->lat[(v->nlat * 99) / 100]);
+		    v->lat[v->nlat / 2], v->lat[(v->nlat * 99) / 100], secs,
+		    secs > 0 ? (double)v->nlat / secs : 0.0);
 	}
 	if (r != 0 || v->errors != 0) {
 		fprintf(stderr, "verify: %s\n", ml_errmsg(r ? r : ML_ERR_IO));

@@ -2,16 +2,37 @@
  * Issuance records over the station's hs channel (see note_chan.h).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "hs.h"
 #include "ml_log.h"
 #include "note_chan.h"
 #include "note_proto.h"
 
+/*
+ * Handshakes in flight from one station process.  The server refuses
+ * more than max-unauth-per-addr (64 by default, docs/operations.md)
+ * unauthenticated connections from one address with HS_ALERT_BUSY; a
+ * line or a row of desks with more positions than that opens its
+ * channels at start all at once.  Half the server's default leaves room
+ * for a second station behind the same address, and 32 handshakes at
+ * once already keep two cores busy (OP-1, BN-1 at scale).
+ */
+#define NOTE_CHAN_MAX_HS	32
+/* HS_ALERT_BUSY all the same (other stations behind the address, a
+ * flood): try again after 50 ms, doubling to 1 s, for up to 30 s. */
+#define NOTE_CHAN_BUSY_FIRST_MS	50
+#define NOTE_CHAN_BUSY_MAX_MS	1000
+#define NOTE_CHAN_BUSY_FOR_MS	30000
+
 struct note_chan {
+	pthread_mutex_t		 mu;
+	pthread_cond_t		 cv;
+	unsigned		 inflight;	/* handshakes running */
 	struct st_conn		 conn;
 	struct key		*key;
 	struct hs_trust		*trust;
@@ -29,6 +50,8 @@ note_chan_new(const struct st_conn *c, struct note_chan **ret)
 
 	ML_ENSURE(c->ca[0] && c->cert[0] && c->key[0], ML_ERR_ARG);
 	ML_ENSURE((nc = calloc(1, sizeof(*nc))) != NULL, ML_ERR_NOMEM);
+	pthread_mutex_init(&nc->mu, NULL);
+	pthread_cond_init(&nc->cv, NULL);
 	nc->conn = *c;
 	ML_TRY(hs_trust_load(c->ca, c->crl[0] ? c->crl : NULL, &nc->trust));
 	if ((r = hs_chain_load(c->cert, &nc->chain)) != 0) {
@@ -67,6 +90,8 @@ note_chan_free(struct note_chan *nc)
 	key_free(nc->key);
 	hs_trust_free(nc->trust);
 	hs_chain_free(&nc->chain);
+	pthread_cond_destroy(&nc->cv);
+	pthread_mutex_destroy(&nc->mu);
 	free(nc);
 }
 
@@ -114,20 +139,53 @@ static const struct note_uplink_ops chan_ops = {
 	.close = chan_close,
 };
 
+/* One handshake, waiting for a turn among NOTE_CHAN_MAX_HS. */
+static int
+chan_handshake(struct note_chan *nc, struct hs_chan **ch, int *alert)
+{
+	int r;
+
+	pthread_mutex_lock(&nc->mu);
+	while (nc->inflight >= NOTE_CHAN_MAX_HS) {
+		pthread_cond_wait(&nc->cv, &nc->mu);
+	}
+	nc->inflight++;
+	pthread_mutex_unlock(&nc->mu);
+	r = st_server_connect(nc->conn.server, &nc->cfg, ch, alert);
+	pthread_mutex_lock(&nc->mu);
+	nc->inflight--;
+	pthread_cond_signal(&nc->cv);
+	pthread_mutex_unlock(&nc->mu);
+	return r;
+}
+
 int
 note_chan_connect(struct note_chan *nc, struct note_uplink **ret, char *why,
     size_t cap)
 {
 	struct hs_chan *ch = NULL;
+	long waited = 0, nap = NOTE_CHAN_BUSY_FIRST_MS;
 	int r, alert = 0;
 
-	if ((r = st_server_connect(nc->conn.server, &nc->cfg, &ch,
-	    &alert)) != 0) {
+	while ((r = chan_handshake(nc, &ch, &alert)) != 0 &&
+	    alert == HS_ALERT_BUSY && waited < NOTE_CHAN_BUSY_FOR_MS) {
+		struct timespec ts = { nap / 1000, (nap % 1000) * 1000000L };
+
+		ml_debug("%s: server busy, handshake again in %ld ms",
+		    nc->conn.server, nap);
+		nanosleep(&ts, NULL);
+		waited += nap;
+		nap = nap * 2 < NOTE_CHAN_BUSY_MAX_MS ? nap * 2 :
+		    NOTE_CHAN_BUSY_MAX_MS;
+	}
+	if (r != 0) {
 		/* The cause a line operator can act on: the connect's socket
 		 * error or the handshake alert, with the address. */
 		snprintf(why, cap, "%s", ml_errmsg(r));
-		/* unreachable server: ML_ERR_IO, the caller may retry */
-		if (r != ML_ERR_REJECTED && r != ML_ERR_CERT) {
+		/* unreachable or still busy server: ML_ERR_IO, the caller
+		 * may retry */
+		if ((r != ML_ERR_REJECTED && r != ML_ERR_CERT) ||
+		    alert == HS_ALERT_BUSY) {
 			r = ml_errrecode(r, ML_ERR_IO);
 		}
 		return r;

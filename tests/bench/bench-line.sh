@@ -4,7 +4,8 @@
 # chips take the time of the chip latency profile (DIR/latency, default:
 # a contactless secure element, docs/benchmarks.md), end to end through
 # mintline-server (handshake A per position, channel, HSM in SoftHSM2,
-# SQLite registry); then `verify` desks on the same chips, through the
+# SQLite registry); then `verify --follow` desks on the same chips (stopped
+# once every chip has its verdict), through the
 # same server.  Prints per row: notes/s, the ideal rate (positions / chip
 # time per note, the chip time being what the profile charged, as the
 # line's own log reports it), their ratio, and the host CPU per note
@@ -25,8 +26,9 @@ source "$top/scripts/issuance-env.sh"
 ne_init "$W" "$B" 8 || exit 77
 trap ne_server_stop EXIT
 ne_keys || exit 1
-# one address for every position: no per-address handshake limit below P
-ne_server_start --max-unauth-per-addr 1024 || exit 1
+# the server's default limits: one address for every position, the
+# station keeps its handshakes in flight under max-unauth-per-addr
+ne_server_start || exit 1
 HZ=$(getconf CLK_TCK)
 
 # CPU ticks (user + system) of a process and its children (the monitor).
@@ -53,6 +55,35 @@ run_timed() {
 	awk -v a="$t0" -v b="$t1" -v s="$((s1 - s0))" -v hz="$HZ" \
 	    '{ printf "%.3f %.3f %.3f\n", b - a, $1 + $2, s / hz }' "$out.cpu"
 	return $rc
+}
+
+# run_follow OUTFILE N CMD...: as run_timed, for a command that runs
+# until stopped (a desk: verify --follow --json): stopped with SIGTERM
+# once its stdout (OUTFILE.out) holds N verdicts, or after 60 s.
+run_follow() {
+	local out=$1 n=$2 s0 s1 t0 t1 tp sp i
+	shift 2
+	s0=$(tree_ticks "$NE_SERVER_PID")
+	t0=$(date +%s.%N)
+	/usr/bin/time -f '%U %S' -o "$out.cpu" "$@" >"$out.out" 2>"$out" &
+	tp=$!
+	for ((i = 0; i < 600; i++)); do
+		[ "$(grep -c '"verdict"' "$out.out")" -ge "$n" ] && break
+		kill -0 "$tp" 2>/dev/null || break
+		sleep 0.1
+	done
+	for sp in $(pgrep -P "$tp"); do
+		kill -TERM "$sp"
+	done
+	wait "$tp"
+	local rc=$?
+	t1=$(date +%s.%N)
+	s1=$(tree_ticks "$NE_SERVER_PID")
+	awk -v a="$t0" -v b="$t1" -v s="$((s1 - s0))" -v hz="$HZ" \
+	    '{ printf "%.3f %.3f %.3f\n", b - a, $1 + $2, s / hz }' "$out.cpu"
+	[ "$(grep -c '"verdict"' "$out.out")" -ge "$n" ] && return $rc
+	echo "bench-line: $n verdicts expected, $(grep -c '"verdict"' "$out.out") given" >>"$out"
+	return 1
 }
 
 # chip seconds charged by the latency model, from the line's log line
@@ -97,11 +128,14 @@ for P in $POSITIONS; do
 	# not the process's: start-up (token login) is not line throughput
 	t="$(sed -n 's/^issue: .*; \([0-9.]*\) s, [0-9]* notes\/s$/\1/p' "$W/issue-$P.err") ${t#* }"
 	row issue "$P" "$n" "$t" "$(chip_secs "$W/issue-$P.err")"
-	t=$(ML_LOG_LEVEL=info run_timed "$W/verify-$P.err" "$NE_STATION" verify \
-	    --line "$NE_LINE" --chips "$dir" --issuer-pub "$NE_ISSUER_PUB" \
-	    "${NE_CONN[@]}" --workers "$P") ||
+	# P desks (verify --follow), every chip presented once; the desk's
+	# own time, from its first handshakes to the last verdict
+	t=$(ML_LOG_LEVEL=info run_follow "$W/verify-$P.err" "$n" "$NE_STATION" \
+	    verify --follow --json --line "$NE_LINE" --chips "$dir" \
+	    --issuer-pub "$NE_ISSUER_PUB" "${NE_CONN[@]}" --workers "$P") ||
 	    { echo "bench-line: verify on $P positions failed:" >&2; tail -5 "$W/verify-$P.err" >&2; exit 1; }
-	row verify "$P" "$n" "$t" "$(chip_secs "$W/verify-$P.err")"
+	t="$(sed -n 's/^verify: .*; \([0-9.]*\) s to the last verdict.*/\1/p' "$W/verify-$P.err") ${t#* }"
+	row desks "$P" "$n" "$t" "$(chip_secs "$W/verify-$P.err")"
 	first=$((first + n))
 done
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
