@@ -40,20 +40,9 @@
 /* The core's GET DATA (chip.c), for the P1 values this profile leaves. */
 int	core_get_data(struct chip *c, const struct apdu *a, struct ml_wr *resp);
 
-enum idcard_state {
-	IDCARD_PERSO	= 1 << 0,	/* being personalised */
-	IDCARD_ISSUED	= 1 << 1,	/* locked: read-only */
-};
+#define IDCARD_PERSO	CHIP_PERSO	/* being personalised */
+#define IDCARD_ISSUED	CHIP_ISSUED	/* locked: read-only */
 #define IDCARD_ANY	(IDCARD_PERSO | IDCARD_ISSUED)
-
-static const char *const idcard_state_names[] = { "PERSO", "ISSUED" };
-
-static unsigned
-idcard_state(const struct chip *c)
-{
-	return (c->st.flags & INFO_F_LOCKED) != 0 ? IDCARD_ISSUED :
-	    IDCARD_PERSO;
-}
 
 /* The 15-bit offset in P1P2, or 6A86 if P1 names a short EF. */
 static int
@@ -124,17 +113,9 @@ out:
 static int
 idcard_lock(struct chip *c, const struct apdu *a, struct ml_wr *resp)
 {
-	int r = ML_ERR_INTERNAL;
-
-	ML_ENSURE(a->p1 == 0 && a->p2 == 0, SW_INCORRECT_P1P2);
-	ML_ENSURE(ml_rd_left(&a->data) == 0, SW_WRONG_LENGTH);
-	ML_ENSURE(c->st.card_config_len > 0 && c->st.card_data_len > 0,
-	    SW_CONDITIONS_NOT_SATISFIED);
-	c->st.flags |= INFO_F_LOCKED;
-	ML_TRY(chip_commit(c));
-	r = 0;
-out:
-	return r;
+	(void)resp;
+	return chip_perso_lock(c, a, c->st.card_config_len > 0 &&
+	    c->st.card_data_len > 0);
 }
 
 /*
@@ -203,8 +184,8 @@ const struct chip_profile chip_profile_idcard = {
 	.name = "idcard",
 	.ins = idcard_ins,
 	.nins = ML_NELEM(idcard_ins),
-	.state = idcard_state,
-	.state_names = idcard_state_names,
-	.nstates = ML_NELEM(idcard_state_names),
+	.state = chip_perso_state,
+	.state_names = chip_perso_state_names,
+	.nstates = ML_NELEM(chip_perso_state_names),
 	.reset = NULL,
 };

@@ -33,18 +33,8 @@
 #include "chip_int.h"
 #include "idcard_format.h"
 
-enum sam_state {
-	SAM_PERSO	= 1 << 0,	/* being keyed */
-	SAM_ISSUED	= 1 << 1,	/* locked: decodes */
-};
-
-static const char *const sam_state_names[] = { "PERSO", "ISSUED" };
-
-static unsigned
-sam_state(const struct chip *c)
-{
-	return (c->st.flags & INFO_F_LOCKED) != 0 ? SAM_ISSUED : SAM_PERSO;
-}
+#define SAM_PERSO	CHIP_PERSO	/* being keyed */
+#define SAM_ISSUED	CHIP_ISSUED	/* locked: decodes */
 
 /* 80 D8 00 00 20 key: the SAM key (replaces an earlier one). */
 static int
@@ -67,17 +57,8 @@ out:
 static int
 sam_lock(struct chip *c, const struct apdu *a, struct ml_wr *resp)
 {
-	int r = ML_ERR_INTERNAL;
-
 	(void)resp;
-	ML_ENSURE(a->p1 == 0 && a->p2 == 0, SW_INCORRECT_P1P2);
-	ML_ENSURE(ml_rd_left(&a->data) == 0, SW_WRONG_LENGTH);
-	ML_ENSURE(c->st.has_sam_key, SW_CONDITIONS_NOT_SATISFIED);
-	c->st.flags |= INFO_F_LOCKED;
-	ML_TRY(chip_commit(c));
-	r = 0;
-out:
-	return r;
+	return chip_perso_lock(c, a, c->st.has_sam_key);
 }
 
 /*
@@ -142,8 +123,8 @@ const struct chip_profile chip_profile_sam = {
 	.name = "sam",
 	.ins = sam_ins,
 	.nins = ML_NELEM(sam_ins),
-	.state = sam_state,
-	.state_names = sam_state_names,
-	.nstates = ML_NELEM(sam_state_names),
+	.state = chip_perso_state,
+	.state_names = chip_perso_state_names,
+	.nstates = ML_NELEM(chip_perso_state_names),
 	.reset = NULL,		/* no RAM state: each DECODE stands alone */
 };

@@ -661,6 +661,29 @@ store_free_estimate(const struct chip *c)
 	return used >= STORE_MAX_PAYLOAD ? 0 : STORE_MAX_PAYLOAD - used;
 }
 
+const char *const chip_perso_state_names[2] = { "PERSO", "ISSUED" };
+
+unsigned
+chip_perso_state(const struct chip *c)
+{
+	return (c->st.flags & INFO_F_LOCKED) != 0 ? CHIP_ISSUED : CHIP_PERSO;
+}
+
+int
+chip_perso_lock(struct chip *c, const struct apdu *a, bool complete)
+{
+	int r = ML_ERR_INTERNAL;
+
+	ML_ENSURE(a->p1 == 0 && a->p2 == 0, SW_INCORRECT_P1P2);
+	ML_ENSURE(ml_rd_left(&a->data) == 0, SW_WRONG_LENGTH);
+	ML_ENSURE(complete, SW_CONDITIONS_NOT_SATISFIED);
+	c->st.flags |= INFO_F_LOCKED;
+	ML_TRY(chip_commit(c));
+	r = 0;
+out:
+	return r;
+}
+
 int
 core_get_data(struct chip *c, const struct apdu *a, struct ml_wr *resp)
 {

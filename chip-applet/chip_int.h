@@ -190,6 +190,22 @@ int		 core_get_data(struct chip *c, const struct apdu *a, struct ml_wr *resp);
 /* The core's GET CHALLENGE: Ne random bytes. */
 int		 core_get_challenge(struct chip *c, const struct apdu *a, struct ml_wr *resp);
 
+/*
+ * The personalised-once stand-in profiles (ID card, SAM): PERSO until LOCK,
+ * ISSUED after it, for good.  chip_perso_state() is their state function
+ * and chip_perso_state_names its names; chip_perso_lock() is their LOCK
+ * (80 74 00 00, no data): 6985 unless the profile says its personalisation
+ * is complete, else INFO_F_LOCKED set and committed.
+ */
+enum chip_perso_state {
+	CHIP_PERSO	= 1 << 0,	/* being personalised */
+	CHIP_ISSUED	= 1 << 1,	/* locked */
+};
+extern const char *const chip_perso_state_names[2];
+unsigned	 chip_perso_state(const struct chip *c);
+ML_MUST_CHECK int chip_perso_lock(struct chip *c, const struct apdu *a,
+    bool complete);
+
 /* SW for an error from a handler (the single ML_ERR -> SW translation). */
 uint16_t	 ml_err_to_sw(int r);
 

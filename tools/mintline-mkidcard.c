@@ -24,7 +24,6 @@
 
 #include "chip.h"
 #include "chip_proto.h"
-#include "apdu.h"
 #include "idcard_format.h"
 #include "ml_err.h"
 #include "ml_secret.h"
@@ -32,7 +31,7 @@
 #include "ml_ossl.h"
 #include "ml_wipe.h"
 #include "ml_wr.h"
-#include "sw.h"
+#include "tool_chip.h"
 
 #define MK_CHUNK	240	/* UPDATE BINARY block size (short APDUs) */
 #define MK_FINGER_LEN	1024	/* two 512-byte templates, as on real cards */
@@ -342,56 +341,25 @@ out:
 	return r;
 }
 
-/* One APDU through chip_transmit; anything but want_sw is an error. */
-static int
-mk_xfer(struct chip *c, uint8_t cla, uint8_t ins, uint8_t p1, uint8_t p2,
-    const uint8_t *data, size_t len, uint16_t want_sw)
-{
-	static uint8_t cmd[CHIP_MAX_CMD], resp[CHIP_MAX_RESP];
-	struct ml_wr w = ML_WR_FIXED(cmd, sizeof(cmd));
-	size_t rlen = 0;
-	uint16_t sw;
-	int r = ML_ERR_INTERNAL;
-
-	ML_TRY(apdu_build(&w, cla, ins, p1, p2, data, len, 0));
-	ML_TRY(chip_transmit(c, w.p, w.len, resp, sizeof(resp), &rlen));
-	ML_ENSURE(rlen >= 2, ML_ERR_INTERNAL);
-	sw = (uint16_t)(resp[rlen - 2] << 8 | resp[rlen - 1]);
-	if (sw != want_sw) {
-		fprintf(stderr, "mintline-mkidcard: INS %02X answered %04X\n",
-		    ins, sw);
-		r = ML_ERR_REJECTED;
-		goto out;
-	}
-	r = 0;
-out:
-	ml_wipe(cmd, w.len);
-	return r;
-}
-
 /*
- * Personalise: SELECT, PUT DATA (configuration), UPDATE BINARY in blocks,
- * LOCK.
+ * Personalise: SELECT (tool_chip_open), PUT DATA (configuration), UPDATE
+ * BINARY in blocks, LOCK.
  */
 static int
-mk_personalise(struct chip *c, const uint8_t *cfg, size_t cfg_len,
+mk_personalise(struct tool_chip *tc, const uint8_t *cfg, size_t cfg_len,
     const uint8_t *data, size_t data_len)
 {
-	uint8_t aid[CHIP_AID_LEN] = CHIP_AID_PREFIX;
 	size_t off, n;
 	int r = ML_ERR_INTERNAL;
 
-	aid[CHIP_AID_PREFIX_LEN] = CHIP_KIND_IDCARD;
-	ML_TRY(mk_xfer(c, CLA_ISO, INS_SELECT, 0x04, 0x0C, aid, sizeof(aid),
-	    SW_OK));
-	ML_TRY(mk_xfer(c, CLA_ISO, INS_PUT_DATA, 0x00, GD_CARD_CONFIG, cfg,
-	    cfg_len, SW_OK));
+	ML_TRY(tool_chip_cmd(tc, CLA_ISO, INS_PUT_DATA, 0x00, GD_CARD_CONFIG,
+	    cfg, cfg_len));
 	for (off = 0; off < data_len; off += n) {
 		n = data_len - off < MK_CHUNK ? data_len - off : MK_CHUNK;
-		ML_TRY(mk_xfer(c, CLA_ISO, INS_UPDATE_BINARY,
-		    (uint8_t)(off >> 8), (uint8_t)off, data + off, n, SW_OK));
+		ML_TRY(tool_chip_cmd(tc, CLA_ISO, INS_UPDATE_BINARY,
+		    (uint8_t)(off >> 8), (uint8_t)off, data + off, n));
 	}
-	ML_TRY(mk_xfer(c, CLA_PROP, INS_LOCK, 0, 0, NULL, 0, SW_OK));
+	ML_TRY(tool_chip_cmd(tc, CLA_PROP, INS_LOCK, 0, 0, NULL, 0));
 	r = 0;
 out:
 	return r;
@@ -404,7 +372,7 @@ mk_run(const struct mk_opts *o)
 	struct idc_info *info = NULL;
 	struct ml_wr cw = ml_wr_dyn(IDC_CONFIG_MAX);
 	struct ml_wr dw = ml_wr_dyn(IDCARD_MAX_DATA);
-	struct chip *c = NULL;
+	struct tool_chip tc = { 0 };
 	uint8_t sam[IDC_SAM_KEY_LEN];
 	char serial[2 * IDC_SERIAL_LEN + 1];
 	char buf[4096];
@@ -452,15 +420,15 @@ mk_run(const struct mk_opts *o)
 		goto out;
 	}
 	made = true;
-	ML_TRY(chip_open(o->image, &c));
-	ML_TRY(mk_personalise(c, cw.p, cw.len, dw.p, dw.len));
+	ML_TRY(tool_chip_open(&tc, o->image));
+	ML_TRY(mk_personalise(&tc, cw.p, cw.len, dw.p, dw.len));
 	if (!o->quiet) {
 		printf("%s serial=%s id=%s name=%s data=%zu\n", o->image,
 		    serial, info->idnum, info->name, dw.len);
 	}
 	r = 0;
 out:
-	chip_close(c);
+	tool_chip_close(&tc);
 	if (r != 0 && made) {
 		/* a half-personalised card is no card: take it away */
 		snprintf(buf, sizeof(buf), "%s.key", o->image);

@@ -18,7 +18,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "apdu.h"
 #include "chip.h"
 #include "chip_proto.h"
 #include "idcard_format.h"
@@ -27,8 +26,7 @@
 #include "ml_ossl.h"
 #include "ml_secret.h"
 #include "ml_wipe.h"
-#include "ml_wr.h"
-#include "sw.h"
+#include "tool_chip.h"
 
 static void
 ms_usage(FILE *f)
@@ -55,40 +53,13 @@ ms_read_key(const char *path, uint8_t ret_key[static IDC_SAM_KEY_LEN])
 	return r;
 }
 
-static int
-ms_xfer(struct chip *c, uint8_t cla, uint8_t ins, uint8_t p1, uint8_t p2,
-    const uint8_t *data, size_t len)
-{
-	uint8_t cmd[300], resp[258];
-	struct ml_wr w = ML_WR_FIXED(cmd, sizeof(cmd));
-	size_t rlen = 0;
-	uint16_t sw;
-	int r = ML_ERR_INTERNAL;
-
-	ML_TRY(apdu_build(&w, cla, ins, p1, p2, data, len, 0));
-	ML_TRY(chip_transmit(c, w.p, w.len, resp, sizeof(resp), &rlen));
-	ML_ENSURE(rlen >= 2, ML_ERR_INTERNAL);
-	sw = (uint16_t)(resp[rlen - 2] << 8 | resp[rlen - 1]);
-	if (sw != SW_OK) {
-		fprintf(stderr, "mintline-mksam: INS %02X answered %04X\n",
-		    ins, sw);
-		r = ML_ERR_REJECTED;
-		goto out;
-	}
-	r = 0;
-out:
-	ml_wipe(cmd, sizeof(cmd));
-	return r;
-}
-
-/* Manufacture, SELECT, PUT SAM KEY, LOCK. */
+/* Manufacture, SELECT (tool_chip_open), PUT SAM KEY, LOCK. */
 static int
 ms_run(const char *key_path, const char *serial, const char *image)
 {
-	uint8_t aid[CHIP_AID_LEN] = CHIP_AID_PREFIX;
 	uint8_t key[IDC_SAM_KEY_LEN], rnd[4];
 	char sbuf[CHIP_SERIAL_LEN + 1], kpath[4096];
-	struct chip *c = NULL;
+	struct tool_chip tc = { 0 };
 	bool made = false;
 	int r = ML_ERR_INTERNAL;
 
@@ -105,14 +76,13 @@ ms_run(const char *key_path, const char *serial, const char *image)
 		goto out;
 	}
 	made = true;
-	ML_TRY(chip_open(image, &c));
-	aid[CHIP_AID_PREFIX_LEN] = CHIP_KIND_SAM;
-	ML_TRY(ms_xfer(c, CLA_ISO, INS_SELECT, 0x04, 0x0C, aid, sizeof(aid)));
-	ML_TRY(ms_xfer(c, CLA_PROP, INS_SAM_PUT_KEY, 0, 0, key, sizeof(key)));
-	ML_TRY(ms_xfer(c, CLA_PROP, INS_LOCK, 0, 0, NULL, 0));
+	ML_TRY(tool_chip_open(&tc, image));
+	ML_TRY(tool_chip_cmd(&tc, CLA_PROP, INS_SAM_PUT_KEY, 0, 0, key,
+	    sizeof(key)));
+	ML_TRY(tool_chip_cmd(&tc, CLA_PROP, INS_LOCK, 0, 0, NULL, 0));
 	r = 0;
 out:
-	chip_close(c);
+	tool_chip_close(&tc);
 	if (r != 0 && made) {
 		/* a half-keyed SAM is no SAM: take it away */
 		snprintf(kpath, sizeof(kpath), "%s.key", image);
