@@ -25,6 +25,7 @@ ne_find_softhsm() {
 ne_init() {
 	NE_WORK=$1
 	NE_BUILD=$2
+	NE_SERVER_CONF=
 	local positions=${3:-8}
 	NE_STATION=${NE_STATION:-$NE_BUILD/station/mintline-station}
 	[ -x "$NE_BUILD/station/mintline-station" ] && NE_STATION=$NE_BUILD/station/mintline-station
@@ -42,7 +43,7 @@ ne_init() {
 	    "$NE_WORK" >"$SOFTHSM2_CONF"
 	echo "$positions" >"$NE_WORK/line/positions"
 	NE_LINE=inproc:$NE_WORK/line
-	NE_PORT=${NE_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}
+	NE_PORT=${NE_PORT:-$(ne_free_port)}
 	NE_CONN=(--server "127.0.0.1:$NE_PORT" --ca "$NE_WORK/ca/root.pem"
 	    --cert "$NE_WORK/station.pem" --module "$NE_MODULE"
 	    --key "pkcs11:token=mintline-station;object=channel?pin-source=file:$NE_WORK/pins/station.pin")
@@ -130,17 +131,48 @@ ne_batch() {
 	done
 }
 
-# ne_server_start [ARGS]: mintline-server with the note application.
+# ne_server_conf ISSUERS [LINE...]: the settings ne_server_start passes on
+# its command line, written to $NE_WORK/server.conf instead, with
+# note-issuers = ISSUERS and each LINE after them ("crl = FILE"); from then
+# on ne_server_start starts the server from that file, so that a SIGHUP
+# (ne_server_reload) re-reads it (OP-6: keys change without downtime).
+# Call it again to change the file.
+ne_server_conf() {
+	local l
+	{
+		echo "listen = 127.0.0.1:$NE_PORT"
+		echo "ca = $NE_WORK/ca/root.pem"
+		echo "cert = $NE_WORK/server.pem"
+		echo "key = $NE_SERVER_KEY_HS"
+		echo "module = $NE_MODULE"
+		echo "registry = $NE_DB"
+		echo "note-issuers = $1"
+		echo "note-feature-key = $NE_FKEY"
+		echo "note-seal-key = $NE_SERVER_KEY"
+		echo "workers = ${NE_SRV_WORKERS:-4}"
+		for l in "${@:2}"; do
+			echo "$l"
+		done
+	} >"$NE_WORK/server.conf"
+	NE_SERVER_CONF=$NE_WORK/server.conf
+}
+
+# ne_server_start [ARGS]: mintline-server with the note application (from
+# $NE_SERVER_CONF once ne_server_conf wrote it); waits until it listens.
 ne_server_start() {
 	# the log is appended to: wait for a "listening" line of this start
 	local started
 	started=$(ne_listening)
-	"$NE_SRV" --listen "127.0.0.1:$NE_PORT" --ca "$NE_WORK/ca/root.pem" \
-	    --cert "$NE_WORK/server.pem" --key "$NE_SERVER_KEY_HS" \
-	    --module "$NE_MODULE" --registry "$NE_DB" \
-	    --note-issuers "$NE_ISSUER_PEM" --note-feature-key "$NE_FKEY" \
-	    --note-seal-key "$NE_SERVER_KEY" \
-	    --workers "${NE_SRV_WORKERS:-4}" "$@" >>"$NE_WORK/server.log" 2>&1 &
+	if [ -n "${NE_SERVER_CONF:-}" ]; then
+		"$NE_SRV" --config "$NE_SERVER_CONF" "$@" >>"$NE_WORK/server.log" 2>&1 &
+	else
+		"$NE_SRV" --listen "127.0.0.1:$NE_PORT" --ca "$NE_WORK/ca/root.pem" \
+		    --cert "$NE_WORK/server.pem" --key "$NE_SERVER_KEY_HS" \
+		    --module "$NE_MODULE" --registry "$NE_DB" \
+		    --note-issuers "$NE_ISSUER_PEM" --note-feature-key "$NE_FKEY" \
+		    --note-seal-key "$NE_SERVER_KEY" \
+		    --workers "${NE_SRV_WORKERS:-4}" "$@" >>"$NE_WORK/server.log" 2>&1 &
+	fi
 	NE_SERVER_PID=$!
 	local j
 	for ((j = 0; j < 100; j++)); do
@@ -154,6 +186,46 @@ ne_server_start() {
 	done
 	echo "issuance-env: mintline-server not listening on 127.0.0.1:$NE_PORT after 10 s (log: $NE_WORK/server.log)" >&2
 	return 1
+}
+
+# ne_log_wait PATTERN N [SECONDS]: wait (10 s) until server.log holds more
+# than N lines matching PATTERN; status 1 when it does not.
+ne_log_wait() {
+	local j n
+	for ((j = 0; j < ${3:-10} * 10; j++)); do
+		n=$(grep -c -- "$1" "$NE_WORK/server.log" 2>/dev/null) || true
+		[ "${n:-0}" -gt "$2" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# ne_server_signal SIGNAL PATTERN: send SIGNAL to the server and wait until
+# it logs one more PATTERN line; status 1 with a message when it does not.
+ne_server_signal() {
+	local before
+	before=$(grep -c -- "$2" "$NE_WORK/server.log" 2>/dev/null) || true
+	kill "-$1" "$NE_SERVER_PID" || return 1
+	ne_log_wait "$2" "${before:-0}" || {
+		echo "issuance-env: no \"$2\" in $NE_WORK/server.log after SIG$1" >&2
+		return 1
+	}
+}
+
+# ne_server_reload: SIGHUP; waits for "configuration reloaded".
+ne_server_reload() {
+	ne_server_signal HUP 'configuration reloaded'
+}
+
+# ne_server_stats: SIGUSR1; prints the new "stats:" line.
+ne_server_stats() {
+	ne_server_signal USR1 'stats:' || return 1
+	grep 'stats:' "$NE_WORK/server.log" | tail -1
+}
+
+# ne_free_port: a free TCP port on 127.0.0.1.
+ne_free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
 # ne_listening: how many "listening" lines server.log holds (0 before the

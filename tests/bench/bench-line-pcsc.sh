@@ -31,11 +31,10 @@ pcsc_env_require
 # shellcheck source=scripts/issuance-env.sh
 source "$top/scripts/issuance-env.sh"
 ne_init "$W" "$B" 1 || exit 77
-declare -A card
 bg=()
 cleanup() {
 	local p
-	for p in "${card[@]}" "${bg[@]}"; do kill "$p" 2>/dev/null; done
+	for p in "${bg[@]}"; do kill "$p" 2>/dev/null; done
 	ne_server_stop
 	pcsc_env_cleanup
 }
@@ -43,19 +42,6 @@ trap cleanup EXIT
 die() { echo "bench-line-pcsc: $*" >&2; exit 1; }
 seen() { grep -qs -- "$1" "$2"; }
 wait_for() { local n=$(( $1 * 50 )); shift; while ((n-- > 0)); do "$@" && return 0; sleep 0.02; done; return 1; }
-insert() {	# insert READER IMAGE: start the chip; wait until the reader sees it
-	local port=VPCD_PORT_$1 rd=VPCD_READER_$1
-	"$CHIP" -p "${!port}" "$2" 2>>"$W/chip.log" &
-	card[$1]=$!
-	"$CHECK" wait "pcsc:${!rd}" 0 present 15000 >/dev/null
-}
-remove() {	# remove READER
-	local rd=VPCD_READER_$1
-	[ -n "${card[$1]:-}" ] || return 0
-	kill "${card[$1]}" 2>/dev/null; wait "${card[$1]}" 2>/dev/null
-	unset "card[$1]"
-	"$CHECK" wait "pcsc:${!rd}" 0 absent 15000 >/dev/null
-}
 chipname() { printf 'NOTE%012d' "$1"; }
 
 pcsc_env_start "$W/pcsc" "$READERS" || die "private pcscd did not start"
@@ -67,12 +53,12 @@ ne_chips "$N" 0 "$W/chips" || exit 1
 # personalise and enrol, READERS at a time
 for ((i = 0; i < N; i += READERS)); do
 	for ((k = 0; k < READERS && i + k < N; k++)); do
-		insert $k "$W/chips/$(chipname $((i + k))).chip"
+		pcsc_chip_insert $k "$W/chips/$(chipname $((i + k))).chip"
 	done
 	"$NE_STATION" provision --line "$NE_LINE" --issuer-pub "$NE_ISSUER_PUB" \
 	    --server-pub "$NE_SERVER_PUB" --so-pin-source "file:$NE_SOPIN" \
 	    "${NE_CONN[@]}" >>"$W/prov.log" 2>&1 || die "provision of chips $i.. failed"
-	for ((k = 0; k < READERS; k++)); do remove $k; done
+	for ((k = 0; k < READERS; k++)); do pcsc_chip_remove $k; done
 done
 
 echo "bench-line-pcsc: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) (shared machine), $READERS vpcd readers, private pcscd $PCSC_ENV_MODE"
@@ -86,13 +72,13 @@ lp=$!; bg+=("$lp")
 wait_for 30 seen '"event":"waiting"' "$W/lp.jsonl" || die "issue --follow did not start"
 feeder() {	# feeder READER: chips READER, READER + READERS, ... in turn
 	local r=$1 c s
-	trap 'kill "${card[$r]:-}" 2>/dev/null' EXIT
+	trap 'kill "${PCSC_CHIP_PID[$r]:-}" 2>/dev/null' EXIT
 	for ((c = r; c < N; c += READERS)); do
 		s=$(chipname "$c")
-		insert "$r" "$W/chips/$s.chip" || { echo "reader $r: $s not seen" >&2; return 1; }
+		pcsc_chip_insert "$r" "$W/chips/$s.chip" || { echo "reader $r: $s not seen" >&2; return 1; }
 		wait_for 60 seen "\"chip\":\"$s\",\"result\"" "$W/lp.jsonl" ||
 		    { echo "reader $r: no result for $s" >&2; return 1; }
-		remove "$r"
+		pcsc_chip_remove "$r"
 	done
 }
 t0=$EPOCHREALTIME
@@ -126,14 +112,14 @@ for ((d = 0; d < NOTES_DESK; d++)); do
 	c=$((d % N)); r=$((d % READERS)); s=$(chipname "$c")
 	before=$(verdicts)
 	ti=$EPOCHREALTIME
-	insert "$r" "$W/chips/$s.chip" || die "desk: reader $r does not see $s"
+	pcsc_chip_insert "$r" "$W/chips/$s.chip" || die "desk: reader $r does not see $s"
 	wait_for 30 new_verdict ||
 	    die "desk: no verdict for $s"
 	tv=$(grep "\"chip\":\"$s\",\"note\"" "$W/vf.ts" | tail -1 | cut -d' ' -f1)
 	grep "\"chip\":\"$s\",\"note\"" "$W/vf.ts" | tail -1 | grep -q '"verdict":"GENUINE"' ||
 	    die "desk: $s not GENUINE"
 	awk -v a="$ti" -v b="$tv" 'BEGIN { printf "%.1f\n", 1000 * (b - a) }' >>"$W/lat.txt"
-	remove "$r"
+	pcsc_chip_remove "$r"
 done
 kill -TERM "$vf"; wait "$vf" 2>/dev/null
 sort -n "$W/lat.txt" | awk '{ v[NR] = $1 } END {

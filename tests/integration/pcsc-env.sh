@@ -17,9 +17,27 @@
 #				  PCSC_ENV_PORT_FIRST  the first vpcd port
 #				  PCSC_ENV_PID, PCSC_ENV_MODE
 #   pcsc_env_track PID		stop PID too in pcsc_env_cleanup
+#   pcsc_chip_insert [-n] READER IMAGE [CHIP-ARGS...]
+#				present the chip image IMAGE in vpcd reader
+#				READER: a $CHIP (mintline-chip) process on
+#				its port, CHIP-ARGS before the image (such as
+#				--latency FILE), stderr to DIR/chip.log; then
+#				wait (15 s, $CHECK = pcsc_link_check) until
+#				the reader sees it, unless -n.  Status 1 with
+#				a message when it does not.  The process id
+#				is PCSC_CHIP_PID[READER].
+#   pcsc_chip_remove READER [SIGNAL]
+#				take the chip out: stop its process (TERM, or
+#				SIGNAL) and wait until the reader sees no
+#				chip.  Status 1 with a message when it still
+#				does; 0 at once when no chip is in READER.
 #   pcsc_env_stop		stop pcscd
-#   pcsc_env_cleanup		stop tracked processes and pcscd; idempotent,
-#				for `trap pcsc_env_cleanup EXIT`
+#   pcsc_env_cleanup		stop the chips, tracked processes and pcscd;
+#				idempotent, for `trap pcsc_env_cleanup EXIT`
+#
+# The chip helpers need CHIP (the mintline-chip program) and CHECK (the
+# pcsc_link_check program) set by the caller; each test keeps one home for
+# inserting and removing chips here (OP-3: chips come and go on a line).
 #
 # How pcscd is kept private.  pcsc-lite 1.9.9 clients (libpcsclite) honour
 # PCSCLITE_CSOCK_NAME, but the 1.9.9 daemon does not: it always creates
@@ -47,6 +65,7 @@
 # different dlopen()).  The ports are picked free, consecutive, at random.
 
 PCSC_ENV_PIDS=()
+declare -gA PCSC_CHIP_PID=()
 PCSC_ENV_PID=
 PCSC_ENV_DIR=
 _PCSC_RMDIR_RUN=
@@ -357,11 +376,48 @@ pcsc_env_stop() {
 	fi
 }
 
+pcsc_chip_insert() {
+	local wait=1 port rd
+	if [[ ${1:-} == -n ]]; then
+		wait=
+		shift
+	fi
+	port=VPCD_PORT_$1 rd=VPCD_READER_$1
+	[[ -n ${!port:-} ]] || {
+		_pcsc_log "pcsc_chip_insert: no vpcd reader $1"
+		return 2
+	}
+	"$CHIP" -p "${!port}" "${@:3}" "$2" 2>>"$PCSC_ENV_DIR/chip.log" &
+	PCSC_CHIP_PID[$1]=$!
+	[[ -n $wait ]] || return 0
+	"$CHECK" wait "pcsc:${!rd}" 0 present 15000 >/dev/null || {
+		_pcsc_log "reader $1 (${!rd}) does not see the chip $2"
+		return 1
+	}
+}
+
+pcsc_chip_remove() {
+	local rd=VPCD_READER_$1 pid=${PCSC_CHIP_PID[$1]:-}
+	[[ -n $pid ]] || return 0
+	kill "-${2:-TERM}" "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	unset "PCSC_CHIP_PID[$1]"
+	"$CHECK" wait "pcsc:${!rd}" 0 absent 15000 >/dev/null || {
+		_pcsc_log "reader $1 (${!rd}) still sees a chip"
+		return 1
+	}
+}
+
 pcsc_env_cleanup() {
 	local pid
+	for pid in "${PCSC_CHIP_PID[@]}"; do
+		_pcsc_stop_pid "$pid"
+	done
+	PCSC_CHIP_PID=()
 	for pid in "${PCSC_ENV_PIDS[@]}"; do
 		_pcsc_stop_pid "$pid"
 	done
 	PCSC_ENV_PIDS=()
+declare -gA PCSC_CHIP_PID=()
 	pcsc_env_stop
 }

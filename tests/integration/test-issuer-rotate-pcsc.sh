@@ -31,33 +31,13 @@ bad() { echo "FAIL - $*"; fail=1; }
 check() { if [ "$1" = "$2" ]; then ok "$3"; else bad "$3 (got $1, want $2)"; fi; }
 wait_for() { local n=$(( $1 * 10 )); shift; while ((n-- > 0)); do "$@" && return 0; sleep 0.1; done; return 1; }
 count() { grep -c -- "$1" "$2" 2>/dev/null || true; }
-declare -A card	# reader index -> mintline-chip pid
-SRV_PID=
 cleanup() {
-	local p
-	for p in "${card[@]}" $SRV_PID; do
-		kill "$p" 2>/dev/null
-		wait "$p" 2>/dev/null
-	done
+	ne_server_stop
 	pcsc_env_cleanup
 }
 trap cleanup EXIT
-insert() {	# insert READER IMAGE
-	local port=VPCD_PORT_$1 rd=VPCD_READER_$1
-	"$CHIP" -p "${!port}" "$2" 2>>"$W/chip.log" &
-	card[$1]=$!
-	"$CHECK" wait "pcsc:${!rd}" 0 present 15000 >/dev/null ||
-	    bad "reader $1 does not see the chip $2"
-}
-remove() {	# remove READER
-	local rd=VPCD_READER_$1
-	[ -n "${card[$1]:-}" ] || return 0
-	kill "${card[$1]}" 2>/dev/null
-	wait "${card[$1]}" 2>/dev/null
-	unset "card[$1]"
-	"$CHECK" wait "pcsc:${!rd}" 0 absent 15000 >/dev/null ||
-	    bad "reader $1 still sees a chip"
-}
+insert() { pcsc_chip_insert "$@" || bad "reader $1 does not see the chip $2"; }	# insert READER IMAGE
+remove() { pcsc_chip_remove "$@" || bad "reader $1 still sees a chip"; }	# remove READER
 
 pcsc_env_start "$W/pcsc" 2 || { echo "private pcscd did not start"; exit 1; }
 ne_keys || { echo "key ceremony failed"; exit 1; }
@@ -74,24 +54,9 @@ OLD_KEY=$NE_ISSUER_KEY
 NEW_PUB=$W/issuer2.pem
 NEW_KEY="pkcs11:token=mintline-issuer2;object=issuer;type=private?$M&pin-source=file:$W/pins/issuer2.pin"
 
-conf() {	# conf ISSUERS...: the server configuration file
-	cat >"$W/server.conf" <<CONF
-listen = 127.0.0.1:$NE_PORT
-ca = $W/ca/root.pem
-cert = $W/server.pem
-key = $NE_SERVER_KEY_HS
-module = $NE_MODULE
-registry = $NE_DB
-note-issuers = $*
-note-feature-key = $NE_FKEY
-note-seal-key = $NE_SERVER_KEY
-workers = 2
-CONF
-}
-conf "$OLD_PUB"
-"$NE_SRV" --config "$W/server.conf" >>"$W/server.log" 2>&1 &
-SRV_PID=$!
-wait_for 10 grep -qs listening "$W/server.log" || { echo "server did not start"; cat "$W/server.log"; exit 1; }
+NE_SRV_WORKERS=2
+ne_server_conf "$OLD_PUB"
+ne_server_start || { echo "server did not start"; cat "$W/server.log"; exit 1; }
 
 # ---- 1. personalised with the old key; one note under it ----
 LINE0=pcsc:$VPCD_READER_0
@@ -128,8 +93,8 @@ grep -q "$(hexpt "$W/issuer2.der")" "$W/p11.out" && ! grep -q "$(hexpt "$W/issue
     ok "... the new key, not the old" || bad "pkcs11-tool -O: wrong issuer key listed"
 
 # ---- 3. the server retires the old key; old cannot write, new can ----
-conf "$NEW_PUB"
-kill -HUP "$SRV_PID"
+ne_server_conf "$NEW_PUB"
+kill -HUP "$NE_SERVER_PID"
 wait_for 10 grep -q 'issuer key .* retired' "$W/server.log" &&
     ok "server: the old key retired on SIGHUP" || bad "server: no retirement logged"
 ne_batch 1 PB >"$W/pb.csv"
@@ -153,7 +118,7 @@ insert 0 "$W/chips/NOTE000000000000.chip"
     "${NE_CONN[@]}" --json >"$W/va.jsonl" 2>/dev/null
 check "$(count '"verdict":"GENUINE"' "$W/va.jsonl")" 1 "the retired key's note: still GENUINE online"
 remove 0
-kill -0 "$SRV_PID" 2>/dev/null && ok "no restart: the same server process" || bad "server gone"
+kill -0 "$NE_SERVER_PID" 2>/dev/null && ok "no restart: the same server process" || bad "server gone"
 
 [ $fail = 0 ] || { echo "--- server.log"; tail -30 "$W/server.log"; }
 exit $fail

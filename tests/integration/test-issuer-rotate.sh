@@ -25,8 +25,7 @@ rm -rf "$W"
 # shellcheck source=scripts/issuance-env.sh
 source "$top/scripts/issuance-env.sh"
 ne_init "$W" "$B" 4 || exit 77
-SRV_PID=
-cleanup() { [ -n "$SRV_PID" ] && kill "$SRV_PID" 2>/dev/null; wait 2>/dev/null; }
+cleanup() { ne_server_stop; wait 2>/dev/null; }
 trap cleanup EXIT
 fail=0
 ok()  { echo "ok   - $*"; }
@@ -64,33 +63,10 @@ NEW_KEY="pkcs11:token=mintline-issuer2;object=issuer;type=private?$M&pin-source=
     "$W/reader.pem" >/dev/null &&
 "$NE_CA" crl --dir "$W/ca" --out "$W/crl.pem" >/dev/null || { echo "setup failed"; exit 1; }
 
-conf() {	# conf ISSUERS...: the server configuration file
-	cat >"$W/server.conf" <<CONF
-listen = 127.0.0.1:$NE_PORT
-ca = $W/ca/root.pem
-crl = $W/crl.pem
-cert = $W/server.pem
-key = $NE_SERVER_KEY_HS
-module = $NE_MODULE
-registry = $NE_DB
-note-issuers = $*
-note-feature-key = $NE_FKEY
-note-seal-key = $NE_SERVER_KEY
-workers = 2
-CONF
-}
-conf "$OLD_PUB"
-"$NE_SRV" --config "$W/server.conf" >>"$W/server.log" 2>&1 &
-SRV_PID=$!
-wait_for 10 grep -qs listening "$W/server.log" || { echo "server did not start"; cat "$W/server.log"; exit 1; }
-hup() {		# SIGHUP and wait for the server to say it reloaded
-	local n
-	n=$(count 'configuration reloaded' "$W/server.log")
-	kill -HUP "$SRV_PID"
-	wait_for 10 eval '[ "$(count "configuration reloaded" "$W/server.log")" -gt "$n" ]' ||
-	    bad "no reload after SIGHUP"
-	sleep 0.2
-}
+NE_SRV_WORKERS=2
+ne_server_conf "$OLD_PUB" "crl = $W/crl.pem"
+ne_server_start || { echo "server did not start"; cat "$W/server.log"; exit 1; }
+hup() { ne_server_reload || bad "no reload after SIGHUP"; sleep 0.2; }
 STN2=() RDR=()
 for a in "${NE_CONN[@]}"; do
 	b=$a
@@ -126,7 +102,7 @@ check "$(count 'channel ok after hold: 3' "$W/held.out")" 1 "... 3 pings after t
 wait "$rheld"
 check $? 0 "the reader channel RDR-0009 opened before the SIGHUP keeps working after it"
 check "$(count 'channel ok after hold: 3' "$W/rheld.out")" 1 "... 3 pings after the reload"
-kill -0 "$SRV_PID" 2>/dev/null && ok "no restart: the same server process" || bad "server gone"
+kill -0 "$NE_SERVER_PID" 2>/dev/null && ok "no restart: the same server process" || bad "server gone"
 
 # ---- 2. rotation: a note under the old key first, then the chips ----
 ne_chips 5 0 "$W/chips" || exit 1
@@ -175,7 +151,7 @@ rot --chips "$W/d" --add "$NEW_PUB" --retire "$OLD_PUB" \
     --so-pin-source "file:$NE_SOPIN" >"$W/rd2.jsonl" 2>/dev/null
 check $? 0 "rotate-issuer with the SO PIN: exit 0"
 
-conf "$NEW_PUB"
+ne_server_conf "$NEW_PUB" "crl = $W/crl.pem"
 hup
 grep -q 'issuer key .* retired' "$W/server.log" && grep -q 'issuer key .* added' "$W/server.log" &&
     ok "server: note-issuers re-read on SIGHUP (one key added, one retired)" ||
@@ -220,7 +196,7 @@ check "$(count '"verdict":"GENUINE"' "$W/va2.jsonl")" 1 "... and offline (old an
 "$NE_STATION" verify --line "$NE_LINE" --issuer-pub "$OLD_PUB" --issuer-pub "$NEW_PUB" \
     "${NE_CONN[@]}" --chips "$W/b2" --json >"$W/vc.jsonl" 2>/dev/null
 check "$(count '"verdict":"GENUINE"' "$W/vc.jsonl")" 2 "the notes written under the new key: GENUINE online"
-kill -0 "$SRV_PID" 2>/dev/null && ok "still the same server process" || bad "server gone"
+kill -0 "$NE_SERVER_PID" 2>/dev/null && ok "still the same server process" || bad "server gone"
 
 [ $fail = 0 ] || { echo "--- server.log"; tail -40 "$W/server.log"; }
 exit $fail

@@ -46,31 +46,16 @@ check() { if [ "$1" = "$2" ]; then ok "$3"; else bad "$3 (got $1, want $2)"; fi;
 wait_for() { local n=$(( $1 * 10 )); shift; while ((n-- > 0)); do "$@" && return 0; sleep 0.1; done; return 1; }
 count() { grep -c -- "$1" "$2" 2>/dev/null || true; }
 more() { [ "$(count "$1" "$2")" -gt "$3" ]; }
-declare -A card	# reader index -> mintline-chip pid
 bg=()
 cleanup() {
 	local p
-	for p in "${card[@]}" "${bg[@]}"; do kill "$p" 2>/dev/null; done
+	for p in "${bg[@]}"; do kill "$p" 2>/dev/null; done
 	ne_server_stop
 	pcsc_env_cleanup
 }
 trap cleanup EXIT
-insert() {	# insert READER IMAGE [nowait]
-	local port=VPCD_PORT_$1 rd=VPCD_READER_$1
-	"$CHIP" -p "${!port}" "$2" 2>>"$W/chip.log" &
-	card[$1]=$!
-	[ -n "${3:-}" ] || "$CHECK" wait "pcsc:${!rd}" 0 present 15000 >/dev/null ||
-	    bad "reader $1 does not see the chip $2"
-}
-remove() {	# remove READER [SIGNAL]: the card goes away, the reader sees it
-	local rd=VPCD_READER_$1
-	[ -n "${card[$1]:-}" ] || return 0
-	kill "-${2:-TERM}" "${card[$1]}" 2>/dev/null
-	wait "${card[$1]}" 2>/dev/null
-	unset "card[$1]"
-	"$CHECK" wait "pcsc:${!rd}" 0 absent 15000 >/dev/null ||
-	    bad "reader $1 still sees a chip"
-}
+insert() { pcsc_chip_insert "$@" || bad "reader $1 does not see the chip $2"; }	# insert READER IMAGE
+remove() { pcsc_chip_remove "$@" || bad "reader $1 still sees a chip"; }	# remove READER [SIGNAL]
 
 # six readers' ports held from the start (section 5 restarts pcscd on them)
 pcsc_env_start "$W/pcsc" 6 || { echo "private pcscd did not start"; exit 1; }
@@ -202,7 +187,7 @@ tr=$!; bg+=("$tr")
 wait_for 20 grep -qs '"event":"waiting"' "$W/tr.jsonl"
 for i in $(seq 10 21); do
 	printf -v s 'NOTE%012d' "$i"
-	insert $((i % NR)) "$W/chips/$s.chip" nowait
+	pcsc_chip_insert -n $((i % NR)) "$W/chips/$s.chip"
 	sleep "0.$((RANDOM % 3))$((RANDOM % 10))"
 	remove $((i % NR)) KILL	# mid-write or not: a power cut
 done
@@ -273,8 +258,7 @@ pull_during() {	# pull_during CHIPNO PROFILE: insert slow, pull once it is at it
 	local s before
 	printf -v s 'NOTE%012d' "$1"
 	before=$(count '"result":"error"' "$W/mw.jsonl")
-	"$CHIP" -p "$VPCD_PORT_0" --latency "$2" "$W/chips/$s.chip" 2>>"$W/chip.log" &
-	card[0]=$!
+	pcsc_chip_insert -n 0 "$W/chips/$s.chip" --latency "$2"
 	wait_for 20 intents_are 1 || bad "mid-write: no intent for $s"
 	sleep 1	# inside the 3 s the chip holds its answer
 	remove 0 KILL

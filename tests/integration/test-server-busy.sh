@@ -81,21 +81,10 @@ for _ in range(n):
 print("busy=%d other=%d" % (busy, other))
 PY
 }
-stats() {	# the stats: line after SIGUSR1
-	local before
-	before=$(grep -c 'stats:' "$W/server.log")
-	kill -USR1 "$NE_SERVER_PID"
-	for _ in $(seq 50); do
-		[ "$(grep -c 'stats:' "$W/server.log")" -gt "$before" ] && break
-		sleep 0.1
-	done
-	grep 'stats:' "$W/server.log" | tail -1
-}
-
 ne_keys || { echo "key ceremony failed"; exit 1; }
 "$LOAD" setup --ca-dir "$W/ca" --registry "$NE_DB" \
     --readers 4 --out "$W/good.bundle" >/dev/null || { echo "load setup failed"; exit 1; }
-MPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+MPORT=$(ne_free_port)
 ne_server_start --max-conns 12 --max-unauth 8 --max-unauth-per-addr 4 \
     --read-timeout 120000 --metrics-listen "127.0.0.1:$MPORT" ||
     { echo "server did not start"; exit 1; }
@@ -106,7 +95,7 @@ HOLD_PID=$!
 for _ in $(seq 50); do grep -q held "$W/hold2.out" && break; sleep 0.1; done
 r=$(knock 127.0.0.2 400)
 [ "$r" = "busy=400 other=0" ] && ok "400 connections over max-unauth-per-addr answered HS_ALERT_BUSY" || bad "per address: $r"
-st=$(stats)
+st=$(ne_server_stats)
 echo "# $st"
 [ "$(field busy_per_addr "$st")" = 400 ] && [ "$(field busy "$st")" = 400 ] &&
     ok "stats: busy=400 busy_per_addr=400" || bad "stats after 400 per-address refusals: $st"
@@ -133,7 +122,7 @@ for _ in $(seq 100); do [ "$(open_now)" = 8 ] && break; sleep 0.1; done
 r=$(knock 127.0.0.5 100)
 [ "$r" = "busy=100 other=0" ] && ok "100 connections over max-unauth answered HS_ALERT_BUSY" || bad "max-unauth: $r"
 
-st=$(stats)
+st=$(ne_server_stats)
 echo "# $st"
 [ "$(field busy "$st")" = 550 ] && [ "$(field busy_per_addr "$st")" = 400 ] &&
     [ "$(field busy_unauth "$st")" = 100 ] && [ "$(field busy_conns "$st")" = 50 ] &&
