@@ -125,7 +125,15 @@
 #define ISSUER_RETIRE		0x02
 #define GD_NOTE_ISSUERS		0x04	/* note GET DATA: n(1) || point(65) * n */
 
-#define NOTE_MAX_ISSUERS	4
+/*
+ * Issuer keys (BN-4): the one limit for every holder of a set of them --
+ * a chip's authorised keys (INSTALL ISSUER, CHANGE ISSUER: 6A84 past it),
+ * provision --issuer-pub, rotate-issuer --add/--retire, the desk's verify
+ * --issuer-pub and the server's note-issuers.  A desk or the server can
+ * then trust every key a chip may carry, old and new during a rotation
+ * (OP-6).  GET DATA issuers answers 1 + 8 * 65 bytes, chained with 61xx.
+ */
+#define NOTE_MAX_ISSUERS	8
 #define NOTE_CHALLENGE_LEN	16
 #define NOTE_MAX_FEATURE	1024
 

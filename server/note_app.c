@@ -40,8 +40,8 @@ struct note_app {
 	struct reg_note	*rn;
 	struct key	*seal;		/* note-seal-key, or NULL */
 	/* the issuer keys in force (SIGHUP compares the new list with it) */
-	uint8_t		 issuers[REG_NOTE_MAX_ISSUERS][ML_P256_PUB_LEN];
-	char		*specs[REG_NOTE_MAX_ISSUERS];	/* their names */
+	uint8_t		 issuers[NOTE_MAX_ISSUERS][ML_P256_PUB_LEN];
+	char		*specs[NOTE_MAX_ISSUERS];	/* their names */
 	size_t		 nissuers;
 };
 
@@ -64,7 +64,12 @@ issuers_load(const struct key_provider *keys, const char *iss,
 	ML_ENSURE((list = strdup(iss)) != NULL, ML_ERR_NOMEM);
 	for (tok = strtok_r(list, " \t\n", &save); tok != NULL;
 	    tok = strtok_r(NULL, " \t\n", &save)) {
-		ML_ENSURE(n < REG_NOTE_MAX_ISSUERS, ML_ERR_TOO_LARGE);
+		if (n == NOTE_MAX_ISSUERS) {
+			r = ml_errf(ML_ERR_TOO_LARGE, "note-issuers: more than "
+			    "%d issuer keys", NOTE_MAX_ISSUERS);
+			ml_err("note: %s", ml_errmsg(r));
+			goto out;
+		}
 		for (i = 0; i < npubs; i++) {
 			if (specs[i] != NULL && strcmp(specs[i], tok) == 0) {
 				break;
@@ -100,7 +105,7 @@ specs_free(char **specs)
 {
 	size_t i;
 
-	for (i = 0; i < REG_NOTE_MAX_ISSUERS; i++) {
+	for (i = 0; i < NOTE_MAX_ISSUERS; i++) {
 		free(specs[i]);
 		specs[i] = NULL;
 	}
@@ -248,8 +253,8 @@ static void
 note_app_reload(void *ctx, const struct hs_app_env *env)
 {
 	struct note_app *a = ctx;
-	uint8_t next[REG_NOTE_MAX_ISSUERS][ML_P256_PUB_LEN];
-	char *specs[REG_NOTE_MAX_ISSUERS] = { NULL };
+	uint8_t next[NOTE_MAX_ISSUERS][ML_P256_PUB_LEN];
+	char *specs[NOTE_MAX_ISSUERS] = { NULL };
 	size_t n = 0, i;
 	int r;
 

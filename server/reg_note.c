@@ -43,7 +43,7 @@ struct reg_note {
 	uint8_t			 fkey[FEATURE_KEY_LEN];
 	/* the authorised issuer keys (cfg.issuers, issuer): replaced whole by
 	 * reg_note_set_issuers() on SIGHUP while workers verify under ik */
-	struct ml_p256_key	*issuer[REG_NOTE_MAX_ISSUERS];
+	struct ml_p256_key	*issuer[NOTE_MAX_ISSUERS];
 	pthread_rwlock_t	 ik;
 	pthread_mutex_t		 mu;
 	struct reg_note_stats	 st;
@@ -57,7 +57,7 @@ reg_note_new(const struct reg_note_cfg *cfg, struct reg_note **ret)
 	int r;
 
 	ML_ENSURE(cfg->reg != NULL && cfg->server_key != NULL &&
-	    cfg->nissuers <= REG_NOTE_MAX_ISSUERS, ML_ERR_ARG);
+	    cfg->nissuers <= NOTE_MAX_ISSUERS, ML_ERR_ARG);
 	ML_ENSURE((rn = calloc(1, sizeof(*rn))) != NULL, ML_ERR_NOMEM);
 	rn->cfg = *cfg;
 	pthread_mutex_init(&rn->mu, NULL);
@@ -86,7 +86,7 @@ reg_note_free(struct reg_note *rn)
 	if (rn == NULL) {
 		return;
 	}
-	for (i = 0; i < REG_NOTE_MAX_ISSUERS; i++) {
+	for (i = 0; i < NOTE_MAX_ISSUERS; i++) {
 		ml_p256_key_free(rn->issuer[i]);
 	}
 	pthread_rwlock_destroy(&rn->ik);
@@ -98,17 +98,17 @@ int
 reg_note_set_issuers(struct reg_note *rn,
     const uint8_t (*pubs)[ML_P256_PUB_LEN], size_t n)
 {
-	struct ml_p256_key *k[REG_NOTE_MAX_ISSUERS] = { NULL };
+	struct ml_p256_key *k[NOTE_MAX_ISSUERS] = { NULL };
 	size_t i;
 	int r;
 
-	ML_ENSURE(n <= REG_NOTE_MAX_ISSUERS, ML_ERR_TOO_LARGE);
+	ML_ENSURE(n <= NOTE_MAX_ISSUERS, ML_ERR_TOO_LARGE);
 	for (i = 0; i < n; i++) {
 		ML_TRY(ml_p256_key_from_pub(pubs[i], ML_P256_PUB_LEN, &k[i]));
 	}
 	/* swap: an upload being checked finishes under the old set */
 	pthread_rwlock_wrlock(&rn->ik);
-	for (i = 0; i < REG_NOTE_MAX_ISSUERS; i++) {
+	for (i = 0; i < NOTE_MAX_ISSUERS; i++) {
 		struct ml_p256_key *old = rn->issuer[i];
 
 		rn->issuer[i] = k[i];
@@ -122,7 +122,7 @@ reg_note_set_issuers(struct reg_note *rn,
 	pthread_rwlock_unlock(&rn->ik);
 	r = 0;
 out:
-	for (i = 0; i < REG_NOTE_MAX_ISSUERS; i++) {
+	for (i = 0; i < NOTE_MAX_ISSUERS; i++) {
 		ml_p256_key_free(k[i]);
 	}
 	return r;

@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "chip_proto.h"
 #include "hs_api.h"
 #include "ml_err.h"
 #include "ml_ossl.h"
@@ -36,13 +37,11 @@
 #include "note_uplink.h"
 #include "registry.h"
 
-#define REG_NOTE_MAX_ISSUERS	8
-
 struct reg_note_cfg {
 	struct reg		*reg;		/* borrowed: chips, notes */
 	const struct key	*server_key;	/* ecdh with the seal key */
 	uint8_t			 server_pub[ML_P256_PUB_LEN];
-	uint8_t			 issuers[REG_NOTE_MAX_ISSUERS][ML_P256_PUB_LEN];
+	uint8_t			 issuers[NOTE_MAX_ISSUERS][ML_P256_PUB_LEN];
 	size_t			 nissuers;
 	const uint8_t		*feature_key;	/* 32 bytes, or NULL */
 };

@@ -40,12 +40,10 @@
 #include "note_proto.h"
 #include "note_uplink.h"
 
-#define MAX_ISSUERS	NOTE_MAX_ISSUERS
-
 struct prov_opts {
 	const char	*line;
 	const char	*chips;
-	const char	*issuer[MAX_ISSUERS];
+	const char	*issuer[NOTE_MAX_ISSUERS];
 	size_t		 nissuers;
 	const char	*server_pub;
 	const char	*so_pin_source;
@@ -57,7 +55,7 @@ struct prov_opts {
 
 struct prov {
 	struct prov_opts	 o;
-	uint8_t			 issuers[MAX_ISSUERS][ML_P256_PUB_LEN];
+	uint8_t			 issuers[NOTE_MAX_ISSUERS][ML_P256_PUB_LEN];
 	uint8_t			 server_pub[ML_P256_PUB_LEN];
 	char			 so_pin[PIN_MAX_LEN + 1];
 	struct note_uplink	*up[NL_MAX_WORKERS];
@@ -264,9 +262,9 @@ cmd_provision(const struct st_opts *so, int argc, char **argv)
 		case 'l': p->o.line = optarg; break;
 		case 'c': p->o.chips = optarg; break;
 		case 'i':
-			if (p->o.nissuers == MAX_ISSUERS) {
+			if (p->o.nissuers == NOTE_MAX_ISSUERS) {
 				fprintf(stderr, "provision: at most %d issuer keys\n",
-				    MAX_ISSUERS);
+				    NOTE_MAX_ISSUERS);
 				goto out;
 			}
 			p->o.issuer[p->o.nissuers++] = optarg;

@@ -34,13 +34,11 @@
 #include "note_chip.h"
 #include "note_line.h"
 
-#define ROT_MAX_KEYS	NOTE_MAX_ISSUERS
-
 struct rot {
 	const char	*line, *chips, *key_uri, *so_pin_source;
-	const char	*add_spec[ROT_MAX_KEYS], *retire_spec[ROT_MAX_KEYS];
-	uint8_t		 add[ROT_MAX_KEYS][ML_P256_PUB_LEN];
-	uint8_t		 retire[ROT_MAX_KEYS][ML_P256_PUB_LEN];
+	const char	*add_spec[NOTE_MAX_ISSUERS], *retire_spec[NOTE_MAX_ISSUERS];
+	uint8_t		 add[NOTE_MAX_ISSUERS][ML_P256_PUB_LEN];
+	uint8_t		 retire[NOTE_MAX_ISSUERS][ML_P256_PUB_LEN];
 	size_t		 nadd, nretire, workers;
 	bool		 json;
 	struct key	*key;		/* --issuer-key, or NULL: the SO PIN */
@@ -195,9 +193,9 @@ usage(FILE *f)
 static int
 add_spec(const char **list, size_t *n, const char *spec, const char *opt)
 {
-	if (*n == ROT_MAX_KEYS) {
+	if (*n == NOTE_MAX_ISSUERS) {
 		fprintf(stderr, "rotate-issuer: at most %d %s keys\n",
-		    ROT_MAX_KEYS, opt);
+		    NOTE_MAX_ISSUERS, opt);
 		return -1;
 	}
 	list[(*n)++] = spec;

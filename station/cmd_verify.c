@@ -53,12 +53,10 @@
 #include "note_uplink.h"
 #include "ui_http.h"
 
-#define MAX_ISSUERS	8
-
 struct verify_opts {
 	const char	*line;
 	const char	*chips;
-	const char	*issuer[MAX_ISSUERS];
+	const char	*issuer[NOTE_MAX_ISSUERS];
 	size_t		 nissuers;
 	struct st_conn	 conn;		/* the channel to mintline-server */
 	bool		 has_conn;
@@ -72,7 +70,7 @@ struct verify_opts {
 
 struct ver {
 	struct verify_opts	 o;
-	struct ml_p256_key	*issuer[MAX_ISSUERS];
+	struct ml_p256_key	*issuer[NOTE_MAX_ISSUERS];
 	struct note_uplink	*up[NL_MAX_WORKERS];
 	struct note_uplink	*dead[NL_MAX_WORKERS][8]; /* --follow: broken */
 	size_t			 ndead[NL_MAX_WORKERS];
@@ -577,7 +575,9 @@ verify_opts(struct ver *v, int argc, char **argv)
 		case 'l': v->o.line = optarg; break;
 		case 'c': v->o.chips = optarg; break;
 		case 'i':
-			if (v->o.nissuers == MAX_ISSUERS) {
+			if (v->o.nissuers == NOTE_MAX_ISSUERS) {
+				fprintf(stderr, "verify: at most %d issuer keys "
+				    "(--issuer-pub)\n", NOTE_MAX_ISSUERS);
 				return 1;
 			}
 			v->o.issuer[v->o.nissuers++] = optarg;
@@ -764,7 +764,7 @@ verify_run(int argc, char **argv, const struct note_server *local)
 		r = verify_loop(v, &chips);
 		rc = verify_report(v, r);
 	}
-	for (i = 0; i < MAX_ISSUERS; i++) {
+	for (i = 0; i < NOTE_MAX_ISSUERS; i++) {
 		ml_p256_key_free(v->issuer[i]);
 	}
 	free(v->lat);

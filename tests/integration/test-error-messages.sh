@@ -89,6 +89,10 @@ expect "--issuer-pub missing" 1 "issuer key 1: /nope.pem: $ENOENT" -- \
     "$S" verify --line "inproc:$W/line" --offline --issuer-pub /nope.pem
 expect "--issuer-pub not a key" 1 "$W/empty.csv: not a PEM" -- \
     "$S" verify --line "inproc:$W/line" --offline --issuer-pub "$W/empty.csv"
+ISS9=()
+for i in 1 2 3 4 5 6 7 8 9; do ISS9+=(--issuer-pub "$W/issuer.pem"); done
+expect "--issuer-pub over the limit" 1 "verify: at most 8 issuer keys" -- \
+    "$S" verify --line "inproc:$W/line" --offline "${ISS9[@]}"
 expect "--line directory missing" 1 "/nope-line: $ENOENT" -- \
     "$S" verify --line inproc:/nope-line --offline --issuer-pub "$W/issuer.pem"
 expect "--line transport unknown" 1 "chip link 'usb:x'" "inproc:DIR" -- \

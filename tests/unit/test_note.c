@@ -1464,22 +1464,35 @@ END_TEST
 START_TEST(rotate_so_and_limits)
 {
 	const struct keypair *one[] = { &issuer2 };
-	struct keypair k3, k4;
+	struct keypair k[NOTE_MAX_ISSUERS - 2];	/* personalise() put in 2 */
 	struct tchip t, w;
+	size_t i;
 
-	make_key(&k3);
-	make_key(&k4);
+	for (i = 0; i < ML_NELEM(k); i++) {
+		make_key(&k[i]);
+	}
 	personalise(&t, "NOTEROT4");		/* SO still logged in */
 	ck_assert_sw(change(t.c, ISSUER_ADD, issuer.pub, ML_P256_PUB_LEN),
 	    SW_CONDITIONS_NOT_SATISFIED);	/* already installed */
-	ck_assert_sw(change(t.c, ISSUER_ADD, k3.pub, ML_P256_PUB_LEN), SW_OK);
-	ck_assert_sw(change(t.c, ISSUER_ADD, k4.pub, ML_P256_PUB_LEN), SW_OK);
+	for (i = 0; i < ML_NELEM(k); i++) {
+		ck_assert_sw(change(t.c, ISSUER_ADD, k[i].pub,
+		    ML_P256_PUB_LEN), SW_OK);
+	}
 	ck_assert_sw(change(t.c, ISSUER_ADD, rogue.pub, ML_P256_PUB_LEN),
-	    SW_NOT_ENOUGH_MEMORY);		/* 4 keys: full */
+	    SW_NOT_ENOUGH_MEMORY);		/* NOTE_MAX_ISSUERS keys: full */
+	/* the full table over 256 bytes: GET DATA answers it chained */
+	ck_assert_sw(xmit(t.c, CLA_ISO, INS_GET_DATA, GD_NOTE_ISSUERS, 0,
+	    NULL, 0, 256), SW_OK);
+	ck_assert_uint_eq(R.len, 1 + NOTE_MAX_ISSUERS * ML_P256_PUB_LEN);
+	ck_assert_uint_eq(R.p[0], NOTE_MAX_ISSUERS);
+	ck_assert_mem_eq(R.p + 1 + (NOTE_MAX_ISSUERS - 1) * ML_P256_PUB_LEN,
+	    k[ML_NELEM(k) - 1].pub, ML_P256_PUB_LEN);
 	ck_assert_sw(change(t.c, ISSUER_RETIRE, rogue.pub, ML_P256_PUB_LEN),
 	    SW_DATA_NOT_FOUND);
-	ck_assert_sw(change(t.c, ISSUER_RETIRE, k3.pub, ML_P256_PUB_LEN), SW_OK);
-	ck_assert_sw(change(t.c, ISSUER_RETIRE, k4.pub, ML_P256_PUB_LEN), SW_OK);
+	for (i = 0; i < ML_NELEM(k); i++) {
+		ck_assert_sw(change(t.c, ISSUER_RETIRE, k[i].pub,
+		    ML_P256_PUB_LEN), SW_OK);
+	}
 	/* an authorisation made before a change does not survive it */
 	authorize_ok(t.c, &issuer, DOM(FEATURE));
 	ck_assert_sw(change(t.c, ISSUER_RETIRE, issuer.pub, ML_P256_PUB_LEN),
@@ -1494,7 +1507,7 @@ START_TEST(rotate_so_and_limits)
 
 	personalise(&w, "NOTEROT5");
 	issue(w.c, DOM(FEATURE));
-	ck_assert_sw(change(w.c, ISSUER_ADD, k3.pub, ML_P256_PUB_LEN),
+	ck_assert_sw(change(w.c, ISSUER_ADD, k[0].pub, ML_P256_PUB_LEN),
 	    SW_CONDITIONS_NOT_SATISFIED);	/* written: never */
 	{
 		uint8_t ch[NOTE_CHALLENGE_LEN] = { 0 }, d[256];
