@@ -99,6 +99,8 @@ struct iss {
 	 * which the issuer key of the other workers still uses. */
 	struct note_uplink	*dead[NL_MAX_WORKERS][8];
 	size_t			 ndead[NL_MAX_WORKERS];
+	/* each position's first handshake, run while its first chip works */
+	struct note_chan_bg	 bg[NL_MAX_WORKERS];
 	const struct note_server *local;	/* tests/bench: in-process server */
 	struct note_chan	*chan;		/* the channel key, CA, chain */
 	pthread_mutex_t		 mu;
@@ -323,14 +325,19 @@ scan_cb(void *ctx, const char *name, const char *chip, int state)
 static int
 iss_start(void *ctx, size_t w)
 {
-#ifdef ML_TEST_HOOKS
 	struct iss *s = ctx;
 
+#ifdef ML_TEST_HOOKS
 	if (s->local != NULL) {
 		return note_uplink_local(s->local, &s->up[w]);
 	}
 #endif
-	return 0;	/* connected on first upload, with retries */
+	/* connected in the background while the first chip is read; a
+	 * failure shows at the first request, which retries */
+	if (s->chan != NULL) {
+		note_chan_bg_start(s->chan, &s->bg[w]);
+	}
+	return 0;
 }
 
 static void
@@ -456,7 +463,12 @@ server_call(struct iss *s, size_t w, unsigned type, const uint8_t *req,
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
 		if (s->up[w] == NULL) {
-			r = note_chan_connect(s->chan, &s->up[w], why, sizeof(why));
+			r = note_chan_bg_join(&s->bg[w], &s->up[w], why,
+			    sizeof(why));
+			if (r == 0 && s->up[w] == NULL) {
+				r = note_chan_connect(s->chan, &s->up[w], why,
+				    sizeof(why));
+			}
 			if (r == ML_ERR_REJECTED || r == ML_ERR_CERT) {
 				/* the server or its certificate said no to us:
 				 * retrying does not change that */
@@ -1158,8 +1170,14 @@ issue_loop(struct iss *s, size_t *chips)
 	    .follow = s->o.follow, .event = iss_event };
 	r = note_line_run(&lc, chips);
 	for (i = 0; i < NL_MAX_WORKERS; i++) {
+		struct note_uplink *up = NULL;
+		char why[128];
 		size_t k;
 
+		/* a position that never needed its channel */
+		if (note_chan_bg_join(&s->bg[i], &up, why, sizeof(why)) == 0) {
+			note_uplink_close(up);
+		}
 		note_uplink_close(s->up[i]);
 		for (k = 0; k < s->ndead[i]; k++) {
 			note_uplink_close(s->dead[i][k]);

@@ -74,6 +74,8 @@ struct ver {
 	struct note_uplink	*up[NL_MAX_WORKERS];
 	struct note_uplink	*dead[NL_MAX_WORKERS][8]; /* --follow: broken */
 	size_t			 ndead[NL_MAX_WORKERS];
+	/* each desk's handshake, run while its first chip is read */
+	struct note_chan_bg	 bg[NL_MAX_WORKERS];
 	const struct note_server *local;
 	struct note_chan	*chan;		/* the channel key, CA, chain */
 	pthread_mutex_t		 mu;
@@ -209,11 +211,29 @@ ver_start(void *ctx, size_t w)
 	if (v->o.offline || !v->o.has_conn) {
 		return 0;
 	}
-	if (note_chan_open(v->chan, &v->up[w]) != 0) {
-		/* a desk waits for the server: reconnects per note */
+	/* joined before the first registry query (desk_uplink); a desk
+	 * whose handshake fails reconnects per note */
+	note_chan_bg_start(v->chan, &v->bg[w]);
+	if (!v->bg[w].running && note_chan_open(v->chan, &v->up[w]) != 0) {
 		return v->o.follow ? 0 : ML_ERR_IO;
 	}
 	return 0;
+}
+
+/* The desk's channel from its background handshake: 0 when there is one
+ * (logged why not otherwise). */
+static int
+desk_uplink(struct ver *v, size_t w)
+{
+	char why[128];
+	int r;
+
+	if ((r = note_chan_bg_join(&v->bg[w], &v->up[w], why,
+	    sizeof(why))) != 0) {
+		ml_err("%s", why);
+		return r;
+	}
+	return v->up[w] != NULL ? 0 : ML_ERR_IO;
 }
 
 /* The station signature kept on the chip, against the authorised keys. */
@@ -378,6 +398,18 @@ print_verdict(struct ver *v, size_t w, const char *note, const char *chip,
 	ver_event(v, &ev);
 }
 
+/* No verdict: the desk's channel could not be opened. */
+static int
+unreachable(struct ver *v, size_t w, const char *chip)
+{
+	pthread_mutex_lock(&v->mu);
+	v->errors++;
+	pthread_mutex_unlock(&v->mu);
+	ml_err("chip %s: no verdict: the registry is unreachable", chip);
+	no_verdict(v, w, chip, "the registry server cannot be reached");
+	return v->o.follow ? 0 : ML_ERR_IO;
+}
+
 static int
 ver_job(void *ctx, size_t w, struct chipcmd *cc, const char *image)
 {
@@ -394,12 +426,12 @@ ver_job(void *ctx, size_t w, struct chipcmd *cc, const char *image)
 	bool online, parsed, writer;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	if (v->o.follow && v->up[w] == NULL && v->chan != NULL &&
-	    v->ndead[w] < ML_NELEM(v->dead[w]) &&
+	if (v->o.follow && v->up[w] == NULL && !v->bg[w].running &&
+	    v->chan != NULL && v->ndead[w] < ML_NELEM(v->dead[w]) &&
 	    note_chan_open(v->chan, &v->up[w]) != 0) {
 		v->up[w] = NULL;	/* the server is away: said above */
 	}
-	online = v->up[w] != NULL;
+	online = v->up[w] != NULL || v->bg[w].running;
 	if (!online && v->chan != NULL) {
 		pthread_mutex_lock(&v->mu);
 		v->errors++;
@@ -443,7 +475,11 @@ ver_job(void *ctx, size_t w, struct chipcmd *cc, const char *image)
 		detail = "record names another chip";
 		goto verdict;
 	}
-	/* Online: the registry's answer (the server also flags conflicts). */
+	/* Online: the registry's answer (the server also flags conflicts),
+	 * over the channel opened while the chip was read. */
+	if (online && v->up[w] == NULL && desk_uplink(v, w) != 0) {
+		return unreachable(v, w, ci.serial);
+	}
 	if (online && parsed && (r = query(v, w, &rec, pub, &rep)) != 0) {
 		pthread_mutex_lock(&v->mu);
 		v->errors++;
@@ -497,6 +533,10 @@ ver_job(void *ctx, size_t w, struct chipcmd *cc, const char *image)
 		detail = "station signature does not verify";
 	}
 verdict:
+	/* online, a verdict only with the registry reachable (BN-8) */
+	if (online && v->up[w] == NULL && desk_uplink(v, w) != 0) {
+		return unreachable(v, w, ci.serial);
+	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	print_verdict(v, w, note, ci.serial, reason, detail, rep.flags,
 	    ((t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec)) / 1e6);
@@ -708,8 +748,14 @@ verify_loop(struct ver *v, size_t *chips)
 	/* Closed only now: closing an hs link finalises the PKCS#11 module
 	 * for the whole process (libp11). */
 	for (i = 0; i < NL_MAX_WORKERS; i++) {
+		struct note_uplink *up = NULL;
+		char why[128];
 		size_t k;
 
+		/* a desk that never needed its channel */
+		if (note_chan_bg_join(&v->bg[i], &up, why, sizeof(why)) == 0) {
+			note_uplink_close(up);
+		}
 		note_uplink_close(v->up[i]);
 		for (k = 0; k < v->ndead[i]; k++) {
 			note_uplink_close(v->dead[i][k]);

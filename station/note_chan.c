@@ -196,6 +196,40 @@ note_chan_connect(struct note_chan *nc, struct note_uplink **ret, char *why,
 	return r;
 }
 
+static void *
+bg_main(void *arg)
+{
+	struct note_chan_bg *bg = arg;
+
+	bg->r = note_chan_connect(bg->nc, &bg->up, bg->why, sizeof(bg->why));
+	return NULL;
+}
+
+void
+note_chan_bg_start(struct note_chan *nc, struct note_chan_bg *bg)
+{
+	*bg = (struct note_chan_bg){ .nc = nc };
+	bg->running = pthread_create(&bg->th, NULL, bg_main, bg) == 0;
+}
+
+int
+note_chan_bg_join(struct note_chan_bg *bg, struct note_uplink **ret,
+    char *why, size_t cap)
+{
+	if (!bg->running) {
+		return 0;
+	}
+	pthread_join(bg->th, NULL);
+	bg->running = false;
+	if (bg->r != 0) {
+		snprintf(why, cap, "%s", bg->why);
+		return bg->r;
+	}
+	*ret = bg->up;
+	bg->up = NULL;
+	return 0;
+}
+
 const char *
 note_chan_server(const struct note_chan *nc)
 {

@@ -13,6 +13,9 @@
 #ifndef ST_NOTE_CHAN_H
 #define ST_NOTE_CHAN_H
 
+#include <pthread.h>
+#include <stdbool.h>
+
 #include "note_uplink.h"
 #include "st.h"
 
@@ -33,6 +36,32 @@ ML_MUST_CHECK int note_chan_open(struct note_chan *nc,
  * the cause ("Connection refused", "handshake failed: alert ...").
  */
 ML_MUST_CHECK int note_chan_connect(struct note_chan *nc,
+    struct note_uplink **ret, char *why, size_t cap);
+
+/*
+ * A handshake in the background: started when a line position starts,
+ * joined when its first request needs the channel, so that the handshake
+ * runs while the chip works instead of before (OP-1: a desk or a line
+ * ready sooner, BN-1 at scale: many positions starting at once).  Used
+ * by one thread (the position's worker).
+ */
+struct note_chan_bg {
+	pthread_t		 th;
+	struct note_chan	*nc;
+	struct note_uplink	*up;
+	int			 r;
+	char			 why[128];
+	bool			 running;
+};
+
+/* Start it; when no thread can be made, nothing runs (join gives NULL). */
+void		 note_chan_bg_start(struct note_chan *nc,
+    struct note_chan_bg *bg);
+/*
+ * Wait for it: 0 with *ret its channel (*ret untouched when none was
+ * started), or note_chan_connect()'s error with why (cap bytes).
+ */
+ML_MUST_CHECK int note_chan_bg_join(struct note_chan_bg *bg,
     struct note_uplink **ret, char *why, size_t cap);
 
 /* The server's "host:port", for messages. */
