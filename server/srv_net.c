@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "ml_log.h"
+#include "ml_parse.h"
 #include "ml_wipe.h"
 #include "srv.h"
 
@@ -101,6 +102,9 @@ struct conn_job {
 };
 
 struct net {
+#ifdef ML_TEST_HOOKS
+	unsigned	 test_wake_delay_us;	/* see worker_run */
+#endif
 	struct conn	*dead;		/* closed in this epoll batch */
 	bool		 batching;	/* inside an epoll batch */
 	struct srv	*srv;
@@ -277,11 +281,19 @@ conn_reap(struct net *n)
 	}
 }
 
+/*
+ * A worker runs the job, then hands it back: once j is on n->done it
+ * belongs to the I/O thread, which may take it (woken by another worker's
+ * job) and free it before this thread has written to the eventfd.  So
+ * everything the hand-back needs is read before, and j is not touched
+ * after the unlock (ID-5: a flood must not crash the server).
+ */
 static void
 worker_run(struct srv_job *job)
 {
 	struct conn_job *j = (struct conn_job *)job;
 	struct net *n = j->net;
+	int efd = j->srv->done_efd;
 	uint64_t one = 1;
 
 	j->close = srv_sess_input(j->c->ss, j->body, j->len, &j->out);
@@ -289,7 +301,12 @@ worker_run(struct srv_job *job)
 	j->done_next = n->done;
 	n->done = j;
 	pthread_mutex_unlock(&n->done_mu);
-	(void)!write(j->srv->done_efd, &one, sizeof(one));
+#ifdef ML_TEST_HOOKS
+	if (n->test_wake_delay_us > 0) {
+		usleep(n->test_wake_delay_us);
+	}
+#endif
+	(void)!write(efd, &one, sizeof(one));
 }
 
 /* Flush as much of wbuf as the socket takes; false if the peer is gone. */
@@ -980,6 +997,35 @@ srv_log_metrics(struct srv *s)
 	    (unsigned long long)atomic_load(&s->m.frames_oversize), buf);
 }
 
+#ifdef ML_TEST_HOOKS
+/*
+ * TEST ONLY (tests/integration/test-server-flood.sh): with
+ * MINTLINE_TEST_WAKE_DELAY_US=N in the environment, a worker sleeps N
+ * microseconds between handing a finished job to the I/O thread and
+ * waking it (worker_run), as a worker preempted there on a loaded machine
+ * does: the I/O thread, woken by another worker meanwhile, takes and frees
+ * the job first.  Compiled in only with -Dtest_hooks=true; announced as a
+ * warning when active.
+ */
+static void
+test_hooks_setup(struct net *n)
+{
+	const char *v = secure_getenv("MINTLINE_TEST_WAKE_DELAY_US");
+
+	if (v == NULL || *v == '\0') {
+		return;
+	}
+	if (ml_parse_uint(v, "MINTLINE_TEST_WAKE_DELAY_US", 0, 1000000,
+	    &n->test_wake_delay_us) != 0) {
+		ml_warn("%s: ignored", ml_errmsg(ML_ERR_ARG));
+		return;
+	}
+	ml_warn("TEST BUILD (-Dtest_hooks=true): MINTLINE_TEST_WAKE_DELAY_US "
+	    "is set: workers wait %u us before waking the I/O thread",
+	    n->test_wake_delay_us);
+}
+#endif
+
 /*
  * srv_run's set-up: the signals it handles come through a signalfd
  * (blocked in this thread; workers were started with them blocked), and
@@ -997,6 +1043,9 @@ run_setup(struct srv *s, struct net *n, int *sfdp)
 	memset(n, 0, sizeof(*n));
 	n->srv = s;
 	n->ep = -1;
+#ifdef ML_TEST_HOOKS
+	test_hooks_setup(n);
+#endif
 	for (i = 0; i < METRICS_MAX_CONNS; i++) {
 		n->mc[i].fd = -1;
 	}
