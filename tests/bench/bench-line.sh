@@ -27,8 +27,11 @@ ne_init "$W" "$B" 8 || exit 77
 trap ne_server_stop EXIT
 ne_keys || exit 1
 # the server's default limits: one address for every position, the
-# station keeps its handshakes in flight under max-unauth-per-addr
-ne_server_start || exit 1
+# station keeps its handshakes in flight under max-unauth-per-addr.
+# Workers sized for a line (docs/capacity.md): a worker holds a request
+# through its HSM round trip and registry commit, so 4 (the default)
+# queue the requests of 256 positions; NE_SRV_WORKERS=4 to compare.
+NE_SRV_WORKERS=${NE_SRV_WORKERS:-16} ne_server_start || exit 1
 HZ=$(getconf CLK_TCK)
 
 # CPU ticks (user + system) of a process and its children (the monitor).

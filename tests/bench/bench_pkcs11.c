@@ -7,7 +7,11 @@
  *	C_OpenSession+C_CloseSession, with 1 and 2 threads.
  *
  *	bench_pkcs11 [-s SECONDS] [-n OBJECTS] [-o OPS] MODULE.so [SOFTHSM.so]
+ *	bench_pkcs11 -r [-s SECONDS] SOFTHSM.so
  *
+ * -r: SoftHSM2's raw C_Sign alone (C_SignInit + C_Sign, one thread, one
+ * session): signatures/s and CPU microseconds per signature, the anchor
+ * of bench-hs.sh's HSM monitor row.
  * OPS: digits of the rows to run (0 sign, 1 verify, 2 derive, 3 random,
  * 4 object creation, 5 find, 6 session open+close); all by default.
  * The OpenSSL column signs and verifies with one reused context, as
@@ -188,7 +192,20 @@ struct job {
 	unsigned long	 count;
 	unsigned	 seq;
 	pthread_barrier_t *bar;
+	double		 cpu;		/* the thread's CPU seconds */
 };
+
+/* CPU seconds per operation of the last measure() with one thread. */
+static double last_cpu_per_op;
+
+static double
+thread_cpu(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
 
 static void *
 run_job(void *arg)
@@ -218,6 +235,7 @@ run_job(void *arg)
 	P11(f->C_Sign(s, md, sizeof(md), sig, &n));
 	pthread_barrier_wait(j->bar);
 	t0 = now();
+	j->cpu = thread_cpu();
 	end = t0 + j->secs;
 	while (now() < end) {
 		unsigned k;
@@ -272,6 +290,7 @@ run_job(void *arg)
 		}
 	}
 	j->secs = now() - t0;
+	j->cpu = thread_cpu() - j->cpu;
 	P11(f->C_CloseSession(s));
 	return NULL;
 }
@@ -302,6 +321,9 @@ measure(struct prov *p, enum op op, int nthreads, bool same_token)
 		rate += j[i].count / j[i].secs;
 	}
 	pthread_barrier_destroy(&bar);
+	if (nthreads == 1 && j[0].count > 0) {
+		last_cpu_per_op = j[0].cpu / j[0].count;
+	}
 	return rate;
 }
 
@@ -592,6 +614,26 @@ row(const char *name, int threads, double m, double s, double o)
 	    threads, ms, ss, os, rs, ro);
 }
 
+/* -r: SoftHSM2's C_Sign alone; the temporary directory removed. */
+static int
+raw_sign(struct prov *hsm, const char *module)
+{
+	char cmd[600];
+	double rate;
+
+	setup_softhsm(hsm, module);
+	if (!hsm->ok) {
+		fprintf(stderr, "bench_pkcs11: no SoftHSM2 at %s\n", module);
+		return 1;
+	}
+	rate = measure(hsm, OP_SIGN, 1, false);
+	printf("SoftHSM2 raw C_Sign ECDSA P-256, 1 thread: %.0f /s, %.1f us "
+	    "of CPU per signature\n", rate, 1e6 * last_cpu_per_op);
+	hsm->f->C_Finalize(NULL);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd) == 0 && rate > 0 ? 0 : 1;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -599,9 +641,13 @@ main(int argc, char **argv)
 	const char *softhsm = "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so";
 	double sign1 = 0, sign2 = 0, ossl1 = 0, ossl2 = 0;
 	int c, op, th;
+	bool raw = false;
 
-	while ((c = getopt(argc, argv, "s:n:o:")) != -1) {
+	while ((c = getopt(argc, argv, "rs:n:o:")) != -1) {
 		switch (c) {
+		case 'r':
+			raw = true;
+			break;
 		case 'o':
 			opt_ops = optarg;
 			break;
@@ -630,6 +676,9 @@ main(int argc, char **argv)
 	if (mkdtemp(dir) == NULL) {
 		perror("mkdtemp");
 		return 1;
+	}
+	if (raw) {
+		return raw_sign(&hsm, argv[optind]);
 	}
 	setup_mintline(&mine, argv[optind]);
 	bench_mine = &mine;
