@@ -43,6 +43,7 @@
 
 struct trust_entry {
 	bool			 used;
+	bool			 pending;	/* being verified: wait for it */
 	uint64_t		 gen;		/* trust generation it was made in */
 	uint8_t			 hash[ML_SHA256_LEN];
 	int			 alert;		/* 0: good */
@@ -55,6 +56,7 @@ struct hs_trust {
 	X509			*root;
 	uint64_t		 gen;		/* bumped by each CRL reload */
 	pthread_mutex_t		 mu;
+	pthread_cond_t		 cv;		/* a pending entry settled */
 	uint64_t		 hits;
 	uint64_t		 misses;
 	struct trust_entry	 cache[TRUST_CACHE_SLOTS];
@@ -276,6 +278,7 @@ trust_new(X509 *root, X509_CRL *crl, struct hs_trust **ret_trust)
 
 	ML_ENSURE((t = calloc(1, sizeof(*t))) != NULL, ML_ERR_NOMEM);
 	pthread_mutex_init(&t->mu, NULL);
+	pthread_cond_init(&t->cv, NULL);
 	ML_TRY(store_new(root, crl, &t->store));
 	ML_ENSURE(X509_up_ref(root) == 1, ML_ERR_INTERNAL);
 	t->root = root;
@@ -372,6 +375,7 @@ hs_trust_free(struct hs_trust *t)
 	X509_STORE_free(t->store);
 	X509_free(t->root);
 	pthread_mutex_destroy(&t->mu);
+	pthread_cond_destroy(&t->cv);
 	ml_freezero(t, sizeof(*t));
 }
 
@@ -508,25 +512,42 @@ hs_trust_verify(const struct hs_trust *ct, const struct hs_blob *chain,
 	}
 	e = &t->cache[((size_t)h[0] << 8 | h[1]) % TRUST_CACHE_SLOTS];
 	pthread_mutex_lock(&t->mu);
-	if (e->used && e->gen == t->gen && e->expires_ms > now &&
-	    ml_ct_eq(e->hash, h, sizeof(h))) {
+	/* The same chain being verified by another thread (many positions
+	 * or readers connecting at once, a flood of one forged chain): wait
+	 * for its verdict instead of verifying it again. */
+	while (e->pending && ml_ct_eq(e->hash, h, sizeof(h))) {
+		pthread_cond_wait(&t->cv, &t->mu);
+	}
+	if (e->used && !e->pending && e->gen == t->gen &&
+	    e->expires_ms > now && ml_ct_eq(e->hash, h, sizeof(h))) {
 		t->hits++;
 		alert = e->alert;
 		ci = e->ci;
 		pthread_mutex_unlock(&t->mu);
 	} else {
+		bool mine = !e->pending;
+
 		t->misses++;
 		gen = t->gen;
+		if (mine) {
+			/* the slot shows this chain pending until settled */
+			e->pending = true;
+			e->used = false;
+			memcpy(e->hash, h, sizeof(h));
+		}
 		pthread_mutex_unlock(&t->mu);
 		memset(&ci, 0, sizeof(ci));
 		alert = verify_slow(t, chain, n, &ci, &ttl);
 		pthread_mutex_lock(&t->mu);
-		e->used = true;
-		e->gen = gen;
-		memcpy(e->hash, h, sizeof(h));
-		e->alert = alert;
-		e->ci = ci;
-		e->expires_ms = now + ttl;
+		if (mine) {
+			e->pending = false;
+			e->used = true;
+			e->gen = gen;
+			e->alert = alert;
+			e->ci = ci;
+			e->expires_ms = now + ttl;
+			pthread_cond_broadcast(&t->cv);
+		}
 		pthread_mutex_unlock(&t->mu);
 	}
 	if (alert != 0) {

@@ -4,6 +4,7 @@
  * exact-error test here: the result code of the side that must stop, and
  * the alert (reason) it records, at the earliest message.
  */
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -734,6 +735,56 @@ START_TEST(cert_cache_hits)
 }
 END_TEST
 
+/* Many threads presenting one chain at once (a line's positions or a
+ * flood starting together): one verification, the others wait for its
+ * verdict. */
+struct burst {
+	const struct hs_blob	*chain;
+	pthread_barrier_t	*bar;
+	int			 r;
+};
+
+static void *
+burst_main(void *arg)
+{
+	struct burst *b = arg;
+	struct hs_certinfo ci;
+
+	pthread_barrier_wait(b->bar);
+	b->r = hs_trust_verify(trust, b->chain, 1, &ci, NULL);
+	return NULL;
+}
+
+START_TEST(cert_cache_single_flight)
+{
+	struct fx_party p;
+	struct burst b[8];
+	pthread_t th[8];
+	pthread_barrier_t bar;
+	uint64_t h0, m0, h1, m1;
+	int i;
+
+	/* a chain the cache has never seen */
+	fx_party_make(&p, ca, "reader", "RDR-BURST", 0x7777, 60, 86400);
+	hs_trust_stats(trust, &h0, &m0);
+	pthread_barrier_init(&bar, NULL, 8);
+	for (i = 0; i < 8; i++) {
+		b[i] = (struct burst){ p.chain, &bar, -1 };
+		ck_assert_int_eq(pthread_create(&th[i], NULL, burst_main,
+		    &b[i]), 0);
+	}
+	for (i = 0; i < 8; i++) {
+		pthread_join(th[i], NULL);
+		ck_assert_r(b[i].r, 0);
+	}
+	hs_trust_stats(trust, &h1, &m1);
+	ck_assert_uint_eq(m1 - m0, 1);
+	ck_assert_uint_eq(h1 - h0, 7);
+	pthread_barrier_destroy(&bar);
+	fx_party_free(&p);
+}
+END_TEST
+
 /* ---- records ---- */
 
 struct chan_pair {
@@ -909,6 +960,7 @@ hs_suite(void)
 	tcase_add_loop_test(tc, truncated_auth_message, 0, nf);
 	tcase_add_test(tc, oversized_message);
 	tcase_add_loop_test(tc, cert_cache_hits, 0, nf);
+	tcase_add_test(tc, cert_cache_single_flight);
 	tcase_add_loop_test(tr, record_reordered_and_replayed, 0, nf);
 	tcase_add_loop_test(tr, record_tampered_every_byte, 0, nf);
 	tcase_add_loop_test(tr, record_truncated_and_oversized, 0, nf);
