@@ -95,7 +95,7 @@ chip_secs() {
 }
 
 row() {	# row WHAT P NOTES "wall st srv" CHIPSECS
-	awk -v what="$1" -v p="$2" -v n="$3" -v tt="$4" -v c="$5" -v prof="$PROFILE" \
+	awk -v what="$1" -v p="$2" -v n="$3" -v tt="$4" -v c="$5" -v prof="$(basename "$PROFILE" .profile)" \
 	    'BEGIN { split(tt, t, " ");
 		rate = n / t[1]; ideal = (c > 0) ? p / (c / n) : 0;
 		ratio = (ideal > 0) ? 100 * rate / ideal : 0;
