@@ -36,6 +36,7 @@
 #include "note_chip.h"
 #include "store.h"
 #include "sw.h"
+#include "tool_chip.h"
 
 static int
 state_load(const char *path, struct store **ret_s, struct chip_state *ret)
@@ -138,21 +139,18 @@ static int
 do_forge(const char *genuine, const char *img, const char *prefix,
     const char *serial)
 {
-	char dir[] = "/tmp/mintline-forge.XXXXXX", spec[64], path[128];
 	uint8_t fpriv[ML_P256_PRIV_LEN], fpub[1][ML_P256_PUB_LEN];
 	uint8_t srv[ML_P256_PUB_LEN], pub[ML_P256_PUB_LEN], fkey[FEATURE_KEY_LEN];
 	char feat[FEATURE_MAX_LEN + 1];
 	struct ml_p256_key *forger = NULL;
 	struct key ko;
-	struct chiplink *l = NULL;
-	struct chipcmd cc;
+	struct tool_chip tc = { 0 };
 	struct chip_info ci;
 	struct note_id id;
 	struct store *s = NULL;
 	struct chip_state st;
 	size_t flen;
 	uint16_t sw;
-	FILE *f;
 	int r;
 
 	/* The real server key: public, copied from any genuine note. */
@@ -164,40 +162,31 @@ do_forge(const char *genuine, const char *img, const char *prefix,
 	chip_state_clear(&st);
 	store_close(s);
 	ML_TRY(r);
-	ML_ENSURE(mkdtemp(dir) != NULL, ML_ERR_IO);
-	snprintf(path, sizeof(path), "%s/positions", dir);
-	ML_ENSURE((f = fopen(path, "w")) != NULL, ML_ERR_IO);
-	fputs("1\n", f);
-	fclose(f);
-	snprintf(spec, sizeof(spec), "inproc:%s", dir);
 	ML_TRY(ml_p256_keygen(fpriv, fpub[0]));
 	ML_TRY(ml_p256_key_from_priv(fpriv, &forger));
 	key_soft_init(&ko, forger);
 	ML_TRY(ml_rand(fkey, sizeof(fkey)));
 	ML_TRY(note_id_set(prefix, strlen(prefix), serial, strlen(serial), &id));
-	ML_TRY(chiplink_open(spec, &l));
-	ML_TRY(chiplink_inproc_feed(l, 0, img));
-	ML_TRY(chipcmd_begin(&cc, l, 0));
-	ML_TRY(chipcmd_info(&cc, &ci));
-	ML_ENSURE((ci.state & (INFO_F_INITIALIZED | INFO_F_LOCKED)) == 0,
-	    ML_ERR_STATE);
-	ML_TRY(note_chip_perso(&cc, "87654321", "forged", fpub, 1, srv, pub));
+	ML_TRY(tool_chip_open(&tc, img));
+	ML_TRY(chipcmd_info(&tc.cc, &ci));
+	if ((ci.state & (INFO_F_INITIALIZED | INFO_F_LOCKED)) != 0) {
+		r = ml_errf(ML_ERR_STATE, "%s (%s): not a blank chip", img,
+		    ci.serial);
+		goto out;
+	}
+	ML_TRY(note_chip_perso(&tc.cc, "87654321", "forged", fpub, 1, srv, pub));
 	ML_TRY(feature_derive(fkey, &id, pub, feat, &flen));
-	ML_TRY(note_chip_authorize(&cc, &ko, ci.serial, (uint8_t *)feat, flen,
+	ML_TRY(note_chip_authorize(&tc.cc, &ko, ci.serial, (uint8_t *)feat, flen,
 	    &sw));
-	ML_ENSURE(sw == SW_OK, ML_ERR_REJECTED);
-	ML_TRY(note_chip_write(&cc, (uint8_t *)feat, flen));
+	if (sw != SW_OK) {
+		r = ml_errf(ML_ERR_REJECTED, "%s (%s): AUTHORIZE WRITE: %s "
+		    "(SW %04X)", img, ci.serial, chipcmd_sw_text(sw), sw);
+		goto out;
+	}
+	ML_TRY(note_chip_write(&tc.cc, (uint8_t *)feat, flen));
 	r = 0;
 out:
-	if (l != NULL) {
-		if (chiplink_inproc_feed(l, 0, NULL) != 0) {
-			fprintf(stderr, "position not emptied\n");
-		}
-		chiplink_close(l);
-		snprintf(path, sizeof(path), "%s/positions", dir);
-		unlink(path);
-		rmdir(dir);
-	}
+	tool_chip_close(&tc);
 	ml_wipe(fpriv, sizeof(fpriv));
 	ml_wipe(fkey, sizeof(fkey));
 	ml_p256_key_free(forger);
