@@ -21,6 +21,23 @@ ne_find_softhsm() {
 	return 1
 }
 
+# ne_softhsm DIR: a private SoftHSM2 token directory DIR/tokens, its
+# configuration exported in SOFTHSM2_CONF, the module in NE_MODULE.
+# Status 77 with a "skip:" line when softhsm2-util, pkcs11-tool, python3
+# or the module are missing.  ne_init calls it; tests that need only an
+# HSM (not the issuance environment) call it alone.
+ne_softhsm() {
+	local t
+	for t in softhsm2-util pkcs11-tool python3; do
+		command -v "$t" >/dev/null 2>&1 || { echo "skip: $t missing"; return 77; }
+	done
+	NE_MODULE=$(ne_find_softhsm) || { echo "skip: libsofthsm2.so missing"; return 77; }
+	mkdir -p "$1/tokens" || return 1
+	export SOFTHSM2_CONF=$1/softhsm2.conf
+	printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' \
+	    "$1" >"$SOFTHSM2_CONF"
+}
+
 # ne_init WORK BUILD_DIR [POSITIONS]
 ne_init() {
 	NE_WORK=$1
@@ -33,14 +50,9 @@ ne_init() {
 	NE_CA=$NE_BUILD/tools/mintline-ca
 	NE_FAKE=$NE_BUILD/tools/mintline-counterfeit
 	NE_MKCHIP=$NE_BUILD/tools/mintline-mkchip
-	NE_MODULE=$(ne_find_softhsm) || return 77
-	command -v softhsm2-util >/dev/null || return 77
-	command -v pkcs11-tool >/dev/null || return 77
-	mkdir -p "$NE_WORK"/{tokens,pins,chips,line}
+	ne_softhsm "$NE_WORK" || return
+	mkdir -p "$NE_WORK"/{pins,chips,line}
 	chmod 700 "$NE_WORK" "$NE_WORK/pins"
-	export SOFTHSM2_CONF=$NE_WORK/softhsm2.conf
-	printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' \
-	    "$NE_WORK" >"$SOFTHSM2_CONF"
 	echo "$positions" >"$NE_WORK/line/positions"
 	NE_LINE=inproc:$NE_WORK/line
 	NE_PORT=${NE_PORT:-$(ne_free_port)}

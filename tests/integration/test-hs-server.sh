@@ -9,15 +9,6 @@
 # HS_RAW (test_hs_raw.py), MINTLINE_BUILD_DIR.
 set -u
 
-for t in softhsm2-util pkcs11-tool python3; do
-	command -v "$t" >/dev/null 2>&1 || { echo "skip: $t missing"; exit 77; }
-done
-MODULE=""
-for m in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so; do
-	[ -e "$m" ] && MODULE=$m && break
-done
-[ -n "$MODULE" ] || { echo "skip: libsofthsm2.so missing"; exit 77; }
-
 B=${MINTLINE_BUILD_DIR:-$(pwd)}
 SERVER=${MINTLINE_SERVER:-$B/server/mintline-server}
 STATION=${MINTLINE_STATION:-$B/station/mintline-station}
@@ -25,14 +16,11 @@ CA=${MINTLINE_CA:-$B/tools/mintline-ca}
 RAW=${HS_RAW:-$(cd "$(dirname "$0")" && pwd)/test_hs_raw.py}
 W=$B/tests/hs-integration
 rm -rf "$W"
-mkdir -p "$W/tokens"
+# shellcheck source=scripts/issuance-env.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/scripts/issuance-env.sh"
+ne_softhsm "$W" || exit 77
+MODULE=$NE_MODULE
 cd "$W" || exit 1
-cat > softhsm2.conf <<CONF
-directories.tokendir = $W/tokens
-objectstore.backend = file
-log.level = ERROR
-CONF
-export SOFTHSM2_CONF=$W/softhsm2.conf
 echo 1234 > pin
 chmod 600 pin
 
@@ -46,10 +34,6 @@ trap cleanup EXIT
 
 ok()  { echo "ok   - $*"; pass=$((pass + 1)); }
 bad() { echo "FAIL - $*"; fail=$((fail + 1)); }
-
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 keygen() {	# token label id
 	pkcs11-tool --module "$MODULE" --token-label "$1" --login --pin 1234 \
@@ -93,7 +77,7 @@ issue ca  reader  RDR-0006 unknown.pem
 "$CA" crl --dir ca --out crl.pem >/dev/null || exit 1
 
 # ---- server ----
-PORT=$(free_port)
+PORT=$(ne_free_port)
 "$SERVER" --listen 127.0.0.1:$PORT --ca ca/root.pem --crl crl.pem \
     --cert srv.pem --key "$SRVKEY" --module "$MODULE" --registry reg.db \
     --read-timeout 1500 --workers 2 -v > server.log 2>&1 &
@@ -145,7 +129,7 @@ expect_log "HS_ALERT_UNKNOWN" "unregistered"
 expect_log "HS_ALERT_IDENTITY" "serial mismatch"
 
 # server certificate not from the reader's root: the reader refuses
-PORT2=$(free_port)
+PORT2=$(ne_free_port)
 "$SERVER" --listen 127.0.0.1:$PORT2 --ca ca/root.pem --cert srv-foreign.pem \
     --key "$SRVKEY" --module "$MODULE" --registry reg.db > server2.log 2>&1 &
 P2=$!
@@ -162,7 +146,7 @@ wait_ready() {	# file: the proxy prints "ready" once it listens
 }
 record() {	# flow out [tamper-frame]
 	local pp
-	pp=$(free_port)
+	pp=$(ne_free_port)
 	rm -f "$2.ready"
 	if [ $# -ge 3 ]; then
 		python3 "$RAW" proxy "$pp" "$PORT" "$2" --tamper-client "$3" > "$2.ready" &
@@ -200,7 +184,7 @@ expect_log "HS_ALERT_TIMEOUT" "timeout"
 
 # splice of two concurrent sessions: KEYREQ on a new connection, then the
 # authenticated message recorded from a session that is still open
-pp=$(free_port)
+pp=$(ne_free_port)
 rm -f recC.ready
 python3 "$RAW" proxy "$pp" "$PORT" recC.json > recC.ready &
 ppid=$!
@@ -224,7 +208,7 @@ expect_log "record refused" "tampered record"
 # a channel frame header over HS_MAX_FRAME after the handshake (ID-5):
 # ALERT HS_ALERT_FORMAT and the connection closed at once, not after
 # --idle-timeout
-pp=$(free_port)
+pp=$(ne_free_port)
 rm -f recO.ready
 python3 "$RAW" proxy "$pp" "$PORT" recO.json --oversize-client 2 > recO.ready &
 ppid=$!

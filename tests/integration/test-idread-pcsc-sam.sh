@@ -18,14 +18,6 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=tests/integration/pcsc-env.sh
 . "$here/pcsc-env.sh"
-for t in softhsm2-util pkcs11-tool python3; do
-	command -v "$t" >/dev/null 2>&1 || { echo "skip: $t missing"; exit 77; }
-done
-MODULE=""
-for m in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so; do
-	[ -e "$m" ] && MODULE=$m && break
-done
-[ -n "$MODULE" ] || { echo "skip: libsofthsm2.so missing"; exit 77; }
 pcsc_env_require
 
 B=${MINTLINE_BUILD_DIR:-$here/../../build}
@@ -40,7 +32,10 @@ W=$B/tests/idread-pcsc-sam
 NREADERS=4
 ROUNDS=${ROUNDS:-8}
 rm -rf "$W"
-mkdir -p "$W/tokens"
+# shellcheck source=scripts/issuance-env.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/scripts/issuance-env.sh"
+ne_softhsm "$W" || exit 77
+MODULE=$NE_MODULE
 . "$here/idread-lib.sh"
 SRV_PID=""
 cleanup() {
@@ -68,12 +63,6 @@ start_sam 1 "$W/sam2.img"
 sleep 1
 
 # ---- server key, CA, readers (keys made inside their secure chips) ----
-cat > softhsm2.conf <<CONF
-directories.tokendir = $W/tokens
-objectstore.backend = file
-log.level = ERROR
-CONF
-export SOFTHSM2_CONF=$W/softhsm2.conf
 echo 1234 > hsm-pin
 softhsm2-util --init-token --free --label server --so-pin 12345678 --pin 1234 >/dev/null || exit 1
 pkcs11-tool --module "$MODULE" --token-label server --login --pin 1234 \

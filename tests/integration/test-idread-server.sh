@@ -8,14 +8,7 @@
 #
 # Needs: softhsm2-util, pkcs11-tool, python3, sqlite3 (else 77 = skipped).
 set -u
-for t in softhsm2-util pkcs11-tool python3 sqlite3; do
-	command -v "$t" >/dev/null 2>&1 || { echo "skip: $t missing"; exit 77; }
-done
-MODULE=""
-for m in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so; do
-	[ -e "$m" ] && MODULE=$m && break
-done
-[ -n "$MODULE" ] || { echo "skip: libsofthsm2.so missing"; exit 77; }
+command -v sqlite3 >/dev/null 2>&1 || { echo "skip: sqlite3 missing"; exit 77; }
 
 B=${MINTLINE_BUILD_DIR:-$(pwd)}
 SERVER=${MINTLINE_SERVER:-$B/server/mintline-server}
@@ -25,7 +18,10 @@ CA=${MINTLINE_CA:-$B/tools/mintline-ca}
 FIXTURE=${IDREAD_FIXTURE:-$B/tests/integration/idread_fixture}
 W=$B/tests/idread-server
 rm -rf "$W"
-mkdir -p "$W/tokens"
+# shellcheck source=scripts/issuance-env.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/scripts/issuance-env.sh"
+ne_softhsm "$W" || exit 77
+MODULE=$NE_MODULE
 . "$(dirname "$0")/idread-lib.sh"
 SRV_PID=""
 cleanup() {
@@ -34,12 +30,6 @@ cleanup() {
 }
 trap cleanup EXIT
 cd "$W" || exit 1
-cat > softhsm2.conf <<CONF
-directories.tokendir = $W/tokens
-objectstore.backend = file
-log.level = ERROR
-CONF
-export SOFTHSM2_CONF=$W/softhsm2.conf
 echo 1234 > hsm-pin
 
 # ---- ceremony ----
@@ -56,10 +46,7 @@ LINE_READY=1
 "$SERVER" enroll --registry reg.db --factory "idread test line" rdr.pem >/dev/null || exit 1
 cards_init
 
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-PORT=$(free_port)
+PORT=$(ne_free_port)
 "$SERVER" --listen 127.0.0.1:$PORT \
     --ca ca/root.pem --cert srv.pem --key "$SRVKEY" --module "$MODULE" \
     --registry reg.db --sam "emul:$W/sam.key" --workers 4 -v > server.log 2>&1 &

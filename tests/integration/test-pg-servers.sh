@@ -17,21 +17,13 @@ LOAD=${MINTLINE_LOAD:-$B/tools/mintline-load}
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/pg-lib.sh"
 
-for t in softhsm2-util pkcs11-tool; do
-	command -v "$t" >/dev/null 2>&1 || { echo "skip: $t missing"; exit 77; }
-done
-MODULE=""
-for m in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so; do
-	[ -e "$m" ] && MODULE=$m && break
-done
-[ -n "$MODULE" ] || { echo "skip: libsofthsm2.so missing"; exit 77; }
-
 W=$B/tests/pg-servers
 rm -rf "$W"
-mkdir -p "$W/tokens"
+# shellcheck source=scripts/issuance-env.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/scripts/issuance-env.sh"
+ne_softhsm "$W" || exit 77
+MODULE=$NE_MODULE
 cd "$W" || exit 1
-printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$W" > softhsm2.conf
-export SOFTHSM2_CONF=$W/softhsm2.conf
 echo 1234 > pin
 softhsm2-util --init-token --free --label server --so-pin 12345678 --pin 1234 >/dev/null
 pkcs11-tool --module "$MODULE" --token-label server --login --pin 1234 \

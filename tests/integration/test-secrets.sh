@@ -20,14 +20,6 @@ set -u
 # (detect_stack_use_after_return): the snapshot would show copies that a
 # normal build never has.  This test is for normal builds.
 [ -n "${MINTLINE_SANITIZE:-}" ] && { echo "skip: not meaningful under ASan"; exit 77; }
-for t in softhsm2-util pkcs11-tool python3; do
-	command -v "$t" >/dev/null 2>&1 || { echo "skip: $t missing"; exit 77; }
-done
-MODULE=""
-for m in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so; do
-	[ -e "$m" ] && MODULE=$m && break
-done
-[ -n "$MODULE" ] || { echo "skip: libsofthsm2.so missing"; exit 77; }
 B=${MINTLINE_BUILD_DIR:-$(pwd)}
 SERVER=$B/server/mintline-server
 STATION=$B/station/mintline-station
@@ -37,7 +29,10 @@ FIXTURE=$B/tests/integration/idread_fixture
 SCAN=${SECRETS_SCAN:-$(cd "$(dirname "$0")" && pwd)/test_secrets_scan.py}
 W=$B/tests/secrets
 rm -rf "$W"
-mkdir -p "$W/tokens"
+# shellcheck source=scripts/issuance-env.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/scripts/issuance-env.sh"
+ne_softhsm "$W" || exit 77
+MODULE=$NE_MODULE
 cd "$W" || exit 1
 
 pass=0 fail=0 known=0
@@ -49,18 +44,9 @@ cleanup() {
 	wait 2>/dev/null
 }
 trap cleanup EXIT
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 hexof() { printf '%s' "$1" | od -An -tx1 | tr -d ' \n'; }
 ucs2() { printf '%s' "$1" | iconv -f UTF-8 -t UCS-2LE 2>/dev/null | od -An -tx1 | tr -d ' \n'; }
 
-cat > softhsm2.conf <<CONF
-directories.tokendir = $W/tokens
-objectstore.backend = file
-log.level = ERROR
-CONF
-export SOFTHSM2_CONF=$W/softhsm2.conf
 # PINs long and random, so that finding one in memory is not chance
 SPIN=srvpin-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
 RPIN=rdrpin-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
@@ -87,7 +73,7 @@ if [ -x "$MKIDCARD" ] && [ -x "$FIXTURE" ]; then
 fi
 "$SERVER" enroll --registry reg.db $ENROLL >/dev/null || exit 1
 
-PORT=$(free_port)
+PORT=$(ne_free_port)
 MINTLINE_TEST_KEYLOG=$W/srv.keys \
     "$SERVER" --listen 127.0.0.1:$PORT --ca ca/root.pem --cert srv.pem \
     --key "$SRVKEY" --module "$MODULE" --registry reg.db --sam "emul:$W/sam.key" --workers 2 -v \

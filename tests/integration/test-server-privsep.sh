@@ -18,15 +18,6 @@
 # non-dumpable process (else that one check is skipped).  Exit 77 = skipped.
 set -u
 
-for t in softhsm2-util pkcs11-tool python3; do
-	command -v "$t" >/dev/null 2>&1 || { echo "skip: $t missing"; exit 77; }
-done
-MODULE=""
-for m in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so; do
-	[ -e "$m" ] && MODULE=$m && break
-done
-[ -n "$MODULE" ] || { echo "skip: libsofthsm2.so missing"; exit 77; }
-
 B=${MINTLINE_BUILD_DIR:-$(pwd)}
 SERVER=${MINTLINE_SERVER:-$B/server/mintline-server}
 STATION=${MINTLINE_STATION:-$B/station/mintline-station}
@@ -35,14 +26,11 @@ MONITOR=${MINTLINE_MONITOR:-$B/server/mintline-monitor}
 MON_CHECK=${MON_CHECK:-$B/tests/integration/mon_check}
 W=$B/tests/privsep-integration
 rm -rf "$W"
-mkdir -p "$W/tokens"
+# shellcheck source=scripts/issuance-env.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/scripts/issuance-env.sh"
+ne_softhsm "$W" || exit 77
+MODULE=$NE_MODULE
 cd "$W" || exit 1
-cat > softhsm2.conf <<CONF
-directories.tokendir = $W/tokens
-objectstore.backend = file
-log.level = ERROR
-CONF
-export SOFTHSM2_CONF=$W/softhsm2.conf
 # a PIN that occurs nowhere else, so that finding it in memory means
 # something
 PIN="Qv7pin-PRIVSEP-4x9Zk2"
@@ -59,9 +47,6 @@ cleanup() {
 trap cleanup EXIT
 ok()  { echo "ok   - $*"; }
 bad() { echo "FAIL - $*"; fail=1; }
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 # ---- ceremony ----
 softhsm2-util --init-token --free --label server --so-pin 12345678 --pin "$PIN" >/dev/null
@@ -179,8 +164,8 @@ echo "$out" | grep -q "bad3.conf:1: " && ! echo "$out" | grep -q SECRET99 && ok 
 "$SERVER" --config /nonexistent.conf --check-config >/dev/null 2>&1 && bad "missing --config accepted" || ok "missing --config refused"
 "$SERVER" --check-config >/dev/null 2>&1 && ok "no configuration file: defaults run" || bad "defaults refused"
 
-PORT=$(free_port)
-MPORT=$(free_port)
+PORT=$(ne_free_port)
+MPORT=$(ne_free_port)
 cat > server.conf <<CONF
 # mintline-server test configuration
 listen        = 127.0.0.1:1
