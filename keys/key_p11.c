@@ -435,7 +435,11 @@ p11_connect(struct key_p11 *k)
 		goto out;
 	}
 	ML_TRY(find_key(keys, nkeys, uri, k->uri, "private", &key));
-	ML_ENSURE((k->pkey = PKCS11_get_private_key(key)) != NULL, ML_ERR_IO);
+	if ((k->pkey = PKCS11_get_private_key(key)) == NULL) {
+		r = ml_errf(ML_ERR_IO, "%s: cannot read the private key (%s)",
+		    k->uri, p11_cause(why, sizeof(why)));
+		goto out;
+	}
 	k->ec = (EC_KEY *)EVP_PKEY_get0_EC_KEY(k->pkey);
 	if ((r = ec_pub_bytes(k->ec, pub)) != 0) {
 		r = ml_errf(r, "%s: not a P-256 key", k->uri);
@@ -731,7 +735,11 @@ key_p11_pub(const char *module, const char *uristr,
 		goto out;
 	}
 	ML_TRY(find_key(keys, nkeys, uri, uristr, "public", &found));
-	ML_ENSURE((pk = PKCS11_get_public_key(found)) != NULL, ML_ERR_IO);
+	if ((pk = PKCS11_get_public_key(found)) == NULL) {
+		r = ml_errf(ML_ERR_IO, "%s: cannot read the public key (%s)",
+		    uristr, p11_cause(why, sizeof(why)));
+		goto out;
+	}
 	if ((r = ec_pub_bytes(EVP_PKEY_get0_EC_KEY(pk), ret_pub)) != 0) {
 		r = ml_errf(r, "%s: not a P-256 key", uristr);
 		goto out;

@@ -551,8 +551,10 @@ cmd_run(struct cli *cl)
 	if (s->o.metrics[0] != '\0') {
 		ML_TRY(listen_on(s->o.metrics, &s->metrics_fd));
 	}
-	ML_ENSURE((s->done_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) >= 0,
-	    ML_ERR_IO);
+	if ((s->done_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+		r = ml_errf_sys(ML_ERR_IO, "eventfd for finished jobs");
+		goto out;
+	}
 	ML_TRY(drop_privileges(&s->o));
 	ML_TRY(srv_pool_new(s->o.workers, &s->pool));
 	ml_log(ML_LOG_WARN, "listening on %s (%d workers, monitor pid %d)%s%s",
@@ -580,7 +582,8 @@ out:
 		hs_chain_free(&s->chain);
 		hs_trust_free(s->trust);
 		if (r == 0 && s->exit_code != 0) {
-			r = ML_ERR_IO;		/* monitor lost */
+			r = ml_errf(ML_ERR_IO, "the monitor (HSM key) "
+			    "exited: drained and stopped");
 		}
 		ml_freezero(s, sizeof(*s));
 	}

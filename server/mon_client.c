@@ -129,7 +129,10 @@ mon_call(struct mon *m, uint8_t type, uint64_t sess, const void *body,
 	ssize_t k = -1;
 	int i = -1, r = ML_ERR_INTERNAL;
 
-	ML_ENSURE(!atomic_load(&m->dead), ML_ERR_IO);
+	if (atomic_load(&m->dead)) {
+		r = ml_errf(ML_ERR_IO, "monitor (pid %d): gone", (int)m->pid);
+		goto out;
+	}
 	ML_TRY(ml_wr_u8(&w, type));
 	ML_TRY(ml_wr_u64be(&w, sess));
 	ML_TRY(ml_wr_bytes(&w, body, len));
@@ -137,16 +140,31 @@ mon_call(struct mon *m, uint8_t type, uint64_t sess, const void *body,
 	do {
 		k = send(m->fd[i], w.p, w.len, MSG_NOSIGNAL);
 	} while (k < 0 && errno == EINTR);
-	ML_ENSURE(k == (ssize_t)w.len, ML_ERR_IO);
+	if (k != (ssize_t)w.len) {
+		r = ml_errf_sys(ML_ERR_IO, "monitor (pid %d): request not sent",
+		    (int)m->pid);
+		goto out;
+	}
 	pfd = (struct pollfd){ .fd = m->fd[i], .events = POLLIN };
 	do {
 		k = poll(&pfd, 1, MON_CALL_TIMEOUT_MS);
 	} while (k < 0 && errno == EINTR);
-	ML_ENSURE(k == 1, ML_ERR_IO);
+	if (k != 1) {
+		r = k == 0 ? ml_errf(ML_ERR_IO, "monitor (pid %d): no answer in "
+		    "%d ms", (int)m->pid, MON_CALL_TIMEOUT_MS) :
+		    ml_errf_sys(ML_ERR_IO, "monitor (pid %d): poll", (int)m->pid);
+		goto out;
+	}
 	do {
 		k = recv(m->fd[i], rep, sizeof(rep), MSG_TRUNC);
 	} while (k < 0 && errno == EINTR);
-	ML_ENSURE(k > 0 && (size_t)k <= sizeof(rep), ML_ERR_IO);
+	if (k <= 0 || (size_t)k > sizeof(rep)) {
+		r = k < 0 ? ml_errf_sys(ML_ERR_IO, "monitor (pid %d): answer "
+		    "not read", (int)m->pid) : ml_errf(ML_ERR_IO, "monitor "
+		    "(pid %d): %s", (int)m->pid, k == 0 ? "closed the channel" :
+		    "answer over the size limit");
+		goto out;
+	}
 	rd = ML_RD_INIT(rep, (size_t)k);
 	ML_TRY(ml_rd_u32be(&rd, &rc));
 	if (rc != 0) {
@@ -322,8 +340,9 @@ mon_start(const char *monitor, int nchan, const char *module, const char *key,
 		return ML_ERR_ARG;
 	}
 	if (access(monitor, X_OK) != 0) {
-		ml_err("monitor %s: %s", monitor, strerror(errno));
-		return ML_ERR_IO;
+		r = ml_errf_sys(ML_ERR_IO, "monitor %s", monitor);
+		ml_err("%s", ml_errmsg(r));
+		return r;
 	}
 	ML_ENSURE((m = calloc(1, sizeof(*m))) != NULL, ML_ERR_NOMEM);
 	ML_ENSURE((m->key_uri = strdup(key)) != NULL, ML_ERR_NOMEM);
@@ -332,8 +351,11 @@ mon_start(const char *monitor, int nchan, const char *module, const char *key,
 	m->nchan = nchan;
 	m->notify_fd = -1;
 	for (i = 0; i <= nchan; i++) {
-		ML_ENSURE(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0,
-		    sv[i]) == 0, ML_ERR_IO);
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0,
+		    sv[i]) != 0) {
+			r = ml_errf_sys(ML_ERR_IO, "monitor channel socketpair");
+			goto out;
+		}
 		nopen++;
 	}
 	snprintf(nbuf, sizeof(nbuf), "%d", nchan);
@@ -352,7 +374,10 @@ mon_start(const char *monitor, int nchan, const char *module, const char *key,
 		argv[a++] = (char *)(verbose > 1 ? "-vv" : "-v");
 	}
 	argv[a] = NULL;
-	ML_ENSURE((m->pid = fork()) >= 0, ML_ERR_IO);
+	if ((m->pid = fork()) < 0) {
+		r = ml_errf_sys(ML_ERR_IO, "monitor %s: fork", monitor);
+		goto out;
+	}
 	if (m->pid == 0) {
 		sigset_t none;
 		int hi;

@@ -370,7 +370,7 @@ handle_check(struct reg_note *rn, const char *peer, const uint8_t *req,
 	nid[i] = '\0';
 	r = reg_notes_chip_pub(rn->cfg.reg, chip, enrolled);
 	if (NO_VERDICT(r)) {
-		return ML_ERR_IO;
+		return ml_errrecode(r, ML_ERR_IO);
 	}
 	if (r == ML_ERR_NOT_FOUND) {
 		return reply(w, NOTE_ST_REJECT, NOTE_R_UNKNOWN_CHIP, nid, 0, 0);
@@ -395,9 +395,9 @@ handle_check(struct reg_note *rn, const char *peer, const uint8_t *req,
 	}
 	if (r != 0) {
 		ml_warn("pre-check of note %s: reservation not taken: %s", nid,
-		    ml_strerror(r));
+		    ml_errmsg(r));
 		/* no verdict: the station waits, told a full disk as such */
-		return r == ML_ERR_DISK_FULL ? r : ML_ERR_IO;
+		return r == ML_ERR_DISK_FULL ? r : ml_errrecode(r, ML_ERR_IO);
 	}
 	r = reg_notes_lookup(rn->cfg.reg, nid, &row);
 	if (NO_VERDICT(r)) {
@@ -613,7 +613,8 @@ query_verdict(struct reg_note *rn, const uint8_t *req, size_t len,
 		return reply(w, NOTE_ST_REJECT, NOTE_R_UNREGISTERED, nid, 0, 0);
 	}
 	if (NO_VERDICT(r)) {
-		return ML_ERR_IO;	/* registry unavailable: no verdict */
+		/* registry unavailable: no verdict */
+		return ml_errrecode(r, ML_ERR_IO);
 	}
 	if (r != 0) {
 		return reply(w, NOTE_ST_REJECT, NOTE_R_INTERNAL, nid, 0, 0);
@@ -632,7 +633,7 @@ query_verdict(struct reg_note *rn, const uint8_t *req, size_t len,
 		    NOTE_F_TWO_CHIPS);
 	}
 	if ((r = reg_notes_chip_pub(rn->cfg.reg, chip, enrolled)) == ML_ERR_IO) {
-		return ML_ERR_IO;	/* not a clone: the registry is away */
+		return r;	/* not a clone: the registry is away */
 	}
 	if (r != 0 || !ml_ct_eq(enrolled, ml_rd_ptr(&pub), ML_P256_PUB_LEN)) {
 		if (reg_notes_flag(rn->cfg.reg, nid, chip,

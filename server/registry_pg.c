@@ -28,6 +28,7 @@
  */
 #include <arpa/inet.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -96,6 +97,23 @@ redact(const char *ci, char *buf, size_t n)
 	}
 }
 
+/*
+ * A failure the user of the registry may see: one log line, and the same
+ * words as the error context of r (ml_err.h).  Returns r.
+ */
+static int __attribute__((format(printf, 2, 3)))
+pg_fail(int r, const char *fmt, ...)
+{
+	char buf[ML_ERRCTX_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	ml_err("%s", buf);
+	return ml_errf(r, "%s", buf);
+}
+
 static PGconn *
 pg_connect(struct reg_pg *p)
 {
@@ -107,6 +125,7 @@ pg_connect(struct reg_pg *p)
 
 	c = PQconnectdbParams(kw, val, 1);
 	if (c == NULL) {
+		(void)ml_errf(ML_ERR_IO, "registry: PostgreSQL: out of memory");
 		return NULL;
 	}
 	if (PQstatus(c) != CONNECTION_OK) {
@@ -115,7 +134,8 @@ pg_connect(struct reg_pg *p)
 		snprintf(msg, sizeof(msg), "%s", PQerrorMessage(c));
 		msg[strcspn(msg, "\n")] = '\0';
 		redact(p->conninfo, where, sizeof(where));
-		ml_err("registry: PostgreSQL %s unavailable: %s", where, msg);
+		(void)pg_fail(ML_ERR_IO, "registry: PostgreSQL %s unavailable: "
+		    "%s", where, msg);
 		PQfinish(c);
 		return NULL;
 	}
@@ -164,7 +184,8 @@ slot_get(struct reg_pg *p, struct pg_slot **ret)
 		pthread_cond_signal(&p->cv);
 		pthread_mutex_unlock(&p->mu);
 		ml_debug("registry: PostgreSQL down, refusing at once");
-		return ML_ERR_IO;
+		return ml_errf(ML_ERR_IO, "registry: PostgreSQL unavailable "
+		    "(reconnecting with backoff)");
 	}
 	/* Hold off other attempts while this one runs. */
 	p->next_try_ms = now_ms() + REG_PG_BACKOFF_MIN_MS;
@@ -308,7 +329,8 @@ pg_run(struct pg_slot *s, const char *sql, const struct pg_params *pp,
 
 		snprintf(msg, sizeof(msg), "%s", PQerrorMessage(s->c));
 		msg[strcspn(msg, "\n")] = '\0';
-		ml_err("registry: PostgreSQL connection lost: %s", msg);
+		(void)pg_fail(ML_ERR_IO, "registry: PostgreSQL connection "
+		    "lost: %s", msg);
 		PQclear(res);
 		return PG_LOST;
 	}
@@ -320,17 +342,18 @@ pg_run(struct pg_slot *s, const char *sql, const struct pg_params *pp,
 	/* 57P01 admin shutdown, 08xxx connection exceptions: treat as lost */
 	if (state != NULL && (strncmp(state, "57P", 3) == 0 ||
 	    strncmp(state, "08", 2) == 0)) {
-		ml_err("registry: PostgreSQL going away (%s)", state);
+		(void)pg_fail(ML_ERR_IO, "registry: PostgreSQL going away "
+		    "(SQLSTATE %s)", state);
 		PQclear(res);
 		return PG_LOST;
 	}
 	if (state != NULL && strcmp(state, "53100") == 0) {
-		ml_err("registry: PostgreSQL: write failed: disk full "
-		    "(SQLSTATE 53100)");
+		(void)pg_fail(ML_ERR_DISK_FULL, "registry: PostgreSQL: write "
+		    "failed: disk full (SQLSTATE 53100)");
 		PQclear(res);
 		return PG_DISK_FULL;
 	}
-	ml_err("registry: PostgreSQL: %s (SQLSTATE %s)",
+	(void)pg_fail(ML_ERR_IO, "registry: PostgreSQL: %s (SQLSTATE %s)",
 	    res != NULL ? PQresultErrorMessage(res) : "no result",
 	    state != NULL ? state : "?");
 	PQclear(res);
@@ -455,8 +478,8 @@ exec_simple(PGconn *c, const char *sql)
 	int r = 0;
 
 	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-		ml_err("registry: PostgreSQL: %s", PQerrorMessage(c));
-		r = ML_ERR_IO;
+		r = pg_fail(ML_ERR_IO, "registry: PostgreSQL: %s",
+		    PQerrorMessage(c));
 	}
 	PQclear(res);
 	return r;
@@ -503,8 +526,8 @@ pg_migrate(PGconn *c)
 		res = PQexecParams(c, "SELECT 1 FROM schema_version WHERE "
 		    "version = $1", 1, NULL, pv, NULL, NULL, 0);
 		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-			ml_err("registry: PostgreSQL: %s", PQerrorMessage(c));
-			r = ML_ERR_IO;
+			r = pg_fail(ML_ERR_IO, "registry: PostgreSQL: %s",
+			    PQerrorMessage(c));
 			goto fail;
 		}
 		have = PQntuples(res) > 0;
@@ -521,8 +544,8 @@ pg_migrate(PGconn *c)
 		res = PQexecParams(c, "INSERT INTO schema_version (version, what) "
 		    "VALUES ($1, $2)", 2, NULL, pv, NULL, NULL, 0);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-			ml_err("registry: PostgreSQL: %s", PQerrorMessage(c));
-			r = ML_ERR_IO;
+			r = pg_fail(ML_ERR_IO, "registry: PostgreSQL: %s",
+			    PQerrorMessage(c));
 			goto fail;
 		}
 		PQclear(res);
@@ -1267,7 +1290,11 @@ import_table(struct pg_slot *s, struct a_import *a,
 		res = NULL;
 		(*cnt)++;
 	}
-	ML_ENSURE(rc == SQLITE_DONE, ML_ERR_IO);
+	if (rc != SQLITE_DONE) {
+		r = pg_fail(ML_ERR_IO, "registry: import %s: \"%s\": %s",
+		    a->path, t->select, sqlite3_errstr(rc));
+		goto out;
+	}
 	r = 0;
 out:
 	sqlite3_finalize(st);
@@ -1318,10 +1345,10 @@ pg_note_import(struct reg *rg, const char *path, struct reg_import_counts *ret)
 
 	if (sqlite3_open_v2(path, &a.old, SQLITE_OPEN_READONLY, NULL) !=
 	    SQLITE_OK) {
-		ml_err("registry: import %s: %s", path, a.old != NULL ?
-		    sqlite3_errmsg(a.old) : "cannot open");
+		r = pg_fail(ML_ERR_IO, "registry: import %s: %s", path,
+		    a.old != NULL ? sqlite3_errmsg(a.old) : "cannot open");
 		sqlite3_close(a.old);
-		return ML_ERR_IO;
+		return r;
 	}
 	if ((r = pg_do((struct reg_pg *)rg, op_import, &a, false)) == 0) {
 		*ret = a.c;
@@ -1357,7 +1384,11 @@ audit_put(struct pg_slot *s, struct reg_audit *a, bool *lost)
 		a->id = col_int(res, 0, 0) + 1;
 		memcpy(a->prev_hash, PQgetvalue(res, 0, 1), ML_SHA256_LEN);
 	} else {
-		ML_ENSURE(PQntuples(res) == 0, ML_ERR_IO);
+		if (PQntuples(res) != 0) {
+			r = pg_fail(ML_ERR_IO, "registry: PostgreSQL: the last "
+			    "audit row has no 32-byte hash");
+			goto out;
+		}
 		a->id = 1;
 		memset(a->prev_hash, 0, sizeof(a->prev_hash));
 	}

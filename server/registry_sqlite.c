@@ -63,6 +63,17 @@ struct reg_sqlite {
 };
 
 /*
+ * A failed read: the error, its context naming the registry file, what was
+ * asked and SQLite's message (the caller decides whether to log it).
+ */
+static int
+db_err(sqlite3 *db, const char *what)
+{
+	return ml_errf(ML_ERR_IO, "registry %s: %s: %s",
+	    sqlite3_db_filename(db, "main"), what, sqlite3_errmsg(db));
+}
+
+/*
  * A failed statement: one log line, and the error.  A full disk is
  * ML_ERR_DISK_FULL, not ML_ERR_IO, so that the station can say the server
  * answered and why (docs/operations.md, "Disk full").
@@ -70,14 +81,16 @@ struct reg_sqlite {
 static int
 db_fail(sqlite3 *db, const char *what)
 {
+	int r;
+
 	if ((sqlite3_errcode(db) & 0xff) == SQLITE_FULL) {
-		ml_err("registry %s: %s: write failed: disk full",
-		    sqlite3_db_filename(db, "main"), what);
-		return ML_ERR_DISK_FULL;
+		r = ml_errf(ML_ERR_DISK_FULL, "registry %s: %s: write failed: "
+		    "disk full", sqlite3_db_filename(db, "main"), what);
+	} else {
+		r = db_err(db, what);
 	}
-	ml_err("registry %s: %s: %s", sqlite3_db_filename(db, "main"), what,
-	    sqlite3_errmsg(db));
-	return ML_ERR_IO;
+	ml_err("%s", ml_errmsg(r));
+	return r;
 }
 
 static int
@@ -102,8 +115,7 @@ prep(sqlite3 *db, const char *sql, sqlite3_stmt **ret)
 {
 	if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, ret,
 	    NULL) != SQLITE_OK) {
-		ml_err("registry: prepare: %s", sqlite3_errmsg(db));
-		return ML_ERR_IO;
+		return db_fail(db, "prepare");
 	}
 	return 0;
 }
@@ -126,6 +138,8 @@ user_version(sqlite3 *db, int *ret)
 	    NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
 		*ret = sqlite3_column_int(st, 0);
 		r = 0;
+	} else {
+		r = db_err(db, "schema version");
 	}
 	sqlite3_finalize(st);
 	return r;
@@ -257,7 +271,7 @@ sq_reader_get(struct reg *rg, const char *serial, struct reg_reader *ret)
 	if (sqlite3_prepare_v2(s->db, "SELECT serial, certno, kind, flagged, "
 	    "factory, created FROM readers WHERE serial = ?1", -1, &st,
 	    NULL) != SQLITE_OK) {
-		r = ML_ERR_IO;
+		r = db_err(s->db, "reader lookup");
 		goto out;
 	}
 	sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
@@ -266,7 +280,10 @@ sq_reader_get(struct reg *rg, const char *serial, struct reg_reader *ret)
 		r = ML_ERR_NOT_FOUND;
 		goto out;
 	}
-	ML_ENSURE(rc == SQLITE_ROW, ML_ERR_IO);
+	if (rc != SQLITE_ROW) {
+		r = db_err(s->db, "reader lookup");
+		goto out;
+	}
 	snprintf(rd.serial, sizeof(rd.serial), "%s",
 	    (const char *)sqlite3_column_text(st, 0));
 	snprintf(rd.certno, sizeof(rd.certno), "%s",
@@ -285,11 +302,11 @@ out:
 }
 
 static int
-sq_reader_put(struct reg *r, const struct reg_reader *rd)
+sq_reader_put(struct reg *rg, const struct reg_reader *rd)
 {
-	struct reg_sqlite *s = (struct reg_sqlite *)r;
+	struct reg_sqlite *s = (struct reg_sqlite *)rg;
 	sqlite3_stmt *st = NULL;
-	int rc = SQLITE_ERROR;
+	int rc = SQLITE_ERROR, r;
 
 	pthread_mutex_lock(&s->mu);
 	if (sqlite3_prepare_v2(s->db, "INSERT INTO readers (serial, certno, "
@@ -305,12 +322,16 @@ sq_reader_put(struct reg *r, const struct reg_reader *rd)
 		    (int64_t)time(NULL));
 		rc = sqlite3_step(st);
 	}
+	if (rc == SQLITE_CONSTRAINT) {
+		/* certno used by another serial */
+		r = ml_errf(ML_ERR_EXISTS, "registry: reader %s: certificate "
+		    "number %s is another reader's", rd->serial, rd->certno);
+	} else {
+		r = rc == SQLITE_DONE ? 0 : db_fail(s->db, "reader enrolment");
+	}
 	sqlite3_finalize(st);
 	pthread_mutex_unlock(&s->mu);
-	if (rc == SQLITE_CONSTRAINT) {
-		return ML_ERR_EXISTS;		/* certno used by another serial */
-	}
-	return rc == SQLITE_DONE ? 0 : ML_ERR_IO;
+	return r;
 }
 
 static int
@@ -318,7 +339,7 @@ sq_reader_flag(struct reg *r, const char *serial, bool flagged)
 {
 	struct reg_sqlite *s = (struct reg_sqlite *)r;
 	sqlite3_stmt *st = NULL;
-	int rc = SQLITE_ERROR, changes = 0;
+	int rc = SQLITE_ERROR, changes = 0, ret;
 
 	pthread_mutex_lock(&s->mu);
 	if (sqlite3_prepare_v2(s->db, "UPDATE readers SET flagged = ?2 "
@@ -328,12 +349,14 @@ sq_reader_flag(struct reg *r, const char *serial, bool flagged)
 		rc = sqlite3_step(st);
 		changes = sqlite3_changes(s->db);
 	}
+	if (rc != SQLITE_DONE) {
+		ret = db_fail(s->db, "reader flag");
+	} else {
+		ret = changes == 1 ? 0 : ML_ERR_NOT_FOUND;
+	}
 	sqlite3_finalize(st);
 	pthread_mutex_unlock(&s->mu);
-	if (rc != SQLITE_DONE) {
-		return ML_ERR_IO;
-	}
-	return changes == 1 ? 0 : ML_ERR_NOT_FOUND;
+	return ret;
 }
 
 /* ---------------------------------------------------------------- risk records */
@@ -388,9 +411,10 @@ sq_event_count(struct reg *r, const char *serial, enum reg_event ev,
 			*ret_n = (uint64_t)sqlite3_column_int64(st, 0);
 		}
 	}
+	rc = rc == SQLITE_ROW ? 0 : db_err(s->db, "risk record count");
 	sqlite3_finalize(st);
 	pthread_mutex_unlock(&s->mu);
-	return rc == SQLITE_ROW ? 0 : ML_ERR_IO;
+	return rc;
 }
 
 static int
@@ -440,7 +464,8 @@ chip_pub_locked(struct reg_sqlite *s, const char *serial,
 		    ML_P256_PUB_LEN);
 		r = 0;
 	} else {
-		r = rc == SQLITE_DONE ? ML_ERR_NOT_FOUND : ML_ERR_IO;
+		r = rc == SQLITE_DONE ? ML_ERR_NOT_FOUND :
+		    db_err(s->db, "chip lookup");
 	}
 	done(s->enrol_get);
 	return r;
@@ -515,7 +540,8 @@ lookup_locked(struct reg_sqlite *s, const char *note_id, struct note_row *ret)
 		ret->feature_len = n;
 		r = 0;
 	} else {
-		r = rc == SQLITE_DONE ? ML_ERR_NOT_FOUND : ML_ERR_IO;
+		r = rc == SQLITE_DONE ? ML_ERR_NOT_FOUND :
+		    db_err(s->db, "note lookup");
 	}
 	done(s->note_by_id);
 	return r;
@@ -723,7 +749,8 @@ commit_group(struct reg_sqlite *s, struct sq_req *g)
 			/* SQLite rolled the whole transaction back itself (a
 			 * full disk, an I/O error): nothing to undo, nothing
 			 * of the group is durable */
-			r = q->r < 0 ? q->r : ML_ERR_IO;
+			r = q->r < 0 ? q->r : db_fail(s->db,
+			    "registration (rolled back)");
 			break;
 		}
 		if (q->r < 0) {
@@ -818,9 +845,11 @@ sq_note_flagged(struct reg *rg, const char *note_id)
 	pthread_mutex_lock(&s->mu);
 	sqlite3_bind_text(s->flag_get, 1, note_id, -1, SQLITE_STATIC);
 	rc = sqlite3_step(s->flag_get);
+	rc = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 :
+	    db_err(s->db, "note flag lookup");
 	done(s->flag_get);
 	pthread_mutex_unlock(&s->mu);
-	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : ML_ERR_IO;
+	return rc;
 }
 
 static int
@@ -848,6 +877,8 @@ sq_note_count(struct reg *rg, uint64_t *ret_n)
 	if (sqlite3_step(s->count) == SQLITE_ROW) {
 		*ret_n = (uint64_t)sqlite3_column_int64(s->count, 0);
 		r = 0;
+	} else {
+		r = db_err(s->db, "note count");
 	}
 	done(s->count);
 	pthread_mutex_unlock(&s->mu);
@@ -868,7 +899,7 @@ query_int(sqlite3 *db, const char *sql, int64_t *ret)
 		*ret = sqlite3_column_int64(st, 0);
 		r = 0;
 	} else {
-		ml_err("registry: %s", sqlite3_errmsg(db));
+		r = db_fail(db, sql);
 	}
 	sqlite3_finalize(st);
 	return r;
@@ -901,8 +932,9 @@ sq_note_import(struct reg *rg, const char *path,
 	cnt[2] = (int64_t *)&c.flags;
 	cnt[3] = (int64_t *)&c.rejects;
 	if (access(path, R_OK) != 0) {
-		ml_err("registry: import %s: %s", path, strerror(errno));
-		return ML_ERR_IO;
+		r = ml_errf_sys(ML_ERR_IO, "registry: import %s", path);
+		ml_err("%s", ml_errmsg(r));
+		return r;
 	}
 	pthread_mutex_lock(&s->mu);
 	ML_ENSURE((uri = sqlite3_mprintf("file:%s?mode=ro", path)) != NULL &&
@@ -1240,8 +1272,7 @@ reg_sqlite_open(const char *path, struct reg **ret_reg)
 		usleep(20000);
 	}
 	if (r != SQLITE_OK) {
-		ml_err("registry: %s: %s", path, sqlite3_errmsg(s->db));
-		r = ML_ERR_IO;
+		r = db_fail(s->db, "journal_mode = WAL");
 		goto out;
 	}
 	ML_TRY(db_exec(s->db, "PRAGMA synchronous = FULL"));

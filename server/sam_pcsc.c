@@ -139,8 +139,9 @@ slot_decode(struct chipcmd *cc, const char *serial, const uint8_t *cmd,
 		r = ML_ERR_FORMAT;
 		break;
 	default:
-		ml_warn("sam pcsc: SAM %s: DECODE answered %04X", serial, sw);
-		r = ML_ERR_IO;
+		r = ml_errf(ML_ERR_IO, "SAM %s: DECODE answered %s (SW %04X)",
+		    serial, chipcmd_sw_text(sw), sw);
+		ml_warn("sam pcsc: %s", ml_errmsg(r));
 		break;
 	}
 out:
@@ -221,6 +222,7 @@ pcsc_sam_decode(void *ctx, const uint8_t *config, size_t config_len,
 	struct ml_wr cmd = ml_wr_dyn(SAM_PCSC_MAX_CMD);
 	bool *tried = NULL, again;
 	char name[CHIPLINK_NAME_MAX], serial[CHIP_SERIAL_LEN + 1];
+	char why[ML_ERRCTX_MAX];
 	size_t i;
 	int r = ML_ERR_INTERNAL, last = ML_ERR_IO;
 
@@ -261,9 +263,10 @@ pcsc_sam_decode(void *ctx, const uint8_t *config, size_t config_len,
 		}
 		last = r;
 	}
-	ml_err("sam pcsc: no SAM could take the read (%zu slot(s)): %s",
-	    p->nslots, ml_strerror(last));
-	r = ML_ERR_IO;
+	snprintf(why, sizeof(why), "%s", ml_errmsg(last));
+	r = ml_errf(ML_ERR_IO, "no SAM could take the read (%zu slot(s)); "
+	    "the last: %s", p->nslots, why);
+	ml_err("sam pcsc: %s", ml_errmsg(r));
 out:
 	free(tried);
 	ml_wr_free(&cmd);

@@ -268,7 +268,7 @@ batch_read(struct batch *b, FILE *f)
 		}
 	}
 	if (ferror(f)) {
-		return ML_ERR_IO;
+		return ml_errf_sys(ML_ERR_IO, "cannot read");
 	}
 	if (n > 0 || overlong) {
 		return add_line(b, line, overlong ? BATCH_LINE_MAX + 1 : n);

@@ -202,6 +202,7 @@ static int
 ver_start(void *ctx, size_t w)
 {
 	struct ver *v = ctx;
+	int r;
 
 #ifdef ML_TEST_HOOKS
 	if (v->local != NULL) {
@@ -214,8 +215,9 @@ ver_start(void *ctx, size_t w)
 	/* joined before the first registry query (desk_uplink); a desk
 	 * whose handshake fails reconnects per note */
 	note_chan_bg_start(v->chan, &v->bg[w]);
-	if (!v->bg[w].running && note_chan_open(v->chan, &v->up[w]) != 0) {
-		return v->o.follow ? 0 : ML_ERR_IO;
+	if (!v->bg[w].running &&
+	    (r = note_chan_open(v->chan, &v->up[w])) != 0) {
+		return v->o.follow ? 0 : r;
 	}
 	return 0;
 }
@@ -402,12 +404,16 @@ print_verdict(struct ver *v, size_t w, const char *note, const char *chip,
 static int
 unreachable(struct ver *v, size_t w, const char *chip)
 {
+	int r;
+
 	pthread_mutex_lock(&v->mu);
 	v->errors++;
 	pthread_mutex_unlock(&v->mu);
-	ml_err("chip %s: no verdict: the registry is unreachable", chip);
+	r = ml_errf(ML_ERR_IO, "chip %s: no verdict: the registry server %s "
+	    "cannot be reached", chip, v->o.conn.server);
+	ml_err("%s", ml_errmsg(r));
 	no_verdict(v, w, chip, "the registry server cannot be reached");
-	return v->o.follow ? 0 : ML_ERR_IO;
+	return v->o.follow ? 0 : r;
 }
 
 static int
@@ -436,10 +442,11 @@ ver_job(void *ctx, size_t w, struct chipcmd *cc, const char *image)
 		pthread_mutex_lock(&v->mu);
 		v->errors++;
 		pthread_mutex_unlock(&v->mu);
-		ml_err("position %zu: no verdict: the registry is unreachable",
-		    w);
+		r = ml_errf(ML_ERR_IO, "position %zu: no verdict: the registry "
+		    "server %s cannot be reached", w, v->o.conn.server);
+		ml_err("%s", ml_errmsg(r));
 		no_verdict(v, w, NULL, "the registry server cannot be reached");
-		return v->o.follow ? 0 : ML_ERR_IO;
+		return v->o.follow ? 0 : r;
 	}
 	if ((r = chipcmd_info(cc, &ci)) != 0 || ci.kind != CHIP_KIND_NOTE) {
 		reason = V_NOT_NOTE;
@@ -784,8 +791,13 @@ verify_report(struct ver *v, int r)
 		    v->lat[v->nlat / 2], v->lat[(v->nlat * 99) / 100], secs,
 		    secs > 0 ? (double)v->nlat / secs : 0.0);
 	}
-	if (r != 0 || v->errors != 0) {
-		fprintf(stderr, "verify: %s\n", ml_errmsg(r ? r : ML_ERR_IO));
+	if (r != 0) {
+		fprintf(stderr, "verify: %s\n", ml_errmsg(r));
+		return ST_EXIT_ERROR;
+	}
+	if (v->errors != 0) {
+		fprintf(stderr, "verify: %zu chip(s) without a verdict (the "
+		    "causes are above)\n", v->errors);
 		return ST_EXIT_ERROR;
 	}
 	return v->counterfeit ? ST_EXIT_COUNTERFEIT : v->blank ?

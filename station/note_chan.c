@@ -113,7 +113,7 @@ chan_call(void *ctx, unsigned type, const uint8_t *req, size_t len,
 	if (r != 0) {
 		/* A broken channel: the caller reconnects and repeats (every
 		 * issuance request is idempotent). */
-		return r == ML_ERR_TOO_LARGE ? r : ML_ERR_IO;
+		return r == ML_ERR_TOO_LARGE ? r : ml_errrecode(r, ML_ERR_IO);
 	}
 	if (rtype == HS_REC_ERROR) {
 		/* the server answered, without a verdict: its i32be ML_ERR_*

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,12 +28,14 @@ struct jop {
 	int		 state, reason;
 	uint64_t	 reg_id;
 	int		 r;
+	char		 why[256];	/* r's context, for the writer's thread */
 	bool		 done;
 	struct jop	*next;
 };
 
 struct note_journal {
 	int		 lockfd;	/* PATH.lock, flock()ed: one station */
+	char		*path;		/* for messages */
 	struct jop	*queue, **qtail;
 	bool		 committing;
 	pthread_cond_t	 cv;
@@ -53,6 +56,10 @@ note_journal_open(const char *path, struct note_journal **ret)
 	pthread_mutex_init(&j->mu, NULL);
 	pthread_cond_init(&j->cv, NULL);
 	j->qtail = &j->queue;
+	if ((j->path = strdup(path)) == NULL) {
+		note_journal_close(j);
+		return ML_ERR_NOMEM;
+	}
 	/*
 	 * Two stations on one journal would each take the other's notes for
 	 * new ones: refuse the second (the lock dies with its process).
@@ -109,6 +116,7 @@ note_journal_close(struct note_journal *j)
 	}
 	pthread_cond_destroy(&j->cv);
 	pthread_mutex_destroy(&j->mu);
+	free(j->path);
 	free(j);
 }
 
@@ -135,7 +143,7 @@ note_journal_scan(struct note_journal *j, void (*fn)(void *, const char *,
 
 /* Run one queued write inside the open transaction. */
 static int
-jop_run(struct note_journal *j, const struct jop *o)
+jop_run(struct note_journal *j, struct jop *o)
 {
 	sqlite3_stmt *st = o->chip != NULL ? j->put : j->fin;
 	int rc;
@@ -153,14 +161,31 @@ jop_run(struct note_journal *j, const struct jop *o)
 	}
 	rc = sqlite3_step(st);
 	sqlite3_reset(st);
-	return rc == SQLITE_DONE ? 0 : ML_ERR_IO;
+	if (rc != SQLITE_DONE) {
+		snprintf(o->why, sizeof(o->why), "journal %s: note %s: %s",
+		    j->path, o->note, sqlite3_errmsg(j->db));
+		return ML_ERR_IO;
+	}
+	return 0;
+}
+
+/* A failed transaction step: every write of the group gets its cause. */
+static void
+jop_fail(struct note_journal *j, struct jop *g, const char *step)
+{
+	struct jop *q;
+
+	for (q = g; q != NULL; q = q->next) {
+		q->r = ML_ERR_IO;
+		snprintf(q->why, sizeof(q->why), "journal %s: %s: %s", j->path,
+		    step, sqlite3_errmsg(j->db));
+	}
 }
 
 static int
 jop_submit(struct note_journal *j, struct jop *me)
 {
 	struct jop *g, *q, *next;
-	int r;
 
 	pthread_mutex_lock(&j->mu);
 	*j->qtail = me;
@@ -176,16 +201,18 @@ jop_submit(struct note_journal *j, struct jop *me)
 		j->qtail = &j->queue;
 		pthread_mutex_unlock(&j->mu);
 		/* Only the leader touches the connection. */
-		r = sqlite3_exec(j->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) ==
-		    SQLITE_OK ? 0 : ML_ERR_IO;
-		for (q = g; q != NULL; q = q->next) {
-			q->r = r != 0 ? r : jop_run(j, q);
-		}
-		if (r == 0 && sqlite3_exec(j->db, "COMMIT", NULL, NULL, NULL) !=
+		if (sqlite3_exec(j->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
 		    SQLITE_OK) {
-			(void)sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
+			jop_fail(j, g, "cannot begin a transaction");
+		} else {
 			for (q = g; q != NULL; q = q->next) {
-				q->r = ML_ERR_IO;
+				q->r = jop_run(j, q);
+			}
+			if (sqlite3_exec(j->db, "COMMIT", NULL, NULL, NULL) !=
+			    SQLITE_OK) {
+				jop_fail(j, g, "cannot commit");
+				(void)sqlite3_exec(j->db, "ROLLBACK", NULL,
+				    NULL, NULL);
 			}
 		}
 		pthread_mutex_lock(&j->mu);
@@ -197,7 +224,12 @@ jop_submit(struct note_journal *j, struct jop *me)
 		pthread_cond_broadcast(&j->cv);
 	}
 	pthread_mutex_unlock(&j->mu);
-	return me->r;
+	if (me->r != 0) {
+		/* the context is thread-local: record it on the writer's */
+		return ml_errf(me->r, "%s", me->why[0] != '\0' ? me->why :
+		    "journal: write failed");
+	}
+	return 0;
 }
 
 int

@@ -85,6 +85,8 @@ struct line {
 	struct timespec		 listed;	/* follow: the last listing */
 	pthread_mutex_t		 mu;
 	int			 err;
+	/* err's context from the worker that met it (thread-local there) */
+	char			 errctx[ML_ERRCTX_MAX];
 	bool			 stop;
 };
 
@@ -317,6 +319,10 @@ fail(struct line *ln, int r)
 	pthread_mutex_lock(&ln->mu);
 	if (ln->err == 0) {
 		ln->err = r;
+		if (ml_errctx_has(r)) {
+			snprintf(ln->errctx, sizeof(ln->errctx), "%s",
+			    ml_errmsg(r));
+		}
 	}
 	ln->stop = true;
 	pthread_mutex_unlock(&ln->mu);
@@ -553,6 +559,9 @@ note_line_run(const struct note_line_cfg *cfg, size_t *ret_chips)
 		pthread_join(th[i], NULL);
 	}
 	r = ln.err;
+	if (r != 0 && ln.errctx[0] != '\0') {
+		(void)ml_errf(r, "%s", ln.errctx);	/* to this thread */
+	}
 	if (ret_chips != NULL) {
 		*ret_chips = ln.fed;
 	}

@@ -268,7 +268,11 @@ cmd_setup(void)
 		ml_wipe(priv, sizeof(priv));
 		free(der);
 	}
-	ML_ENSURE(fclose(f) == 0, ML_ERR_IO);
+	if (fclose(f) != 0) {
+		f = NULL;
+		r = ml_errf_sys(ML_ERR_IO, "%s", o.out);
+		goto out;
+	}
 	f = NULL;
 	printf("setup: %u readers made and enrolled in %.1f s\n", o.readers,
 	    now_s() - t0);
@@ -441,7 +445,11 @@ run_workers(void *(*fn)(void *), const char *what)
 	    (phase_t0 > 0 ? phase_t0 : t0), &all);
 	free(all.us);
 	free(w);
-	return atomic_load(&ops_ok) > 0 ? 0 : ML_ERR_IO;
+	if (atomic_load(&ops_ok) == 0) {
+		return ml_errf(ML_ERR_IO, "%s: not one operation succeeded "
+		    "(%lu failed)", what, (unsigned long)atomic_load(&ops_err));
+	}
+	return 0;
 }
 
 static int
@@ -550,7 +558,11 @@ cmd_idle(void)
 		hs_chan_close(chans[i]);
 	}
 	free(chans);
-	return r == 0 && alive == atomic_load(&ops_ok) ? 0 : ML_ERR_IO;
+	if (r == 0 && alive != atomic_load(&ops_ok)) {
+		r = ml_errf(ML_ERR_IO, "idle: %lu of %lu channels still alive "
+		    "after the hold", alive, (unsigned long)atomic_load(&ops_ok));
+	}
+	return r;
 }
 
 /* ---------------------------------------------------------------- ping */

@@ -43,6 +43,14 @@ expect() {
 	ok "$desc: $(grep -F -- "${needles[0]}" "$W/err" | head -1)"
 }
 
+# no_bare_io DESC: the last command's stderr has no "I/O error" without
+# its object and cause
+no_bare_io() {
+	if grep -q ": I/O error$" "$W/err"; then
+		bad "$1: a bare I/O error: $(grep ": I/O error$" "$W/err" | head -1)"
+	fi
+}
+
 ENOENT="No such file or directory"
 (umask 077; od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$W/feature.key")
 echo >>"$W/feature.key"
@@ -71,6 +79,9 @@ expect "--feature-key not a key" 1 "$W/text.key" "want 64 hex digits" -- \
     issue --feature-key "$W/text.key" "${DUMMY[@]}"
 expect "--batch missing" 1 "batch: /nope.csv: $ENOENT" -- \
     issue --feature-key "$W/feature.key" --batch /nope.csv "${DUMMY[@]}"
+mkdir -p "$W/batch-dir"
+expect "--batch a directory" 1 "batch: $W/batch-dir: cannot read: Is a directory" -- \
+    issue --feature-key "$W/feature.key" --batch "$W/batch-dir" "${DUMMY[@]}"
 expect "--batch empty" 1 "$W/empty.csv: no notes in it" -- \
     issue --feature-key "$W/feature.key" --batch "$W/empty.csv" "${DUMMY[@]}"
 expect "--batch with only a header" 1 "$W/header-only.csv: no notes in it" -- \
@@ -109,6 +120,15 @@ expect "--workers out of range" 1 "--workers: '999'" "from 0 to 256" -- \
 expect "--timeout not a number" 1 "--timeout: '10s'" -- \
     issue --feature-key "$W/feature.key" --timeout 10s "${DUMMY[@]}"
 
+# ---- part 1: the server's registry file ----
+echo "not a database, not at all" >"$W/not-a.db"
+expect "server enroll: registry not a database" 1 "$W/not-a.db" "file is not a database" -- \
+    "$B/server/mintline-server" enroll --registry "$W/not-a.db" --factory x /dev/null
+# the top level's last line says it too, not a bare "I/O error"
+if ! tail -1 "$W/err" | grep -qF "$W/not-a.db"; then
+	bad "server enroll: the final message does not name the registry: $(tail -1 "$W/err")"
+fi
+
 # ---- part 1: the reader chip (ID-card line) ----
 if "$FIXTURE" init-reader "$W/line" multi >/dev/null 2>&1; then
 	expect "--pin-source missing" 1 "pin-source /nonexist: $ENOENT" -- \
@@ -145,9 +165,11 @@ else
 	    "$NE_STATION" handshake --kind station "${NE_CONN[@]}"
 	expect "provision: server not listening" 1 \
 	    "127.0.0.1 port $NE_PORT: Connection refused" -- ne_provision
+	no_bare_io "provision: server not listening"
 	expect "verify online: server not listening" 1 \
 	    "127.0.0.1 port $NE_PORT: Connection refused" -- \
 	    ne_verify_online --chips "$NE_WORK/chips"
+	no_bare_io "verify online: server not listening"
 	expect "--ca missing" 5 "CA root: /nope-ca.pem: $ENOENT" -- \
 	    "$NE_STATION" handshake --kind station "${NE_CONN[@]}" --ca /nope-ca.pem
 	expect "--cert missing" 1 "/nope-cert.pem: $ENOENT" -- \
