@@ -494,6 +494,38 @@ conn_readable(struct net *n, struct conn *c)
 	conn_update(n, c);
 }
 
+/*
+ * c's socket takes output (EPOLLOUT): flush.  Returns false when the event
+ * is done with c (closed, draining, or left to its job), true when its
+ * input may be looked at too.
+ */
+static bool
+conn_writable(struct net *n, struct conn *c)
+{
+	if (!conn_flush(c)) {
+		if (c->busy) {
+			/*
+			 * The peer is gone (a reset) while a job holds c: the
+			 * job's return closes it (jobs_done, whose flush fails
+			 * too).  Freeing c here would leave the worker and
+			 * jobs_done with freed memory (ID-5).
+			 */
+			c->closing = true;
+			set_interest(n, c, 0);
+			return false;
+		}
+		conn_free(n, c);
+		return false;
+	}
+	c->last_ms = hs_now_ms();
+	if (c->closing && c->wbuf.len == 0 && !c->busy) {
+		conn_drain(n, c);
+		return false;
+	}
+	conn_update(n, c);
+	return true;
+}
+
 static void
 sa_text(const struct sockaddr_storage *sa, socklen_t sl, char *buf,
     size_t len)
@@ -1155,18 +1187,9 @@ run_loop(struct net *n, int sfd)
 					conn_readable(n, c);
 					continue;
 				}
-				if (ev[i].events & (EPOLLOUT)) {
-					if (!conn_flush(c)) {
-						conn_free(n, c);
-						continue;
-					}
-					c->last_ms = hs_now_ms();
-					if (c->closing && c->wbuf.len == 0 &&
-					    !c->busy) {
-						conn_drain(n, c);
-						continue;
-					}
-					conn_update(n, c);
+				if ((ev[i].events & EPOLLOUT) &&
+				    !conn_writable(n, c)) {
+					continue;
 				}
 				if (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
 					if (c->busy || c->closing) {

@@ -20,6 +20,14 @@
  *		[--threads T] [--count N] [--seconds S]
  *	records over established channels: the threads share N channels and
  *	send PING records round robin (one in flight per thread).
+ *   mintline-load burst --server H:P --ca ROOT --bundle BUNDLE
+ *		[--threads T] [--count N] [--seconds S]
+ *	a reader that does not read: per connection, authenticate, send
+ *	40 to 64 PING records of 64 KiB back to back without reading a PONG
+ *	(a small receive buffer: the server's replies pile up), then reset
+ *	the connection (RST) up to 84 ms later, while the server still
+ *	answers them.  Counts the connections that sent at least one
+ *	record.
  *   mintline-load reg --registry TARGET [--threads T] [--count N]
  *		[--seconds S] [--first K]
  *	[--registry-pool P]
@@ -41,7 +49,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <netdb.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -490,24 +501,43 @@ rss_kib(long pid)
 	return kib;
 }
 
-static void *
-idle_worker(void *p)
+/*
+ * Operations i = 0, 1, ... shared by the threads until `limit` or the
+ * deadline; op returns 0 for a success, whose latency w records.
+ */
+static void
+timed_ops(struct worker *w, unsigned long limit, int (*op)(unsigned long))
 {
-	struct worker *w = p;
 	unsigned long i;
 
-	while ((i = atomic_fetch_add(&next_op, 1)) < o.conns &&
+	while ((i = atomic_fetch_add(&next_op, 1)) < limit &&
 	    now_s() < deadline) {
 		double t0 = now_s();
 
-		if (connect_one(i, (int)(i & 1), &chans[i]) == 0) {
+		if (op(i) == 0) {
 			lat_add(&w->lat, now_s() - t0);
 			atomic_fetch_add(&ops_ok, 1);
 		} else {
-			chans[i] = NULL;
 			atomic_fetch_add(&ops_err, 1);
 		}
 	}
+}
+
+static int
+idle_one(unsigned long i)
+{
+	int r;
+
+	if ((r = connect_one(i, (int)(i & 1), &chans[i])) != 0) {
+		chans[i] = NULL;
+	}
+	return r;
+}
+
+static void *
+idle_worker(void *p)
+{
+	timed_ops(p, o.conns, idle_one);
 	return NULL;
 }
 
@@ -638,6 +668,94 @@ cmd_ping(void)
 	return r;
 }
 
+/* ---------------------------------------------------------------- burst */
+
+/*
+ * Records per connection: BURST_MIN .. BURST_MAX of 64 KiB, more than the
+ * server's socket takes (a loopback send buffer grows to about 2.5 MiB),
+ * so that its replies queue up in the server; the reset comes 0 to
+ * BURST_WAIT_MS later, when the server is somewhere in that queue.
+ */
+#define BURST_MIN	40
+#define BURST_MAX	64
+#define BURST_WAIT_MS	84
+
+/*
+ * One connection of a reader that does not read (ID-5): i picks the
+ * reader, how many records (BURST_MIN .. BURST_MAX) and how long before
+ * the reset, so that it lands at different points of the server's work
+ * on them.  Returns 0 when at least one record went out before the reset.
+ */
+static int
+burst_one(unsigned long i)
+{
+	static const uint8_t payload[HS_MAX_RECORD];
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
+	struct hs_client_cfg cfg = readers[i % nreaders].cfg;
+	struct linger rst = { .l_onoff = 1, .l_linger = 0 };
+	char host[256], port[ML_PORT_STRLEN];
+	struct hs_chan *c = NULL;
+	int fd = -1, small = 4096, null, r;
+	unsigned k, want = BURST_MIN +
+	    (unsigned)(i % (BURST_MAX - BURST_MIN + 1));
+
+	ML_TRY(ml_hostport_split(o.server, host, sizeof(host), port));
+	ML_ENSURE(getaddrinfo(host, port, &hints, &res) == 0, ML_ERR_IO);
+	ML_ENSURE((fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC,
+	    0)) >= 0, ML_ERR_IO);
+	/* before connect: the window the server sees stays small */
+	(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	ML_ENSURE(connect(fd, res->ai_addr, res->ai_addrlen) == 0, ML_ERR_IO);
+	cfg.timeout_ms = 5000;
+	ML_TRY(hs_client_fd(fd, &cfg, &c, NULL));
+	for (k = 0; k < want; k++) {
+		if (hs_chan_send(c, HS_REC_PING, payload, sizeof(payload)) != 0) {
+			break;
+		}
+	}
+	usleep((useconds_t)(i % 13) * (BURST_WAIT_MS / 12) * 1000);
+	/* the reset: linger 0, and the socket's last reference dropped by
+	 * putting /dev/null in its place (the channel's own close then sends
+	 * its CLOSE record nowhere) */
+	(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &rst, sizeof(rst));
+	if ((null = open("/dev/null", O_WRONLY | O_CLOEXEC)) >= 0) {
+		(void)dup2(null, fd);
+		close(null);
+	}
+	r = k > 0 ? 0 : ML_ERR_IO;
+out:
+	if (c != NULL) {
+		hs_chan_close(c);	/* closes fd */
+	} else if (fd >= 0) {
+		close(fd);
+	}
+	if (res != NULL) {
+		freeaddrinfo(res);
+	}
+	return r;
+}
+
+static void *
+burst_worker(void *p)
+{
+	timed_ops(p, o.count, burst_one);
+	return NULL;
+}
+
+static int
+cmd_burst(void)
+{
+	char what[96];
+	int r;
+
+	if ((r = load_bundle()) != 0) {
+		return r;
+	}
+	snprintf(what, sizeof(what), "burst-reset records<=%d readers=%zu "
+	    "threads=%u", BURST_MAX, nreaders, o.threads);
+	return run_workers(burst_worker, what);
+}
+
 /* ---------------------------------------------------------------- reg */
 
 static struct reg *lreg;
@@ -756,6 +874,7 @@ usage(FILE *f)
 "       mintline-load idle  --server H:P --ca ROOT --bundle BUNDLE --conns N\n"
 "                           [--hold S] [--server-pid PID]\n"
 "       mintline-load ping  --server H:P --ca ROOT --bundle BUNDLE --conns N\n"
+"       mintline-load burst --server H:P --ca ROOT --bundle BUNDLE\n"
 "       mintline-load reg   --registry TARGET [--first K] [--registry-pool P]\n"
 "  common: --threads T (8) --count N (1000) --seconds S (60) [--server2 H:P]\n");
 }
@@ -848,6 +967,8 @@ main(int argc, char **argv)
 		r = o.server ? cmd_idle() : ML_ERR_ARG;
 	} else if (strcmp(o.cmd, "ping") == 0) {	/* ct-ok: a command name */
 		r = o.server ? cmd_ping() : ML_ERR_ARG;
+	} else if (strcmp(o.cmd, "burst") == 0) {
+		r = o.server ? cmd_burst() : ML_ERR_ARG;
 	} else if (strcmp(o.cmd, "reg") == 0) {
 		r = cmd_reg();
 	} else {

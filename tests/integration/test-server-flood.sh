@@ -13,7 +13,10 @@
 # (no forged handshake succeeded), and the server's own accounting
 # (stats line) gives cpu_us_per_rejected less than half cpu_us_per_ok: a
 # refusal costs the server less than a handshake does -- a ratio, not a
-# timing.  With MINTLINE_TEST_WAKE_DELAY_US=N (a -Dtest_hooks=true
+# timing.  Then a legitimate reader that does not read (mintline-load
+# burst): PING records back to back, a reset while the server still
+# answers them; the server closes those connections and keeps running.
+# With MINTLINE_TEST_WAKE_DELAY_US=N (a -Dtest_hooks=true
 # server; meson test server-flood-late-wake) every worker waits N us
 # between handing a finished job back and waking the I/O thread, as a
 # preempted worker does on a loaded machine; the same assertions hold.
@@ -23,6 +26,7 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 B=${MINTLINE_BUILD_DIR:-$top/build}
 W=$B/tests/server-flood${MINTLINE_TEST_WAKE_DELAY_US:+-late-wake}
 N=${FLOOD_N:-200}
+BURSTS=${FLOOD_BURSTS:-120}
 LOAD=${MINTLINE_LOAD:-$B/tools/mintline-load}
 RAW=${FLOOD_RAW:-$top/tests/integration/flood_raw.py}
 command -v python3 >/dev/null || exit 77
@@ -103,8 +107,18 @@ if awk -v r="$crej" -v o="$cok" 'BEGIN { exit !(o > 0 && r * 2 < o) }'; then
 else
 	bad "cpu_us_per_rejected $crej not below half of cpu_us_per_ok $cok"
 fi
+# A reader that does not read (after the stats: its handshakes are not
+# counted above): PING records back to back, then a reset while the
+# server still answers them, also while the record's job is running.
+r=$("$LOAD" burst --server "127.0.0.1:$NE_PORT" --ca "$W/ca/root.pem" \
+    --bundle "$W/good.bundle" --threads 2 --count "$BURSTS" --seconds 60 \
+    2>"$W/burst.err" | grep '^result:')
+echo "# reset bursts: $r"
+[ "$(field ok "$r")" = "$BURSTS" ] &&
+    ok "$BURSTS readers reset their connection amid unread replies" ||
+    bad "reset bursts: $r ($(head -3 "$W/burst.err"))"
 kill -0 "$NE_SERVER_PID" 2>/dev/null && ok "server still running" || bad "server died"
-[ $fail = 0 ] || { echo "# server log (tail):"; tail -5 "$W/server.log"; echo "# rogue flood:"; tail -3 "$W/rogue.err" "$W/rogue.out"; }
+[ $fail = 0 ] || { echo "# server log (tail):"; tail -n 5 "$W/server.log"; echo "# rogue flood:"; tail -n 3 "$W/rogue.err" "$W/rogue.out"; }
 for core in "$W"/core*; do
 	[ -f "$core" ] && command -v gdb >/dev/null || continue
 	echo "# $core: backtrace"
