@@ -8,7 +8,7 @@ trap 'err_rc=$?; [ "$BASH_SUBSHELL" -gt 0 ] || printf "%s: line %s: %s: exit %s\
 
 PKGS=(
 	build-essential meson ninja-build pkg-config clang libclang-rt-dev
-	libssl-dev openssl check valgrind
+	libssl-dev openssl check valgrind gdb
 	p11-kit libp11-kit-dev libp11-dev libengine-pkcs11-openssl
 	opensc softhsm2
 	pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools

@@ -309,6 +309,35 @@ monitor_path(const struct srv_opts *o, char *buf, size_t len)
 }
 
 /*
+ * Whether this process stays non-dumpable with no core file, as it must:
+ * session keys live here (BN-7, ID-12).  TEST ONLY: a -Dtest_hooks=true
+ * build started with MINTLINE_TEST_CORE=1 keeps its core (so that a crash
+ * in an integration test leaves one for a backtrace,
+ * tests/integration/test-server-flood.sh), and says so.  The default
+ * build has no trace of it (tests/check-layout.sh).
+ */
+static bool
+no_core(void)
+{
+#ifdef ML_TEST_HOOKS
+	const char *v = secure_getenv("MINTLINE_TEST_CORE");
+
+	if (v != NULL && strcmp(v, "1") == 0) {
+		static bool said;
+
+		if (!said) {
+			said = true;
+			ml_warn("TEST BUILD (-Dtest_hooks=true): "
+			    "MINTLINE_TEST_CORE=1: this process stays dumpable "
+			    "and may leave a core with its session keys");
+		}
+		return false;
+	}
+#endif
+	return true;
+}
+
+/*
  * After start-up (sockets bound, files open, monitor running): become
  * the configured user (when root), optionally inside a chroot, and never
  * gain privileges again.
@@ -349,7 +378,7 @@ drop_privileges(const struct srv_opts *o)
 	}
 	ML_ENSURE(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0, ML_ERR_PERM);
 	/* a uid change resets it to fs.suid_dumpable */
-	ML_ENSURE(prctl(PR_SET_DUMPABLE, 0) == 0, ML_ERR_PERM);
+	ML_ENSURE(!no_core() || prctl(PR_SET_DUMPABLE, 0) == 0, ML_ERR_PERM);
 	r = 0;
 out:
 	if (r != 0) {
@@ -733,8 +762,10 @@ main(int argc, char **argv)
 	int r;
 
 	/* no core files and no same-uid ptrace: session keys live here */
-	(void)prctl(PR_SET_DUMPABLE, 0);
-	(void)setrlimit(RLIMIT_CORE, &(struct rlimit){ 0, 0 });
+	if (no_core()) {
+		(void)prctl(PR_SET_DUMPABLE, 0);
+		(void)setrlimit(RLIMIT_CORE, &(struct rlimit){ 0, 0 });
+	}
 	ml_log_set_ident("mintline-server");
 	long_opts_build();
 	if (argc > 1 && argv[1][0] != '-') {

@@ -37,6 +37,7 @@ SEAMS=(
 	"+MINTLINE_TEST_KEYLOG"	# transport-key log (hs/hs.c)
 	"+hs_test_keylog"
 	"+MINTLINE_TEST_WAKE_DELAY_US"	# late worker wake-up (server/srv_net.c)
+	"+MINTLINE_TEST_CORE"	# a dumpable server (server/main.c)
 	"+inject-loss"		# mintline-station id-read --inject-*
 	"+inject-remove-after"
 	"+loopback:"		# mintline-station id-read --server loopback:
