@@ -269,6 +269,38 @@ ne_issue() {
 	    "${NE_CONN[@]}" --journal "$NE_JOURNAL" "$@"
 }
 
+# ne_conn_as VAR CERT: VAR=( NE_CONN with --cert CERT ), the channel of
+# another certificate whose key is the station token's channel key.
+ne_conn_as() {
+	local -n ne_to=$1
+	local a
+	ne_to=()
+	for a in "${NE_CONN[@]}"; do
+		[ "$a" = "$NE_WORK/station.pem" ] && a=$2
+		ne_to+=("$a")
+	done
+}
+
+# ne_hold OUT MS HANDSHAKE-ARGS...: a channel held open MS ms, then 3
+# pings (ID-5: it outlives a SIGHUP); stdout to OUT, the pid in
+# NE_HELD_PID.  Returns once the channel is up (OUT says "channel ok"), so
+# that the next login to the station's token does not race this one
+# (SoftHSM2 rewrites token.object in place at a login).
+ne_hold() {
+	local out=$1 ms=$2 j
+	shift 2
+	"$NE_STATION" handshake "$@" --timeout 10000 --hold "$ms" \
+	    --then-count 3 >"$out" 2>"$out.err" &
+	NE_HELD_PID=$!
+	for ((j = 0; j < 300; j++)); do
+		grep -qs 'channel ok' "$out" && return 0
+		kill -0 "$NE_HELD_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	echo "issuance-env: held channel: no handshake ($out.err: $(tail -1 "$out.err"))" >&2
+	return 1
+}
+
 ne_verify() {
 	"$NE_STATION" verify --line "$NE_LINE" --issuer-pub "$NE_ISSUER_PUB" "$@"
 }

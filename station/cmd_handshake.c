@@ -145,6 +145,9 @@ cmd_handshake(const struct st_opts *so, int argc, char **argv)
 		}
 	}
 	printf("channel ok: %" PRId64 " ping(s)\n", count);
+	/* out now, not at exit: a script waits for it to act (revoke, SIGHUP)
+	 * while the channel is held open (ID-5) */
+	fflush(stdout);
 	if (hold > 0) {
 		struct timespec ts = { hold / 1000, (hold % 1000) * 1000000L };
 
