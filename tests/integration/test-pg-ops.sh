@@ -30,7 +30,7 @@ pg_find || exit 77
 rm -rf "$W"
 # shellcheck source=scripts/issuance-env.sh
 source "$top/scripts/issuance-env.sh"
-ne_init "$W" "$B" 4 || exit 77
+ne_init "$W" "$B" 4 || exit	# 77 (skip) without SoftHSM2 / OpenSC
 # ok, bad, expect_rc, idread, line_init, cards_init, feed
 # shellcheck source=tests/integration/idread-lib.sh
 . "$HERE/idread-lib.sh"
