@@ -60,6 +60,9 @@ struct reg_sqlite {
 			*note_put, *flag_put, *flag_get, *reject_put, *count,
 			*ev_put, *audit_last, *audit_put, *resv_put, *resv_del,
 			*resv_get;
+	/* the group commit's statements, prepared once (parsing them per
+	 * request was 2% of a note's instructions, BN-7 throughput) */
+	sqlite3_stmt	*g_begin, *g_commit, *g_sp, *g_release, *g_undo;
 };
 
 /*
@@ -237,6 +240,11 @@ sq_close(struct reg *r)
 	sqlite3_finalize(s->resv_put);
 	sqlite3_finalize(s->resv_del);
 	sqlite3_finalize(s->resv_get);
+	sqlite3_finalize(s->g_begin);
+	sqlite3_finalize(s->g_commit);
+	sqlite3_finalize(s->g_sp);
+	sqlite3_finalize(s->g_release);
+	sqlite3_finalize(s->g_undo);
 	sqlite3_close(s->db);
 	pthread_mutex_destroy(&s->mu);
 	pthread_mutex_destroy(&s->qmu);
@@ -729,6 +737,18 @@ register_one(struct reg_sqlite *s, const struct note_reg *nr,
 	return register_audit(s, nr, REG_NOTE_NEW);
 }
 
+/* A prepared statement without rows (db_exec's work without the
+ * parsing); caller holds mu. */
+static int
+db_step(struct reg_sqlite *s, sqlite3_stmt *st)
+{
+	int r = sqlite3_step(st) == SQLITE_DONE ? 0 :
+	    db_fail(s->db, sqlite3_sql(st));
+
+	sqlite3_reset(st);
+	return r;
+}
+
 /* The leader: run a group in one transaction and commit it. */
 static void
 commit_group(struct reg_sqlite *s, struct sq_req *g)
@@ -737,9 +757,9 @@ commit_group(struct reg_sqlite *s, struct sq_req *g)
 	int r;
 
 	pthread_mutex_lock(&s->mu);
-	r = db_exec(s->db, "BEGIN IMMEDIATE");
+	r = db_step(s, s->g_begin);
 	for (q = g; q != NULL && r == 0; q = q->next) {
-		if ((r = db_exec(s->db, "SAVEPOINT one")) != 0) {
+		if ((r = db_step(s, s->g_sp)) != 0) {
 			break;
 		}
 		q->r = q->nr != NULL ? register_one(s, q->nr, &q->reg_id) :
@@ -754,12 +774,12 @@ commit_group(struct reg_sqlite *s, struct sq_req *g)
 			break;
 		}
 		if (q->r < 0) {
-			(void)db_exec(s->db, "ROLLBACK TO one");
+			(void)db_step(s, s->g_undo);
 		}
-		(void)db_exec(s->db, "RELEASE one");
+		(void)db_step(s, s->g_release);
 	}
 	if (r == 0) {
-		r = db_exec(s->db, "COMMIT");
+		r = db_step(s, s->g_commit);
 	}
 	if (r != 0) {
 		db_rollback(s->db);
@@ -1232,6 +1252,11 @@ prepare_all(struct reg_sqlite *s)
 	    "OR expires <= ?2", &s->resv_del));
 	ML_TRY(prep(s->db, "SELECT 1 FROM note_reservation WHERE note_id = ?1",
 	    &s->resv_get));
+	ML_TRY(prep(s->db, "BEGIN IMMEDIATE", &s->g_begin));
+	ML_TRY(prep(s->db, "COMMIT", &s->g_commit));
+	ML_TRY(prep(s->db, "SAVEPOINT one", &s->g_sp));
+	ML_TRY(prep(s->db, "RELEASE one", &s->g_release));
+	ML_TRY(prep(s->db, "ROLLBACK TO one", &s->g_undo));
 	r = 0;
 out:
 	return r;
