@@ -400,7 +400,8 @@ print_verdict(struct ver *v, size_t w, const char *note, const char *chip,
 	ver_event(v, &ev);
 }
 
-/* No verdict: the desk's channel could not be opened. */
+/* No verdict: the desk's channel could not be opened (chip NULL: before
+ * the chip was read). */
 static int
 unreachable(struct ver *v, size_t w, const char *chip)
 {
@@ -409,8 +410,14 @@ unreachable(struct ver *v, size_t w, const char *chip)
 	pthread_mutex_lock(&v->mu);
 	v->errors++;
 	pthread_mutex_unlock(&v->mu);
-	r = ml_errf(ML_ERR_IO, "chip %s: no verdict: the registry server %s "
-	    "cannot be reached", chip, v->o.conn.server);
+	if (chip != NULL) {
+		r = ml_errf(ML_ERR_IO, "chip %s: no verdict: the registry "
+		    "server %s cannot be reached", chip, v->o.conn.server);
+	} else {
+		r = ml_errf(ML_ERR_IO, "position %zu: no verdict: the "
+		    "registry server %s cannot be reached", w,
+		    v->o.conn.server);
+	}
 	ml_err("%s", ml_errmsg(r));
 	no_verdict(v, w, chip, "the registry server cannot be reached");
 	return v->o.follow ? 0 : r;
@@ -439,14 +446,7 @@ ver_job(void *ctx, size_t w, struct chipcmd *cc, const char *image)
 	}
 	online = v->up[w] != NULL || v->bg[w].running;
 	if (!online && v->chan != NULL) {
-		pthread_mutex_lock(&v->mu);
-		v->errors++;
-		pthread_mutex_unlock(&v->mu);
-		r = ml_errf(ML_ERR_IO, "position %zu: no verdict: the registry "
-		    "server %s cannot be reached", w, v->o.conn.server);
-		ml_err("%s", ml_errmsg(r));
-		no_verdict(v, w, NULL, "the registry server cannot be reached");
-		return v->o.follow ? 0 : r;
+		return unreachable(v, w, NULL);
 	}
 	if ((r = chipcmd_info(cc, &ci)) != 0 || ci.kind != CHIP_KIND_NOTE) {
 		reason = V_NOT_NOTE;
