@@ -38,6 +38,25 @@ ne_softhsm() {
 	    "$1" >"$SOFTHSM2_CONF"
 }
 
+# ne_srv_cert CA PINFILE CN: in the current directory, a SoftHSM2 token
+# "server" (user PIN: the first line of PINFILE, an absolute path) holding
+# the P-256 key "srvkey" made inside it, a test CA in ca/ named CN (CA: the
+# mintline-ca program) and the server's certificate srv.pem over that key;
+# SRVKEY is the key's pkcs11: URI.  After ne_softhsm.
+ne_srv_cert() {
+	local pin
+	pin=$(head -1 "$2") &&
+	softhsm2-util --init-token --free --label server --so-pin 12345678 \
+	    --pin "$pin" >/dev/null &&
+	pkcs11-tool --module "$NE_MODULE" --token-label server --login \
+	    --pin "$pin" --keypairgen --key-type EC:prime256v1 --id 01 \
+	    --label srvkey >/dev/null 2>&1 || return 1
+	SRVKEY="pkcs11:token=server;object=srvkey?pin-source=file:$2"
+	"$1" init --dir ca --cn "$3" >/dev/null &&
+	"$1" issue --dir ca --role server --p11 "$SRVKEY" \
+	    --module "$NE_MODULE" --out srv.pem >/dev/null
+}
+
 # ne_init WORK BUILD_DIR [POSITIONS]
 ne_init() {
 	NE_WORK=$1
@@ -172,41 +191,60 @@ ne_server_conf() {
 # ne_server_start [ARGS]: mintline-server with the note application (from
 # $NE_SERVER_CONF once ne_server_conf wrote it); waits until it listens.
 ne_server_start() {
-	# the log is appended to: wait for a "listening" line of this start
-	local started
-	started=$(ne_listening)
+	local r=0
 	if [ -n "${NE_SERVER_CONF:-}" ]; then
-		"$NE_SRV" --config "$NE_SERVER_CONF" "$@" >>"$NE_WORK/server.log" 2>&1 &
+		ne_spawn "$NE_WORK/server.log" "$NE_SRV" --config "$NE_SERVER_CONF" "$@" || r=1
 	else
-		"$NE_SRV" --listen "127.0.0.1:$NE_PORT" --ca "$NE_WORK/ca/root.pem" \
+		ne_spawn "$NE_WORK/server.log" "$NE_SRV" --listen "127.0.0.1:$NE_PORT" \
+		    --ca "$NE_WORK/ca/root.pem" \
 		    --cert "$NE_WORK/server.pem" --key "$NE_SERVER_KEY_HS" \
 		    --module "$NE_MODULE" --registry "$NE_DB" \
 		    --note-issuers "$NE_ISSUER_PEM" --note-feature-key "$NE_FKEY" \
 		    --note-seal-key "$NE_SERVER_KEY" \
-		    --workers "${NE_SRV_WORKERS:-4}" "$@" >>"$NE_WORK/server.log" 2>&1 &
+		    --workers "${NE_SRV_WORKERS:-4}" "$@" || r=1
 	fi
-	NE_SERVER_PID=$!
-	local j
+	NE_SERVER_PID=$NE_SPAWN_PID
+	return $r
+}
+
+# ne_spawn LOG CMD...: a server (any program that logs "listening") started
+# in the background, its output appended to LOG; waits (10 s) until LOG
+# holds one more "listening" line than before.  NE_SPAWN_PID is its pid.
+# Status 1, with the last lines of LOG, when it exits first or does not
+# listen in time (then it is stopped).  Every test that starts a server
+# starts it here.
+ne_spawn() {
+	local log=$1 before j
+	shift
+	before=$(ne_count listening "$log")
+	"$@" >>"$log" 2>&1 &
+	NE_SPAWN_PID=$!
 	for ((j = 0; j < 100; j++)); do
-		[ "$(ne_listening)" -gt "$started" ] && return 0
-		kill -0 "$NE_SERVER_PID" 2>/dev/null || {
-			echo "issuance-env: mintline-server exited at start; last lines of $NE_WORK/server.log:" >&2
-			tail -5 "$NE_WORK/server.log" >&2
-			return 1
-		}
+		[ "$(ne_count listening "$log")" -gt "$before" ] && return 0
+		kill -0 "$NE_SPAWN_PID" 2>/dev/null || break
 		sleep 0.1
 	done
-	echo "issuance-env: mintline-server not listening on 127.0.0.1:$NE_PORT after 10 s (log: $NE_WORK/server.log)" >&2
+	echo "issuance-env: ${1##*/} not listening after start; last lines of $log:" >&2
+	tail -5 "$log" >&2
+	kill "$NE_SPAWN_PID" 2>/dev/null && wait "$NE_SPAWN_PID" 2>/dev/null
 	return 1
+}
+
+# ne_count PATTERN FILE: how many lines of FILE match (0 when FILE does not
+# exist yet; grep -c would exit 2 then, and 1 on no match, which ends a
+# `set -e` caller).
+ne_count() {
+	local n
+	n=$(grep -c -- "$1" "$2" 2>/dev/null) || true
+	echo "${n:-0}"
 }
 
 # ne_log_wait PATTERN N [SECONDS]: wait (10 s) until server.log holds more
 # than N lines matching PATTERN; status 1 when it does not.
 ne_log_wait() {
-	local j n
+	local j
 	for ((j = 0; j < ${3:-10} * 10; j++)); do
-		n=$(grep -c -- "$1" "$NE_WORK/server.log" 2>/dev/null) || true
-		[ "${n:-0}" -gt "$2" ] && return 0
+		[ "$(ne_count "$1" "$NE_WORK/server.log")" -gt "$2" ] && return 0
 		sleep 0.1
 	done
 	return 1
@@ -216,9 +254,9 @@ ne_log_wait() {
 # it logs one more PATTERN line; status 1 with a message when it does not.
 ne_server_signal() {
 	local before
-	before=$(grep -c -- "$2" "$NE_WORK/server.log" 2>/dev/null) || true
+	before=$(ne_count "$2" "$NE_WORK/server.log")
 	kill "-$1" "$NE_SERVER_PID" || return 1
-	ne_log_wait "$2" "${before:-0}" || {
+	ne_log_wait "$2" "$before" || {
 		echo "issuance-env: no \"$2\" in $NE_WORK/server.log after SIG$1" >&2
 		return 1
 	}
@@ -238,15 +276,6 @@ ne_server_stats() {
 # ne_free_port: a free TCP port on 127.0.0.1.
 ne_free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# ne_listening: how many "listening" lines server.log holds (0 before the
-# first start, when the log does not exist yet; grep -c would exit 2 then,
-# and 1 on no match, which ends a `set -e` caller).
-ne_listening() {
-	local n
-	n=$(grep -c "listening on 127.0.0.1:$NE_PORT" "$NE_WORK/server.log" 2>/dev/null) || true
-	echo "${n:-0}"
 }
 
 ne_server_stop() {

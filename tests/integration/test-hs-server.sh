@@ -78,15 +78,11 @@ issue ca  reader  RDR-0006 unknown.pem
 
 # ---- server ----
 PORT=$(ne_free_port)
-"$SERVER" --listen 127.0.0.1:$PORT --ca ca/root.pem --crl crl.pem \
-    --cert srv.pem --key "$SRVKEY" --module "$MODULE" --registry reg.db \
-    --read-timeout 1500 --workers 2 -v > server.log 2>&1 &
-SRV_PID=$!
-for i in $(seq 50); do
-	grep -q listening server.log 2>/dev/null && break
-	sleep 0.1
-done
-grep -q listening server.log || { cat server.log; echo "server did not start"; exit 1; }
+ne_spawn server.log "$SERVER" --listen 127.0.0.1:$PORT --ca ca/root.pem \
+    --crl crl.pem --cert srv.pem --key "$SRVKEY" --module "$MODULE" \
+    --registry reg.db --read-timeout 1500 --workers 2 -v ||
+    { echo "server did not start"; exit 1; }
+SRV_PID=$NE_SPAWN_PID
 
 station() {	# cert flow [extra...]
 	local cert=$1 flow=$2
@@ -130,10 +126,10 @@ expect_log "HS_ALERT_IDENTITY" "serial mismatch"
 
 # server certificate not from the reader's root: the reader refuses
 PORT2=$(ne_free_port)
-"$SERVER" --listen 127.0.0.1:$PORT2 --ca ca/root.pem --cert srv-foreign.pem \
-    --key "$SRVKEY" --module "$MODULE" --registry reg.db > server2.log 2>&1 &
-P2=$!
-sleep 0.5
+ne_spawn server2.log "$SERVER" --listen 127.0.0.1:$PORT2 --ca ca/root.pem \
+    --cert srv-foreign.pem --key "$SRVKEY" --module "$MODULE" --registry reg.db ||
+    bad "server with a foreign certificate did not start"
+P2=$NE_SPAWN_PID
 for f in A B; do
 	SPORT=$PORT2 expect_exit 5 "flow $f: server cert not from root refused by reader" station good.pem $f
 done

@@ -64,12 +64,7 @@ sleep 1
 
 # ---- server key, CA, readers (keys made inside their secure chips) ----
 echo 1234 > hsm-pin
-softhsm2-util --init-token --free --label server --so-pin 12345678 --pin 1234 >/dev/null || exit 1
-pkcs11-tool --module "$MODULE" --token-label server --login --pin 1234 \
-    --keypairgen --key-type EC:prime256v1 --id 01 --label srvkey >/dev/null 2>&1 || exit 1
-SRVKEY="pkcs11:token=server;object=srvkey?pin-source=file:$W/hsm-pin"
-"$CA" init --dir ca --cn "mintline pcsc sam test root" >/dev/null || exit 1
-"$CA" issue --dir ca --role server --p11 "$SRVKEY" --module "$MODULE" --out srv.pem >/dev/null || exit 1
+ne_srv_cert "$CA" "$W/hsm-pin" "mintline pcsc sam test root" || exit 1
 for i in $(seq "$NREADERS"); do
 	line_init "$W/line$i" multi "$W/rdr$i.der" "RDR-SAM-000$i"
 	# each reader its own copy of the cards (an image is opened by one
@@ -83,19 +78,13 @@ for i in $(seq "$NREADERS"); do
 	"$SERVER" enroll --registry reg.db "rdr$i.pem" >/dev/null || exit 1
 done
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(ne_free_port)
 start_server() {
 	# the SAM is a configuration setting: the sam key (file or option)
-	"$SERVER" --listen 127.0.0.1:$PORT --ca ca/root.pem --cert srv.pem \
-	    --key "$SRVKEY" --module "$MODULE" --registry reg.db --workers 4 \
-	    --sam "pcsc:" -v >> server.log 2>&1 &
-	SRV_PID=$!
-	for _ in $(seq 50); do
-		grep -q listening server.log 2>/dev/null && return 0
-		sleep 0.1
-	done
-	cat server.log
-	return 1
+	ne_spawn server.log "$SERVER" --listen 127.0.0.1:$PORT --ca ca/root.pem \
+	    --cert srv.pem --key "$SRVKEY" --module "$MODULE" --registry reg.db \
+	    --workers 4 --sam "pcsc:" -v || return 1
+	SRV_PID=$NE_SPAWN_PID
 }
 start_server || { echo "FAIL - server did not start"; exit 1; }
 grep -q 'sam pcsc: 2 SAM(s)' server.log && ok "server found both SAMs behind pcscd" ||

@@ -33,12 +33,7 @@ cd "$W" || exit 1
 echo 1234 > hsm-pin
 
 # ---- ceremony ----
-softhsm2-util --init-token --free --label server --so-pin 12345678 --pin 1234 >/dev/null || exit 1
-pkcs11-tool --module "$MODULE" --token-label server --login --pin 1234 \
-    --keypairgen --key-type EC:prime256v1 --id 01 --label srvkey >/dev/null 2>&1 || exit 1
-SRVKEY="pkcs11:token=server;object=srvkey?pin-source=file:$W/hsm-pin"
-"$CA" init --dir ca --cn "mintline idread test root" >/dev/null || exit 1
-"$CA" issue --dir ca --role server --p11 "$SRVKEY" --module "$MODULE" --out srv.pem >/dev/null || exit 1
+ne_srv_cert "$CA" "$W/hsm-pin" "mintline idread test root" || exit 1
 # the reader key is made inside the reader secure chip (ID-14)
 line_init "$W/line" multi "$W/rdr.der"
 LINE_READY=1
@@ -47,15 +42,11 @@ LINE_READY=1
 cards_init
 
 PORT=$(ne_free_port)
-"$SERVER" --listen 127.0.0.1:$PORT \
+ne_spawn server.log "$SERVER" --listen 127.0.0.1:$PORT \
     --ca ca/root.pem --cert srv.pem --key "$SRVKEY" --module "$MODULE" \
-    --registry reg.db --sam "emul:$W/sam.key" --workers 4 -v > server.log 2>&1 &
-SRV_PID=$!
-for i in $(seq 50); do
-	grep -q listening server.log 2>/dev/null && break
-	sleep 0.1
-done
-grep -q listening server.log || { cat server.log; echo "server did not start"; exit 1; }
+    --registry reg.db --sam "emul:$W/sam.key" --workers 4 -v ||
+    { echo "server did not start"; exit 1; }
+SRV_PID=$NE_SPAWN_PID
 
 SRV_ARGS="--server 127.0.0.1:$PORT --ca $W/ca/root.pem --cert $W/rdr.pem"
 scenarios

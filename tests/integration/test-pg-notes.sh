@@ -54,20 +54,11 @@ note-issuers     = $NE_ISSUER_PEM
 note-feature-key = $NE_FKEY
 note-seal-key    = $NE_SERVER_KEY
 CONF
-start_srv() {	# name port
-	local n0
-	n0=$(grep -c "listening on 127.0.0.1:$2" "$W/$1.log" 2>/dev/null)
-	"$NE_SRV" --config "$W/server.conf" --listen "127.0.0.1:$2" \
-	    >>"$W/$1.log" 2>&1 &
-	eval "PID_$1=$!"
-	PIDS+=($!)
-	for _ in $(seq 100); do
-		# a restart appends: wait for a new "listening" line
-		[ "$(grep -c "listening on 127.0.0.1:$2" "$W/$1.log" 2>/dev/null)" -gt "${n0:-0}" ] && return 0
-		sleep 0.1
-	done
-	tail -5 "$W/$1.log"
-	return 1
+start_srv() {	# name port (a restart appends to the log)
+	ne_spawn "$W/$1.log" "$NE_SRV" --config "$W/server.conf" \
+	    --listen "127.0.0.1:$2" || return 1
+	eval "PID_$1=$NE_SPAWN_PID"
+	PIDS+=("$NE_SPAWN_PID")
 }
 PA=$(pg_free_port); PB=$(pg_free_port)
 start_srv A "$PA" && start_srv B "$PB" || { echo "servers did not start"; exit 1; }

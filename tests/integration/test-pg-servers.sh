@@ -25,12 +25,8 @@ ne_softhsm "$W" || exit 77
 MODULE=$NE_MODULE
 cd "$W" || exit 1
 echo 1234 > pin
-softhsm2-util --init-token --free --label server --so-pin 12345678 --pin 1234 >/dev/null
-pkcs11-tool --module "$MODULE" --token-label server --login --pin 1234 \
-    --keypairgen --key-type EC:prime256v1 --id 01 --label srvkey >/dev/null 2>&1
-KEY="pkcs11:token=server;object=srvkey?pin-source=file:$W/pin"
-"$CA" init --dir ca >/dev/null || exit 1
-"$CA" issue --dir ca --role server --p11 "$KEY" --module "$MODULE" --out srv.pem >/dev/null || exit 1
+ne_srv_cert "$CA" "$W/pin" "mintline demo root" || exit 1
+KEY=$SRVKEY
 
 fail=0
 ok()  { echo "ok   - $*"; }
@@ -43,16 +39,10 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; }
 trap cleanup EXIT
 start_server() {	# name port
-	"$SERVER" --listen 127.0.0.1:$2 --ca ca/root.pem --cert srv.pem \
-	    --key "$KEY" --module "$MODULE" --registry "$URL" --workers 2 \
-	    --max-conns 2000 -v > "$1.log" 2>&1 &
-	PIDS+=($!)
-	for i in $(seq 100); do
-		grep -q listening "$1.log" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	cat "$1.log"
-	return 1
+	ne_spawn "$1.log" "$SERVER" --listen 127.0.0.1:$2 --ca ca/root.pem \
+	    --cert srv.pem --key "$KEY" --module "$MODULE" --registry "$URL" \
+	    --workers 2 --max-conns 2000 -v || return 1
+	PIDS+=("$NE_SPAWN_PID")
 }
 PA=$(pg_free_port)
 start_server srvA "$PA" || { bad "server A did not start"; exit 1; }

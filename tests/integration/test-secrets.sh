@@ -51,16 +51,11 @@ ucs2() { printf '%s' "$1" | iconv -f UTF-8 -t UCS-2LE 2>/dev/null | od -An -tx1 
 SPIN=srvpin-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
 RPIN=rdrpin-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
 (umask 077; echo "$SPIN" > spin; echo "$RPIN" > rpin)
-softhsm2-util --init-token --free --label server --so-pin 12345678 --pin "$SPIN" >/dev/null || exit 1
+ne_srv_cert "$CA" "$W/spin" "mintline secrets root" || exit 1
 softhsm2-util --init-token --free --label readers --so-pin 12345678 --pin "$RPIN" >/dev/null || exit 1
-pkcs11-tool --module "$MODULE" --token-label server --login --pin "$SPIN" \
-    --keypairgen --key-type EC:prime256v1 --id 01 --label srvkey >/dev/null 2>&1 || exit 1
 pkcs11-tool --module "$MODULE" --token-label readers --login --pin "$RPIN" \
     --keypairgen --key-type EC:prime256v1 --id 11 --label rdr >/dev/null 2>&1 || exit 1
-SRVKEY="pkcs11:token=server;object=srvkey?pin-source=file:$W/spin"
 RDRKEY="pkcs11:token=readers;object=rdr?pin-source=file:$W/rpin"
-"$CA" init --dir ca --cn "mintline secrets root" >/dev/null || exit 1
-"$CA" issue --dir ca --role server --p11 "$SRVKEY" --module "$MODULE" --out srv.pem >/dev/null || exit 1
 "$CA" issue --dir ca --role reader --serial RDR-S-0001 --p11 "$RDRKEY" --module "$MODULE" --out rdr.pem >/dev/null || exit 1
 ENROLL=rdr.pem
 IDREAD=0
@@ -74,13 +69,11 @@ fi
 "$SERVER" enroll --registry reg.db $ENROLL >/dev/null || exit 1
 
 PORT=$(ne_free_port)
-MINTLINE_TEST_KEYLOG=$W/srv.keys \
+ne_spawn server.log env MINTLINE_TEST_KEYLOG="$W/srv.keys" \
     "$SERVER" --listen 127.0.0.1:$PORT --ca ca/root.pem --cert srv.pem \
-    --key "$SRVKEY" --module "$MODULE" --registry reg.db --sam "emul:$W/sam.key" --workers 2 -v \
-    > server.log 2>&1 &
-SRV_PID=$!
-for _ in $(seq 100); do grep -q listening server.log 2>/dev/null && break; sleep 0.05; done
-grep -q listening server.log || { cat server.log; echo "server did not start"; exit 1; }
+    --key "$SRVKEY" --module "$MODULE" --registry reg.db --sam "emul:$W/sam.key" --workers 2 -v ||
+    { echo "server did not start"; exit 1; }
+SRV_PID=$NE_SPAWN_PID
 
 # scan PID LABEL=HEX...: sets FOUND to the labels found; exits 77 if the
 # memory cannot be read

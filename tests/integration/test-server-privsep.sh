@@ -49,18 +49,12 @@ ok()  { echo "ok   - $*"; }
 bad() { echo "FAIL - $*"; fail=1; }
 
 # ---- ceremony ----
-softhsm2-util --init-token --free --label server --so-pin 12345678 --pin "$PIN" >/dev/null
+ne_srv_cert "$CA" "$W/pin" "privsep test root" || { echo "server key failed"; exit 1; }
 softhsm2-util --init-token --free --label readers --so-pin 12345678 --pin "$PIN" >/dev/null
-for k in "server srvkey 01" "readers rdr 11"; do
-	set -- $k
-	pkcs11-tool --module "$MODULE" --token-label "$1" --login --pin "$PIN" \
-	    --keypairgen --key-type EC:prime256v1 --id "$3" --label "$2" \
-	    >/dev/null 2>&1 || { echo "keygen $2 failed"; exit 1; }
-done
-SRVKEY="pkcs11:token=server;object=srvkey?pin-source=file:$W/pin"
+pkcs11-tool --module "$MODULE" --token-label readers --login --pin "$PIN" \
+    --keypairgen --key-type EC:prime256v1 --id 11 --label rdr \
+    >/dev/null 2>&1 || { echo "keygen rdr failed"; exit 1; }
 RDRKEY="pkcs11:token=readers;object=rdr?pin-source=file:$W/pin"
-"$CA" init --dir ca --cn "privsep test root" >/dev/null || exit 1
-"$CA" issue --dir ca --role server --p11 "$SRVKEY" --module "$MODULE" --out srv.pem >/dev/null || exit 1
 "$CA" issue --dir ca --role reader --serial RDR-0001 --p11 "$RDRKEY" --module "$MODULE" --out good.pem >/dev/null || exit 1
 "$SERVER" enroll --registry reg.db good.pem >/dev/null || { echo "enroll failed"; exit 1; }
 
@@ -182,10 +176,12 @@ drain-timeout = 8000
 log-format    = kv
 CONF
 # the command line overrides the file (listen)
-"$SERVER" --config server.conf --listen 127.0.0.1:$PORT -v > server.log 2>&1 &
-SRV_PID=$!
-wait_log "listening on 127.0.0.1:$PORT" server.log || { cat server.log; echo "server did not start"; exit 1; }
-ok "server started from the configuration file, --listen overrode it"
+ne_spawn server.log "$SERVER" --config server.conf --listen 127.0.0.1:$PORT -v ||
+    { echo "server did not start"; exit 1; }
+SRV_PID=$NE_SPAWN_PID
+grep -q "listening on 127.0.0.1:$PORT" server.log &&
+    ok "server started from the configuration file, --listen overrode it" ||
+    bad "--listen did not override the file: $(grep listening server.log)"
 grep -q '^ts=.* level=warn prog=mintline-server msg="listening' server.log && ok "key=value log lines" || bad "log format: $(head -2 server.log)"
 
 MON_PID=$(pgrep -P "$SRV_PID" -f mintline-monitor | head -1)
@@ -403,9 +399,9 @@ sleep 0.3
 kill -0 "$MON_PID" 2>/dev/null && bad "monitor outlived the server" || ok "monitor exited with the server"
 
 # ---- kill -9 of the monitor ----
-"$SERVER" --config server.conf --listen 127.0.0.1:$PORT > server2.log 2>&1 &
-SRV_PID=$!
-wait_log "listening on" server2.log || { cat server2.log; bad "restart"; }
+ne_spawn server2.log "$SERVER" --config server.conf --listen 127.0.0.1:$PORT ||
+    bad "restart"
+SRV_PID=$NE_SPAWN_PID
 MON_PID=$(pgrep -P "$SRV_PID" -f mintline-monitor | head -1)
 station A && ok "restarted server works" || bad "restarted server"
 kill -9 "$MON_PID"
