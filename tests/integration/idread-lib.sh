@@ -3,10 +3,8 @@
 # cards and defines the scenario functions.  SRV_ARGS: the --server (and
 # --ca/--cert) arguments of the station.
 
-pass=0
-fail=0
-ok()  { echo "ok   - $*"; pass=$((pass + 1)); }
-bad() { echo "FAIL - $*"; fail=$((fail + 1)); }
+# shellcheck source=tests/integration/check-lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/check-lib.sh"
 
 # line DIR multi|single [PUB.der]: a reader chip at pos-00
 line_init() {

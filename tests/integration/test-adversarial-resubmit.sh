@@ -24,10 +24,8 @@ rm -rf "$W"
 source "$top/scripts/issuance-env.sh"
 ne_init "$W" "$B" 4 || exit 77
 trap ne_server_stop EXIT
-fail=0
-ok()  { echo "ok   - $*"; }
-bad() { echo "FAIL - $*"; fail=1; }
-check() { if [ "$1" = "$2" ]; then ok "$3"; else bad "$3 (got '$1', want '$2')"; fi; }
+# shellcheck source=tests/integration/check-lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/check-lib.sh"
 
 ne_keys >/dev/null 2>&1 || { echo "key ceremony failed"; exit 1; }
 ne_chips 10 || exit 1
@@ -118,4 +116,4 @@ done < "$W/first"
 check "$(notes)" 6 "6 notes registered"
 check "$(sqlite3 "$NE_DB" 'select count(distinct note_id) || "/" || count(distinct chip_serial) from note')" "6/6" \
     "none registered twice, none on two chips"
-exit $fail
+exit $((fail != 0))

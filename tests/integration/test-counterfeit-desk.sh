@@ -21,10 +21,8 @@ rm -rf "$W"
 source "$top/scripts/issuance-env.sh"
 ne_init "$W" "$B" 4 || exit 77
 trap ne_server_stop EXIT
-fail=0
-ok()  { echo "ok - $*"; }
-bad() { echo "FAIL - $*"; fail=1; }
-check() { if [ "$1" = "$2" ]; then ok "$3"; else bad "$3 (got $1, want $2)"; fi; }
+# shellcheck source=tests/integration/check-lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/check-lib.sh"
 
 ne_keys || { echo "key ceremony failed"; exit 1; }
 ne_chips $((NOTES + 2)) || exit 1
@@ -116,4 +114,4 @@ else
 fi
 
 ne_server_stop
-exit $fail
+exit $((fail != 0))

@@ -17,10 +17,8 @@ rm -rf "$W"
 source "$top/scripts/issuance-env.sh"
 ne_init "$W" "$B" "$P" || exit 77
 trap ne_server_stop EXIT
-fail=0
-ok()  { echo "ok   - $*"; }
-bad() { echo "FAIL - $*"; fail=1; }
-check() { if [ "$1" = "$2" ]; then ok "$3"; else bad "$3 (got $1, want $2)"; fi; }
+# shellcheck source=tests/integration/check-lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/check-lib.sh"
 
 ne_keys || { echo "key ceremony failed"; exit 1; }
 ne_chips "$P" || exit 1
@@ -52,4 +50,4 @@ ne_server_stop
 busy=$(sed -n 's/.* busy_per_addr=\([0-9]*\) .*/\1/p' "$W/server.log" | tail -1)
 [ "${busy:-0}" -gt 0 ] && ok "the server refused $busy handshakes over the per-address limit" ||
     bad "the server never reached its per-address limit (busy_per_addr=${busy:-?}): the test proves nothing"
-exit $fail
+exit $((fail != 0))

@@ -15,9 +15,8 @@ W=$B/tests/error-messages
 rm -rf "$W"
 mkdir -p "$W/line"
 chmod 700 "$W"
-fail=0
-ok()  { echo "ok   - $*"; }
-bad() { echo "FAIL - $*"; fail=1; }
+# shellcheck source=tests/integration/check-lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/check-lib.sh"
 
 # expect DESC WANT-RC NEEDLE... -- CMD...: exit status and every needle in
 # stderr (fixed strings)
@@ -214,4 +213,4 @@ holder=$!
 fi
 
 [ "$fail" = 0 ] && echo "# all messages name the object and the cause"
-exit "$fail"
+exit $((fail != 0))

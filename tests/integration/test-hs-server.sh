@@ -24,16 +24,14 @@ cd "$W" || exit 1
 echo 1234 > pin
 chmod 600 pin
 
-fail=0
-pass=0
+# shellcheck source=tests/integration/check-lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/check-lib.sh"
 SRV_PID=""
 cleanup() {
 	[ -n "$SRV_PID" ] && kill "$SRV_PID" 2>/dev/null && wait "$SRV_PID" 2>/dev/null
 }
 trap cleanup EXIT
 
-ok()  { echo "ok   - $*"; pass=$((pass + 1)); }
-bad() { echo "FAIL - $*"; fail=$((fail + 1)); }
 
 keygen() {	# token label id
 	pkcs11-tool --module "$MODULE" --token-label "$1" --login --pin 1234 \

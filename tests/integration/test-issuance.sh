@@ -25,10 +25,8 @@ rm -rf "$W"
 source "$top/scripts/issuance-env.sh"
 ne_init "$W" "$B" 6 || exit 77
 trap ne_server_stop EXIT
-fail=0
-ok()  { echo "ok   - $*"; }
-bad() { echo "FAIL - $*"; fail=1; }
-check() { if [ "$1" = "$2" ]; then ok "$3"; else bad "$3 (got $1, want $2)"; fi; }
+# shellcheck source=tests/integration/check-lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/check-lib.sh"
 
 ne_keys || { echo "key ceremony failed"; exit 1; }
 ne_chips $((NOTES + 30)) || exit 1
@@ -130,4 +128,4 @@ check $? 1 "audit --verify fails after a tampered row"
 grep -q "audit row 7" "$W/verify-bad.out" && ok "audit --verify names row 7" ||
     bad "audit --verify does not name row 7: $(cat "$W/verify-bad.out")"
 
-exit $fail
+exit $((fail != 0))

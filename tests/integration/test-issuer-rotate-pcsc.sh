@@ -25,12 +25,8 @@ pcsc_env_require
 # shellcheck source=scripts/issuance-env.sh
 source "$top/scripts/issuance-env.sh"
 ne_init "$W" "$B" 1 || exit 77
-fail=0
-ok()  { echo "ok   - $*"; }
-bad() { echo "FAIL - $*"; fail=1; }
-check() { if [ "$1" = "$2" ]; then ok "$3"; else bad "$3 (got $1, want $2)"; fi; }
-wait_for() { local n=$(( $1 * 10 )); shift; while ((n-- > 0)); do "$@" && return 0; sleep 0.1; done; return 1; }
-count() { grep -c -- "$1" "$2" 2>/dev/null || true; }
+# shellcheck source=tests/integration/check-lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/check-lib.sh"
 cleanup() {
 	ne_server_stop
 	pcsc_env_cleanup
@@ -121,4 +117,4 @@ remove 0
 kill -0 "$NE_SERVER_PID" 2>/dev/null && ok "no restart: the same server process" || bad "server gone"
 
 [ $fail = 0 ] || { echo "--- server.log"; tail -30 "$W/server.log"; }
-exit $fail
+exit $((fail != 0))

@@ -27,16 +27,8 @@ source "$top/scripts/issuance-env.sh"
 ne_init "$W" "$B" 4 || exit 77
 cleanup() { ne_server_stop; wait 2>/dev/null; }
 trap cleanup EXIT
-fail=0
-ok()  { echo "ok   - $*"; }
-bad() { echo "FAIL - $*"; fail=1; }
-check() { if [ "$1" = "$2" ]; then ok "$3"; else bad "$3 (got $1, want $2)"; fi; }
-count() { grep -c -- "$1" "$2" 2>/dev/null || true; }
-wait_for() {
-	local n=$(( $1 * 10 )); shift
-	while ((n-- > 0)); do "$@" && return 0; sleep 0.1; done
-	return 1
-}
+# shellcheck source=tests/integration/check-lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/check-lib.sh"
 
 ne_keys || { echo "key ceremony failed"; exit 1; }
 # the new issuer key, in a token of its own
@@ -200,4 +192,4 @@ check "$(count '"verdict":"GENUINE"' "$W/vc.jsonl")" 2 "the notes written under 
 kill -0 "$NE_SERVER_PID" 2>/dev/null && ok "still the same server process" || bad "server gone"
 
 [ $fail = 0 ] || { echo "--- server.log"; tail -40 "$W/server.log"; }
-exit $fail
+exit $((fail != 0))

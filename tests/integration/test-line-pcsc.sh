@@ -39,13 +39,8 @@ pcsc_env_require
 source "$top/scripts/issuance-env.sh"
 ne_init "$W" "$B" 1 || exit 77
 NR=4
-fail=0
-ok()  { echo "ok   - $*"; }
-bad() { echo "FAIL - $*"; fail=1; }
-check() { if [ "$1" = "$2" ]; then ok "$3"; else bad "$3 (got $1, want $2)"; fi; }
-wait_for() { local n=$(( $1 * 10 )); shift; while ((n-- > 0)); do "$@" && return 0; sleep 0.1; done; return 1; }
-count() { grep -c -- "$1" "$2" 2>/dev/null || true; }
-more() { [ "$(count "$1" "$2")" -gt "$3" ]; }
+# shellcheck source=tests/integration/check-lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/check-lib.sh"
 bg=()
 cleanup() {
 	local p
@@ -288,4 +283,4 @@ check "$(sqlite3 "$NE_DB" "select count(*) from note where note_id like 'MW%'")"
 check "$(sqlite3 "$NE_DB" "select count(distinct chip_serial) from note where note_id like 'MW%'")" 2 "mid-write: on 2 chips, once each"
 check "$(sqlite3 "$W/j-mw.db" 'select count(*) from issue_journal where state = 2')" 2 "mid-write: journal agrees (2 acknowledged)"
 check "$(sqlite3 "$W/j-mw.db" 'select count(*) from issue_journal where state = 1')" 0 "mid-write: nothing left in doubt"
-exit $fail
+exit $((fail != 0))

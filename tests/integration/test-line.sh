@@ -30,18 +30,8 @@ cleanup() {
 	ne_server_stop
 }
 trap cleanup EXIT
-fail=0
-ok()  { echo "ok   - $*"; }
-bad() { echo "FAIL - $*"; fail=1; }
-check() { if [ "$1" = "$2" ]; then ok "$3"; else bad "$3 (got $1, want $2)"; fi; }
-# wait_for SECONDS CMD...: poll until CMD succeeds
-wait_for() {
-	local n=$(( $1 * 10 )); shift
-	while ((n-- > 0)); do "$@" && return 0; sleep 0.1; done
-	return 1
-}
-count() { grep -c -- "$1" "$2" 2>/dev/null || true; }
-more() { [ "$(count "$1" "$2")" -gt "$3" ]; }	# more PATTERN FILE N
+# shellcheck source=tests/integration/check-lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/check-lib.sh"
 written() {	# number of chips of DIR with a note written (offline desk)
 	ne_verify --offline --chips "$1" --json 2>/dev/null | grep -vc '"verdict":"BLANK"'
 }
@@ -230,4 +220,4 @@ check "$(cat "$W"/ov-*.jsonl | grep -c '"result":"refused"')" 0 "two stations: n
 check "$(cat "$W"/ov-*.jsonl | grep -c '"result":"registered_elsewhere"\|"result":"held"')" 20 "two stations: the 20 shared serials reported by the station that lost them"
 echo "# two stations: $(cat "$W"/ov-*.jsonl | grep -c '"result":"held"') serial(s) lost while the other station held them"
 
-exit $fail
+exit $((fail != 0))

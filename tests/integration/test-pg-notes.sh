@@ -25,10 +25,8 @@ rm -rf "$W"
 # shellcheck source=scripts/issuance-env.sh
 source "$top/scripts/issuance-env.sh"
 ne_init "$W" "$B" 4 || exit 77
-fail=0
-ok()  { echo "ok   - $*"; }
-bad() { echo "FAIL - $*"; fail=1; }
-check() { if [ "$1" = "$2" ]; then ok "$3"; else bad "$3 (got $1, want $2)"; fi; }
+# shellcheck source=tests/integration/check-lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/check-lib.sh"
 
 # ne_init made $W 0700 (root): the cluster (owned by nobody) lives beside it
 pg_init "$W-pg" || { echo "cannot start PostgreSQL"; exit 1; }
@@ -261,4 +259,4 @@ check $? 1 "audit --verify fails after a tampered row"
 grep -q "audit row 5" "$W/verify-bad.out" && ok "audit --verify names row 5" ||
     bad "audit --verify does not name row 5: $(cat "$W/verify-bad.out")"
 
-exit $fail
+exit $((fail != 0))

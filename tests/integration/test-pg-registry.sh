@@ -30,10 +30,8 @@ rm -rf "$W"
 mkdir -p "$W"
 cd "$W" || exit 1
 
-fail=0
-pass=0
-ok()  { echo "ok   - $*"; pass=$((pass + 1)); }
-bad() { echo "FAIL - $*"; fail=$((fail + 1)); }
+# shellcheck source=tests/integration/check-lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/check-lib.sh"
 
 pg_init "$W/pg" || { echo "cannot start PostgreSQL"; exit 1; }
 URL=$PG_URL

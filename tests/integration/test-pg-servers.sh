@@ -28,9 +28,8 @@ echo 1234 > pin
 ne_srv_cert "$CA" "$W/pin" "mintline demo root" || exit 1
 KEY=$SRVKEY
 
-fail=0
-ok()  { echo "ok   - $*"; }
-bad() { echo "FAIL - $*"; fail=$((fail + 1)); }
+# shellcheck source=tests/integration/check-lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/check-lib.sh"
 
 "$LOAD" setup --ca-dir ca --registry "$URL" --readers 200 --out bundle \
     > setup.log 2>&1 && ok "$(cat setup.log) (PostgreSQL)" || { cat setup.log; exit 1; }
@@ -107,4 +106,4 @@ PIDS=()
 n=$(pg_psql "SELECT count(*) FROM reader_events WHERE kind = 5")
 [ "${n:-0}" -gt 0 ] && ok "risk records in PostgreSQL after SIGTERM: $n handshake records" ||
     bad "no handshake risk records in PostgreSQL"
-exit $fail
+exit $((fail != 0))

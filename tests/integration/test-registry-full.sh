@@ -54,9 +54,8 @@ cleanup() {	# the cluster holds files on its tablespace: stop it first
 	[ -n "${PG_DIR:-}" ] && pg_cleanup
 }
 trap cleanup EXIT
-fail=0
-ok()  { echo "ok - $*"; }
-bad() { echo "FAIL - $*"; fail=1; }
+# shellcheck source=tests/integration/check-lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/check-lib.sh"
 
 small_fs() {	# DIR [OWNER]: a 2 MiB tmpfs on DIR
 	mkdir -p "$1"
@@ -135,11 +134,11 @@ ne_server_stop
 # ---- PostgreSQL: the note table on a tablespace on the small fs ----
 if [ -n "${REGFULL_USERNS:-}" ]; then
 	echo "skip - PostgreSQL part: in a user namespace (no cluster owner)"
-	exit $fail
+	exit $((fail != 0))
 fi
 if ! pg_find; then
 	echo "skip - PostgreSQL part: postgresql not installed"
-	exit $fail
+	exit $((fail != 0))
 fi
 W=$W0/pg
 NE_PORT=
@@ -163,4 +162,4 @@ count_notes() {
 scenario postgresql "$PG_DIR/full"
 grep -q 'SQLSTATE 53100' "$W/server.log" && ok "postgresql: the server names SQLSTATE 53100" ||
     bad "postgresql: no SQLSTATE 53100 in the server log"
-exit $fail
+exit $((fail != 0))

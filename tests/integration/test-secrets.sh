@@ -36,8 +36,8 @@ MODULE=$NE_MODULE
 cd "$W" || exit 1
 
 pass=0 fail=0 known=0
-ok()  { echo "ok   - $*"; pass=$((pass + 1)); }
-bad() { echo "FAIL - $*"; fail=$((fail + 1)); }
+# shellcheck source=tests/integration/check-lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/check-lib.sh"
 SRV_PID="" RD_PID="" ST_PID=""
 cleanup() {
 	for p in $ST_PID $RD_PID $SRV_PID; do kill "$p" 2>/dev/null; done

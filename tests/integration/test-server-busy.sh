@@ -32,9 +32,8 @@ cleanup() {
 	wait 2>/dev/null
 }
 trap cleanup EXIT
-fail=0
-ok()  { echo "ok - $*"; }
-bad() { echo "FAIL - $*"; fail=1; }
+# shellcheck source=tests/integration/check-lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/check-lib.sh"
 field() { sed -n "s/.*[ :]$1=\([0-9.]*\).*/\1/p" <<<"$2" | tail -1; }
 
 # hold N silent connections from SRC until killed; "held N" once open
@@ -150,4 +149,4 @@ sum=$(sed -n 's/.*refused \([0-9]*\) connection(s) with HS_ALERT_BUSY.*/\1/p' "$
 [ "$sum" = 550 ] && ok "the BUSY log lines add up to 550 refusals" || bad "BUSY log lines add up to $sum"
 grep 'with HS_ALERT_BUSY' "$W/server.log" | head -2 | sed 's/^/# /'
 [ $fail = 0 ] || { echo "# server log (tail):"; tail -5 "$W/server.log"; }
-exit $fail
+exit $((fail != 0))

@@ -33,9 +33,8 @@ ne_init "$W" "$B" 2 || exit 77
 CTRL_PID=
 cleanup() { ne_server_stop; [ -n "$CTRL_PID" ] && kill "$CTRL_PID" 2>/dev/null; wait 2>/dev/null; }
 trap cleanup EXIT
-fail=0
-ok()  { echo "ok - $*"; }
-bad() { echo "FAIL - $*"; fail=1; }
+# shellcheck source=tests/integration/check-lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/check-lib.sh"
 
 ne_keys || { echo "key ceremony failed"; exit 1; }
 ne_chips 2 || exit 1
@@ -109,4 +108,4 @@ done
 ne_provision "$W/chips" >"$W/provision.out" 2>&1
 rc=$?
 [ $rc = 0 ] && ok "server and monitor serve after the probes (provision over the channel: exit 0)" || bad "provision after the probes: exit $rc ($(tail -2 "$W/provision.out"))"
-exit $fail
+exit $((fail != 0))

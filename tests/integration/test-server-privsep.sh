@@ -37,7 +37,8 @@ PIN="Qv7pin-PRIVSEP-4x9Zk2"
 printf '%s\n' "$PIN" > pin
 chmod 600 pin
 
-fail=0
+# shellcheck source=tests/integration/check-lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/check-lib.sh"
 SRV_PID=""
 cleanup() {
 	[ -n "$SRV_PID" ] && kill -9 "$SRV_PID" 2>/dev/null
@@ -45,8 +46,6 @@ cleanup() {
 	wait 2>/dev/null
 }
 trap cleanup EXIT
-ok()  { echo "ok   - $*"; }
-bad() { echo "FAIL - $*"; fail=1; }
 
 # ---- ceremony ----
 ne_srv_cert "$CA" "$W/pin" "privsep test root" || { echo "server key failed"; exit 1; }
@@ -412,4 +411,4 @@ SRV_PID=""
 grep -q "monitor (HSM key) exited" server2.log && ok "monitor loss logged" || bad "monitor loss not logged"
 
 [ "$fail" = 0 ] && echo "all passed" || echo "some checks FAILED"
-exit "$fail"
+exit $((fail != 0))
