@@ -227,14 +227,23 @@ store_create(const char *path, const uint8_t *payload, size_t len)
 	ML_ENSURE((kp = key_path(path)) != NULL, ML_ERR_NOMEM);
 	ML_TRY(ml_rand(s.key, sizeof(s.key)));
 	kfd = open(kp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	ML_ENSURE(kfd >= 0, errno == EEXIST ? ML_ERR_EXISTS : ML_ERR_IO);
-	ML_TRY(write_all(kfd, s.key, sizeof(s.key), 0));
-	ML_ENSURE(fsync(kfd) == 0, ML_ERR_IO);
+	if (kfd < 0 || write_all(kfd, s.key, sizeof(s.key), 0) != 0 ||
+	    fsync(kfd) != 0) {
+		r = ml_errf_sys(errno == EEXIST ? ML_ERR_EXISTS : ML_ERR_IO,
+		    "%s", kp);
+		goto out;
+	}
 	s.fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	ML_ENSURE(s.fd >= 0, errno == EEXIST ? ML_ERR_EXISTS : ML_ERR_IO);
-	ML_ENSURE(ftruncate(s.fd, 2 * (off_t)STORE_SLOT_SIZE) == 0, ML_ERR_IO);
+	if (s.fd < 0 || ftruncate(s.fd, 2 * (off_t)STORE_SLOT_SIZE) != 0) {
+		r = ml_errf_sys(errno == EEXIST ? ML_ERR_EXISTS : ML_ERR_IO,
+		    "%s", path);
+		goto out;
+	}
 	ML_TRY(slot_write(&s, 0, 1, payload, len));
-	ML_ENSURE(fsync(s.fd) == 0, ML_ERR_IO);
+	if (fsync(s.fd) != 0) {
+		r = ml_errf_sys(ML_ERR_IO, "%s", path);
+		goto out;
+	}
 	ML_TRY(fsync_dir_of(path));
 	r = 0;
 out:
@@ -298,10 +307,20 @@ store_open(const char *path, struct store **ret_store, uint8_t **ret_payload,
 	s->fd = -1;
 	s->cut_after = -1;
 	ML_ENSURE((kp = key_path(path)) != NULL, ML_ERR_NOMEM);
-	ML_ENSURE((kfd = open(kp, O_RDONLY | O_CLOEXEC)) >= 0, ML_ERR_IO);
+	if ((kfd = open(kp, O_RDONLY | O_CLOEXEC)) < 0) {
+		r = ml_errf_sys(ML_ERR_IO, "%s", kp);
+		goto out;
+	}
 	ML_TRY(read_all(kfd, s->key, sizeof(s->key), 0, &got));
-	ML_ENSURE(got == sizeof(s->key), ML_ERR_FORMAT);
-	ML_ENSURE((s->fd = open(path, O_RDWR | O_CLOEXEC)) >= 0, ML_ERR_IO);
+	if (got != sizeof(s->key)) {
+		r = ml_errf(ML_ERR_FORMAT, "%s: %zu bytes, not a chip key",
+		    kp, got);
+		goto out;
+	}
+	if ((s->fd = open(path, O_RDWR | O_CLOEXEC)) < 0) {
+		r = ml_errf_sys(ML_ERR_IO, "%s", path);
+		goto out;
+	}
 	ML_TRY(store_lock(s));
 	locked = true;
 	ML_TRY(store_load(s, ret_payload, ret_len));

@@ -128,11 +128,21 @@ hs_ca_load(const char *key_pem, const char *cert_pem, struct hs_ca **ret_ca)
 
 	ML_TRY(ml_ossl_init());
 	ML_ENSURE((ca = calloc(1, sizeof(*ca))) != NULL, ML_ERR_NOMEM);
-	ML_ENSURE((b = BIO_new_file(key_pem, "rb")) != NULL, ML_ERR_IO);
-	ML_ENSURE((ca->key = PEM_read_bio_PrivateKey_ex(b, NULL, NULL, NULL,
-	    ml_ossl_ctx(), NULL)) != NULL, ML_ERR_CRYPTO);
+	if ((b = BIO_new_file(key_pem, "rb")) == NULL) {
+		r = ml_errf_sys(ML_ERR_IO, "%s", key_pem);
+		goto out;
+	}
+	if ((ca->key = PEM_read_bio_PrivateKey_ex(b, NULL, NULL, NULL,
+	    ml_ossl_ctx(), NULL)) == NULL) {
+		r = ml_errf(ML_ERR_CRYPTO, "%s: not a PEM private key",
+		    key_pem);
+		goto out;
+	}
 	BIO_free(b);
-	ML_ENSURE((b = BIO_new_file(cert_pem, "rb")) != NULL, ML_ERR_IO);
+	if ((b = BIO_new_file(cert_pem, "rb")) == NULL) {
+		r = ml_errf_sys(ML_ERR_IO, "%s", cert_pem);
+		goto out;
+	}
 	ML_ENSURE((ca->cert = X509_new_ex(ml_ossl_ctx(), NULL)) != NULL,
 	    ML_ERR_NOMEM);
 	ML_ENSURE(PEM_read_bio_X509(b, &ca->cert, NULL, NULL) != NULL,
@@ -154,14 +164,27 @@ hs_ca_save(const struct hs_ca *ca, const char *key_pem, const char *cert_pem)
 	BIO *b = NULL;
 	int fd, r = ML_ERR_INTERNAL;
 
-	ML_ENSURE((fd = open(key_pem, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-	    0600)) >= 0, ML_ERR_IO);
+	if ((fd = open(key_pem, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+	    0600)) < 0) {
+		r = ml_errf_sys(ML_ERR_IO, "%s", key_pem);
+		goto out;
+	}
 	ML_ENSURE((b = BIO_new_fd(fd, BIO_CLOSE)) != NULL, ML_ERR_NOMEM);
-	ML_ENSURE(PEM_write_bio_PrivateKey(b, ca->key, NULL, NULL, 0, NULL,
-	    NULL) == 1, ML_ERR_IO);
+	if (PEM_write_bio_PrivateKey(b, ca->key, NULL, NULL, 0, NULL,
+	    NULL) != 1) {
+		r = ml_errf(ML_ERR_IO, "%s: cannot write the key", key_pem);
+		goto out;
+	}
 	BIO_free(b);
-	ML_ENSURE((b = BIO_new_file(cert_pem, "wb")) != NULL, ML_ERR_IO);
-	ML_ENSURE(PEM_write_bio_X509(b, ca->cert) == 1, ML_ERR_IO);
+	if ((b = BIO_new_file(cert_pem, "wb")) == NULL) {
+		r = ml_errf_sys(ML_ERR_IO, "%s", cert_pem);
+		goto out;
+	}
+	if (PEM_write_bio_X509(b, ca->cert) != 1) {
+		r = ml_errf(ML_ERR_IO, "%s: cannot write the certificate",
+		    cert_pem);
+		goto out;
+	}
 	r = 0;
 out:
 	BIO_free(b);
@@ -333,7 +356,10 @@ hs_ca_write_pem(const uint8_t *der, size_t len, bool crl, const char *path)
 	X509_CRL *c = NULL;
 	int r = ML_ERR_INTERNAL;
 
-	ML_ENSURE((b = BIO_new_file(path, "wb")) != NULL, ML_ERR_IO);
+	if ((b = BIO_new_file(path, "wb")) == NULL) {
+		r = ml_errf_sys(ML_ERR_IO, "%s", path);
+		goto out;
+	}
 	if (crl) {
 		ML_ENSURE((c = d2i_X509_CRL(NULL, &p, (long)len)) != NULL,
 		    ML_ERR_CRYPTO);
@@ -360,17 +386,23 @@ hs_ca_read_pub(const char *path, uint8_t ret_pub[ML_P256_PUB_LEN])
 	int r = ML_ERR_INTERNAL;
 
 	ML_TRY(ml_ossl_init());
-	ML_ENSURE((b = BIO_new_file(path, "rb")) != NULL, ML_ERR_IO);
+	if ((b = BIO_new_file(path, "rb")) == NULL) {
+		r = ml_errf_sys(ML_ERR_IO, "%s", path);
+		goto out;
+	}
 	if ((pk = PEM_read_bio_PUBKEY_ex(b, NULL, NULL, NULL, ml_ossl_ctx(),
 	    NULL)) == NULL) {
 		(void)BIO_reset(b);
 		ERR_clear_error();
 		pk = d2i_PUBKEY_bio(b, NULL);
 	}
-	ML_ENSURE(pk != NULL, ML_ERR_FORMAT);
-	ML_ENSURE(EVP_PKEY_get_octet_string_param(pk,
+	if (pk == NULL || EVP_PKEY_get_octet_string_param(pk,
 	    OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, ret_pub, ML_P256_PUB_LEN,
-	    &n) == 1 && n == ML_P256_PUB_LEN, ML_ERR_FORMAT);
+	    &n) != 1 || n != ML_P256_PUB_LEN) {
+		r = ml_errf(ML_ERR_FORMAT, "%s: not a P-256 public key (PEM or "
+		    "DER SubjectPublicKeyInfo)", path);
+		goto out;
+	}
 	r = 0;
 out:
 	EVP_PKEY_free(pk);

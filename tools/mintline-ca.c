@@ -150,11 +150,7 @@ cmd_issue(const struct ca_opts *o)
 	    ML_ERR_ARG);
 	ML_ENSURE(strcmp(o->role, "server") == 0 || o->serial[0], ML_ERR_ARG);
 	if (o->pub[0]) {
-		if ((r = hs_ca_read_pub(o->pub, pub)) != 0) {
-			fprintf(stderr, "mintline-ca: %s: not a P-256 public key\n",
-			    o->pub);
-			goto out;
-		}
+		ML_TRY(hs_ca_read_pub(o->pub, pub));
 	} else {
 		ML_TRY(key_p11_pub(o->module, o->p11, pub));
 	}

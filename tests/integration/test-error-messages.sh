@@ -128,6 +128,21 @@ if ! tail -1 "$W/err" | grep -qF "$W/not-a.db"; then
 	bad "server enroll: the final message does not name the registry: $(tail -1 "$W/err")"
 fi
 
+# ---- part 1: the tools ----
+expect "mintline-ca issue: --pub missing" 1 "/nope.der: $ENOENT" -- \
+    "$B/tools/mintline-ca" issue --dir "$W/no-ca" --role server --pub /nope.der --out "$W/o.pem"
+expect "mintline-ca issue: --pub not a key" 1 "$W/empty.csv: not a P-256 public key" -- \
+    "$B/tools/mintline-ca" issue --dir "$W/no-ca" --role server --pub "$W/empty.csv" --out "$W/o.pem"
+expect "mintline-ca issue: no CA in --dir" 1 "$W/no-ca/root.key: $ENOENT" -- \
+    "$B/tools/mintline-ca" issue --dir "$W/no-ca" --role server --pub "$W/issuer.pem" --out "$W/o.pem"
+expect "mintline-mkchip: image in a missing directory" 1 "/nope-dir/x.chip.key: $ENOENT" -- \
+    "$B/tools/mintline-mkchip" note NOTE1 /nope-dir/x.chip
+no_bare_io "mintline-mkchip: image in a missing directory"
+(umask 077; od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$W/sam.key"; echo >>"$W/sam.key")
+expect "mintline-mkidcard: image in a missing directory" 1 "/nope-dir/c.chip.key: $ENOENT" -- \
+    "$B/tools/mintline-mkidcard" --sam-key "$W/sam.key" /nope-dir/c.chip
+no_bare_io "mintline-mkidcard: image in a missing directory"
+
 # ---- part 1: the reader chip (ID-card line) ----
 if "$FIXTURE" init-reader "$W/line" multi >/dev/null 2>&1; then
 	expect "--pin-source missing" 1 "pin-source /nonexist: $ENOENT" -- \
