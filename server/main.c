@@ -669,7 +669,13 @@ cmd_flag(struct cli *cl, int argc, char **argv)
 
 	ML_ENSURE(cl->o.registry[0] && argc == 1, ML_ERR_ARG);
 	ML_TRY(open_registry(&cl->o, &reg));
-	ML_TRY(reg_reader_flag(reg, argv[0], !cl->clear));
+	if ((r = reg_reader_flag(reg, argv[0], !cl->clear)) ==
+	    ML_ERR_NOT_FOUND) {
+		/* not the registry's name: a URL may carry a password */
+		r = ml_errf(r, "%s: no reader or station of that serial in "
+		    "the registry", argv[0]);
+	}
+	ML_TRY(r);
 	ML_TRY(reg_event_add(reg, argv[0], REG_EV_REPORT,
 	    cl->clear ? "flag cleared" : "flagged by risk control"));
 	printf("%s %s\n", argv[0], cl->clear ? "cleared" : "flagged");
@@ -688,7 +694,12 @@ cmd_show(struct cli *cl, int argc, char **argv)
 
 	ML_ENSURE(cl->o.registry[0] && argc == 1, ML_ERR_ARG);
 	ML_TRY(open_registry(&cl->o, &reg));
-	ML_TRY(reg_reader_get(reg, argv[0], &rd));
+	if ((r = reg_reader_get(reg, argv[0], &rd)) == ML_ERR_NOT_FOUND) {
+		/* not the registry's name: a URL may carry a password */
+		r = ml_errf(r, "%s: no reader or station of that serial in "
+		    "the registry", argv[0]);
+	}
+	ML_TRY(r);
 	for (i = 1; i <= 6; i++) {
 		ML_TRY(reg_event_count(reg, argv[0], (enum reg_event)i, &n[i]));
 	}

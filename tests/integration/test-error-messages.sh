@@ -128,6 +128,9 @@ if ! tail -1 "$W/err" | grep -qF "$W/not-a.db"; then
 	bad "server enroll: the final message does not name the registry: $(tail -1 "$W/err")"
 fi
 
+expect "server show: a serial not enrolled" 1 "RDR-NOPE: no reader or station of that serial" -- \
+    "$B/server/mintline-server" show --registry "$W/reg.db" RDR-NOPE
+
 # ---- part 1: the tools ----
 expect "mintline-ca issue: --pub missing" 1 "/nope.der: $ENOENT" -- \
     "$B/tools/mintline-ca" issue --dir "$W/no-ca" --role server --pub /nope.der --out "$W/o.pem"
