@@ -232,6 +232,8 @@ struct srv_sess {
 	uint64_t		 cpu_ns;	/* worker CPU spent so far */
 	uint64_t		 t_accept_us;	/* wall clock at accept */
 	uint64_t		 t0;		/* thread CPU at job start */
+	atomic_ullong		*cpu_acct;	/* the handshake ended in this
+						 * job: its CPU goes here */
 };
 
 ML_MUST_CHECK int srv_sess_new(struct srv *s, uint64_t id, const char *addr,

@@ -21,6 +21,16 @@ wall_us(void)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+/*
+ * This worker's thread CPU clock at the end of its last job (0: no job
+ * yet).  A job's CPU is the clock at its end minus this mark, so each job
+ * reads the clock once, not at its start and its end: CLOCK_THREAD_CPUTIME
+ * is a system call, not a vDSO read (BN-2: host work per handshake).  What
+ * the worker spends between two jobs (taking the next one off the queue)
+ * counts for the next one.
+ */
+static __thread uint64_t worker_cpu_mark;
+
 static uint64_t
 thread_cpu_ns(void)
 {
@@ -104,8 +114,10 @@ srv_sess_established(const struct srv_sess *ss)
 	return ss->established;
 }
 
+/* The handshake is refused; its worker CPU is accounted by the caller
+ * (cpu_ns_rejected). */
 static void
-reject(struct srv_sess *ss, int alert, int r, uint64_t cpu_ns)
+reject(struct srv_sess *ss, int alert, int r)
 {
 	struct srv *s = ss->srv;
 
@@ -113,7 +125,6 @@ reject(struct srv_sess *ss, int alert, int r, uint64_t cpu_ns)
 		alert = HS_ALERT_INTERNAL;
 	}
 	atomic_fetch_add(&s->m.rejected[alert], 1);
-	atomic_fetch_add(&s->m.cpu_ns_rejected, cpu_ns);
 	/*
 	 * Error history of a registered reader (ID-3): only refusals that
 	 * come after its certificate and registry entry were checked, so the
@@ -137,7 +148,8 @@ srv_sess_timeout(struct srv_sess *ss, struct ml_wr *out)
 	uint8_t a[2] = { HS_ALERT, HS_ALERT_TIMEOUT };
 
 	if (!ss->established) {
-		reject(ss, HS_ALERT_TIMEOUT, ML_ERR_TIMEOUT, ss->cpu_ns);
+		reject(ss, HS_ALERT_TIMEOUT, ML_ERR_TIMEOUT);
+		atomic_fetch_add(&ss->srv->m.cpu_ns_rejected, ss->cpu_ns);
 		(void)!hs_frame_put(out, a, sizeof(a));
 	} else {
 		ml_info("conn %llu %s: idle timeout (%s)",
@@ -153,8 +165,8 @@ handshake_input(struct srv_sess *ss, const uint8_t *body, size_t len,
 	int r;
 
 	if ((r = hs_advance(ss->hs, body, len, out)) != 0) {
-		reject(ss, hs_alert(ss->hs), r,
-		    ss->cpu_ns + thread_cpu_ns() - ss->t0);
+		reject(ss, hs_alert(ss->hs), r);
+		ss->cpu_acct = &s->m.cpu_ns_rejected;
 		return 1;
 	}
 	if (!hs_is_done(ss->hs)) {
@@ -166,13 +178,15 @@ handshake_input(struct srv_sess *ss, const uint8_t *body, size_t len,
 	 */
 	if (s->mon != NULL && (r = mon_sess_auth(s->mon, ss->id)) != 0) {
 		atomic_fetch_add(&s->m.monitor_errors, 1);
-		reject(ss, HS_ALERT_INTERNAL, r, ss->cpu_ns);
+		reject(ss, HS_ALERT_INTERNAL, r);
+		ss->cpu_acct = &s->m.cpu_ns_rejected;
 		return 1;
 	}
 	if ((r = hs_rl_init(&ss->rl, ss->hs)) != 0 ||
 	    (r = hs_peer_cert_copy(ss->hs, &ss->peer_cert,
 	    &ss->peer_cert_len)) != 0) {
-		reject(ss, HS_ALERT_INTERNAL, r, ss->cpu_ns);
+		reject(ss, HS_ALERT_INTERNAL, r);
+		ss->cpu_acct = &s->m.cpu_ns_rejected;
 		return 1;
 	}
 	ss->peer = *hs_peer(ss->hs);
@@ -185,7 +199,7 @@ handshake_input(struct srv_sess *ss, const uint8_t *body, size_t len,
 	srv_hist_observe(&s->m.hs_latency, wall_us() - ss->t_accept_us);
 	srv_events_post(s->events, ss->peer.serial, REG_EV_HANDSHAKE,
 	    ss->peer.flow == HS_FLOW_A ? "flow A" : "flow B");
-	atomic_fetch_add(&s->m.cpu_ns_ok, ss->cpu_ns + thread_cpu_ns() - ss->t0);
+	ss->cpu_acct = &s->m.cpu_ns_ok;
 	ml_info("conn %llu %s: handshake %c ok: %s %s certno %s",
 	    (unsigned long long)ss->id, ss->addr,
 	    ss->peer.flow == HS_FLOW_A ? 'A' : 'B',
@@ -264,9 +278,13 @@ int
 srv_sess_input(struct srv_sess *ss, const uint8_t *body, size_t len,
     struct ml_wr *out)
 {
+	uint64_t now;
 	int ret;
 
-	ss->t0 = thread_cpu_ns();
+	if (worker_cpu_mark == 0) {
+		worker_cpu_mark = thread_cpu_ns();	/* this worker's first job */
+	}
+	ss->t0 = worker_cpu_mark;
 	/* key operations on this thread are for this session (monitor) */
 	mon_bind(ss->id, ss->established ? MON_PHASE_POSTAUTH :
 	    MON_PHASE_PREAUTH);
@@ -278,6 +296,12 @@ srv_sess_input(struct srv_sess *ss, const uint8_t *body, size_t len,
 		ret = record_input(ss, body, len, out);
 	}
 	mon_bind(0, MON_PHASE_NONE);
-	ss->cpu_ns += thread_cpu_ns() - ss->t0;
+	now = thread_cpu_ns();
+	ss->cpu_ns += now - ss->t0;
+	worker_cpu_mark = now;
+	if (ss->cpu_acct != NULL) {	/* the handshake ended: ok or refused */
+		atomic_fetch_add(ss->cpu_acct, ss->cpu_ns);
+		ss->cpu_acct = NULL;
+	}
 	return ret;
 }
