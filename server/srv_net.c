@@ -287,6 +287,12 @@ conn_reap(struct net *n)
  * job) and free it before this thread has written to the eventfd.  So
  * everything the hand-back needs is read before, and j is not touched
  * after the unlock (ID-5: a flood must not crash the server).
+ *
+ * Only the worker that finds n->done empty wakes the I/O thread: one
+ * eventfd write per batch of finished jobs, not one per job (BN-2).  The
+ * others' jobs join a list whose wake-up is already owed: jobs_done reads
+ * the eventfd before it takes the list, so a job pushed after the list
+ * was taken finds it empty again and writes its own wake-up.
  */
 static void
 worker_run(struct srv_job *job)
@@ -295,12 +301,17 @@ worker_run(struct srv_job *job)
 	struct net *n = j->net;
 	int efd = j->srv->done_efd;
 	uint64_t one = 1;
+	bool wake;
 
 	j->close = srv_sess_input(j->c->ss, j->body, j->len, &j->out);
 	pthread_mutex_lock(&n->done_mu);
+	wake = n->done == NULL;
 	j->done_next = n->done;
 	n->done = j;
 	pthread_mutex_unlock(&n->done_mu);
+	if (!wake) {
+		return;
+	}
 #ifdef ML_TEST_HOOKS
 	if (n->test_wake_delay_us > 0) {
 		usleep(n->test_wake_delay_us);
