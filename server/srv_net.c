@@ -80,7 +80,9 @@ struct conn {
 	bool		 unauth;	/* counted in the unauthenticated limits */
 	uint8_t		 akey[AKEY_LEN];
 	uint64_t	 last_ms;	/* last input or output (SIGTERM drain) */
-	uint32_t	 events;	/* current epoll interest */
+	uint32_t	 events;	/* epoll interest wanted */
+	uint32_t	 armed;		/* interest armed in the kernel: 0 once
+					 * an event was reported (EPOLLONESHOT) */
 	bool		 dead;		/* closed during an epoll batch: freed
 					 * after it (conn_free) */
 	struct conn	*dead_next;
@@ -216,14 +218,26 @@ sockaddr_key(const struct sockaddr_storage *sa, uint8_t key[AKEY_LEN])
 	}
 }
 
+/*
+ * A connection is registered EPOLLONESHOT: an event reported for it
+ * disarms it (c->armed = 0), so the usual round of a request, "stop
+ * reading while a job holds c" and "read again once it is back", costs
+ * one epoll_ctl (the re-arm) instead of two (BN-2: host work per
+ * handshake).  c->events is what the code wants; set_interest arms it
+ * when it differs from what is armed, and run_loop re-arms what is
+ * wanted after each event, so a path that leaves the interest as it was
+ * finds it as it was.  A wanted 0 stays registered as EPOLLONESHOT alone:
+ * a hang-up while a job holds c is then reported once, not in a loop.
+ */
 static void
 set_interest(struct net *n, struct conn *c, uint32_t ev)
 {
-	struct epoll_event e = { .events = ev, .data.ptr = c };
+	struct epoll_event e = { .events = ev | EPOLLONESHOT, .data.ptr = c };
 
-	if (ev != c->events) {
+	c->events = ev;
+	if (ev != c->armed) {
 		(void)epoll_ctl(n->ep, EPOLL_CTL_MOD, c->fd, &e);
-		c->events = ev;
+		c->armed = ev;
 	}
 }
 
@@ -652,8 +666,8 @@ accept_all(struct net *n)
 			continue;
 		}
 		c->deadline_ms = wait_deadline(s, c);
-		c->events = EPOLLIN;
-		e.events = EPOLLIN;
+		c->events = c->armed = EPOLLIN;
+		e.events = EPOLLIN | EPOLLONESHOT;	/* see set_interest */
 		e.data.ptr = c;
 		if (epoll_ctl(n->ep, EPOLL_CTL_ADD, fd, &e) != 0) {
 			srv_sess_free(c->ss);
@@ -1129,6 +1143,50 @@ out:
 }
 
 /*
+ * The connections named in an epoll batch were disarmed by the kernel
+ * when it reported them (EPOLLONESHOT, see set_interest): say so before
+ * any of the batch is handled, since a finished job (jobs_done) may come
+ * first in the batch and must re-arm its connection with an epoll_ctl.
+ */
+static void
+conns_disarmed(struct net *n, const struct epoll_event *ev, int k)
+{
+	int i;
+
+	for (i = 0; i < k; i++) {
+		void *tag = ev[i].data.ptr;
+
+		if (tag != TAG_LISTEN && tag != TAG_EVENT &&
+		    tag != TAG_SIGNAL && tag != TAG_METRICS &&
+		    tag != TAG_MONITOR && !is_mconn(n, tag)) {
+			((struct conn *)tag)->armed = 0;
+		}
+	}
+}
+
+/* An epoll event on connection c (events: what was reported). */
+static void
+conn_event(struct net *n, struct conn *c, uint32_t events)
+{
+	if (c->draining) {
+		conn_readable(n, c);
+		return;
+	}
+	if ((events & EPOLLOUT) && !conn_writable(n, c)) {
+		return;
+	}
+	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+		if (c->busy || c->closing) {
+			if (events & (EPOLLHUP | EPOLLERR)) {
+				set_interest(n, c, 0);
+			}
+			return;
+		}
+		conn_readable(n, c);
+	}
+}
+
+/*
  * srv_run's loop: one epoll round per TICK_MS, then timeouts, the BUSY log,
  * metrics connections past their deadline and the periodic stats line.
  * Returns 0 once a drain (stop, SIGTERM/SIGINT, monitor lost) has finished,
@@ -1155,6 +1213,7 @@ run_loop(struct net *n, int sfd)
 			return ML_ERR_IO;
 		}
 		n->batching = true;
+		conns_disarmed(n, ev, k);
 		for (i = 0; i < k; i++) {
 			void *tag = ev[i].data.ptr;
 
@@ -1194,22 +1253,9 @@ run_loop(struct net *n, int sfd)
 				if (c->dead) {
 					continue;	/* closed earlier in this batch */
 				}
-				if (c->draining) {
-					conn_readable(n, c);
-					continue;
-				}
-				if ((ev[i].events & EPOLLOUT) &&
-				    !conn_writable(n, c)) {
-					continue;
-				}
-				if (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-					if (c->busy || c->closing) {
-						if (ev[i].events & (EPOLLHUP | EPOLLERR)) {
-							set_interest(n, c, 0);
-						}
-						continue;
-					}
-					conn_readable(n, c);
+				conn_event(n, c, ev[i].events);
+				if (!c->dead) {	/* re-arm (EPOLLONESHOT) */
+					set_interest(n, c, c->events);
 				}
 			}
 		}
