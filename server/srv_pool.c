@@ -79,8 +79,14 @@ srv_pool_submit(struct srv_pool *p, struct srv_job *job, srv_job_fn fn)
 		p->head = job;
 	}
 	p->tail = job;
-	pthread_cond_signal(&p->cv);
 	pthread_mutex_unlock(&p->mu);
+	/*
+	 * Signalled after the unlock: a worker woken while the submitter
+	 * still held the mutex went straight back to sleep on it (two more
+	 * futex calls per job, BN-2).  No wake-up is lost: a worker checks
+	 * the queue under the mutex before it waits.
+	 */
+	pthread_cond_signal(&p->cv);
 }
 
 void
