@@ -32,18 +32,8 @@ KILL_ROUNDS=${KILL_ROUNDS:-3}
 NOTE_SERIAL=PCSC-NOTE-0001
 READER_SERIAL=PCSC-RDR-0001
 
-failures=0
-fail() {
-	echo "FAIL: $*" >&2
-	failures=$((failures + 1))
-}
-die() {
-	echo "FAIL: $*" >&2
-	exit 1
-}
-pass() {
-	echo "ok: $*"
-}
+# shellcheck source=tests/integration/check-lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/check-lib.sh"
 
 for x in "$CHIP" "$MKCHIP" "$CHECK"; do
 	[[ -x $x ]] || die "$x not built (set MINTLINE_BUILD_DIR)"
@@ -57,11 +47,7 @@ mkdir -p "$work" || die "cannot create $work"
 # shellcheck disable=SC2317 # called from the EXIT trap
 cleanup() {
 	pcsc_env_cleanup
-	if [[ ${KEEP_WORK:-} || $failures -gt 0 ]]; then
-		echo "work directory kept: $work" >&2
-	else
-		rm -rf "$work"
-	fi
+	work_cleanup "$work"
 }
 trap cleanup EXIT
 
@@ -75,7 +61,7 @@ echo "pcscd: mode $PCSC_ENV_MODE, PCSCLITE_CSOCK_NAME=$PCSCLITE_CSOCK_NAME"
 "$MKCHIP" reader "$READER_SERIAL" "$work/reader.img" ||
     die "mintline-mkchip reader"
 "$MKCHIP" note "$NOTE_SERIAL" "$work/note.img" 2>/dev/null &&
-    fail "mintline-mkchip overwrote an existing image"
+    bad "mintline-mkchip overwrote an existing image"
 
 declare -A chip_pid
 start_chip() {		# INDEX IMAGE
@@ -93,7 +79,7 @@ start_chip 0 "$work/note.img"
 start_chip 1 "$work/reader.img"
 wait_slot 0 present || die "note chip never appeared in $VPCD_READER_0"
 wait_slot 1 present || die "reader chip never appeared in $VPCD_READER_1"
-pass "both chips present"
+ok "both chips present"
 
 # ---- OpenSC and pcsc-tools see them ----
 
@@ -102,16 +88,16 @@ echo "$out" | sed 's/^/  opensc-tool -l | /'
 for i in 0 1; do
 	reader_var=VPCD_READER_$i
 	grep -Eq "^[0-9]+ +Yes .*${!reader_var}\$" <<<"$out" ||
-	    fail "opensc-tool -l: no card in ${!reader_var}"
+	    bad "opensc-tool -l: no card in ${!reader_var}"
 done
 if command -v pcsc_scan >/dev/null; then
 	out=$(timeout 10 pcsc_scan -r 2>&1)
 	for i in 0 1; do
 		reader_var=VPCD_READER_$i
 		grep -Fq "${!reader_var}" <<<"$out" ||
-		    fail "pcsc_scan -r does not list ${!reader_var}"
+		    bad "pcsc_scan -r does not list ${!reader_var}"
 	done
-	pass "pcsc_scan -r lists both readers"
+	ok "pcsc_scan -r lists both readers"
 fi
 
 # opensc-tool's reader number for a reader name.
@@ -151,23 +137,23 @@ check_opensc_chip() {	# INDEX KIND SERIAL
 	local reader_var=VPCD_READER_$1 no ans data sw
 	no=$(opensc_reader_no "${!reader_var}")
 	[[ -n $no ]] || {
-		fail "opensc-tool does not list ${!reader_var}"
+		bad "opensc-tool does not list ${!reader_var}"
 		return
 	}
 	ans=$(opensc_apdus "$no" "00A4040009${AID_PREFIX}$2" "$GET_CHIP_INFO") || {
-		fail "opensc-tool --send-apdu on reader $no"
+		bad "opensc-tool --send-apdu on reader $no"
 		return
 	}
 	read -r data sw <<<"$ans"
-	[[ $sw == 9000 ]] || fail "GET DATA on reader $no: SW $sw"
+	[[ $sw == 9000 ]] || bad "GET DATA on reader $no: SW $sw"
 	# C1 10 <serial, space padded to 16>
 	[[ $data == *C110$(hex_of "$(printf '%-16s' "$3")")* ]] ||
-	    fail "GET DATA on reader $no: serial $3 not in $data"
+	    bad "GET DATA on reader $no: serial $3 not in $data"
 	[[ $sw == 9000 && $data == *C110$(hex_of "$(printf '%-16s' "$3")")* ]] &&
-	    pass "opensc-tool: SELECT + GET DATA on ${!reader_var} reads $3"
+	    ok "opensc-tool: SELECT + GET DATA on ${!reader_var} reads $3"
 	ans=$(opensc_apdus "$no" "00A4040009${AID_PREFIX}0F")
 	read -r data sw <<<"$ans"
-	[[ $sw != 9000 ]] || fail "SELECT of an unknown AID answered 9000"
+	[[ $sw != 9000 ]] || bad "SELECT of an unknown AID answered 9000"
 }
 check_opensc_chip 0 "$KIND_NOTE" "$NOTE_SERIAL"
 check_opensc_chip 1 "$KIND_READER" "$READER_SERIAL"
@@ -176,15 +162,15 @@ check_opensc_chip 1 "$KIND_READER" "$READER_SERIAL"
 
 # "pcsc:" is every reader of the (private) pcscd: both of ours.
 if "$CHECK" selftest pcsc: >"$work/selftest.out" 2>&1; then
-	pass "pcsc_link_check selftest (pcsc:)"
+	ok "pcsc_link_check selftest (pcsc:)"
 else
-	fail "pcsc_link_check selftest"
+	bad "pcsc_link_check selftest"
 fi
 sed 's/^/  selftest | /' "$work/selftest.out"
 grep -q "^serial=$NOTE_SERIAL\$" "$work/selftest.out" ||
-    fail "chip link did not read the note serial"
+    bad "chip link did not read the note serial"
 grep -q "^serial=$READER_SERIAL\$" "$work/selftest.out" ||
-    fail "chip link did not read the reader serial"
+    bad "chip link did not read the reader serial"
 
 # ---- power cuts in the middle of store commits ----
 
@@ -193,7 +179,7 @@ grep -q "^serial=$READER_SERIAL\$" "$work/selftest.out" ||
 "$CHECK" swap "pcsc:$VPCD_READER_0" 0 30000 >"$work/swap.out" 2>&1 &
 swap=$!
 _pcsc_wait_for 10 grep -q '^armed' "$work/swap.out" ||
-    fail "swap watcher did not start"
+    bad "swap watcher did not start"
 
 for ((round = 1; round <= KILL_ROUNDS; round++)); do
 	"$CHECK" burst "pcsc:$VPCD_READER_0" 0 "$SO_PIN" 1000000 \
@@ -204,44 +190,44 @@ for ((round = 1; round <= KILL_ROUNDS; round++)); do
 	kill -KILL "${chip_pid[0]}"
 	wait "${chip_pid[0]}" 2>/dev/null
 	if ! wait "$burst"; then
-		fail "round $round: burst did not end on the lost chip"
+		bad "round $round: burst did not end on the lost chip"
 		sed 's/^/  burst | /' "$work/burst-$round.out"
 	fi
 	acked=$(sed -n 's/^acked=//p' "$work/burst-$round.out")
-	wait_slot 0 absent || fail "round $round: killed chip still present"
+	wait_slot 0 absent || bad "round $round: killed chip still present"
 
 	start_chip 0 "$work/note.img"
 	wait_slot 0 present || die "round $round: restarted chip never appeared"
 	if ! "$CHECK" info "pcsc:$VPCD_READER_0" 0 >"$work/info-$round.out"; then
-		fail "round $round: restarted chip does not answer"
+		bad "round $round: restarted chip does not answer"
 		continue
 	fi
 	label=$(sed -n 's/^label=//p' "$work/info-$round.out")
 	serial=$(sed -n 's/^serial=//p' "$work/info-$round.out")
 	[[ $serial == "$NOTE_SERIAL" ]] ||
-	    fail "round $round: serial reads back as '$serial'"
+	    bad "round $round: serial reads back as '$serial'"
 	before=$(printf 'burst-%06d' "$acked")
 	after=$(printf 'burst-%06d' $((acked + 1)))
 	if [[ $label == "$before" || $label == "$after" ]]; then
-		pass "round $round: $acked commits acked, image holds $label"
+		ok "round $round: $acked commits acked, image holds $label"
 	else
-		fail "round $round: $acked commits acked, image holds '$label'" \
+		bad "round $round: $acked commits acked, image holds '$label'" \
 		    "(want $before or $after)"
 	fi
 done
 if wait "$swap"; then
-	pass "link across the cut: $(grep '^generation' "$work/swap.out")"
+	ok "link across the cut: $(grep '^generation' "$work/swap.out")"
 else
-	fail "link across the cut"
+	bad "link across the cut"
 fi
 sed 's/^/  swap | /' "$work/swap.out"
 grep -q "chip_open\|cannot open" "$work/chip-0.log" &&
-    fail "a restarted mintline-chip could not open its image"
+    bad "a restarted mintline-chip could not open its image"
 
 # The other chip went on untouched.
 "$CHECK" info "pcsc:$VPCD_READER_1" 0 >"$work/info-reader.out" &&
     grep -q "^serial=$READER_SERIAL\$" "$work/info-reader.out" ||
-    fail "reader chip lost while the note chip was cut"
+    bad "reader chip lost while the note chip was cut"
 
 # ---- pcscd restart: the chips reconnect by themselves ----
 
@@ -250,9 +236,9 @@ pcsc_env_stop
 PCSC_ENV_PORT_BASE=$first pcsc_env_start "$work" 2 ||
     die "private pcscd did not restart on port $first"
 if wait_slot 0 present && wait_slot 1 present; then
-	pass "both chips reconnected to the restarted pcscd"
+	ok "both chips reconnected to the restarted pcscd"
 else
-	fail "chips did not reconnect after a pcscd restart"
+	bad "chips did not reconnect after a pcscd restart"
 fi
 
 # ---- SIGTERM is a clean exit ----
@@ -260,12 +246,12 @@ fi
 kill -TERM "${chip_pid[1]}"
 wait "${chip_pid[1]}"
 rc=$?
-[[ $rc == 0 ]] && pass "mintline-chip exits 0 on SIGTERM" ||
-    fail "mintline-chip exit status $rc on SIGTERM"
-wait_slot 1 absent || fail "stopped chip still present"
+[[ $rc == 0 ]] && ok "mintline-chip exits 0 on SIGTERM" ||
+    bad "mintline-chip exit status $rc on SIGTERM"
+wait_slot 1 absent || bad "stopped chip still present"
 
-if ((failures > 0)); then
-	echo "$failures failure(s); logs in $work" >&2
+if ((fail > 0)); then
+	echo "$fail failure(s); logs in $work" >&2
 	exit 1
 fi
 exit 0

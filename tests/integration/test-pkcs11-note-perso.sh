@@ -30,11 +30,8 @@ SO_PIN=87654321
 PIN=123456
 SERIAL=P11-PERSO-0001
 
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-pass() { echo "ok: $*"; }
-die() { echo "FAIL: $*" >&2; exit 1; }
-skip() { echo "SKIP: $*" >&2; exit 77; }
+# shellcheck source=tests/integration/check-lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/check-lib.sh"
 
 command -v pkcs11-tool >/dev/null || skip "pkcs11-tool (OpenSC) not installed"
 command -v openssl >/dev/null || skip "openssl not installed"
@@ -49,11 +46,7 @@ export HOME=$work/home
 unset XDG_CONFIG_HOME
 export MINTLINE_PKCS11_CONF=$work/none.conf
 cleanup() {
-	if [[ ${KEEP_WORK:-} || $failures -gt 0 ]]; then
-		echo "work directory kept: $work" >&2
-	else
-		rm -rf "$work"
-	fi
+	work_cleanup "$work"
 }
 trap cleanup EXIT
 
@@ -76,19 +69,19 @@ so() { p11 --login --login-type so --so-pin "$SO_PIN" "$@"; }
 run() {	# run NAME CMD...: pass if CMD succeeds
 	local name=$1; shift
 	if "$@" >"$work/out" 2>&1; then
-		pass "$name"
+		ok "$name"
 	else
-		fail "$name"; cat "$work/out" >&2
+		bad "$name"; cat "$work/out" >&2
 	fi
 }
 refused() {	# refused NAME CKR CMD...: pass if CMD fails with CKR
 	local name=$1 ckr=$2; shift 2
 	if "$@" >"$work/out" 2>&1; then
-		fail "$name: accepted"
+		bad "$name: accepted"
 	elif grep -q "$ckr" "$work/out"; then
-		pass "$name (${ckr//\\|/ or })"
+		ok "$name (${ckr//\\|/ or })"
 	else
-		fail "$name: not $ckr"; cat "$work/out" >&2
+		bad "$name: not $ckr"; cat "$work/out" >&2
 	fi
 }
 
@@ -134,9 +127,9 @@ if p11 -O >"$work/out" 2>&1 && grep -q "label: *chip" "$work/out" &&
     grep -q "label: *issuer 0" "$work/out" &&
     ! grep -q "label: *server" "$work/out" &&
     ! grep -q "mintline-lock" "$work/out"; then
-	pass "objects after personalisation: chip key and issuer 0"
+	ok "objects after personalisation: chip key and issuer 0"
 else
-	fail "objects after personalisation"; cat "$work/out" >&2
+	bad "objects after personalisation"; cat "$work/out" >&2
 fi
 
 # ---- a second note, SO only (no user PIN): the chip key made as SO ----
@@ -149,9 +142,9 @@ run "note 2: init-token" p2 --init-token --label "note 2" --so-pin "$SO_PIN"
 if so2 --keypairgen --key-type EC:prime256v1 --label chip --id 01 \
     >"$work/out" 2>&1 && ! grep -qi "warning\|error" "$work/out" &&
     grep -q "Private Key Object" "$work/out"; then
-	pass "note 2: keypairgen chip as SO"
+	ok "note 2: keypairgen chip as SO"
 else
-	fail "note 2: keypairgen chip as SO"; cat "$work/out" >&2
+	bad "note 2: keypairgen chip as SO"; cat "$work/out" >&2
 fi
 run "note 2: issuer 1" so2 --write-object "$work/issuer.pub.der" \
     --type pubkey --label issuer-1
@@ -173,8 +166,8 @@ run "note_perso_check (note 2)" "$CHECK" "$work/note2.img" \
     "$work/other.pem" "$work/server.pem" "$work/k5.pem"
 cat "$work/out"
 
-if [[ $failures -gt 0 ]]; then
-	echo "$failures failure(s)" >&2
+if [[ $fail -gt 0 ]]; then
+	echo "$fail failure(s)" >&2
 	exit 1
 fi
 echo "all passed"

@@ -38,11 +38,8 @@ NEW_PIN=654321
 R_SERIAL=P11-RDR-0001
 N_SERIAL=P11-NOTE-0001
 
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-pass() { echo "ok: $*"; }
-die() { echo "FAIL: $*" >&2; exit 1; }
-skip() { echo "SKIP: $*" >&2; exit 77; }
+# shellcheck source=tests/integration/check-lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/check-lib.sh"
 
 command -v pkcs11-tool >/dev/null || skip "pkcs11-tool (OpenSC) not installed"
 command -v openssl >/dev/null || skip "openssl not installed"
@@ -61,11 +58,7 @@ cleanup() {
 	if [[ $mode == pcsc ]]; then
 		pcsc_env_cleanup
 	fi
-	if [[ ${KEEP_WORK:-} || $failures -gt 0 ]]; then
-		echo "work directory kept: $work" >&2
-	else
-		rm -rf "$work"
-	fi
+	work_cleanup "$work"
 }
 trap cleanup EXIT
 
@@ -108,18 +101,18 @@ t() {		# NAME COMMAND...: run, keep the output in $out
 	local name=$1
 	shift
 	if out=$("$@" 2>&1); then
-		pass "$name"
+		ok "$name"
 		return 0
 	fi
-	fail "$name"
+	bad "$name"
 	echo "$out" | sed 's/^/    | /' >&2
 	return 1
 }
 expect() {	# NAME PATTERN: $out of the last t matches
 	if grep -Eq -- "$2" <<<"$out"; then
-		pass "$1"
+		ok "$1"
 	else
-		fail "$1 (no /$2/)"
+		bad "$1 (no /$2/)"
 		echo "$out" | sed 's/^/    | /' >&2
 	fi
 }
@@ -167,18 +160,18 @@ t "-T" $P -T && {
 }
 t "--change-pin" $P --token-label "Reader A" --login --pin $PIN --change-pin --new-pin $NEW_PIN
 if $P --token-label "Reader A" --login --pin 000000 -O >/dev/null 2>&1; then
-	fail "wrong PIN accepted"
+	bad "wrong PIN accepted"
 else
-	pass "wrong PIN refused"
+	ok "wrong PIN refused"
 fi
 t "-T after a wrong PIN" $P --token-label "Reader A" -T &&
     expect "PIN count low reported" "user PIN count low"
 t "--login (resets the counter)" $P --token-label "Reader A" --login --pin $NEW_PIN -O
 t "-T after login" $P --token-label "Reader A" -T
 if grep -q "user PIN count low" <<<"$out"; then
-	fail "PIN counter not reset by a good login"
+	bad "PIN counter not reset by a good login"
 else
-	pass "PIN counter reset"
+	ok "PIN counter reset"
 fi
 
 L=(--token-label "Reader A" --login --pin "$NEW_PIN")
@@ -196,11 +189,11 @@ head -c 1000 /dev/urandom >"$work/msg.bin"
 openssl dgst -sha256 -binary "$work/msg.bin" >"$work/msg.sha256"
 t "--read-object pubkey (generated)" $P "${R[@]}" --read-object --type pubkey --id 01 -o "$work/key1.der"
 openssl pkey -pubin -inform DER -in "$work/key1.der" -out "$work/key1.pem" 2>/dev/null ||
-    fail "exported public key is not a SubjectPublicKeyInfo"
+    bad "exported public key is not a SubjectPublicKeyInfo"
 
 t "--sign ECDSA-SHA256" $P "${L[@]}" --sign -m ECDSA-SHA256 --id 01 -i "$work/msg.bin" -o "$work/sig1.raw"
-[[ $(stat -c %s "$work/sig1.raw" 2>/dev/null) == 64 ]] && pass "raw r||s is 64 bytes" ||
-    fail "ECDSA signature is not raw r||s"
+[[ $(stat -c %s "$work/sig1.raw" 2>/dev/null) == 64 ]] && ok "raw r||s is 64 bytes" ||
+    bad "ECDSA signature is not raw r||s"
 t "--verify ECDSA-SHA256" $P "${R[@]}" --verify -m ECDSA-SHA256 --id 01 -i "$work/msg.bin" --signature-file "$work/sig1.raw" &&
     expect "verify ECDSA-SHA256 valid" "Signature is valid"
 t "--sign ECDSA (openssl format)" $P "${L[@]}" --sign -m ECDSA --id 01 -i "$work/msg.sha256" -o "$work/sig2.der" --signature-format openssl
@@ -222,8 +215,8 @@ for _ in $(seq 100); do
 	kill -0 $holdpid 2>/dev/null || break
 	sleep 0.1
 done
-[[ -e $work/hold.ready ]] && pass "shared: a process holds a session and signs" ||
-    fail "shared: the holding process never signed ($(cat "$work/hold.log"))"
+[[ -e $work/hold.ready ]] && ok "shared: a process holds a session and signs" ||
+    bad "shared: the holding process never signed ($(cat "$work/hold.log"))"
 t "shared: -L beside it" $P -L && expect "shared: -L shows the token" "token label +: Reader A"
 if [[ $mode == pcsc ]]; then
 	# Another client resets the card twice: the holder re-selects and
@@ -238,17 +231,17 @@ t "shared: --verify beside it" $P "${R[@]}" --verify -m ECDSA-SHA256 --id 01 -i 
 sleep 0.5
 touch "$work/hold.stop"
 if wait $holdpid; then
-	pass "shared: the holder and its forked child signed throughout ($(tail -1 "$work/hold.log"))"
+	ok "shared: the holder and its forked child signed throughout ($(tail -1 "$work/hold.log"))"
 else
-	fail "shared: the holder or its child failed"
+	bad "shared: the holder or its child failed"
 	sed 's/^/    | /' "$work/hold.log" >&2
 fi
 
 printf 'x' | dd of="$work/sig3.raw" bs=1 seek=10 conv=notrunc 2>/dev/null
 if $P "${R[@]}" --verify -m ECDSA --id 01 -i "$work/msg.sha256" --signature-file "$work/sig3.raw" 2>&1 | grep -q "Signature is valid"; then
-	fail "tampered signature verified"
+	bad "tampered signature verified"
 else
-	pass "tampered signature refused"
+	ok "tampered signature refused"
 fi
 
 # ---- ECDH ----
@@ -256,39 +249,39 @@ openssl ecparam -name prime256v1 -genkey -noout -out "$work/peer.pem" 2>/dev/nul
 openssl pkey -in "$work/peer.pem" -pubout -outform DER -out "$work/peer.der" 2>/dev/null
 t "--derive ECDH1-DERIVE" $P "${L[@]}" --derive -m ECDH1-DERIVE --id 01 --input-file "$work/peer.der" --output-file "$work/z1.bin"
 openssl pkeyutl -derive -inkey "$work/peer.pem" -peerkey "$work/key1.pem" -out "$work/z2.bin" 2>/dev/null
-cmp -s "$work/z1.bin" "$work/z2.bin" && pass "ECDH secret matches openssl" ||
-    fail "ECDH secret differs from openssl's"
+cmp -s "$work/z1.bin" "$work/z2.bin" && ok "ECDH secret matches openssl" ||
+    bad "ECDH secret differs from openssl's"
 
 # ---- objects ----
 printf 'feature info for a test' >"$work/data.bin"
 t "--write-object data" $P "${L[@]}" --write-object "$work/data.bin" --type data --label data1 --application-label mintline-test
 t "--read-object data" $P "${L[@]}" --read-object --type data --label data1 -o "$work/data2.bin"
-cmp -s "$work/data.bin" "$work/data2.bin" && pass "data object round trip" || fail "data object differs"
+cmp -s "$work/data.bin" "$work/data2.bin" && ok "data object round trip" || bad "data object differs"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
     -keyout "$work/c.key" -out "$work/c.pem" -subj /CN=mintline-test -days 1 2>/dev/null
 openssl x509 -in "$work/c.pem" -outform DER -out "$work/c.der"
 t "--write-object cert" $P "${L[@]}" --write-object "$work/c.der" --type cert --id 02 --label cert2
 t "--read-object cert" $P "${R[@]}" --read-object --type cert --id 02 -o "$work/c2.der"
-cmp -s "$work/c.der" "$work/c2.der" && pass "certificate round trip" || fail "certificate differs"
+cmp -s "$work/c.der" "$work/c2.der" && ok "certificate round trip" || bad "certificate differs"
 t "-O cert subject" $P "${R[@]}" -O --type cert && expect "certificate subject derived" "subject: +DN: CN=mintline-test"
 openssl pkey -in "$work/c.key" -pubout -outform DER -out "$work/cpub.der" 2>/dev/null
 t "--write-object pubkey" $P "${L[@]}" --write-object "$work/cpub.der" --type pubkey --id 03 --label pub3
 t "--read-object pubkey" $P "${R[@]}" --read-object --type pubkey --id 03 -o "$work/cpub2.der"
-cmp -s "$work/cpub.der" "$work/cpub2.der" && pass "public key round trip" || fail "public key differs"
+cmp -s "$work/cpub.der" "$work/cpub2.der" && ok "public key round trip" || bad "public key differs"
 for spec in "data --label data1" "cert --id 02" "pubkey --id 03"; do
 	# shellcheck disable=SC2086
 	t "--delete-object $spec" $P "${L[@]}" --delete-object --type $spec
 done
 t "-O after deletes" $P "${L[@]}" -O
 if grep -Eq "data1|cert2|pub3" <<<"$out"; then
-	fail "deleted objects still listed"
+	bad "deleted objects still listed"
 else
-	pass "deleted objects gone"
+	ok "deleted objects gone"
 fi
 
 # ---- random, self test ----
 t "--generate-random" $P "${R[@]}" --generate-random 1000 -o "$work/rnd.bin"
-[[ $(stat -c %s "$work/rnd.bin" 2>/dev/null) == 1000 ]] && pass "1000 random bytes" || fail "random size"
+[[ $(stat -c %s "$work/rnd.bin" 2>/dev/null) == 1000 ]] && ok "1000 random bytes" || bad "random size"
 t "--test" $P "${L[@]}" --test && expect "--test clean" "No errors"
 
 # ---- the note token ----
@@ -316,8 +309,8 @@ if command -v p11-kit >/dev/null; then
 	if [[ -n $modfile ]]; then
 		instso=$(find "$inst" -name mintline-pkcs11.so | head -1)
 		grep -q "^module: .*mintline-pkcs11.so" "$modfile" &&
-		    pass "installed mintline.module names the module" ||
-		    fail "installed mintline.module has no module: line"
+		    ok "installed mintline.module names the module" ||
+		    bad "installed mintline.module has no module: line"
 		sed "s|^module: .*|module: $instso|" "$modfile" \
 		    >"$HOME/.config/pkcs11/modules/mintline.module"
 	else
@@ -350,7 +343,7 @@ if command -v p11-kit >/dev/null; then
 		t "proxy --verify" $PP "${R[@]}" --verify -m ECDSA-SHA256 --id 01 -i "$work/msg.bin" --signature-file "$work/sig4.raw" &&
 		    expect "proxy verify valid" "Signature is valid"
 		t "proxy --derive" $PP "${L[@]}" --derive -m ECDH1-DERIVE --id 01 --input-file "$work/peer.der" --output-file "$work/z3.bin"
-		cmp -s "$work/z3.bin" "$work/z2.bin" && pass "proxy ECDH matches" || fail "proxy ECDH differs"
+		cmp -s "$work/z3.bin" "$work/z2.bin" && ok "proxy ECDH matches" || bad "proxy ECDH differs"
 	else
 		echo "note: p11-kit-proxy.so not found; proxy checks skipped"
 	fi
@@ -378,7 +371,7 @@ if [[ -n $engine ]]; then
 	uri="pkcs11:token=Reader%20A%20$R_SERIAL;object=key1;type=private?pin-value=$NEW_PIN"
 	if out=$(env OPENSSL_CONF="$work/openssl.cnf" openssl pkeyutl -engine pkcs11 -keyform engine \
 	    -inkey "$uri" -sign -in "$work/msg.sha256" -out "$work/sig5.der" 2>&1); then
-		pass "libp11 pkeyutl -sign"
+		ok "libp11 pkeyutl -sign"
 		t "openssl verifies the libp11 signature" openssl pkeyutl -verify -pubin -inkey "$work/key1.pem" \
 		    -in "$work/msg.sha256" -sigfile "$work/sig5.der"
 	elif grep -q "Unable to load module" <<<"$out" && [[ -z ${MINTLINE_P11_STRICT:-} ]]; then
@@ -389,7 +382,7 @@ if [[ -n $engine ]]; then
 		# counts it.
 		echo "XFAIL: libp11 pkeyutl -sign: module C_Initialize fails under an ENGINE default (known issue)"
 	else
-		fail "libp11 pkeyutl -sign"
+		bad "libp11 pkeyutl -sign"
 		echo "$out" | sed 's/^/    | /' >&2
 	fi
 else
@@ -408,12 +401,12 @@ if [[ $mode == inproc && -x $MKIDCARD ]]; then
 	MINTLINE_PKCS11_TRANSPORT=inproc:$work/idline t "-L ID card" $P -L && {
 		expect "-L ID card: token initialized" "token flags +:.*token initialized"
 		if echo "$out" | grep -q "token state: +uninitialized"; then
-			fail "-L ID card: shown as uninitialized"
+			bad "-L ID card: shown as uninitialized"
 		else
-			pass "-L ID card: not shown as uninitialized"
+			ok "-L ID card: not shown as uninitialized"
 		fi
 	}
 fi
 
-echo "$failures failure(s)"
-[[ $failures -eq 0 ]]
+echo "$fail failure(s)"
+[[ $fail -eq 0 ]]
