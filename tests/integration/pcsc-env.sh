@@ -24,13 +24,15 @@
 #				--latency FILE), stderr to DIR/chip.log; then
 #				wait (15 s, $CHECK = pcsc_link_check) until
 #				the reader sees it, unless -n.  Status 1 with
-#				a message when it does not.  The process id
-#				is PCSC_CHIP_PID[READER].
+#				a message when it does not (a failed check,
+#				`bad`, when check-lib.sh is loaded).  The
+#				process id is PCSC_CHIP_PID[READER].
 #   pcsc_chip_remove READER [SIGNAL]
 #				take the chip out: stop its process (TERM, or
 #				SIGNAL) and wait until the reader sees no
-#				chip.  Status 1 with a message when it still
-#				does; 0 at once when no chip is in READER.
+#				chip.  Status 1 with a message (`bad`, as
+#				above) when it still does; 0 at once when no
+#				chip is in READER.
 #   pcsc_env_stop		stop pcscd
 #   pcsc_env_cleanup		stop the chips, tracked processes and pcscd;
 #				idempotent, for `trap pcsc_env_cleanup EXIT`
@@ -72,6 +74,16 @@ _PCSC_RMDIR_RUN=
 
 _pcsc_log() {
 	echo "pcsc-env: $*" >&2
+}
+
+# A chip that does not come or go: a failed check of the test when it
+# reports through check-lib.sh, else a log line.
+_pcsc_chip_bad() {
+	if declare -F bad >/dev/null; then
+		bad "$*"
+	else
+		_pcsc_log "$*"
+	fi
 }
 
 _pcsc_skip() {
@@ -391,7 +403,7 @@ pcsc_chip_insert() {
 	PCSC_CHIP_PID[$1]=$!
 	[[ -n $wait ]] || return 0
 	"$CHECK" wait "pcsc:${!rd}" 0 present 15000 >/dev/null || {
-		_pcsc_log "reader $1 (${!rd}) does not see the chip $2"
+		_pcsc_chip_bad "reader $1 (${!rd}) does not see the chip $2"
 		return 1
 	}
 }
@@ -403,7 +415,7 @@ pcsc_chip_remove() {
 	wait "$pid" 2>/dev/null
 	unset "PCSC_CHIP_PID[$1]"
 	"$CHECK" wait "pcsc:${!rd}" 0 absent 15000 >/dev/null || {
-		_pcsc_log "reader $1 (${!rd}) still sees a chip"
+		_pcsc_chip_bad "reader $1 (${!rd}) still sees a chip"
 		return 1
 	}
 }

@@ -32,8 +32,6 @@ cleanup() {
 	pcsc_env_cleanup
 }
 trap cleanup EXIT
-insert() { pcsc_chip_insert "$@" || bad "reader $1 does not see the chip $2"; }	# insert READER IMAGE
-remove() { pcsc_chip_remove "$@" || bad "reader $1 still sees a chip"; }	# remove READER
 
 pcsc_env_start "$W/pcsc" 2 || { echo "private pcscd did not start"; exit 1; }
 ne_keys || { echo "key ceremony failed"; exit 1; }
@@ -59,24 +57,24 @@ LINE0=pcsc:$VPCD_READER_0
 LINE1=pcsc:$VPCD_READER_1
 ne_chips 3 0 "$W/chips" || exit 1
 for i in 0 1 2; do
-	insert 0 "$W/chips/NOTE00000000000$i.chip"
+	pcsc_chip_insert 0 "$W/chips/NOTE00000000000$i.chip"
 	"$NE_STATION" provision --line "$LINE0" --issuer-pub "$NE_ISSUER_PUB" \
 	    --server-pub "$NE_SERVER_PUB" --so-pin-source "file:$NE_SOPIN" \
 	    "${NE_CONN[@]}" >>"$W/prov.log" 2>&1 ||
 	    bad "provision NOTE00000000000$i on PC/SC"
-	remove 0
+	pcsc_chip_remove 0
 done
-insert 0 "$W/chips/NOTE000000000000.chip"
+pcsc_chip_insert 0 "$W/chips/NOTE000000000000.chip"
 ne_batch 1 PA >"$W/pa.csv"
 "$NE_STATION" issue --line "$LINE0" --issuer-key "$OLD_KEY" --feature-key "$NE_FKEY" \
     "${NE_CONN[@]}" --journal "$W/j-a.db" --batch "$W/pa.csv" --json --no-progress \
     >"$W/pa.jsonl" 2>"$W/pa.err"
 check $? 0 "old key: a note issued on PC/SC before the rotation"
-remove 0
+pcsc_chip_remove 0
 
 # ---- 2. rotate-issuer on the PC/SC line ----
-insert 0 "$W/chips/NOTE000000000001.chip"
-insert 1 "$W/chips/NOTE000000000002.chip"
+pcsc_chip_insert 0 "$W/chips/NOTE000000000001.chip"
+pcsc_chip_insert 1 "$W/chips/NOTE000000000002.chip"
 "$NE_STATION" rotate-issuer --line pcsc:mintline-vpcd --add "$NEW_PUB" \
     --retire "$OLD_PUB" --issuer-key "$OLD_KEY" --json >"$W/rot.jsonl" 2>"$W/rot.err"
 check $? 0 "rotate-issuer on PC/SC: exit 0"
@@ -107,13 +105,13 @@ check $? 0 "new key: a note issued on PC/SC after the rotation"
 "$NE_STATION" verify --line "$LINE1" --issuer-pub "$OLD_PUB" --issuer-pub "$NEW_PUB" \
     "${NE_CONN[@]}" --json >"$W/vc.jsonl" 2>/dev/null
 check "$(count '"verdict":"GENUINE"' "$W/vc.jsonl")" 1 "the new key's note: GENUINE online"
-remove 1
-remove 0
-insert 0 "$W/chips/NOTE000000000000.chip"
+pcsc_chip_remove 1
+pcsc_chip_remove 0
+pcsc_chip_insert 0 "$W/chips/NOTE000000000000.chip"
 "$NE_STATION" verify --line "$LINE0" --issuer-pub "$OLD_PUB" --issuer-pub "$NEW_PUB" \
     "${NE_CONN[@]}" --json >"$W/va.jsonl" 2>/dev/null
 check "$(count '"verdict":"GENUINE"' "$W/va.jsonl")" 1 "the retired key's note: still GENUINE online"
-remove 0
+pcsc_chip_remove 0
 kill -0 "$NE_SERVER_PID" 2>/dev/null && ok "no restart: the same server process" || bad "server gone"
 
 [ $fail = 0 ] || { echo "--- server.log"; tail -30 "$W/server.log"; }

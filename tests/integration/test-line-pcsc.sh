@@ -49,8 +49,6 @@ cleanup() {
 	pcsc_env_cleanup
 }
 trap cleanup EXIT
-insert() { pcsc_chip_insert "$@" || bad "reader $1 does not see the chip $2"; }	# insert READER IMAGE
-remove() { pcsc_chip_remove "$@" || bad "reader $1 still sees a chip"; }	# remove READER [SIGNAL]
 
 # six readers' ports held from the start (section 5 restarts pcscd on them)
 pcsc_env_start "$W/pcsc" 6 || { echo "private pcscd did not start"; exit 1; }
@@ -60,12 +58,12 @@ ne_keys || { echo "key ceremony failed"; exit 1; }
 ne_server_start || { echo "server did not start"; exit 1; }
 ne_chips 30 0 "$W/chips" || exit 1
 provision_one() {	# provision_one IMAGE [ARGS]: on reader 0
-	insert 0 "$1"
+	pcsc_chip_insert 0 "$1"
 	"$NE_STATION" provision --line "pcsc:$VPCD_READER_0" \
 	    --issuer-pub "$NE_ISSUER_PUB" --server-pub "$NE_SERVER_PUB" \
 	    --so-pin-source "file:$NE_SOPIN" "${@:2}" >/dev/null 2>&1
 	local rc=$?
-	remove 0
+	pcsc_chip_remove 0
 	return $rc
 }
 
@@ -77,7 +75,7 @@ pkcs11-tool --module "$NE_MODULE" --token-label mintline-server \
     --read-object --type pubkey --label seal -o "$W/server.der" >/dev/null 2>&1 ||
     bad "public keys exported with pkcs11-tool"
 echo lock >"$W/lock.txt"
-insert 0 "$W/chips/NOTE000000000000.chip"
+pcsc_chip_insert 0 "$W/chips/NOTE000000000000.chip"
 M=(--module "$MODULE" --slot-index 0)
 export MINTLINE_PKCS11_TRANSPORT=pcsc:$VPCD_READER_0
 { pkcs11-tool "${M[@]}" --init-token --label "note 0000" --so-pin "$SO" &&
@@ -111,18 +109,18 @@ check "$(count '^GENUINE PK00000001' "$W/pk-v.txt")" 1 "pkcs11-tool chip: GENUIN
 "$NE_STATION" verify --line "pcsc:$VPCD_READER_0" --issuer-pub "$NE_ISSUER_PUB" \
     --offline >"$W/pk-v2.txt" 2>/dev/null
 check "$(count '^GENUINE PK00000001' "$W/pk-v2.txt")" 1 "pkcs11-tool chip: GENUINE offline"
-remove 0
+pcsc_chip_remove 0
 
 # personalise the rest with provision, four readers at a time
 for ((i = 1; i < 30; i += NR)); do
 	for ((k = 0; k < NR && i + k < 30; k++)); do
 		printf -v s 'NOTE%012d' $((i + k))
-		insert $k "$W/chips/$s.chip"
+		pcsc_chip_insert $k "$W/chips/$s.chip"
 	done
 	"$NE_STATION" provision --line "$NE_LINE" --issuer-pub "$NE_ISSUER_PUB" \
 	    --server-pub "$NE_SERVER_PUB" --so-pin-source "file:$NE_SOPIN" \
 	    "${NE_CONN[@]}" >>"$W/prov.log" 2>&1 || bad "provision of chips $i.."
-	for ((k = 0; k < NR; k++)); do remove $k; done
+	for ((k = 0; k < NR; k++)); do pcsc_chip_remove $k; done
 done
 check "$(sqlite3 "$NE_DB" 'select count(*) from note_chip')" 30 "30 chips personalised and enrolled over PC/SC"
 
@@ -136,22 +134,22 @@ wait_for 20 grep -qs '"event":"waiting"' "$W/fp.jsonl" || bad "follow: no waitin
 present() {	# present READER CHIPNO: insert, wait for a result, remove
 	local before; printf -v s 'NOTE%012d' "$2"
 	before=$(count '"result"' "$W/fp.jsonl")
-	insert "$1" "$W/chips/$s.chip"
+	pcsc_chip_insert "$1" "$W/chips/$s.chip"
 	wait_for 30 more '"result"' "$W/fp.jsonl" "$before" || bad "follow: no result for $s at reader $1"
-	remove "$1"
+	pcsc_chip_remove "$1"
 }
 present 0 1; present 3 2; present 1 3; present 2 4
 check "$(count '"result":"issued"' "$W/fp.jsonl")" 4 "follow: 4 chips issued on readers 0, 3, 1, 2"
 # the server goes away: the chip inserted now is not written
 ne_server_stop
-insert 2 "$W/chips/NOTE000000000005.chip"
+pcsc_chip_insert 2 "$W/chips/NOTE000000000005.chip"
 wait_for 20 grep -qs 'line paused' "$W/fp.err" || bad "follow: no pause reported"
 sleep 1
 check "$(count '"result":"issued"' "$W/fp.jsonl")" 4 "server down: nothing issued meanwhile"
 ne_server_start || bad "server restart"
 wait_for 30 more '"result":"issued"' "$W/fp.jsonl" 4 || bad "follow: no issue after the server came back"
 check "$(count 'line resumed' "$W/fp.err")" 1 "server back: the line resumed by itself"
-remove 2
+pcsc_chip_remove 2
 kill -TERM "$fp"; wait "$fp"
 check "$(sqlite3 "$W/j-fp.db" 'select count(*) from issue_journal where state = 2')" 5 "follow: journal: 5 acknowledged"
 check "$(sqlite3 "$W/j-fp.db" 'select count(*) from issue_journal where state = 1')" 0 "follow: journal: nothing in doubt"
@@ -164,9 +162,9 @@ wait_for 20 grep -qs '"event":"waiting"' "$W/vf.jsonl" || bad "desk: no waiting 
 desk() {	# desk READER CHIPNO
 	local before; printf -v s 'NOTE%012d' "$2"
 	before=$(count '"verdict"' "$W/vf.jsonl")
-	insert "$1" "$W/chips/$s.chip"
+	pcsc_chip_insert "$1" "$W/chips/$s.chip"
 	wait_for 30 more '"verdict"' "$W/vf.jsonl" "$before" || bad "desk: no verdict for $s"
-	remove "$1"
+	pcsc_chip_remove "$1"
 }
 desk 1 1; desk 1 29; desk 3 2
 kill -TERM "$vf"; wait "$vf"
@@ -184,16 +182,16 @@ for i in $(seq 10 21); do
 	printf -v s 'NOTE%012d' "$i"
 	pcsc_chip_insert -n $((i % NR)) "$W/chips/$s.chip"
 	sleep "0.$((RANDOM % 3))$((RANDOM % 10))"
-	remove $((i % NR)) KILL	# mid-write or not: a power cut
+	pcsc_chip_remove $((i % NR)) KILL	# mid-write or not: a power cut
 done
 sleep 1
 # every pulled chip comes back once, and is completed or issued
 for i in $(seq 10 21); do
 	printf -v s 'NOTE%012d' "$i"
 	before=$(count '"result"' "$W/tr.jsonl")
-	insert 0 "$W/chips/$s.chip"
+	pcsc_chip_insert 0 "$W/chips/$s.chip"
 	wait_for 20 more '"result"' "$W/tr.jsonl" "$before" || true
-	remove 0
+	pcsc_chip_remove 0
 done
 kill -TERM "$tr"; wait "$tr"
 reg=$(sqlite3 "$NE_DB" "select count(*) from note where note_id like 'TR%'")
@@ -216,9 +214,9 @@ wait_for 20 grep -qs '"event":"waiting"' "$W/hp.jsonl" || bad "hotplug: no waiti
 hp_present() {	# hp_present READER CHIPNO
 	local before; printf -v s 'NOTE%012d' "$2"
 	before=$(count '"result"' "$W/hp.jsonl")
-	insert "$1" "$W/chips/$s.chip"
+	pcsc_chip_insert "$1" "$W/chips/$s.chip"
 	wait_for 30 more '"result"' "$W/hp.jsonl" "$before" || bad "hotplug: no result for $s at reader $1"
-	remove "$1"
+	pcsc_chip_remove "$1"
 }
 hp_present 1 22
 pcsc_env_stop
@@ -256,7 +254,7 @@ pull_during() {	# pull_during CHIPNO PROFILE: insert slow, pull once it is at it
 	pcsc_chip_insert -n 0 "$W/chips/$s.chip" --latency "$2"
 	wait_for 20 intents_are 1 || bad "mid-write: no intent for $s"
 	sleep 1	# inside the 3 s the chip holds its answer
-	remove 0 KILL
+	pcsc_chip_remove 0 KILL
 	wait_for 20 more '"result":"error"' "$W/mw.jsonl" "$before" ||
 	    bad "mid-write: the pull of $s not reported"
 	wait_for 10 intents_are 1 || bad "mid-write: $s not in doubt"
@@ -265,10 +263,10 @@ again() {	# again CHIPNO RESULT: re-present, expect RESULT for its note
 	local s before
 	printf -v s 'NOTE%012d' "$1"
 	before=$(count "\"result\":\"$2\"" "$W/mw.jsonl")
-	insert 1 "$W/chips/$s.chip"
+	pcsc_chip_insert 1 "$W/chips/$s.chip"
 	wait_for 30 more "\"result\":\"$2\"" "$W/mw.jsonl" "$before" ||
 	    bad "mid-write: $s not $2 when re-presented"
-	remove 1
+	pcsc_chip_remove 1
 }
 pull_during 26 "$W/slow-write.lat"
 check "$(grep -c '"chip":"NOTE000000000026","result":"error","reason":"WRITE FEATURE interrupted' "$W/mw.jsonl")" 1 "pulled during WRITE FEATURE: reported"
