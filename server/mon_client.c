@@ -41,12 +41,35 @@ struct mon {
 
 static __thread uint64_t tl_sess;
 static __thread enum mon_phase tl_phase;
+static __thread bool *tl_auth_owed;
 
 void
-mon_bind(uint64_t sess, enum mon_phase phase)
+mon_bind(uint64_t sess, enum mon_phase phase, bool *auth_owed)
 {
 	tl_sess = sess;
 	tl_phase = phase;
+	tl_auth_owed = phase == MON_PHASE_POSTAUTH ? auth_owed : NULL;
+}
+
+/*
+ * Before the session's first POSTAUTH request: MON_SESS_AUTH, if the
+ * handshake's end was not told yet (mon_bind).  The monitor still
+ * refuses POSTAUTH work of a session that did not use the key in its
+ * handshake (ID-2, BN-7).
+ */
+static int
+auth_if_owed(struct mon *m)
+{
+	int r;
+
+	if (tl_auth_owed == NULL || !*tl_auth_owed) {
+		return 0;
+	}
+	if ((r = mon_sess_auth(m, tl_sess)) != 0) {
+		return r;
+	}
+	*tl_auth_owed = false;
+	return 0;
 }
 
 pid_t
@@ -210,6 +233,7 @@ fwd_ecdh(void *ctx, const uint8_t peer[ML_P256_PUB_LEN],
     uint8_t ret_secret[ML_P256_SECRET_LEN])
 {
 	uint8_t type;
+	int r;
 
 	switch (tl_phase) {
 	case MON_PHASE_PREAUTH:
@@ -217,6 +241,9 @@ fwd_ecdh(void *ctx, const uint8_t peer[ML_P256_PUB_LEN],
 		break;
 	case MON_PHASE_POSTAUTH:
 		type = MON_DECRYPT_FEATURE;
+		if ((r = auth_if_owed(ctx)) != 0) {
+			return r;
+		}
 		break;
 	default:
 		return ML_ERR_STATE;
@@ -237,8 +264,13 @@ static int
 fwd_seal_ecdh(void *ctx, const uint8_t peer[ML_P256_PUB_LEN],
     uint8_t ret_secret[ML_P256_SECRET_LEN])
 {
+	int r;
+
 	if (tl_phase != MON_PHASE_POSTAUTH) {
 		return ML_ERR_STATE;
+	}
+	if ((r = auth_if_owed(ctx)) != 0) {
+		return r;
 	}
 	return mon_call(ctx, MON_DECRYPT_FEATURE, tl_sess, peer,
 	    ML_P256_PUB_LEN, ret_secret, ML_P256_SECRET_LEN, NULL);

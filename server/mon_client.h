@@ -59,8 +59,15 @@ bool	mon_has_seal(const struct mon *m);
  */
 void	mon_key_provider(struct mon *m, struct key_provider *ret);
 
-/* The session and phase of work on the calling thread (0: none). */
-void	mon_bind(uint64_t sess, enum mon_phase phase);
+/*
+ * The session and phase of work on the calling thread (0: none).  With
+ * MON_PHASE_POSTAUTH, auth_owed (NULL: none) is the session's flag "the
+ * monitor has not been told the handshake ended": the first POSTAUTH key
+ * operation sends MON_SESS_AUTH first and clears it.  A session that never
+ * decrypts a feature upload so costs one monitor round trip per handshake
+ * (its signature or key exchange), not two.
+ */
+void	mon_bind(uint64_t sess, enum mon_phase phase, bool *auth_owed);
 /* The handshake of sess is done (MON_SESS_AUTH). */
 ML_MUST_CHECK int mon_sess_auth(struct mon *m, uint64_t sess);
 /* The connection is gone: one-way note, never blocks. */

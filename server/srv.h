@@ -225,6 +225,8 @@ struct srv_sess {
 	char			 addr[64];
 	struct hs		*hs;		/* during the handshake */
 	bool			 established;
+	bool			 mon_auth_owed;	/* MON_SESS_AUTH not sent yet
+						 * (mon_bind) */
 	struct hs_rl		 rl;
 	struct hs_peer		 peer;
 	uint8_t			*peer_cert;

@@ -174,14 +174,12 @@ handshake_input(struct srv_sess *ss, const uint8_t *body, size_t len,
 	}
 	/*
 	 * The monitor moves the session to POSTAUTH (sealed-upload
-	 * decryption allowed, the handshake's key operations spent).
+	 * decryption allowed) when it is told the handshake ended: before
+	 * the session's first POSTAUTH key operation (mon_bind), not here,
+	 * so that a channel that never decrypts costs the monitor one round
+	 * trip per handshake, not two (BN-2).
 	 */
-	if (s->mon != NULL && (r = mon_sess_auth(s->mon, ss->id)) != 0) {
-		atomic_fetch_add(&s->m.monitor_errors, 1);
-		reject(ss, HS_ALERT_INTERNAL, r);
-		ss->cpu_acct = &s->m.cpu_ns_rejected;
-		return 1;
-	}
+	ss->mon_auth_owed = s->mon != NULL;
 	if ((r = hs_rl_init(&ss->rl, ss->hs)) != 0 ||
 	    (r = hs_peer_cert_copy(ss->hs, &ss->peer_cert,
 	    &ss->peer_cert_len)) != 0) {
@@ -287,7 +285,7 @@ srv_sess_input(struct srv_sess *ss, const uint8_t *body, size_t len,
 	ss->t0 = worker_cpu_mark;
 	/* key operations on this thread are for this session (monitor) */
 	mon_bind(ss->id, ss->established ? MON_PHASE_POSTAUTH :
-	    MON_PHASE_PREAUTH);
+	    MON_PHASE_PREAUTH, &ss->mon_auth_owed);
 	if (!ss->established) {
 		/* worker CPU per handshake is accounted when it ends (ok or
 		 * refused), including this message */
@@ -295,7 +293,7 @@ srv_sess_input(struct srv_sess *ss, const uint8_t *body, size_t len,
 	} else {
 		ret = record_input(ss, body, len, out);
 	}
-	mon_bind(0, MON_PHASE_NONE);
+	mon_bind(0, MON_PHASE_NONE, NULL);
 	now = thread_cpu_ns();
 	ss->cpu_ns += now - ss->t0;
 	worker_cpu_mark = now;

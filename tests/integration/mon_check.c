@@ -107,7 +107,7 @@ racer_main(void *arg)
 	struct racer *a = arg;
 	uint8_t md[ML_SHA256_LEN] = { 7 }, sig[ML_P256_SIG_LEN];
 
-	mon_bind(a->sess, MON_PHASE_PREAUTH);
+	mon_bind(a->sess, MON_PHASE_PREAUTH, NULL);
 	a->rc = key_sign(a->k, md, sig);
 	return NULL;
 }
@@ -164,26 +164,26 @@ main(int argc, char **argv)
 
 	expect(mon_pubkey(m, argv[3], pub), 0,
 	    "MON_PUBKEY answered during start-up");
-	mon_bind(1, MON_PHASE_PREAUTH);
+	mon_bind(1, MON_PHASE_PREAUTH, NULL);
 	expect(key_sign(ko, md, sig), 0, "session 1: SIGN_TRANSCRIPT");
 	expect(key_sign(ko, md, sig), ML_ERR_STATE,
 	    "session 1: a second SIGN_TRANSCRIPT (MON_ONCE) refused");
 	expect(key_ecdh(ko, pub, sec), 0, "session 1: DECRYPT_KEYX");
 	expect(key_ecdh(ko, pub, sec), ML_ERR_STATE,
 	    "session 1: a second DECRYPT_KEYX (MON_ONCE) refused");
-	mon_bind(1, MON_PHASE_POSTAUTH);
+	mon_bind(1, MON_PHASE_POSTAUTH, NULL);
 	expect(key_ecdh(ko, pub, sec), ML_ERR_STATE,
 	    "session 1: DECRYPT_FEATURE before SESS_AUTH refused");
 	expect(mon_sess_auth(m, 1), 0, "session 1: SESS_AUTH after a key op");
 	expect(key_ecdh(ko, pub, sec), 0, "session 1: DECRYPT_FEATURE");
 	expect(key_ecdh(ko, pub, sec), 0, "session 1: DECRYPT_FEATURE again");
-	mon_bind(1, MON_PHASE_PREAUTH);
+	mon_bind(1, MON_PHASE_PREAUTH, NULL);
 	expect(key_sign(ko, md, sig), ML_ERR_STATE,
 	    "session 1: SIGN_TRANSCRIPT after SESS_AUTH refused");
 
 	expect(mon_sess_auth(m, 2), ML_ERR_STATE,
 	    "session 2: SESS_AUTH without a key operation refused");
-	mon_bind(3, MON_PHASE_PREAUTH);
+	mon_bind(3, MON_PHASE_PREAUTH, NULL);
 	expect(key_sign(ko, md, sig), 0, "session 3: SIGN_TRANSCRIPT");
 	{
 		/* found by fuzz_mon_proto: a refused key op is not a use */
@@ -191,30 +191,52 @@ main(int argc, char **argv)
 
 		memcpy(bad, pub, sizeof(bad));
 		bad[ML_P256_PUB_LEN - 1] ^= 0x01;	/* off the curve */
-		mon_bind(4, MON_PHASE_PREAUTH);
+		mon_bind(4, MON_PHASE_PREAUTH, NULL);
 		expect(key_ecdh(ko, bad, sec), ML_ERR_CRYPTO,
 		    "session 4: DECRYPT_KEYX with a point off the curve refused");
 		expect(mon_sess_auth(m, 4), ML_ERR_STATE,
 		    "session 4: SESS_AUTH after only a refused key op refused");
 	}
+	{
+		/* the handshake's end told before the first POSTAUTH key op
+		 * (mon_bind's auth_owed), not at once */
+		bool owed = true;
+
+		mon_bind(5, MON_PHASE_PREAUTH, NULL);
+		expect(key_sign(ko, md, sig), 0, "session 5: SIGN_TRANSCRIPT");
+		mon_bind(5, MON_PHASE_POSTAUTH, &owed);
+		expect(key_ecdh(ko, pub, sec), 0,
+		    "session 5: DECRYPT_FEATURE sends the owed SESS_AUTH first");
+		expect(owed ? ML_ERR_STATE : 0, 0,
+		    "session 5: SESS_AUTH no longer owed");
+		expect(key_ecdh(ko, pub, sec), 0,
+		    "session 5: DECRYPT_FEATURE again, no second SESS_AUTH");
+		owed = true;
+		mon_bind(6, MON_PHASE_POSTAUTH, &owed);
+		expect(key_ecdh(ko, pub, sec), ML_ERR_STATE,
+		    "session 6: SESS_AUTH owed, no key op in its handshake: "
+		    "DECRYPT_FEATURE refused");
+		expect(owed ? 0 : ML_ERR_STATE, 0,
+		    "session 6: SESS_AUTH still owed after the refusal");
+	}
 	expect(race(ko, 100, 1) == RACERS ? 0 : ML_ERR_STATE, 0,
 	    "8 sessions sign at once from 8 threads: all answered");
 	expect(race(ko, 200, 0) == 1 ? 0 : ML_ERR_STATE, 0,
 	    "8 threads race one session's SIGN_TRANSCRIPT: exactly one answered");
-	mon_bind(0, MON_PHASE_PREAUTH);
+	mon_bind(0, MON_PHASE_PREAUTH, NULL);
 	expect(key_sign(ko, md, sig), ML_ERR_STATE, "session id 0 refused");
 
 	mon_sess_close(m, 1);
 	usleep(100 * 1000);
-	mon_bind(1, MON_PHASE_POSTAUTH);
+	mon_bind(1, MON_PHASE_POSTAUTH, NULL);
 	expect(key_ecdh(ko, pub, sec), ML_ERR_STATE,
 	    "session 1 after CLOSE: refused (an old id is not reopened)");
-	mon_bind(1, MON_PHASE_PREAUTH);
+	mon_bind(1, MON_PHASE_PREAUTH, NULL);
 	expect(key_sign(ko, md, sig), ML_ERR_STATE,
 	    "session 1 after CLOSE: SIGN_TRANSCRIPT refused");
 	expect(mon_pubkey(m, argv[3], pub), ML_ERR_STATE,
 	    "MON_PUBKEY after the first session refused");
-	mon_bind(0, MON_PHASE_NONE);
+	mon_bind(0, MON_PHASE_NONE, NULL);
 	expect(key_sign(ko, md, sig), ML_ERR_STATE,
 	    "no session bound: refused in the worker already");
 	key_free(ko);
