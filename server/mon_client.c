@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ml_log.h"
@@ -37,7 +38,21 @@ struct mon {
 	uint8_t		 seal_pub[ML_P256_PUB_LEN];
 	bool		 has_seal;
 	char		*key_uri;	/* the server key's, as given */
+	/* closed sessions not yet told (mon_sess_close), under close_mu */
+	pthread_mutex_t	 close_mu;
+	uint64_t	 close_id[MON_CLOSE_MAX];
+	int		 nclose;
+	uint64_t	 close_since_ms;	/* when the first one came */
 };
+
+static uint64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 static __thread uint64_t tl_sess;
 static __thread enum mon_phase tl_phase;
@@ -326,18 +341,61 @@ mon_sess_auth(struct mon *m, uint64_t sess)
 	return mon_call(m, MON_SESS_AUTH, sess, NULL, 0, &none, 0, NULL);
 }
 
-void
-mon_sess_close(struct mon *m, uint64_t sess)
+/* One close note with the gathered ids; close_mu held. */
+static void
+close_send(struct mon *m)
 {
-	uint8_t msg[9];
+	uint8_t msg[1 + 8 * MON_CLOSE_MAX];
 	struct ml_wr w = ML_WR_FIXED(msg, sizeof(msg));
+	int i;
 
-	if (m == NULL || atomic_load(&m->dead) ||
-	    ml_wr_u8(&w, MON_SESS_CLOSE) != 0 || ml_wr_u64be(&w, sess) != 0) {
+	(void)!ml_wr_u8(&w, MON_SESS_CLOSE);
+	for (i = 0; i < m->nclose; i++) {
+		(void)!ml_wr_u64be(&w, m->close_id[i]);
+	}
+	m->nclose = 0;
+	if (atomic_load(&m->dead)) {
 		return;
 	}
 	/* best effort: a lost note only leaves a slot to be reused */
 	(void)!send(m->notify_fd, w.p, w.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/*
+ * Closed sessions are told in notes of up to MON_CLOSE_MAX ids, at the
+ * latest MON_CLOSE_WAIT_MS after the first (mon_close_flush), not one
+ * note per connection: each note wakes the monitor (BN-2).  Meanwhile the
+ * monitor still holds the session as it was; the worker no longer uses it.
+ */
+void
+mon_sess_close(struct mon *m, uint64_t sess)
+{
+	if (m == NULL) {
+		return;
+	}
+	pthread_mutex_lock(&m->close_mu);
+	if (m->nclose == 0) {
+		m->close_since_ms = mono_ms();
+	}
+	m->close_id[m->nclose++] = sess;
+	if (m->nclose == MON_CLOSE_MAX) {
+		close_send(m);
+	}
+	pthread_mutex_unlock(&m->close_mu);
+}
+
+void
+mon_close_flush(struct mon *m, bool now)
+{
+	if (m == NULL) {
+		return;
+	}
+	pthread_mutex_lock(&m->close_mu);
+	if (m->nclose > 0 && (now ||
+	    mono_ms() - m->close_since_ms >= MON_CLOSE_WAIT_MS)) {
+		close_send(m);
+	}
+	pthread_mutex_unlock(&m->close_mu);
 }
 
 int
@@ -380,6 +438,7 @@ mon_start(const char *monitor, int nchan, const char *module, const char *key,
 	ML_ENSURE((m->key_uri = strdup(key)) != NULL, ML_ERR_NOMEM);
 	pthread_mutex_init(&m->mu, NULL);
 	pthread_cond_init(&m->cv, NULL);
+	pthread_mutex_init(&m->close_mu, NULL);
 	m->nchan = nchan;
 	m->notify_fd = -1;
 	for (i = 0; i <= nchan; i++) {
@@ -498,6 +557,7 @@ mon_stop(struct mon *m)
 	}
 	pthread_mutex_destroy(&m->mu);
 	pthread_cond_destroy(&m->cv);
+	pthread_mutex_destroy(&m->close_mu);
 	free(m->key_uri);
 	ml_freezero(m, sizeof(*m));
 }

@@ -70,8 +70,12 @@ void	mon_key_provider(struct mon *m, struct key_provider *ret);
 void	mon_bind(uint64_t sess, enum mon_phase phase, bool *auth_owed);
 /* The handshake of sess is done (MON_SESS_AUTH). */
 ML_MUST_CHECK int mon_sess_auth(struct mon *m, uint64_t sess);
-/* The connection is gone: one-way note, never blocks. */
+/* The connection is gone: one-way note, never blocks; gathered with
+ * others into one note of up to MON_CLOSE_MAX ids.  NULL-safe. */
 void	mon_sess_close(struct mon *m, uint64_t sess);
+/* Send the gathered close notes: now, or if the first has waited
+ * MON_CLOSE_WAIT_MS (the I/O thread calls this once per loop).  NULL-safe. */
+void	mon_close_flush(struct mon *m, bool now);
 
 /* MON_PUBKEY (start-up only): a public key in the monitor's token. */
 ML_MUST_CHECK int mon_pubkey(struct mon *m, const char *uri,

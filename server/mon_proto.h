@@ -11,7 +11,10 @@
  *     time (mon_client.c keeps them in a pool), so calls from several
  *     worker threads run concurrently and never interleave on a channel.
  *   - one notify channel (fd MON_FD_BASE + nchannels): one-way session
- *     close notes from the worker's I/O thread, never answered.
+ *     close notes from the worker's I/O thread, never answered; one note
+ *     names up to MON_CLOSE_MAX closed sessions (the worker gathers them
+ *     for at most MON_CLOSE_WAIT_MS, so the monitor is not woken once per
+ *     connection).
  *
  * Request:	u8 type | u64be session | body (type-specific, fixed length)
  * Reply:	i32be result (0 or ML_ERR_*) | body (only when result is 0)
@@ -37,7 +40,11 @@
 #define MON_MAX_MSG		2048	/* any request or reply (>= 9 + MON_MAX_URI) */
 #define MON_MAX_URI		1024	/* MON_PUBKEY body */
 #define MON_SESS_SLOTS		(1u << 18)	/* live-session table */
+#define MON_CLOSE_MAX		32	/* session ids in one close note */
+#define MON_CLOSE_WAIT_MS	100	/* the longest a closed id waits for
+					 * its note (mon_close_flush) */
 _Static_assert(MON_MAX_MSG >= 1 + 8 + MON_MAX_URI, "MON_PUBKEY must fit");
+_Static_assert(MON_MAX_MSG >= 1 + 8 * MON_CLOSE_MAX, "a close note must fit");
 
 enum mon_type {
 	MON_HELLO		= 1,	/* -> pub(65) [seal_pub(65)]: start-up */
@@ -46,7 +53,9 @@ enum mon_type {
 	MON_SESS_AUTH		= 4,	/* () -> (): handshake done */
 	MON_DECRYPT_FEATURE	= 5,	/* peer(65) -> secret(32); POSTAUTH */
 	MON_PUBKEY		= 6,	/* uri -> pub(65): a public key in a token */
-	MON_SESS_CLOSE		= 7,	/* () on the notify channel; no reply */
+	MON_SESS_CLOSE		= 7,	/* u64be id x 1..MON_CLOSE_MAX (in
+					 * place of the session) on the notify
+					 * channel; no reply */
 	MON_TYPE_MAX
 };
 

@@ -381,6 +381,8 @@ out:
 	w->p[3] = 0;
 }
 
+/* A close note: u8 MON_SESS_CLOSE | u64be id x 1..MON_CLOSE_MAX.  Each id
+ * that is its slot's session ends it; id 0 and other ids are ignored. */
 static void
 mon_close_note(struct mon *m, const uint8_t *p, size_t n)
 {
@@ -390,13 +392,16 @@ mon_close_note(struct mon *m, const uint8_t *p, size_t n)
 	uint64_t id;
 
 	if (ml_rd_u8(&rd, &type) != 0 || type != MON_SESS_CLOSE ||
-	    ml_rd_u64be(&rd, &id) != 0 || ml_rd_end(&rd) != 0 || id == 0) {
+	    ml_rd_left(&rd) == 0 || ml_rd_left(&rd) % 8 != 0 ||
+	    ml_rd_left(&rd) > 8 * MON_CLOSE_MAX) {
 		return;
 	}
 	pthread_mutex_lock(&m->mu);
-	s = &m->sess[id % MON_SESS_SLOTS];
-	if (id <= m->max_id && s->id == id) {
-		s->state = SESS_FREE;
+	while (ml_rd_u64be(&rd, &id) == 0) {
+		s = &m->sess[id % MON_SESS_SLOTS];
+		if (id != 0 && id <= m->max_id && s->id == id) {
+			s->state = SESS_FREE;
+		}
 	}
 	pthread_mutex_unlock(&m->mu);
 }

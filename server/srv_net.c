@@ -1262,6 +1262,7 @@ run_loop(struct net *n, int sfd)
 		conn_reap(n);
 		sweep_timeouts(n);
 		busy_log(n, false);
+		mon_close_flush(s->mon, false);	/* closed sessions, gathered */
 		for (i = 0; i < METRICS_MAX_CONNS; i++) {
 			if (n->mc[i].fd >= 0 &&
 			    n->mc[i].deadline_ms <= hs_now_ms()) {

@@ -225,11 +225,27 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			touched[nt++] = (size_t)(id % MON_SESS_SLOTS);
 		}
 		if (notify) {
-			/* a close note ends a session that is in its slot */
-			if (len == 9 && type == MON_SESS_CLOSE && id != 0 &&
-			    id <= m.max_id &&
-			    sess_table[id % MON_SESS_SLOTS].id == id) {
-				seen_get(seen, &nseen, id)->closed = true;
+			/* a close note (1..MON_CLOSE_MAX ids) ends each
+			 * session that is in its slot; such a slot was
+			 * opened by an earlier packet, so it is in touched */
+			if (len >= 9 && (len - 1) % 8 == 0 &&
+			    len <= 1 + 8 * MON_CLOSE_MAX &&
+			    type == MON_SESS_CLOSE) {
+				size_t j;
+
+				for (j = 1; j < len; j += 8) {
+					uint64_t cid = 0;
+
+					for (i = 0; i < 8; i++) {
+						cid = (cid << 8) | p[j + i];
+					}
+					if (cid != 0 && cid <= m.max_id &&
+					    sess_table[cid % MON_SESS_SLOTS].id ==
+					    cid) {
+						seen_get(seen, &nseen, cid)->closed =
+						    true;
+					}
+				}
 			}
 			mon_close_note(&m, p, len);
 			continue;

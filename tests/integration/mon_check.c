@@ -227,7 +227,12 @@ main(int argc, char **argv)
 	expect(key_sign(ko, md, sig), ML_ERR_STATE, "session id 0 refused");
 
 	mon_sess_close(m, 1);
+	mon_sess_close(m, 3);
+	mon_close_flush(m, true);	/* one note, both ids */
 	usleep(100 * 1000);
+	mon_bind(3, MON_PHASE_POSTAUTH, NULL);
+	expect(mon_sess_auth(m, 3), ML_ERR_STATE,
+	    "session 3 after CLOSE (second id of one note): SESS_AUTH refused");
 	mon_bind(1, MON_PHASE_POSTAUTH, NULL);
 	expect(key_ecdh(ko, pub, sec), ML_ERR_STATE,
 	    "session 1 after CLOSE: refused (an old id is not reopened)");
