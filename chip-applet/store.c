@@ -1,5 +1,7 @@
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -13,6 +15,7 @@
 
 struct store {
 	int		 fd;
+	char		 path[PATH_MAX];	/* the image, for error context */
 	uint8_t		 key[STORE_KEY_LEN];
 	int		 cur;		/* slot holding the newest valid copy */
 	uint32_t	 gen;
@@ -33,8 +36,9 @@ key_path(const char *path)
 	return p;
 }
 
+/* pwrite n bytes of p at off; a failure names what (a file path). */
 static int
-write_all(int fd, const uint8_t *p, size_t n, off_t off)
+write_all(int fd, const uint8_t *p, size_t n, off_t off, const char *what)
 {
 	ssize_t w;
 
@@ -44,7 +48,10 @@ write_all(int fd, const uint8_t *p, size_t n, off_t off)
 			continue;
 		}
 		if (w <= 0) {
-			return ML_ERR_IO;
+			if (w == 0) {
+				errno = EIO;	/* no progress, no errno */
+			}
+			return ml_errf_sys(ML_ERR_IO, "%s: write", what);
 		}
 		p += w;
 		n -= (size_t)w;
@@ -53,8 +60,10 @@ write_all(int fd, const uint8_t *p, size_t n, off_t off)
 	return 0;
 }
 
+/* pread up to n bytes at off into p (*ret_got: how many; short at EOF). */
 static int
-read_all(int fd, uint8_t *p, size_t n, off_t off, size_t *ret_got)
+read_all(int fd, uint8_t *p, size_t n, off_t off, size_t *ret_got,
+    const char *what)
 {
 	size_t got = 0;
 	ssize_t rd;
@@ -65,7 +74,7 @@ read_all(int fd, uint8_t *p, size_t n, off_t off, size_t *ret_got)
 			continue;
 		}
 		if (rd < 0) {
-			return ML_ERR_IO;
+			return ml_errf_sys(ML_ERR_IO, "%s: read", what);
 		}
 		if (rd == 0) {
 			break;
@@ -114,7 +123,8 @@ slot_write(struct store *s, int slot, uint32_t gen, const uint8_t *payload,
 	int r;
 
 	if (s->dead) {
-		return ML_ERR_IO;
+		return ml_errf(ML_ERR_IO, "%s: the chip lost power mid-write",
+		    s->path);
 	}
 	if ((buf = malloc(total)) == NULL) {
 		return ML_ERR_NOMEM;
@@ -132,16 +142,18 @@ slot_write(struct store *s, int slot, uint32_t gen, const uint8_t *payload,
 		n = (size_t)s->cut_after;
 	}
 #endif
-	if ((r = write_all(s->fd, buf, n, (off_t)slot * STORE_SLOT_SIZE)) != 0) {
+	if ((r = write_all(s->fd, buf, n, (off_t)slot * STORE_SLOT_SIZE,
+	    s->path)) != 0) {
 		goto out;
 	}
 	if (n < total) {
 		s->dead = true;		/* the lights went out */
-		r = ML_ERR_IO;
+		r = ml_errf(ML_ERR_IO, "%s: the chip lost power mid-write",
+		    s->path);
 		goto out;
 	}
 	if (fdatasync(s->fd) != 0) {
-		r = ML_ERR_IO;
+		r = ml_errf_sys(ML_ERR_IO, "%s: fdatasync", s->path);
 		goto out;
 	}
 	r = 0;
@@ -161,7 +173,8 @@ slot_load(struct store *s, int slot, uint32_t *ret_gen, uint8_t **ret_payload,
 	size_t got;
 	int r;
 
-	ML_TRY(read_all(s->fd, hdr, sizeof(hdr), (off_t)slot * STORE_SLOT_SIZE, &got));
+	ML_TRY(read_all(s->fd, hdr, sizeof(hdr), (off_t)slot * STORE_SLOT_SIZE,
+	    &got, s->path));
 	ML_ENSURE(got == sizeof(hdr), ML_ERR_FORMAT);
 	magic = ((uint32_t)hdr[0] << 24) | ((uint32_t)hdr[1] << 16) |
 	    ((uint32_t)hdr[2] << 8) | hdr[3];
@@ -173,7 +186,7 @@ slot_load(struct store *s, int slot, uint32_t *ret_gen, uint8_t **ret_payload,
 	ML_ENSURE(len <= STORE_MAX_PAYLOAD, ML_ERR_FORMAT);
 	ML_ENSURE((payload = malloc(len ? len : 1)) != NULL, ML_ERR_NOMEM);
 	ML_TRY(read_all(s->fd, payload, len,
-	    (off_t)slot * STORE_SLOT_SIZE + STORE_HDR_LEN, &got));
+	    (off_t)slot * STORE_SLOT_SIZE + STORE_HDR_LEN, &got, s->path));
 	ML_ENSURE(got == len, ML_ERR_FORMAT);
 	ML_TRY(slot_mac(s->key, hdr, payload, len, mac));
 	ML_ENSURE(ml_ct_eq(mac, hdr + 12, sizeof(mac)), ML_ERR_FORMAT);
@@ -205,10 +218,10 @@ fsync_dir_of(const char *path)
 		*slash = '\0';
 	}
 	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-		r = ML_ERR_IO;
+		r = ml_errf_sys(ML_ERR_IO, "%s", dir);
 	} else {
 		if (fsync(fd) != 0) {
-			r = ML_ERR_IO;
+			r = ml_errf_sys(ML_ERR_IO, "%s: fsync", dir);
 		}
 		close(fd);
 	}
@@ -227,7 +240,8 @@ store_create(const char *path, const uint8_t *payload, size_t len)
 	ML_ENSURE((kp = key_path(path)) != NULL, ML_ERR_NOMEM);
 	ML_TRY(ml_rand(s.key, sizeof(s.key)));
 	kfd = open(kp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (kfd < 0 || write_all(kfd, s.key, sizeof(s.key), 0) != 0 ||
+	snprintf(s.path, sizeof(s.path), "%s", path);
+	if (kfd < 0 || write_all(kfd, s.key, sizeof(s.key), 0, kp) != 0 ||
 	    fsync(kfd) != 0) {
 		r = ml_errf_sys(errno == EEXIST ? ML_ERR_EXISTS : ML_ERR_IO,
 		    "%s", kp);
@@ -306,12 +320,13 @@ store_open(const char *path, struct store **ret_store, uint8_t **ret_payload,
 	ML_ENSURE((s = calloc(1, sizeof(*s))) != NULL, ML_ERR_NOMEM);
 	s->fd = -1;
 	s->cut_after = -1;
+	snprintf(s->path, sizeof(s->path), "%s", path);
 	ML_ENSURE((kp = key_path(path)) != NULL, ML_ERR_NOMEM);
 	if ((kfd = open(kp, O_RDONLY | O_CLOEXEC)) < 0) {
 		r = ml_errf_sys(ML_ERR_IO, "%s", kp);
 		goto out;
 	}
-	ML_TRY(read_all(kfd, s->key, sizeof(s->key), 0, &got));
+	ML_TRY(read_all(kfd, s->key, sizeof(s->key), 0, &got, kp));
 	if (got != sizeof(s->key)) {
 		r = ml_errf(ML_ERR_FORMAT, "%s: %zu bytes, not a chip key",
 		    kp, got);
@@ -346,7 +361,7 @@ store_lock(struct store *s)
 {
 	while (flock(s->fd, LOCK_EX) != 0) {
 		if (errno != EINTR) {
-			return ML_ERR_IO;
+			return ml_errf_sys(ML_ERR_IO, "%s: flock", s->path);
 		}
 	}
 	return 0;
@@ -366,7 +381,7 @@ slot_header_gen(struct store *s, int slot)
 	size_t got = 0;
 
 	if (read_all(s->fd, hdr, sizeof(hdr), (off_t)slot * STORE_SLOT_SIZE,
-	    &got) != 0 || got != sizeof(hdr) ||
+	    &got, s->path) != 0 || got != sizeof(hdr) ||
 	    (((uint32_t)hdr[0] << 24) | ((uint32_t)hdr[1] << 16) |
 	    ((uint32_t)hdr[2] << 8) | hdr[3]) != STORE_MAGIC) {
 		return 0;

@@ -1083,6 +1083,16 @@ test_hooks_setup(struct net *n)
 }
 #endif
 
+/* Add fd to the epoll set; a failure names what it is. */
+static int
+net_watch(struct net *n, int fd, struct epoll_event *e, const char *what)
+{
+	if (epoll_ctl(n->ep, EPOLL_CTL_ADD, fd, e) != 0) {
+		return ml_errf_sys(ML_ERR_IO, "epoll_ctl: %s", what);
+	}
+	return 0;
+}
+
 /*
  * srv_run's set-up: the signals it handles come through a signalfd
  * (blocked in this thread; workers were started with them blocked), and
@@ -1114,29 +1124,29 @@ run_setup(struct srv *s, struct net *n, int *sfdp)
 	sigaddset(&mask, SIGHUP);
 	/* block in this thread; workers were started with these blocked */
 	pthread_sigmask(SIG_BLOCK, &mask, NULL);
-	ML_ENSURE((*sfdp = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) >= 0,
-	    ML_ERR_IO);
-	ML_ENSURE((n->ep = epoll_create1(EPOLL_CLOEXEC)) >= 0, ML_ERR_IO);
+	if ((*sfdp = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
+		return ml_errf_sys(ML_ERR_IO, "signalfd");
+	}
+	if ((n->ep = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+		return ml_errf_sys(ML_ERR_IO, "epoll_create1");
+	}
 	e.events = EPOLLIN;
 	e.data.ptr = TAG_LISTEN;
-	ML_ENSURE(epoll_ctl(n->ep, EPOLL_CTL_ADD, s->listen_fd, &e) == 0,
-	    ML_ERR_IO);
+	ML_TRY(net_watch(n, s->listen_fd, &e, "the listening socket"));
 	e.data.ptr = TAG_EVENT;
-	ML_ENSURE(epoll_ctl(n->ep, EPOLL_CTL_ADD, s->done_efd, &e) == 0,
-	    ML_ERR_IO);
+	ML_TRY(net_watch(n, s->done_efd, &e, "the job eventfd"));
 	e.data.ptr = TAG_SIGNAL;
-	ML_ENSURE(epoll_ctl(n->ep, EPOLL_CTL_ADD, *sfdp, &e) == 0, ML_ERR_IO);
+	ML_TRY(net_watch(n, *sfdp, &e, "the signalfd"));
 	if (s->metrics_fd >= 0) {
 		e.data.ptr = TAG_METRICS;
-		ML_ENSURE(epoll_ctl(n->ep, EPOLL_CTL_ADD, s->metrics_fd,
-		    &e) == 0, ML_ERR_IO);
+		ML_TRY(net_watch(n, s->metrics_fd, &e, "the metrics socket"));
 	}
 	if (s->mon != NULL) {
 		/* no input ever comes this way: EPOLLHUP = monitor gone */
 		e.events = 0;
 		e.data.ptr = TAG_MONITOR;
-		ML_ENSURE(epoll_ctl(n->ep, EPOLL_CTL_ADD, mon_watch_fd(s->mon),
-		    &e) == 0, ML_ERR_IO);
+		ML_TRY(net_watch(n, mon_watch_fd(s->mon), &e,
+		    "the monitor channel"));
 	}
 out:
 	return r;
@@ -1210,7 +1220,7 @@ run_loop(struct net *n, int sfd)
 		}
 		k = epoll_wait(n->ep, ev, (int)ML_NELEM(ev), TICK_MS);
 		if (k < 0 && errno != EINTR) {
-			return ML_ERR_IO;
+			return ml_errf_sys(ML_ERR_IO, "epoll_wait");
 		}
 		n->batching = true;
 		conns_disarmed(n, ev, k);

@@ -235,7 +235,11 @@ desk_uplink(struct ver *v, size_t w)
 		ml_err("%s", why);
 		return r;
 	}
-	return v->up[w] != NULL ? 0 : ML_ERR_IO;
+	if (v->up[w] == NULL) {	/* the open that failed logged its cause */
+		return ml_errf(ML_ERR_IO, "server %s: no channel",
+		    note_chan_server(v->chan));
+	}
+	return 0;
 }
 
 /* The station signature kept on the chip, against the authorised keys. */

@@ -700,12 +700,20 @@ burst_one(unsigned long i)
 	    (unsigned)(i % (BURST_MAX - BURST_MIN + 1));
 
 	ML_TRY(ml_hostport_split(o.server, host, sizeof(host), port));
-	ML_ENSURE(getaddrinfo(host, port, &hints, &res) == 0, ML_ERR_IO);
-	ML_ENSURE((fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC,
-	    0)) >= 0, ML_ERR_IO);
+	if ((r = getaddrinfo(host, port, &hints, &res)) != 0) {
+		r = ml_errf(ML_ERR_IO, "%s: %s", o.server, gai_strerror(r));
+		goto out;
+	}
+	if ((fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+		r = ml_errf_sys(ML_ERR_IO, "%s: socket", o.server);
+		goto out;
+	}
 	/* before connect: the window the server sees stays small */
 	(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-	ML_ENSURE(connect(fd, res->ai_addr, res->ai_addrlen) == 0, ML_ERR_IO);
+	if (connect(fd, res->ai_addr, res->ai_addrlen) != 0) {
+		r = ml_errf_sys(ML_ERR_IO, "%s: connect", o.server);
+		goto out;
+	}
 	cfg.timeout_ms = 5000;
 	ML_TRY(hs_client_fd(fd, &cfg, &c, NULL));
 	for (k = 0; k < want; k++) {
@@ -722,7 +730,8 @@ burst_one(unsigned long i)
 		(void)dup2(null, fd);
 		close(null);
 	}
-	r = k > 0 ? 0 : ML_ERR_IO;
+	r = k > 0 ? 0 : ml_errf(ML_ERR_IO, "%s: no PING record went out",
+	    o.server);
 out:
 	if (c != NULL) {
 		hs_chan_close(c);	/* closes fd */

@@ -184,6 +184,9 @@ START_TEST(store_exhaustive_tear)
 	ml_freezero(p, len);
 	store_test_cut_after(s, (STORE_HDR_LEN + 333) / 2);
 	ck_assert_r(store_commit(s, b, 333), ML_ERR_IO);
+	/* the failure names the image and the cause */
+	ck_assert_ptr_nonnull(strstr(ml_errmsg(ML_ERR_IO), path));
+	ck_assert_ptr_nonnull(strstr(ml_errmsg(ML_ERR_IO), "lost power"));
 	store_close(s);
 	expect_payload(a, 200, "after a torn b");
 	commit_full(cc, 150);
