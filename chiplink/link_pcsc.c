@@ -61,8 +61,9 @@ struct pcsc_slot {
 	uint64_t	 conn_gen;	/* the generation the handle talks to */
 	unsigned	 depth;		/* chiplink_lock() nesting */
 	bool		 in_txn;	/* SCardBeginTransaction held */
-	bool		 state_lost;	/* dropped mid-use: applet RAM unknown */
-	uint64_t	 lost_gen;	/* ... of the chip of this generation */
+	uint64_t	 lost_gen;	/* 0, or the chip (generation) whose
+					 * handle was dropped mid-use: its
+					 * applet RAM is unknown */
 
 	/* Under the link's state_mu. */
 	bool		 present;
@@ -589,19 +590,17 @@ pcsc_transmit(void *state, size_t slot, uint64_t generation,
 	ML_TRY(pcsc_slot_connect(l, s));
 	ML_ENSURE(generation == 0 || generation == s->conn_gen,
 	    ML_ERR_REMOVED);
-	if (s->state_lost && s->conn_gen != s->lost_gen) {
-		s->state_lost = false;	/* another chip: it starts afresh */
-	}
-	if (s->state_lost) {
+	if (s->lost_gen != 0 && s->lost_gen == s->conn_gen) {
 		/*
 		 * The handle was dropped after a failed exchange (a reset by
 		 * another client can show as an answer without a status
 		 * word) and this one is new: the chip is the same but its
 		 * selection and login may be gone, and a fresh handle is not
 		 * told SCARD_W_RESET_CARD.  Say so before sending anything,
-		 * so that chipcmd_send() restores them (OP-3).
+		 * so that chipcmd_send() restores them (OP-3).  Another chip
+		 * swapped in since starts afresh.
 		 */
-		s->state_lost = false;
+		s->lost_gen = 0;
 		r = ML_ERR_RESET;
 		goto out;
 	}
@@ -623,7 +622,6 @@ pcsc_transmit(void *state, size_t slot, uint64_t generation,
 		if (r == ML_ERR_REMOVED || r == ML_ERR_IO) {
 			/* The next call starts over with a fresh handle. */
 			pcsc_slot_drop(s);
-			s->state_lost = true;
 			s->lost_gen = s->conn_gen;
 			if (r == ML_ERR_REMOVED) {
 				(void)pcsc_refresh(l, s, NULL);
@@ -638,7 +636,6 @@ pcsc_transmit(void *state, size_t slot, uint64_t generation,
 		 * over next time; if the chip is gone or changed, say so.
 		 */
 		pcsc_slot_drop(s);
-		s->state_lost = true;
 		s->lost_gen = s->conn_gen;
 		r = ML_ERR_IO;
 		if (pcsc_refresh(l, s, &gen) == 0 && (gen != s->conn_gen ||
