@@ -7,11 +7,13 @@
  *	C_OpenSession+C_CloseSession, with 1 and 2 threads.
  *
  *	bench_pkcs11 [-s SECONDS] [-n OBJECTS] [-o OPS] MODULE.so [SOFTHSM.so]
- *	bench_pkcs11 -r [-s SECONDS] SOFTHSM.so
+ *	bench_pkcs11 -r [-g US] [-s SECONDS] SOFTHSM.so
  *
  * -r: SoftHSM2's raw C_Sign alone (C_SignInit + C_Sign, one thread, one
  * session): signatures/s and CPU microseconds per signature, the anchor
- * of bench-hs.sh's HSM monitor row.
+ * of bench-hs.sh's HSM monitor row.  -g US: a second row with US
+ * microseconds of sleep before each signature, as the monitor sleeps
+ * between the handshakes of one client.
  * OPS: digits of the rows to run (0 sign, 1 verify, 2 derive, 3 random,
  * 4 object creation, 5 find, 6 session open+close); all by default.
  * The OpenSSL column signs and verifies with one reused context, as
@@ -197,6 +199,8 @@ struct job {
 
 /* CPU seconds per operation of the last measure() with one thread. */
 static double last_cpu_per_op;
+/* -g: microseconds of sleep before each raw C_Sign (0: back to back) */
+static long opt_gap_us;
 
 static double
 thread_cpu(void)
@@ -243,6 +247,12 @@ run_job(void *arg)
 		for (k = 0; k < 16; k++) {
 			switch (j->op) {
 			case OP_SIGN:
+				if (opt_gap_us > 0) {
+					struct timespec g = { 0,
+					    opt_gap_us * 1000 };
+
+					(void)nanosleep(&g, NULL);
+				}
 				n = sizeof(sig);
 				P11(f->C_SignInit(s, &ecdsa,
 				    j->p->priv[j->idx]));
@@ -621,14 +631,25 @@ raw_sign(struct prov *hsm, const char *module)
 	char cmd[600];
 	double rate;
 
+	long gap = opt_gap_us;
+
 	setup_softhsm(hsm, module);
 	if (!hsm->ok) {
 		fprintf(stderr, "bench_pkcs11: no SoftHSM2 at %s\n", module);
 		return 1;
 	}
+	opt_gap_us = 0;
 	rate = measure(hsm, OP_SIGN, 1, false);
 	printf("SoftHSM2 raw C_Sign ECDSA P-256, 1 thread: %.0f /s, %.1f us "
 	    "of CPU per signature\n", rate, 1e6 * last_cpu_per_op);
+	if ((opt_gap_us = gap) > 0) {
+		/* the monitor's case: a signature after an idle gap, with
+		 * the caches cooled by whatever ran meanwhile */
+		rate = measure(hsm, OP_SIGN, 1, false);
+		printf("SoftHSM2 raw C_Sign ECDSA P-256, 1 thread, idle %ld us "
+		    "before each: %.0f /s, %.1f us of CPU per signature\n",
+		    opt_gap_us, rate, 1e6 * last_cpu_per_op);
+	}
 	hsm->f->C_Finalize(NULL);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	return system(cmd) == 0 && rate > 0 ? 0 : 1;
@@ -643,10 +664,18 @@ main(int argc, char **argv)
 	int c, op, th;
 	bool raw = false;
 
-	while ((c = getopt(argc, argv, "rs:n:o:")) != -1) {
+	while ((c = getopt(argc, argv, "rg:s:n:o:")) != -1) {
 		switch (c) {
 		case 'r':
 			raw = true;
+			break;
+		case 'g':
+			opt_gap_us = atol(optarg);
+			if (opt_gap_us < 0 || opt_gap_us > 999999) {
+				fprintf(stderr, "bench_pkcs11: -g: 0 to "
+				    "999999 microseconds\n");
+				return 2;
+			}
 			break;
 		case 'o':
 			opt_ops = optarg;
