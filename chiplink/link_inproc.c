@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,8 @@ struct inproc_slot {
 	char		 target[PATH_MAX];
 	uint64_t	 generation;
 	uint64_t	 seen_events;		/* ip->events at the last look */
+	_Atomic uint64_t changes;		/* events naming this position */
+	uint64_t	 seen_changes;		/* changes at the last look */
 	struct chip	*chip;			/* opened lazily */
 };
 
@@ -56,12 +59,19 @@ struct inproc {
 	/*
 	 * Directory changes seen through inotify.  Looking at a position
 	 * (lstat + readlink) on every APDU cost 90% of an in-process
-	 * exchange; now a slot is looked at only when the directory changed
-	 * since its last look.  Without inotify, every exchange looks.
+	 * exchange; now a slot is looked at only when an event named its
+	 * link (DIR/pos-NN) since its last look, or one that may concern
+	 * every position (queue overflow, the directory itself moved).  On
+	 * a line of 64 positions, every chip fed used to make all the
+	 * others look again (BN-2: a line that scales with positions).
+	 * Without inotify, every exchange looks.  ino_lock: the events read
+	 * by one thread are counted before another finds the queue empty
+	 * and trusts the counts.
 	 */
 	int		 ino_fd;
 	unsigned	 fork_seen;		/* fork_count when ino_fd was made */
-	_Atomic uint64_t events;
+	pthread_mutex_t	 ino_lock;
+	_Atomic uint64_t events;		/* changes concerning every slot */
 	struct chip_latency *lat;	/* DIR/latency; NULL: instant chips */
 };
 
@@ -85,27 +95,77 @@ atfork_register(void)
 	(void)pthread_atfork(NULL, NULL, atfork_child);
 }
 
-/* Drain pending inotify events; count them as one change. */
+/*
+ * The slot an event's name is the link of ("pos-NN" exactly, as
+ * inproc_open names them), or SIZE_MAX.  Other names (the feeder's
+ * "pos-NN.new", the positions and latency files) concern no chip.
+ */
+static size_t
+event_slot(const struct inproc *ip, const char *name)
+{
+	char want[32];
+	unsigned long v;
+	char *end;
+
+	if (strncmp(name, "pos-", 4) != 0 || name[4] < '0' || name[4] > '9') {
+		return SIZE_MAX;
+	}
+	errno = 0;
+	v = strtoul(name + 4, &end, 10);
+	if (errno != 0 || *end != '\0' || v >= ip->nslots ||
+	    (size_t)snprintf(want, sizeof(want), "pos-%02lu", v) >=
+	    sizeof(want) || strcmp(want, name) != 0) {
+		return SIZE_MAX;
+	}
+	return (size_t)v;
+}
+
+/* Count one batch of inotify events against the slots they name. */
+static bool
+events_count(struct inproc *ip, const char *buf, size_t n)
+{
+	const struct inotify_event *ev;
+	bool all = false;
+	size_t off, slot;
+
+	for (off = 0; off + sizeof(*ev) <= n; off += sizeof(*ev) + ev->len) {
+		ev = (const struct inotify_event *)(const void *)(buf + off);
+		if (off + sizeof(*ev) + ev->len > n) {
+			return true;		/* cannot happen: look at all */
+		}
+		if ((ev->mask & (IN_Q_OVERFLOW | IN_DELETE_SELF |
+		    IN_MOVE_SELF | IN_IGNORED)) != 0 || ev->len == 0) {
+			all = true;
+			continue;
+		}
+		if ((slot = event_slot(ip, ev->name)) != SIZE_MAX) {
+			atomic_fetch_add(&ip->slots[slot].changes, 1);
+		}
+	}
+	return all;
+}
+
+/* Drain pending inotify events into the counts. */
 static void
 dir_poll_events(struct inproc *ip)
 {
 	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-	bool any = false;
+	bool all = false;
 	ssize_t n;
 
+	pthread_mutex_lock(&ip->ino_lock);
 	if (ip->ino_fd >= 0 && ip->fork_seen != atomic_load(&fork_count)) {
 		close(ip->ino_fd);	/* our copy only; the parent keeps its */
 		ip->ino_fd = -1;
 	}
-	if (ip->ino_fd < 0) {
-		return;
+	while (ip->ino_fd >= 0 &&
+	    (n = read(ip->ino_fd, buf, sizeof(buf))) > 0) {
+		all |= events_count(ip, buf, (size_t)n);
 	}
-	while ((n = read(ip->ino_fd, buf, sizeof(buf))) > 0) {
-		any = true;
-	}
-	if (any) {
+	if (all) {
 		atomic_fetch_add(&ip->events, 1);
 	}
+	pthread_mutex_unlock(&ip->ino_lock);
 }
 
 /* Slot lock held: does the slot need a fresh look at its position? */
@@ -116,7 +176,8 @@ slot_stale(struct inproc *ip, struct inproc_slot *s)
 	if (ip->ino_fd < 0) {
 		return true;
 	}
-	return s->seen_events != atomic_load(&ip->events);
+	return s->seen_events != atomic_load(&ip->events) ||
+	    s->seen_changes != atomic_load(&s->changes);
 }
 
 static uint64_t
@@ -141,6 +202,7 @@ slot_refresh(struct inproc *ip, struct inproc_slot *s)
 	/* Events after this point make the slot stale again. */
 	dir_poll_events(ip);
 	s->seen_events = atomic_load(&ip->events);
+	s->seen_changes = atomic_load(&s->changes);
 	if (lstat(s->link, &sb) != 0 || !S_ISLNK(sb.st_mode) ||
 	    (n = readlink(s->link, target, sizeof(target) - 1)) <= 0) {
 		if (s->present) {
@@ -256,6 +318,7 @@ inproc_open(const char *arg, void **ret_state)
 		return ML_ERR_NOMEM;
 	}
 	pthread_mutex_init(&ip->gen_lock, NULL);
+	pthread_mutex_init(&ip->ino_lock, NULL);
 	pthread_once(&atfork_once, atfork_register);
 	ip->fork_seen = atomic_load(&fork_count);
 	ip->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
@@ -305,6 +368,7 @@ inproc_close(void *state)
 		pthread_mutex_destroy(&ip->slots[i].lock);
 	}
 	pthread_mutex_destroy(&ip->gen_lock);
+	pthread_mutex_destroy(&ip->ino_lock);
 	if (ip->ino_fd >= 0) {
 		close(ip->ino_fd);
 	}
@@ -434,6 +498,31 @@ inproc_wait(void *state, int timeout_ms, size_t *ret_slot)
 	}
 }
 
+/*
+ * The absolute path of an existing chip image, for the link's target;
+ * errno set on failure.  An absolute path is taken as it is (one stat to
+ * see that the image is there): realpath would readlink every component,
+ * 7 system calls for each chip fed on a typical line (BN-2).
+ */
+static int
+image_abs(const char *path, char *abs, size_t cap)
+{
+	struct stat sb;
+
+	if (path[0] != '/') {
+		return realpath(path, abs) != NULL ? 0 : -1;
+	}
+	if (strlen(path) >= cap) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	if (stat(path, &sb) != 0) {
+		return -1;
+	}
+	memcpy(abs, path, strlen(path) + 1);
+	return 0;
+}
+
 static int
 inproc_feed(void *state, size_t slot, const char *image_path)
 {
@@ -452,7 +541,7 @@ inproc_feed(void *state, size_t slot, const char *image_path)
 			r = ml_errf_sys(ML_ERR_IO, "%s", s->link);
 		}
 	} else {
-		if (realpath(image_path, abs) == NULL) {
+		if (image_abs(image_path, abs, sizeof(abs)) != 0) {
 			r = ml_errf_sys(ML_ERR_NOT_FOUND, "chip image %s",
 			    image_path);
 			goto out;
