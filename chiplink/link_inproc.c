@@ -64,13 +64,14 @@ struct inproc {
 	 * every position (queue overflow, the directory itself moved).  On
 	 * a line of 64 positions, every chip fed used to make all the
 	 * others look again (BN-2: a line that scales with positions).
-	 * Without inotify, every exchange looks.  ino_lock: the events read
-	 * by one thread are counted before another finds the queue empty
-	 * and trusts the counts.
+	 * Without inotify, every exchange looks.  No lock around the
+	 * queue: every APDU of every position reads it, and a lock there
+	 * was contended by the positions (a futex each time).  An event
+	 * another thread has just read but not yet counted is seen at the
+	 * next APDU.
 	 */
 	int		 ino_fd;
 	unsigned	 fork_seen;		/* fork_count when ino_fd was made */
-	pthread_mutex_t	 ino_lock;
 	_Atomic uint64_t events;		/* changes concerning every slot */
 	struct chip_latency *lat;	/* DIR/latency; NULL: instant chips */
 };
@@ -153,7 +154,6 @@ dir_poll_events(struct inproc *ip)
 	bool all = false;
 	ssize_t n;
 
-	pthread_mutex_lock(&ip->ino_lock);
 	if (ip->ino_fd >= 0 && ip->fork_seen != atomic_load(&fork_count)) {
 		close(ip->ino_fd);	/* our copy only; the parent keeps its */
 		ip->ino_fd = -1;
@@ -165,7 +165,6 @@ dir_poll_events(struct inproc *ip)
 	if (all) {
 		atomic_fetch_add(&ip->events, 1);
 	}
-	pthread_mutex_unlock(&ip->ino_lock);
 }
 
 /* Slot lock held: does the slot need a fresh look at its position? */
@@ -318,7 +317,6 @@ inproc_open(const char *arg, void **ret_state)
 		return ML_ERR_NOMEM;
 	}
 	pthread_mutex_init(&ip->gen_lock, NULL);
-	pthread_mutex_init(&ip->ino_lock, NULL);
 	pthread_once(&atfork_once, atfork_register);
 	ip->fork_seen = atomic_load(&fork_count);
 	ip->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
@@ -368,7 +366,6 @@ inproc_close(void *state)
 		pthread_mutex_destroy(&ip->slots[i].lock);
 	}
 	pthread_mutex_destroy(&ip->gen_lock);
-	pthread_mutex_destroy(&ip->ino_lock);
 	if (ip->ino_fd >= 0) {
 		close(ip->ino_fd);
 	}

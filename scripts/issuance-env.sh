@@ -64,7 +64,7 @@ ne_init() {
 	NE_SERVER_CONF=
 	local positions=${3:-8}
 	NE_STATION=${NE_STATION:-$NE_BUILD/station/mintline-station}
-	[ -x "$NE_BUILD/station/mintline-station" ] && NE_STATION=$NE_BUILD/station/mintline-station
+	if [ -z "${NE_STATION_FORCE:-}" ]; then [ -x "$NE_BUILD/station/mintline-station" ] && NE_STATION=$NE_BUILD/station/mintline-station; fi
 	NE_SRV=$NE_BUILD/server/mintline-server
 	NE_CA=$NE_BUILD/tools/mintline-ca
 	NE_FAKE=$NE_BUILD/tools/mintline-counterfeit
