@@ -39,6 +39,9 @@
 #define FEATURE_SERIAL_MIN	4
 #define FEATURE_SERIAL_MAX	12
 #define FEATURE_KEY_LEN		32
+/* feature keys a server accepts at once: the current one and those the
+ * stations are moving away from (note-feature-key, OP-5) */
+#define FEATURE_MAX_KEYS	4
 #define FEATURE_CHK_LEN		8	/* base32 characters */
 #define FEATURE_MAC_LEN		16	/* base32 characters */
 #define FEATURE_KFP_LEN		20	/* base32 characters */

@@ -17,10 +17,14 @@
  * NOTE_REC_CHECK	issuance pre-check (OP-3), sent before AUTHORIZE WRITE:
  *			can the server accept this note on this chip now?
  *			 E0 chip serial  E1 chip public key  EA note id
+ *			 [D1 feature information to be written]
  *			OK (and the serial reserved for this chip for a while),
  *			or REJECT: unknown_chip, chip_mismatch (enrolled with
  *			another key), dup_serial (registered to another chip),
- *			reserved (another chip is being issued this serial).
+ *			reserved (another chip is being issued this serial),
+ *			bad_feature (D1 malformed, not bound to the chip key,
+ *			naming another note, or its keyed code not made by a
+ *			feature key the server accepts).
  *
  * NOTE_REC_REPLY	E8 status (1)  E9 reason (1)  [EA note id]
  *			[EB registration id (8)]  [EC flags (1)]

@@ -167,7 +167,8 @@ ne_batch() {
 # note-issuers = ISSUERS and each LINE after them ("crl = FILE"); from then
 # on ne_server_start starts the server from that file, so that a SIGHUP
 # (ne_server_reload) re-reads it (OP-6: keys change without downtime).
-# Call it again to change the file.
+# Call it again to change the file.  NE_SRV_FKEYS: note-feature-key's
+# files (default $NE_FKEY).
 ne_server_conf() {
 	local l
 	{
@@ -178,7 +179,7 @@ ne_server_conf() {
 		echo "module = $NE_MODULE"
 		echo "registry = $NE_DB"
 		echo "note-issuers = $1"
-		echo "note-feature-key = $NE_FKEY"
+		echo "note-feature-key = ${NE_SRV_FKEYS:-$NE_FKEY}"
 		echo "note-seal-key = $NE_SERVER_KEY"
 		echo "workers = ${NE_SRV_WORKERS:-4}"
 		for l in "${@:2}"; do

@@ -78,7 +78,7 @@ static const struct conf_key {
 	E("log-level",		log_level,	log_levels,	true),
 	I("registry-pool",	registry_pool,	1, REG_PG_POOL_MAX, false),
 	S("note-issuers",	note_issuers,	true),
-	S("note-feature-key",	note_feature_key, false),
+	S("note-feature-key",	note_feature_key, true),
 	S("note-seal-key",	note_seal_key,	false),
 	S("sam",		sam,		false),
 	I("idread-deadline",	idread_deadline_ms, 1, 600000,	true),

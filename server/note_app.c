@@ -12,8 +12,12 @@
  *			(BN-4): a key added writes at once, a key removed is
  *			retired (its notes stay registered and verify, its new
  *			uploads are refused); each change is an audit row
- *   note-feature-key	optional: the feature key file, to check the keyed
- *			identification codes as well
+ *   note-feature-key	optional: feature key files, blank separated (at
+ *			most FEATURE_MAX_KEYS): the keyed identification codes
+ *			of uploads and pre-checks must be made by one of them.
+ *			Re-read on SIGHUP (OP-5): list the new key before the
+ *			old one while the stations move to it, then drop the
+ *			old one; each change is an audit row
  *   note-seal-key	optional: pkcs11: URI of a separate seal key in the
  *			HSM (the monitor opens it); without it the server's
  *			channel key (its certificate key) is the seal key too
@@ -43,6 +47,9 @@ struct note_app {
 	uint8_t		 issuers[NOTE_MAX_ISSUERS][ML_P256_PUB_LEN];
 	char		*specs[NOTE_MAX_ISSUERS];	/* their names */
 	size_t		 nissuers;
+	/* the feature keys in force (SIGHUP compares the new list with it) */
+	uint8_t		 fkeys[FEATURE_MAX_KEYS][FEATURE_KEY_LEN];
+	size_t		 nfkeys;
 };
 
 /*
@@ -126,17 +133,19 @@ issuer_in(const uint8_t (*set)[ML_P256_PUB_LEN], size_t n,
 }
 
 /*
- * One audit row per issuer key change (OP-5): action issuer-add or
- * issuer-retire, subject kind "issuer", subject the SHA-256 of the public
- * point in hex.  A registry that cannot take it is logged; the key change
- * stands.
+ * One audit row per key change (OP-5): action issuer-add, issuer-retire,
+ * feature-key-add or feature-key-retire; subject kind "issuer" or
+ * "feature-key"; subject the key's 32-byte id in hex (the SHA-256 of an
+ * issuer's public point; for a feature key, which is secret, an HMAC of
+ * a fixed text under it, which says nothing of the key).  A registry that
+ * cannot take the row is logged; the key change stands.
  */
 static void
-issuer_audit(struct reg *reg, const char *action,
-    const uint8_t pub[static ML_P256_PUB_LEN])
+key_audit(struct reg *reg, const char *action, const char *kind,
+    const char *label, const char *what,
+    const uint8_t id[static ML_SHA256_LEN])
 {
 	static const char hx[] = "0123456789abcdef";
-	uint8_t md[ML_SHA256_LEN];
 	struct reg_audit a;
 	size_t i;
 	int r;
@@ -144,22 +153,95 @@ issuer_audit(struct reg *reg, const char *action,
 	memset(&a, 0, sizeof(a));
 	snprintf(a.action, sizeof(a.action), "%s", action);
 	snprintf(a.actor, sizeof(a.actor), "server");
-	snprintf(a.subject_kind, sizeof(a.subject_kind), "issuer");
+	snprintf(a.subject_kind, sizeof(a.subject_kind), "%s", kind);
 	snprintf(a.outcome, sizeof(a.outcome), "ok");
-	snprintf(a.detail, sizeof(a.detail), "SIGHUP: note-issuers");
-	if (ml_sha256(pub, ML_P256_PUB_LEN, md) != 0) {
-		return;
+	snprintf(a.detail, sizeof(a.detail), "SIGHUP: %s", what);
+	for (i = 0; i < ML_SHA256_LEN && 2 * i + 1 < sizeof(a.subject); i++) {
+		a.subject[2 * i] = hx[id[i] >> 4];
+		a.subject[2 * i + 1] = hx[id[i] & 15];
 	}
-	for (i = 0; i < sizeof(md) && 2 * i + 1 < sizeof(a.subject); i++) {
-		a.subject[2 * i] = hx[md[i] >> 4];
-		a.subject[2 * i + 1] = hx[md[i] & 15];
-	}
-	ml_log(ML_LOG_WARN, "note: SIGHUP: issuer key %.16s... %s", a.subject,
-	    strcmp(action, "issuer-add") == 0 ? "added" : "retired");
+	ml_log(ML_LOG_WARN, "note: SIGHUP: %s %.16s... %s", label, a.subject,
+	    strstr(action, "-add") != NULL ? "added" : "retired");
 	if ((r = reg_audit_append(reg, &a)) != 0) {
-		ml_err("note: audit row for issuer key %.16s...: %s",
+		ml_err("note: audit row for %s %.16s...: %s", label,
 		    a.subject, ml_errmsg(r));
 	}
+}
+
+static void
+issuer_audit(struct reg *reg, const char *action,
+    const uint8_t pub[static ML_P256_PUB_LEN])
+{
+	uint8_t md[ML_SHA256_LEN];
+
+	if (ml_sha256(pub, ML_P256_PUB_LEN, md) == 0) {
+		key_audit(reg, action, "issuer", "issuer key", "note-issuers",
+		    md);
+	}
+}
+
+static void
+feature_key_audit(struct reg *reg, const char *action,
+    const uint8_t key[static FEATURE_KEY_LEN])
+{
+	static const char label[] = "mintline feature key id";
+	uint8_t md[ML_SHA256_LEN];
+
+	if (ml_hmac_sha256(key, FEATURE_KEY_LEN, label, sizeof(label) - 1,
+	    md) == 0) {
+		key_audit(reg, action, "feature-key", "feature key",
+		    "note-feature-key", md);
+	}
+}
+
+/*
+ * The note-feature-key list: each file's key (feature_key_load: 0600, 64
+ * hex digits).  The error names the file.
+ */
+static int
+feature_keys_load(const char *spec, uint8_t (*ret)[FEATURE_KEY_LEN],
+    size_t *ret_n)
+{
+	char *list = NULL, *tok, *save = NULL;
+	size_t n = 0;
+	int r;
+
+	ML_ENSURE((list = strdup(spec)) != NULL, ML_ERR_NOMEM);
+	for (tok = strtok_r(list, " \t\n", &save); tok != NULL;
+	    tok = strtok_r(NULL, " \t\n", &save)) {
+		if (n == FEATURE_MAX_KEYS) {
+			r = ml_errf(ML_ERR_TOO_LARGE, "note-feature-key: more "
+			    "than %d feature keys", FEATURE_MAX_KEYS);
+			goto out;
+		}
+		if ((r = feature_key_load(tok, ret[n])) != 0) {
+			(void)ml_errpre(r, "note-feature-key %zu (%s)", n + 1,
+			    tok);
+			goto out;
+		}
+		n++;
+	}
+	*ret_n = n;
+	r = 0;
+out:
+	if (r != 0) {
+		ml_wipe(ret, FEATURE_MAX_KEYS * FEATURE_KEY_LEN);
+	}
+	free(list);
+	return r;
+}
+
+static bool
+feature_key_in(const uint8_t (*set)[FEATURE_KEY_LEN], size_t n,
+    const uint8_t key[static FEATURE_KEY_LEN])
+{
+	size_t i;
+	bool in = false;
+
+	for (i = 0; i < n; i++) {
+		in |= ml_ct_eq(set[i], key, FEATURE_KEY_LEN);
+	}
+	return in;
 }
 
 static int
@@ -170,7 +252,6 @@ note_app_init(const struct hs_app_env *env, void **ret_ctx)
 	const char *sk = env->opts->note_seal_key;
 	struct reg_note_cfg cfg;
 	struct note_app *a = NULL;
-	uint8_t fkey[FEATURE_KEY_LEN];
 	int r;
 
 	ML_ENSURE((a = calloc(1, sizeof(*a))) != NULL, ML_ERR_NOMEM);
@@ -190,13 +271,13 @@ note_app_init(const struct hs_app_env *env, void **ret_ctx)
 	    a->specs, &cfg.nissuers));
 	memcpy(a->issuers, cfg.issuers, sizeof(a->issuers));
 	a->nissuers = cfg.nissuers;
-	if (*fk != '\0') {
-		if ((r = feature_key_load(fk, fkey)) != 0) {
-			ml_err("note: feature key: %s", ml_errmsg(r));
-			goto out;
-		}
-		cfg.feature_key = fkey;
+	if ((r = feature_keys_load(fk, cfg.feature_keys,
+	    &cfg.nfeature_keys)) != 0) {
+		ml_err("note: feature key: %s", ml_errmsg(r));
+		goto out;
 	}
+	memcpy(a->fkeys, cfg.feature_keys, sizeof(a->fkeys));
+	a->nfkeys = cfg.nfeature_keys;
 	cfg.reg = env->registry;
 	if (*sk != '\0') {
 		/* through the server's provider: the monitor holds it */
@@ -211,9 +292,9 @@ note_app_init(const struct hs_app_env *env, void **ret_ctx)
 		memcpy(cfg.server_pub, env->server_pub, ML_P256_PUB_LEN);
 	}
 	ML_TRY(reg_note_new(&cfg, &a->rn));
-	ml_info("note: registry %s, %zu issuer key(s)%s, %s",
-	    env->registry->ops->name, cfg.nissuers,
-	    cfg.feature_key ? ", keyed codes checked" : "",
+	ml_info("note: registry %s, %zu issuer key(s), %zu feature key(s)%s, "
+	    "%s", env->registry->ops->name, cfg.nissuers, cfg.nfeature_keys,
+	    cfg.nfeature_keys > 0 ? " (keyed codes checked)" : "",
 	    a->seal != NULL ? "separate seal key" : "seal key = channel key");
 	*ret_ctx = a;
 	a = NULL;
@@ -225,7 +306,7 @@ out:
 		specs_free(a->specs);
 		free(a);
 	}
-	ml_wipe(fkey, sizeof(fkey));
+	ml_wipe(&cfg, sizeof(cfg));
 	return r;
 }
 
@@ -240,11 +321,66 @@ note_app_fini(void *ctx)
 	reg_note_free(a->rn);
 	key_free(a->seal);
 	specs_free(a->specs);
-	free(a);
+	ml_freezero(a, sizeof(*a));
 }
 
 /*
- * SIGHUP (BN-4, OP-5): note-issuers again.  Keys added authorise writes at
+ * SIGHUP (OP-5): note-feature-key again.  A key added is accepted at once
+ * (stations may move to it); a key gone is refused from now on, at the
+ * pre-check already, so a station still on it writes nothing.  A list
+ * that does not load leaves the keys in force; so does an empty one when
+ * keys are in force (to stop checking keyed codes, restart without it).
+ */
+static void
+feature_keys_reload(struct note_app *a, const struct hs_app_env *env)
+{
+	uint8_t next[FEATURE_MAX_KEYS][FEATURE_KEY_LEN];
+	size_t n = 0, i;
+	int r;
+
+	if ((r = feature_keys_load(env->opts->note_feature_key, next,
+	    &n)) != 0) {
+		ml_err("note: SIGHUP: %s; the %zu feature key(s) in force "
+		    "stay", ml_errmsg(r), a->nfkeys);
+		return;
+	}
+	if (n == 0) {
+		if (a->nfkeys > 0) {
+			ml_err("note: SIGHUP: note-feature-key unset; the %zu "
+			    "feature key(s) in force stay (a restart without "
+			    "it stops checking keyed codes)", a->nfkeys);
+		}
+		return;
+	}
+	if ((r = reg_note_set_feature_keys(a->rn,
+	    (const uint8_t (*)[FEATURE_KEY_LEN])next, n)) != 0) {
+		ml_err("note: SIGHUP: feature keys not replaced: %s",
+		    ml_errmsg(r));
+		ml_wipe(next, sizeof(next));
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		if (!feature_key_in((const uint8_t (*)[FEATURE_KEY_LEN])a->fkeys,
+		    a->nfkeys, next[i])) {
+			feature_key_audit(a->registry, "feature-key-add",
+			    next[i]);
+		}
+	}
+	for (i = 0; i < a->nfkeys; i++) {
+		if (!feature_key_in((const uint8_t (*)[FEATURE_KEY_LEN])next,
+		    n, a->fkeys[i])) {
+			feature_key_audit(a->registry, "feature-key-retire",
+			    a->fkeys[i]);
+		}
+	}
+	memcpy(a->fkeys, next, sizeof(a->fkeys));
+	a->nfkeys = n;
+	ml_wipe(next, sizeof(next));
+	ml_log(ML_LOG_WARN, "note: SIGHUP: %zu feature key(s) in force", n);
+}
+
+/*
+ * SIGHUP (BN-4, OP-5): note-feature-key (above), then note-issuers again.  Keys added authorise writes at
  * once; keys gone are retired.  A list that does not load, or an empty
  * one, leaves the keys in force (retiring every key stops issuance: that
  * is a restart without note-issuers).
@@ -268,6 +404,7 @@ note_app_reload(void *ctx, const struct hs_app_env *env)
 		}
 		return;
 	}
+	feature_keys_reload(a, env);
 	if (issuers_load(env->keys, env->opts->note_issuers, a->specs,
 	    (const uint8_t (*)[ML_P256_PUB_LEN])a->issuers, a->nissuers, next,
 	    specs, &n) != 0 || n == 0) {

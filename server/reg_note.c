@@ -40,9 +40,10 @@
 
 struct reg_note {
 	struct reg_note_cfg	 cfg;
-	uint8_t			 fkey[FEATURE_KEY_LEN];
-	/* the authorised issuer keys (cfg.issuers, issuer): replaced whole by
-	 * reg_note_set_issuers() on SIGHUP while workers verify under ik */
+	/* the authorised issuer keys (cfg.issuers, issuer) and the feature
+	 * keys (cfg.feature_keys): replaced whole by reg_note_set_issuers()
+	 * and reg_note_set_feature_keys() on SIGHUP while workers check
+	 * under ik */
 	struct ml_p256_key	*issuer[NOTE_MAX_ISSUERS];
 	pthread_rwlock_t	 ik;
 	pthread_mutex_t		 mu;
@@ -62,10 +63,7 @@ reg_note_new(const struct reg_note_cfg *cfg, struct reg_note **ret)
 	rn->cfg = *cfg;
 	pthread_mutex_init(&rn->mu, NULL);
 	pthread_rwlock_init(&rn->ik, NULL);
-	if (cfg->feature_key != NULL) {
-		memcpy(rn->fkey, cfg->feature_key, FEATURE_KEY_LEN);
-		rn->cfg.feature_key = rn->fkey;
-	}
+	ML_ENSURE(cfg->nfeature_keys <= FEATURE_MAX_KEYS, ML_ERR_ARG);
 	for (i = 0; i < cfg->nissuers; i++) {
 		ML_TRY(ml_p256_key_from_pub(cfg->issuers[i], ML_P256_PUB_LEN,
 		    &rn->issuer[i]));
@@ -126,6 +124,54 @@ out:
 		ml_p256_key_free(k[i]);
 	}
 	return r;
+}
+
+int
+reg_note_set_feature_keys(struct reg_note *rn,
+    const uint8_t (*keys)[FEATURE_KEY_LEN], size_t n)
+{
+	if (n > FEATURE_MAX_KEYS) {
+		return ML_ERR_TOO_LARGE;
+	}
+	pthread_rwlock_wrlock(&rn->ik);
+	ml_wipe(rn->cfg.feature_keys, sizeof(rn->cfg.feature_keys));
+	if (n > 0) {
+		memcpy(rn->cfg.feature_keys, keys, n * FEATURE_KEY_LEN);
+	}
+	rn->cfg.nfeature_keys = n;
+	pthread_rwlock_unlock(&rn->ik);
+	return 0;
+}
+
+/*
+ * The feature information f (untrusted): well formed, its public check
+ * code right, its keyed code made by one of the feature keys in force
+ * (when any is set), and bound to the chip key chip_pub.  *ret_id gets
+ * the note's identity.  Every key is tried, so the time does not say
+ * which one matched.
+ */
+static int
+feature_accept(struct reg_note *rn, const uint8_t *f, size_t n,
+    const uint8_t chip_pub[static ML_P256_PUB_LEN], struct note_id *ret_id)
+{
+	size_t i;
+	int r, ok = ML_ERR_AUTH;
+
+	pthread_rwlock_rdlock(&rn->ik);
+	if (rn->cfg.nfeature_keys == 0) {
+		ok = feature_parse(f, n, ret_id);
+	}
+	for (i = 0; i < rn->cfg.nfeature_keys; i++) {
+		r = feature_verify(rn->cfg.feature_keys[i], f, n, ret_id);
+		if (ok != 0) {
+			ok = r;		/* 0 once one key made it */
+		}
+	}
+	pthread_rwlock_unlock(&rn->ik);
+	if (ok != 0) {
+		return ok;
+	}
+	return feature_check_chip(f, n, chip_pub);
 }
 
 void
@@ -341,17 +387,22 @@ static int
 handle_check(struct reg_note *rn, const char *peer, const uint8_t *req,
     size_t len, struct ml_wr *w)
 {
-	struct ml_rd rd = ML_RD_INIT(req, len), ser, pub, nv;
+	struct ml_rd rd = ML_RD_INIT(req, len), ser, pub, nv, feat;
 	uint8_t enrolled[ML_P256_PUB_LEN];
 	char chip[NOTE_CHIP_SERIAL_LEN + 1], nid[NOTE_ID_MAX + 1];
+	char fid[NOTE_ID_MAX + 1];
 	struct note_row row;
+	struct note_id id;
 	size_t i;
-	int r;
+	int r, rf;
 
 	count(rn, &rn->st.checks);
+	rf = ml_tlv_find(&rd, TAG_FEAT_INFO, &feat);
 	if (ml_tlv_find(&rd, TAG_ENROL_SERIAL, &ser) != 0 ||
 	    ml_tlv_find(&rd, TAG_ENROL_PUB, &pub) != 0 ||
 	    ml_tlv_find(&rd, TAG_REPLY_NOTE, &nv) != 0 ||
+	    (rf != 0 && rf != ML_ERR_NOT_FOUND) ||
+	    (rf == 0 && ml_rd_left(&feat) > NOTE_MAX_FEATURE) ||
 	    !chip_serial_ok(&ser, chip) ||
 	    ml_rd_left(&pub) != ML_P256_PUB_LEN ||
 	    ml_rd_left(&nv) == 0 || ml_rd_left(&nv) > NOTE_ID_MAX) {
@@ -380,6 +431,31 @@ handle_check(struct reg_note *rn, const char *peer, const uint8_t *req,
 	}
 	if (!ml_ct_eq(enrolled, ml_rd_ptr(&pub), ML_P256_PUB_LEN)) {
 		return reply(w, NOTE_ST_REJECT, NOTE_R_CHIP_MISMATCH, nid, 0, 0);
+	}
+	/*
+	 * The feature information the station is about to write, when it
+	 * sends it: checked as the upload will be (its keyed code made by a
+	 * feature key in force, bound to this chip, naming this note), so
+	 * that a station whose feature key the server no longer accepts
+	 * writes nothing (OP-3) instead of burning every chip it is fed.
+	 */
+	if (rf == 0) {
+		r = feature_accept(rn, ml_rd_ptr(&feat), ml_rd_left(&feat),
+		    ml_rd_ptr(&pub), &id);
+		if (r == 0) {
+			note_id_str(&id, fid);
+		}
+		if (r != 0 || strcmp(fid, nid) != 0) {
+			ml_warn("pre-check of note %s on chip %s from %s refused: "
+			    "%s", nid, chip, peer != NULL ? peer : "local",
+			    r == ML_ERR_AUTH ? "keyed identification code not "
+			    "made by a feature key in force (note-feature-key)" :
+			    r != 0 ? "feature information malformed or not "
+			    "bound to this chip" : "feature information names "
+			    "another note");
+			return reply(w, NOTE_ST_REJECT, NOTE_R_BAD_FEATURE, nid,
+			    0, 0);
+		}
 	}
 	/*
 	 * Promise first, then look: a note registered by another server
@@ -527,12 +603,8 @@ handle_upload(struct reg_note *rn, const struct hs_peer *peer,
 		r = refuse(rn, peer, w, "upload", chip, NULL, NOTE_R_UNAUTHORIZED, 0);
 		goto out;
 	}
-	r = rn->cfg.feature_key != NULL ?
-	    feature_verify(rn->cfg.feature_key, ml_rd_ptr(&feat),
-	    ml_rd_left(&feat), &id) :
-	    feature_parse(ml_rd_ptr(&feat), ml_rd_left(&feat), &id);
-	if (r != 0 || feature_check_chip(ml_rd_ptr(&feat), ml_rd_left(&feat),
-	    chip_pub) != 0) {
+	if (feature_accept(rn, ml_rd_ptr(&feat), ml_rd_left(&feat), chip_pub,
+	    &id) != 0) {
 		r = refuse(rn, peer, w, "upload", chip, NULL, NOTE_R_BAD_FEATURE, 0);
 		goto out;
 	}

@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "chip_proto.h"
+#include "feature.h"
 #include "hs_api.h"
 #include "ml_err.h"
 #include "ml_ossl.h"
@@ -43,7 +44,11 @@ struct reg_note_cfg {
 	uint8_t			 server_pub[ML_P256_PUB_LEN];
 	uint8_t			 issuers[NOTE_MAX_ISSUERS][ML_P256_PUB_LEN];
 	size_t			 nissuers;
-	const uint8_t		*feature_key;	/* 32 bytes, or NULL */
+	/* the feature keys whose keyed codes are accepted (none: keyed
+	 * codes not checked); the first is the current one, the others
+	 * are kept while stations move to it (OP-5) */
+	uint8_t			 feature_keys[FEATURE_MAX_KEYS][FEATURE_KEY_LEN];
+	size_t			 nfeature_keys;
 };
 
 struct reg_note_stats {
@@ -83,6 +88,14 @@ ML_MUST_CHECK int reg_note_handle_from(struct reg_note *rn,
  */
 ML_MUST_CHECK int reg_note_set_issuers(struct reg_note *rn,
     const uint8_t (*pubs)[ML_P256_PUB_LEN], size_t n);
+
+/*
+ * Replace the feature keys whose keyed identification codes uploads and
+ * pre-checks must carry (SIGHUP, OP-5); n == 0 stops checking keyed codes.
+ * A pre-check or upload being checked finishes under the old set.
+ */
+ML_MUST_CHECK int reg_note_set_feature_keys(struct reg_note *rn,
+    const uint8_t (*keys)[FEATURE_KEY_LEN], size_t n);
 
 void		 reg_note_get_stats(struct reg_note *rn,
     struct reg_note_stats *ret);

@@ -49,7 +49,8 @@ struct srv_opts {
 	/* the banknote application (BN-7, BN-8); off without note-issuers */
 	char	 note_issuers[4096];	/* pkcs11: URIs / PEM files, blank
 					 * separated */
-	char	 note_feature_key[512];	/* feature key file, optional */
+	char	 note_feature_key[2048];	/* feature key files, blank
+					 * separated, optional */
 	char	 note_seal_key[1024];	/* pkcs11: URI; "" = the channel key */
 	/* ID reading (ID-7, ID-10) */
 	char	 sam[512];		/* SAM back-end: "emul:KEYFILE" */

@@ -524,22 +524,25 @@ upload(struct iss *s, size_t w, const uint8_t *sealed, size_t n,
 
 /*
  * OP-3 pre-check: can the server register note nt on this chip now
- * (chip enrolled with this key, serial free)?  The server promises the
+ * (chip enrolled with this key, serial free, the feature information's
+ * keyed code made by a feature key it accepts)?  The server promises the
  * serial to the chip for a while, so that a second station with an
  * overlapping batch leaves its chip blank.
  */
 static int
 precheck(struct iss *s, size_t w, const char *chip,
     const uint8_t pub[static ML_P256_PUB_LEN], const struct inote *nt,
-    struct note_reply *ret)
+    const char *feat, size_t flen, struct note_reply *ret)
 {
-	uint8_t req[128];
+	uint8_t req[128 + FEATURE_MAX_LEN];
 	struct ml_wr rw = ML_WR_FIXED(req, sizeof(req));
 	int r;
 
 	ML_TRY(ml_tlv_put(&rw, TAG_ENROL_SERIAL, chip, CHIP_SERIAL_LEN));
 	ML_TRY(ml_tlv_put(&rw, TAG_ENROL_PUB, pub, ML_P256_PUB_LEN));
 	ML_TRY(ml_tlv_put(&rw, TAG_REPLY_NOTE, nt->name, strlen(nt->name)));
+	/* what will be written: the server checks its keyed code now */
+	ML_TRY(ml_tlv_put(&rw, TAG_FEAT_INFO, feat, flen));
 	r = server_call(s, w, NOTE_REC_CHECK, rw.p, rw.len, ret);
 out:
 	return r;
@@ -609,21 +612,16 @@ seal_and_upload(struct iss *s, size_t w, struct chipcmd *cc,
 	return 0;
 }
 
-/* A blank chip, pre-checked (OP-3): issue note nt on it. */
+/* A blank chip, pre-checked (OP-3): issue note nt on it, feat the
+ * feature information the pre-check carried. */
 static int
 issue_one(struct iss *s, size_t w, struct chipcmd *cc, struct inote *nt,
-    const char *chip, const uint8_t pub[static ML_P256_PUB_LEN])
+    const char *chip, const char *feat, size_t flen)
 {
-	char feat[FEATURE_MAX_LEN + 1], why[160];
-	size_t flen;
+	char why[160];
 	uint16_t sw;
 	int r;
 
-	if ((r = feature_derive(s->fkey, &nt->id, pub, feat, &flen)) != 0) {
-		report(s, w, nt, chip, "error", ml_errmsg(r), 0);
-		bump(s, &s->errors);
-		return 0;
-	}
 	/* Intent before the authorisation leaves: the note may be on this
 	 * chip from here on. */
 	if ((r = note_journal_intent(s->j, nt->name, chip)) != 0) {
@@ -769,7 +767,8 @@ issue_blank(struct iss *s, size_t w, struct chipcmd *cc, const char *chip)
 	uint8_t pub[ML_P256_PUB_LEN];
 	struct note_reply rep;
 	struct inote *nt;
-	char msg[128];
+	char msg[128], feat[FEATURE_MAX_LEN + 1];
+	size_t flen;
 	bool stop;
 	int r;
 
@@ -790,7 +789,14 @@ issue_blank(struct iss *s, size_t w, struct chipcmd *cc, const char *chip)
 			}
 			return stop ? 1 : 0;
 		}
-		if ((r = precheck(s, w, chip, pub, nt, &rep)) != 0) {
+		if ((r = feature_derive(s->fkey, &nt->id, pub, feat,
+		    &flen)) != 0) {
+			report(s, w, nt, chip, "error", ml_errmsg(r), 0);
+			bump(s, &s->errors);
+			return 0;
+		}
+		if ((r = precheck(s, w, chip, pub, nt, feat, flen,
+		    &rep)) != 0) {
 			unpick(s, nt);
 			snprintf(msg, sizeof(msg), "%s: chip not written",
 			    server_fail_text(r));
@@ -799,7 +805,26 @@ issue_blank(struct iss *s, size_t w, struct chipcmd *cc, const char *chip)
 			return note_line_stopping() ? 1 : r;
 		}
 		if (rep.status == NOTE_ST_OK) {
-			return issue_one(s, w, cc, nt, chip, pub);
+			return issue_one(s, w, cc, nt, chip, feat, flen);
+		}
+		if (rep.reason == NOTE_R_BAD_FEATURE) {
+			/*
+			 * The server does not accept this station's keyed
+			 * codes (its --feature-key is not among the server's
+			 * note-feature-key): every chip would be refused
+			 * after writing, so the line stops with this one
+			 * blank (OP-3).
+			 */
+			unpick(s, nt);
+			report(s, w, NULL, chip, "left_blank", "server refuses "
+			    "this station's keyed identification code", 0);
+			bump(s, &s->offline);
+			return ml_errf(ML_ERR_AUTH, "server %s refuses the keyed "
+			    "identification code of note %s (this station's "
+			    "--feature-key %s is not one of the server's "
+			    "note-feature-key): line stopped, chip %s left "
+			    "blank", s->chan != NULL ? note_chan_server(s->chan) :
+			    "(local)", nt->name, s->o.feature_key, chip);
 		}
 		if (rep.status == NOTE_ST_AGAIN ||
 		    rep.reason == NOTE_R_DUP_SERIAL) {

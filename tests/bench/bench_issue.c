@@ -148,7 +148,8 @@ new_reg(const char *dbpath, struct key *srv, const uint8_t *issuer_pub,
 	}
 	memcpy(cfg.issuers[0], issuer_pub, 65);
 	cfg.nissuers = 1;
-	cfg.feature_key = fkey;
+	memcpy(cfg.feature_keys[0], fkey, FEATURE_KEY_LEN);
+	cfg.nfeature_keys = 1;
 	if (reg_note_new(&cfg, &rn) != 0) {
 		exit(1);
 	}

@@ -100,11 +100,14 @@ registry_open(void)
 	memcpy(cfg.server_pub, server_pub, ML_P256_PUB_LEN);
 	memcpy(cfg.issuers[0], issuer_pub, ML_P256_PUB_LEN);
 	cfg.nissuers = 1;
-	cfg.feature_key = NULL;		/* feature_parse(): no keyed code */
+	cfg.nfeature_keys = 0;		/* feature_parse(): no keyed code */
 	if (reg_note_new(&cfg, &rn) != 0) {
 		abort();
 	}
-	cfg.feature_key = fkey;		/* feature_verify() */
+	/* feature_verify() under two keys in force, as in a rotation */
+	memcpy(cfg.feature_keys[0], fkey, FEATURE_KEY_LEN);
+	memset(cfg.feature_keys[1], 0x5a, FEATURE_KEY_LEN);
+	cfg.nfeature_keys = 2;
 	if (reg_note_new(&cfg, &rn_keyed) != 0) {
 		abort();
 	}

@@ -63,7 +63,8 @@ new_reg(const struct soft *srv)
 	memcpy(cfg.server_pub, srv->pub, ML_P256_PUB_LEN);
 	memcpy(cfg.issuers[0], station.pub, ML_P256_PUB_LEN);
 	cfg.nissuers = 1;
-	cfg.feature_key = fkey;
+	memcpy(cfg.feature_keys[0], fkey, FEATURE_KEY_LEN);
+	cfg.nfeature_keys = 1;
 	ck_assert_int_eq(reg_note_new(&cfg, &r), 0);
 	return r;
 }
@@ -530,6 +531,79 @@ START_TEST(precheck)
 }
 END_TEST
 
+/* The pre-check carrying the feature information (D1) made with key. */
+static struct note_reply
+check_feat(const char *chip, const uint8_t pub[ML_P256_PUB_LEN],
+    const char *serial, const uint8_t key[FEATURE_KEY_LEN],
+    const char *note)
+{
+	uint8_t req[160 + FEATURE_MAX_LEN], buf[NOTE_REPLY_MAX];
+	struct ml_wr w = ML_WR_FIXED(req, sizeof(req));
+	struct ml_wr rw = ML_WR_FIXED(buf, sizeof(buf));
+	char f[FEATURE_MAX_LEN + 1];
+	struct note_reply rep;
+	struct note_id id;
+	size_t n;
+
+	ck_assert_int_eq(note_id_set("TS", 2, serial, strlen(serial), &id), 0);
+	ck_assert_int_eq(feature_derive(key, &id, pub, f, &n), 0);
+	ck_assert_int_eq(ml_tlv_put(&w, TAG_ENROL_SERIAL, chip, CHIP_SERIAL_LEN), 0);
+	ck_assert_int_eq(ml_tlv_put(&w, TAG_ENROL_PUB, pub, ML_P256_PUB_LEN), 0);
+	ck_assert_int_eq(ml_tlv_put(&w, TAG_REPLY_NOTE, note, strlen(note)), 0);
+	ck_assert_int_eq(ml_tlv_put(&w, TAG_FEAT_INFO, f, n), 0);
+	ck_assert_int_eq(reg_note_handle(rn, NOTE_REC_CHECK, w.p, w.len, &rw), 0);
+	ck_assert_int_eq(note_reply_parse(rw.p, rw.len, &rep), 0);
+	return rep;
+}
+
+/*
+ * OP-3, OP-5: the pre-check refuses feature information whose keyed code
+ * no feature key in force made (before anything is written or promised),
+ * or that names another note; a second key listed on SIGHUP is accepted
+ * beside the first, and a key dropped is refused from then on.
+ */
+START_TEST(precheck_feature_key)
+{
+	struct chipcmd cc;
+	char a[CHIP_SERIAL_LEN + 1];
+	uint8_t pa[65], other[FEATURE_KEY_LEN], both[2][FEATURE_KEY_LEN];
+	struct note_reply rep;
+
+	ck_assert_int_eq(ml_rand(other, sizeof(other)), 0);
+	new_chip(&cc, &station, &server, a, pa);
+	enrol(a, pa);
+	rep = check_feat(a, pa, "00000060", other, "TS00000060");
+	ck_assert_int_eq(rep.status, NOTE_ST_REJECT);
+	ck_assert_int_eq(rep.reason, NOTE_R_BAD_FEATURE);
+	/* nothing promised: the same note is free for a right request */
+	rep = check_feat(a, pa, "00000060", fkey, "TS00000060");
+	ck_assert_int_eq(rep.status, NOTE_ST_OK);
+	/* the feature information of another note than the one asked for */
+	rep = check_feat(a, pa, "00000061", fkey, "TS00000060");
+	ck_assert_int_eq(rep.reason, NOTE_R_BAD_FEATURE);
+	/* both keys in force: either makes acceptable codes */
+	memcpy(both[0], other, FEATURE_KEY_LEN);
+	memcpy(both[1], fkey, FEATURE_KEY_LEN);
+	ck_assert_int_eq(reg_note_set_feature_keys(rn,
+	    (const uint8_t (*)[FEATURE_KEY_LEN])both, 2), 0);
+	ck_assert_int_eq(check_feat(a, pa, "00000062", other,
+	    "TS00000062").status, NOTE_ST_OK);
+	ck_assert_int_eq(check_feat(a, pa, "00000063", fkey,
+	    "TS00000063").status, NOTE_ST_OK);
+	/* the old key dropped: refused */
+	ck_assert_int_eq(reg_note_set_feature_keys(rn,
+	    (const uint8_t (*)[FEATURE_KEY_LEN])both, 1), 0);
+	ck_assert_int_eq(check_feat(a, pa, "00000064", fkey,
+	    "TS00000064").reason, NOTE_R_BAD_FEATURE);
+	ck_assert_int_eq(check_feat(a, pa, "00000064", other,
+	    "TS00000064").status, NOTE_ST_OK);
+	ck_assert_int_eq(reg_note_set_feature_keys(rn,
+	    (const uint8_t (*)[FEATURE_KEY_LEN])both, FEATURE_MAX_KEYS + 1),
+	    ML_ERR_TOO_LARGE);
+	ck_assert_uint_eq(count_notes(), 0);
+}
+END_TEST
+
 static Suite *
 reg_suite(void)
 {
@@ -548,6 +622,7 @@ reg_suite(void)
 	tcase_add_test(tc, desk_query);
 	tcase_add_test(tc, enrol_conflict_and_malformed);
 	tcase_add_test(tc, precheck);
+	tcase_add_test(tc, precheck_feature_key);
 	suite_add_tcase(s, tc);
 	return s;
 }
