@@ -1238,6 +1238,8 @@ issue_report(struct iss *s, size_t chips, int r)
 				    nt->state == J_INTENT ? "in doubt: its "
 				    "chip did not come back" : nt->elsewhere ?
 				    "being issued by another station" :
+				    r != 0 ? "line stopped before it (see "
+				    "the message of the stop)" :
 				    "no blank chip left");
 			}
 		}

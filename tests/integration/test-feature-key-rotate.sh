@@ -62,6 +62,7 @@ issue_with "$NEW" "$W/x" FX 3
 grep -q "refuses the keyed identification code of note FX.*--feature-key $NEW is not one of the server's note-feature-key): line stopped" "$W/FX.err" &&
     ok "... the line stops naming the station's feature key" || { bad "no such message"; cat "$W/FX.err"; }
 check "$(blank "$W/x")" 3 "... every chip still blank (the pre-check refused before any write)"
+check "$(count '"result":"not_issued","reason":"line stopped before it' "$W/FX.jsonl")" 3 "... its 3 notes reported not issued: line stopped"
 check "$(registered FX)" 0 "... nothing registered"
 check "$(sqlite3 "$NE_DB" "select count(*) from note_reservation")" 0 "... no serial promised"
 
