@@ -7,7 +7,7 @@
  * every RESET_EVERY inputs so that it does not grow without bound; the
  * server and issuer keys are software keys made at start-up.
  *
- * Input: byte 0 selects the mode (mod 7), the rest is the body.
+ * Input: byte 0 selects the mode (mod 8), the rest is the body.
  *   0 enrolment record, 1 upload record, 2 desk query record: the body as
  *     it arrives on the channel;
  *   3 a reply body for note_reply_parse();
@@ -21,7 +21,10 @@
  *   6 a note id "PREFIX|SERIAL": the harness derives its feature (keyed,
  *     with the enrolled chip's key fingerprint) and uploads it as in 5 to
  *     a registry with the feature key, so that registration, the same
- *     note again and duplicate serials are reached.
+ *     note again and duplicate serials are reached;
+ *   7 a pre-check record as it arrives on the channel, to the registry
+ *     with two feature keys in force (the optional D1 feature
+ *     information is checked against both, OP-3).
  *
  * Invariant beyond "no crash, no sanitizer report": whenever
  * reg_note_handle() says it wrote a reply (0), the reply parses with
@@ -271,7 +274,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		break;
 	case 7:
-		handle(types[3], size ? data : NULL, size);
+		handle_with(rn_keyed, types[3], size ? data : NULL, size);
 		break;
 	}
 	return 0;

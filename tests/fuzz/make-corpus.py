@@ -269,6 +269,8 @@ write("note_records", "inner", b"\x04" + tlv(0xD0, NOTE_CHIP) +
 write("note_records", "feature", b"\x05" + FEAT)
 write("note_records", "noteid", b"\x06AB|12345678")
 write("note_records", "noteid-long", b"\x06Z9X1|000000001234")
+write("note_records", "check-feature", b"\x07" + tlv(0xE0, NOTE_CHIP) +
+      tlv(0xE1, P256_G) + tlv(0xEA, b"AB12345678") + tlv(0xD1, FEAT))
 
 # fuzz_mon_proto: byte 0 bit 0 = seal key; then packets (hdr, len, bytes).
 
