@@ -4,7 +4,8 @@
 # mintline-server over loopback with its key in SoftHSM2: legitimate
 # flow-A handshakes/s alone and under forged first messages at 10x, and
 # the server's own CPU accounting (stats line); the real server's CPU per
-# handshake against the in-process figure and against the floors of its
+# handshake against the in-process figure, against an OpenSSL TLS 1.3
+# mutual-auth server over loopback (bench-hs tls-loopback), against the floors of its
 # shape (bench-floor: loopback TCP against a null server, a process round
 # trip), and its HSM monitor's CPU per signature against SoftHSM2's raw
 # C_Sign back to back and paced as the monitor signs (bench-pkcs11 -r -g),
@@ -85,6 +86,11 @@ if [ -x "$LOAD" ]; then
 		raw=$(sed -n 's/^SoftHSM2 raw C_Sign ECDSA P-256, 1 thread: .*, \([0-9.]*\) us of CPU per signature$/\1/p' raw.out)
 		paced=$(sed -n 's/.*idle [0-9]* us before each: .*, \([0-9.]*\) us of CPU per signature$/\1/p' raw.out)
 	fi
+	# the anchor of the real server: a TLS 1.3 mutual-auth server over
+	# loopback, one client thread, the same number of handshakes
+	tlsl=$("$BENCH" tls-loopback -n "${BENCH_HS_LOAD_N:-1000}")
+	tls_rate=$(echo "$tlsl" | sed -n 's/.*: \([0-9]*\) handshakes\/s, server \([0-9]*\) us.*/\1/p')
+	tls_cpu=$(echo "$tlsl" | sed -n 's/.*: \([0-9]*\) handshakes\/s, server \([0-9]*\) us.*/\2/p')
 	# the floors of the real server's shape on this machine, same minute
 	FLOOR=${MINTLINE_BENCH_FLOOR:-$(dirname "$BENCH")/bench-floor}
 	ipc="" tcp="" tcph=""
@@ -97,11 +103,15 @@ if [ -x "$LOAD" ]; then
 	    -v inproc="$(sed -n 's/^| mintline flow A | [0-9]* | \([0-9]*\) us .*/\1/p' inproc.out)" \
 	    -v raw="${raw:-0}" -v paced="${paced:-0}" -v gap="$gap" \
 	    -v ipc="${ipc:-0}" -v tcp="${tcp:-0}" -v tcph="${tcph:-0}" \
+	    -v rate="${rate:-0}" -v tls_rate="${tls_rate:-0}" -v tls_cpu="${tls_cpu:-0}" \
 	    'BEGIN { if (ok == 0) { print "real server per handshake: no handshake completed"; exit }
 		w = 1e6 * s / hz / ok; mo = 1e6 * m / hz / ok;
 		x = (inproc > 0) ? (w + mo) / inproc : 0;
 		printf "real server, flow A, 1 client thread, %d handshakes: server process %.0f us + monitor %.0f us = %.0f us of CPU per handshake; in process %s us: %.2fx (goal <= 2x)\n",
 		    ok, w, mo, w + mo, inproc, x
+		if (tls_rate > 0)
+			printf "against a TLS 1.3 mutual-auth server over loopback, same minute (OpenSSL, one thread, 1 client thread): %.0f against %.0f handshakes/s (%.2fx), %.0f against %.0f us of server CPU per handshake (%.2fx)\n",
+			    rate, tls_rate, rate / tls_rate, w + mo, tls_cpu, (w + mo) / tls_cpu
 		if (tcp > 0)
 			printf "floors, same minute: a loopback TCP connection of the same shape against a null server %.0f us (one thread, blocking) or %.0f us (epoll I/O thread + worker, our shape); a monitor round trip %.0f us; in process + those = %.0f us, %.2fx in process\n",
 			    tcp, tcph, ipc, inproc + tcph + ipc, (inproc > 0) ? (inproc + tcph + ipc) / inproc : 0

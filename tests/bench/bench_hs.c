@@ -12,6 +12,13 @@
  *   bench-hs mkreader --ca-dir D --serial S --out PREFIX
  *	a software reader key (PREFIX.key) and its certificate (PREFIX.pem)
  *	from the CA in D (for the flood run against mintline-server).
+ *   bench-hs tls-loopback [-n N]
+ *	the anchor of the real server: an OpenSSL TLS 1.3 mutual-auth server
+ *	(the in-process table's certificates and settings) in a child process
+ *	over loopback, one thread with blocking calls, and one client thread
+ *	making N connections one after another (connect, handshake,
+ *	close_notify), as mintline-load hs does against mintline-server:
+ *	handshakes/s and the server process's CPU per handshake.
  *   bench-hs flood --server H:P --ca ROOT --cert C --key K [--seconds S]
  *	[--threads T] [--ratio R]
  *	real mintline-server over loopback: legitimate flow-A handshakes/s
@@ -32,6 +39,8 @@
 #include <sys/socket.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
+#include <arpa/inet.h>
 
 #include <openssl/core_names.h>
 #include <openssl/err.h>
@@ -351,6 +360,116 @@ cmd_inproc(int n)
 	printf("flow A / TLS = %.2fx, flow B / TLS = %.2fx (handshakes/s); "
 	    "server CPU TLS / flow A = %.2fx\n", ra.per_s / rt.per_s,
 	    rb.per_s / rt.per_s, rt.srv_us / ra.srv_us);
+	return 0;
+}
+
+/* ------------------------------------------------- TLS 1.3 over loopback */
+
+/* The child: n connections, each a handshake then close_notify. */
+static void
+tls_serve(SSL_CTX *sctx, int lfd, int n)
+{
+	char buf[64];
+	SSL *s;
+	int i, fd, one = 1;
+
+	for (i = 0; i < n; i++) {
+		if ((fd = accept(lfd, NULL, NULL)) < 0) {
+			_exit(1);
+		}
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+		    sizeof(one));
+		if ((s = SSL_new(sctx)) == NULL || SSL_set_fd(s, fd) != 1) {
+			_exit(1);
+		}
+		if (SSL_accept(s) == 1) {
+			/* until the client's close_notify (or EOF) */
+			while (SSL_read(s, buf, sizeof(buf)) > 0) {
+				;
+			}
+			(void)SSL_shutdown(s);
+		}
+		SSL_free(s);
+		close(fd);
+		ERR_clear_error();
+	}
+	_exit(0);
+}
+
+static int
+cmd_tls_loopback(int n)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t sl = sizeof(sa);
+	struct tls_party ts, tc;
+	struct rusage ru;
+	SSL_CTX *sctx, *cctx;
+	X509 *root;
+	uint8_t *der;
+	size_t len;
+	double t0, secs, cpu_us;
+	pid_t pid;
+	int lfd, fd, i, st, ok = 0, one = 1;
+	SSL *c;
+
+	setup_fixture();
+	tls_party(&ts, ca, "server", NULL, 100);
+	tls_party(&tc, ca, "reader", "RDR-0001", 101);
+	if (hs_ca_root_der(ca, &der, &len) != 0 ||
+	    (root = x509_der(der, len)) == NULL) {
+		fx_die("root");
+	}
+	free(der);
+	sctx = tls_ctx(true, &ts, root);
+	cctx = tls_ctx(false, &tc, root);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if ((lfd = socket(AF_INET, SOCK_STREAM, 0)) < 0 ||
+	    bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    listen(lfd, 128) != 0 ||
+	    getsockname(lfd, (struct sockaddr *)&sa, &sl) != 0) {
+		fx_die("listen on 127.0.0.1");
+	}
+	if ((pid = fork()) < 0) {
+		fx_die("fork");
+	}
+	if (pid == 0) {
+		tls_serve(sctx, lfd, n);
+	}
+	close(lfd);
+	t0 = now_s();
+	for (i = 0; i < n; i++) {
+		if ((fd = socket(AF_INET, SOCK_STREAM, 0)) < 0 ||
+		    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+			fx_die("connect to 127.0.0.1");
+		}
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+		    sizeof(one));
+		if ((c = SSL_new(cctx)) == NULL || SSL_set_fd(c, fd) != 1) {
+			fx_die("SSL_new");
+		}
+		if (SSL_connect(c) == 1) {
+			ok++;
+			(void)SSL_shutdown(c);
+		}
+		SSL_free(c);
+		close(fd);
+		ERR_clear_error();
+	}
+	secs = now_s() - t0;
+	while (waitpid(pid, &st, 0) < 0) {
+		;
+	}
+	(void)getrusage(RUSAGE_CHILDREN, &ru);
+	cpu_us = (double)ru.ru_utime.tv_sec * 1e6 + (double)ru.ru_utime.tv_usec +
+	    (double)ru.ru_stime.tv_sec * 1e6 + (double)ru.ru_stime.tv_usec;
+	if (ok != n || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		fprintf(stderr, "bench-hs tls-loopback: %d of %d handshakes\n",
+		    ok, n);
+		return 1;
+	}
+	printf("TLS 1.3 mutual auth over loopback (OpenSSL, P-256, server in "
+	    "one thread, 1 client thread, %d handshakes): %.0f handshakes/s, "
+	    "server %.0f us of CPU per handshake\n", n, n / secs, cpu_us / n);
 	return 0;
 }
 
@@ -766,6 +885,12 @@ main(int argc, char **argv)
 	}
 	if (argc > 1 && strcmp(argv[1], "flood") == 0) {
 		return cmd_flood(argc - 1, argv + 1);
+	}
+	if (argc > 1 && strcmp(argv[1], "tls-loopback") == 0) {
+		if (argc > 3 && strcmp(argv[2], "-n") == 0) {
+			n = atoi(argv[3]);
+		}
+		return n > 0 ? cmd_tls_loopback(n) : 2;
 	}
 	if (argc > 1 && strcmp(argv[1], "inproc") == 0) {
 		argc--;
