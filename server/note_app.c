@@ -215,8 +215,8 @@ feature_keys_load(const char *spec, uint8_t (*ret)[FEATURE_KEY_LEN],
 			goto out;
 		}
 		if ((r = feature_key_load(tok, ret[n])) != 0) {
-			(void)ml_errpre(r, "note-feature-key %zu (%s)", n + 1,
-			    tok);
+			/* feature_key_load's message names the file */
+			(void)ml_errpre(r, "note-feature-key %zu", n + 1);
 			goto out;
 		}
 		n++;

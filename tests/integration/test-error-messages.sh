@@ -210,6 +210,10 @@ else
 	expect "server: key pin-source missing" 1 "pin-source /nope-srv.pin: $ENOENT" -- \
 	    srv --listen "127.0.0.1:$NE_PORT" \
 	    --key "pkcs11:token=mintline-server;object=channel;type=private?pin-source=file:/nope-srv.pin"
+	expect "server: a note-feature-key file missing" 1 \
+	    "note-feature-key 2: /nope-f.key: $ENOENT" -- \
+	    srv --listen "127.0.0.1:$NE_PORT" --note-issuers "$NE_ISSUER_PEM" \
+	    --note-feature-key "$NE_FKEY /nope-f.key"
 	python3 -c 'import socket, sys, time
 s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen()
 time.sleep(10)' "$NE_PORT" &
