@@ -57,7 +57,7 @@ static const struct conf_key {
 	S("listen",		listen,		false),
 	S("ca",			ca,		false),
 	S("crl",		crl,		true),
-	S("cert",		cert,		false),
+	S("cert",		cert,		true),
 	S("key",		key,		false),
 	S("module",		module,		false),
 	S("registry",		registry,	false),

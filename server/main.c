@@ -575,6 +575,7 @@ cmd_run(struct cli *cl)
 	s->hscfg.check_peer = srv_check_peer;
 	s->hscfg.check_ctx = s;
 	s->hscfg.r1_lifetime_ms = (uint32_t)s->o.r1_lifetime_ms;
+	s->hscfg_cur = &s->hscfg;
 	ML_TRY(srv_events_start(s->reg, &s->events));
 	ML_TRY(apps_init(s));
 	ML_TRY(listen_on(s->o.listen, &s->listen_fd));
@@ -610,6 +611,13 @@ out:
 		key_free(s->key);
 		mon_stop(s->mon);
 		hs_chain_free(&s->chain);
+		while (s->renewed != NULL) {
+			struct srv_cred_gen *g = s->renewed;
+
+			s->renewed = g->older;
+			hs_chain_free(&g->chain);
+			free(g);
+		}
 		hs_trust_free(s->trust);
 		if (r == 0 && s->exit_code != 0) {
 			r = ml_errf(ML_ERR_IO, "the monitor (HSM key) "

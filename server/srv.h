@@ -151,16 +151,31 @@ struct srv_app_slot {
 	void			*ctx;
 };
 
+/*
+ * A server certificate taken on SIGHUP (a renewal for the same key,
+ * OP-6): the handshakes begun under a generation keep using it, so every
+ * generation stays until exit (a few KB each).
+ */
+struct srv_cred_gen {
+	struct srv_cred_gen	*older;
+	struct hs_chain		 chain;
+	struct hs_server_cfg	 hscfg;
+};
+
 struct srv {
 	struct srv_opts		 o;
 	struct hs_trust		*trust;
-	struct hs_chain		 chain;
+	struct hs_chain		 chain;		/* the certificate at start-up */
 	struct mon		*mon;		/* the monitor (HSM key) */
 	struct key_provider	 keys;		/* the monitor client */
 	struct key		*key;		/* the server key, through it */
 	uint8_t			 pub[ML_P256_PUB_LEN];
 	struct reg		*reg;
-	struct hs_server_cfg	 hscfg;
+	struct hs_server_cfg	 hscfg;		/* with chain */
+	/* what new handshakes use: hscfg, or the newest renewal's (set on
+	 * the I/O thread, which also makes the sessions) */
+	struct hs_server_cfg	*hscfg_cur;
+	struct srv_cred_gen	*renewed;	/* newest first */
 	struct srv_app_slot	 apps[16];
 	size_t			 napps;
 	const struct hs_handler	*handler_by_type[256];

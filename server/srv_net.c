@@ -794,10 +794,106 @@ srv_reload_crl(struct srv *s)
 	ml_log(ML_LOG_WARN, "SIGHUP: CRL %s reloaded", s->o.crl);
 }
 
+/* One audit row for a server certificate taken on SIGHUP (OP-5). */
+static void
+cert_audit(struct srv *s, const struct hs_certinfo *ci, const char *path)
+{
+	struct reg_audit a;
+	int r;
+
+	if (s->reg == NULL) {
+		return;
+	}
+	memset(&a, 0, sizeof(a));
+	snprintf(a.action, sizeof(a.action), "server-cert");
+	snprintf(a.actor, sizeof(a.actor), "server");
+	snprintf(a.subject_kind, sizeof(a.subject_kind), "certificate");
+	snprintf(a.subject, sizeof(a.subject), "%s", ci->certno);
+	snprintf(a.outcome, sizeof(a.outcome), "ok");
+	snprintf(a.detail, sizeof(a.detail), "SIGHUP: cert %.200s", path);
+	if ((r = reg_audit_append(s->reg, &a)) != 0) {
+		ml_err("SIGHUP: audit row for server certificate %s: %s",
+		    ci->certno, ml_errmsg(r));
+	}
+}
+
+/*
+ * SIGHUP: the server certificate chain (--cert) again, so that a renewed
+ * certificate for the same key is taken without a restart (OP-6).  The
+ * new chain must verify against --ca (and the CRL), be a server
+ * certificate (OU=server) and carry the server key's public point; else
+ * the old chain stays.  New handshakes use it; those begun before finish
+ * with the old one, which is kept (srv_cred_gen).  A new key needs a
+ * restart: the monitor opens the key at start-up only.
+ */
+static void
+srv_reload_cert(struct srv *s)
+{
+	const struct hs_server_cfg *cur = s->hscfg_cur;
+	struct srv_cred_gen *g;
+	struct hs_certinfo ci;
+	size_t i;
+	int r, alert = 0;
+
+	if (cur == NULL || (g = calloc(1, sizeof(*g))) == NULL) {
+		return;
+	}
+	if ((r = hs_chain_load(s->o.cert, &g->chain)) != 0) {
+		if (s->o.chroot_dir[0] != '\0') {
+			/* the network process sees the chroot only */
+			ml_warn("SIGHUP: server certificate chain not re-read "
+			    "(%s): under chroot %s, a renewed certificate is "
+			    "read inside it (or taken at a restart); the "
+			    "running one stays", ml_errmsg(r),
+			    s->o.chroot_dir);
+		} else {
+			ml_err("SIGHUP: server certificate chain not reloaded "
+			    "(%s); the old one stays", ml_errmsg(r));
+		}
+		free(g);
+		return;
+	}
+	for (i = 0; i < g->chain.n && g->chain.n == cur->cred.nchain; i++) {
+		if (g->chain.blob[i].len != cur->cred.chain[i].len ||
+		    memcmp(g->chain.blob[i].p, cur->cred.chain[i].p,
+		    g->chain.blob[i].len) != 0) {
+			break;
+		}
+	}
+	if (g->chain.n == cur->cred.nchain && i == g->chain.n) {
+		hs_chain_free(&g->chain);	/* unchanged */
+		free(g);
+		return;
+	}
+	if ((r = hs_trust_verify(s->trust, g->chain.blob, g->chain.n, &ci,
+	    &alert)) != 0 || ci.kind != HS_CERT_KIND_SERVER ||
+	    memcmp(ci.pub, s->pub, sizeof(ci.pub)) != 0) {
+		ml_err("SIGHUP: server certificate chain %s not taken: %s; the "
+		    "old one stays", s->o.cert, r != 0 ? (alert ==
+		    HS_ALERT_REVOKED ? "revoked" : "it does not verify against "
+		    "--ca (issuer, validity)") : ci.kind != HS_CERT_KIND_SERVER ?
+		    "not a server certificate (OU=server)" : "it is for another "
+		    "key than the server's (a new key needs a restart)");
+		hs_chain_free(&g->chain);
+		free(g);
+		return;
+	}
+	g->hscfg = *cur;
+	g->hscfg.cred.chain = g->chain.blob;
+	g->hscfg.cred.nchain = g->chain.n;
+	g->older = s->renewed;
+	s->renewed = g;
+	s->hscfg_cur = &g->hscfg;
+	ml_log(ML_LOG_WARN, "SIGHUP: server certificate chain %s reloaded "
+	    "(certificate %s; new handshakes use it)", s->o.cert, ci.certno);
+	cert_audit(s, &ci, s->o.cert);
+}
+
 /*
  * SIGHUP: the configuration file again (then the command line over it).
  * The keys marked "reload" in server/config.c (timeouts, limits, log
- * settings, the CRL path, the issuer keys) apply at once, the
+ * settings, the CRL path, the issuer and feature keys, the certificate
+ * chain of the same key) apply at once, the
  * applications' through their reload hook; any other changed key needs a
  * restart and is only reported, by name.  Established channels stay.
  */
@@ -820,7 +916,10 @@ srv_reload(struct srv *s)
 				    "restart; the running values stay",
 				    changed);
 			}
-			s->hscfg.r1_lifetime_ms = (uint32_t)s->o.r1_lifetime_ms;
+			if (s->hscfg_cur != NULL) {
+				s->hscfg_cur->r1_lifetime_ms =
+				    (uint32_t)s->o.r1_lifetime_ms;
+			}
 			ml_log_set_format((enum ml_log_format)s->o.log_format);
 			if (s->o.log_level >= 0) {
 				ml_log_set_level(
@@ -831,6 +930,7 @@ srv_reload(struct srv *s)
 		}
 	}
 	srv_reload_crl(s);
+	srv_reload_cert(s);	/* after the CRL: a revoked chain is refused */
 }
 
 /* ---------------------------------------------------------------- metrics */

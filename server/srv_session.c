@@ -81,7 +81,8 @@ srv_sess_new(struct srv *s, uint64_t id, const char *addr,
 	ss->id = id;
 	ss->t_accept_us = wall_us();
 	snprintf(ss->addr, sizeof(ss->addr), "%s", addr);
-	if ((r = hs_server_new(&s->hscfg, &ss->hs)) != 0) {
+	if ((r = hs_server_new(s->hscfg_cur != NULL ? s->hscfg_cur :
+	    &s->hscfg, &ss->hs)) != 0) {
 		free(ss);
 		return r;
 	}

@@ -4,6 +4,9 @@
 #   1. a station's and a reader's channels open before a SIGHUP keep
 #      working after it; the same certificates, revoked in the new CRL, are
 #      refused at their next handshake; no restart (one server pid);
+#      a renewed server certificate (same key) is taken on SIGHUP, a
+#      certificate that is not the server's is refused and the running
+#      one stays (OP-6);
 #   2. issuer-key rotation: chips personalised with the old issuer key get
 #      the new one added and the old one retired (mintline-station
 #      rotate-issuer, authorised by the old key's signature, or the SO
@@ -96,6 +99,39 @@ wait "$rheld"
 check $? 0 "the reader channel RDR-0009 opened before the SIGHUP keeps working after it"
 check "$(count 'channel ok after hold: 3' "$W/rheld.out")" 1 "... 3 pings after the reload"
 kill -0 "$NE_SERVER_PID" 2>/dev/null && ok "no restart: the same server process" || bad "server gone"
+
+# ---- 1b. a renewed server certificate (the same key) on SIGHUP ----
+srvno() { sed -n 's/^handshake A ok .*: server server certno \([0-9A-Fa-f]*\)$/\1/p' "$1"; }
+"$NE_STATION" handshake "${NE_CONN[@]}" --kind station --timeout 5000 >"$W/c0.out" 2>&1
+old_no=$(srvno "$W/c0.out")
+ne_hold "$W/cheld.out" 6000 "${NE_CONN[@]}" --kind station || bad "held channel: no handshake"
+cheld=$NE_HELD_PID
+cp "$W/server.pem" "$W/server-old.pem"
+"$NE_CA" issue --dir "$W/ca" --role server --p11 "$NE_SERVER_KEY_HS" \
+    --module "$NE_MODULE" --out "$W/server.pem" >/dev/null || bad "renewed server certificate"
+hup
+grep -q 'SIGHUP: server certificate chain .* reloaded' "$W/server.log" &&
+    ok "SIGHUP: the renewed server certificate taken" || bad "no server certificate reload logged"
+"$NE_STATION" handshake "${NE_CONN[@]}" --kind station --timeout 5000 >"$W/c1.out" 2>&1
+check $? 0 "a handshake after the renewal"
+new_no=$(srvno "$W/c1.out")
+[ -n "$old_no" ] && [ -n "$new_no" ] && [ "$old_no" != "$new_no" ] &&
+    ok "... presents the new certificate ($old_no -> $new_no)" ||
+    bad "server certificate number before '$old_no', after '$new_no'"
+check "$(sqlite3 "$NE_DB" "select count(*) from audit where action = 'server-cert' and subject = '$new_no'")" 1 "audit: one server-cert row naming it"
+# a certificate for another key is refused; the renewed one stays
+"$NE_CA" issue --dir "$W/ca" --role station --serial STN-0003 \
+    --p11 "pkcs11:token=mintline-station;object=channel?pin-source=file:$W/pins/station.pin" \
+    --module "$NE_MODULE" --out "$W/server.pem" >/dev/null || bad "wrong certificate"
+hup
+grep -q 'server certificate chain .* not taken: not a server certificate' "$W/server.log" &&
+    ok "SIGHUP: a station certificate as --cert is refused, named" || bad "no refusal of a wrong --cert logged"
+"$NE_STATION" handshake "${NE_CONN[@]}" --kind station --timeout 5000 >"$W/c2.out" 2>&1
+check "$(srvno "$W/c2.out")" "$new_no" "... and the renewed certificate stays in use"
+wait "$cheld"
+check $? 0 "a channel opened before the renewal keeps working after it"
+"$NE_CA" issue --dir "$W/ca" --role server --p11 "$NE_SERVER_KEY_HS" \
+    --module "$NE_MODULE" --out "$W/server.pem" >/dev/null || bad "server certificate again"
 
 # ---- 2. rotation: a note under the old key first, then the chips ----
 ne_chips 5 0 "$W/chips" || exit 1
