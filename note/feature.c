@@ -188,14 +188,23 @@ out:
 	return r;
 }
 
+/*
+ * Parse f and check its codes: the public check code always; the keyed
+ * code when nkeys > 0, made by any of keys (each one is tried, so the
+ * time does not say which matched); the chip key fingerprint when
+ * chip_pub is given.
+ */
 static int
-parse(const uint8_t *key, const uint8_t *chip_pub, const uint8_t *f, size_t n,
+parse(const uint8_t (*keys)[FEATURE_KEY_LEN], size_t nkeys,
+    const uint8_t *chip_pub, const uint8_t *f, size_t n,
     struct note_id *ret_id)
 {
 	struct ml_rd rd = ML_RD_INIT(f, n), magic, pre, ser, chk, mac, fp;
 	char want_fp[FEATURE_KFP_LEN];
 	char want_chk[FEATURE_CHK_LEN], want_mac[FEATURE_MAC_LEN];
 	struct note_id id;
+	bool any = false;
+	size_t i;
 	int r;
 
 	ML_ENSURE(f != NULL || n == 0, ML_ERR_ARG);
@@ -213,13 +222,14 @@ parse(const uint8_t *key, const uint8_t *chip_pub, const uint8_t *f, size_t n,
 	ML_ENSURE(ml_rd_left(&chk) == FEATURE_CHK_LEN &&
 	    ml_rd_left(&mac) == FEATURE_MAC_LEN &&
 	    ml_rd_left(&fp) == FEATURE_KFP_LEN, ML_ERR_FORMAT);
-	ML_TRY(codes(key, &id, want_chk, want_mac));
+	ML_TRY(codes(NULL, &id, want_chk, want_mac));
 	ML_ENSURE(ml_ct_eq(ml_rd_ptr(&chk), want_chk, FEATURE_CHK_LEN),
 	    ML_ERR_AUTH);
-	if (key != NULL) {
-		ML_ENSURE(ml_ct_eq(ml_rd_ptr(&mac), want_mac, FEATURE_MAC_LEN),
-		    ML_ERR_AUTH);
+	for (i = 0; i < nkeys; i++) {
+		ML_TRY(codes(keys[i], &id, want_chk, want_mac));
+		any |= ml_ct_eq(ml_rd_ptr(&mac), want_mac, FEATURE_MAC_LEN);
 	}
+	ML_ENSURE(nkeys == 0 || any, ML_ERR_AUTH);
 	if (chip_pub != NULL) {
 		ML_TRY(kfp(chip_pub, want_fp));
 		ML_ENSURE(ml_ct_eq(ml_rd_ptr(&fp), want_fp, FEATURE_KFP_LEN),
@@ -237,20 +247,28 @@ out:
 int
 feature_parse(const uint8_t *f, size_t n, struct note_id *ret_id)
 {
-	return parse(NULL, NULL, f, n, ret_id);
+	return parse(NULL, 0, NULL, f, n, ret_id);
 }
 
 int
 feature_check_chip(const uint8_t *f, size_t n, const uint8_t chip_pub[static 65])
 {
-	return parse(NULL, chip_pub, f, n, NULL);
+	return parse(NULL, 0, chip_pub, f, n, NULL);
 }
 
 int
 feature_verify(const uint8_t key[static FEATURE_KEY_LEN], const uint8_t *f,
     size_t n, struct note_id *ret_id)
 {
-	return parse(key, NULL, f, n, ret_id);
+	return parse((const uint8_t (*)[FEATURE_KEY_LEN])key, 1, NULL, f, n,
+	    ret_id);
+}
+
+int
+feature_verify_keys(const uint8_t (*keys)[FEATURE_KEY_LEN], size_t nkeys,
+    const uint8_t *f, size_t n, struct note_id *ret_id)
+{
+	return parse(keys, nkeys, NULL, f, n, ret_id);
 }
 
 /* The key file format and its checks are common/ml_secret.c's. */

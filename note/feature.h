@@ -93,6 +93,13 @@ ML_MUST_CHECK int feature_parse(const uint8_t *f, size_t n,
  */
 ML_MUST_CHECK int feature_verify(const uint8_t key[static FEATURE_KEY_LEN],
     const uint8_t *f, size_t n, struct note_id *ret_id);
+/*
+ * The same for a set of feature keys (a server's note-feature-key while
+ * stations move to a new key, OP-6): the keyed code must be made by one
+ * of them, every one tried; nkeys == 0 is feature_parse().
+ */
+ML_MUST_CHECK int feature_verify_keys(const uint8_t (*keys)[FEATURE_KEY_LEN],
+    size_t nkeys, const uint8_t *f, size_t n, struct note_id *ret_id);
 
 /*
  * Load a feature key: a file holding 64 hex digits (and optional trailing

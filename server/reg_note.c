@@ -146,30 +146,21 @@ reg_note_set_feature_keys(struct reg_note *rn,
 /*
  * The feature information f (untrusted): well formed, its public check
  * code right, its keyed code made by one of the feature keys in force
- * (when any is set), and bound to the chip key chip_pub.  *ret_id gets
- * the note's identity.  Every key is tried, so the time does not say
- * which one matched.
+ * (when any is set: feature_verify_keys), and bound to the chip key
+ * chip_pub.  *ret_id gets the note's identity.
  */
 static int
 feature_accept(struct reg_note *rn, const uint8_t *f, size_t n,
     const uint8_t chip_pub[static ML_P256_PUB_LEN], struct note_id *ret_id)
 {
-	size_t i;
-	int r, ok = ML_ERR_AUTH;
+	int r;
 
 	pthread_rwlock_rdlock(&rn->ik);
-	if (rn->cfg.nfeature_keys == 0) {
-		ok = feature_parse(f, n, ret_id);
-	}
-	for (i = 0; i < rn->cfg.nfeature_keys; i++) {
-		r = feature_verify(rn->cfg.feature_keys[i], f, n, ret_id);
-		if (ok != 0) {
-			ok = r;		/* 0 once one key made it */
-		}
-	}
+	r = feature_verify_keys((const uint8_t (*)[FEATURE_KEY_LEN])
+	    rn->cfg.feature_keys, rn->cfg.nfeature_keys, f, n, ret_id);
 	pthread_rwlock_unlock(&rn->ik);
-	if (ok != 0) {
-		return ok;
+	if (r != 0) {
+		return r;
 	}
 	return feature_check_chip(f, n, chip_pub);
 }

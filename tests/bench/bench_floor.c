@@ -296,7 +296,7 @@ struct hconn {
 static struct {
 	pthread_mutex_t	 mu;
 	pthread_cond_t	 cv;
-	struct hconn	*todo, *done;
+	struct hconn	*pending, *done;
 	int		 efd;
 } hq = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL,
 	-1 };
@@ -312,11 +312,11 @@ hworker(void *arg)
 	(void)arg;
 	for (;;) {
 		pthread_mutex_lock(&hq.mu);
-		while (hq.todo == NULL) {
+		while (hq.pending == NULL) {
 			pthread_cond_wait(&hq.cv, &hq.mu);
 		}
-		c = hq.todo;
-		hq.todo = c->next;
+		c = hq.pending;
+		hq.pending = c->next;
 		pthread_mutex_unlock(&hq.mu);
 		c->outlen = tcp_ans[c->step];
 		if (c->outlen > 0) {
@@ -434,8 +434,8 @@ tcp_child_handoff(int lfd, int n)
 			    c->len >= 4 + ntohl(be)) {
 				c->len = 0;		/* the whole frame */
 				pthread_mutex_lock(&hq.mu);
-				c->next = hq.todo;
-				hq.todo = c;
+				c->next = hq.pending;
+				hq.pending = c;
 				pthread_cond_signal(&hq.cv);
 				pthread_mutex_unlock(&hq.mu);
 				continue;		/* not re-armed */

@@ -92,6 +92,21 @@ START_TEST(keyed_code_needs_key)
 	/* public check passes without the key, the keyed code does not */
 	ck_assert_int_eq(feature_parse((uint8_t *)f, n, &id), 0);
 	ck_assert_int_eq(feature_verify(key2, (uint8_t *)f, n, &id), ML_ERR_AUTH);
+	/* a set of keys (OP-6): one that made the code is enough */
+	{
+		uint8_t set[2][FEATURE_KEY_LEN];
+
+		memcpy(set[0], key2, FEATURE_KEY_LEN);
+		memcpy(set[1], key1, FEATURE_KEY_LEN);
+		ck_assert_int_eq(feature_verify_keys(
+		    (const uint8_t (*)[FEATURE_KEY_LEN])set, 2, (uint8_t *)f,
+		    n, &id), 0);
+		ck_assert_int_eq(feature_verify_keys(
+		    (const uint8_t (*)[FEATURE_KEY_LEN])set, 1, (uint8_t *)f,
+		    n, &id), ML_ERR_AUTH);
+		ck_assert_int_eq(feature_verify_keys(NULL, 0, (uint8_t *)f, n,
+		    &id), 0);
+	}
 }
 END_TEST
 
