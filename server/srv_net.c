@@ -817,6 +817,24 @@ cert_audit(struct srv *s, const struct hs_certinfo *ci, const char *path)
 	}
 }
 
+/* Is chain c the n certificates of blobs, byte for byte? */
+static bool
+chain_same(const struct hs_chain *c, const struct hs_blob *blobs, size_t n)
+{
+	size_t i;
+
+	if (c->n != n) {
+		return false;
+	}
+	for (i = 0; i < n; i++) {
+		if (c->blob[i].len != blobs[i].len ||
+		    memcmp(c->blob[i].p, blobs[i].p, blobs[i].len) != 0) {
+			return false;
+		}
+	}
+	return true;
+}
+
 /*
  * SIGHUP: the server certificate chain (--cert) again, so that a renewed
  * certificate for the same key is taken without a restart (OP-6).  The
@@ -832,7 +850,6 @@ srv_reload_cert(struct srv *s)
 	const struct hs_server_cfg *cur = s->hscfg_cur;
 	struct srv_cred_gen *g;
 	struct hs_certinfo ci;
-	size_t i;
 	int r, alert = 0;
 
 	if (cur == NULL || (g = calloc(1, sizeof(*g))) == NULL) {
@@ -853,14 +870,7 @@ srv_reload_cert(struct srv *s)
 		free(g);
 		return;
 	}
-	for (i = 0; i < g->chain.n && g->chain.n == cur->cred.nchain; i++) {
-		if (g->chain.blob[i].len != cur->cred.chain[i].len ||
-		    memcmp(g->chain.blob[i].p, cur->cred.chain[i].p,
-		    g->chain.blob[i].len) != 0) {
-			break;
-		}
-	}
-	if (g->chain.n == cur->cred.nchain && i == g->chain.n) {
+	if (chain_same(&g->chain, cur->cred.chain, cur->cred.nchain)) {
 		hs_chain_free(&g->chain);	/* unchanged */
 		free(g);
 		return;
