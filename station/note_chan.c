@@ -34,51 +34,21 @@ struct note_chan {
 	pthread_cond_t		 cv;
 	unsigned		 inflight;	/* handshakes running */
 	struct st_conn		 conn;
-	struct key		*key;
-	struct hs_trust		*trust;
-	struct hs_chain		 chain;
-	struct hs_client_cfg	 cfg;
-	char			 serial[HS_MAX_SERIAL + 1];
-	struct hs_certinfo	 facts;		/* our leaf, parsed once */
+	struct st_cred		 cred;
+	struct hs_client_cfg	 cfg;		/* pointing into cred */
 };
 
 int
 note_chan_new(const struct st_conn *c, struct note_chan **ret)
 {
 	struct note_chan *nc = NULL;
-	struct hs_certinfo ci;
 	int r;
 
-	ML_ENSURE(c->ca[0] && c->cert[0] && c->key[0], ML_ERR_ARG);
 	ML_ENSURE((nc = calloc(1, sizeof(*nc))) != NULL, ML_ERR_NOMEM);
 	pthread_mutex_init(&nc->mu, NULL);
 	pthread_cond_init(&nc->cv, NULL);
 	nc->conn = *c;
-	ML_TRY(hs_trust_load(c->ca, c->crl[0] ? c->crl : NULL, &nc->trust));
-	if ((r = hs_chain_load(c->cert, &nc->chain)) != 0) {
-		ml_err("certificate chain: %s", ml_errmsg(r));
-		goto out;
-	}
-	if ((r = key_p11_open(c->module, c->key, &nc->key)) != 0) {
-		ml_err("cannot open the channel key: %s", ml_errmsg(r));
-		goto out;
-	}
-	ML_TRY(hs_cert_facts(nc->chain.blob[0].p, nc->chain.blob[0].len, &ci));
-	snprintf(nc->serial, sizeof(nc->serial), "%s",
-	    c->serial[0] ? c->serial : ci.serial);
-	/* every handshake of every position presents this leaf: parsing it
-	 * per handshake was a third of the station's instructions in one */
-	nc->facts = ci;
-	nc->cfg.cred.pub = nc->facts.pub;
-	nc->cfg.cred.certno = nc->facts.certno;
-	nc->cfg.flow = c->flow;
-	nc->cfg.kind = c->kind;
-	nc->cfg.cred.key = nc->key;
-	nc->cfg.cred.chain = nc->chain.blob;
-	nc->cfg.cred.nchain = nc->chain.n;
-	nc->cfg.trust = nc->trust;
-	nc->cfg.serial = nc->serial;
-	nc->cfg.timeout_ms = c->timeout_ms;
+	ML_TRY(st_cred_open(c, &nc->cred, &nc->cfg));
 	*ret = nc;
 	nc = NULL;
 	r = 0;
@@ -93,9 +63,7 @@ note_chan_free(struct note_chan *nc)
 	if (nc == NULL) {
 		return;
 	}
-	key_free(nc->key);
-	hs_trust_free(nc->trust);
-	hs_chain_free(&nc->chain);
+	st_cred_close(&nc->cred);
 	pthread_cond_destroy(&nc->cv);
 	pthread_mutex_destroy(&nc->mu);
 	free(nc);

@@ -9,6 +9,7 @@
 #include <getopt.h>
 #include <stdbool.h>
 
+#include "hs.h"
 #include "hs_api.h"
 #include "key_p11.h"
 
@@ -89,14 +90,34 @@ ML_MUST_CHECK int st_server_connect(const char *server,
 ML_MUST_CHECK int st_server_reachable(const char *server, int timeout_ms,
     char *why, size_t cap);
 
-/* An open link: the channel plus what it borrows (key, trust, chain). */
+/*
+ * What a station command presents and trusts in its handshakes, loaded
+ * once from its st_conn: the CA (and CRL), our chain, our key, our leaf's
+ * facts (parsed once: parsing it per handshake was a third of a
+ * handshake's instructions), our serial.
+ */
+struct st_cred {
+	struct hs_trust		*trust;
+	struct hs_chain		 chain;
+	struct key		*key;
+	struct hs_certinfo	 facts;
+	char			 serial[HS_MAX_SERIAL + 1];
+};
+
+/*
+ * Load c's credentials into *cr and fill *ret_cfg for handshakes with
+ * them (its pointers point into *cr, which must stay where it is).  The
+ * failure is logged, naming the file or key.  st_cred_close(cr) after,
+ * on failure too.
+ */
+ML_MUST_CHECK int st_cred_open(const struct st_conn *c, struct st_cred *cr,
+    struct hs_client_cfg *ret_cfg);
+void	st_cred_close(struct st_cred *cr);
+
+/* An open link: the channel plus the credentials it borrows. */
 struct st_link {
 	struct hs_chan	*chan;
-	struct key	*key;
-	struct hs_trust	*trust;
-	struct hs_chain	 chain;
-	uint8_t		 pub[ML_P256_PUB_LEN];
-	char		 certno[HS_MAX_CERTNO + 1];
+	struct st_cred	 cred;
 	int		 alert;		/* HS_ALERT_* when refused */
 };
 

@@ -166,6 +166,52 @@ out:
 	return r;
 }
 
+int
+st_cred_open(const struct st_conn *c, struct st_cred *cr,
+    struct hs_client_cfg *ret_cfg)
+{
+	int r = ML_ERR_INTERNAL;
+
+	memset(cr, 0, sizeof(*cr));
+	memset(ret_cfg, 0, sizeof(*ret_cfg));
+	ML_ENSURE(c->ca[0] && c->cert[0] && c->key[0], ML_ERR_ARG);
+	ML_TRY(hs_trust_load(c->ca, c->crl[0] ? c->crl : NULL, &cr->trust));
+	if ((r = hs_chain_load(c->cert, &cr->chain)) != 0) {
+		ml_err("certificate chain: %s", ml_errmsg(r));
+		goto out;
+	}
+	if ((r = key_p11_open(c->module, c->key, &cr->key)) != 0) {
+		ml_err("cannot open the channel key: %s", ml_errmsg(r));
+		goto out;
+	}
+	ML_TRY(hs_cert_facts(cr->chain.blob[0].p, cr->chain.blob[0].len,
+	    &cr->facts));
+	snprintf(cr->serial, sizeof(cr->serial), "%s",
+	    c->serial[0] ? c->serial : cr->facts.serial);
+	ret_cfg->flow = c->flow;
+	ret_cfg->kind = c->kind;
+	ret_cfg->cred.key = cr->key;
+	ret_cfg->cred.chain = cr->chain.blob;
+	ret_cfg->cred.nchain = cr->chain.n;
+	ret_cfg->cred.pub = cr->facts.pub;
+	ret_cfg->cred.certno = cr->facts.certno;
+	ret_cfg->trust = cr->trust;
+	ret_cfg->serial = cr->serial;
+	ret_cfg->timeout_ms = c->timeout_ms;
+	r = 0;
+out:
+	return r;
+}
+
+void
+st_cred_close(struct st_cred *cr)
+{
+	key_free(cr->key);
+	hs_trust_free(cr->trust);
+	hs_chain_free(&cr->chain);
+	memset(cr, 0, sizeof(*cr));
+}
+
 void
 st_link_close(struct st_link *l)
 {
@@ -173,9 +219,7 @@ st_link_close(struct st_link *l)
 		return;
 	}
 	hs_chan_close(l->chan);
-	key_free(l->key);
-	hs_trust_free(l->trust);
-	hs_chain_free(&l->chain);
+	st_cred_close(&l->cred);
 	free(l);
 }
 
@@ -183,35 +227,11 @@ int
 st_link_open(const struct st_conn *c, struct st_link **ret_link)
 {
 	struct st_link *l = NULL;
-	struct hs_certinfo ci;
 	struct hs_client_cfg cfg;
 	int r = ML_ERR_INTERNAL;
 
-	ML_ENSURE(c->ca[0] && c->cert[0] && c->key[0], ML_ERR_ARG);
 	ML_ENSURE((l = calloc(1, sizeof(*l))) != NULL, ML_ERR_NOMEM);
-	ML_TRY(hs_trust_load(c->ca, c->crl[0] ? c->crl : NULL, &l->trust));
-	if ((r = hs_chain_load(c->cert, &l->chain)) != 0) {
-		ml_err("certificate chain: %s", ml_errmsg(r));
-		goto out;
-	}
-	if ((r = key_p11_open(c->module, c->key, &l->key)) != 0) {
-		ml_err("cannot open key: %s", ml_errmsg(r));
-		goto out;
-	}
-	ML_TRY(hs_cert_facts(l->chain.blob[0].p, l->chain.blob[0].len, &ci));
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.flow = c->flow;
-	cfg.kind = c->kind;
-	cfg.cred.key = l->key;
-	cfg.cred.chain = l->chain.blob;
-	cfg.cred.nchain = l->chain.n;
-	memcpy(l->pub, ci.pub, sizeof(l->pub));
-	snprintf(l->certno, sizeof(l->certno), "%s", ci.certno);
-	cfg.cred.pub = l->pub;
-	cfg.cred.certno = l->certno;
-	cfg.trust = l->trust;
-	cfg.serial = c->serial[0] ? c->serial : ci.serial;
-	cfg.timeout_ms = c->timeout_ms;
+	ML_TRY(st_cred_open(c, &l->cred, &cfg));
 	/* The server's alert, if any, is in the message (ID-5: why it ended
 	 * the flow early). */
 	if ((r = st_server_connect(c->server, &cfg, &l->chan,
