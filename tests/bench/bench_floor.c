@@ -105,13 +105,14 @@ child_cpu_us(pid_t pid)
 	return tv_us(ru.ru_utime) + tv_us(ru.ru_stime);
 }
 
+/* All n bytes in (out false) or out over a blocking socket. */
 static bool
-read_full(int fd, uint8_t *p, size_t n)
+xfer_full(int fd, uint8_t *p, size_t n, bool out)
 {
 	ssize_t k;
 
 	while (n > 0) {
-		k = recv(fd, p, n, 0);
+		k = out ? send(fd, p, n, MSG_NOSIGNAL) : recv(fd, p, n, 0);
 		if (k < 0 && errno == EINTR) {
 			continue;
 		}
@@ -124,24 +125,8 @@ read_full(int fd, uint8_t *p, size_t n)
 	return true;
 }
 
-static bool
-write_full(int fd, const uint8_t *p, size_t n)
-{
-	ssize_t k;
-
-	while (n > 0) {
-		k = send(fd, p, n, MSG_NOSIGNAL);
-		if (k < 0 && errno == EINTR) {
-			continue;
-		}
-		if (k <= 0) {
-			return false;
-		}
-		p += k;
-		n -= (size_t)k;
-	}
-	return true;
-}
+#define read_full(fd, p, n)	xfer_full((fd), (p), (n), false)
+#define write_full(fd, p, n)	xfer_full((fd), (p), (n), true)
 
 /* A frame as the handshake frames it: 4-byte big-endian length, body. */
 static void
