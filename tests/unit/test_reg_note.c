@@ -531,22 +531,16 @@ START_TEST(precheck)
 }
 END_TEST
 
-/* The pre-check carrying the feature information (D1) made with key. */
+/* The pre-check carrying D1 = the n bytes of f. */
 static struct note_reply
-check_feat(const char *chip, const uint8_t pub[ML_P256_PUB_LEN],
-    const char *serial, const uint8_t key[FEATURE_KEY_LEN],
-    const char *note)
+check_feat_raw(const char *chip, const uint8_t pub[ML_P256_PUB_LEN],
+    const char *note, const void *f, size_t n)
 {
 	uint8_t req[160 + FEATURE_MAX_LEN], buf[NOTE_REPLY_MAX];
 	struct ml_wr w = ML_WR_FIXED(req, sizeof(req));
 	struct ml_wr rw = ML_WR_FIXED(buf, sizeof(buf));
-	char f[FEATURE_MAX_LEN + 1];
 	struct note_reply rep;
-	struct note_id id;
-	size_t n;
 
-	ck_assert_int_eq(note_id_set("TS", 2, serial, strlen(serial), &id), 0);
-	ck_assert_int_eq(feature_derive(key, &id, pub, f, &n), 0);
 	ck_assert_int_eq(ml_tlv_put(&w, TAG_ENROL_SERIAL, chip, CHIP_SERIAL_LEN), 0);
 	ck_assert_int_eq(ml_tlv_put(&w, TAG_ENROL_PUB, pub, ML_P256_PUB_LEN), 0);
 	ck_assert_int_eq(ml_tlv_put(&w, TAG_REPLY_NOTE, note, strlen(note)), 0);
@@ -554,6 +548,21 @@ check_feat(const char *chip, const uint8_t pub[ML_P256_PUB_LEN],
 	ck_assert_int_eq(reg_note_handle(rn, NOTE_REC_CHECK, w.p, w.len, &rw), 0);
 	ck_assert_int_eq(note_reply_parse(rw.p, rw.len, &rep), 0);
 	return rep;
+}
+
+/* The pre-check carrying the feature information (D1) made with key. */
+static struct note_reply
+check_feat(const char *chip, const uint8_t pub[ML_P256_PUB_LEN],
+    const char *serial, const uint8_t key[FEATURE_KEY_LEN],
+    const char *note)
+{
+	char f[FEATURE_MAX_LEN + 1];
+	struct note_id id;
+	size_t n;
+
+	ck_assert_int_eq(note_id_set("TS", 2, serial, strlen(serial), &id), 0);
+	ck_assert_int_eq(feature_derive(key, &id, pub, f, &n), 0);
+	return check_feat_raw(chip, pub, note, f, n);
 }
 
 /*
@@ -578,6 +587,9 @@ START_TEST(precheck_feature_key)
 	/* nothing promised: the same note is free for a right request */
 	rep = check_feat(a, pa, "00000060", fkey, "TS00000060");
 	ck_assert_int_eq(rep.status, NOTE_ST_OK);
+	/* malformed feature information: refused, nothing written */
+	rep = check_feat_raw(a, pa, "TS00000060", "ML1|TS|garbage", 14);
+	ck_assert_int_eq(rep.reason, NOTE_R_BAD_FEATURE);
 	/* the feature information of another note than the one asked for */
 	rep = check_feat(a, pa, "00000061", fkey, "TS00000060");
 	ck_assert_int_eq(rep.reason, NOTE_R_BAD_FEATURE);
