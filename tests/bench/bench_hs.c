@@ -457,7 +457,9 @@ cmd_tls_loopback(int n)
 	}
 	secs = now_s() - t0;
 	while (waitpid(pid, &st, 0) < 0) {
-		;
+		if (errno != EINTR) {
+			fx_die("waitpid");
+		}
 	}
 	(void)getrusage(RUSAGE_CHILDREN, &ru);
 	cpu_us = (double)ru.ru_utime.tv_sec * 1e6 + (double)ru.ru_utime.tv_usec +
