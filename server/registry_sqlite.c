@@ -1260,18 +1260,22 @@ static const struct reg_ops reg_sqlite_ops = {
 	.schema_version = sq_schema_version,
 };
 
+/* Lookups prepared on both connections (the read one: open_read_side). */
+#define SQL_ENROL_GET	"SELECT chip_pub FROM note_chip WHERE chip_serial = ?"
+#define SQL_NOTE_BY_ID	"SELECT reg_id, chip_serial, feature FROM note " \
+			"WHERE note_id = ?"
+#define SQL_FLAG_GET	"SELECT 1 FROM note_flag WHERE note_id = ? LIMIT 1"
+
 /* The persistent statements of the hot paths. */
 static int
 prepare_all(struct reg_sqlite *s)
 {
 	int r = ML_ERR_INTERNAL;
 
-	ML_TRY(prep(s->db, "SELECT chip_pub FROM note_chip WHERE "
-	    "chip_serial = ?", &s->enrol_get));
+	ML_TRY(prep(s->db, SQL_ENROL_GET, &s->enrol_get));
 	ML_TRY(prep(s->db, "INSERT INTO note_chip (chip_serial, chip_pub, "
 	    "enrolled_at) VALUES (?, ?, ?)", &s->enrol_put));
-	ML_TRY(prep(s->db, "SELECT reg_id, chip_serial, feature FROM note "
-	    "WHERE note_id = ?", &s->note_by_id));
+	ML_TRY(prep(s->db, SQL_NOTE_BY_ID, &s->note_by_id));
 	ML_TRY(prep(s->db, "SELECT reg_id FROM note WHERE chip_serial = ?",
 	    &s->note_by_chip));
 	ML_TRY(prep(s->db, "INSERT INTO note (note_id, chip_serial, feature, "
@@ -1279,8 +1283,7 @@ prepare_all(struct reg_sqlite *s)
 	    "VALUES (?, ?, ?, ?, ?, ?, ?)", &s->note_put));
 	ML_TRY(prep(s->db, "INSERT OR IGNORE INTO note_flag (note_id, "
 	    "chip_serial, reason, at) VALUES (?, ?, ?, ?)", &s->flag_put));
-	ML_TRY(prep(s->db, "SELECT 1 FROM note_flag WHERE note_id = ? LIMIT 1",
-	    &s->flag_get));
+	ML_TRY(prep(s->db, SQL_FLAG_GET, &s->flag_get));
 	ML_TRY(prep(s->db, "INSERT INTO note_reject (reason, count) VALUES "
 	    "(?, 1) ON CONFLICT (reason) DO UPDATE SET count = count + 1",
 	    &s->reject_put));
@@ -1327,12 +1330,9 @@ open_read_side(struct reg_sqlite *s, const char *path)
 		goto out;
 	}
 	sqlite3_busy_timeout(s->rdb, 10000);
-	ML_TRY(prep(s->rdb, "SELECT chip_pub FROM note_chip WHERE "
-	    "chip_serial = ?", &s->r_enrol_get));
-	ML_TRY(prep(s->rdb, "SELECT reg_id, chip_serial, feature FROM note "
-	    "WHERE note_id = ?", &s->r_note_by_id));
-	ML_TRY(prep(s->rdb, "SELECT 1 FROM note_flag WHERE note_id = ? "
-	    "LIMIT 1", &s->r_flag_get));
+	ML_TRY(prep(s->rdb, SQL_ENROL_GET, &s->r_enrol_get));
+	ML_TRY(prep(s->rdb, SQL_NOTE_BY_ID, &s->r_note_by_id));
+	ML_TRY(prep(s->rdb, SQL_FLAG_GET, &s->r_flag_get));
 	r = 0;
 out:
 	return r;
